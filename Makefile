@@ -1,0 +1,34 @@
+# Two commands matter: `make run` (the main job) and `make test` (every test).
+# Both create .venv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml scripts/install_http_parser.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	bash scripts/install_http_parser.sh $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/mantis demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy core
+
+test: lint
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/control_plane.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The `mantis` command line: its entry point, subcommands and logging setup."""

@@ -1,0 +1,141 @@
+"""The `mantis` console script: global flags, a table of subcommands, one function each.
+
+To add a subcommand, write `_add_<name>_arguments(parser)` and `_run_<name>(args) -> int`
+and list them in SUBCOMMANDS. A subcommand returns its exit status; a rejected command or an
+OS error becomes one line on stderr and exit status 1, a usage error exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
+
+from adapters.cli import demo
+from adapters.cli.logs import configure_logging
+from core.errors import CommandRejected
+
+DISTRIBUTION = "mantis-py"
+UNINSTALLED_VERSION = "0.1.0+local"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Exit(Exception):
+    """argparse wanted to exit (help shown, or a usage error); main returns `status`."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that returns control to `main` instead of calling sys.exit."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise _Exit(status, message or "")
+
+    def error(self, message: str) -> NoReturn:
+        raise _Exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def package_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return UNINSTALLED_VERSION
+
+
+def _add_version_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_version(args: argparse.Namespace) -> int:
+    sys.stdout.write(f"{DISTRIBUTION} {package_version()}\n")
+    return 0
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--steps-delay",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="pause between steps so that a person can follow (default: 0)",
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return demo.run(sys.stdout, steps_delay=args.steps_delay, sleep=time.sleep)
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("version", "print the version", _add_version_arguments, _run_version),
+    Subcommand(
+        "demo",
+        "drive the control plane through a job's lifecycle on a virtual clock",
+        _add_demo_arguments,
+        _run_demo,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mantis", description="mantis-py: stream processing in the style of Netflix Mantis."
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", help="log JSON lines instead of key=value"
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for sub in SUBCOMMANDS:
+        sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help)
+        sub.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=sub.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `mantis` with `argv` (default: the process arguments); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except _Exit as e:
+        sys.stderr.write(e.message)
+        return e.status
+    configure_logging(json=args.log_json, level=args.log_level)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (CommandRejected, OSError) as e:
+        sys.stderr.write(f"mantis {args.command}: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"mantis {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

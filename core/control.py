@@ -1,0 +1,749 @@
+"""The control plane: commands, observations and timer ticks in; events and effects out.
+
+Every public method takes the current time as `now` and returns an `Outcome`. State changes
+only in `_apply(event)`, which both the live path and `replay` use, so state is always the
+fold of the events. Commands validate everything before emitting their first event: a
+rejected command raises a `CommandRejected` and changes nothing. Observations from the
+outside world (launches, status updates, heartbeats) never raise for stale or unknown
+workers: they are ignored, or answered with a kill of the zombie task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from core.cron import next_fire_after, parse_cron
+from core.effects import (
+    Effect,
+    JobSchedulingInfo,
+    KillTask,
+    LaunchRequest,
+    PublishSchedulingInfo,
+    PublishStatus,
+    StageAssignment,
+    WorkerHost,
+)
+from core.errors import Conflict, InvalidRequest, NotFound
+from core.events import (
+    ClusterCreated,
+    ClusterDeleted,
+    ClusterEnabled,
+    ClusterUpdated,
+    CronFired,
+    Event,
+    JobAccepted,
+    JobStateChanged,
+    StageScaled,
+    WorkerAccepted,
+    WorkerLaunched,
+    WorkerStateChanged,
+)
+from core.job import Job, JobState, end_state
+from core.model import (
+    MAX_WORKERS_PER_STAGE,
+    ClusterSla,
+    CompletedReason,
+    CronPolicy,
+    JobClusterConfig,
+    JobClusterDefinition,
+    JobDefinition,
+    JobRequest,
+    Label,
+    Parameter,
+    SchedulingInfo,
+    job_id,
+    worker_id,
+)
+from core.worker import ALLOWED as WORKER_MOVES
+from core.worker import Worker, WorkerState
+
+HEARTBEAT_INTERVAL_PARAM = "mantis.job.worker.heartbeat.interval.secs"
+WORKER_TIMEOUT_PARAM = "mantis.job.worker.timeout.secs"
+SYSTEM_USER = "mantis-master"
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """Mantis master defaults (reference/mantis.md Appendix A)."""
+
+    heartbeat_interval_secs: float = 20.0
+    worker_timeout_secs: float = 60.0
+    heartbeat_tolerance: float = 1.5
+    resubmit_delays_secs: tuple[float, ...] = (0, 5, 10, 30, 60, 120, 600)
+    resubmit_expiry_secs: float = 300.0
+    max_worker_failures_per_hour: int = 100
+    sla_headroom_accepted: int = 3
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a call produced: events to persist first, then effects to carry out."""
+
+    events: list[Event] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    job_id: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class JobCluster:
+    """Mutable cluster record; changed only by ControlPlane._apply."""
+
+    definition: JobClusterDefinition
+    created_at: float
+    disabled: bool = False
+    last_job_count: int = 0
+    job_ids: list[str] = field(default_factory=list)
+    cron_next_at: float | None = None
+
+    def durable(self) -> tuple[object, ...]:
+        return (self.definition, self.created_at, self.disabled, self.last_job_count,
+                tuple(self.job_ids), self.cron_next_at)  # fmt: skip
+
+
+def _cron_next(sla: ClusterSla, after: float) -> float | None:
+    return next_fire_after(parse_cron(sla.cron_spec), after) if sla.cron_spec else None
+
+
+_Named = TypeVar("_Named", Parameter, Label)
+
+
+def _merge(base: tuple[_Named, ...], over: tuple[_Named, ...] | None) -> tuple[_Named, ...]:
+    """`over` wins by name; order: base's names first, then new ones."""
+    if not over:
+        return base
+    merged = {item.name: item for item in base}
+    merged.update({item.name: item for item in over})
+    return tuple(merged.values())
+
+
+def _positive_param(parameters: tuple[Parameter, ...], name: str, default: float) -> float:
+    raw = next((p.value for p in parameters if p.name == name), "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"parameters.{name}", f"must be a number, got {raw!r}") from None
+    if value < 0:
+        raise InvalidRequest(f"parameters.{name}", f"must be >= 0, got {raw!r}")
+    return value or default
+
+
+class ControlPlane:
+    """Job clusters, jobs and workers of one Mantis master, as a deterministic machine."""
+
+    def __init__(self, config: ControlConfig | None = None) -> None:
+        self.config = config or ControlConfig()
+        self.clusters: dict[str, JobCluster] = {}
+        self.jobs: dict[str, Job] = {}
+        self.workers: dict[str, Worker] = {}
+        self._active: dict[str, Job] = {}
+        self._deleted_job_counts: dict[str, int] = {}
+        self._out = Outcome()
+        self._live = True
+        self._appliers: dict[type, Callable[[Any], None]] = {
+            ClusterCreated: self._on_cluster_created,
+            ClusterUpdated: self._on_cluster_updated,
+            ClusterDeleted: self._on_cluster_deleted,
+            ClusterEnabled: self._on_cluster_enabled,
+            CronFired: self._on_cron_fired,
+            JobAccepted: self._on_job_accepted,
+            WorkerAccepted: self._on_worker_accepted,
+            WorkerLaunched: self._on_worker_launched,
+            WorkerStateChanged: self._on_worker_state_changed,
+            JobStateChanged: self._on_job_state_changed,
+            StageScaled: self._on_stage_scaled,
+        }
+
+    # ------------------------------------------------------------------ replay and recovery
+
+    @classmethod
+    def replay(cls, events: Iterable[Event], config: ControlConfig | None = None) -> ControlPlane:
+        """Rebuild the state from persisted events."""
+        plane = cls(config)
+        plane.apply_persisted(events)
+        return plane
+
+    def apply_persisted(self, events: Iterable[Event]) -> None:
+        """Fold events from the log into this plane (replay, or a standby tailing the log).
+
+        The log is trusted: its moves were checked when they were made, so none re-run here.
+        """
+        self._live = False
+        try:
+            appliers = self._appliers
+            for event in events:
+                appliers[type(event)](event)
+        finally:
+            self._live = True
+
+    def recover(self, now: float) -> Outcome:
+        """After replay: a fresh heartbeat window for running workers, re-queue pending ones."""
+        out = self._begin()
+        for job in self._active.values():
+            for w in job.current_workers():
+                if w.running:
+                    w.last_heartbeat_at = now
+                elif w.state is WorkerState.Accepted:
+                    out.effects.append(self._launch_request(job, w))
+            out.effects.append(PublishSchedulingInfo(job.job_id))
+        return out
+
+    def snapshot(self) -> dict[str, object]:
+        """The durable state as plain values: equal for a live plane and its replay."""
+        return {
+            "clusters": {n: c.durable() for n, c in self.clusters.items()},
+            "jobs": {j: job.durable() for j, job in self.jobs.items()},
+            "workers": {w: wk.durable() for w, wk in self.workers.items()},
+            "active": tuple(self._active),
+            "deleted_job_counts": dict(self._deleted_job_counts),
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def cluster(self, name: str) -> JobCluster:
+        c = self.clusters.get(name)
+        if c is None:
+            raise NotFound("job cluster", name)
+        return c
+
+    def job(self, jid: str) -> Job:
+        j = self.jobs.get(jid)
+        if j is None:
+            raise NotFound("job", jid)
+        return j
+
+    def active_jobs(self) -> list[Job]:
+        return list(self._active.values())
+
+    def scheduling_info(self, jid: str) -> JobSchedulingInfo:
+        job = self.job(jid)
+        stages = []
+        for stage in sorted(job.stages):
+            workers = job.stages[stage]
+            hosts = tuple(
+                WorkerHost(w.index, w.number, w.hostname, w.ports)
+                for w in workers
+                if w.state is WorkerState.Started
+            )
+            stages.append(StageAssignment(stage, len(workers), hosts))
+        return JobSchedulingInfo(jid, tuple(stages))
+
+    # ------------------------------------------------------------------ cluster commands
+
+    def create_cluster(self, definition: JobClusterDefinition, now: float) -> Outcome:
+        if definition.name in self.clusters:
+            raise Conflict(f"job cluster {definition.name!r} already exists")
+        self._worker_timing(definition.parameters)
+        out = self._begin()
+        self._emit(ClusterCreated(definition, now))
+        return out
+
+    def update_cluster(self, definition: JobClusterDefinition, user: str, now: float) -> Outcome:
+        """Full update (PUT): a new version from `definition.latest`, the rest overwritten."""
+        old = self.cluster(definition.name).definition
+        configs = old.with_config(definition.latest)
+        return self._update(replace(definition, configs=configs), "update", user, now)
+
+    def update_artifact(
+        self, name: str, artifact_name: str, version: str, user: str, now: float,
+        job_jar_url: str = "", skip_submit: bool = False,
+    ) -> Outcome:  # fmt: skip
+        """A new version with a new artifact; submits a job from it unless `skip_submit`."""
+        cluster = self.cluster(name)
+        old = cluster.definition
+        config = JobClusterConfig(
+            artifact_name, version, now, old.latest.scheduling_info, job_jar_url or old.latest.job_jar_url
+        )
+        new = replace(old, configs=old.with_config(config))
+        if not skip_submit:
+            self._check_can_submit(cluster)
+        out = self._update(new, "updateArtifact", user, now)
+        if not skip_submit:
+            out.job_id = self._submit(self.clusters[name], JobRequest(), user, now)
+        return out
+
+    def update_scheduling_info(
+        self, name: str, scheduling_info: SchedulingInfo, version: str, user: str, now: float
+    ) -> Outcome:
+        old = self.cluster(name).definition
+        config = replace(old.latest, version=version, uploaded_at=now, scheduling_info=scheduling_info)
+        return self._update(replace(old, configs=old.with_config(config)), "updateSchedulingInfo", user, now)
+
+    def update_sla(
+        self, name: str, sla: ClusterSla, user: str, now: float, force_enable: bool = False
+    ) -> Outcome:
+        cluster = self.cluster(name)
+        out = self._update(replace(cluster.definition, sla=sla), "updateSla", user, now)
+        if force_enable and cluster.disabled:
+            self._emit(ClusterEnabled(name, True, user, now))
+        return out
+
+    def update_labels(self, name: str, labels: tuple[Label, ...], user: str, now: float) -> Outcome:
+        cluster = self.cluster(name)
+        return self._update(replace(cluster.definition, labels=labels), "updateLabels", user, now)
+
+    def _update(self, definition: JobClusterDefinition, action: str, user: str, now: float) -> Outcome:
+        self._worker_timing(definition.parameters)
+        out = self._begin()
+        self._emit(ClusterUpdated(definition, action, user, now))
+        return out
+
+    def enable_cluster(self, name: str, user: str, now: float) -> Outcome:
+        cluster = self.cluster(name)
+        out = self._begin()
+        if cluster.disabled:
+            self._emit(ClusterEnabled(name, True, user, now))
+        return out
+
+    def disable_cluster(self, name: str, user: str, now: float) -> Outcome:
+        """Disabling kills the cluster's running jobs and refuses new submissions."""
+        cluster = self.cluster(name)
+        out = self._begin()
+        if not cluster.disabled:
+            self._emit(ClusterEnabled(name, False, user, now))
+            for jid in list(cluster.job_ids):
+                job = self.jobs[jid]
+                if not job.terminal:
+                    self._end_job(job, CompletedReason.Killed, "job cluster disabled", user, now)
+        return out
+
+    def delete_cluster(self, name: str, user: str, now: float) -> Outcome:
+        cluster = self.cluster(name)
+        running = [j for j in cluster.job_ids if not self.jobs[j].terminal]
+        if running:
+            raise Conflict(f"job cluster {name!r} has active jobs {running}; kill them first")
+        out = self._begin()
+        self._emit(ClusterDeleted(name, user, now))
+        return out
+
+    # ------------------------------------------------------------------ job commands
+
+    def submit_job(self, cluster_name: str, request: JobRequest, user: str, now: float) -> Outcome:
+        """Submit a job; `out.job_id` is the new job, or the running one with the same unique tag."""
+        cluster = self.cluster(cluster_name)
+        self._check_can_submit(cluster)
+        out = self._begin()
+        out.job_id = self._submit(cluster, request, user, now)
+        return out
+
+    def quick_submit(self, cluster_name: str, user: str, now: float) -> Outcome:
+        """Submit with the definition of the last running job, else the last job, else the cluster's."""
+        cluster = self.cluster(cluster_name)
+        self._check_can_submit(cluster)
+        out = self._begin()
+        out.job_id = self._submit(cluster, self._inherited_request(cluster), user, now)
+        return out
+
+    def kill_job(self, jid: str, user: str, reason: str, now: float) -> Outcome:
+        job = self.job(jid)
+        if job.terminal:
+            raise Conflict(f"job {jid} is already {job.state.value}")
+        out = self._begin()
+        self._end_job(job, CompletedReason.Killed, reason or f"killed by {user}", user, now)
+        return out
+
+    def scale_stage(
+        self, jid: str, stage: int, workers: int, user: str, reason: str, now: float
+    ) -> Outcome:
+        job = self.job(jid)
+        if job.state is not JobState.Launched:
+            raise Conflict(f"job {jid} is in state {job.state.value} and is not currently scalable")
+        info = job.definition.scheduling_info.stage(stage)
+        if not info.scalable:
+            raise InvalidRequest("StageNumber", f"stage {stage} of job {jid} is not scalable")
+        if not 1 <= workers <= MAX_WORKERS_PER_STAGE:
+            raise InvalidRequest("NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}")
+        out = self._begin()
+        current = job.stages[stage]
+        old = len(current)
+        if workers == old:
+            return out
+        for w in current[workers:]:
+            if not w.terminal:
+                self._emit(WorkerStateChanged(w.worker_id, WorkerState.Completed, now,
+                                              CompletedReason.Killed, "scaled down"))  # fmt: skip
+                out.effects.append(KillTask(w.worker_id, w.agent_id, "scaled down"))
+        self._emit(StageScaled(jid, stage, workers, user, reason, now))
+        for index in range(old, workers):
+            self._new_worker(job, stage, index, now, ready_at=now)
+        self._publish(job, f"stage {stage} scaled from {old} to {workers} workers", now)
+        return out
+
+    def resubmit_worker(
+        self, jid: str, worker_number: int, user: str, reason: str, now: float
+    ) -> Outcome:
+        job = self.job(jid)
+        if job.terminal:
+            raise Conflict(f"job {jid} is already {job.state.value}")
+        found = [w for w in job.current_workers() if w.number == worker_number]
+        if not found or found[0].terminal:
+            raise InvalidRequest("workerNumber", f"job {jid} has no active worker {worker_number}")
+        old = found[0]
+        out = self._begin()
+        message = reason or f"resubmitted by {user}"
+        self._emit(WorkerStateChanged(old.worker_id, WorkerState.Failed, now,
+                                      CompletedReason.Relaunched, message))  # fmt: skip
+        out.effects.append(KillTask(old.worker_id, old.agent_id, message))
+        self._new_worker(job, old.stage, old.index, now, ready_at=now, replaces=old)
+        self._publish(job, f"worker {old.worker_id} resubmitted: {message}", now)
+        return out
+
+    # ------------------------------------------------------------------ observations
+
+    def worker_launched(
+        self, wid: str, agent_id: str, hostname: str, ports: tuple[int, ...], now: float
+    ) -> Outcome:
+        out = self._begin()
+        w = self.workers.get(wid)
+        if w is None or w.terminal:
+            out.effects.append(KillTask(wid, agent_id, "launched but no longer wanted"))
+        elif w.state is WorkerState.Accepted:
+            self._emit(WorkerLaunched(wid, agent_id, hostname, tuple(ports), now))
+        return out
+
+    def worker_launch_failed(self, wid: str, message: str, now: float) -> Outcome:
+        out = self._begin()
+        w = self.workers.get(wid)
+        if w is not None and w.state is WorkerState.Accepted:
+            self._fail(w, CompletedReason.Error, f"launch failed: {message}", now)
+        return out
+
+    def worker_status(
+        self, wid: str, state: WorkerState, now: float,
+        reason: CompletedReason | None = None, message: str = "",
+    ) -> Outcome:  # fmt: skip
+        """A status from the worker itself (postJobStatus) or from the resource manager."""
+        if state not in (WorkerState.StartInitiated, WorkerState.Started,
+                         WorkerState.Completed, WorkerState.Failed):  # fmt: skip
+            raise InvalidRequest("state", f"a worker cannot report {state.value}")
+        out = self._begin()
+        w = self.workers.get(wid)
+        if w is None or w.terminal:
+            if state in (WorkerState.StartInitiated, WorkerState.Started):
+                out.effects.append(KillTask(wid, w.agent_id if w else "", "worker no longer wanted"))
+            return out
+        if state is WorkerState.Failed:
+            self._fail(w, reason or CompletedReason.Error, message, now)
+        elif state is WorkerState.Completed:
+            self._emit(WorkerStateChanged(wid, state, now, reason or CompletedReason.Normal, message))
+            self._after_worker_ended(self.jobs[w.job_id], now)
+        elif w.state is not state and (w.state, state) in WORKER_MOVES:
+            self._emit(WorkerStateChanged(wid, state, now, None, message))
+            if state is WorkerState.Started:
+                self._after_worker_started(self.jobs[w.job_id], now)
+        return out
+
+    def heartbeat(self, wid: str, now: float, payloads: Mapping[str, str] | None = None) -> Outcome:
+        """A heartbeat keeps a worker alive, and promotes a launched worker to Started."""
+        out = self._begin()
+        w = self.workers.get(wid)
+        if w is None or w.terminal:
+            out.effects.append(KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker"))
+            return out
+        w.last_heartbeat_at = now
+        if payloads:
+            subscribed = payloads.get("SubscriptionState")
+            if subscribed is not None:
+                w.is_subscribed = subscribed == "true"
+        if w.state is WorkerState.Launched or w.state is WorkerState.StartInitiated:
+            self._emit(WorkerStateChanged(wid, WorkerState.Started, now, None, "first heartbeat"))
+            self._after_worker_started(self.jobs[w.job_id], now)
+        return out
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now: float) -> Outcome:
+        """Fire every timer due at `now`: heartbeats, runtime limits, cron, SLA min/max."""
+        out = self._begin()
+        self._check_heartbeats(now)
+        for job in list(self._active.values()):
+            limit = job.definition.job_sla.runtime_limit_secs
+            if limit and job.started_at is not None and now >= job.started_at + limit:
+                self._end_job(job, CompletedReason.Killed, f"runtime limit of {limit}s reached",
+                              SYSTEM_USER, now)  # fmt: skip
+        for cluster in list(self.clusters.values()):
+            if not cluster.disabled:
+                self._enforce_cron(cluster, now)
+                self._enforce_sla(cluster, now)
+        return out
+
+    def _check_heartbeats(self, now: float) -> None:
+        for job in list(self._active.values()):
+            tolerance = job.worker_timeout_secs * self.config.heartbeat_tolerance
+            for w in job.current_workers():
+                if job.terminal or not w.running:
+                    continue
+                seen = w.last_heartbeat_at if w.last_heartbeat_at is not None else w.launched_at
+                if seen is not None and now - seen > tolerance:
+                    self._fail(w, CompletedReason.Lost, f"no heartbeat for {now - seen:.0f}s", now)
+
+    def _enforce_cron(self, cluster: JobCluster, now: float) -> None:
+        if cluster.cron_next_at is None or now < cluster.cron_next_at:
+            return
+        self._emit(CronFired(cluster.definition.name, now))
+        sla = cluster.definition.sla
+        if sla.cron_policy is CronPolicy.KEEP_NEW or not self._cluster_active(cluster):
+            self._submit(cluster, self._inherited_request(cluster), SYSTEM_USER, now)
+
+    def _enforce_sla(self, cluster: JobCluster, now: float) -> None:
+        """Kill the oldest jobs over SLA max first, then submit up to SLA min (max 0: no limit)."""
+        sla = cluster.definition.sla
+        if sla.max > 0:
+            active = self._cluster_active(cluster)
+            launched = [j for j in active if j.state is JobState.Launched]
+            accepted = [j for j in active if j.state is JobState.Accepted]
+            keep = max(sla.max - len(launched), 0) + self.config.sla_headroom_accepted
+            excess = launched[: max(len(launched) - sla.max, 0)] + accepted[: max(len(accepted) - keep, 0)]
+            for job in excess:
+                self._end_job(job, CompletedReason.Killed, f"SLA max {sla.max} exceeded", SYSTEM_USER, now)
+        for _ in range(sla.min - len(self._cluster_active(cluster))):
+            self._submit(cluster, self._inherited_request(cluster), SYSTEM_USER, now)
+
+    # ------------------------------------------------------------------ decisions
+
+    def _begin(self) -> Outcome:
+        self._out = Outcome()
+        return self._out
+
+    def _emit(self, event: Event) -> None:
+        self._appliers[type(event)](event)
+        self._out.events.append(event)
+
+    def _publish(self, job: Job, message: str, now: float, wid: str = "") -> None:
+        self._out.effects.append(PublishStatus(job.job_id, wid, job.state.value, message, now))
+
+    def _cluster_active(self, cluster: JobCluster) -> list[Job]:
+        return [self.jobs[j] for j in cluster.job_ids if not self.jobs[j].terminal]
+
+    def _worker_timing(self, parameters: tuple[Parameter, ...]) -> tuple[float, float]:
+        """Heartbeat interval and worker timeout, from job parameters or the defaults."""
+        c = self.config
+        return (
+            _positive_param(parameters, HEARTBEAT_INTERVAL_PARAM, c.heartbeat_interval_secs),
+            _positive_param(parameters, WORKER_TIMEOUT_PARAM, c.worker_timeout_secs),
+        )
+
+    def _check_can_submit(self, cluster: JobCluster) -> None:
+        if cluster.disabled:
+            raise Conflict(f"job cluster {cluster.definition.name!r} is disabled")
+
+    def _inherited_request(self, cluster: JobCluster) -> JobRequest:
+        jobs = [self.jobs[j] for j in reversed(cluster.job_ids)]
+        source = next((j for j in jobs if not j.terminal), None)
+        if source is None and jobs:
+            d = jobs[0].definition
+            # The last job ended: keep its settings but take the cluster's newest artifact.
+            return JobRequest(scheduling_info=d.scheduling_info, parameters=d.parameters,
+                              labels=d.labels, job_sla=d.job_sla,
+                              subscription_timeout_secs=d.subscription_timeout_secs)  # fmt: skip
+        if source is None:
+            return JobRequest()
+        d = source.definition
+        if d.version not in {c.version for c in cluster.definition.configs}:
+            return JobRequest(scheduling_info=d.scheduling_info, parameters=d.parameters,
+                              labels=d.labels, job_sla=d.job_sla,
+                              subscription_timeout_secs=d.subscription_timeout_secs)  # fmt: skip
+        return JobRequest(d.artifact_name, d.version, d.job_jar_url, d.scheduling_info,
+                          d.parameters, d.labels, d.job_sla, d.subscription_timeout_secs)  # fmt: skip
+
+    def _resolve(self, cluster: JobCluster, request: JobRequest, user: str) -> JobDefinition:
+        d = cluster.definition
+        config = d.config(request.version) if request.version else d.latest
+        artifact = request.artifact_name or config.artifact_name
+        labels = _merge(_merge(d.labels, request.labels), (
+            Label("_mantis.artifact", artifact),
+            Label("_mantis.version", config.version),
+            Label("_mantis.submitter", user),
+        ))  # fmt: skip
+        return JobDefinition(
+            cluster_name=d.name,
+            user=user,
+            artifact_name=artifact,
+            version=config.version,
+            scheduling_info=request.scheduling_info or config.scheduling_info,
+            job_jar_url=request.job_jar_url or config.job_jar_url,
+            parameters=_merge(d.parameters, request.parameters),
+            labels=labels,
+            job_sla=request.job_sla or d.job_sla,
+            subscription_timeout_secs=request.subscription_timeout_secs or 0,
+        )
+
+    def _submit(self, cluster: JobCluster, request: JobRequest, user: str, now: float) -> str:
+        definition = self._resolve(cluster, request, user)
+        interval, timeout = self._worker_timing(definition.parameters)
+        tag = definition.job_sla.unique_tag
+        if tag:
+            for job in self._cluster_active(cluster):
+                if job.definition.job_sla.unique_tag == tag:
+                    return job.job_id
+        number = cluster.last_job_count + 1
+        jid = job_id(cluster.definition.name, number)
+        self._emit(JobAccepted(jid, number, definition, user, interval, timeout, now))
+        job = self.jobs[jid]
+        for stage, info in enumerate(definition.scheduling_info.stages, start=1):
+            for index in range(info.number_of_instances):
+                self._new_worker(job, stage, index, now, ready_at=now)
+        self._publish(job, f"job submitted by {user}", now)
+        return jid
+
+    def _new_worker(
+        self, job: Job, stage: int, index: int, now: float, ready_at: float,
+        replaces: Worker | None = None, backoff_step: int = -1,
+    ) -> None:  # fmt: skip
+        number = job.next_worker_number
+        wid = worker_id(job.job_id, index, number)
+        self._emit(WorkerAccepted(
+            wid, job.job_id, stage, index, number, ready_at, now,
+            resubmit_of=replaces.number if replaces else 0,
+            resubmit_count=replaces.resubmit_count + 1 if replaces else 0,
+            backoff_step=backoff_step,
+        ))  # fmt: skip
+        self._out.effects.append(self._launch_request(job, self.workers[wid]))
+
+    def _launch_request(self, job: Job, w: Worker) -> LaunchRequest:
+        info = job.definition.scheduling_info.stage(w.stage)
+        return LaunchRequest(
+            w.worker_id, job.job_id, w.stage, w.index, w.number, info.machine_definition,
+            info.hard_constraints, info.soft_constraints, job.definition.job_sla.duration_type,
+            w.ready_at,
+        )
+
+    def _fail(self, w: Worker, reason: CompletedReason, message: str, now: float) -> None:
+        """A worker failed: replace it in place with back-off, or fail the job past the limit."""
+        job = self.jobs[w.job_id]
+        self._emit(WorkerStateChanged(w.worker_id, WorkerState.Failed, now, reason, message))
+        self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
+        if job.terminal:
+            return
+        recent = sum(1 for t in job.failure_times if t > now - HOUR)
+        if recent >= self.config.max_worker_failures_per_hour:
+            self._end_job(job, CompletedReason.Error,
+                          f"{recent} worker failures in the last hour", SYSTEM_USER, now)  # fmt: skip
+            return
+        delays = self.config.resubmit_delays_secs
+        step, expires_at = job.backoff.get((w.stage, w.index), (-1, now))
+        step = min(step + 1, len(delays) - 1) if now < expires_at else 0
+        self._new_worker(job, w.stage, w.index, now, now + delays[step], replaces=w, backoff_step=step)
+        self._publish(job, f"worker {w.worker_id} failed ({reason.value}): {message}", now, w.worker_id)
+        if w.started_at is not None:
+            self._out.effects.append(PublishSchedulingInfo(job.job_id))
+
+    def _after_worker_started(self, job: Job, now: float) -> None:
+        if job.state is JobState.Accepted and job.all_started():
+            self._emit(JobStateChanged(job.job_id, JobState.Launched, now, None, "all workers started"))
+            self._publish(job, "all workers started", now)
+        self._out.effects.append(PublishSchedulingInfo(job.job_id))
+
+    def _after_worker_ended(self, job: Job, now: float) -> None:
+        if not job.terminal and all(w.terminal for w in job.current_workers()):
+            self._end_job(job, CompletedReason.Normal, "all workers completed", SYSTEM_USER, now)
+        elif not job.terminal:
+            self._out.effects.append(PublishSchedulingInfo(job.job_id))
+
+    def _end_job(self, job: Job, reason: CompletedReason, message: str, user: str, now: float) -> None:
+        self._emit(JobStateChanged(job.job_id, end_state(reason), now, reason, message, user))
+        for w in job.current_workers():
+            if not w.terminal:
+                self._emit(WorkerStateChanged(w.worker_id, WorkerState.Completed, now,
+                                              CompletedReason.Killed, message))  # fmt: skip
+                self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
+        self._publish(job, message, now)
+        self._out.effects.append(PublishSchedulingInfo(job.job_id))
+
+    # ------------------------------------------------------------------ state changes
+
+    def _on_cluster_created(self, e: ClusterCreated) -> None:
+        name = e.definition.name
+        self.clusters[name] = JobCluster(
+            e.definition, e.at, last_job_count=self._deleted_job_counts.pop(name, 0),
+            cron_next_at=_cron_next(e.definition.sla, e.at),
+        )  # fmt: skip
+
+    def _on_cluster_updated(self, e: ClusterUpdated) -> None:
+        cluster = self.clusters[e.definition.name]
+        if e.definition.sla != cluster.definition.sla:
+            cluster.cron_next_at = _cron_next(e.definition.sla, e.at)
+        cluster.definition = e.definition
+
+    def _on_cluster_deleted(self, e: ClusterDeleted) -> None:
+        cluster = self.clusters.pop(e.name)
+        # Job numbers continue if the name is reused, so job ids never repeat.
+        self._deleted_job_counts[e.name] = cluster.last_job_count
+
+    def _on_cluster_enabled(self, e: ClusterEnabled) -> None:
+        self.clusters[e.name].disabled = not e.enabled
+
+    def _on_cron_fired(self, e: CronFired) -> None:
+        cluster = self.clusters[e.name]
+        cluster.cron_next_at = _cron_next(cluster.definition.sla, e.at)
+
+    def _on_job_accepted(self, e: JobAccepted) -> None:
+        cluster = self.clusters[e.definition.cluster_name]
+        job = Job(
+            e.job_id, cluster.definition.name, e.number, e.definition, e.at, e.user,
+            e.heartbeat_interval_secs, e.worker_timeout_secs,
+        )  # fmt: skip
+        job.stages = {s: [] for s in range(1, len(e.definition.scheduling_info.stages) + 1)}
+        cluster.last_job_count = e.number
+        cluster.job_ids.append(e.job_id)
+        self.jobs[e.job_id] = job
+        self._active[e.job_id] = job
+
+    def _on_worker_accepted(self, e: WorkerAccepted) -> None:
+        job = self.jobs[e.job_id]
+        w = Worker(
+            e.worker_id, e.job_id, e.stage, e.index, e.number, e.at, e.ready_at,
+            e.resubmit_of, e.resubmit_count,
+        )  # fmt: skip
+        self.workers[e.worker_id] = w
+        slots = job.stages[e.stage]
+        if e.index < len(slots):
+            slots[e.index] = w
+        else:
+            slots.append(w)
+        job.next_worker_number = e.number + 1
+        if e.backoff_step >= 0:
+            job.backoff[(e.stage, e.index)] = (e.backoff_step, e.ready_at + self.config.resubmit_expiry_secs)
+
+    def _on_worker_launched(self, e: WorkerLaunched) -> None:
+        w = self.workers[e.worker_id]
+        self._move_worker(w, WorkerState.Launched)
+        w.agent_id, w.hostname, w.ports, w.launched_at = e.agent_id, e.hostname, e.ports, e.at
+
+    def _on_worker_state_changed(self, e: WorkerStateChanged) -> None:
+        w = self.workers[e.worker_id]
+        was_started = w.state is WorkerState.Started
+        self._move_worker(w, e.state)
+        if was_started is not (e.state is WorkerState.Started):
+            self.jobs[w.job_id].started_workers += 1 if not was_started else -1
+        if e.state is WorkerState.Started:
+            w.started_at = e.at
+        elif e.state is WorkerState.Failed or e.state is WorkerState.Completed:
+            w.completed_at, w.reason, w.message = e.at, e.reason, e.message
+            if e.reason is CompletedReason.Error or e.reason is CompletedReason.Lost:
+                self.jobs[w.job_id].failure_times.append(e.at)
+
+    def _on_job_state_changed(self, e: JobStateChanged) -> None:
+        job = self.jobs[e.job_id]
+        if self._live:
+            job.move(e.state)
+        else:
+            job.state = e.state
+        if e.state is JobState.Launched:
+            job.started_at = e.at
+        else:
+            job.ended_at, job.reason, job.message = e.at, e.reason, e.message
+            self._active.pop(e.job_id, None)
+
+    def _on_stage_scaled(self, e: StageScaled) -> None:
+        del self.jobs[e.job_id].stages[e.stage][e.workers:]
+
+    def _move_worker(self, w: Worker, dest: WorkerState) -> None:
+        if self._live:
+            w.move(dest)
+        else:
+            w.state = dest
