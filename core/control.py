@@ -371,6 +371,7 @@ class ControlPlane:
         for index in range(old, workers):
             self._new_worker(job, stage, index, now, ready_at=now)
         self._publish(job, f"stage {stage} scaled from {old} to {workers} workers", now)
+        out.effects.append(PublishSchedulingInfo(jid))
         return out
 
     def resubmit_worker(
