@@ -1,0 +1,222 @@
+"""Mesos resources and attributes: arithmetic, the agent flag syntax and the v1 JSON form.
+
+Scalars are kept in thousandths, as Mesos does (fixed point, 3 decimals), so that adding
+and subtracting offers never drifts. Port ranges are inclusive and kept merged and sorted.
+JSON follows the protos (reference/mesos-fenzo.md B.6): `{"name", "type", "scalar"|"ranges"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Range = tuple[int, int]
+SCALARS = ("cpus", "mem", "disk", "gpus")
+
+
+class ResourceError(ValueError):
+    """A resource or attribute string or JSON that cannot be understood."""
+
+
+def _milli(value: float) -> int:
+    return round(value * 1000)
+
+
+def normalize(ranges: Iterable[Range]) -> tuple[Range, ...]:
+    """Sorted, merged, inclusive ranges."""
+    merged: list[list[int]] = []
+    for begin, end in sorted(ranges):
+        if begin > end:
+            raise ResourceError(f"range [{begin}-{end}] ends before it begins")
+        if merged and begin <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    return tuple((b, e) for b, e in merged)
+
+
+def subtract_ranges(have: tuple[Range, ...], take: tuple[Range, ...]) -> tuple[Range, ...]:
+    out: list[Range] = []
+    for begin, end in have:
+        for t_begin, t_end in take:
+            if t_end < begin or t_begin > end:
+                continue
+            if t_begin > begin:
+                out.append((begin, t_begin - 1))
+            begin = t_end + 1
+            if begin > end:
+                break
+        if begin <= end:
+            out.append((begin, end))
+    return normalize(out)
+
+
+def ranges_contain(have: tuple[Range, ...], want: tuple[Range, ...]) -> bool:
+    return all(any(b <= wb and we <= e for b, e in have) for wb, we in want)
+
+
+def range_count(ranges: tuple[Range, ...]) -> int:
+    return sum(e - b + 1 for b, e in ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Scalars in thousandths (`cpus_m` = millicpus, `mem_m` = thousandths of a MB, ...)."""
+
+    cpus_m: int = 0
+    mem_m: int = 0
+    disk_m: int = 0
+    gpus_m: int = 0
+    ports: tuple[Range, ...] = ()
+
+    @classmethod
+    def of(cls, cpus: float = 0, mem: float = 0, disk: float = 0, gpus: float = 0,
+           ports: Iterable[Range] = ()) -> Resources:  # fmt: skip
+        values = {"cpus": cpus, "mem": mem, "disk": disk, "gpus": gpus}
+        for name, value in values.items():
+            if value < 0:
+                raise ResourceError(f"{name} must be >= 0, got {value}")
+        return cls(_milli(cpus), _milli(mem), _milli(disk), _milli(gpus), normalize(ports))
+
+    @property
+    def cpus(self) -> float:
+        return self.cpus_m / 1000
+
+    @property
+    def mem(self) -> float:
+        return self.mem_m / 1000
+
+    @property
+    def disk(self) -> float:
+        return self.disk_m / 1000
+
+    @property
+    def gpus(self) -> float:
+        return self.gpus_m / 1000
+
+    def scalars(self) -> dict[str, int]:
+        """Scalar amounts in thousandths, by Mesos name."""
+        return {"cpus": self.cpus_m, "mem": self.mem_m, "disk": self.disk_m, "gpus": self.gpus_m}
+
+    def is_empty(self) -> bool:
+        return not (self.cpus_m or self.mem_m or self.disk_m or self.gpus_m or self.ports)
+
+    def contains(self, other: Resources) -> bool:
+        return (
+            self.cpus_m >= other.cpus_m and self.mem_m >= other.mem_m
+            and self.disk_m >= other.disk_m and self.gpus_m >= other.gpus_m
+            and ranges_contain(self.ports, other.ports)
+        )  # fmt: skip
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.cpus_m + other.cpus_m, self.mem_m + other.mem_m, self.disk_m + other.disk_m,
+            self.gpus_m + other.gpus_m, normalize(self.ports + other.ports),
+        )  # fmt: skip
+
+    def __sub__(self, other: Resources) -> Resources:
+        """`self` minus `other`; `other` must be contained in `self`."""
+        if not self.contains(other):
+            raise ResourceError(f"cannot subtract {other} from {self}")
+        return Resources(
+            self.cpus_m - other.cpus_m, self.mem_m - other.mem_m, self.disk_m - other.disk_m,
+            self.gpus_m - other.gpus_m, subtract_ranges(self.ports, other.ports),
+        )  # fmt: skip
+
+    def __str__(self) -> str:
+        parts = [f"{n}:{v / 1000:g}" for n, v in self.scalars().items() if v]
+        if self.ports:
+            parts.append("ports:[" + ",".join(f"{b}-{e}" for b, e in self.ports) + "]")
+        return ";".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> Resources:
+        """The agent flag syntax: `cpus:4;mem:8192;disk:10000;ports:[31000-32000,33000-33010]`."""
+        values: dict[str, float] = {}
+        ports: list[Range] = []
+        for item in filter(None, (p.strip() for p in text.split(";"))):
+            name, sep, value = item.partition(":")
+            name = name.strip()
+            if not sep:
+                raise ResourceError(f"{item!r}: expected name:value")
+            if name == "ports":
+                ports += _parse_ranges(value)
+            elif name in SCALARS:
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    raise ResourceError(f"{name}: {value!r} is not a number") from None
+            else:
+                raise ResourceError(f"unknown resource {name!r} (known: {', '.join(SCALARS)}, ports)")
+        return cls.of(**values, ports=ports)
+
+    def to_mesos(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"name": n, "type": "SCALAR", "scalar": {"value": v / 1000}, "role": "*"}
+            for n, v in self.scalars().items() if v
+        ]  # fmt: skip
+        if self.ports:
+            rs = [{"begin": b, "end": e} for b, e in self.ports]
+            out.append({"name": "ports", "type": "RANGES", "ranges": {"range": rs}, "role": "*"})
+        return out
+
+    @classmethod
+    def from_mesos(cls, resources: Iterable[dict[str, Any]]) -> Resources:
+        """Sum a list of v1 Resource messages; unknown names are ignored, as offers may carry more."""
+        values = dict.fromkeys(SCALARS, 0.0)
+        ports: list[Range] = []
+        try:
+            for r in resources:
+                if r["name"] in SCALARS:
+                    values[r["name"]] += float(r["scalar"]["value"])
+                elif r["name"] == "ports":
+                    ports += [(int(x["begin"]), int(x["end"])) for x in r["ranges"]["range"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ResourceError(f"malformed resource: {e!r}") from None
+        return cls.of(**values, ports=ports)
+
+
+def _parse_ranges(text: str) -> list[Range]:
+    m = re.fullmatch(r"\s*\[([0-9,\-\s]*)\]\s*", text)
+    if not m:
+        raise ResourceError(f"ports: {text!r} is not of the form [31000-32000,...]")
+    out = []
+    for part in filter(None, (p.strip() for p in m.group(1).split(","))):
+        begin, _, end = part.partition("-")
+        if not begin.isdigit() or not end.isdigit():
+            raise ResourceError(f"ports: {part!r} is not a range begin-end")
+        out.append((int(begin), int(end)))
+    return out
+
+
+Attributes = tuple[tuple[str, str], ...]
+
+
+def parse_attributes(text: str) -> Attributes:
+    """The agent flag syntax `zone:a;rack:r1`, as sorted (name, text value) pairs."""
+    pairs = {}
+    for item in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise ResourceError(f"attribute {item!r}: expected name:value")
+        pairs[name.strip()] = value.strip()
+    return tuple(sorted(pairs.items()))
+
+
+def attributes_to_mesos(attributes: Attributes) -> list[dict[str, Any]]:
+    return [{"name": n, "type": "TEXT", "text": {"value": v}} for n, v in attributes]
+
+
+def attributes_from_mesos(attributes: Iterable[dict[str, Any]]) -> Attributes:
+    out = {}
+    for a in attributes:
+        kind = a.get("type", "TEXT")
+        if kind == "TEXT":
+            out[a["name"]] = str(a["text"]["value"])
+        elif kind == "SCALAR":
+            out[a["name"]] = f"{a['scalar']['value']:g}"
+        else:  # RANGES / SET: keep a readable form; constraints compare text values
+            out[a["name"]] = str(a.get("ranges") or a.get("set"))
+    return tuple(sorted(out.items()))
