@@ -1,0 +1,1 @@
+"""Adapters: one package per outside thing, each implementing ports of the core."""

@@ -1,0 +1,1 @@
+"""The pure, deterministic domain: models, lifecycles, the control plane, offer matching."""

@@ -1,0 +1,1 @@
+"""mesoslite: an embedded Mesos-compatible resource manager (master, agents, allocators)."""

@@ -1,0 +1,1 @@
+"""pymesos: the ResourceManager port on a Mesos (or mesoslite) master."""

@@ -1,0 +1,1 @@
+"""Deterministic simulation: virtual clock, simulated agents and faults, the real core."""

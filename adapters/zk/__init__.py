@@ -1,0 +1,1 @@
+"""kazoo: leader election among masters, master detection, a ZooKeeper-backed store."""
