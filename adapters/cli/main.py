@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+import mesoslite.agent
+import mesoslite.master
 from adapters.cli import demo
 from adapters.cli.logs import configure_logging
 from core.errors import CommandRejected
@@ -93,6 +95,18 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("version", "print the version", _add_version_arguments, _run_version),
+    Subcommand(
+        "mesoslite",
+        "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
+        mesoslite.master.add_arguments,
+        mesoslite.master.run,
+    ),
+    Subcommand(
+        "agent",
+        "run a mesoslite agent that runs tasks as processes",
+        mesoslite.agent.add_arguments,
+        mesoslite.agent.run,
+    ),
     Subcommand(
         "demo",
         "drive the control plane through a job's lifecycle on a virtual clock",

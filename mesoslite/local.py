@@ -1,0 +1,221 @@
+"""A local mesoslite cluster: one master and N agents as child processes on 127.0.0.1.
+
+For tests, benchmarks and a one-command local set-up. Every process logs to a file in the
+cluster's work folder (`master.log`, `agent-<i>.log`); agents keep their sandboxes in
+`agent-<i>/`. Processes are started with the running interpreter and the folder that holds
+the `mesoslite` package on PYTHONPATH, so an un-installed checkout works too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import mesoslite
+
+HOST = "127.0.0.1"
+
+
+def free_port(host: str = HOST) -> int:
+    """A port nothing listens on right now (the usual small race applies)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    resources: str = "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"
+    attributes: str = ""
+    args: tuple[str, ...] = ()
+
+
+class ClusterError(RuntimeError):
+    """A cluster process did not come up, or a wait ran out; the message names the log."""
+
+
+class LocalCluster:
+    def __init__(
+        self, work_dir: Path, agents: Sequence[AgentSpec] | int = 1, *,
+        master_args: Sequence[str] = (), port: int | None = None, log_level: str = "info",
+        python: str = sys.executable, env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self.work_dir = Path(work_dir)
+        self.agent_specs = [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
+        self.master_args = list(master_args)
+        self.port = port or free_port()
+        self.log_level = log_level
+        self.python = python
+        root = str(Path(mesoslite.__file__).resolve().parent.parent)
+        self.env = dict(os.environ if env is None else env)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (root, self.env.get("PYTHONPATH", "")) if p
+        )  # fmt: skip
+        self.master: subprocess.Popen[bytes] | None = None
+        self.agents: list[subprocess.Popen[bytes] | None] = [None] * len(self.agent_specs)
+        self._logs: list[IO[bytes]] = []
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """`host:port`, as pymesos' MesosSchedulerDriver wants it."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.work_dir / f"{name}.log"
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        return subprocess.Popen(
+            [self.python, *argv, "--log-level", self.log_level], stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, env=self.env, cwd=self.work_dir,
+        )  # fmt: skip
+
+    def start_master(self, timeout: float = 15.0) -> None:
+        argv = ["-m", "mesoslite.master", "--host", HOST, "--port", str(self.port), *self.master_args]
+        self.master = self._popen("master", argv)
+        self.wait_until(lambda: self._get("/health") is not None, timeout, "master to answer /health",
+                        watch=self.master, log="master")
+
+    def start_agent(self, i: int) -> None:
+        spec = self.agent_specs[i]
+        argv = [
+            "-m", "mesoslite.agent", "--master", self.url, "--resources", spec.resources,
+            "--work-dir", str(self.work_dir / f"agent-{i}"), "--host", HOST,
+            "--reconnect-backoff-max", "0.5", *spec.args,
+        ]  # fmt: skip
+        if spec.attributes:
+            argv += ["--attributes", spec.attributes]
+        self.agents[i] = self._popen(f"agent-{i}", argv)
+
+    def start(self, timeout: float = 20.0) -> LocalCluster:
+        """Master, then every agent; returns once all agents are registered and active."""
+        self.start_master(timeout)
+        for i in range(len(self.agent_specs)):
+            self.start_agent(i)
+        n = len(self.agent_specs)
+        self.wait_for_state(lambda s: s["activated_slaves"] >= n, timeout, f"{n} active agents")
+        return self
+
+    def kill_agent(self, i: int, sig: int = signal.SIGKILL) -> None:
+        proc = self.agents[i]
+        if proc is not None:
+            proc.send_signal(sig)
+            proc.wait(timeout=10)
+            self.agents[i] = None
+
+    def stop_master(self, sig: int = signal.SIGKILL) -> None:
+        if self.master is not None:
+            self.master.send_signal(sig)
+            self.master.wait(timeout=10)
+            self.master = None
+
+    def restart_master(self, sig: int = signal.SIGKILL, timeout: float = 15.0) -> None:
+        self.stop_master(sig)
+        self.start_master(timeout)
+
+    def stop(self) -> None:
+        """SIGTERM every process (agents kill their tasks), SIGKILL what lingers."""
+        procs = [p for p in self.agents if p is not None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        _wait_all(procs, 8.0)
+        if self.master is not None:
+            self.master.send_signal(signal.SIGTERM)
+            _wait_all([self.master], 5.0)
+        self.master = None
+        self.agents = [None] * len(self.agent_specs)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.stop()
+
+    # -- observing ------------------------------------------------------------------------------
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+                body: bytes = resp.read()
+                return body
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def state(self) -> dict[str, Any]:
+        body = self._get("/master/state")
+        if body is None:
+            raise ClusterError(f"no answer from {self.url}/master/state")
+        state: dict[str, Any] = json.loads(body)
+        return state
+
+    def wait_for_state(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Poll /master/state until `predicate` holds; the last state, or ClusterError."""
+        last: dict[str, Any] = {}
+
+        def check() -> bool:
+            nonlocal last
+            body = self._get("/master/state")
+            if body is None:
+                return False
+            last = json.loads(body)
+            return predicate(last)
+
+        self.wait_until(check, timeout, what, watch=self.master, log="master")
+        return last
+
+    def wait_until(
+        self, condition: Callable[[], bool], timeout: float, what: str,
+        watch: subprocess.Popen[bytes] | None = None, log: str = "master",
+    ) -> None:  # fmt: skip
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while not condition():
+            if watch is not None and watch.poll() is not None:
+                raise ClusterError(f"{log} exited with {watch.returncode} while waiting for "
+                                   f"{what}; see {self.log_path(log)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out after {timeout} s waiting for {what}; "
+                                   f"see {self.log_path(log)}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

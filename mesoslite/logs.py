@@ -1,0 +1,49 @@
+"""structlog set-up for mesoslite processes started on their own (`python -m mesoslite ...`).
+
+Same shape as the `mantis` CLI's: event name first, then key=value pairs (or JSON lines), on
+stderr. When the `mantis` CLI runs a mesoslite subcommand it has configured logging already
+and calls `run(args)` directly, so this module is not involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import structlog
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
+def configure(json: bool = False, level: str = "info") -> None:
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.processors.LogfmtRenderer(key_order=["event", "timestamp", "level"])
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=logging.getLevelNamesMapping()[level.upper()], stream=sys.stderr)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--log-json` and `--log-level` for a stand-alone entry point."""
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument("--log-level", choices=LEVELS, default="info", help="default: info")

@@ -1,0 +1,239 @@
+"""The master's in-memory model (frameworks, agents, tasks, offers) and its `/master/state` JSON.
+
+Nothing here is persisted: a restarted master rebuilds agents and their tasks from the agents'
+re-registrations, and frameworks from their re-subscriptions (see mesoslite.master).
+The JSON follows Mesos' `/state` endpoint: `slaves`, `frameworks` with `tasks`, resources as
+`{"cpus": 4.0, "mem": 8192.0, "disk": 0.0, "gpus": 0.0, "ports": "[31000-32000]"}`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesoslite.protocol import PARTITION_AWARE, STAGING, TERMINAL, framework_role, has_capability
+from mesoslite.resources import Attributes, Resources
+from mesoslite.streams import EventStream
+
+COMPLETED_TASKS_KEPT = 1000  # per framework, like Mesos' --max_completed_tasks_per_framework
+COMPLETED_FRAMEWORKS_KEPT = 50
+STATUS_HISTORY_KEPT = 10
+
+
+@dataclass(eq=False)
+class Task:
+    framework_id: str
+    agent_id: str
+    info: dict[str, Any]  # the TaskInfo as launched (or as the agent reported it)
+    resources: Resources
+    state: str = STAGING
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # recent {state, timestamp}
+    kill_requested: bool = False  # to be killed when its agent is reachable again
+    kill_policy: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.info["task_id"]["value"])
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(eq=False)
+class Update:
+    """A reliable status update (it has a uuid) waiting for the framework's acknowledgement."""
+
+    status: dict[str, Any]
+    from_agent: bool  # the acknowledgement is forwarded to the agent that sent it
+    attempts: int = 0
+    next_send: float = 0.0  # monotonic; meaningful once attempts > 0
+
+    @property
+    def uuid(self) -> str:
+        return str(self.status["uuid"])
+
+
+@dataclass(eq=False)
+class Offer:
+    id: str
+    framework_id: str
+    agent_id: str
+    resources: Resources
+    created: float  # monotonic
+
+
+@dataclass(eq=False)
+class Framework:
+    id: str
+    info: dict[str, Any]  # FrameworkInfo, with `id` set
+    registered_time: float  # wall clock
+    stream: EventStream | None = None
+    recovered: bool = False  # known only from agents' re-registration, not subscribed yet
+    suppressed: bool = False
+    failover_deadline: float | None = None  # monotonic; set while disconnected
+    reregistered_time: float | None = None
+    unregistered_time: float | None = None
+    tasks: dict[str, Task] = field(default_factory=dict)
+    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
+    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
+    offers: dict[str, Offer] = field(default_factory=dict)
+    updates: dict[str, deque[Update]] = field(default_factory=dict)  # per task, FIFO
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None and not self.stream.closed
+
+    @property
+    def role(self) -> str:
+        return framework_role(self.info)
+
+    @property
+    def partition_aware(self) -> bool:
+        return has_capability(self.info, PARTITION_AWARE)
+
+    @property
+    def failover_timeout(self) -> float:
+        try:
+            return max(0.0, float(self.info.get("failover_timeout", 0.0)))
+        except (TypeError, ValueError):
+            return 0.0
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.stream is not None:
+            self.stream.send(event)
+
+    def pending_updates(self) -> int:
+        return sum(len(q) for q in self.updates.values())
+
+
+@dataclass(eq=False)
+class Agent:
+    id: str
+    hostname: str
+    port: int
+    total: Resources
+    attributes: Attributes
+    registered_time: float
+    stream: EventStream | None = None
+    reregistered_time: float | None = None
+    tasks: dict[tuple[str, str], Task] = field(default_factory=dict)  # (framework, task) ids
+    used: Resources = field(default_factory=Resources)
+    offered: Resources = field(default_factory=Resources)
+    ping_seq: int = 0
+    pong_seq: int = 0
+    missed_pings: int = 0
+    in_allocator: bool = False
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None and not self.stream.closed
+
+    @property
+    def pid(self) -> str:
+        return f"slave({self.id})@{self.hostname}:{self.port}"
+
+    def recompute_used(self) -> None:
+        used = Resources()
+        for task in self.tasks.values():
+            if not task.terminal:
+                used = used + task.resources
+        self.used = used
+
+    def free(self) -> Resources:
+        """What is neither used by tasks nor offered."""
+        return self.total - self.used - self.offered
+
+
+def resources_json(r: Resources) -> dict[str, Any]:
+    out: dict[str, Any] = {"cpus": r.cpus, "mem": r.mem, "disk": r.disk, "gpus": r.gpus}
+    if r.ports:
+        out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+    return out
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    info = task.info
+    out: dict[str, Any] = {
+        "id": task.id,
+        "name": info.get("name", ""),
+        "framework_id": task.framework_id,
+        "executor_id": "",
+        "slave_id": task.agent_id,
+        "state": task.state,
+        "resources": resources_json(task.resources),
+        "statuses": list(task.statuses),
+    }
+    for key in ("labels", "discovery"):
+        if key in info:
+            out[key] = info[key]
+    return out
+
+
+def offer_json(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": offer.id, "framework_id": offer.framework_id, "slave_id": offer.agent_id,
+        "resources": resources_json(offer.resources),
+    }  # fmt: skip
+
+
+def framework_json(fw: Framework, now_wall: float) -> dict[str, Any]:
+    info = fw.info
+    used = Resources()
+    for task in fw.tasks.values():
+        if not task.terminal:
+            used = used + task.resources
+    offered = Resources()
+    for offer in fw.offers.values():
+        offered = offered + offer.resources
+    out: dict[str, Any] = {
+        "id": fw.id,
+        "name": info.get("name", ""),
+        "user": info.get("user", ""),
+        "hostname": info.get("hostname", ""),
+        "principal": info.get("principal", ""),
+        "role": fw.role,
+        "roles": info.get("roles") or [fw.role],
+        "active": fw.connected and not fw.suppressed,
+        "connected": fw.connected,
+        "recovered": fw.recovered,
+        "suppressed": fw.suppressed,
+        "failover_timeout": fw.failover_timeout,
+        "checkpoint": bool(info.get("checkpoint", False)),
+        "capabilities": [c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)],
+        "registered_time": fw.registered_time,
+        "used_resources": resources_json(used),
+        "offered_resources": resources_json(offered),
+        "tasks": [task_json(t) for t in fw.tasks.values()],
+        "unreachable_tasks": [task_json(t) for t in fw.unreachable_tasks.values()],
+        "completed_tasks": [task_json(t) for t in fw.completed_tasks],
+        "offers": [offer_json(o) for o in fw.offers.values()],
+        "pending_status_updates": fw.pending_updates(),
+    }
+    if fw.reregistered_time is not None:
+        out["reregistered_time"] = fw.reregistered_time
+    if fw.unregistered_time is not None:
+        out["unregistered_time"] = fw.unregistered_time
+    return out
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": agent.id,
+        "hostname": agent.hostname,
+        "port": agent.port,
+        "pid": agent.pid,
+        "active": agent.connected,
+        "registered_time": agent.registered_time,
+        "resources": resources_json(agent.total),
+        "used_resources": resources_json(agent.used),
+        "offered_resources": resources_json(agent.offered),
+        "unreserved_resources": resources_json(agent.total),
+        "attributes": dict(agent.attributes),
+        "task_count": sum(1 for t in agent.tasks.values() if not t.terminal),
+        "missed_pings": agent.missed_pings,
+    }
+    if agent.reregistered_time is not None:
+        out["reregistered_time"] = agent.reregistered_time
+    return out
