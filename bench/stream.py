@@ -1,0 +1,599 @@
+"""Streams of the worker runtime: one worker-to-worker hop and the SSE sink, on loopback.
+
+Every figure is measured in this run, with senders, servers and clients in separate processes
+(multiprocessing, spawn) so that no figure is bound by one process:
+
+- ``hop_events_per_s``: a StageOutputServer (blocking mode) in one process sends ~100-byte
+  events, each orjson-encoded in batches, over TCP to a StageInput in another that decodes
+  them; counted at the receiver. Target 1.2 M/s (the bare link with orjson measured 1.66 M).
+- ``sse_1_client_events_per_s``: an SseSink (blocking mode, so nothing is dropped) to one
+  client process counting ``data:`` frames. Target 1.5 M/s.
+- ``sse_100_clients_events_per_s``: the same to 100 connections with distinct clientIds
+  (everyone gets everything) spread over client processes; total delivered. Target 3 M/s.
+- ``sse_100_clients_p99_ms``: 1,000 events/s, each stamped at emit and timed at receipt by 100
+  clients (the first half second is warm-up); p99 over all receipts. Target <= 5 ms. Its peer
+  in the same run: the same events to the same clients from a plain loop of blocking sends on
+  bare sockets, the floor that the machine's load and the clients leave.
+
+Each figure comes with the CPU time per event of every process (``with a core each``: the rate
+if each process had a core to itself), since this 2-core machine is shared and wall-clock
+rates move with its load; ``--only`` runs some parts, ``--uvloop`` runs the servers' loops on
+uvloop where it is installed (it is not a dependency).
+
+Timing across processes uses time.monotonic (CLOCK_MONOTONIC, shared by all processes).
+``--quick`` runs small sizes; ``--json`` ends with one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import re
+import select
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+import structlog  # noqa: E402
+
+from runtime.sse import SseSink  # noqa: E402
+from runtime.stage_input import StageInput  # noqa: E402
+from runtime.stage_output import StageOutputServer  # noqa: E402
+from runtime.transport import Backpressure, Endpoint  # noqa: E402
+from runtime.tuning import tune_gc  # noqa: E402
+
+HOST = "127.0.0.1"
+BATCH = 1024
+TARGETS = {
+    "hop_events_per_s": 1_200_000.0,
+    "sse_1_client_events_per_s": 1_500_000.0,
+    "sse_100_clients_events_per_s": 3_000_000.0,
+    "sse_100_clients_p99_ms": 5.0,
+}
+BARE_LINK_ORJSON = 1_660_000.0  # performance.md: the same link, orjson per event, batch 1024
+PROCESS_TIMEOUT = 300.0
+PARTS = ["codec", "hop", "sse1", "sse100", "latency"]
+
+
+def in_child(coro: Any) -> None:
+    """Run a child process's coroutine as a worker would: warnings-only logs, the worker GC
+    tuning (runtime.tuning; off with --default-gc), and a time limit."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if os.environ.get("MANTIS_BENCH_DEFAULT_GC") != "1":
+        tune_gc()
+    if os.environ.get("MANTIS_BENCH_UVLOOP") == "1":
+        importlib.import_module("uvloop").install()  # optional, not a dependency
+    asyncio.run(asyncio.wait_for(coro, PROCESS_TIMEOUT))
+
+
+def finish(*procs: mp.process.BaseProcess) -> None:
+    """Join child processes; end any that are stuck."""
+    for proc in procs:
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+
+
+def make_events(n: int = BATCH) -> list[dict[str, Any]]:
+    """~100-byte events (JSON), all different, of four fields.
+
+    The shape matters: orjson decodes a ~100-byte event of four fields about 1.5x as fast as
+    one of six short fields (more keys and values, same bytes).
+    """
+    return [
+        {
+            "id": 1_000_000 + i,
+            "key": f"user-{i % 1000:04d}",
+            "value": i % 97,
+            "url": f"https://example.com/home/index.html?ref=feed&n={i % 10}",
+        }
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Sizes:
+    hop_events: int
+    sse_1_events: int
+    sse_100_events: int  # per client
+    latency_seconds: float
+    client_procs: int
+
+
+FULL = Sizes(
+    hop_events=3_000_000,
+    sse_1_events=4_000_000,
+    sse_100_events=40_000,
+    latency_seconds=5.0,
+    client_procs=2,
+)
+QUICK = Sizes(
+    hop_events=300_000,
+    sse_1_events=400_000,
+    sse_100_events=5_000,
+    latency_seconds=1.5,
+    client_procs=2,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Each child process puts one Report on the result queue: the wall-clock window of its
+# measured part, the events it handled there, and the CPU time it spent on them.
+
+
+@dataclass
+class Report:
+    role: str
+    t0: float
+    t1: float
+    events: int
+    cpu: float
+    latencies: list[float] = field(default_factory=list)
+
+
+def whole_batches(n: float) -> int:
+    return max(1, int(n) // BATCH) * BATCH
+
+
+def collect(procs: list[mp.process.BaseProcess], result_q: Queue[Report], n: int) -> list[Report]:
+    """`n` reports from `procs`; fails fast if one of them dies instead of reporting."""
+    reports: list[Report] = []
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    try:
+        while len(reports) < n:
+            try:
+                reports.append(result_q.get(timeout=0.5))
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(
+                        f"{dead[0].name} failed: exit code {dead[0].exitcode}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no report in time") from None
+        return reports
+    finally:
+        finish(*procs)
+
+
+# ---------------------------------------------------------------------------------------------
+# One hop: sender and receiver processes.
+
+
+def hop_sender(port_q: Queue[int], result_q: Queue[Report], total: int) -> None:
+    async def run() -> None:
+        out = StageOutputServer(backpressure=Backpressure.BLOCKING, batch_size=BATCH)
+        port_q.put(await out.start())
+        await out.wait_for_connections(1, timeout=60)
+        events = make_events()
+        t0, c0 = time.monotonic(), time.process_time()
+        for _ in range(whole_batches(total) // BATCH):
+            await out.send_many(events)
+        out.flush()
+        while out.sent_count < whole_batches(total):
+            await asyncio.sleep(0.001)
+        result_q.put(
+            Report("sender", t0, time.monotonic(), out.sent_count, time.process_time() - c0)
+        )
+        while out.connection_count:  # until the receiver has had everything and hangs up
+            await asyncio.sleep(0.01)
+        await out.close()
+
+    in_child(run())
+
+
+def hop_receiver(port: int, result_q: Queue[Report], total: int) -> None:
+    async def run() -> None:
+        inp = StageInput("stage_2_index_0")
+        inp.set_upstreams([Endpoint(HOST, port)])
+        first = await inp.get_batch()
+        t0, c0, count = time.monotonic(), time.process_time(), 0
+        want = whole_batches(total) - len(first)
+        while count < want:
+            count += len(await inp.get_batch())
+        result_q.put(Report("receiver", t0, time.monotonic(), count, time.process_time() - c0))
+        await inp.close()
+
+    in_child(run())
+
+
+def bench_hop(ctx: mp.context.SpawnContext, total: int) -> tuple[float, Report, Report]:
+    """(events/s at the receiver, sender report, receiver report)."""
+    port_q: Queue[int] = ctx.Queue()
+    result_q: Queue[Report] = ctx.Queue()
+    sender = ctx.Process(target=hop_sender, args=(port_q, result_q, total))
+    sender.start()
+    port = port_q.get(timeout=60)
+    receiver = ctx.Process(target=hop_receiver, args=(port, result_q, total))
+    receiver.start()
+    reports = {r.role: r for r in collect([receiver, sender], result_q, 2)}
+    recv = reports["receiver"]
+    return recv.events / (recv.t1 - recv.t0), reports["sender"], recv
+
+
+# ---------------------------------------------------------------------------------------------
+# SSE: a server process and client processes.
+
+
+def sse_server(
+    port_q: Queue[int], result_q: Queue[Report], clients: int, mode: str, amount: float
+) -> None:
+    """mode "throughput": send `amount` events as fast as the clients take them (blocking);
+    mode "latency": publish 1,000 stamped events/s for `amount` seconds (lossy, the default)."""
+
+    async def run() -> None:
+        blocking = Backpressure.BLOCKING if mode == "throughput" else Backpressure.LOSSY
+        sink = SseSink(backpressure=blocking)
+        port_q.put(await sink.serve(HOST, 0))
+        await sink.wait_for_subscribers(clients, timeout=120)
+        t0, c0 = time.monotonic(), time.process_time()
+        if mode == "throughput":
+            events = make_events()
+            for _ in range(whole_batches(amount) // BATCH):
+                await sink.send_many(events)
+        else:
+            loop = asyncio.get_running_loop()
+            n = int(amount * 1000)
+            start = loop.time() + 0.01
+            pad = "x" * 60
+            for i in range(n):
+                delay = start + i / 1000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sink.publish({"t": time.monotonic(), "i": i, "pad": pad})
+        # Clients hang up once they have everything; if some events were dropped, they
+        # never will, and closing the sink ends their streams.
+        with contextlib.suppress(TimeoutError):
+            await sink.wait_for_subscribers(0, timeout=10)
+        result_q.put(
+            Report("server", t0, time.monotonic(), sink.sent_count, time.process_time() - c0)
+        )
+        await sink.close()
+
+    in_child(run())
+
+
+def bare_server(
+    port_q: Queue[int], result_q: Queue[Report], clients: int, mode: str, amount: float
+) -> None:
+    """The latency peer: the same stamped events at the same rate to the same clients, from a
+    plain loop of blocking ``send`` calls on bare sockets (no asyncio, no aiohttp, no sink):
+    the floor this machine and these clients allow right now."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((HOST, 0))
+    srv.listen(clients)
+    port_q.put(srv.getsockname()[1])
+    conns = []
+    for _ in range(clients):
+        conn, _ = srv.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+        conns.append(conn)
+    t0, c0 = time.monotonic(), time.process_time()
+    start = t0 + 0.01
+    pad = "x" * 60
+    for i in range(int(amount * 1000)):
+        delay = start + i / 1000 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        frame = b"data: " + orjson.dumps({"t": time.monotonic(), "i": i, "pad": pad}) + b"\n\n"
+        for conn in conns:
+            conn.send(frame)
+    sent = len(conns) * int(amount * 1000)
+    result_q.put(Report("server", t0, time.monotonic(), sent, time.process_time() - c0))
+    for conn in conns:
+        conn.close()
+    srv.close()
+
+
+_STAMP = re.compile(rb'data: \{"t":([0-9.]+),"i":([0-9]+)')
+
+
+class _Client:
+    """A bare SSE client on a plain socket: counts frames (and, for latency, times them)."""
+
+    def __init__(
+        self, sock: socket.socket, target: int, latencies: list[float] | None, warm: int
+    ) -> None:
+        self.sock = sock
+        self.target = target
+        self.latencies = latencies
+        self.warm = warm
+        self.count = 0
+        self.in_body = False
+        self.ended_nl = False
+        self.tail = b""
+        self.t_first = 0.0
+        self.c_first = 0.0
+        self.t_last = 0.0
+
+    def received(self, data: bytes, now: float) -> bool:
+        """Account for `data`; True once the client has everything."""
+        if not self.in_body:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            self.in_body = True
+            data = data[end + 4 :]
+            if not data:
+                return False
+        if not self.count:
+            self.t_first, self.c_first = now, time.process_time()
+        # Frames end in a blank line; chunk framing (hex size, CRLF) never makes one.
+        n = data.count(b"\n\n")
+        if self.ended_nl and data[:1] == b"\n":
+            n += 1
+        self.ended_nl = data[-1:] == b"\n"
+        self.count += n
+        if self.latencies is not None:
+            buf = self.tail + data
+            end = 0
+            for m in _STAMP.finditer(buf):
+                if int(m.group(2)) >= self.warm:
+                    self.latencies.append(now - float(m.group(1)))
+                end = m.end()
+            self.tail = buf[end:][-200:]
+        if self.count >= self.target:
+            self.t_last = now
+            return True
+        return False
+
+
+def sse_clients(
+    port: int, result_q: Queue[Report], ids: list[int], target: int, latency: bool
+) -> None:
+    """Clients on plain non-blocking sockets and epoll: the measuring instrument should cost
+    as little as it can (an asyncio protocol per connection cost about twice the CPU)."""
+    latencies: list[float] | None = [] if latency else None
+    ep = select.epoll()
+    clients: dict[int, _Client] = {}
+    for cid in ids:
+        sock = socket.create_connection((HOST, port))
+        sock.sendall(f"GET /?clientId=c{cid} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        sock.setblocking(False)
+        clients[sock.fileno()] = _Client(sock, target, latencies, warm=500)
+        ep.register(sock.fileno(), select.EPOLLIN)
+    live = dict(clients)
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while live and time.monotonic() < deadline:
+        for fd, _ in ep.poll(1.0):
+            client = live[fd]
+            try:
+                data = client.sock.recv(1 << 18)
+            except BlockingIOError:
+                continue
+            now = time.monotonic()
+            if not data or client.received(data, now):
+                client.t_last = client.t_last or now
+                ep.unregister(fd)
+                client.sock.close()
+                del live[fd]
+    ep.close()
+    everyone = list(clients.values())
+    first = min(everyone, key=lambda c: c.t_first)
+    result_q.put(
+        Report(
+            "clients",
+            first.t_first,
+            max(c.t_last for c in everyone),
+            sum(c.count for c in everyone),
+            time.process_time() - first.c_first,
+            latencies or [],
+        )
+    )
+
+
+def bench_sse(
+    ctx: mp.context.SpawnContext,
+    clients: int,
+    procs: int,
+    mode: str,
+    amount: float,
+    bare: bool = False,
+) -> tuple[float, Report, list[Report]]:
+    """(events/s delivered in total, the server's report, the client processes' reports).
+
+    `bare`: serve with ``bare_server`` (latency mode only) instead of the SseSink."""
+    port_q: Queue[int] = ctx.Queue()
+    result_q: Queue[Report] = ctx.Queue()
+    target_fn = bare_server if bare else sse_server
+    server = ctx.Process(target=target_fn, args=(port_q, result_q, clients, mode, amount))
+    server.start()
+    port = port_q.get(timeout=60)
+    target = whole_batches(amount) if mode == "throughput" else int(amount * 1000)
+    procs = min(procs, clients)
+    workers = [
+        ctx.Process(
+            target=sse_clients,
+            args=(port, result_q, list(range(clients))[i::procs], target, mode == "latency"),
+        )
+        for i in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    reports = collect([*workers, server], result_q, procs + 1)
+    srv = next(r for r in reports if r.role == "server")
+    cli = [r for r in reports if r.role == "clients"]
+    rate = sum(r.events for r in cli) / (max(r.t1 for r in cli) - min(r.t0 for r in cli))
+    return rate, srv, cli
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting.
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def cpu_line(parts: list[tuple[str, float, int]]) -> str:
+    """CPU microseconds per event for each process, and the rate one core each would give."""
+    per = [(name, cpu / max(events, 1) * 1e6) for name, cpu, events in parts]
+    bound = 1e6 / max(us for _, us in per)
+    shown = ", ".join(f"{name} {us:.2f}" for name, us in per)
+    return f"  CPU us per event: {shown}; with a core each: {bound / 1e6:.2f} M/s"
+
+
+def codec_lines() -> list[str]:
+    """The codec choice, re-measured: orjson against msgpack (if installed; it is optional),
+    per batch of 1,024 events as the transport does, and per event as performance.md did
+    (orjson 2.08 M round trips/s there, for its own ~100-byte event)."""
+    events = make_events()
+
+    def rate(fn: Callable[[], object], per_call: int, rounds: int) -> float:
+        fn()
+        best = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(rounds):
+                fn()
+            best = max(best, rounds * per_call / (time.perf_counter() - t))
+        return best
+
+    one = events[0]
+    o_batch = rate(lambda: orjson.loads(orjson.dumps(events)), BATCH, 20)
+    o_one = rate(lambda: orjson.loads(orjson.dumps(one)), 1, 20_000)
+    lines = [
+        f"  codec round trip, orjson: {o_batch / 1e6:.2f} M/s in batches, "
+        f"{o_one / 1e6:.2f} M/s one by one (performance.md: 2.08 M for its event)"
+    ]
+    try:
+        msgpack = importlib.import_module("msgpack")
+    except ImportError:
+        return [*lines, "  codec round trip, msgpack: not installed"]
+    packer = msgpack.Packer()
+    m_batch = rate(lambda: msgpack.unpackb(packer.pack(events)), BATCH, 20)
+    m_one = rate(lambda: msgpack.unpackb(packer.pack(one)), 1, 20_000)
+    lines.append(
+        f"  codec round trip, msgpack: {m_batch / 1e6:.2f} M/s in batches, "
+        f"{m_one / 1e6:.2f} M/s one by one (orjson x{o_batch / m_batch:.2f} in batches)"
+    )
+    return lines
+
+
+def show(name: str, value: float, unit: str, lower_is_better: bool = False) -> None:
+    target = TARGETS[name]
+    ratio = target / value if lower_is_better else value / target
+    sign = "<=" if lower_is_better else ">="
+    if unit == "ms":
+        print(f"{name:30s} {value:>12.2f} ms   target {sign} {target:.0f} ms   x{ratio:.2f}")
+    else:
+        print(f"{name:30s} {value:>12,.0f} /s   target {sign} {target:,.0f}   x{ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    parser.add_argument(
+        "--client-procs", type=int, default=None, help="client processes for the 100-client runs"
+    )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="leave CPython's GC thresholds alone in the child processes",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="run only these parts (the JSON then has only their keys)",
+    )
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run the servers' event loops on uvloop (must be installed; not a dependency)",
+    )
+    args = parser.parse_args()
+    if args.uvloop:
+        os.environ["MANTIS_BENCH_UVLOOP"] = "1"
+    if args.default_gc:
+        os.environ["MANTIS_BENCH_DEFAULT_GC"] = "1"  # inherited by the spawned children
+    sizes = QUICK if args.quick else FULL
+    procs = args.client_procs or sizes.client_procs
+    ctx = mp.get_context("spawn")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    figures: dict[str, float] = {}
+    if "codec" in args.only:
+        for line in codec_lines():
+            print(line)
+
+    if "hop" in args.only:
+        hop, snd, rcv = bench_hop(ctx, sizes.hop_events)
+        figures["hop_events_per_s"] = round(hop)
+        show("hop_events_per_s", hop, "/s")
+        print(
+            f"  vs the bare link with per-event orjson (1.66 M, performance.md): "
+            f"x{hop / BARE_LINK_ORJSON:.2f}"
+        )
+        print(cpu_line([("sender", snd.cpu, snd.events), ("receiver", rcv.cpu, rcv.events)]))
+
+    if "sse1" in args.only:
+        sse1, srv, cli = bench_sse(ctx, 1, 1, "throughput", sizes.sse_1_events)
+        figures["sse_1_client_events_per_s"] = round(sse1)
+        show("sse_1_client_events_per_s", sse1, "/s")
+        print(cpu_line([("server", srv.cpu, srv.events), ("client", cli[0].cpu, cli[0].events)]))
+
+    if "sse100" in args.only:
+        sse100, srv, cli = bench_sse(ctx, 100, procs, "throughput", sizes.sse_100_events)
+        figures["sse_100_clients_events_per_s"] = round(sse100)
+        show("sse_100_clients_events_per_s", sse100, "/s")
+        print(
+            cpu_line(
+                [("server", srv.cpu, srv.events)]
+                + [(f"clients{i}", r.cpu, r.events) for i, r in enumerate(cli)]
+            )
+        )
+
+    if "latency" in args.only:
+        _, srv, cli = bench_sse(ctx, 100, procs, "latency", sizes.latency_seconds)
+        lat = [x for r in cli for x in r.latencies]
+        p50, p99 = percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3
+        figures["sse_100_clients_p99_ms"] = round(p99, 3)
+        show("sse_100_clients_p99_ms", p99, "ms", lower_is_better=True)
+        print(
+            f"  latency p50 {p50:.2f} ms, p99.9 {percentile(lat, 99.9) * 1e3:.2f} ms, "
+            f"max {max(lat) * 1e3:.2f} ms over {len(lat):,} receipts ({procs} client "
+            f"processes)"
+        )
+        shares = ", ".join(f"{r.cpu / (r.t1 - r.t0) * 100:.0f}%" for r in cli)
+        print(
+            f"  CPU, share of a core: server {srv.cpu / (srv.t1 - srv.t0) * 100:.0f}%, "
+            f"client processes {shares}"
+        )
+        _, _, bare_cli = bench_sse(ctx, 100, procs, "latency", sizes.latency_seconds, bare=True)
+        bare_lat = [x for r in bare_cli for x in r.latencies]
+        b50, b99 = percentile(bare_lat, 50) * 1e3, percentile(bare_lat, 99) * 1e3
+        print(
+            f"  peer, bare sockets and a plain send loop, same clients, same run: p50 {b50:.2f} "
+            f"ms, p99 {b99:.2f} ms; the sink's p99 is x{p99 / b99:.2f} of it"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The receiving side of the stage-to-stage transport: connections to the upstream workers.
+
+See runtime.transport for the design (who connects to whom, reconnects, backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, cast
+
+import structlog
+
+from runtime.codec import (
+    DATA_KINDS,
+    FrameDecoder,
+    FrameError,
+    FrameKind,
+    decode_payload,
+    encode_hello,
+)
+from runtime.transport import Endpoint, InputStats, TransportClosed, resolve
+
+log = structlog.get_logger()
+
+
+class _Upstream(asyncio.Protocol):
+    """One connection to an upstream worker."""
+
+    def __init__(self, owner: StageInput, endpoint: Endpoint) -> None:
+        self.owner = owner
+        self.endpoint = endpoint
+        self.decoder = FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.received = 0
+        self.alive = False
+        self.paused = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not an isinstance check: uvloop's transports are not asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.alive = True
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.alive = True
+        owner = self.owner
+        try:
+            for kind, payload in self.decoder.feed(data):
+                if kind in DATA_KINDS:
+                    batch = decode_payload(kind, payload)
+                    self.received += len(batch)
+                    owner._push(self, batch)
+                elif kind != FrameKind.HEARTBEAT:
+                    raise FrameError(f"unexpected frame kind {kind} from an upstream worker")
+        except FrameError as e:
+            owner.frame_errors += 1
+            log.warning(
+                "transport_bad_frame", side="input", error=str(e), upstream=str(self.endpoint)
+            )
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self.owner._paused.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.owner.idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        # A paused reader sees nothing because it chose not to; that is not idleness.
+        if not self.alive and not self.paused:
+            log.warning("transport_upstream_idle", upstream=str(self.endpoint))
+            self.abort()
+            return
+        self.alive = False
+        self._arm_idle()
+
+
+class StageInput:
+    """The input of a worker's stage: connections to every upstream worker, merged.
+
+    ``slot`` names this downstream worker to the upstream workers (keyed routing hashes it),
+    e.g. ``"stage_2_index_0"``: a replacement worker for the same index keeps the same keys.
+    Consume with ``get_batch()`` / ``async for batch in inp.batches()`` (fast) or
+    ``async for event in inp`` (convenient).
+    """
+
+    def __init__(
+        self,
+        slot: str,
+        *,
+        connections_per_endpoint: int = 1,
+        max_queued_batches: int = 64,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 2.0,
+        connect_timeout: float = 2.0,
+        idle_timeout: float = 10.0,
+    ) -> None:
+        if connections_per_endpoint < 1 or max_queued_batches < 1:
+            raise ValueError("connections_per_endpoint and max_queued_batches must be >= 1")
+        self.slot = slot
+        self.connections_per_endpoint = connections_per_endpoint
+        self.max_queued_batches = max_queued_batches
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.received_count = 0
+        self.batch_count = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.frame_errors = 0
+        self._tasks: dict[tuple[Endpoint, int], asyncio.Task[None]] = {}
+        self._live: set[_Upstream] = set()
+        self._paused: set[_Upstream] = set()
+        self._queue: deque[list[Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._conn_waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    # topology ---------------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """The upstream endpoints this input keeps connections to."""
+        return sorted({ep for ep, _ in self._tasks}, key=lambda e: (e.host, e.port))
+
+    def set_upstreams(self, endpoints: Iterable[Endpoint | tuple[str, int]]) -> None:
+        """Connect to exactly these upstream workers: new ones are dialled, gone ones dropped."""
+        if self._closed:
+            raise TransportClosed("input closed")
+        wanted = {
+            (ep if isinstance(ep, Endpoint) else Endpoint(ep[0], ep[1]), p)
+            for ep in endpoints
+            for p in range(self.connections_per_endpoint)
+        }
+        for key in list(self._tasks):
+            if key not in wanted:
+                self._tasks.pop(key).cancel()
+        for key in sorted(wanted - self._tasks.keys(), key=lambda k: (k[0].host, k[0].port, k[1])):
+            self._tasks[key] = asyncio.create_task(
+                self._connection_loop(*key), name=f"stage-input {key[0]} p{key[1]}"
+            )
+
+    async def close(self) -> None:
+        """Drop every connection; a waiting consumer gets TransportClosed."""
+        self._closed = True
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        resolve(self._waiter)
+        resolve(self._conn_waiter, TransportClosed("input closed"))
+
+    async def __aenter__(self) -> StageInput:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # consuming --------------------------------------------------------------------------------
+
+    async def get_batch(self) -> list[Any]:
+        """The next decoded batch from any upstream worker; TransportClosed once closed."""
+        queue = self._queue
+        while not queue:
+            if self._closed:
+                raise TransportClosed("input closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        batch = queue.popleft()
+        if self._paused and len(queue) <= self.max_queued_batches // 2:
+            for proto in list(self._paused):
+                proto.resume()
+            self._paused.clear()
+        return batch
+
+    def get_batch_nowait(self) -> list[Any] | None:
+        """The next batch if one is queued, else None."""
+        if not self._queue:
+            return None
+        batch = self._queue.popleft()
+        if self._paused and len(self._queue) <= self.max_queued_batches // 2:
+            for proto in list(self._paused):
+                proto.resume()
+            self._paused.clear()
+        return batch
+
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        """Batches until the input is closed."""
+        while True:
+            try:
+                yield await self.get_batch()
+            except TransportClosed:
+                return
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    # state ------------------------------------------------------------------------------------
+
+    def stats(self) -> InputStats:
+        return InputStats(
+            received_count=self.received_count,
+            batch_count=self.batch_count,
+            connects=self.connects,
+            disconnects=self.disconnects,
+            connected=len(self._live),
+            frame_errors=self.frame_errors,
+        )
+
+    @property
+    def connected_count(self) -> int:
+        return len(self._live)
+
+    async def wait_connected(self, n: int, timeout: float | None = None) -> None:
+        """Until at least `n` connections are up; TimeoutError after `timeout`."""
+        async with asyncio.timeout(timeout):
+            while len(self._live) < n:
+                if self._closed:
+                    raise TransportClosed("input closed")
+                if self._conn_waiter is None or self._conn_waiter.done():
+                    self._conn_waiter = asyncio.get_running_loop().create_future()
+                await self._conn_waiter
+
+    # internals --------------------------------------------------------------------------------
+
+    def _push(self, proto: _Upstream, batch: list[Any]) -> None:
+        self._queue.append(batch)
+        self.received_count += len(batch)
+        self.batch_count += 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(self._queue) >= self.max_queued_batches and not proto.paused:
+            proto.pause()
+            self._paused.add(proto)
+
+    async def _connection_loop(self, endpoint: Endpoint, partition: int) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.backoff_initial
+        while not self._closed:
+            proto: _Upstream | None = None
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, proto = await loop.create_connection(
+                        lambda: _Upstream(self, endpoint), endpoint.host, endpoint.port
+                    )
+            except (OSError, TimeoutError) as e:
+                log.debug(
+                    "transport_connect_failed",
+                    upstream=str(endpoint),
+                    error=str(e),
+                    retry_in=round(delay, 3),
+                )
+            else:
+                assert proto.transport is not None
+                proto.transport.write(encode_hello(self.slot, partition))
+                self._live.add(proto)
+                self.connects += 1
+                resolve(self._conn_waiter)
+                log.info(
+                    "transport_upstream_connected",
+                    upstream=str(endpoint),
+                    partition=partition,
+                    slot=self.slot,
+                )
+                try:
+                    await proto.done
+                finally:
+                    self._live.discard(proto)
+                    self._paused.discard(proto)
+                    proto.abort()
+                self.disconnects += 1
+                log.info(
+                    "transport_upstream_lost",
+                    upstream=str(endpoint),
+                    partition=partition,
+                    received=proto.received,
+                )
+                if proto.received:
+                    delay = self.backoff_initial
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.backoff_max)

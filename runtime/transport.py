@@ -1,0 +1,117 @@
+"""Stage-to-stage transport over TCP: upstream workers serve, downstream workers connect.
+
+This module holds the design and the types both sides share; the sides are
+``runtime.stage_output.StageOutputServer`` and ``runtime.stage_input.StageInput``.
+
+Who connects to whom follows Mantis ("pull connect, push data", reference/mantis.md 4.3): a
+worker whose stage has a next stage listens on its sink port (``StageOutputServer``); each
+worker of the next stage learns the Started workers of the previous stage from the job's
+scheduling info and connects to every one of them (``StageInput``), names itself with a HELLO
+frame, and from then on only reads. So a worker never needs to know its downstream, a new or
+replaced downstream worker simply connects, and an upstream worker that is replaced is found
+again by the downstream's reconnect loop or by the next scheduling-info update.
+
+Sending (``StageOutputServer``):
+
+- Batching: events wait in a per-connection list and go out as one frame (runtime.codec) when
+  ``batch_size`` are there or ``flush_interval`` seconds after the first, whichever is first.
+- Scalar output (``Routing.ROUND_ROBIN``) goes round-robin across connections, skipping any
+  whose buffer is full. Keyed output (``Routing.KEYED``) goes by consistent hashing of the key
+  (runtime.routing, 1,000 virtual nodes per downstream slot, as in Mantis): the same key
+  reaches the same downstream worker, from every upstream worker, for as long as the set of
+  downstream workers stays the same; adding or removing one moves only its share of the keys.
+- Backpressure: each connection has a bounded buffer of ``buffer_events`` events, which fills
+  only while the socket is not writable (asyncio's ``pause_writing``). ``Backpressure.LOSSY``
+  (Mantis' default) drops what does not fit and counts it; ``Backpressure.BLOCKING`` makes the
+  ``send*`` coroutines wait for room instead (and, with no downstream connected, for one).
+  ``stats()`` gives ``on_next_count`` and ``dropped_count`` for heartbeats. Events still
+  buffered for a connection that is lost are dropped and counted in both modes.
+- On an idle connection a HEARTBEAT frame goes out every ``heartbeat_interval`` seconds, so a
+  downstream worker can tell a silent upstream from a dead one (``idle_timeout``).
+
+Receiving (``StageInput``): one connection task per (upstream endpoint, partition), which
+connects, says HELLO, reads frames until the connection ends, then reconnects with exponential
+back-off (jittered, reset after a connection that delivered data) until the endpoint is removed
+by ``set_upstreams``. Decoded batches from all upstream workers are merged into one bounded
+queue; when it is full, reading pauses, so TCP pushes back on the upstream worker, whose
+backpressure mode then decides between dropping and waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+
+class Routing(enum.Enum):
+    """How a stage's output is spread over the workers of the next stage."""
+
+    ROUND_ROBIN = "round_robin"
+    KEYED = "keyed"
+
+
+class Backpressure(enum.Enum):
+    """What happens to an event when a connection's buffer is full."""
+
+    LOSSY = "lossy"
+    """Drop it and count it (Mantis' default)."""
+    BLOCKING = "blocking"
+    """The sender waits for room (no loss while connections live)."""
+
+
+class TransportClosed(Exception):
+    """The server or input was closed while a caller was waiting on it."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an upstream worker serves its output."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """Counters of a StageOutputServer; ``on_next_count`` and ``dropped_count`` go in heartbeats.
+
+    Every event offered is counted once, in ``on_next_count`` (accepted into a buffer) or in
+    ``dropped_count``; an accepted event that is lost with its connection or fails to encode
+    is counted in both. ``sent_count``: events written to sockets.
+    """
+
+    on_next_count: int
+    dropped_count: int
+    sent_count: int
+    encode_errors: int
+    connections: int
+    slots: tuple[str, ...]
+
+    def data_drop(self) -> dict[str, int]:
+        """Mantis' heartbeat payload for data drops: ``{"onNextCount", "droppedCount"}``."""
+        return {"onNextCount": self.on_next_count, "droppedCount": self.dropped_count}
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """Counters of a StageInput."""
+
+    received_count: int
+    batch_count: int
+    connects: int
+    disconnects: int
+    connected: int
+    frame_errors: int
+
+
+def resolve(fut: asyncio.Future[None] | None, exc: Exception | None = None) -> None:
+    """Wake whoever awaits `fut` (with `exc`, if given), unless it is done already."""
+    if fut is not None and not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)

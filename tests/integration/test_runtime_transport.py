@@ -1,0 +1,350 @@
+"""Stage-to-stage transport on real loopback TCP: routing, backpressure, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from runtime.codec import Codec
+from runtime.stage_input import StageInput
+from runtime.stage_output import StageOutputServer
+from runtime.transport import Backpressure, Endpoint, Routing, TransportClosed
+
+HOST = "127.0.0.1"
+
+
+def run(coro: Coroutine[Any, Any, None], timeout: float = 15.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll `predicate` until it holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+def reader(inp: StageInput, into: list[Any]) -> asyncio.Task[None]:
+    """A task that appends every event `inp` receives to `into`."""
+
+    async def read() -> None:
+        async for batch in inp.batches():
+            into.extend(batch)
+
+    return asyncio.create_task(read())
+
+
+async def stop(*things: StageInput | StageOutputServer | asyncio.Task[None]) -> None:
+    for thing in things:
+        if isinstance(thing, asyncio.Task):
+            thing.cancel()
+        else:
+            await thing.close()
+
+
+async def connected(out: StageOutputServer, *slots: str, **kw: Any) -> list[StageInput]:
+    """StageInputs for `slots`, each connected to `out`."""
+    inputs = [StageInput(slot, **kw) for slot in slots]
+    for inp in inputs:
+        inp.set_upstreams([Endpoint(HOST, out.port)])
+    await out.wait_for_connections(len(slots), timeout=5)
+    return inputs
+
+
+def test_round_robin_spreads_scalar_output_evenly() -> None:
+    async def main() -> None:
+        out = StageOutputServer(batch_size=16)
+        await out.start()
+        a, b = await connected(out, "stage_2_index_0", "stage_2_index_1")
+        got_a: list[Any] = []
+        got_b: list[Any] = []
+        tasks = [reader(a, got_a), reader(b, got_b)]
+        for i in range(1000):
+            assert out.offer({"i": i})
+        assert out.offer_many([{"i": i} for i in range(1000, 2000)]) == 1000
+        await until(lambda: len(got_a) + len(got_b) == 2000, "2000 events")
+        assert len(got_a) == len(got_b) == 1000
+        assert sorted(e["i"] for e in got_a + got_b) == list(range(2000))
+        for got in (got_a, got_b):  # each connection keeps the order it was sent
+            assert [e["i"] for e in got] == sorted(e["i"] for e in got)
+        assert out.stats().on_next_count == 2000 and out.stats().dropped_count == 0
+        await stop(*tasks, a, b, out)
+
+    run(main())
+
+
+def test_keyed_output_same_key_same_worker_from_every_upstream_and_stable() -> None:
+    async def main() -> None:
+        ups = [StageOutputServer(routing=Routing.KEYED, batch_size=32) for _ in range(2)]
+        for up in ups:
+            await up.start()
+        slots = ["stage_2_index_0", "stage_2_index_1", "stage_2_index_2"]
+        inputs = [StageInput(s) for s in slots]
+        got: dict[str, list[Any]] = {s: [] for s in slots}
+        tasks = []
+        for slot, inp in zip(slots, inputs, strict=True):
+            inp.set_upstreams([Endpoint(HOST, up.port) for up in ups])
+            tasks.append(reader(inp, got[slot]))
+        for up in ups:
+            await up.wait_for_connections(3, timeout=5)
+
+        keys = [f"user-{i}" for i in range(200)]
+
+        async def send_round(n_slots: int) -> dict[str, str]:
+            for g in got.values():
+                g.clear()
+            for u, up in enumerate(ups):
+                await up.send_keyed_many(
+                    [(k, {"k": k, "up": u, "n": n}) for n in range(3) for k in keys]
+                )
+            await until(lambda: sum(map(len, got.values())) == 2 * 3 * len(keys), "all pairs")
+            owner: dict[str, str] = {}
+            for slot, events in got.items():
+                for key, event in events:
+                    assert event["k"] == key
+                    assert owner.setdefault(key, slot) == slot, f"{key} reached two workers"
+            assert len(owner) == len(keys) and len(set(owner.values())) == n_slots
+            for key, slot in owner.items():
+                assert ups[0].owner_of(key) == ups[1].owner_of(key) == slot
+            return owner
+
+        before = await send_round(3)
+        extra = StageInput("stage_2_index_3")
+        got["stage_2_index_3"] = []
+        extra.set_upstreams([Endpoint(HOST, up.port) for up in ups])
+        tasks.append(reader(extra, got["stage_2_index_3"]))
+        for up in ups:
+            await up.wait_for_connections(4, timeout=5)
+        after = await send_round(4)
+        moved = [k for k in keys if before[k] != after[k]]
+        assert moved and all(after[k] == "stage_2_index_3" for k in moved)
+        await stop(*tasks, *inputs, extra, *ups)
+
+    run(main())
+
+
+BIG = "x" * 2000  # big events fill socket buffers quickly
+
+
+def test_lossy_mode_drops_and_counts_when_the_consumer_is_slow() -> None:
+    async def main() -> None:
+        out = StageOutputServer(batch_size=64, buffer_events=256, write_buffer_high=16 * 1024)
+        await out.start()
+        (inp,) = await connected(out, "slow", max_queued_batches=1)  # and nobody reads yet
+        offered = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while out.dropped_count == 0:
+            assert loop.time() < deadline, "nothing was dropped"
+            out.offer_many([{"seq": offered + i, "pad": BIG} for i in range(64)])
+            offered += 64
+            await asyncio.sleep(0)  # let the socket move
+        stats = out.stats()
+        assert stats.on_next_count + stats.dropped_count == offered
+        assert stats.data_drop() == {
+            "onNextCount": stats.on_next_count,
+            "droppedCount": stats.dropped_count,
+        }
+        got: list[Any] = []
+        task = reader(inp, got)
+        await until(lambda: len(got) == out.on_next_count, "the accepted events")
+        seqs = [e["seq"] for e in got]
+        assert seqs == sorted(set(seqs))  # nothing twice, in order, with gaps where dropped
+        assert len(seqs) == offered - out.dropped_count
+        await stop(task, inp, out)
+
+    run(main())
+
+
+def test_blocking_mode_waits_and_loses_nothing_when_the_consumer_is_slow() -> None:
+    async def main() -> None:
+        out = StageOutputServer(
+            backpressure=Backpressure.BLOCKING,
+            batch_size=64,
+            buffer_events=256,
+            write_buffer_high=16 * 1024,
+        )
+        await out.start()
+        (inp,) = await connected(out, "slow", max_queued_batches=1)
+        total = 20_000  # ~40 MB: more than the kernel's socket buffers hold
+
+        async def produce() -> None:
+            for start in range(0, total, 100):
+                await out.send_many([{"seq": s, "pad": BIG} for s in range(start, start + 100)])
+
+        producer = asyncio.create_task(produce())
+        await until(lambda: out.waiting_for_capacity, "the producer to block")
+        assert not producer.done()
+        assert out.dropped_count == 0
+        got: list[Any] = []
+        task = reader(inp, got)
+        await producer
+        await until(lambda: len(got) == total, "every event")
+        assert [e["seq"] for e in got] == list(range(total))
+        assert out.stats().dropped_count == 0 and out.stats().on_next_count == total
+        await stop(task, inp, out)
+
+    run(main())
+
+
+def test_without_downstream_lossy_drops_and_blocking_waits_for_a_connection() -> None:
+    async def main() -> None:
+        lossy = StageOutputServer()
+        await lossy.start()
+        assert not lossy.offer({"a": 1}) and not lossy.offer_keyed("k", 1)
+        assert lossy.offer_many([1, 2, 3]) == 0
+        assert lossy.stats().dropped_count == 5
+
+        out = StageOutputServer(backpressure=Backpressure.BLOCKING)
+        await out.start()
+        sending = asyncio.create_task(out.send({"hello": "late reader"}))
+        await until(lambda: out.waiting_for_capacity, "the sender to wait")
+        (inp,) = await connected(out, "late")
+        await sending
+        assert await inp.get_batch() == [{"hello": "late reader"}]
+        await stop(inp, out, lossy)
+
+    run(main())
+
+
+def test_reconnects_when_the_upstream_worker_restarts_on_the_same_port() -> None:
+    async def main() -> None:
+        first = StageOutputServer()
+        port = await first.start()
+        inp = StageInput("s", backoff_initial=0.01, backoff_max=0.1)
+        inp.set_upstreams([(HOST, port)])
+        await first.wait_for_connections(1, timeout=5)
+        first.offer({"gen": 1})
+        assert await inp.get_batch() == [{"gen": 1}]
+        await first.close()
+        await until(lambda: inp.connected_count == 0, "the loss to be noticed")
+
+        second = StageOutputServer(port=port)
+        await second.start()
+        await second.wait_for_connections(1, timeout=5)
+        second.offer({"gen": 2})
+        assert await inp.get_batch() == [{"gen": 2}]
+        stats = inp.stats()
+        assert (stats.connects, stats.disconnects, stats.received_count) == (2, 1, 2)
+        await stop(inp, second)
+
+    run(main())
+
+
+def test_set_upstreams_moves_to_a_replacement_worker() -> None:
+    async def main() -> None:
+        old, new = StageOutputServer(), StageOutputServer()
+        await old.start()
+        await new.start()
+        inp = StageInput("s")
+        inp.set_upstreams([Endpoint(HOST, old.port)])
+        await old.wait_for_connections(1, timeout=5)
+        inp.set_upstreams([Endpoint(HOST, new.port)])
+        assert inp.endpoints == [Endpoint(HOST, new.port)]
+        await new.wait_for_connections(1, timeout=5)
+        await until(lambda: old.connection_count == 0, "the old connection to close")
+        new.offer("from the replacement")
+        assert await inp.get_batch() == ["from the replacement"]
+        await inp.close()
+        try:
+            await inp.get_batch()
+            raise AssertionError("a closed input gave a batch")
+        except TransportClosed:
+            pass
+        await stop(old, new)
+
+    run(main())
+
+
+def test_bytes_codec_passes_pre_encoded_events_through() -> None:
+    async def main() -> None:
+        out = StageOutputServer(codec=Codec.BYTES)
+        await out.start()
+        (inp,) = await connected(out, "s")
+        items = [b"\x00raw", b'{"pre":"encoded"}', b""]
+        out.offer_many(items)
+        got = []
+        async for item in inp:  # event by event
+            got.append(item)
+            if len(got) == len(items):
+                break
+        assert got == items
+        await stop(inp, out)
+
+    run(main())
+
+
+def test_an_event_that_does_not_encode_is_dropped_alone() -> None:
+    async def main() -> None:
+        out = StageOutputServer()
+        await out.start()
+        (inp,) = await connected(out, "s")
+        out.offer_many([{"ok": 1}, {"bad": object()}, {"ok": 2}])
+        assert await inp.get_batch() == [{"ok": 1}, {"ok": 2}]
+        stats = out.stats()
+        assert (stats.encode_errors, stats.dropped_count, stats.sent_count) == (1, 1, 2)
+        await stop(inp, out)
+
+    run(main())
+
+
+def test_a_connection_that_never_says_hello_is_closed() -> None:
+    async def main() -> None:
+        out = StageOutputServer(hello_timeout=0.05)
+        await out.start()
+        reader_, writer = await asyncio.open_connection(HOST, out.port)
+        assert await asyncio.wait_for(reader_.read(), 5) == b""  # EOF: closed by the server
+        assert out.connection_count == 0
+        writer.close()
+        await stop(out)
+
+    run(main())
+
+
+async def _raw_server(
+    on_connect: Callable[[asyncio.StreamWriter], Awaitable[None]],
+) -> asyncio.Server:
+    async def handle(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await on_connect(w)
+
+    return await asyncio.start_server(handle, HOST, 0)
+
+
+def test_a_silent_upstream_is_dropped_and_redialled() -> None:
+    async def main() -> None:
+        async def silent(_w: asyncio.StreamWriter) -> None:
+            return None  # keeps the connection open, never writes
+
+        server = await _raw_server(silent)
+        inp = StageInput("s", idle_timeout=0.05, backoff_initial=0.01)
+        inp.set_upstreams([(HOST, server.sockets[0].getsockname()[1])])
+        await until(
+            lambda: inp.stats().disconnects >= 1 and inp.stats().connects >= 2,
+            "an idle connection to be replaced",
+        )
+        await inp.close()
+        server.close()
+
+    run(main())
+
+
+def test_garbage_from_an_upstream_is_counted_and_the_connection_dropped() -> None:
+    async def main() -> None:
+        async def garbage(w: asyncio.StreamWriter) -> None:
+            w.write(b"\xff\xff\xff\xff\x01 not a frame")
+
+        server = await _raw_server(garbage)
+        inp = StageInput("s", backoff_initial=0.01)
+        inp.set_upstreams([(HOST, server.sockets[0].getsockname()[1])])
+        await until(
+            lambda: inp.stats().frame_errors >= 1 and inp.stats().disconnects >= 1,
+            "the bad frame to be noticed",
+        )
+        await inp.close()
+        server.close()
+
+    run(main())
