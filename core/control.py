@@ -10,16 +10,18 @@ workers: they are ignored, or answered with a kill of the zombie task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from core.cron import next_fire_after, parse_cron
 from core.effects import (
+    DeclineOffers,
     Effect,
     JobSchedulingInfo,
     KillTask,
     LaunchRequest,
+    LaunchTask,
     PublishSchedulingInfo,
     PublishStatus,
     StageAssignment,
@@ -56,13 +58,31 @@ from core.model import (
     job_id,
     worker_id,
 )
+from core.ports import TASK_STATES, TaskStatus
+from core.scheduling import Offer, Placement, match
 from core.worker import ALLOWED as WORKER_MOVES
 from core.worker import Worker, WorkerState
 
 HEARTBEAT_INTERVAL_PARAM = "mantis.job.worker.heartbeat.interval.secs"
 WORKER_TIMEOUT_PARAM = "mantis.job.worker.timeout.secs"
 SYSTEM_USER = "mantis-master"
+DEFAULT_REFUSE_SECONDS = 5.0  # Mesos' default decline filter
 HOUR = 3600.0
+
+
+# Mesos TaskState -> the worker observation it means. A running task is StartInitiated: the
+# worker itself says Started (or heartbeats). Lost-like states are Lost, so they count as errors.
+_TASK_OBSERVATION: dict[str, tuple[WorkerState, CompletedReason | None]] = {
+    "TASK_RUNNING": (WorkerState.StartInitiated, None),
+    "TASK_FINISHED": (WorkerState.Completed, CompletedReason.Normal),
+    "TASK_FAILED": (WorkerState.Failed, CompletedReason.Error),
+    "TASK_ERROR": (WorkerState.Failed, CompletedReason.Error),
+    "TASK_KILLED": (WorkerState.Failed, CompletedReason.Killed),
+    **{s: (WorkerState.Failed, CompletedReason.Lost) for s in (
+        "TASK_LOST", "TASK_DROPPED", "TASK_UNREACHABLE", "TASK_GONE", "TASK_GONE_BY_OPERATOR",
+        "TASK_UNKNOWN",
+    )},
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +161,11 @@ class ControlPlane:
         self.jobs: dict[str, Job] = {}
         self.workers: dict[str, Worker] = {}
         self._active: dict[str, Job] = {}
+        # Derived indexes, kept by _apply: workers waiting for a placement, and placed ones.
+        self._pending: dict[str, Worker] = {}
+        self._placed: dict[str, Worker] = {}
+        # Volatile: agents' attributes as last offered (for placements' zones).
+        self._agent_attributes: dict[str, tuple[tuple[str, str], ...]] = {}
         self._deleted_job_counts: dict[str, int] = {}
         self._out = Outcome()
         self._live = True
@@ -438,6 +463,43 @@ class ControlPlane:
                 self._after_worker_started(self.jobs[w.job_id], now)
         return out
 
+    def on_offers(
+        self, offers: Sequence[Offer], now: float, refuse_seconds: float = DEFAULT_REFUSE_SECONDS
+    ) -> Outcome:
+        """Place ready pending workers on offers; decline what is left unused.
+
+        A placement is a launch: the worker becomes Launched at once (Mantis' WorkerLaunched
+        comes from the scheduler), so it is never placed twice; a failed launch comes back
+        as a task status.
+        """
+        out = self._begin()
+        for offer in offers:
+            self._agent_attributes[offer.agent_id] = offer.attributes
+        requests = [
+            self._launch_request(self.jobs[w.job_id], w)
+            for w in self._pending.values() if w.ready_at <= now
+        ]  # fmt: skip
+        placements = [self._placement(w) for w in self._placed.values()]
+        result = match(requests, offers, placements, now)
+        by_worker = {r.worker_id: r for r in requests}
+        for a in result.assignments:
+            self._emit(WorkerLaunched(a.worker_id, a.agent_id, a.hostname, a.ports, now))
+            out.effects.append(LaunchTask(by_worker[a.worker_id], a))
+        if result.declined:
+            out.effects.append(DeclineOffers(result.declined, refuse_seconds))
+        return out
+
+    def task_status(self, status: TaskStatus, now: float) -> Outcome:
+        """A resource manager's status update, in Mesos TaskState terms."""
+        if status.state not in TASK_STATES:
+            raise InvalidRequest("state", f"unknown task state {status.state!r}")
+        observed = _TASK_OBSERVATION.get(status.state)
+        if observed is None:  # staging, starting, killing: nothing the core acts on
+            return self._begin()
+        state, reason = observed
+        message = status.message or status.state
+        return self.worker_status(status.task_id, state, now, reason, message)
+
     def heartbeat(self, wid: str, now: float, payloads: Mapping[str, str] | None = None) -> Outcome:
         """A heartbeat keeps a worker alive, and promotes a launched worker to Started."""
         out = self._begin()
@@ -460,16 +522,19 @@ class ControlPlane:
     def tick(self, now: float) -> Outcome:
         """Fire every timer due at `now`: heartbeats, runtime limits, cron, SLA min/max."""
         out = self._begin()
-        self._check_heartbeats(now)
+        # Kills first, so that no worker is replaced or submitted for a job about to end.
         for job in list(self._active.values()):
             limit = job.definition.job_sla.runtime_limit_secs
             if limit and job.started_at is not None and now >= job.started_at + limit:
                 self._end_job(job, CompletedReason.Killed, f"runtime limit of {limit}s reached",
                               SYSTEM_USER, now)  # fmt: skip
-        for cluster in list(self.clusters.values()):
-            if not cluster.disabled:
-                self._enforce_cron(cluster, now)
-                self._enforce_sla(cluster, now)
+        enabled = [c for c in self.clusters.values() if not c.disabled]
+        for cluster in enabled:
+            self._enforce_sla_max(cluster, now)
+        self._check_heartbeats(now)
+        for cluster in enabled:
+            self._enforce_cron(cluster, now)
+            self._enforce_sla_min(cluster, now)
         return out
 
     def _check_heartbeats(self, now: float) -> None:
@@ -490,18 +555,21 @@ class ControlPlane:
         if sla.cron_policy is CronPolicy.KEEP_NEW or not self._cluster_active(cluster):
             self._submit(cluster, self._inherited_request(cluster), SYSTEM_USER, now)
 
-    def _enforce_sla(self, cluster: JobCluster, now: float) -> None:
-        """Kill the oldest jobs over SLA max first, then submit up to SLA min (max 0: no limit)."""
+    def _enforce_sla_max(self, cluster: JobCluster, now: float) -> None:
+        """Kill the oldest jobs over SLA max (0: no limit), with headroom for Accepted ones."""
         sla = cluster.definition.sla
-        if sla.max > 0:
-            active = self._cluster_active(cluster)
-            launched = [j for j in active if j.state is JobState.Launched]
-            accepted = [j for j in active if j.state is JobState.Accepted]
-            keep = max(sla.max - len(launched), 0) + self.config.sla_headroom_accepted
-            excess = launched[: max(len(launched) - sla.max, 0)] + accepted[: max(len(accepted) - keep, 0)]
-            for job in excess:
-                self._end_job(job, CompletedReason.Killed, f"SLA max {sla.max} exceeded", SYSTEM_USER, now)
-        for _ in range(sla.min - len(self._cluster_active(cluster))):
+        if sla.max <= 0:
+            return
+        active = self._cluster_active(cluster)
+        launched = [j for j in active if j.state is JobState.Launched]
+        accepted = [j for j in active if j.state is JobState.Accepted]
+        keep = max(sla.max - len(launched), 0) + self.config.sla_headroom_accepted
+        excess = launched[: max(len(launched) - sla.max, 0)] + accepted[: max(len(accepted) - keep, 0)]
+        for job in excess:
+            self._end_job(job, CompletedReason.Killed, f"SLA max {sla.max} exceeded", SYSTEM_USER, now)
+
+    def _enforce_sla_min(self, cluster: JobCluster, now: float) -> None:
+        for _ in range(cluster.definition.sla.min - len(self._cluster_active(cluster))):
             self._submit(cluster, self._inherited_request(cluster), SYSTEM_USER, now)
 
     # ------------------------------------------------------------------ decisions
@@ -605,6 +673,17 @@ class ControlPlane:
         ))  # fmt: skip
         self._out.effects.append(self._launch_request(job, self.workers[wid]))
 
+    def _placement(self, w: Worker) -> Placement:
+        job = self.jobs[w.job_id]
+        info = job.definition.scheduling_info.stage(w.stage)
+        m = info.machine_definition
+        return Placement(
+            w.worker_id, w.job_id, w.stage, w.agent_id, w.hostname,
+            self._agent_attributes.get(w.agent_id, ()), job.definition.job_sla.duration_type,
+            m.cpu_cores, m.memory_mb, m.disk_mb, m.network_mbps, info.hard_constraints,
+            info.soft_constraints,
+        )  # fmt: skip
+
     def _launch_request(self, job: Job, w: Worker) -> LaunchRequest:
         info = job.definition.scheduling_info.stage(w.stage)
         return LaunchRequest(
@@ -701,6 +780,7 @@ class ControlPlane:
             e.resubmit_of, e.resubmit_count,
         )  # fmt: skip
         self.workers[e.worker_id] = w
+        self._pending[e.worker_id] = w
         slots = job.stages[e.stage]
         if e.index < len(slots):
             slots[e.index] = w
@@ -714,6 +794,8 @@ class ControlPlane:
         w = self.workers[e.worker_id]
         self._move_worker(w, WorkerState.Launched)
         w.agent_id, w.hostname, w.ports, w.launched_at = e.agent_id, e.hostname, e.ports, e.at
+        del self._pending[e.worker_id]
+        self._placed[e.worker_id] = w
 
     def _on_worker_state_changed(self, e: WorkerStateChanged) -> None:
         w = self.workers[e.worker_id]
@@ -725,6 +807,8 @@ class ControlPlane:
             w.started_at = e.at
         elif e.state is WorkerState.Failed or e.state is WorkerState.Completed:
             w.completed_at, w.reason, w.message = e.at, e.reason, e.message
+            self._pending.pop(e.worker_id, None)
+            self._placed.pop(e.worker_id, None)
             if e.reason is CompletedReason.Error or e.reason is CompletedReason.Lost:
                 self.jobs[w.job_id].failure_times.append(e.at)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.model import DurationType, JobConstraint, MachineDefinition
+
+if TYPE_CHECKING:  # the matcher itself takes LaunchRequests: import its types lazily
+    from core.scheduling import Assignment
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,22 @@ class LaunchRequest:
     soft_constraints: tuple[JobConstraint, ...]
     duration_type: DurationType
     ready_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchTask:
+    """Start the worker's task where the matcher placed it, on that agent's offers."""
+
+    request: LaunchRequest
+    assignment: Assignment
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineOffers:
+    """Offers nothing was placed on; not offered again for `refuse_seconds` (or a revive)."""
+
+    offer_ids: tuple[str, ...]
+    refuse_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +97,6 @@ class PublishStatus:
     at: float
 
 
-Effect = LaunchRequest | KillTask | PublishSchedulingInfo | PublishStatus
+Effect = (
+    LaunchRequest | LaunchTask | DeclineOffers | KillTask | PublishSchedulingInfo | PublishStatus
+)

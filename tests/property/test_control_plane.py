@@ -18,7 +18,7 @@ from hypothesis.stateful import (
 )
 
 from core.control import ControlPlane, Outcome
-from core.effects import KillTask, LaunchRequest
+from core.effects import DeclineOffers, KillTask, LaunchRequest, LaunchTask
 from core.errors import CommandRejected, InvalidRequest
 from core.events import JobAccepted, WorkerAccepted
 from core.job import JobState
@@ -28,6 +28,7 @@ from core.model import (
     CronPolicy,
     JobClusterConfig,
     JobClusterDefinition,
+    JobConstraint,
     JobRequest,
     JobSla,
     Label,
@@ -37,6 +38,8 @@ from core.model import (
     StageSchedulingInfo,
     parse_worker_id,
 )
+from core.ports import TASK_STATES, TaskStatus
+from core.scheduling import Offer
 from core.worker import WorkerState
 
 NAMES = st.sampled_from(["alpha", "beta", "gamma"])
@@ -48,7 +51,8 @@ STEPS = st.sampled_from([0.5, 3.0, 20.0, 61.0, 95.0, 301.0, 3600.0])
 def scheduling_infos(draw: st.DrawFn) -> SchedulingInfo:
     stages = draw(st.integers(1, 3))
     return SchedulingInfo(tuple(
-        StageSchedulingInfo(draw(st.integers(1, 3)), MachineDefinition(1, 256), scalable=draw(st.booleans()))
+        StageSchedulingInfo(draw(st.integers(1, 3)), MachineDefinition(1, 256), scalable=draw(st.booleans()),
+                            hard_constraints=draw(st.sampled_from([(), (JobConstraint.UniqueHost,)])))
         for _ in range(stages)
     ))  # fmt: skip
 
@@ -215,6 +219,33 @@ class ControlPlaneMachine(RuleBasedStateMachine):
         else:
             self.record(self.cp.worker_launch_failed(wid, "no such image", self.now))
 
+    @rule(agents=st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3"]), st.sampled_from([0.5, 2.0, 8.0]),
+                                    st.sampled_from(["z1", "z2"])), min_size=1, max_size=3,
+                          unique_by=lambda t: t[0]))
+    def offers(self, agents) -> None:
+        offers = [Offer(f"o-{self.now}-{a}", a, f"host-{a}", cpus, 4096.0, 1000.0, 1000.0,
+                        ((31000, 31020),), (("zone", z),)) for a, cpus, z in agents]  # fmt: skip
+        out = self.cp.on_offers(offers, self.now)
+        self.record(out)
+        launches = [e for e in out.effects if isinstance(e, LaunchTask)]
+        for launch in launches:
+            w = self.cp.workers[launch.request.worker_id]
+            assert w.state is WorkerState.Launched and w.ready_at <= self.now
+        for offer in offers:
+            placed = [lt.assignment for lt in launches if lt.assignment.agent_id == offer.agent_id]
+            assert sum(a.cpus for a in placed) <= offer.cpus + 1e-9
+            ports = [p for a in placed for p in a.ports]
+            assert len(ports) == len(set(ports)) and all(31000 <= p <= 31020 for p in ports)
+        used = {o for lt in launches for o in lt.assignment.offer_ids}
+        declined = {o for e in out.effects if isinstance(e, DeclineOffers) for o in e.offer_ids}
+        assert used.isdisjoint(declined) and used | declined == {o.offer_id for o in offers}
+
+    @precondition(lambda self: self.cp.workers)
+    @rule(data=st.data(), state=st.sampled_from(sorted(TASK_STATES)))
+    def task_status(self, data, state) -> None:
+        wid = data.draw(st.sampled_from(self.workers()))
+        self.record(self.cp.task_status(TaskStatus(wid, state, "a1", "from mesos"), self.now))
+
     @rule(wid=st.sampled_from(["nope-1-worker-0-1", "alpha-77-worker-0-5"]))
     def observations_for_unknown_workers(self, wid) -> None:
         out = self.cp.heartbeat(wid, self.now)
@@ -276,6 +307,18 @@ class ControlPlaneMachine(RuleBasedStateMachine):
         assert set(j.job_id for j in self.cp.active_jobs()) == {
             j for j, job in self.cp.jobs.items() if not job.terminal
         }
+
+    @invariant()
+    def unique_host_holds_for_placed_workers(self) -> None:
+        seen: set[tuple[str, int, str]] = set()
+        for w in self.cp.workers.values():
+            job = self.cp.jobs[w.job_id]
+            stage = job.definition.scheduling_info.stage(w.stage)
+            placed_by_matcher = w.hostname.startswith("host-a")  # not by launch_ready_workers
+            if w.running and placed_by_matcher and JobConstraint.UniqueHost in stage.hard_constraints:
+                key = (w.job_id, w.stage, w.hostname)
+                assert key not in seen, f"UniqueHost broken for {key}"
+                seen.add(key)
 
     @invariant()
     def replay_rebuilds_the_live_state(self) -> None:

@@ -1,0 +1,386 @@
+"""A deterministic simulation of a whole cluster: the real core against simulated agents.
+
+`World(seed)` owns one `random.Random(seed)` and a virtual clock with an event heap of
+(t, seq, action); every latency and fault comes from that generator, so a seed replays a run
+exactly (STYLE.md section 5). The master is the real `ControlPlane` with a persisted event
+list; it crashes and recovers by replaying that list. Checkers run after every event; the run
+ends with a liveness check once faults stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from adapters.sim.agents import SimAgent, SimResourceManager, SimTask
+from adapters.sim.checks import Violation, check_core, check_ground_truth, check_outcome
+from adapters.sim.clock import VirtualClock
+from core.control import ControlPlane, Outcome
+from core.effects import DeclineOffers, KillTask, LaunchRequest, LaunchTask
+from core.errors import CommandRejected
+from core.events import Event
+from core.job import JobState
+from core.model import (
+    ClusterSla,
+    DurationType,
+    JobClusterConfig,
+    JobClusterDefinition,
+    JobConstraint,
+    JobRequest,
+    JobSla,
+    MachineDefinition,
+    SchedulingInfo,
+    StageSchedulingInfo,
+)
+from core.ports import TaskStatus
+from core.scheduling import Offer
+from core.worker import WorkerState
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    agents: int = 5
+    agent_cpus: float = 8.0
+    agent_mem: float = 16_384.0
+    clusters: int = 3
+    fault_until: float = 600.0  # virtual seconds with faults; then they stop
+    settle: float = 1_200.0  # liveness bound after the last fault
+    fault_every: float = 30.0  # mean seconds between faults
+    round_every: float = 1.0  # the master's timer ticks
+    status_loss: float = 0.05
+    status_dup: float = 0.05
+    heartbeat_loss: float = 0.02
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    steps: int
+    events: int
+    now: float
+    digest: str
+    violations: list[Violation] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class SimMaster:
+    """The master's composition: ControlPlane, its persisted events, the resource manager."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.cp = ControlPlane()
+        self.log: list[Event] = []
+        self.up = True
+
+    # ResourceManagerEvents ------------------------------------------------------------
+
+    def registered(self, framework_id: str) -> None:
+        running = [(w.worker_id, w.agent_id) for w in self.cp.workers.values()
+                   if w.running and not self.cp.jobs[w.job_id].terminal]  # fmt: skip
+        self.world.rm.reconcile(running)
+        self.world.rm.reconcile([])
+
+    def offers(self, offers: Sequence[Offer]) -> None:
+        if self.up:
+            self.commit(self.cp.on_offers(offers, self.world.now), offers)
+
+    def rescinded(self, offer_id: str) -> None:
+        pass
+
+    def task_status(self, status: TaskStatus) -> None:
+        if not self.up:
+            return
+        self.commit(self.cp.task_status(status, self.world.now))
+        self.world.rm.acknowledge(status)  # only once its events are persisted
+
+    # commands and effects ---------------------------------------------------------------
+
+    def command(self, name: str, call: Callable[[], Outcome]) -> None:
+        if not self.up:
+            return
+        try:
+            out = call()
+        except CommandRejected as e:
+            self.world.note(f"{name} rejected: {e.message}")
+            return
+        self.world.note(name)
+        self.commit(out)
+
+    def commit(self, out: Outcome, offers: Sequence[Offer] | None = None) -> None:
+        self.log.extend(out.events)  # persisted before any effect runs
+        if out.events:
+            self.world.check_core(out, offers)
+        rm = self.world.rm
+        launches = [e for e in out.effects if isinstance(e, LaunchTask)]
+        if launches:
+            rm.launch(launches)
+        for effect in out.effects:
+            if isinstance(effect, DeclineOffers):
+                rm.decline(effect.offer_ids, effect.refuse_seconds)
+            elif isinstance(effect, KillTask):
+                rm.kill(effect.worker_id, effect.agent_id)
+        if any(isinstance(e, LaunchRequest) for e in out.effects):
+            rm.revive()
+
+    def crash(self) -> None:
+        self.up = False
+        self.world.rm.master_reachable = False
+
+    def recover(self) -> None:
+        replayed = ControlPlane.replay(self.log)
+        if replayed.snapshot() != self.cp.snapshot():
+            self.world.violation("replay", "replaying the persisted events differs from the live state")
+        self.cp = replayed
+        self.up = True
+        self.world.rm.master_reachable = True
+        self.commit(self.cp.recover(self.world.now))
+        self.registered("sim-framework")
+        self.world.rm.redeliver()
+
+
+class World:
+    """One simulated cluster run; see the module docstring."""
+
+    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
+        self.seed = seed
+        self.config = c = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.clock = VirtualClock()
+        self.trace: deque[str] = deque(maxlen=60)
+        self.violations: list[Violation] = []
+        self._generation = dict.fromkeys(range(c.agents), 0)
+        agents = [self._new_agent(i) for i in range(c.agents)]
+        self.rm = SimResourceManager(self.rng, self.after, lambda: self.now, agents,
+                                     c.status_loss, c.status_dup, self._task_running)  # fmt: skip
+        self.master = SimMaster(self)
+        self.rm.start(self.master)
+
+    # scheduling -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    @property
+    def steps(self) -> int:
+        return self.clock.steps
+
+    def after(self, delay: float, action: Callable[[], None]) -> None:
+        self.clock.after(delay, action)
+
+    def note(self, text: str) -> None:
+        self.trace.append(f"t={self.now:9.2f} {text}")
+
+    def violation(self, kind: str, message: str) -> None:
+        self.violations.append(Violation(kind, message, self.now, self.steps))
+
+    # the run ----------------------------------------------------------------------------
+
+    def run(self, max_steps: int = 1_000_000) -> RunResult:
+        c = self.config
+        for i in range(c.clusters):
+            self._create_cluster(i)
+        for _ in range(self.rng.randint(2, 2 * c.clusters)):
+            self.after(self.rng.uniform(0, 120), self._submit)
+        self.after(0.0, self._round)
+        self.after(self.rng.expovariate(1 / c.fault_every), self._fault)
+        end = c.fault_until + c.settle
+        while self.steps < max_steps and not self.violations and self.clock.step(end):
+            self._check()
+            if self.now >= c.fault_until and self.master.up and self._all_started():
+                break
+        if not self.violations and self.steps < max_steps and not self._all_started():
+            self.violation("liveness", f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
+                                       f"{self._unstarted()}")  # fmt: skip
+        if not self.violations and self.master.up:
+            replayed = ControlPlane.replay(self.master.log)
+            if replayed.snapshot() != self.master.cp.snapshot():
+                self.violation("replay", "replay of the final log differs from the live state")
+        digest = hashlib.sha256("\n".join(map(repr, self.master.log)).encode()).hexdigest()[:16]
+        return RunResult(self.seed, self.steps, len(self.master.log), self.now, digest,
+                         list(self.violations), list(self.trace))  # fmt: skip
+
+    def _round(self) -> None:
+        master = self.master
+        if master.up:
+            master.commit(master.cp.tick(self.now))
+        self.after(self.config.round_every, self._round)
+
+    # the workers' processes -------------------------------------------------------------
+
+    def _task_running(self, task: SimTask) -> None:
+        self.after(self.rng.uniform(0.1, 2.0), lambda: self._heartbeat(task))
+
+    def _heartbeat(self, task: SimTask) -> None:
+        agent = self.rm.agents[task.agent_id]
+        if agent.tasks.get(task.task_id) is not task or not agent.up or task.hung:
+            return  # the process is gone, or hangs
+        if self.master.up and not agent.partitioned and self.rng.random() >= self.config.heartbeat_loss:
+            self.master.commit(self.master.cp.heartbeat(task.task_id, self.now))
+        worker = self.master.cp.workers.get(task.task_id)
+        interval = self.master.cp.jobs[worker.job_id].heartbeat_interval_secs if worker else 20.0
+        self.after(interval, lambda: self._heartbeat(task))
+
+    # users ------------------------------------------------------------------------------
+
+    def _create_cluster(self, i: int) -> None:
+        rng = self.rng
+        stages = tuple(
+            StageSchedulingInfo(
+                rng.randint(1, 3), MachineDefinition(rng.choice([0.5, 1.0, 2.0]), rng.choice([256, 1024])),
+                hard_constraints=(JobConstraint.UniqueHost,) if rng.random() < 0.3 else (),
+                soft_constraints=(JobConstraint.ZoneBalance,) if rng.random() < 0.3 else (),
+                scalable=True,
+            )
+            for _ in range(rng.randint(1, 2))
+        )  # fmt: skip
+        sla = ClusterSla(min=1, max=2) if i == 0 else ClusterSla()
+        duration = DurationType.Transient if rng.random() < 0.2 else DurationType.Perpetual
+        definition = JobClusterDefinition(
+            f"cluster{i}", (JobClusterConfig(f"c{i}.zip", "1", self.now, SchedulingInfo(stages)),),
+            sla=sla, job_sla=JobSla(duration_type=duration),
+        )  # fmt: skip
+        self.master.command(f"create cluster{i}", lambda: self.master.cp.create_cluster(definition, self.now))
+
+    def _room(self) -> float:
+        """CPUs that users may still ask for: half the cluster, so liveness can hold."""
+        cp = self.master.cp
+        used = sum(
+            j.definition.scheduling_info.stage(w.stage).machine_definition.cpu_cores
+            for j in cp.active_jobs() for w in j.current_workers()
+        )  # fmt: skip
+        return self.config.agents * self.config.agent_cpus / 2 - used
+
+    def _submit(self) -> None:
+        name = f"cluster{self.rng.randrange(self.config.clusters)}"
+        cluster = self.master.cp.clusters.get(name)
+        if cluster is not None:
+            stages = cluster.definition.latest.scheduling_info.stages
+            if sum(s.number_of_instances * s.machine_definition.cpu_cores for s in stages) > self._room():
+                self.note(f"submit {name} skipped: not enough room")
+                return
+        self.master.command(f"submit {name}",
+                            lambda: self.master.cp.submit_job(name, JobRequest(), "sim", self.now))  # fmt: skip
+
+    def _user_action(self) -> None:
+        cp = self.master.cp
+        jobs = [j.job_id for j in cp.active_jobs()]
+        kind = self.rng.choice(["submit", "kill", "scale", "resubmit"])
+        if kind == "submit" or not jobs:
+            self._submit()
+            return
+        jid = self.rng.choice(jobs)
+        if kind == "kill":
+            self.master.command(f"kill {jid}", lambda: cp.kill_job(jid, "sim", "user kill", self.now))
+        elif kind == "scale":
+            stage = self.rng.randint(1, 2)
+            n = self.rng.randint(1, 4)
+            job = cp.jobs[jid]
+            if stage in job.stages:
+                cpu = job.definition.scheduling_info.stage(stage).machine_definition.cpu_cores
+                if (n - len(job.stages[stage])) * cpu > self._room():
+                    return
+            self.master.command(f"scale {jid} stage {stage} to {n}",
+                                lambda: cp.scale_stage(jid, stage, n, "sim", "test", self.now))  # fmt: skip
+        else:
+            number = self.rng.randint(1, 10)
+            self.master.command(f"resubmit {jid} worker {number}",
+                                lambda: cp.resubmit_worker(jid, number, "sim", "test", self.now))  # fmt: skip
+
+    # faults -----------------------------------------------------------------------------
+
+    def _fault(self) -> None:
+        if self.now >= self.config.fault_until:
+            return
+        rng = self.rng
+        kind = rng.choices(
+            ["task_fail", "hang", "agent_crash", "partition", "master_crash", "user"],
+            weights=[4, 2, 1, 1, 1, 4],
+        )[0]
+        up = [a for a in self.rm.agents.values() if a.up]
+        tasks = [t for a in up for t in a.tasks.values()]
+        if kind == "task_fail" and tasks:
+            task = rng.choice(tasks)
+            self.note(f"fault: task {task.task_id} fails")
+            self.rm.fail_task(task.task_id)
+        elif kind == "hang" and tasks:
+            task = rng.choice(tasks)
+            self.note(f"fault: task {task.task_id} hangs")
+            task.hung = True
+        elif kind == "agent_crash" and len(up) > 1:
+            agent = rng.choice(up)
+            self.note(f"fault: agent {agent.agent_id} crashes")
+            self.rm.crash_agent(agent)
+            back = min(rng.uniform(30, 300), max(self.config.fault_until - self.now, 1.0))
+            self.after(back, lambda a=agent: self._agent_returns(a))
+        elif kind == "partition" and up:
+            agent = rng.choice(up)
+            self.note(f"fault: agent {agent.agent_id} partitioned")
+            agent.partitioned = True
+            self.after(rng.uniform(10, 200), lambda a=agent: self._heal(a))
+        elif kind == "master_crash" and self.master.up:
+            self.note("fault: master crashes")
+            self.master.crash()
+            self.after(rng.uniform(5, 60), self._master_returns)
+        elif kind == "user":
+            self._user_action()
+        self.after(rng.expovariate(1 / self.config.fault_every), self._fault)
+
+    def _new_agent(self, i: int) -> SimAgent:
+        c = self.config
+        gen = self._generation[i]
+        self._generation[i] = gen + 1
+        # A restarted agent registers under a new agent id, as a Mesos agent without recovery does.
+        return SimAgent(f"agent-{i}-{gen}", f"host-{i}", "abc"[i % 3], c.agent_cpus, c.agent_mem,
+                        (31000 + 100 * i, 31000 + 100 * i + 99))  # fmt: skip
+
+    def _agent_returns(self, old: SimAgent) -> None:
+        index = int(old.hostname.split("-")[1])
+        agent = self._new_agent(index)
+        self.rm.agents[agent.agent_id] = agent
+        self.note(f"agent {agent.agent_id} registers (was {old.agent_id})")
+
+    def _heal(self, agent: SimAgent) -> None:
+        self.note(f"agent {agent.agent_id} partition healed")
+        self.rm.heal(agent)
+
+    def _master_returns(self) -> None:
+        self.note("master recovers by replaying its events")
+        self.master.recover()
+
+    # checks -----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if not self.rm.changed:
+            return
+        self.rm.changed = False
+        for kind, message in check_ground_truth(self.rm):
+            self.violation(kind, message)
+
+    def check_core(self, out: Outcome, offers: Sequence[Offer] | None) -> None:
+        """After every change of the core: its invariants, and those of what it just did."""
+        cp = self.master.cp
+        for kind, message in check_core(cp) + check_outcome(cp, out, offers):
+            self.violation(kind, message)
+
+    def _unstarted(self) -> list[str]:
+        cp = self.master.cp
+        return [
+            j.job_id for j in cp.active_jobs()
+            if j.definition.job_sla.duration_type is DurationType.Perpetual
+            and not (j.state is JobState.Launched and j.all_started())
+        ]  # fmt: skip
+
+    def _all_started(self) -> bool:
+        return not self._unstarted() and all(
+            w.state is WorkerState.Started
+            for j in self.master.cp.active_jobs() for w in j.current_workers()
+            if j.definition.job_sla.duration_type is DurationType.Perpetual
+        )  # fmt: skip

@@ -1,0 +1,80 @@
+"""Ports: what the core needs from the outside world, as `typing.Protocol`s.
+
+Adapters implement them without inheriting anything; mypy checks the fit. The language of
+the ResourceManager port is Mesos' (offers, task ids, TaskState names), since Mesos and
+mesoslite are what it abstracts; the simulation speaks it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.effects import LaunchTask
+from core.events import Event
+from core.scheduling import Offer
+
+# Mesos TaskState names (reference/mesos-fenzo.md B.7).
+TASK_STATES = frozenset({
+    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
+    "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_UNREACHABLE",
+    "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN",
+})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A status update for a task; the task id is the worker id."""
+
+    task_id: str
+    state: str
+    agent_id: str = ""
+    message: str = ""
+    reason: str = ""
+    uuid: str = ""  # set on updates that must be acknowledged
+
+
+class ResourceManagerEvents(Protocol):
+    """What a resource manager reports; the master implements it."""
+
+    def registered(self, framework_id: str) -> None:
+        """(Re-)registered: reconcile tasks now."""
+
+    def offers(self, offers: Sequence[Offer]) -> None: ...
+
+    def rescinded(self, offer_id: str) -> None: ...
+
+    def task_status(self, status: TaskStatus) -> None:
+        """Acknowledge it (`ResourceManager.acknowledge`) only once its events are persisted."""
+
+
+class ResourceManager(Protocol):
+    """A Mesos-style resource manager: offers in, launches, declines and kills out."""
+
+    def start(self, events: ResourceManagerEvents) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def launch(self, tasks: Sequence[LaunchTask]) -> None:
+        """Launch tasks on the offers of their assignments (one ACCEPT per agent)."""
+
+    def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None: ...
+
+    def kill(self, task_id: str, agent_id: str) -> None: ...
+
+    def revive(self) -> None:
+        """Pending work appeared: clear decline filters and send offers again."""
+
+    def reconcile(self, tasks: Sequence[tuple[str, str]]) -> None:
+        """Ask for the state of (task id, agent id) pairs; empty: every task (implicit)."""
+
+    def acknowledge(self, status: TaskStatus) -> None: ...
+
+
+class Store(Protocol):
+    """Durable, ordered event log: `append` returns only once the events are safe."""
+
+    def append(self, events: Sequence[Event]) -> None: ...
+
+    def load(self) -> Iterable[Event]: ...

@@ -1,0 +1,140 @@
+"""The ResourceManager port's contract: every adapter of the port passes these tests.
+
+An adapter's test module subclasses `ResourceManagerContract` and provides a `cluster`
+fixture yielding a `Cluster`: a started resource manager with at least two agents of at
+least 2 CPUs and 1 GB each, and a way to wait (virtual time in the simulation, polling with a
+deadline against real processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pytest
+
+from core.effects import LaunchRequest, LaunchTask
+from core.model import DurationType, MachineDefinition
+from core.ports import ResourceManager, TaskStatus
+from core.scheduling import Assignment, Offer
+
+
+@dataclass
+class Recorder:
+    """A ResourceManagerEvents that remembers everything; acknowledges updates if asked."""
+
+    rm: ResourceManager | None = None
+    auto_ack: bool = True
+    framework_ids: list[str] = field(default_factory=list)
+    offer_batches: list[list[Offer]] = field(default_factory=list)
+    statuses: list[TaskStatus] = field(default_factory=list)
+    rescinds: list[str] = field(default_factory=list)
+
+    def registered(self, framework_id: str) -> None:
+        self.framework_ids.append(framework_id)
+
+    def offers(self, offers: list[Offer]) -> None:
+        self.offer_batches.append(list(offers))
+
+    def rescinded(self, offer_id: str) -> None:
+        self.rescinds.append(offer_id)
+
+    def task_status(self, status: TaskStatus) -> None:
+        self.statuses.append(status)
+        if self.auto_ack and self.rm is not None and status.uuid:
+            self.rm.acknowledge(status)
+
+    def states(self, task_id: str) -> list[str]:
+        return [s.state for s in self.statuses if s.task_id == task_id]
+
+    def offers_since(self, batch: int) -> list[Offer]:
+        return [o for b in self.offer_batches[batch:] for o in b]
+
+
+class Cluster(Protocol):
+    rm: ResourceManager
+    events: Recorder
+
+    def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
+        """Let the cluster run until `condition` holds (True) or `seconds` pass (False)."""
+
+    def run_for(self, seconds: float) -> None: ...
+
+
+def launch_on(offer: Offer, task_id: str, cpus: float = 1.0, mem: float = 128.0) -> LaunchTask:
+    port = offer.ports[0][0] if offer.ports else 0
+    request = LaunchRequest(task_id, task_id.rsplit("-worker-", 1)[0], 1, 0, 1,
+                            MachineDefinition(cpus, mem, num_ports=0), (), (), DurationType.Perpetual, 0.0)  # fmt: skip
+    assignment = Assignment(task_id, offer.agent_id, offer.hostname, (offer.offer_id,),
+                            (port,) if port else (), cpus, mem, 0.0, 0.0)  # fmt: skip
+    return LaunchTask(request, assignment)
+
+
+class ResourceManagerContract:
+    """Behaviour every ResourceManager adapter shows (Mesos semantics, reference B and D)."""
+
+    def first_offers(self, cluster: Cluster) -> list[Offer]:
+        assert cluster.wait_for(lambda: bool(cluster.events.offer_batches), 30), "no offers arrived"
+        return cluster.events.offer_batches[-1]
+
+    def test_registers_then_offers_every_agent(self, cluster: Cluster) -> None:
+        assert cluster.events.framework_ids, "start() must report the registration"
+        assert cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) >= 2, 30)
+        for offer in cluster.events.offers_since(0):
+            assert offer.offer_id and offer.hostname and offer.cpus >= 2 and offer.mem >= 1024
+
+    def test_launched_task_runs_and_its_resources_are_not_offered(self, cluster: Cluster) -> None:
+        offer = self.first_offers(cluster)[0]
+        task_id = "contract-1-worker-0-1"
+        cluster.rm.launch([launch_on(offer, task_id, cpus=1.0)])
+        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), 30)
+        batch = len(cluster.events.offer_batches)
+        assert cluster.wait_for(
+            lambda: any(o.agent_id == offer.agent_id for o in cluster.events.offers_since(batch)), 30
+        )
+        later = [o for o in cluster.events.offers_since(batch) if o.agent_id == offer.agent_id]
+        assert all(o.cpus <= offer.cpus - 1.0 + 1e-6 for o in later)
+
+    def test_kill_ends_the_task(self, cluster: Cluster) -> None:
+        offer = self.first_offers(cluster)[0]
+        task_id = "contract-2-worker-0-1"
+        cluster.rm.launch([launch_on(offer, task_id)])
+        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), 30)
+        cluster.rm.kill(task_id, offer.agent_id)
+        assert cluster.wait_for(lambda: "TASK_KILLED" in cluster.events.states(task_id), 30)
+
+    def test_declined_agent_is_not_offered_again_until_revive(self, cluster: Cluster) -> None:
+        offers = self.first_offers(cluster)
+        declined = offers[0]
+        others = [o.offer_id for o in offers[1:]]
+        cluster.rm.decline([declined.offer_id], 3600.0)
+        cluster.rm.decline(others, 0.0)
+        batch = len(cluster.events.offer_batches)
+        cluster.run_for(10)
+        assert declined.agent_id not in {o.agent_id for o in cluster.events.offers_since(batch)}
+        cluster.rm.revive()
+        assert cluster.wait_for(
+            lambda: declined.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)}, 30
+        )
+
+    def test_reconciling_an_unknown_task_reports_it_lost(self, cluster: Cluster) -> None:
+        offer = self.first_offers(cluster)[0]
+        cluster.rm.reconcile([("contract-9-worker-0-1", offer.agent_id)])
+        assert cluster.wait_for(lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"), 30)
+
+    def test_updates_come_again_until_acknowledged(self, cluster: Cluster) -> None:
+        cluster.events.auto_ack = False
+        offer = self.first_offers(cluster)[0]
+        task_id = "contract-3-worker-0-1"
+        cluster.rm.launch([launch_on(offer, task_id)])
+        assert cluster.wait_for(lambda: cluster.events.states(task_id).count("TASK_RUNNING") >= 2, 60)
+        running = [s for s in cluster.events.statuses if s.task_id == task_id][-1]
+        cluster.rm.acknowledge(running)
+        seen = len(cluster.events.states(task_id))
+        cluster.run_for(30)
+        assert len(cluster.events.states(task_id)) == seen
+
+    @pytest.fixture
+    def cluster(self) -> Cluster:
+        raise NotImplementedError("an adapter's test module provides the cluster fixture")
