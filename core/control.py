@@ -224,6 +224,8 @@ class ControlPlane:
             "jobs": {j: job.durable() for j, job in self.jobs.items()},
             "workers": {w: wk.durable() for w, wk in self.workers.items()},
             "active": tuple(self._active),
+            "pending": tuple(self._pending),
+            "placed": tuple(self._placed),
             "deleted_job_counts": dict(self._deleted_job_counts),
         }
 
