@@ -148,10 +148,11 @@ class SimMaster:
 class World:
     """One simulated cluster run; see the module docstring."""
 
-    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
-        self.seed = seed
+    def __init__(self, seed: int | random.Random, config: SimConfig | None = None) -> None:
+        """`seed` or a ready generator (e.g. Hypothesis' `st.randoms()`, which then shrinks runs)."""
+        self.seed = seed if isinstance(seed, int) else -1
         self.config = c = config or SimConfig()
-        self.rng = random.Random(seed)
+        self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         self.clock = VirtualClock()
         self.trace: deque[str] = deque(maxlen=60)
         self.violations: list[Violation] = []

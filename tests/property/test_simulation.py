@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.sim.world import World
 
@@ -46,6 +48,14 @@ def test_many_seeds_have_no_violations() -> None:
             bad.append(seed)
     assert bad == [], failures(bad[:5])
     assert total_steps >= SIM_SEEDS * 1000, "each world should simulate at least 1,000 events"
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow])
+@given(rng=st.randoms(use_true_random=False))
+def test_worlds_driven_by_hypothesis_have_no_violations(rng) -> None:
+    """Hypothesis owns every random choice, so a failure shrinks to a short fault schedule."""
+    result = World(rng).run()
+    assert result.ok, [f"{v.kind}: {v.message}" for v in result.violations] + result.trace[-15:]
 
 
 def test_same_seed_same_run() -> None:
