@@ -8,4 +8,10 @@
 - ``runtime.sse``: the SSE sink of a job's last stage (``SseSink``), with Mantis' query
   parameters.
 - ``runtime.tuning``: process-wide tuning for worker processes (GC thresholds).
+- ``runtime.job``: the job DSL: ``Job`` (source, stages, sink, parameters), ``load_job`` for
+  artifacts exposing ``job()``, and ``run_local`` to run every stage in one process.
+- ``runtime.stages``: stage kinds (scalar, key, group-to-scalar with count or time windows),
+  over reactivex pipelines or plain functions over batches.
+- ``runtime.parameters``: typed job parameters with defaults and validation.
+- ``runtime.context``: what user code sees: parameters, worker info, metrics, the worker map.
 """

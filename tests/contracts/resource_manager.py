@@ -8,7 +8,7 @@ deadline against real processes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,7 +34,7 @@ class Recorder:
     def registered(self, framework_id: str) -> None:
         self.framework_ids.append(framework_id)
 
-    def offers(self, offers: list[Offer]) -> None:
+    def offers(self, offers: Sequence[Offer]) -> None:
         self.offer_batches.append(list(offers))
 
     def rescinded(self, offer_id: str) -> None:
@@ -55,6 +55,7 @@ class Recorder:
 class Cluster(Protocol):
     rm: ResourceManager
     events: Recorder
+    resend_after: float  # the longest wait before an unacknowledged update is sent again
 
     def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
         """Let the cluster run until `condition` holds (True) or `seconds` pass (False)."""
@@ -124,16 +125,28 @@ class ResourceManagerContract:
         assert cluster.wait_for(lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"), 30)
 
     def test_updates_come_again_until_acknowledged(self, cluster: Cluster) -> None:
+        """The oldest unacknowledged update of a task is sent again (Mesos holds newer ones
+        behind it); once every update is acknowledged, none comes again."""
         cluster.events.auto_ack = False
         offer = self.first_offers(cluster)[0]
         task_id = "contract-3-worker-0-1"
         cluster.rm.launch([launch_on(offer, task_id)])
-        assert cluster.wait_for(lambda: cluster.events.states(task_id).count("TASK_RUNNING") >= 2, 60)
-        running = [s for s in cluster.events.statuses if s.task_id == task_id][-1]
-        cluster.rm.acknowledge(running)
-        seen = len(cluster.events.states(task_id))
-        cluster.run_for(30)
-        assert len(cluster.events.states(task_id)) == seen
+
+        def updates() -> list[TaskStatus]:
+            return [s for s in cluster.events.statuses if s.task_id == task_id]
+
+        assert cluster.wait_for(lambda: len(updates()) >= 2, 6 * cluster.resend_after), updates()
+        first, again = updates()[:2]
+        assert (again.state, again.uuid) == (first.state, first.uuid), "the same update, re-sent"
+        cluster.events.auto_ack = True
+        cluster.rm.acknowledge(first)
+        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id),
+                                6 * cluster.resend_after)  # fmt: skip
+        for status in updates():
+            cluster.rm.acknowledge(status)
+        seen = len(updates())
+        cluster.run_for(2.5 * cluster.resend_after)
+        assert len(updates()) == seen, [s.state for s in updates()[seen:]]
 
     @pytest.fixture
     def cluster(self) -> Cluster:

@@ -7,12 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.sim.agents import SimAgent, SimResourceManager
+from adapters.sim.agents import STATUS_RETRY, SimAgent, SimResourceManager
 from adapters.sim.clock import VirtualClock
 from tests.contracts.resource_manager import Recorder, ResourceManagerContract
 
 
 class SimCluster:
+    resend_after = STATUS_RETRY
+
     def __init__(self) -> None:
         self.clock = VirtualClock()
         agents = [SimAgent(f"agent-{i}", f"host-{i}", "ab"[i], 4.0, 4096.0, (31000, 31099)) for i in range(2)]
