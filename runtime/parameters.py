@@ -97,6 +97,17 @@ class Parameter(Generic[T]):
         return ParameterError(self.name, f"expected {self.type_name}, got {raw!r}")
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _within(name: str, v: _N, minimum: _N | None, maximum: _N | None) -> _N:
+    if minimum is not None and v < minimum:
+        raise ParameterError(name, f"{v} is below the minimum {minimum}")
+    if maximum is not None and v > maximum:
+        raise ParameterError(name, f"{v} is above the maximum {maximum}")
+    return v
+
+
 @dataclass(frozen=True)
 class IntParameter(Parameter[int]):
     """An integer, optionally within [minimum, maximum]."""
@@ -118,11 +129,7 @@ class IntParameter(Parameter[int]):
         return super()._accept(value)
 
     def _range(self, v: int) -> int:
-        if self.minimum is not None and v < self.minimum:
-            raise ParameterError(self.name, f"{v} is below the minimum {self.minimum}")
-        if self.maximum is not None and v > self.maximum:
-            raise ParameterError(self.name, f"{v} is above the maximum {self.maximum}")
-        return v
+        return _within(self.name, v, self.minimum, self.maximum)
 
 
 @dataclass(frozen=True)
@@ -148,11 +155,7 @@ class FloatParameter(Parameter[float]):
     def _range(self, v: float) -> float:
         if not math.isfinite(v):
             raise ParameterError(self.name, f"expected a finite number, got {v}")
-        if self.minimum is not None and v < self.minimum:
-            raise ParameterError(self.name, f"{v} is below the minimum {self.minimum}")
-        if self.maximum is not None and v > self.maximum:
-            raise ParameterError(self.name, f"{v} is above the maximum {self.maximum}")
-        return v
+        return _within(self.name, v, self.minimum, self.maximum)
 
 
 @dataclass(frozen=True)

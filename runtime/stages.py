@@ -292,7 +292,32 @@ class _Feed:
             o.on_completed()
 
 
-class _RxRunning(RunningStage):
+class _Collecting(RunningStage):
+    """Output of reactivex pipelines: what they emit inside a batch leaves as one list."""
+
+    _pending: list[Any] | None = None
+
+    def _on_next(self, e: Any) -> None:
+        pending = self._pending
+        if pending is not None:
+            pending.append(e)
+        else:  # from a timer of the scheduler, between batches
+            self.emit([e])
+
+    def _on_error(self, e: Exception) -> None:
+        self.error = e
+
+    def _run(self, action: Callable[[], None]) -> None:
+        pending: list[Any] = []
+        self._pending = pending
+        try:
+            action()
+        finally:
+            self._pending = None
+        self.emit(pending)
+
+
+class _RxRunning(_Collecting):
     """A reactivex pipeline fed by a _Feed; output inside a batch is emitted as one list."""
 
     def __init__(
@@ -306,7 +331,6 @@ class _RxRunning(RunningStage):
     ) -> None:
         super().__init__(name, context, emit)
         self._feed = _Feed()
-        self._pending: list[Any] | None = None
         source = self._feed.observable
         try:
             out = fn(source, context) if with_ctx else fn(source)
@@ -320,27 +344,8 @@ class _RxRunning(RunningStage):
             self._on_next, self._on_error, self._on_completed, scheduler=scheduler
         )
 
-    def _on_next(self, e: Any) -> None:
-        pending = self._pending
-        if pending is not None:
-            pending.append(e)
-        else:  # from a timer of the scheduler, between batches
-            self.emit([e])
-
-    def _on_error(self, e: Exception) -> None:
-        self.error = e
-
     def _on_completed(self) -> None:
         self.completed = True
-
-    def _run(self, action: Callable[[], None]) -> None:
-        pending: list[Any] = []
-        self._pending = pending
-        try:
-            action()
-        finally:
-            self._pending = None
-        self.emit(pending)
 
     def _batch(self, events: Sequence[Any]) -> None:
         self._run(lambda: self._feed.on_next_many(events))
@@ -657,7 +662,7 @@ class _WindowedRunning(RunningStage):
         self.emit(out)
 
 
-class _PerKeyRxRunning(RunningStage):
+class _PerKeyRxRunning(_Collecting):
     """One reactivex pipeline per key (Mantis' GroupedObservable); expiry completes a key's."""
 
     def __init__(
@@ -677,18 +682,8 @@ class _PerKeyRxRunning(RunningStage):
         self._expiry = expiry
         self._groups: dict[Hashable, tuple[_Feed, DisposableBase]] = {}
         self._last_seen: dict[Hashable, float] = {}
-        self._pending: list[Any] | None = None
         self._keys = context.metrics.gauge(f"stage.{name}.keys")
         self._expired = context.metrics.counter(f"stage.{name}.keys_expired")
-
-    def _on_next(self, e: Any) -> None:
-        if self._pending is not None:
-            self._pending.append(e)
-        else:
-            self.emit([e])
-
-    def _on_error(self, e: Exception) -> None:
-        self.error = e
 
     def _open(self, key: Hashable) -> _Feed:
         feed = _Feed()
@@ -699,15 +694,6 @@ class _PerKeyRxRunning(RunningStage):
         sub = out.subscribe(self._on_next, self._on_error, scheduler=self._scheduler)
         self._groups[key] = (feed, sub)
         return feed
-
-    def _run(self, action: Callable[[], None]) -> None:
-        pending: list[Any] = []
-        self._pending = pending
-        try:
-            action()
-        finally:
-            self._pending = None
-        self.emit(pending)
 
     def _batch(self, events: Sequence[Any]) -> None:
         groups = self._groups
