@@ -887,15 +887,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mesoslite.agent",
-        description="mesoslite agent: runs tasks from a mesoslite master as local processes.",
-    )  # fmt: skip
-    add_arguments(parser)
-    logs.add_arguments(parser)
-    args = parser.parse_args(argv)
-    logs.configure(args.log_json, args.log_level)
-    return run(args)
+    description = "mesoslite agent: runs tasks from a mesoslite master as local processes."
+    return logs.standalone("python -m mesoslite.agent", description, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

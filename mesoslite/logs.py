@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 import structlog
 
@@ -47,3 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--log-json` and `--log-level` for a stand-alone entry point."""
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="default: info")
+
+
+def standalone(
+    prog: str,
+    description: str,
+    add: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+) -> int:
+    """A stand-alone entry point: the command's options plus the logging flags."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add(parser)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure(args.log_json, args.log_level)
+    return run(args)

@@ -1543,15 +1543,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mesoslite.master",
-        description="mesoslite master: Mesos' v1 scheduler HTTP API on 127.0.0.1 by default.",
-    )  # fmt: skip
-    add_arguments(parser)
-    logs.add_arguments(parser)
-    args = parser.parse_args(argv)
-    logs.configure(args.log_json, args.log_level)
-    return run(args)
+    description = "mesoslite master: Mesos' v1 scheduler HTTP API on 127.0.0.1 by default."
+    return logs.standalone("python -m mesoslite.master", description, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
