@@ -22,7 +22,7 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos
+	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http
 
 test: lint
 	$(PY) -m pytest

@@ -1,0 +1,234 @@
+"""The aiohttp application: Mantis v1 paths the worker needs, on a `MasterApi`.
+
+Routes (reference/mantis.md 5.2, 5.4):
+
+- `POST /api/v1/jobs/actions/postJobStatus`: a worker's status or heartbeat; 204.
+- `GET /api/v1/jobDiscoveryStream/{jobId}?sendHB=`: SSE of JobSchedulingInfo (Started
+  workers only): the current info at once, then one frame per change; ends after the final
+  info of a terminal job.
+- `GET /api/v1/lastSubmittedJobIdStream/{cluster}?sendHB=`: SSE of `{"name", "jobId"}`: the
+  cluster's last submitted job at once (if any), then one frame per new submission.
+
+Frames are `data: <json>\\n\\n`. With `sendHB=true` a stream also sends Mantis' heartbeat
+frames every `heartbeat_secs` (default 29 s: the 30 s idle timeout minus one):
+`data: {"jobId":"HB_JobId","workerAssignments":{}}` on the discovery stream and
+`data: {"name":"HB_JobId","jobId":"HB_JobId"}` on the last-submitted stream (Mantis'
+`JobSchedulingInfo.HB_JobId`; Mantis clients drop these).
+
+Errors are mapped in one place, `error_middleware`: a `CommandRejected` becomes its
+`status` with `{"error": message}` (plus `"field"` for an `InvalidRequest`), an HTTP error
+becomes `{"error": reason}`, anything else a 500 `{"error": "internal server error"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from adapters.http.master_api import MasterApi
+from adapters.http.status import parse_status
+from core.control import ControlPlane
+from core.effects import JobSchedulingInfo
+from core.errors import CommandRejected, InvalidRequest
+
+log = structlog.get_logger()
+
+MASTER = web.AppKey("master", MasterApi)
+HEARTBEAT_SECS = web.AppKey("heartbeat_secs", float)
+HB_JOB_ID = "HB_JobId"
+DEFAULT_HEARTBEAT_SECS = 29.0
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "Connection": "keep-alive"}  # fmt: skip
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    master: MasterApi, heartbeat_secs: float = DEFAULT_HEARTBEAT_SECS
+) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[MASTER] = master
+    app[HEARTBEAT_SECS] = heartbeat_secs
+    app.router.add_post("/api/v1/jobs/actions/postJobStatus", post_job_status)
+    app.router.add_get("/api/v1/jobDiscoveryStream/{jobId}", job_discovery_stream)
+    app.router.add_get("/api/v1/lastSubmittedJobIdStream/{cluster}", last_submitted_stream)
+    app.on_shutdown.append(_close_streams)
+    return app
+
+
+async def serve(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    """Start `app` on host:port (loopback by default); returns the runner and the bound port."""
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, int(runner.addresses[0][1])
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[MASTER].close()
+
+
+# ---------------------------------------------------------------------- errors, in one place
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CommandRejected as e:
+        return _error(e.status, e.message, e.field if isinstance(e, InvalidRequest) else None)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        response = _error(e.status, e.reason)
+        if "Allow" in e.headers:  # a 405 names the methods that are allowed
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
+    except ConnectionResetError:
+        raise  # the client went away: nothing to answer
+    except Exception:
+        log.exception("http_request_failed", method=request.method, path=request.path)
+        return _error(500, "internal server error")
+
+
+# ---------------------------------------------------------------------- worker status
+
+
+async def post_job_status(request: web.Request) -> web.StreamResponse:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body", "is not valid JSON") from None
+    command = parse_status(body)
+    request.app[MASTER].run(command)
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------------- streams
+
+
+def scheduling_info_json(info: JobSchedulingInfo) -> dict[str, Any]:
+    """Mantis' JobSchedulingInfo JSON (maps keyed by stage and worker number as strings)."""
+    return {
+        "jobId": info.job_id,
+        "workerAssignments": {
+            str(s.stage): {
+                "stage": s.stage,
+                "numWorkers": s.num_workers,
+                "hosts": {
+                    str(h.number): {
+                        "host": h.hostname,
+                        "state": "Started",
+                        "workerIndex": h.index,
+                        "workerNumber": h.number,
+                        "port": list(h.ports),
+                    }
+                    for h in s.hosts
+                },
+            }
+            for s in info.stages
+        },
+    }
+
+
+def _send_hb(request: web.Request) -> bool:
+    raw = request.query.get("sendHB", "false").lower()
+    if raw not in ("true", "false"):
+        raise InvalidRequest("sendHB", f"must be true or false, got {raw!r}")
+    return raw == "true"
+
+
+def _frame(value: object) -> bytes:
+    return b"data: " + orjson.dumps(value) + b"\n\n"
+
+
+async def _open_stream(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    return resp
+
+
+async def _stream(
+    request: web.Request, signal: asyncio.Event, current: Callable[[ControlPlane], object | None],
+    done: Callable[[ControlPlane], bool], heartbeat: object, send_hb: bool,
+) -> web.StreamResponse:  # fmt: skip
+    """Send `current` when it changes (after each wake-up) until `done`; heartbeats between."""
+    master = request.app[MASTER]
+    interval = request.app[HEARTBEAT_SECS]
+    resp = await _open_stream(request)
+    loop = asyncio.get_running_loop()
+    next_hb = loop.time() + interval
+    last: object | None = None
+    try:
+        while not master.closing:
+            signal.clear()
+            value = current(master.plane)
+            if value is not None and value != last:
+                await resp.write(_frame(value))
+                last = value
+            if done(master.plane):
+                break
+            timeout = max(next_hb - loop.time(), 0.0) if send_hb else None
+            try:
+                await asyncio.wait_for(signal.wait(), timeout)
+            except TimeoutError:
+                await resp.write(_frame(heartbeat))
+                next_hb = loop.time() + interval
+    except ConnectionResetError:
+        pass  # the client went away
+    except Exception:
+        # The headers are sent: no error response is possible any more, so end the stream
+        # (the client reconnects) rather than let the middleware answer a second time.
+        log.exception("sse_stream_failed", path=request.path)
+    return resp
+
+
+async def job_discovery_stream(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER]
+    jid = request.match_info["jobId"]
+    master.plane.job(jid)  # 404 for an unknown job
+    send_hb = _send_hb(request)  # a 400 must come before the stream starts
+    with master.watch_job(jid) as signal:
+        return await _stream(
+            request, signal,
+            lambda plane: scheduling_info_json(plane.scheduling_info(jid)),
+            lambda plane: plane.job(jid).terminal,
+            {"jobId": HB_JOB_ID, "workerAssignments": {}},
+            send_hb,
+        )  # fmt: skip
+
+
+async def last_submitted_stream(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER]
+    name = request.match_info["cluster"]
+    master.plane.cluster(name)  # 404 for an unknown cluster
+    send_hb = _send_hb(request)
+
+    def current(plane: ControlPlane) -> object | None:
+        jid = master.last_submitted.get(name)
+        return {"name": name, "jobId": jid} if jid else None
+
+    with master.watch_cluster(name) as signal:
+        return await _stream(
+            request,
+            signal,
+            current,
+            lambda plane: name not in plane.clusters,
+            {"name": HB_JOB_ID, "jobId": HB_JOB_ID},
+            send_hb,
+        )

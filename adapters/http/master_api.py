@@ -1,0 +1,104 @@
+"""The master behind the HTTP routes: runs ControlPlane commands, persists, then publishes.
+
+Every call goes through `run`: the plane decides, the events are appended (persisted) first,
+then the effects are carried out. `PublishSchedulingInfo` and new submissions only mark
+watchers dirty; each watcher re-reads the plane when it wakes, so a burst of changes costs
+one frame per subscriber, not one per change (Mantis batches its assignment refreshes too).
+Everything runs on one event loop: no locks.
+"""
+
+from __future__ import annotations
+
+import time
+from asyncio import Event as Signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from core.control import ControlPlane, Outcome
+from core.effects import Effect, PublishSchedulingInfo
+from core.events import Event, JobAccepted
+
+Append = Callable[[Sequence[Event]], None]
+
+
+class MasterApi:
+    """Owns the ControlPlane, the event log (in memory until the store lands) and watchers."""
+
+    def __init__(
+        self,
+        plane: ControlPlane | None = None,
+        clock: Callable[[], float] = time.time,
+        append: Append | None = None,
+    ) -> None:
+        self.plane = plane or ControlPlane()
+        self.clock = clock
+        self.events: list[Event] = []
+        self._append: Append = append or self.events.extend
+        # Effects this adapter does not carry out (launches, kills, status messages): the
+        # master server drains them.
+        self.effects: list[Effect] = []
+        self.last_submitted: dict[str, str] = {
+            name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
+        }
+        self._job_watchers: dict[str, set[Signal]] = {}
+        self._cluster_watchers: dict[str, set[Signal]] = {}
+        self.closing = False
+
+    def run(self, command: Callable[[ControlPlane, float], Outcome]) -> Outcome:
+        """Run one command or observation at `clock()` and apply its outcome."""
+        outcome = command(self.plane, self.clock())
+        self.apply(outcome)
+        return outcome
+
+    def apply(self, outcome: Outcome) -> None:
+        """Persist the events first, then publish (coalesced) and keep the other effects."""
+        if outcome.events:
+            self._append(outcome.events)
+        for event in outcome.events:
+            if isinstance(event, JobAccepted):
+                cluster = event.definition.cluster_name
+                self.last_submitted[cluster] = event.job_id
+                self._wake(self._cluster_watchers.get(cluster, ()))
+        dirty: set[str] = set()
+        for effect in outcome.effects:
+            if isinstance(effect, PublishSchedulingInfo):
+                dirty.add(effect.job_id)
+            else:
+                self.effects.append(effect)
+        for jid in dirty:
+            self._wake(self._job_watchers.get(jid, ()))
+
+    @contextmanager
+    def watch_job(self, jid: str) -> Iterator[Signal]:
+        """A signal set whenever the job's scheduling info may have changed (or on close)."""
+        with self._watch(self._job_watchers, jid) as signal:
+            yield signal
+
+    @contextmanager
+    def watch_cluster(self, name: str) -> Iterator[Signal]:
+        """A signal set whenever a job of the cluster is submitted (or on close)."""
+        with self._watch(self._cluster_watchers, name) as signal:
+            yield signal
+
+    def close(self) -> None:
+        """Wake every watcher so that open streams end (the server is shutting down)."""
+        self.closing = True
+        for watchers in (*self._job_watchers.values(), *self._cluster_watchers.values()):
+            self._wake(watchers)
+
+    @contextmanager
+    def _watch(self, table: dict[str, set[Signal]], key: str) -> Iterator[Signal]:
+        signal = Signal()
+        table.setdefault(key, set()).add(signal)
+        try:
+            yield signal
+        finally:
+            watchers = table[key]
+            watchers.discard(signal)
+            if not watchers:
+                del table[key]
+
+    @staticmethod
+    def _wake(watchers: Iterable[Signal]) -> None:
+        for signal in watchers:
+            signal.set()

@@ -1,0 +1,101 @@
+"""Mantis' postJobStatus body (reference/mantis.md 2.3) parsed into one ControlPlane call.
+
+Every field is checked before anything runs, so a bad body raises `InvalidRequest` naming
+the field and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.control import ControlPlane, Outcome
+from core.errors import InvalidRequest
+from core.model import CompletedReason, worker_id
+from core.worker import WorkerState
+
+STATUS_TYPES = frozenset({"ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"})  # Mantis Status.TYPE
+REPORTED = frozenset({WorkerState.StartInitiated, WorkerState.Started,
+                      WorkerState.Completed, WorkerState.Failed})  # fmt: skip
+
+Command = Callable[[ControlPlane, float], Outcome]
+
+
+def _ignored(plane: ControlPlane, now: float) -> Outcome:
+    return Outcome()
+
+
+def _get(obj: dict[str, Any], key: str, prefix: str, kind: type | tuple[type, ...],
+         required: bool = True) -> Any:  # fmt: skip
+    field = f"{prefix}{key}"
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise InvalidRequest(field, "is required")
+        return None
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidRequest(field, f"must be a {names}, got {type(value).__name__}")
+    return value
+
+
+def parse_status(body: object) -> Command:
+    """The call a postJobStatus body asks for: heartbeat, worker_status, or nothing.
+
+    A HEARTBEAT (by `type`) is a heartbeat whatever its state (Mantis' workers send `Noop`).
+    Otherwise StartInitiated/Started/Completed/Failed are applied; Accepted, Launched, Noop
+    and Unknown are ignored, as Mantis ignores them.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", "must be a JSON object")
+    jid: str = _get(body, "jobId", "", str)
+    status: dict[str, Any] = _get(body, "status", "", dict)
+    p = "status."
+    if _get(status, "jobId", p, str) != jid:
+        raise InvalidRequest("status.jobId", f"must equal jobId {jid!r}")
+    _get(status, "stageNum", p, int)
+    index: int = _get(status, "workerIndex", p, int)
+    number: int = _get(status, "workerNumber", p, int)
+    if index < 0:
+        raise InvalidRequest("status.workerIndex", f"must be >= 0, got {index}")
+    if number < 1:
+        raise InvalidRequest("status.workerNumber", f"must be >= 1, got {number}")
+    kind: str = _get(status, "type", p, str)
+    if kind not in STATUS_TYPES:
+        raise InvalidRequest("status.type", f"must be one of {sorted(STATUS_TYPES)}, got {kind!r}")
+    message: str = _get(status, "message", p, str, required=False) or ""
+    _get(status, "hostname", p, str, required=False)
+    _get(status, "timestamp", p, (int, float), required=False)
+    raw_state: str | None = _get(status, "state", p, str, required=kind != "HEARTBEAT")
+    state = None
+    if raw_state is not None:
+        try:
+            state = WorkerState(raw_state)
+        except ValueError:
+            raise InvalidRequest("status.state", f"unknown worker state {raw_state!r}") from None
+    raw_reason: str | None = _get(status, "reason", p, str, required=False)
+    reason = None
+    if raw_reason is not None:
+        try:
+            reason = CompletedReason(raw_reason)
+        except ValueError:
+            raise InvalidRequest("status.reason", f"unknown reason {raw_reason!r}") from None
+    payloads = _payloads(_get(status, "payloads", p, list, required=False) or [])
+    wid = worker_id(jid, index, number)
+
+    if kind == "HEARTBEAT":
+        return lambda plane, now: plane.heartbeat(wid, now, payloads)
+    if state not in REPORTED:
+        return _ignored
+    reported: WorkerState = state
+    return lambda plane, now: plane.worker_status(wid, reported, now, reason, message)
+
+
+def _payloads(items: list[Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, item in enumerate(items):
+        prefix = f"status.payloads[{i}]."
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"status.payloads[{i}]", "must be an object {type, data}")
+        out[_get(item, "type", prefix, str)] = _get(item, "data", prefix, str)
+    return out

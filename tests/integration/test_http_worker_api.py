@@ -1,0 +1,391 @@
+"""The master endpoints a worker needs, over real loopback HTTP: postJobStatus and SSE streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.http.app import create_app, serve
+from adapters.http.master_api import Append, MasterApi
+from core.control import ControlPlane
+from core.model import (
+    ClusterSla,
+    CompletedReason,
+    JobClusterConfig,
+    JobClusterDefinition,
+    JobRequest,
+    MachineDefinition,
+    SchedulingInfo,
+    StageSchedulingInfo,
+)
+from core.worker import WorkerState
+
+HOST = "127.0.0.1"
+T0 = 1_800_000_000.0
+STATUS = "/api/v1/jobs/actions/postJobStatus"
+W1, W2, W3 = "demo-1-worker-0-1", "demo-1-worker-1-2", "demo-1-worker-0-3"  # stage 1, 1, 2
+HB_FRAME = b'data: {"jobId":"HB_JobId","workerAssignments":{}}\n\n'
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(coro: Coroutine[Any, Any, None], timeout: float = 10.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def demo_master(submit: bool = True, append: Append | None = None) -> MasterApi:
+    """Cluster `demo` (stages of 2 and 1 workers), its job demo-1 submitted if `submit`."""
+    master = MasterApi(ControlPlane(), clock=Clock(), append=append)
+    stages = tuple(StageSchedulingInfo(n, MachineDefinition(1, 512)) for n in (2, 1))
+    config = JobClusterConfig("demo.zip", "1", T0, SchedulingInfo(stages))
+    master.run(
+        lambda p, now: p.create_cluster(
+            JobClusterDefinition("demo", (config,), sla=ClusterSla()), now
+        )
+    )
+    if submit:
+        master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now))
+    return master
+
+
+def launch(master: MasterApi, *wids: str) -> None:
+    for i, wid in enumerate(wids):
+        host, ports = f"host-{i + 1}", (31000 + i, 32000 + i)
+        master.run(lambda p, now: p.worker_launched(wid, "agent-1", host, ports, now))  # noqa: B023
+
+
+def status(
+    wid: str, type_: str = "INFO", state: str | None = "Started", **extra: Any
+) -> dict[str, Any]:
+    job, _, rest = wid.rpartition("-worker-")
+    index, number = (int(x) for x in rest.split("-"))
+    body: dict[str, Any] = {
+        "jobId": job,
+        "status": {
+            "jobId": job,
+            "stageNum": 1,
+            "workerIndex": index,
+            "workerNumber": number,
+            "type": type_,
+            "message": "hello",
+            "hostname": "host-1",
+            "timestamp": 1_800_000_000_000,
+            "reason": None,
+            "payloads": [],
+        },
+    }
+    if state is not None:
+        body["status"]["state"] = state
+    body["status"].update(extra)
+    return body
+
+
+@asynccontextmanager
+async def serving(
+    master: MasterApi, heartbeat_secs: float = 30.0
+) -> AsyncIterator[TestClient[Any, Any]]:
+    server = TestServer(create_app(master, heartbeat_secs), host=HOST, handler_cancellation=True)
+    async with TestClient(server) as client:
+        yield client
+
+
+async def frame(resp: aiohttp.ClientResponse, timeout: float = 5.0) -> bytes:
+    """The next SSE frame, ``\\n\\n`` included."""
+    return await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout)
+
+
+def data(frame_: bytes) -> Any:
+    assert frame_.startswith(b"data: ") and frame_.endswith(b"\n\n"), frame_
+    return orjson.loads(frame_[6:-2])
+
+
+def state(master: MasterApi, wid: str) -> WorkerState:
+    return master.plane.workers[wid].state
+
+
+# ------------------------------------------------------------------------ postJobStatus
+
+
+def test_statuses_and_heartbeats_move_workers_and_are_persisted_first() -> None:
+    master = demo_master()
+    launch(master, W1, W2, W3)
+
+    async def main() -> None:
+        async with serving(master) as client:
+
+            async def post(body: dict[str, Any]) -> None:
+                resp = await client.post(STATUS, json=body)
+                assert resp.status == 204, await resp.text()
+
+            await post(status(W1, state="StartInitiated"))
+            assert state(master, W1) is WorkerState.StartInitiated
+            master.clock.now = T0 + 5  # type: ignore[attr-defined]
+            payloads = [{"type": "SubscriptionState", "data": "true"},
+                        {"type": "IncomingDataDrop", "data": '{"onNextCount":3,"droppedCount":1}'}]  # fmt: skip
+            await post(status(W1, "HEARTBEAT", "Noop", payloads=payloads))
+            w1 = master.plane.workers[W1]
+            assert (w1.state, w1.last_heartbeat_at, w1.is_subscribed) == (
+                WorkerState.Started,
+                T0 + 5,
+                True,
+            )
+            assert w1.started_at == T0 + 5
+            await post(status(W2, "HEARTBEAT", state=None))  # a heartbeat needs no state
+            assert state(master, W2) is WorkerState.Started
+            await post(status(W3, state="Noop"))  # ignored, as Mantis ignores it
+            assert state(master, W3) is WorkerState.Launched
+            await post(status(W3, "ERROR", "Failed", reason="Error", message="boom"))
+            w3 = master.plane.workers[W3]
+            assert (w3.state, w3.reason, w3.message) == (
+                WorkerState.Failed,
+                CompletedReason.Error,
+                "boom",
+            )
+            # Stage 2 got a replacement worker; an unknown worker is answered, not rejected.
+            assert [w.number for w in master.plane.job("demo-1").stages[2]] == [4]
+            await post(status("demo-1-worker-0-99", "HEARTBEAT", "Noop"))
+
+    run(main())
+    # Every change went through the event log: replaying it rebuilds the same plane.
+    assert ControlPlane.replay(master.events).snapshot() == master.plane.snapshot()
+
+
+BAD_BODIES: list[tuple[Any, str]] = [
+    (b"{not json", "body"),
+    ([1, 2], "body"),
+    ({"status": status(W1)["status"]}, "jobId"),
+    ({"jobId": "demo-1"}, "status"),
+    ({**status(W1), "status": "Started"}, "status"),
+    (status(W1, jobId="demo-2"), "status.jobId"),
+    (status(W1, stageNum=True), "status.stageNum"),
+    (status(W1, workerIndex="0"), "status.workerIndex"),
+    (status(W1, workerIndex=-1), "status.workerIndex"),
+    (status(W1, workerNumber=None), "status.workerNumber"),
+    (status(W1, type="PING"), "status.type"),
+    (status(W1, state="Running"), "status.state"),
+    (status(W1, state=None), "status.state"),
+    (status(W1, "HEARTBEAT", state="Bogus"), "status.state"),
+    (status(W1, reason="Oops"), "status.reason"),
+    (status(W1, timestamp="now"), "status.timestamp"),
+    (status(W1, payloads={"type": "x"}), "status.payloads"),
+    (status(W1, "HEARTBEAT", payloads=["x"]), "status.payloads[0]"),
+    (status(W1, "HEARTBEAT", payloads=[{"type": "SubscriptionState", "data": True}]),
+     "status.payloads[0].data"),
+]  # fmt: skip
+
+
+def test_bad_bodies_are_400_naming_the_field_and_change_nothing() -> None:
+    master = demo_master()
+    launch(master, W1, W2, W3)
+    before, events = master.plane.snapshot(), len(master.events)
+
+    async def main() -> None:
+        async with serving(master) as client:
+            for body, field in BAD_BODIES:
+                raw = body if isinstance(body, bytes) else orjson.dumps(body)
+                resp = await client.post(
+                    STATUS, data=raw, headers={"Content-Type": "application/json"}
+                )
+                assert resp.status == 400, (field, await resp.text())
+                assert resp.content_type == "application/json"
+                got = await resp.json()
+                assert got["field"] == field, (body, got)
+                assert got["error"].startswith(f"{field}: ")
+
+    run(main())
+    assert master.plane.snapshot() == before and len(master.events) == events
+    assert all(w.last_heartbeat_at is None for w in master.plane.workers.values())
+
+
+def test_events_are_appended_before_anything_is_published() -> None:
+    appended: list[list[Any]] = []
+    failing = False
+
+    def append(events: Any) -> None:
+        if failing:
+            raise OSError("disk full")
+        appended.append(list(events))
+
+    master = demo_master(append=append)
+    launch(master, W1)
+    failing = True
+    effects = len(master.effects)
+
+    async def main() -> None:
+        nonlocal failing
+        async with serving(master) as client:
+            with master.watch_job("demo-1") as changed:
+                resp = await client.post(STATUS, json=status(W1, "HEARTBEAT", "Noop"))
+                assert (resp.status, await resp.json()) == (500, {"error": "internal server error"})
+                assert not changed.is_set() and len(master.effects) == effects
+                failing = False
+                master.run(lambda p, now: p.worker_launched(W2, "agent-1", "host-2", (1,), now))
+                assert (await client.post(STATUS, json=status(W2, state="Started"))).status == 204
+                assert changed.is_set()
+                assert [type(e).__name__ for e in appended[-1]][:1] == ["WorkerStateChanged"]
+
+    run(main())
+
+
+def test_unexpected_errors_are_500_without_internals() -> None:
+    master = demo_master()
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    master.plane.heartbeat = broken  # type: ignore[method-assign,assignment]
+
+    async def main() -> None:
+        async with serving(master) as client:
+            resp = await client.post(STATUS, json=status(W1, "HEARTBEAT", "Noop"))
+            assert resp.status == 500
+            assert await resp.json() == {"error": "internal server error"}
+
+    run(main())
+
+
+# ------------------------------------------------------------------------ jobDiscoveryStream
+
+
+def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job() -> None:
+    master = demo_master()
+    launch(master, W1, W2, W3)
+    master.run(lambda p, now: p.worker_status(W1, WorkerState.Started, now))
+
+    async def main() -> None:
+        async with serving(master) as client:
+            resp = await client.get("/api/v1/jobDiscoveryStream/demo-1")
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            assert await frame(resp) == (
+                b'data: {"jobId":"demo-1","workerAssignments":{'
+                b'"1":{"stage":1,"numWorkers":2,"hosts":{"1":{"host":"host-1","state":"Started",'
+                b'"workerIndex":0,"workerNumber":1,"port":[31000,32000]}}},'
+                b'"2":{"stage":2,"numWorkers":1,"hosts":{}}}}\n\n'
+            )
+            # A worker starts through the HTTP API: one new frame.
+            assert (await client.post(STATUS, json=status(W3, "HEARTBEAT", "Noop"))).status == 204
+            hosts = data(await frame(resp))["workerAssignments"]["2"]["hosts"]
+            assert hosts == {"3": {"host": "host-3", "state": "Started", "workerIndex": 0,
+                                   "workerNumber": 3, "port": [31002, 32002]}}  # fmt: skip
+            # A burst between two reads is coalesced into one frame.
+            master.run(lambda p, now: p.worker_status(W2, WorkerState.Started, now))
+            master.run(lambda p, now: p.worker_status(W3, WorkerState.Failed, now))
+            info = data(await frame(resp))["workerAssignments"]
+            assert sorted(info["1"]["hosts"]) == ["1", "2"] and info["2"]["hosts"] == {}
+            # The job ends: the final info, then the end of the stream.
+            master.run(lambda p, now: p.kill_job("demo-1", "alice", "done", now))
+            final = data(await frame(resp))
+            assert all(s["hosts"] == {} for s in final["workerAssignments"].values())
+            assert await asyncio.wait_for(resp.content.read(), 5) == b""
+
+    run(main())
+
+
+def test_discovery_stream_heartbeats_with_send_hb() -> None:
+    master = demo_master()
+
+    async def main() -> None:
+        async with serving(master, heartbeat_secs=0.05) as client:
+            resp = await client.get("/api/v1/jobDiscoveryStream/demo-1?sendHB=true")
+            first = data(await frame(resp))
+            assert first["jobId"] == "demo-1"
+            assert [await frame(resp) for _ in range(2)] == [HB_FRAME, HB_FRAME]
+            launch(master, W1)
+            master.run(lambda p, now: p.heartbeat(W1, now))
+            # Heartbeats may interleave; the change still arrives.
+            while (got := await frame(resp)) == HB_FRAME:
+                pass
+            assert list(data(got)["workerAssignments"]["1"]["hosts"]) == ["1"]
+
+    run(main())
+
+
+def test_not_found_and_bad_parameters_are_json() -> None:
+    master = demo_master()
+
+    async def main() -> None:
+        async with serving(master) as client:
+            for path, code, body in [
+                ("/api/v1/jobDiscoveryStream/demo-9", 404, {"error": "job 'demo-9' not found"}),
+                ("/api/v1/lastSubmittedJobIdStream/nope", 404,
+                 {"error": "job cluster 'nope' not found"}),
+                ("/api/v1/jobDiscoveryStream/demo-1?sendHB=yes", 400,
+                 {"error": "sendHB: must be true or false, got 'yes'", "field": "sendHB"}),
+                ("/api/v1/nothing", 404, {"error": "Not Found"}),
+                (STATUS, 405, {"error": "Method Not Allowed"}),
+            ]:  # fmt: skip
+                resp = await client.get(path)
+                assert (resp.status, await resp.json()) == (code, body), path
+            assert (await client.get(STATUS)).headers["Allow"] == "POST"
+
+    run(main())
+
+
+# ------------------------------------------------------------------------ lastSubmittedJobIdStream
+
+
+def test_last_submitted_stream_follows_new_submissions() -> None:
+    master = demo_master(submit=False)
+
+    async def main() -> None:
+        async with serving(master, heartbeat_secs=0.05) as client:
+            resp = await client.get("/api/v1/lastSubmittedJobIdStream/demo?sendHB=true")
+            assert resp.status == 200
+            # No job yet: only heartbeats.
+            assert await frame(resp) == b'data: {"name":"HB_JobId","jobId":"HB_JobId"}\n\n'
+            for n in (1, 2):
+                master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now))
+                while (got := await frame(resp)).startswith(b'data: {"name":"HB_JobId"'):
+                    pass
+                assert got == b'data: {"name":"demo","jobId":"demo-%d"}\n\n' % n
+            # A new subscriber gets the last one at once.
+            late = await client.get("/api/v1/lastSubmittedJobIdStream/demo")
+            assert await frame(late) == b'data: {"name":"demo","jobId":"demo-2"}\n\n'
+
+    run(main())
+
+
+# ------------------------------------------------------------------------ serve
+
+
+def test_serve_binds_loopback_by_default() -> None:
+    async def main() -> None:
+        runner, port = await serve(create_app(demo_master()))
+        try:
+            assert runner.addresses[0][:2] == (HOST, port)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1") as resp,
+            ):
+                assert data(await frame(resp))["jobId"] == "demo-1"
+        finally:
+            await runner.cleanup()
+
+    run(main())
+
+
+@pytest.mark.parametrize("send_hb", ["false", "true"])
+def test_open_streams_end_when_the_server_shuts_down(send_hb: str) -> None:
+    async def main() -> None:
+        runner, port = await serve(create_app(demo_master()))
+        async with aiohttp.ClientSession() as http:
+            url = f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1?sendHB={send_hb}"
+            async with http.get(url) as resp:
+                await frame(resp)
+                await asyncio.wait_for(runner.cleanup(), 5)
+
+    run(main())
