@@ -1,8 +1,8 @@
-"""structlog set-up for mesoslite processes started on their own (`python -m mesoslite ...`).
+"""structlog set-up for every process of the project: key=value or JSON lines, on stderr.
 
-Same shape as the `mantis` CLI's: event name first, then key=value pairs (or JSON lines), on
-stderr. When the `mantis` CLI runs a mesoslite subcommand it has configured logging already
-and calls `run(args)` directly, so this module is not involved.
+Event name first, then key=value pairs with an ISO UTC timestamp. It lives here because
+mesoslite also runs on its own (`python -m mesoslite ...`) and may not import adapters;
+the `mantis` CLI uses the same `configure`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import NoReturn
 import mesoslite.agent
 import mesoslite.master
 from adapters.cli import demo
-from adapters.cli.logs import configure_logging
 from core.errors import CommandRejected
+from mesoslite.logs import configure as configure_logging
 
 DISTRIBUTION = "mantis-py"
 UNINSTALLED_VERSION = "0.1.0+local"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.model import (
     StageSchedulingInfo,
 )
 from core.worker import WorkerState
+from tests.integration.aio import run
 
 HOST = "127.0.0.1"
 T0 = 1_800_000_000.0
@@ -40,10 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 10.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def demo_master(submit: bool = True, append: Append | None = None) -> MasterApi:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,21 +14,9 @@ import orjson
 
 from runtime.sse import PING_FRAME, SseSink
 from runtime.transport import Backpressure
+from tests.integration.aio import run, until
 
 HOST = "127.0.0.1"
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 15.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @asynccontextmanager

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime.codec import Codec
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
 from runtime.transport import Backpressure, Endpoint, Routing, TransportClosed
+from tests.integration.aio import run, until
 
 HOST = "127.0.0.1"
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 15.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll `predicate` until it holds; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 def reader(inp: StageInput, into: list[Any]) -> asyncio.Task[None]:

@@ -12,11 +12,11 @@ import pytest
 import structlog
 
 from adapters.cli import demo, main
-from adapters.cli.logs import configure_logging
 from core.errors import NotFound
 from core.events import WorkerStateChanged
 from core.model import CompletedReason
 from core.worker import WorkerState
+from mesoslite.logs import configure as configure_logging
 
 
 @pytest.fixture(autouse=True)
