@@ -115,7 +115,7 @@ async def post_job_status(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError:
         raise InvalidRequest("body", "is not valid JSON") from None
     command = parse_status(body)
-    request.app[MASTER].run(command)
+    await request.app[MASTER].call(command)
     return web.Response(status=204)
 
 

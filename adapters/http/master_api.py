@@ -1,7 +1,9 @@
 """The master behind the HTTP routes: runs ControlPlane commands, persists, then publishes.
 
-Every call goes through `run`: the plane decides, the events are appended (persisted) first,
-then the effects are carried out. `PublishSchedulingInfo` and new submissions only mark
+Every call goes through `call` (or `run`, its synchronous form): the plane decides, the events
+are appended (persisted) first, then the effects are carried out. `call` awaits a `commit`
+(the store's group commit) when one is given, so concurrent requests share one fsync and each
+is answered only once its events are durable. `PublishSchedulingInfo` and new submissions only mark
 watchers dirty; each watcher re-reads the plane when it wakes, so a burst of changes costs
 one frame per subscriber, not one per change (Mantis batches its assignment refreshes too).
 Everything runs on one event loop: no locks.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import time
 from asyncio import Event as Signal
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from core.control import ControlPlane, Outcome
@@ -19,6 +21,8 @@ from core.effects import Effect, PublishSchedulingInfo
 from core.events import Event, JobAccepted
 
 Append = Callable[[Sequence[Event]], None]
+Commit = Callable[[Sequence[Event]], Awaitable[None]]
+Command = Callable[[ControlPlane, float], Outcome]
 
 
 class MasterApi:
@@ -29,11 +33,13 @@ class MasterApi:
         plane: ControlPlane | None = None,
         clock: Callable[[], float] = time.time,
         append: Append | None = None,
+        commit: Commit | None = None,
     ) -> None:
         self.plane = plane or ControlPlane()
         self.clock = clock
         self.events: list[Event] = []
         self._append: Append = append or self.events.extend
+        self._commit = commit
         # Effects this adapter does not carry out (launches, kills, status messages): the
         # master server drains them.
         self.effects: list[Effect] = []
@@ -44,16 +50,30 @@ class MasterApi:
         self._cluster_watchers: dict[str, set[Signal]] = {}
         self.closing = False
 
-    def run(self, command: Callable[[ControlPlane, float], Outcome]) -> Outcome:
+    def run(self, command: Command) -> Outcome:
         """Run one command or observation at `clock()` and apply its outcome."""
         outcome = command(self.plane, self.clock())
         self.apply(outcome)
+        return outcome
+
+    async def call(self, command: Command) -> Outcome:
+        """`run`, for request handlers: with a `commit`, returns once the events are durable
+        (effects wait for that too); rejected commands raise before anything is written."""
+        if self._commit is None:
+            return self.run(command)
+        outcome = command(self.plane, self.clock())
+        if outcome.events:
+            await self._commit(outcome.events)
+        self._publish(outcome)
         return outcome
 
     def apply(self, outcome: Outcome) -> None:
         """Persist the events first, then publish (coalesced) and keep the other effects."""
         if outcome.events:
             self._append(outcome.events)
+        self._publish(outcome)
+
+    def _publish(self, outcome: Outcome) -> None:
         for event in outcome.events:
             if isinstance(event, JobAccepted):
                 cluster = event.definition.cluster_name
