@@ -44,6 +44,7 @@ from reactivex.disposable import Disposable
 
 from runtime.codec import Codec
 from runtime.context import Context
+from runtime.transport import Backpressure
 
 Emit = Callable[[list[Any]], None]
 """Receives a stage's output, a list at a time (``(key, event)`` tuples for keyed output)."""
@@ -81,6 +82,9 @@ class StageConfig:
     codec: Codec = Codec.JSON
     concurrency: int = 1
     key_expiry: float | None = None
+    backpressure: Backpressure = Backpressure.LOSSY
+    """What the stage's output does when a downstream worker cannot keep up: drop and count
+    (Mantis' default) or wait."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -98,6 +102,13 @@ class StageConfig:
             raise StageDefinitionError(f"concurrency must be an int, got {self.concurrency!r}")
         if self.concurrency < 1:
             raise StageDefinitionError(f"concurrency must be >= 1, got {self.concurrency}")
+        if isinstance(self.backpressure, str):
+            try:
+                object.__setattr__(self, "backpressure", Backpressure(self.backpressure))
+            except ValueError:
+                raise StageDefinitionError(
+                    f"backpressure must be 'lossy' or 'blocking', got {self.backpressure!r}"
+                ) from None
         if self.key_expiry is not None and not (
             isinstance(self.key_expiry, int | float) and self.key_expiry > 0
         ):

@@ -1,0 +1,162 @@
+"""A worker's calls to the master: status and heartbeats, and its job's scheduling changes.
+
+Paths are Mantis' v1 API (reference/mantis.md 5.2, 5.4): ``POST
+/api/v1/jobs/actions/postJobStatus`` and ``GET /api/v1/jobDiscoveryStream/{jobId}?sendHB=true``.
+A master that cannot be reached is retried with jittered exponential back-off; the worker
+keeps running meanwhile (a restarting master must not take healthy workers down with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+HB_JOB_ID = "HB_JobId"
+STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
+
+log = structlog.get_logger()
+
+
+async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The ``data`` of each server-sent event of a response (multi-line data joined by
+    newlines; comments and other fields skipped)."""
+    data: list[bytes] = []
+    async for raw in response.content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield b"\n".join(data)
+                data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+
+
+class Backoff:
+    """Jittered exponential delays, reset after a success."""
+
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.delay = initial
+
+    def next(self) -> float:
+        delay = self.delay * random.uniform(0.5, 1.0)
+        self.delay = min(self.delay * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.initial
+
+
+class MasterClient:
+    """One worker's view of the master at `base_url` (e.g. ``http://127.0.0.1:8100``)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        job_id: str,
+        stage: int,
+        index: int,
+        number: int,
+        hostname: str | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.job_id = job_id
+        self.stage = stage
+        self.index = index
+        self.number = number
+        self.hostname = hostname or socket.gethostname()
+
+    def status_body(
+        self,
+        state: str | None,
+        type_: str = "INFO",
+        message: str = "",
+        reason: str | None = None,
+        payloads: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Mantis' postJobStatus body for this worker."""
+        status: dict[str, Any] = {
+            "jobId": self.job_id, "stageNum": self.stage, "workerIndex": self.index,
+            "workerNumber": self.number, "hostname": self.hostname, "type": type_,
+            "message": message, "timestamp": int(time.time() * 1000),
+        }  # fmt: skip
+        if state is not None:
+            status["state"] = state
+        if reason is not None:
+            status["reason"] = reason
+        if payloads:
+            status["payloads"] = [{"type": k, "data": v} for k, v in payloads.items()]
+        return {"jobId": self.job_id, "status": status}
+
+    async def post_status(
+        self,
+        state: str | None,
+        type_: str = "INFO",
+        message: str = "",
+        reason: str | None = None,
+        payloads: Mapping[str, str] | None = None,
+        attempts: int = 5,
+    ) -> bool:
+        """Send a status (or a heartbeat: ``type_="HEARTBEAT"``); True once the master took it.
+
+        Retried up to `attempts` times on connection errors and 5xx; a 4xx is not retried
+        (the master refused it: retrying cannot help) and is logged.
+        """
+        body = orjson.dumps(self.status_body(state, type_, message, reason, payloads))
+        backoff = Backoff()
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.session.post(
+                    self.base_url + STATUS_PATH, data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:  # fmt: skip
+                    if resp.status < 300:
+                        return True
+                    text = (await resp.text())[:300]
+                    if resp.status < 500:
+                        log.warning("master_refused_status", status=resp.status, body=text,
+                                    state=state, type=type_)  # fmt: skip
+                        return False
+                    log.warning("master_status_error", status=resp.status, body=text)
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                log.warning("master_unreachable", attempt=attempt, error=repr(e))
+            if attempt < attempts:
+                await asyncio.sleep(backoff.next())
+        return False
+
+    async def scheduling_changes(self) -> AsyncIterator[dict[str, Any]]:
+        """The job's JobSchedulingInfo objects as they change, reconnecting for ever (the
+        caller stops iterating); the master's heartbeat frames are dropped."""
+        url = f"{self.base_url}/api/v1/jobDiscoveryStream/{self.job_id}?sendHB=true"
+        backoff = Backoff()
+        while True:
+            try:
+                async with self.session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=None, sock_read=90)
+                ) as resp:
+                    if resp.status != 200:
+                        log.warning("discovery_stream_refused", status=resp.status,
+                                    body=(await resp.text())[:300])  # fmt: skip
+                    else:
+                        async for data in sse_data(resp):
+                            info = orjson.loads(data)
+                            if info.get("jobId") == HB_JOB_ID:
+                                continue
+                            backoff.reset()
+                            yield info
+            except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError) as e:
+                log.warning("discovery_stream_lost", error=repr(e))
+            await asyncio.sleep(backoff.next())

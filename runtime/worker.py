@@ -1,0 +1,470 @@
+"""``python -m runtime.worker``: the process an agent starts for one worker of a job.
+
+It learns who it is from its task environment (``TaskEnvironment``: ``MANTIS_*`` variables),
+tells the master StartInitiated, fetches and loads the job artifact, starts its stage with
+its output (the TCP stage output for a middle stage, the job's sink for the last), tells the
+master Started, and then runs until stopped:
+
+- input: the job's source (stage 1) or connections to the Started workers of the previous
+  stage, kept in step with the job's scheduling-info stream (``StageInput.set_upstreams``);
+- time: the stage's windows are ticked at their deadlines;
+- heartbeats every ``MANTIS_HEARTBEAT_SECS`` with payloads: ``SubscriptionState`` (sink
+  workers), ``DataDrop`` (``{"onNextCount", "droppedCount"}`` of its output) and
+  ``ResourceUsage`` (``{"cpuSeconds", "maxRssMB"}``).
+
+SIGTERM (or SIGINT, or the job calling ``context.complete_and_exit()``) ends it cleanly: the
+stage is closed (open windows are emitted), the output is flushed, Completed is reported and
+the exit status is 0. A bad artifact, bad parameters or an error in the job's code is
+reported as Failed with a message saying what is wrong, and the exit status is 1. A finite
+source that ends does not end the worker: its stage keeps serving until it is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from runtime.artifact import DEFAULT_CACHE, fetch_artifact
+from runtime.context import Context, Metrics, WorkerInfo, worker_map_from_scheduling_info
+from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
+from runtime.master_client import MasterClient
+from runtime.parameters import ParameterError
+from runtime.sse import SseSink
+from runtime.stage_input import StageInput
+from runtime.stage_output import StageOutputServer
+from runtime.stages import RunningStage, StageError
+from runtime.transport import Backpressure, Routing
+
+log = structlog.get_logger()
+
+
+class TaskEnvironmentError(ValueError):
+    """A MANTIS_* variable is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None = None, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise TaskEnvironmentError(f"{name} is not set")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise TaskEnvironmentError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise TaskEnvironmentError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class TaskEnvironment:
+    """What a worker is told by its environment (set by the master's task launcher)."""
+
+    job_id: str
+    """``MANTIS_JOB_ID``, e.g. ``demo-1``."""
+    stage: int
+    """``MANTIS_STAGE`` (1-based)."""
+    index: int
+    """``MANTIS_WORKER_INDEX``."""
+    number: int
+    """``MANTIS_WORKER_NUMBER``."""
+    master_url: str
+    """``MANTIS_MASTER_URL``, e.g. ``http://127.0.0.1:8100``."""
+    artifact: str
+    """``MANTIS_ARTIFACT_URL``: the job's jobJarUrl (URL, path or module name)."""
+    ports: tuple[int, ...] = ()
+    """``MANTIS_PORTS``: the task's ports; the first is the data port (stage output or sink).
+    Empty: an ephemeral port (only useful when no master publishes the port)."""
+    job_name: str = ""
+    """``MANTIS_JOB_NAME`` (the cluster; default: the job id without its number)."""
+    stage_workers: int = 1
+    """``MANTIS_STAGE_WORKERS``: how many workers the stage has."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """``MANTIS_PARAMETERS``: a JSON object of the job's parameter values."""
+    heartbeat_secs: float = 5.0
+    """``MANTIS_HEARTBEAT_SECS``."""
+    host: str = "127.0.0.1"
+    """``MANTIS_HOST``: the address the data port binds."""
+    hostname: str = ""
+    """``MANTIS_HOSTNAME``: this worker's host as the master knows it (for status messages)."""
+    artifact_cache: Path = DEFAULT_CACHE
+    """``MANTIS_ARTIFACT_CACHE``."""
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
+        env = os.environ if env is None else env
+        job_id = env.get("MANTIS_JOB_ID", "")
+        if not job_id:
+            raise TaskEnvironmentError("MANTIS_JOB_ID is not set")
+        master_url = env.get("MANTIS_MASTER_URL", "")
+        if not master_url.startswith(("http://", "https://")):
+            raise TaskEnvironmentError(
+                f"MANTIS_MASTER_URL must be an http(s) URL, got {master_url!r}"
+            )
+        try:
+            ports = tuple(int(p) for p in env.get("MANTIS_PORTS", "").split(",") if p.strip())
+        except ValueError:
+            raise TaskEnvironmentError(
+                f"MANTIS_PORTS must be comma-separated integers, got {env['MANTIS_PORTS']!r}"
+            ) from None
+        raw_params = env.get("MANTIS_PARAMETERS", "") or "{}"
+        try:
+            params = orjson.loads(raw_params)
+        except orjson.JSONDecodeError:
+            raise TaskEnvironmentError("MANTIS_PARAMETERS must be a JSON object") from None
+        if not isinstance(params, dict):
+            raise TaskEnvironmentError("MANTIS_PARAMETERS must be a JSON object")
+        try:
+            heartbeat = float(env.get("MANTIS_HEARTBEAT_SECS", "") or 5.0)
+        except ValueError:
+            raise TaskEnvironmentError("MANTIS_HEARTBEAT_SECS must be a number") from None
+        if not heartbeat > 0:
+            raise TaskEnvironmentError("MANTIS_HEARTBEAT_SECS must be > 0")
+        return cls(
+            job_id=job_id,
+            stage=_int(env, "MANTIS_STAGE", minimum=1),
+            index=_int(env, "MANTIS_WORKER_INDEX"),
+            number=_int(env, "MANTIS_WORKER_NUMBER", minimum=1),
+            master_url=master_url,
+            artifact=env.get("MANTIS_ARTIFACT_URL", ""),
+            ports=ports,
+            job_name=env.get("MANTIS_JOB_NAME", "") or job_id.rpartition("-")[0] or job_id,
+            stage_workers=_int(env, "MANTIS_STAGE_WORKERS", 1, minimum=1),
+            parameters={str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
+                        for k, v in params.items()},  # fmt: skip
+            heartbeat_secs=heartbeat,
+            host=env.get("MANTIS_HOST", "") or "127.0.0.1",
+            hostname=env.get("MANTIS_HOSTNAME", ""),
+            artifact_cache=Path(env.get("MANTIS_ARTIFACT_CACHE", "") or DEFAULT_CACHE),
+        )
+
+    def environ(self) -> dict[str, str]:
+        """These settings as MANTIS_* variables (what a launcher sets)."""
+        return {
+            "MANTIS_JOB_ID": self.job_id, "MANTIS_STAGE": str(self.stage),
+            "MANTIS_WORKER_INDEX": str(self.index), "MANTIS_WORKER_NUMBER": str(self.number),
+            "MANTIS_MASTER_URL": self.master_url, "MANTIS_ARTIFACT_URL": self.artifact,
+            "MANTIS_PORTS": ",".join(str(p) for p in self.ports),
+            "MANTIS_JOB_NAME": self.job_name, "MANTIS_STAGE_WORKERS": str(self.stage_workers),
+            "MANTIS_PARAMETERS": orjson.dumps(dict(self.parameters)).decode(),
+            "MANTIS_HEARTBEAT_SECS": str(self.heartbeat_secs), "MANTIS_HOST": self.host,
+            "MANTIS_HOSTNAME": self.hostname, "MANTIS_ARTIFACT_CACHE": str(self.artifact_cache),
+        }  # fmt: skip
+
+
+class WorkerFailed(Exception):
+    """The worker cannot go on; the message goes to the job's status."""
+
+
+Send = Callable[[list[Any]], Awaitable[None]]
+
+
+class Worker:
+    """One running worker: its stage, input, output and conversation with the master."""
+
+    def __init__(self, env: TaskEnvironment, session: aiohttp.ClientSession) -> None:
+        self.env = env
+        self.master = MasterClient(
+            session, env.master_url, env.job_id, env.stage, env.index, env.number,
+            env.hostname or None,
+        )  # fmt: skip
+        self.session = session
+        self.metrics = Metrics()
+        self.stopping = asyncio.Event()
+        self.failure: str | None = None
+        self.context: Context | None = None
+        self.job: Job | None = None
+        self.running: RunningStage | None = None
+        self.output: StageOutputServer | None = None
+        self.sink: SseSink | None = None
+        self.input: StageInput | None = None
+        self._send: Send | None = None
+        self._pending: list[Any] = []
+        self._blocking = False
+        self._downstream_workers: int | None = None
+        self._downstream_known = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, serve until stopped, report how it ended; returns the exit status."""
+        env = self.env
+        log.info("worker_starting", job_id=env.job_id, stage=env.stage, index=env.index,
+                 number=env.number, artifact=env.artifact)  # fmt: skip
+        await self.master.post_status("StartInitiated", "INFO", "worker process started")
+        try:
+            job = await self._load()
+            await self._start(job)
+        except WorkerFailed as e:
+            return await self._failed(str(e))
+        await self.master.post_status("Started", "INFO", f"stage {env.stage} running")
+        tasks = [
+            asyncio.create_task(self._pump(), name="pump"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._follow_scheduling_info(), name="discovery"),
+        ]
+        tasks.append(asyncio.create_task(self._wait_stop(), name="stop"))
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                self._fail_from(t.exception())
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return await self._finish()
+
+    async def _wait_stop(self) -> None:
+        await self.stopping.wait()
+
+    def stop(self) -> None:
+        """Ask the worker to end normally (SIGTERM, or the job completing)."""
+        self.stopping.set()
+
+    async def _load(self) -> Job:
+        env = self.env
+        try:
+            fetched = await fetch_artifact(env.artifact, env.artifact_cache, self.session)
+            job = load_job(fetched.spec)
+        except ArtifactError as e:
+            raise WorkerFailed(str(e)) from e
+        if not 1 <= env.stage <= job.stage_count:
+            raise WorkerFailed(
+                f"MANTIS_STAGE is {env.stage} but the job {job.name or env.artifact!r} has "
+                f"stages 1..{job.stage_count}"
+            )
+        try:
+            parameters = job.resolve_parameters(env.parameters)
+        except ParameterError as e:
+            raise WorkerFailed(f"bad job parameters: {e}") from e
+        self.context = Context(
+            parameters=parameters,
+            worker=WorkerInfo(env.job_name, env.job_id, env.stage, env.index, env.number,
+                              env.stage_workers, job.stage_count),  # fmt: skip
+            metrics=self.metrics,
+            on_complete=self.stop,
+        )
+        log.info("artifact_loaded", artifact=env.artifact, source=fetched.source,
+                 job=job.name, stages=job.stage_count)  # fmt: skip
+        return job
+
+    async def _start(self, job: Job) -> None:
+        """Start the stage and its output (the data port listens before we say Started)."""
+        env, context = self.env, self.context
+        assert context is not None
+        stage = job.stage(env.stage)
+        port = env.ports[0] if env.ports else 0
+        self.job = job
+        try:
+            if env.stage < job.stage_count:
+                self.output = StageOutputServer(
+                    env.host, port,
+                    routing=Routing.KEYED if stage.output_keyed else Routing.ROUND_ROBIN,
+                    backpressure=stage.config.backpressure, codec=stage.config.codec,
+                )  # fmt: skip
+                await self.output.start()
+                self._blocking = stage.config.backpressure is Backpressure.BLOCKING
+                out = self.output
+                self._send = out.send_keyed_many if stage.output_keyed else out.send_many
+            elif isinstance(job.sink, ServerSentEventsSink):
+                self.sink = SseSink(
+                    backpressure=job.sink.backpressure, buffer_events=job.sink.buffer_events
+                )
+                await self.sink.serve(env.host, port)
+                self._blocking = job.sink.backpressure is Backpressure.BLOCKING
+                self._send = self.sink.send_many
+            else:
+                self._send = self._function_sink(job.sink, context)
+        except OSError as e:
+            raise WorkerFailed(f"cannot listen on {env.host}:{port}: {e.strerror or e}") from e
+        try:
+            scheduler = AsyncIOScheduler(asyncio.get_running_loop())
+            self.running = stage.start(context, self._pending.extend, scheduler)
+        except Exception as e:
+            raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
+        if env.stage > 1:
+            self.input = StageInput(context.worker.slot)
+
+    @staticmethod
+    def _function_sink(sink: FunctionSink, context: Context) -> Send:
+        async def send(batch: list[Any]) -> None:
+            result = sink.fn(context, batch)
+            if inspect.isawaitable(result):
+                await result
+
+        return send
+
+    # -- the work -------------------------------------------------------------------------------
+
+    def _batches(self) -> AsyncIterator[list[Any]]:
+        if self.input is not None:
+            return self.input.batches()
+        assert self.context is not None and self.job is not None
+        return self.job.source.batches(self.context)
+
+    async def _pump(self) -> None:
+        """Feed input batches to the stage and its output onwards, until input ends."""
+        running = self.running
+        assert running is not None
+        async for batch in self._batches():
+            running.on_batch(batch, time.time())
+            await self._flush()
+        log.info("source_completed", job_id=self.env.job_id, stage=self.env.stage)
+        await self.stopping.wait()  # the stage keeps serving what is left (windows, clients)
+
+    async def _ticker(self) -> None:
+        """Tick the stage's windows at their deadlines (wall-clock seconds)."""
+        running = self.running
+        assert running is not None
+        while True:
+            deadline = running.next_deadline
+            now = time.time()
+            if deadline is not None and deadline <= now:
+                running.on_tick(now)
+                await self._flush()
+                continue
+            delay = 0.05 if deadline is None else min(deadline - now, 0.05)
+            await asyncio.sleep(delay)
+
+    async def _flush(self) -> None:
+        running = self.running
+        assert running is not None and self._send is not None
+        if running.error is not None:
+            raise running.error
+        if self._pending:
+            if self._blocking:
+                await self._wait_for_downstream()
+            batch, self._pending[:] = list(self._pending), []
+            await self._send(batch)
+
+    async def _wait_for_downstream(self) -> None:
+        """Blocking mode loses nothing, so before its first output a worker waits for its
+        whole downstream: every worker of the next stage connected (otherwise the first keys
+        would go to whichever connected first), or a client of its sink."""
+        if self.sink is not None:
+            await self.sink.wait_for_subscribers(1)
+        elif self.output is not None:
+            await self._downstream_known.wait()
+            assert self._downstream_workers is not None
+            await self.output.wait_for_connections(self._downstream_workers)
+        self._blocking = False  # once: later, routing follows whoever is connected
+    async def _follow_scheduling_info(self) -> None:
+        """Keep the worker map (and, past stage 1, the upstream connections) current."""
+        context = self.context
+        assert context is not None
+        stage = self.env.stage
+        async for info in self.master.scheduling_changes():
+            try:
+                worker_map = worker_map_from_scheduling_info(info)
+            except ValueError as e:
+                log.warning("bad_scheduling_info", error=str(e))
+                continue
+            context.update_worker_map(worker_map)
+            downstream = info.get("workerAssignments", {}).get(str(stage + 1))
+            if isinstance(downstream, dict) and isinstance(downstream.get("numWorkers"), int):
+                self._downstream_workers = downstream["numWorkers"]
+                self._downstream_known.set()
+            if self.input is not None:
+                upstream = [(h.host, h.port) for h in worker_map.get(stage - 1, ())]
+                self.input.set_upstreams(upstream)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.master.post_status(None, "HEARTBEAT", "heartbeat",
+                                          payloads=self.payloads(), attempts=1)  # fmt: skip
+            await asyncio.sleep(self.env.heartbeat_secs)
+
+    def payloads(self) -> dict[str, str]:
+        """Heartbeat payloads: subscription state (sink), output drops, resource usage."""
+        out: dict[str, str] = {}
+        if self.sink is not None:
+            out["SubscriptionState"] = "true" if self.sink.has_subscribers else "false"
+            on_next, dropped = self.sink.on_next_count, self.sink.dropped_count
+        elif self.output is not None:
+            on_next, dropped = self.output.on_next_count, self.output.dropped_count
+        else:
+            on_next, dropped = 0, 0
+        out["DataDrop"] = orjson.dumps({"onNextCount": on_next, "droppedCount": dropped}).decode()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["ResourceUsage"] = orjson.dumps({
+            "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "maxRssMB": round(usage.ru_maxrss / 1024, 1),
+        }).decode()  # fmt: skip
+        return out
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def _fail_from(self, error: BaseException | None) -> None:
+        if self.failure is None and error is not None:
+            self.failure = _describe(error)
+            log.error("worker_error", error=self.failure)
+
+    async def _finish(self) -> int:
+        running = self.running
+        if running is not None and self.failure is None:
+            try:
+                running.close()
+                await asyncio.wait_for(self._flush(), 5.0)
+            except Exception as e:  # an error while closing is still an error of the job
+                self._fail_from(e)
+        for closing in (self.input, self.output, self.sink):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing.close()
+        if self.failure is not None:
+            return await self._failed(self.failure)
+        await self.master.post_status("Completed", "INFO", "worker stopped", reason="Normal")
+        log.info("worker_completed", job_id=self.env.job_id, stage=self.env.stage)
+        return 0
+
+    async def _failed(self, message: str) -> int:
+        log.error("worker_failed", job_id=self.env.job_id, message=message)
+        await self.master.post_status("Failed", "ERROR", message, reason="Error")
+        return 1
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, StageError):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+async def run_worker(env: TaskEnvironment) -> int:
+    """Run a worker until it ends; SIGTERM and SIGINT stop it cleanly."""
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+        worker = Worker(env, session)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        return await worker.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mesoslite.logs import configure
+
+    configure(json="--json-logs" in (argv or sys.argv[1:]))
+    try:
+        env = TaskEnvironment.from_environ()
+    except TaskEnvironmentError as e:
+        log.error("bad_task_environment", error=str(e))
+        return 2
+    return asyncio.run(run_worker(env))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
