@@ -20,6 +20,7 @@ from runtime.codec import (
     FrameError,
     FrameKind,
     decode_payload,
+    encode_ack,
     encode_hello,
 )
 from runtime.transport import Endpoint, InputStats, TransportClosed, resolve
@@ -50,6 +51,7 @@ class _Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.alive = True
         owner = self.owner
+        received = self.received
         try:
             for kind, payload in self.decoder.feed(data):
                 if kind in DATA_KINDS:
@@ -58,6 +60,8 @@ class _Upstream(asyncio.Protocol):
                     owner._push(self, batch)
                 elif kind != FrameKind.HEARTBEAT:
                     raise FrameError(f"unexpected frame kind {kind} from an upstream worker")
+            if self.received != received and self.transport is not None:
+                self.transport.write(encode_ack(self.received))
         except FrameError as e:
             owner.frame_errors += 1
             log.warning(

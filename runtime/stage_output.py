@@ -17,6 +17,7 @@ from runtime.codec import (
     FrameDecoder,
     FrameError,
     FrameKind,
+    decode_ack,
     decode_hello,
     encode_bytes_batch,
     encode_json_batch,
@@ -44,6 +45,8 @@ class _Downstream(asyncio.Protocol):
         self.paused = False
         self.closed = False
         self.wrote = False
+        self.sent = 0
+        self.acked = 0
         self._hello_timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------------
@@ -66,6 +69,8 @@ class _Downstream(asyncio.Protocol):
                         self._hello_timer.cancel()
                         self._hello_timer = None
                     self.server._on_hello(self)
+                elif kind == FrameKind.ACK:
+                    self.acked = decode_ack(payload)
                 elif kind != FrameKind.HEARTBEAT:
                     raise FrameError(f"unexpected frame kind {kind} from a downstream worker")
         except FrameError as e:
@@ -128,6 +133,7 @@ class _Downstream(asyncio.Protocol):
             frame = server._encode(events)
         transport.write(frame)
         self.wrote = True
+        self.sent += len(events)
         server.sent_count += len(events)
 
     def _encodable(self, events: list[Any]) -> list[Any]:
@@ -208,6 +214,8 @@ class StageOutputServer:
         self.dropped_count = 0
         self.sent_count = 0
         self.encode_errors = 0
+        self.lost_in_flight = 0
+        """Events written to a connection that was lost before the receiver acknowledged them."""
         self._encode: Callable[[list[Any]], bytes] = (
             encode_keyed_batch
             if routing is Routing.KEYED
@@ -280,6 +288,7 @@ class StageOutputServer:
             dropped_count=self.dropped_count,
             sent_count=self.sent_count,
             encode_errors=self.encode_errors,
+            lost_in_flight=self.lost_in_flight,
             connections=len(self._conns),
             slots=tuple(sorted(self._slots)),
         )
@@ -507,8 +516,10 @@ class StageOutputServer:
 
     def _on_lost(self, conn: _Downstream) -> None:
         self._accepted.discard(conn)
-        if conn.pending:
-            self.dropped_count += len(conn.pending)
+        in_flight = conn.sent - conn.acked
+        if conn.pending or in_flight > 0:
+            self.dropped_count += len(conn.pending) + max(in_flight, 0)
+            self.lost_in_flight += max(in_flight, 0)
             conn.pending = []
         if conn.slot is None or conn not in self._conns:
             return
@@ -519,7 +530,8 @@ class StageOutputServer:
             del self._slots[conn.slot]
             self._ring.remove(conn.slot)
         self._key_cache.clear()
-        log.info("transport_downstream_lost", slot=conn.slot, connections=len(self._conns))
+        log.info("transport_downstream_lost", slot=conn.slot, connections=len(self._conns),
+                 lost_in_flight=max(in_flight, 0))  # fmt: skip
         resolve(self._membership_waiter)
         self._capacity_freed()  # keyed senders re-route to the remaining workers
 

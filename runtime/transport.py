@@ -81,13 +81,15 @@ class OutputStats:
 
     Every event offered is counted once, in ``on_next_count`` (accepted into a buffer) or in
     ``dropped_count``; an accepted event that is lost with its connection or fails to encode
-    is counted in both. ``sent_count``: events written to sockets.
+    is counted in both. ``sent_count``: events written to sockets. ``lost_in_flight``: written
+    events a lost connection's receiver never acknowledged (also in ``dropped_count``).
     """
 
     on_next_count: int
     dropped_count: int
     sent_count: int
     encode_errors: int
+    lost_in_flight: int
     connections: int
     slots: tuple[str, ...]
 

@@ -335,3 +335,25 @@ def test_garbage_from_an_upstream_is_counted_and_the_connection_dropped() -> Non
         server.close()
 
     run(main())
+
+
+def test_events_lost_in_flight_with_a_dead_receiver_are_counted_as_dropped() -> None:
+    async def main() -> None:
+        out = StageOutputServer(batch_size=256, buffer_events=4096)
+        await out.start()
+        (inp,) = await connected(out, "stage_2_index_0", max_queued_batches=4)
+        for i in range(200):  # the receiver never consumes: its socket buffers fill up
+            out.offer_many([{"i": i * 100 + j, "pad": "x" * 80} for j in range(100)])
+            await asyncio.sleep(0)
+        await until(lambda: inp.received_count > 0, "the receiver to get events")
+        await inp.close()  # dies with whatever is in its queue and socket buffers
+        await until(lambda: out.connection_count == 0, "the connection to be lost")
+        stats = out.stats()
+        assert stats.lost_in_flight > 0
+        # ...and exactly those the receiver did not get: it acknowledged every read
+        assert stats.lost_in_flight == stats.sent_count - inp.received_count
+        # every accepted event was either acknowledged by the receiver or counted as dropped
+        assert stats.on_next_count <= inp.received_count + stats.dropped_count
+        await out.close()
+
+    run(main())

@@ -14,8 +14,10 @@ from runtime.codec import (
     FrameDecoder,
     FrameError,
     FrameKind,
+    decode_ack,
     decode_hello,
     decode_payload,
+    encode_ack,
     encode_batch,
     encode_bytes_batch,
     encode_hello,
@@ -123,3 +125,10 @@ def test_events_that_are_not_json_values_fail_to_encode() -> None:
     for bad in ({"x": object()}, 2**64, {1: "non-str key"}):
         with pytest.raises(TypeError):
             encode_json_batch([bad])
+
+
+def test_ack_frames_carry_a_64_bit_count_and_reject_a_wrong_size() -> None:
+    ((kind, payload),) = FrameDecoder().feed(encode_ack(2**40 + 7))
+    assert kind == FrameKind.ACK and decode_ack(payload) == 2**40 + 7
+    with pytest.raises(FrameError, match="ACK"):
+        decode_ack(b"\x00" * 4)
