@@ -511,6 +511,7 @@ class ControlPlane:
             return out
         w.last_heartbeat_at = now
         if payloads:
+            w.payloads = dict(payloads)
             subscribed = payloads.get("SubscriptionState")
             if subscribed is not None:
                 w.is_subscribed = subscribed == "true"

@@ -8,7 +8,8 @@ Machine serves every worker: the trigger is fired on the worker object directly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 
 from transitions import Machine, MachineError
@@ -81,6 +82,8 @@ class Worker:
     # Volatile: not persisted; a recovering master gives running workers a fresh window.
     last_heartbeat_at: float | None = None
     is_subscribed: bool = False
+    payloads: Mapping[str, str] = field(default_factory=dict)
+    """The last heartbeat's payloads (data drops, resource usage...), for the API."""
 
     @property
     def terminal(self) -> bool:

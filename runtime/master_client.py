@@ -137,6 +137,22 @@ class MasterClient:
                 await asyncio.sleep(backoff.next())
         return False
 
+    async def kill_job(self, reason: str) -> bool:
+        """Ask the master to kill this worker's job (``DELETE /api/v1/jobs/{jobId}``)."""
+        params = {"user": f"{self.job_id}-worker-{self.index}-{self.number}", "reason": reason}
+        try:
+            async with self.session.delete(
+                f"{self.base_url}/api/v1/jobs/{self.job_id}", params=params,
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:  # fmt: skip
+                if resp.status < 300:
+                    return True
+                log.warning("master_refused_kill", status=resp.status,
+                            body=(await resp.text())[:300])  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.warning("master_unreachable", error=repr(e))
+        return False
+
     async def scheduling_changes(self) -> AsyncIterator[dict[str, Any]]:
         """The job's JobSchedulingInfo objects as they change, reconnecting for ever (the
         caller stops iterating); the master's heartbeat frames are dropped."""

@@ -12,6 +12,10 @@ master Started, and then runs until stopped:
   workers), ``DataDrop`` (``{"onNextCount", "droppedCount"}`` of its output) and
   ``ResourceUsage`` (``{"cpuSeconds", "maxRssMB"}``).
 
+A sink worker of a transient job (``MANTIS_SUBSCRIPTION_TIMEOUT_SECS`` > 0) kills its job
+through the master once its sink has had no subscriber for that long and the job has run for
+``MANTIS_MIN_RUNTIME_SECS`` (as Mantis' SubscriptionStateHandler does).
+
 SIGTERM (or SIGINT, or the job calling ``context.complete_and_exit()``) ends it cleanly: the
 stage is closed (open windows are emitted), the output is flushed, Completed is reported and
 the exit status is 0. A bad artifact, bad parameters or an error in the job's code is
@@ -72,6 +76,17 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None, minimum:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise TaskEnvironmentError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise TaskEnvironmentError(f"{name} must be >= 0, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class TaskEnvironment:
     """What a worker is told by its environment (set by the master's task launcher)."""
@@ -105,6 +120,10 @@ class TaskEnvironment:
     """``MANTIS_HOSTNAME``: this worker's host as the master knows it (for status messages)."""
     artifact_cache: Path = DEFAULT_CACHE
     """``MANTIS_ARTIFACT_CACHE``."""
+    subscription_timeout_secs: float = 0.0
+    """``MANTIS_SUBSCRIPTION_TIMEOUT_SECS``: for a transient job's sink workers; 0 = never."""
+    min_runtime_secs: float = 0.0
+    """``MANTIS_MIN_RUNTIME_SECS``: no subscription timeout before the job ran this long."""
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
@@ -130,10 +149,7 @@ class TaskEnvironment:
             raise TaskEnvironmentError("MANTIS_PARAMETERS must be a JSON object") from None
         if not isinstance(params, dict):
             raise TaskEnvironmentError("MANTIS_PARAMETERS must be a JSON object")
-        try:
-            heartbeat = float(env.get("MANTIS_HEARTBEAT_SECS", "") or 5.0)
-        except ValueError:
-            raise TaskEnvironmentError("MANTIS_HEARTBEAT_SECS must be a number") from None
+        heartbeat = _seconds(env, "MANTIS_HEARTBEAT_SECS", 5.0)
         if not heartbeat > 0:
             raise TaskEnvironmentError("MANTIS_HEARTBEAT_SECS must be > 0")
         return cls(
@@ -152,6 +168,8 @@ class TaskEnvironment:
             host=env.get("MANTIS_HOST", "") or "127.0.0.1",
             hostname=env.get("MANTIS_HOSTNAME", ""),
             artifact_cache=Path(env.get("MANTIS_ARTIFACT_CACHE", "") or DEFAULT_CACHE),
+            subscription_timeout_secs=_seconds(env, "MANTIS_SUBSCRIPTION_TIMEOUT_SECS", 0.0),
+            min_runtime_secs=_seconds(env, "MANTIS_MIN_RUNTIME_SECS", 0.0),
         )
 
     def environ(self) -> dict[str, str]:
@@ -165,6 +183,8 @@ class TaskEnvironment:
             "MANTIS_PARAMETERS": orjson.dumps(dict(self.parameters)).decode(),
             "MANTIS_HEARTBEAT_SECS": str(self.heartbeat_secs), "MANTIS_HOST": self.host,
             "MANTIS_HOSTNAME": self.hostname, "MANTIS_ARTIFACT_CACHE": str(self.artifact_cache),
+            "MANTIS_SUBSCRIPTION_TIMEOUT_SECS": str(self.subscription_timeout_secs),
+            "MANTIS_MIN_RUNTIME_SECS": str(self.min_runtime_secs),
         }  # fmt: skip
 
 
@@ -220,6 +240,8 @@ class Worker:
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
             asyncio.create_task(self._follow_scheduling_info(), name="discovery"),
         ]
+        if self.sink is not None and env.subscription_timeout_secs > 0:
+            tasks.append(asyncio.create_task(self._subscription_timeout(), name="subscriptions"))
         tasks.append(asyncio.create_task(self._wait_stop(), name="stop"))
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
@@ -388,6 +410,22 @@ class Worker:
             await self.master.post_status(None, "HEARTBEAT", "heartbeat",
                                           payloads=self.payloads(), attempts=1)  # fmt: skip
             await asyncio.sleep(self.env.heartbeat_secs)
+
+    async def _subscription_timeout(self) -> None:
+        """Kill the (transient) job once its sink went unsubscribed for the timeout."""
+        sink, env = self.sink, self.env
+        assert sink is not None
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            idle = sink.idle_since
+            now = time.monotonic()
+            if (idle is not None and now - idle >= env.subscription_timeout_secs
+                    and now - started >= env.min_runtime_secs):  # fmt: skip
+                reason = f"no subscriber for {env.subscription_timeout_secs:g}s"
+                log.info("subscription_timeout", job_id=env.job_id, reason=reason)
+                if await self.master.kill_job(reason):
+                    return
 
     def payloads(self) -> dict[str, str]:
         """Heartbeat payloads: subscription state (sink), output drops, resource usage."""
