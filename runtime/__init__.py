@@ -14,4 +14,5 @@
   over reactivex pipelines or plain functions over batches.
 - ``runtime.parameters``: typed job parameters with defaults and validation.
 - ``runtime.context``: what user code sees: parameters, worker info, metrics, the worker map.
+- ``runtime.sources``: job sources: synthetic, file, SSE, and other jobs (``JobSource``).
 """

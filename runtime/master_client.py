@@ -19,42 +19,11 @@ import aiohttp
 import orjson
 import structlog
 
-HB_JOB_ID = "HB_JobId"
+from runtime.sources.sse import HB_JOB_ID, RETRYABLE, Backoff, sse_payloads
+
 STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
 
 log = structlog.get_logger()
-
-
-async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The ``data`` of each server-sent event of a response (multi-line data joined by
-    newlines; comments and other fields skipped)."""
-    data: list[bytes] = []
-    async for raw in response.content:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield b"\n".join(data)
-                data = []
-        elif line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-
-
-class Backoff:
-    """Jittered exponential delays, reset after a success."""
-
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.delay = initial
-
-    def next(self) -> float:
-        delay = self.delay * random.uniform(0.5, 1.0)
-        self.delay = min(self.delay * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.initial
 
 
 class MasterClient:
@@ -77,6 +46,8 @@ class MasterClient:
         self.index = index
         self.number = number
         self.hostname = hostname or socket.gethostname()
+        self.backoff = Backoff()
+        self._rng = random.Random()
 
     def status_body(
         self,
@@ -115,7 +86,6 @@ class MasterClient:
         (the master refused it: retrying cannot help) and is logged.
         """
         body = orjson.dumps(self.status_body(state, type_, message, reason, payloads))
-        backoff = Backoff()
         for attempt in range(1, attempts + 1):
             try:
                 async with self.session.post(
@@ -134,7 +104,7 @@ class MasterClient:
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 log.warning("master_unreachable", attempt=attempt, error=repr(e))
             if attempt < attempts:
-                await asyncio.sleep(backoff.next())
+                await asyncio.sleep(self.backoff.delay(attempt - 1, self._rng))
         return False
 
     async def kill_job(self, reason: str) -> bool:
@@ -156,23 +126,18 @@ class MasterClient:
     async def scheduling_changes(self) -> AsyncIterator[dict[str, Any]]:
         """The job's JobSchedulingInfo objects as they change, reconnecting for ever (the
         caller stops iterating); the master's heartbeat frames are dropped."""
-        url = f"{self.base_url}/api/v1/jobDiscoveryStream/{self.job_id}?sendHB=true"
-        backoff = Backoff()
+        url = f"{self.base_url}/api/v1/jobDiscoveryStream/{self.job_id}"
+        attempt = 0
         while True:
             try:
-                async with self.session.get(
-                    url, timeout=aiohttp.ClientTimeout(total=None, sock_read=90)
-                ) as resp:
-                    if resp.status != 200:
-                        log.warning("discovery_stream_refused", status=resp.status,
-                                    body=(await resp.text())[:300])  # fmt: skip
-                    else:
-                        async for data in sse_data(resp):
-                            info = orjson.loads(data)
-                            if info.get("jobId") == HB_JOB_ID:
-                                continue
-                            backoff.reset()
-                            yield info
-            except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError) as e:
+                async for payloads in sse_payloads(self.session, url, {"sendHB": "true"}, 90):
+                    for data in payloads:
+                        info = orjson.loads(data)
+                        if info.get("jobId") == HB_JOB_ID:
+                            continue
+                        attempt = 0
+                        yield info
+            except (*RETRYABLE, orjson.JSONDecodeError) as e:
                 log.warning("discovery_stream_lost", error=repr(e))
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
+            attempt += 1

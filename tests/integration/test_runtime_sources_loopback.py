@@ -1,0 +1,374 @@
+"""Sources over real loopback HTTP: SseSource against SseSinks, JobSource against a real
+master app and real sinks as the upstream job's workers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from adapters.http.app import create_app, serve
+from adapters.http.master_api import MasterApi
+from core.control import ControlPlane
+from core.model import (
+    ClusterSla,
+    JobClusterConfig,
+    JobClusterDefinition,
+    JobRequest,
+    MachineDefinition,
+    SchedulingInfo,
+    StageSchedulingInfo,
+)
+from core.worker import WorkerState
+from runtime.context import Context, WorkerInfo
+from runtime.job import Source
+from runtime.sources import (
+    Backoff,
+    JobSource,
+    SourceError,
+    SseSource,
+    TargetSource,
+    UnknownClusterError,
+)
+from runtime.sse import SseSink
+from tests.integration.aio import run, until
+
+HOST = "127.0.0.1"
+T0 = 1_800_000_000.0
+FAST = Backoff(initial=0.01, maximum=0.05)
+
+
+class Reader:
+    """A source iterated by a task of its own, its events collected in `events`."""
+
+    def __init__(self, source: Source, context: Context | None = None) -> None:
+        self.context = context or Context()
+        self.events: list[Any] = []
+        self.task = asyncio.create_task(self._read(source))
+
+    async def _read(self, source: Source) -> None:
+        async for batch in source.batches(self.context):
+            self.events.extend(batch)
+
+    def metric(self, name: str) -> float:
+        return self.context.metrics.snapshot().get(name, 0)
+
+    async def stop(self) -> None:
+        """Cancel the reading task: the source must close everything it opened."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def consumer(index: int = 0, job_id: str = "down-1") -> Context:
+    return Context(worker=WorkerInfo("down", job_id, 1, index, index + 1, 2, 1))
+
+
+async def wait_subscribers(sinks: list[SseSink], n: int) -> None:
+    for sink in sinks:
+        await sink.wait_for_subscribers(n, timeout=5)
+
+
+# ------------------------------------------------------------------------ SseSource
+
+
+def test_sse_source_reads_a_sink_and_reconnects_after_the_sink_restarts() -> None:
+    async def main() -> None:
+        sink = SseSink()
+        port = await sink.serve(HOST, 0)
+        reader = Reader(SseSource(f"http://{HOST}:{port}/", {"clientId": "r"}, backoff=FAST))
+        await sink.wait_for_subscribers(1, timeout=5)
+        assert sink.group_sizes() == {"r": 1}
+        sink.publish_many([{"i": i} for i in range(100)])
+        sink.publish("text")
+        await until(lambda: len(reader.events) == 101, "the first events")
+        assert reader.events == [{"i": i} for i in range(100)] + ["text"]
+        await sink.close()  # the sink goes away; a new one comes up on the same port
+        again = SseSink()
+        assert await again.serve(HOST, port) == port
+        await again.wait_for_subscribers(1, timeout=5)
+        assert reader.metric("reconnects") >= 1
+        again.publish_many([{"i": i} for i in range(100, 200)])
+        await until(lambda: len(reader.events) == 201, "the events after the restart")
+        assert reader.events[101:] == [{"i": i} for i in range(100, 200)]
+        assert reader.metric("events_emitted") == 201
+        await reader.stop()
+        await again.wait_for_subscribers(0, timeout=5)
+        await again.close()
+
+    run(main())
+
+
+def test_sse_source_closes_its_connection_on_aclose_and_unpacks_binary() -> None:
+    async def main() -> None:
+        sink = SseSink()
+        port = await sink.serve(HOST, 0)
+        source = SseSource(f"http://{HOST}:{port}/any/path", {"format": "binary"})
+        stream = source.batches(Context())
+        first = asyncio.ensure_future(anext(stream))
+        await sink.wait_for_subscribers(1, timeout=5)
+        sink.publish_many([{"i": 1}, "two"])
+        assert await asyncio.wait_for(first, 5) == [{"i": 1}, "two"]
+        await stream.aclose()  # type: ignore[attr-defined]
+        await sink.wait_for_subscribers(0, timeout=5)
+        await sink.close()
+
+    run(main())
+
+
+def test_sse_source_raises_when_the_server_refuses_the_query() -> None:
+    async def main() -> None:
+        sink = SseSink()
+        port = await sink.serve(HOST, 0)
+        source = SseSource(f"http://{HOST}:{port}/", {"sampleMSec": "10"})
+        with pytest.raises(SourceError, match="sampleMSec"):
+            async for _ in source.batches(Context()):
+                pass
+        await sink.close()
+
+    run(main())
+
+
+# ------------------------------------------------------------------------ JobSource
+
+
+@dataclass
+class Upstream:
+    """A real master app with cluster `up`, and a real SseSink per Started worker."""
+
+    master: MasterApi
+    runner: web.AppRunner | None = None
+    url: str = ""
+    sinks: dict[str, SseSink] = field(default_factory=dict)
+
+    def submit(self) -> str:
+        self.master.run(lambda p, now: p.submit_job("up", JobRequest(), "alice", now))
+        return self.master.last_submitted["up"]
+
+    def workers(self, jid: str, stage: int) -> list[str]:
+        job = self.master.plane.job(jid)
+        return [w.worker_id for w in job.stages[stage] if not w.terminal]
+
+    async def start(self, wid: str) -> SseSink:
+        """Serve a sink for worker `wid` and make it Started with that sink port."""
+        sink = SseSink()
+        port = await sink.serve(HOST, 0)
+        self.master.run(lambda p, now: p.worker_launched(wid, "agent-1", HOST, (port,), now))
+        self.master.run(lambda p, now: p.worker_status(wid, WorkerState.Started, now))
+        self.sinks[wid] = sink
+        return sink
+
+    async def start_job(self, jid: str) -> tuple[SseSink, list[SseSink]]:
+        """Start every worker: (the stage-1 sink, the last stage's sinks)."""
+        (first,) = [await self.start(w) for w in self.workers(jid, 1)]
+        return first, [await self.start(w) for w in self.workers(jid, 2)]
+
+    def fail(self, wid: str) -> None:
+        self.master.run(lambda p, now: p.worker_status(wid, WorkerState.Failed, now))
+
+    async def serve(self, port: int = 0) -> None:
+        self.runner, bound = await serve(create_app(self.master), HOST, port)
+        self.url = f"http://{HOST}:{bound}"
+
+    def watchers(self) -> int:
+        m = self.master
+        return len(m._job_watchers) + len(m._cluster_watchers)  # noqa: SLF001  # open streams
+
+    async def close(self) -> None:
+        for sink in self.sinks.values():
+            await sink.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def upstream_master() -> MasterApi:
+    master = MasterApi(ControlPlane(), clock=lambda: T0)
+    stages = tuple(StageSchedulingInfo(n, MachineDefinition(1, 512)) for n in (1, 2))
+    config = JobClusterConfig("up.zip", "1", T0, SchedulingInfo(stages))
+    definition = JobClusterDefinition("up", (config,), sla=ClusterSla())
+    master.run(lambda p, now: p.create_cluster(definition, now))
+    return master
+
+
+@asynccontextmanager
+async def upstream(serve_now: bool = True) -> AsyncIterator[Upstream]:
+    up = Upstream(upstream_master())
+    if serve_now:
+        await up.serve()
+    try:
+        yield up
+    finally:
+        await up.close()
+
+
+def publish(sink: SseSink, tag: str, n: int) -> list[dict[str, Any]]:
+    events = [{"from": tag, "i": i} for i in range(n)]
+    sink.publish_many(events)
+    return events
+
+
+def test_job_source_follows_workers_replacements_and_new_jobs() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            job1 = up.submit()
+            decoy, (a, b) = await up.start_job(job1)
+            reader = Reader(JobSource("up", master_url=up.url, backoff=FAST), consumer())
+            await wait_subscribers([a, b], 1)
+            assert decoy.subscriber_count == 0  # only the last stage's sinks are read
+            assert a.group_sizes() == {"down-1": 1}  # clientId: the consuming job's id
+            sent = publish(a, "a", 10) + publish(b, "b", 10)
+            await until(lambda: len(reader.events) == 20, "events from both workers")
+            assert sorted(reader.events, key=str) == sorted(sent, key=str)
+            assert reader.metric("job_source_workers") == 2
+
+            # Worker index 0 fails and is replaced: the connection moves to the new one.
+            up.fail(up.workers(job1, 2)[0])
+            await a.wait_for_subscribers(0, timeout=5)
+            (replacement,) = [w for w in up.workers(job1, 2) if w not in up.sinks]
+            a2 = await up.start(replacement)
+            await a2.wait_for_subscribers(1, timeout=5)
+            assert b.subscriber_count == 1
+            sent = publish(a2, "a2", 5)
+            await until(lambda: reader.events[20:] == sent, "events from the replacement")
+
+            # A new job of the cluster: the source switches to its workers.
+            job2 = up.submit()
+            decoy2, (c, d) = await up.start_job(job2)
+            await wait_subscribers([c, d], 1)
+            await wait_subscribers([a2, b], 0)
+            assert reader.metric("job_source_switches") == 1
+            sent = publish(c, "c", 5) + publish(d, "d", 5)
+            await until(lambda: len(reader.events) == 35, "events from the new job")
+            assert sorted(reader.events[25:], key=str) == sorted(sent, key=str)
+
+            # The job ends: its connections close, the source waits for the next job.
+            up.master.run(lambda p, now: p.kill_job(job2, "alice", "done", now))
+            await wait_subscribers([c, d], 0)
+            assert not reader.task.done()
+
+            await reader.stop()
+            await until(lambda: up.watchers() == 0, "the master streams to close")
+            assert all(s.subscriber_count == 0 for s in up.sinks.values())
+            assert reader.metric("job_source_workers") == 0
+            assert reader.metric("events_emitted") == 35
+
+    run(main(), timeout=30)
+
+
+def test_client_ids_broadcast_across_groups_and_balance_within_one() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            _, sinks = await up.start_job(up.submit())
+
+            def source(client_id: str, broadcast: bool = False) -> JobSource:
+                return JobSource(
+                    "up", client_id=client_id, broadcast=broadcast, master_url=up.url, backoff=FAST
+                )
+
+            readers = {
+                "g1": Reader(source("g1"), consumer()),
+                "g2": Reader(source("g2"), consumer()),
+                "shared-a": Reader(source("shared"), consumer(0)),
+                "shared-b": Reader(source("shared"), consumer(1)),
+                "broadcast-0": Reader(source("bc", broadcast=True), consumer(0)),
+                "broadcast-1": Reader(source("bc", broadcast=True), consumer(1)),
+            }
+            await wait_subscribers(sinks, 6)
+            groups = {"g1": 1, "g2": 1, "shared": 2, "bc_0": 1, "bc_1": 1}
+            assert all(s.group_sizes() == groups for s in sinks)
+            sent = [e for n, s in enumerate(sinks) for e in publish(s, str(n), 200)]
+            everything = sorted(sent, key=str)
+            for name in ("g1", "g2", "broadcast-0", "broadcast-1"):
+                r = readers[name]
+                await until(lambda r=r: len(r.events) == 400, f"every event at {name}")  # type: ignore[misc]
+                assert sorted(r.events, key=str) == everything
+            a, b = readers["shared-a"].events, readers["shared-b"].events
+            await until(lambda: len(a) + len(b) == 400, "the shared group's events")
+            assert sorted(a + b, key=str) == everything  # split between them, none twice
+            assert a and b
+            for r in readers.values():
+                await r.stop()
+            await wait_subscribers(sinks, 0)
+            await until(lambda: up.watchers() == 0, "the master streams to close")
+
+    run(main(), timeout=30)
+
+
+def test_aclose_closes_the_sink_connections_and_criterion_filters() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            _, sinks = await up.start_job(up.submit())
+            source = JobSource(
+                "up", master_url=up.url, backoff=FAST, criterion=lambda e: e["i"] % 2 == 0
+            )
+            stream = source.batches(consumer())
+            first = asyncio.ensure_future(anext(stream))
+            await wait_subscribers(sinks, 1)
+            publish(sinks[0], "x", 4)
+            assert await asyncio.wait_for(first, 5) == [
+                {"from": "x", "i": 0},
+                {"from": "x", "i": 2},
+            ]
+            await stream.aclose()  # type: ignore[attr-defined]
+            await wait_subscribers(sinks, 0)
+            await until(lambda: up.watchers() == 0, "the master streams to close")
+
+    run(main())
+
+
+def test_target_source_gives_duplicate_targets_their_own_client_ids() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            _, sinks = await up.start_job(up.submit())
+            target = '{"targets": [{"sourceJobName": "up"}, {"sourceJobName": "up"}]}'
+            ctx = consumer(job_id="down-9")
+            reader = Reader(TargetSource(target, options={"master_url": up.url}), ctx)
+            await wait_subscribers(sinks, 2)
+            assert sinks[0].group_sizes() == {"down-9": 1, "down-9_1": 1}
+            sent = publish(sinks[0], "x", 10)
+            await until(lambda: len(reader.events) == 20, "both targets' events")
+            assert sorted(reader.events, key=str) == sorted(sent * 2, key=str)
+            await reader.stop()
+            await wait_subscribers(sinks, 0)
+
+    run(main())
+
+
+def test_an_unknown_cluster_is_a_clear_error_after_bounded_retries() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            ctx = Context()
+            source = JobSource("nope", master_url=up.url, backoff=FAST, not_found_retries=2)
+            with pytest.raises(UnknownClusterError, match="no job cluster 'nope'"):
+                async for _ in source.batches(ctx):
+                    pass
+            assert ctx.metrics.snapshot()["master_reconnects"] == 2
+            await until(lambda: up.watchers() == 0, "no stream left open")
+
+    run(main())
+
+
+def test_an_unreachable_master_is_retried_until_it_comes_up() -> None:
+    async def main() -> None:
+        with socket.socket() as s:  # a free port, nobody listening on it yet
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        async with upstream(serve_now=False) as up:
+            url = f"http://{HOST}:{port}"
+            reader = Reader(JobSource("up", master_url=url, backoff=FAST), consumer())
+            await until(lambda: reader.metric("master_reconnects") >= 3, "retries")
+            assert not reader.task.done()
+            await up.serve(port)
+            _, sinks = await up.start_job(up.submit())
+            await wait_subscribers(sinks, 1)
+            sent = publish(sinks[1], "late", 3)
+            await until(lambda: reader.events == sent, "events once the master is up")
+            await reader.stop()
+            await wait_subscribers(sinks, 0)
+
+    run(main())
