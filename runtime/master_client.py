@@ -38,6 +38,7 @@ class MasterClient:
         index: int,
         number: int,
         hostname: str | None = None,
+        api_token: str | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -47,6 +48,7 @@ class MasterClient:
         self.number = number
         self.hostname = hostname or socket.gethostname()
         self.backoff = Backoff()
+        self._auth = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self._rng = random.Random()
 
     def status_body(
@@ -90,7 +92,7 @@ class MasterClient:
             try:
                 async with self.session.post(
                     self.base_url + STATUS_PATH, data=body,
-                    headers={"Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", **self._auth},
                     timeout=aiohttp.ClientTimeout(total=10),
                 ) as resp:  # fmt: skip
                     if resp.status < 300:
@@ -112,7 +114,7 @@ class MasterClient:
         params = {"user": f"{self.job_id}-worker-{self.index}-{self.number}", "reason": reason}
         try:
             async with self.session.delete(
-                f"{self.base_url}/api/v1/jobs/{self.job_id}", params=params,
+                f"{self.base_url}/api/v1/jobs/{self.job_id}", params=params, headers=self._auth,
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as resp:  # fmt: skip
                 if resp.status < 300:

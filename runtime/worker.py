@@ -124,6 +124,8 @@ class TaskEnvironment:
     """``MANTIS_SUBSCRIPTION_TIMEOUT_SECS``: for a transient job's sink workers; 0 = never."""
     min_runtime_secs: float = 0.0
     """``MANTIS_MIN_RUNTIME_SECS``: no subscription timeout before the job ran this long."""
+    api_token: str = field(default="", repr=False)
+    """``MANTIS_API_TOKEN``: the master's bearer token, when it requires one."""
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
@@ -170,6 +172,7 @@ class TaskEnvironment:
             artifact_cache=Path(env.get("MANTIS_ARTIFACT_CACHE", "") or DEFAULT_CACHE),
             subscription_timeout_secs=_seconds(env, "MANTIS_SUBSCRIPTION_TIMEOUT_SECS", 0.0),
             min_runtime_secs=_seconds(env, "MANTIS_MIN_RUNTIME_SECS", 0.0),
+            api_token=env.get("MANTIS_API_TOKEN", ""),
         )
 
     def environ(self) -> dict[str, str]:
@@ -185,6 +188,7 @@ class TaskEnvironment:
             "MANTIS_HOSTNAME": self.hostname, "MANTIS_ARTIFACT_CACHE": str(self.artifact_cache),
             "MANTIS_SUBSCRIPTION_TIMEOUT_SECS": str(self.subscription_timeout_secs),
             "MANTIS_MIN_RUNTIME_SECS": str(self.min_runtime_secs),
+            **({"MANTIS_API_TOKEN": self.api_token} if self.api_token else {}),
         }  # fmt: skip
 
 
@@ -202,7 +206,7 @@ class Worker:
         self.env = env
         self.master = MasterClient(
             session, env.master_url, env.job_id, env.stage, env.index, env.number,
-            env.hostname or None,
+            env.hostname or None, env.api_token or None,
         )  # fmt: skip
         self.session = session
         self.metrics = Metrics()
