@@ -22,7 +22,7 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http
+	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http adapters/store adapters/cli/master.py adapters/cli/up.py
 
 test: lint
 	$(PY) -m pytest

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import mesoslite.agent
 import mesoslite.master
-from adapters.cli import demo
+from adapters.cli import demo, master, up
 from core.errors import CommandRejected
 from mesoslite.logs import configure as configure_logging
 
@@ -106,6 +106,18 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "run a mesoslite agent that runs tasks as processes",
         mesoslite.agent.add_arguments,
         mesoslite.agent.run,
+    ),
+    Subcommand(
+        "master",
+        "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",
+        master.add_arguments,
+        master.run,
+    ),
+    Subcommand(
+        "up",
+        "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
+        up.add_arguments,
+        up.run,
     ),
     Subcommand(
         "demo",

@@ -15,31 +15,49 @@ frames every `heartbeat_secs` (default 29 s: the 30 s idle timeout minus one):
 `data: {"name":"HB_JobId","jobId":"HB_JobId"}` on the last-submitted stream (Mantis'
 `JobSchedulingInfo.HB_JobId`; Mantis clients drop these).
 
+The REST API (job clusters, jobs, artifacts) is in clusters.py, jobs.py and artifacts.py;
+`GET /api/v1/openapi.json` documents every route (openapi.py); `GET /api/v1/masterInfo` and
+`GET /api/v1/healthcheck` are here.
+
 Errors are mapped in one place, `error_middleware`: a `CommandRejected` becomes its
 `status` with `{"error": message}` (plus `"field"` for an `InvalidRequest`), an HTTP error
 becomes `{"error": reason}`, anything else a 500 `{"error": "internal server error"}`.
+
+With an API token (the CLI's `--api-token` or $MANTIS_API_TOKEN), every POST, PUT and
+DELETE needs `Authorization: Bearer <token>`, else 401; reads stay open (workers download
+artifacts with a plain GET). The token is compared in constant time. No request header is
+ever logged: aiohttp's access log is off, and requests are logged by method, path and status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from adapters.http import clusters, job_output, jobs, openapi
+from adapters.http.artifacts import ARTIFACTS, ArtifactStore
+from adapters.http.artifacts import add_routes as add_artifact_routes
 from adapters.http.master_api import MasterApi
 from adapters.http.status import parse_status
+from adapters.http.views import MASTER, json_response, ms
 from core.control import ControlPlane
 from core.effects import JobSchedulingInfo
 from core.errors import CommandRejected, InvalidRequest
 
 log = structlog.get_logger()
 
-MASTER = web.AppKey("master", MasterApi)
 HEARTBEAT_SECS = web.AppKey("heartbeat_secs", float)
+CREATED_AT = web.AppKey("created_at", float)
+MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
 HB_JOB_ID = "HB_JobId"
 DEFAULT_HEARTBEAT_SECS = 29.0
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -49,14 +67,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    master: MasterApi, heartbeat_secs: float = DEFAULT_HEARTBEAT_SECS
+    master: MasterApi,
+    heartbeat_secs: float = DEFAULT_HEARTBEAT_SECS,
+    *,
+    artifacts: ArtifactStore | None = None,
+    api_token: str | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    """The master's HTTP API; artifact routes only with an `artifacts` store."""
+    middlewares = [error_middleware] + ([bearer_auth(api_token)] if api_token else [])
+    app = web.Application(middlewares=middlewares)
     app[MASTER] = master
     app[HEARTBEAT_SECS] = heartbeat_secs
-    app.router.add_post("/api/v1/jobs/actions/postJobStatus", post_job_status)
+    app[CREATED_AT] = master.clock()
+    app.router.add_post(STATUS_PATH, post_job_status)
     app.router.add_get("/api/v1/jobDiscoveryStream/{jobId}", job_discovery_stream)
     app.router.add_get("/api/v1/lastSubmittedJobIdStream/{cluster}", last_submitted_stream)
+    clusters.add_routes(app.router)
+    jobs.add_routes(app.router)
+    if artifacts is not None:
+        app[ARTIFACTS] = artifacts
+        add_artifact_routes(app.router)
+    job_output.add_routes(app, master)
+    app.router.add_get("/api/v1/masterInfo", master_info)
+    app.router.add_get("/api/v1/healthcheck", healthcheck)
+    openapi.add_route(app, with_artifacts=artifacts is not None)
     app.on_shutdown.append(_close_streams)
     return app
 
@@ -65,7 +99,7 @@ async def serve(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Start `app` on host:port (loopback by default); returns the runner and the bound port."""
-    runner = web.AppRunner(app, handler_cancellation=True)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -88,6 +122,12 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await _answer(request, handler)
+    log.debug("http_request", method=request.method, path=request.path, status=response.status)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except CommandRejected as e:
@@ -104,6 +144,47 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("http_request_failed", method=request.method, path=request.path)
         return _error(500, "internal server error")
+
+
+def bearer_auth(token: str) -> Middleware:
+    """Every mutating call needs `Authorization: Bearer <token>`; 401 otherwise."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in MUTATING:
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, expected):
+                log.warning("http_unauthorized", method=request.method, path=request.path)
+                response = _error(401, "a valid bearer token is required", "Authorization")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return await handler(request)
+
+    return auth_middleware
+
+
+# ---------------------------------------------------------------------- admin
+
+
+async def master_info(request: web.Request) -> web.Response:
+    """Mantis' MasterDescription, with the address and port this request came in on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    host_ip, port = (str(sockname[0]), int(sockname[1])) if sockname else ("127.0.0.1", 0)
+    authority = f"[{host_ip}]:{port}" if ":" in host_ip else f"{host_ip}:{port}"
+    return json_response({
+        "hostname": socket.gethostname(), "hostIP": host_ip, "apiPort": port,
+        "schedInfoPort": port, "apiPortV2": port, "consolePort": port,
+        "apiStatusUri": STATUS_PATH.lstrip("/"), "createTime": ms(request.app[CREATED_AT]),
+        "fullApiStatusUri": f"http://{authority}{STATUS_PATH}",
+    })  # fmt: skip
+
+
+async def healthcheck(request: web.Request) -> web.Response:
+    """200 while serving; 503 once the master is shutting down."""
+    if request.app[MASTER].closing:
+        return json_response({"isHealthy": False, "failureReason": "shutting down"}, status=503)
+    return json_response({"isHealthy": True, "failureReason": None})
 
 
 # ---------------------------------------------------------------------- worker status

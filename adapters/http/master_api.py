@@ -41,8 +41,9 @@ class MasterApi:
         self._append: Append = append or self.events.extend
         self._commit = commit
         # Effects this adapter does not carry out (launches, kills, status messages): the
-        # master server drains them.
+        # master server drains them when `effects_ready` is set.
         self.effects: list[Effect] = []
+        self.effects_ready = Signal()
         self.last_submitted: dict[str, str] = {
             name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
         }
@@ -85,6 +86,7 @@ class MasterApi:
                 dirty.add(effect.job_id)
             else:
                 self.effects.append(effect)
+                self.effects_ready.set()
         for jid in dirty:
             self._wake(self._job_watchers.get(jid, ()))
 

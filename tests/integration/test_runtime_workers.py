@@ -24,8 +24,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextlib.asynccontextmanager
-async def local_master(tmp_path: Path) -> AsyncIterator[LocalMaster]:
-    master = LocalMaster(tmp_path)
+async def local_master(tmp_path: Path, api_token: str | None = None) -> AsyncIterator[LocalMaster]:
+    master = LocalMaster(tmp_path, api_token=api_token)
     await master.start()
     try:
         yield master
@@ -137,9 +137,9 @@ def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss_is_co
     run(main(), timeout=90)
 
 
-def test_sigterm_stops_a_worker_cleanly_as_completed(tmp_path: Path) -> None:
+def test_sigterm_stops_a_worker_cleanly_as_completed_with_an_api_token(tmp_path: Path) -> None:
     async def main() -> None:
-        async with local_master(tmp_path) as m:
+        async with local_master(tmp_path, api_token="s3cret") as m:
             jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
             await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
             (sink,) = m.started(jid, stage=3)

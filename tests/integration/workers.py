@@ -3,7 +3,7 @@
 `LocalMaster` serves the HTTP adapter on a real ControlPlane and plays the agent: it launches
 `python -m runtime.worker` for every launch request (respecting its back-off), reports a
 process's exit as a Mesos task status, and turns kill effects into SIGTERM. Tests drive it
-with `await master.step()` inside their polling loops (`until`).
+by polling (`until`) while a background task steps the agent every 20 ms.
 """
 
 from __future__ import annotations
@@ -67,19 +67,28 @@ class LocalMaster:
 
     tmp: Path
     heartbeat_secs: float = 0.5
+    api_token: str | None = None
     master: MasterApi = field(default_factory=lambda: MasterApi(ControlPlane()))
     processes: dict[str, Process] = field(default_factory=dict)
     url: str = ""
     _runner: web.AppRunner | None = None
+    _stepper: asyncio.Task[None] | None = None
     _waiting: list[LaunchRequest] = field(default_factory=list)
-    _artifacts: dict[str, str] = field(default_factory=dict)
-    _parameters: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     async def start(self) -> None:
-        self._runner, port = await serve(create_app(self.master, heartbeat_secs=1.0), HOST)
+        app = create_app(self.master, heartbeat_secs=1.0, api_token=self.api_token)
+        self._runner, port = await serve(app, HOST)
         self.url = f"http://{HOST}:{port}"
+        self._stepper = asyncio.create_task(self._step_forever())
+
+    async def _step_forever(self) -> None:
+        while True:
+            self.step()
+            await asyncio.sleep(0.02)
 
     async def close(self) -> None:
+        if self._stepper is not None:
+            self._stepper.cancel()
         for p in self.processes.values():
             if p.popen.poll() is None:
                 p.popen.kill()
@@ -109,8 +118,6 @@ class LocalMaster:
         request = JobRequest(parameters=params, job_jar_url=str(artifact))
         outcome = self.master.run(lambda p, now: p.submit_job(cluster, request, "test", now))
         assert outcome.job_id is not None
-        self._artifacts[outcome.job_id] = str(artifact)
-        self._parameters[outcome.job_id] = dict(parameters or {})
         return outcome.job_id
 
     def workers(self, jid: str, state: WorkerState | None = None) -> list[Any]:
@@ -150,18 +157,17 @@ class LocalMaster:
             self.master.run(lambda plane, now: plane.task_status(status, now))  # noqa: B023
 
     def _launch(self, r: LaunchRequest) -> None:
-        if r.job_id not in self._artifacts:
-            return
         port = free_port()
         self.master.run(lambda p, now: p.worker_launched(r.worker_id, "local", HOST, (port,), now))
         job = self.master.plane.job(r.job_id)
+        d = job.definition
         env = TaskEnvironment(
             job_id=r.job_id, stage=r.stage, index=r.index, number=r.number,
-            master_url=self.url, artifact=self._artifacts[r.job_id], ports=(port,),
-            stage_workers=job.definition.scheduling_info.stages[r.stage - 1].number_of_instances,
-            parameters={k: str(v) for k, v in self._parameters[r.job_id].items()},
+            master_url=self.url, artifact=d.job_jar_url, ports=(port,),
+            stage_workers=d.scheduling_info.stages[r.stage - 1].number_of_instances,
+            parameters={p.name: p.value for p in d.parameters},
             heartbeat_secs=self.heartbeat_secs, hostname=HOST,
-            artifact_cache=self.tmp / "artifact-cache",
+            artifact_cache=self.tmp / "artifact-cache", api_token=self.api_token or "",
         )  # fmt: skip
         log = self.tmp / f"{r.worker_id}.log"
         environ = {**os.environ, **env.environ(), "PYTHONPATH": str(ROOT)}
@@ -185,11 +191,10 @@ class LocalMaster:
                          for p in self.processes.values())  # fmt: skip
 
     async def until(self, predicate: Any, what: str, timeout: float = 20.0) -> None:
-        """Step the agent until `predicate()` holds; fail with the workers' logs."""
+        """Poll until `predicate()` holds; fail with the workers' logs."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            self.step()
             if predicate():
                 return
             if loop.time() > deadline:

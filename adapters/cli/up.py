@@ -1,0 +1,172 @@
+"""`mantis up`: a whole local cluster in one command, supervised until Ctrl-C.
+
+It starts, with a data folder (default ``./mantis-data``): a mesoslite master and N agent
+processes (each agent offers its own loopback address, 127.0.0.2, 127.0.0.3, ..., as its
+hostname, so that "one worker per host" constraints mean something on one machine), then the
+Mantis master (`mantis master`) as a child process. It prints where everything is, then
+watches: a master that dies is started again (it recovers its jobs from the store and keeps
+the running workers). Ctrl-C (or SIGTERM) stops everything cleanly: the master first, then the
+agents (which kill their tasks), then the mesoslite master.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TextIO
+
+import structlog
+
+from adapters.cli.master import DEFAULT_PORT
+from mesoslite.local import AgentSpec, ClusterError, LocalCluster, free_port
+
+log = structlog.get_logger()
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_RESOURCES = "cpus:8;mem:16384;disk:20000;ports:[31000-32999]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("mantis-data"),
+                        help="where the store, artifacts and logs live (default: %(default)s)")
+    parser.add_argument("--agents", type=int, default=2, help="agent processes (default: 2)")
+    parser.add_argument("--agent-resources", default=AGENT_RESOURCES, metavar="SPEC",
+                        help="each agent's resources (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="the Mantis API port (default: %(default)s; 0 picks a free one)")
+    parser.add_argument("--mesos-port", type=int, default=0,
+                        help="the mesoslite master's port (default: a free one)")
+    parser.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
+                        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")  # fmt: skip
+
+
+class LocalUp:
+    """The processes of `mantis up`; `start()`, then `supervise()` until `stop()`."""
+
+    def __init__(
+        self, data_dir: Path, agents: int = 2, *, port: int = DEFAULT_PORT, mesos_port: int = 0,
+        agent_resources: str = AGENT_RESOURCES, api_token: str | None = None,
+        log_level: str = "info",
+    ) -> None:  # fmt: skip
+        if agents < 1:
+            raise ValueError("--agents must be >= 1")
+        if agents > 250:
+            raise ValueError("--agents must be <= 250 (one loopback address each)")
+        self.data_dir = data_dir.resolve()
+        self.port = port or free_port()
+        self.api_token = api_token
+        self.log_level = log_level
+        specs = [AgentSpec(agent_resources, args=("--hostname", f"127.0.0.{i + 2}"))
+                 for i in range(agents)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+        self.cluster = LocalCluster(self.data_dir / "mesos", specs, port=mesos_port or None, env=env)
+        self.env = env
+        self.master: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._log: IO[bytes] | None = None
+        self._stopping = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def master_log(self) -> Path:
+        return self.data_dir / "master.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster.start(timeout)
+        self.start_master(timeout)
+
+    def start_master(self, timeout: float = 30.0) -> None:
+        argv = [sys.executable, "-m", "adapters.cli.main", "--log-level", self.log_level,
+                "master", "--data-dir", str(self.data_dir), "--mesos", self.cluster.address,
+                "--port", str(self.port)]  # fmt: skip
+        env = dict(self.env)
+        if self.api_token:
+            env["MANTIS_API_TOKEN"] = self.api_token
+        self._log = self._log or open(self.master_log, "ab")  # noqa: SIM115 - closed in stop()
+        self.master = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.master.poll() is not None:
+                raise ClusterError(f"the master exited with {self.master.returncode} while "
+                                   f"starting; see {self.master_log}")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the master did not answer in {timeout} s; see {self.master_log}")
+            time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/api/v1/healthcheck", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def describe(self, out: TextIO) -> None:
+        out.write(
+            f"mantis is up:\n"
+            f"  API          {self.url}/api/v1/jobClusters   (OpenAPI: {self.url}/api/v1/openapi.json)\n"
+            f"  mesoslite    {self.cluster.url}/master/state\n"
+            f"  agents       {len(self.cluster.agent_specs)} "
+            f"(hostnames 127.0.0.2-127.0.0.{len(self.cluster.agent_specs) + 1})\n"
+            f"  data folder  {self.data_dir}   (logs: master.log, mesos/*.log)\n"
+            "Ctrl-C stops everything.\n"
+        )
+        out.flush()
+
+    def supervise(self, should_stop: Callable[[], bool], poll: float = 0.2) -> None:
+        """Until `should_stop()`: start the master again whenever it dies."""
+        while not should_stop():
+            master = self.master
+            if master is not None and master.poll() is not None and not self._stopping:
+                self.restarts += 1
+                log.warning("master_exited_restarting", status=master.returncode,
+                            restarts=self.restarts)  # fmt: skip
+                self.start_master()
+            time.sleep(poll)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.master is not None and self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            try:
+                self.master.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait()
+        self.cluster.stop()
+        if self._log is not None:
+            self._log.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    up = LocalUp(args.data_dir, args.agents, port=args.port, mesos_port=args.mesos_port,
+                 agent_resources=args.agent_resources, api_token=args.api_token,
+                 log_level=args.log_level)  # fmt: skip
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        up.start()
+        up.describe(sys.stdout)
+        up.supervise(lambda: stop)
+    finally:
+        up.stop()
+        sys.stdout.write("mantis stopped.\n")
+    return 0

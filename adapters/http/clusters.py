@@ -1,0 +1,187 @@
+"""Job cluster routes on Mantis' v1 paths (reference/mantis.md 5.1).
+
+Create answers 201 with the cluster, a duplicate 409; PUT is a full update (a new version,
+the rest overwritten) and answers 200 with the cluster; DELETE needs `?user=` and answers
+204; the actions answer 204. A body's `name`, where Mantis has one, may be left out but must
+equal the path's. Every body is parsed before the command runs, so a rejected call changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.http.views import (
+    MASTER,
+    check_same,
+    get,
+    get_str,
+    json_response,
+    need_str,
+    no_content,
+    page,
+    parse_cluster_definition,
+    parse_named,
+    parse_scheduling_info,
+    query_regex,
+    read_json,
+    render_cluster,
+    to_bool,
+    to_enum,
+    to_int,
+    within,
+)
+from core.control import ControlPlane, Outcome
+from core.errors import InvalidRequest
+from core.model import ClusterSla, CronPolicy, Label
+
+BASE = "/api/v1/jobClusters"
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(BASE, list_clusters)
+    router.add_post(BASE, create_cluster)
+    router.add_get(BASE + "/{name}", get_cluster)
+    router.add_put(BASE + "/{name}", update_cluster)
+    router.add_delete(BASE + "/{name}", delete_cluster)
+    router.add_post(BASE + "/{name}/actions/updateArtifact", update_artifact)
+    router.add_post(BASE + "/{name}/actions/updateSchedulingInfo", update_scheduling_info)
+    router.add_post(BASE + "/{name}/actions/updateSla", update_sla)
+    router.add_post(BASE + "/{name}/actions/updateLabel", update_label)
+    router.add_post(BASE + "/{name}/actions/enableCluster", enable_cluster)
+    router.add_post(BASE + "/{name}/actions/disableCluster", disable_cluster)
+
+
+async def list_clusters(request: web.Request) -> web.Response:
+    """`matching` (a regex searched in the name), then `pageSize`/`offset`; sorted by name."""
+    plane = request.app[MASTER].plane
+    pattern = query_regex(request)
+    names = sorted(n for n in plane.clusters if pattern is None or pattern.search(n))
+    return json_response(page(request, [render_cluster(plane.clusters[n]) for n in names]))
+
+
+async def create_cluster(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    master = request.app[MASTER]
+
+    def command(plane: ControlPlane, now: float) -> Outcome:
+        definition, _ = parse_cluster_definition(body, now)
+        with within("jobDefinition."):
+            return plane.create_cluster(definition, now)
+
+    await master.call(command)
+    name = body["jobDefinition"]["name"]
+    return json_response(render_cluster(master.plane.cluster(name)), status=201)
+
+
+async def get_cluster(request: web.Request) -> web.Response:
+    cluster = request.app[MASTER].plane.cluster(request.match_info["name"])
+    return json_response(render_cluster(cluster))
+
+
+async def update_cluster(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    body = await read_json(request)
+    master = request.app[MASTER]
+    master.plane.cluster(name)  # 404 before any 400 about the body
+
+    def command(plane: ControlPlane, now: float) -> Outcome:
+        definition, user = parse_cluster_definition(body, now)
+        if definition.name != name:
+            raise InvalidRequest("jobDefinition.name", f"must equal {name!r} from the path")
+        with within("jobDefinition."):
+            return plane.update_cluster(definition, user, now)
+
+    await master.call(command)
+    return json_response(render_cluster(master.plane.cluster(name)))
+
+
+async def delete_cluster(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    user = request.query.get("user")
+    request.app[MASTER].plane.cluster(name)
+    if not user:
+        raise InvalidRequest("user", "is required (?user=)")
+    await request.app[MASTER].call(lambda plane, now: plane.delete_cluster(name, user, now))
+    return no_content()
+
+
+async def _action_body(request: web.Request) -> tuple[str, dict[str, object], str]:
+    """(cluster name, body, user) of an action: the cluster exists, `user` is given."""
+    name = request.match_info["name"]
+    body = await read_json(request)
+    request.app[MASTER].plane.cluster(name)
+    check_same(body, "name", name)
+    return name, body, need_str(body, "user")
+
+
+async def update_artifact(request: web.Request) -> web.Response:
+    """`{name, url, artifactName?, version, skipsubmit, user}`; submits a job unless skipsubmit."""
+    name, body, user = await _action_body(request)
+    url = get_str(body, "url") or ""
+    artifact = get_str(body, "artifactName") or url.rstrip("/").rpartition("/")[2]
+    if not artifact:
+        raise InvalidRequest("url", "an artifact URL (or artifactName) is required")
+    version = need_str(body, "version")
+    skip = get(body, "skipsubmit", "", to_bool, False)
+    await request.app[MASTER].call(lambda plane, now: plane.update_artifact(
+        name, artifact, version, user, now, job_jar_url=url, skip_submit=skip))  # fmt: skip
+    return no_content()
+
+
+async def update_scheduling_info(request: web.Request) -> web.Response:
+    """`{name, schedulingInfo, version, user}`: a new version with new scheduling info."""
+    name, body, user = await _action_body(request)
+    if body.get("schedulingInfo") is None:
+        raise InvalidRequest("schedulingInfo", "is required")
+    info = parse_scheduling_info(body["schedulingInfo"], "schedulingInfo")
+    version = need_str(body, "version")
+    await request.app[MASTER].call(
+        lambda plane, now: plane.update_scheduling_info(name, info, version, user, now)
+    )
+    return no_content()
+
+
+async def update_sla(request: web.Request) -> web.Response:
+    """`{name, user, min, max, cronspec, cronpolicy, forceenable}` (Mantis' lower-case names)."""
+    name, body, user = await _action_body(request)
+    policy = body.get("cronpolicy")
+    renamed = {"slaMin": "min", "slaMax": "max", "cronSpec": "cronspec"}
+    try:
+        sla = ClusterSla(
+            get(body, "min", "", to_int, 0),
+            get(body, "max", "", to_int, 0),
+            get_str(body, "cronspec") or "",
+            to_enum(CronPolicy, policy, "cronpolicy") if policy is not None else None,
+        )
+    except InvalidRequest as e:
+        field = renamed.get(e.field, e.field)
+        raise InvalidRequest(field, e.message.removeprefix(f"{e.field}: ")) from None
+    force = get(body, "forceenable", "", to_bool, False)
+    await request.app[MASTER].call(
+        lambda plane, now: plane.update_sla(name, sla, user, now, force_enable=force)
+    )
+    return no_content()
+
+
+async def update_label(request: web.Request) -> web.Response:
+    """`{name, labels: [{name, value}], user}`: the cluster's labels, replaced."""
+    name, body, user = await _action_body(request)
+    if body.get("labels") is None:
+        raise InvalidRequest("labels", "is required")
+    labels = parse_named(Label, body["labels"], "labels")
+    await request.app[MASTER].call(lambda plane, now: plane.update_labels(name, labels, user, now))
+    return no_content()
+
+
+async def enable_cluster(request: web.Request) -> web.Response:
+    name, _, user = await _action_body(request)
+    await request.app[MASTER].call(lambda plane, now: plane.enable_cluster(name, user, now))
+    return no_content()
+
+
+async def disable_cluster(request: web.Request) -> web.Response:
+    """Disabling kills the cluster's active jobs and refuses submissions until enabled."""
+    name, _, user = await _action_body(request)
+    await request.app[MASTER].call(lambda plane, now: plane.disable_cluster(name, user, now))
+    return no_content()

@@ -1,0 +1,313 @@
+"""Job output through the master: Mantis API's push routes, as SSE or WebSocket.
+
+- `GET /jobconnectbyid/{jobId}`: the merged output of the job's sink workers;
+- `GET /jobconnectbyname/{cluster}`: the same for the cluster's newest job, switching when a
+  newer one is submitted;
+- `POST /jobsubmitandconnect`: submit (body as `POST /api/v1/jobs`), then connect;
+each also under `/api/v1`. A request with `Upgrade: websocket` gets one text message per event,
+otherwise SSE frames `data: ...` (reference/mantis.md 5.5).
+
+As Mantis API's ConnectionBroker: the query parameters (clientId, sample, ...) are forwarded to
+every sink worker, identical subscriptions (same job, same query) share one upstream
+connection per sink worker, the set of sink workers follows the job's scheduling info
+(a replaced worker is dropped and its replacement connected), and the upstream connections of
+a subscription close when its last client leaves. A slow client does not slow the others: its
+queue is bounded and what does not fit is dropped and counted (`dropped`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import AsyncGenerator
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from adapters.http.master_api import MasterApi
+from adapters.http.views import need_str, parse_job_request, read_json
+from core.errors import InvalidRequest
+from runtime.sources.sse import RETRYABLE, Backoff, sse_payloads
+
+log = structlog.get_logger()
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "Connection": "keep-alive"}  # fmt: skip
+Query = tuple[tuple[str, str], ...]
+
+
+class Client:
+    """One connected client: a bounded queue of frames (SSE-framed events)."""
+
+    def __init__(self, limit: int) -> None:
+        self.frames: deque[bytes] = deque()
+        self.limit = limit
+        self.dropped = 0
+        self.ended = False
+        self._ready = asyncio.Event()
+
+    def put(self, frames: list[bytes]) -> None:
+        room = self.limit - len(self.frames)
+        if room < len(frames):
+            self.dropped += len(frames) - max(room, 0)
+            frames = frames[: max(room, 0)]
+        self.frames.extend(frames)
+        self._ready.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._ready.set()
+
+    async def take(self) -> list[bytes]:
+        """What is queued (waiting for something); empty once the stream ended."""
+        while not self.frames and not self.ended:
+            self._ready.clear()
+            await self._ready.wait()
+        out = list(self.frames)
+        self.frames.clear()
+        return out
+
+
+class Subscription:
+    """A job's sink workers read with one query, shared by every client asking the same."""
+
+    def __init__(self, hub: JobOutputHub, job_id: str, query: Query) -> None:
+        self.hub = hub
+        self.job_id = job_id
+        self.query = query
+        self.clients: set[Client] = set()
+        self.connections = 0
+        self._readers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._task = asyncio.create_task(self._follow(), name=f"job-output {job_id}")
+
+    async def _follow(self) -> None:
+        master = self.hub.master
+        with master.watch_job(self.job_id) as signal:
+            while not master.closing:
+                signal.clear()
+                job = master.plane.jobs.get(self.job_id)
+                if job is None or job.terminal:
+                    break
+                info = master.plane.scheduling_info(self.job_id)
+                sinks = info.stages[-1].hosts if info.stages else ()
+                self._connect({(h.hostname, h.ports[0]) for h in sinks if h.ports})
+                await signal.wait()
+        self._connect(set())
+        for client in list(self.clients):
+            client.end()
+
+    def _connect(self, wanted: set[tuple[str, int]]) -> None:
+        for key in list(self._readers):
+            if key not in wanted:
+                self._readers.pop(key).cancel()
+        for key in sorted(wanted - self._readers.keys()):
+            self._readers[key] = asyncio.create_task(self._read(*key))
+
+    async def _read(self, host: str, port: int) -> None:
+        """One sink worker's stream, reconnecting with back-off until it is dropped."""
+        url = f"http://{host}:{port}/"
+        attempt, rng = 0, random.Random()
+        while True:
+            self.connections += 1
+            try:
+                async for payloads in sse_payloads(self.hub.session(), url, dict(self.query)):
+                    attempt = 0
+                    frames = [b"data: " + p + b"\n\n" for p in payloads]
+                    for client in self.clients:
+                        client.put(frames)
+            except RETRYABLE as e:
+                log.info("job_output_upstream_lost", job_id=self.job_id, url=url, error=repr(e))
+            finally:
+                self.connections -= 1
+            await asyncio.sleep(self.hub.backoff.delay(attempt, rng))
+            attempt += 1
+
+    async def close(self) -> None:
+        self._task.cancel()
+        readers = list(self._readers.values())
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(self._task, *readers, return_exceptions=True)
+
+
+class JobOutputHub:
+    """Every shared subscription of one master."""
+
+    def __init__(self, master: MasterApi, client_queue: int = 65536) -> None:
+        self.master = master
+        self.client_queue = client_queue
+        self.backoff = Backoff(initial=0.05, maximum=2.0)
+        self.subscriptions: dict[tuple[str, Query], Subscription] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    @property
+    def upstream_connections(self) -> int:
+        """Open connections to sink workers (a test counts them for leaks)."""
+        return sum(s.connections for s in self.subscriptions.values())
+
+    def subscribe(self, job_id: str, query: Query) -> tuple[Subscription, Client]:
+        key = (job_id, query)
+        sub = self.subscriptions.get(key)
+        if sub is None:
+            sub = self.subscriptions[key] = Subscription(self, job_id, query)
+        client = Client(self.client_queue)
+        sub.clients.add(client)
+        return sub, client
+
+    async def unsubscribe(self, sub: Subscription, client: Client) -> None:
+        sub.clients.discard(client)
+        if not sub.clients and self.subscriptions.get((sub.job_id, sub.query)) is sub:
+            del self.subscriptions[(sub.job_id, sub.query)]
+            await sub.close()
+
+    async def close(self) -> None:
+        for sub in list(self.subscriptions.values()):
+            for client in sub.clients:
+                client.end()
+            await sub.close()
+        self.subscriptions.clear()
+        if self._session is not None:
+            await self._session.close()
+
+
+OUTPUT = web.AppKey("job_output", JobOutputHub)
+
+
+def add_routes(app: web.Application, master: MasterApi) -> None:
+    app[OUTPUT] = JobOutputHub(master)
+    for prefix in ("", "/api/v1"):
+        app.router.add_get(prefix + "/jobconnectbyid/{jobId}", connect_by_id)
+        app.router.add_get(prefix + "/jobconnectbyname/{cluster}", connect_by_name)
+        app.router.add_post(prefix + "/jobsubmitandconnect", submit_and_connect)
+    app.on_shutdown.append(_close)
+
+
+async def _close(app: web.Application) -> None:
+    await app[OUTPUT].close()
+
+
+def _query(request: web.Request) -> Query:
+    """The sink query parameters to forward (checked here: a 400 comes before the stream)."""
+    for name, value in request.query.items():
+        if len(value) > 4096:
+            raise InvalidRequest(name, "is longer than 4096 characters")
+    return tuple(sorted(request.query.items()))
+
+
+async def connect_by_id(request: web.Request) -> web.StreamResponse:
+    jid = request.match_info["jobId"]
+    request.app[OUTPUT].master.plane.job(jid)  # 404 for an unknown job
+    return await _respond(request, _job_frames(request, jid))
+
+
+async def connect_by_name(request: web.Request) -> web.StreamResponse:
+    hub = request.app[OUTPUT]
+    name = request.match_info["cluster"]
+    hub.master.plane.cluster(name)  # 404 for an unknown cluster
+    return await _respond(request, _cluster_frames(request, name))
+
+
+async def submit_and_connect(request: web.Request) -> web.StreamResponse:
+    """Body as `POST /api/v1/jobs` (`name` is the cluster); errors are answered before the
+    stream starts."""
+    body = await read_json(request)
+    cluster, user = need_str(body, "name"), need_str(body, "user")
+    job_request = parse_job_request(body)
+    _query(request)
+    outcome = await request.app[OUTPUT].master.call(
+        lambda plane, now: plane.submit_job(cluster, job_request, user, now)
+    )
+    assert outcome.job_id is not None
+    return await _respond(request, _job_frames(request, outcome.job_id))
+
+
+async def _job_frames(request: web.Request, jid: str) -> AsyncGenerator[list[bytes], None]:
+    hub = request.app[OUTPUT]
+    sub, client = hub.subscribe(jid, _query(request))
+    try:
+        while frames := await client.take():
+            yield frames
+    finally:
+        await hub.unsubscribe(sub, client)
+
+
+async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[list[bytes], None]:
+    """The newest job's output; on a new submission, the new job's."""
+    hub = request.app[OUTPUT]
+    master = hub.master
+    with master.watch_cluster(name) as signal:
+        while not master.closing:
+            jid = master.last_submitted.get(name)
+            if jid is None:
+                signal.clear()
+                await signal.wait()
+                continue
+            sub, client = hub.subscribe(jid, _query(request))
+            try:
+                while master.last_submitted.get(name) == jid and not client.ended:
+                    signal.clear()
+                    take = asyncio.ensure_future(client.take())
+                    switch = asyncio.ensure_future(signal.wait())
+                    done, _ = await asyncio.wait(
+                        {take, switch}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    switch.cancel()
+                    if take in done:
+                        frames = take.result()
+                        if frames:
+                            yield frames
+                    else:
+                        take.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await take
+            finally:
+                await hub.unsubscribe(sub, client)
+            if client.ended and master.last_submitted.get(name) == jid:
+                signal.clear()
+                await signal.wait()  # the job ended: wait for the cluster's next one
+
+
+async def _respond(
+    request: web.Request, frames: AsyncGenerator[list[bytes], None]
+) -> web.StreamResponse:
+    ws = web.WebSocketResponse(heartbeat=30)
+    if ws.can_prepare(request).ok:
+        await ws.prepare(request)
+
+        async def send() -> None:
+            async for batch in frames:
+                for frame in batch:
+                    await ws.send_str(frame[6:-2].decode())
+
+        async def receive() -> None:
+            async for _ in ws:  # reading is what notices the client's close
+                pass
+
+        tasks = {asyncio.create_task(send()), asyncio.create_task(receive())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await frames.aclose()
+            await ws.close()
+        return ws
+    resp = web.StreamResponse(headers=SSE_HEADERS)
+    await resp.prepare(request)
+    try:
+        async for batch in frames:
+            await resp.write(b"".join(batch))
+    except ConnectionResetError:
+        pass  # the client left
+    finally:
+        await frames.aclose()
+    return resp

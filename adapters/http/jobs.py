@@ -1,0 +1,253 @@
+"""Job routes on Mantis' v1 paths (reference/mantis.md 5.2); postJobStatus lives in app.py.
+
+Submitting answers 201 with the job view (or, for a unique tag already running, that job's);
+killing needs `?user=&reason=` and answers 202; scaleStage and resubmitWorker answer 204. A
+job id that is not `<cluster>-<n>` is a 400 naming `jobId`, an unknown one a 404. Terminal
+jobs are served from what the plane still holds (the archive store comes later).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+
+from adapters.http.views import (
+    MASTER,
+    Json,
+    check_same,
+    get,
+    get_str,
+    job_workers,
+    json_response,
+    need_str,
+    no_content,
+    page,
+    parse_job_request,
+    query_bool,
+    query_opt_int,
+    query_regex,
+    read_json,
+    render_job,
+    render_worker,
+    to_bool,
+    to_int,
+)
+from core.errors import InvalidRequest, NotFound
+from core.job import Job
+from core.model import MAX_WORKERS_PER_STAGE, parse_job_id
+from core.worker import Worker
+
+JOBS = "/api/v1/jobs"
+CLUSTER_JOBS = "/api/v1/jobClusters/{name}/jobs"
+_JOB_ID = re.compile(r".+-[0-9]+")
+STATE_FILTERS = {"active": False, "terminal": True}  # filter value -> wanted `terminal`
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(JOBS, list_jobs)
+    router.add_post(JOBS, submit_job)
+    router.add_post(JOBS + "/actions/quickSubmit", quick_submit)
+    router.add_get(JOBS + "/{jobId}", get_job)
+    router.add_delete(JOBS + "/{jobId}", kill_job)
+    router.add_get(JOBS + "/{jobId}/archivedWorkers", archived_workers)
+    router.add_post(JOBS + "/{jobId}/actions/scaleStage", scale_stage)
+    router.add_post(JOBS + "/{jobId}/actions/resubmitWorker", resubmit_worker)
+    router.add_get(CLUSTER_JOBS, list_jobs)
+    router.add_post(CLUSTER_JOBS, submit_job)
+    router.add_get(CLUSTER_JOBS + "/{jobId}", get_job)
+
+
+def _job(request: web.Request) -> Job:
+    """The path's job: 400 if the id is malformed, 404 if unknown (or of another cluster)."""
+    jid = request.match_info["jobId"]
+    if not _JOB_ID.fullmatch(jid):  # core's parse_job_id takes any Unicode digit, int() does not
+        raise InvalidRequest("jobId", f"{jid[:200]!r} is not of the form <cluster>-<number>")
+    cluster, _ = parse_job_id(jid)
+    name = request.match_info.get("name")
+    if name is not None and cluster != name:
+        raise NotFound("job", jid)
+    return request.app[MASTER].plane.job(jid)
+
+
+# ---------------------------------------------------------------------- listing
+
+
+def _state_filter(request: web.Request, name: str) -> bool | None:
+    """`Active`/`Terminal` -> the `terminal` value wanted; `Noop` or nothing -> None."""
+    raw = request.query.get(name, "")
+    if raw.lower() in ("", "noop"):
+        return None
+    if raw.lower() not in STATE_FILTERS:
+        raise InvalidRequest(name, f"must be Active or Terminal, got {raw!r}")
+    return STATE_FILTERS[raw.lower()]
+
+
+def _label_filter(request: web.Request) -> Callable[[Job], bool] | None:
+    """`labels=a=1,b` (a bare name matches any value) with `labels.op=or` (default) or `and`."""
+    raw = request.query.get("labels")
+    op = request.query.get("labels.op", "or").lower()
+    if op not in ("and", "or"):
+        raise InvalidRequest("labels.op", f"must be and or or, got {op!r}")
+    if not raw:
+        return None
+    wanted = [term.partition("=") for term in raw.split(",") if term]
+    if any(not name for name, _, _ in wanted):
+        raise InvalidRequest("labels", "each label is name=value or name")
+
+    def matches(job: Job) -> bool:
+        labels = job.definition.labels
+        hits = (any(label.name == name and (not eq or label.value == value) for label in labels)
+                for name, eq, value in wanted)  # fmt: skip
+        return all(hits) if op == "and" else any(hits)
+
+    return matches
+
+
+def _worker_filter(request: web.Request) -> Callable[[Worker], bool] | None:
+    stage = query_opt_int(request, "stageNumber")
+    index = query_opt_int(request, "workerIndex")
+    number = query_opt_int(request, "workerNumber")
+    terminal = _state_filter(request, "workerState")
+    if stage is None and index is None and number is None and terminal is None:
+        return None
+    return lambda w: (
+        (stage is None or w.stage == stage) and (index is None or w.index == index)
+        and (number is None or w.number == number)
+        and (terminal is None or w.terminal is terminal)
+    )  # fmt: skip
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """Mantis' filters: jobState (over activeOnly, default true), matching (cluster name regex),
+    labels + labels.op, stageNumber/workerIndex/workerNumber/workerState (which also narrow
+    each job's workers), limit; newest first unless `ascending=true`; then pageSize/offset."""
+    plane = request.app[MASTER].plane
+    name = request.match_info.get("name")
+    if name is not None:
+        plane.cluster(name)
+    terminal = _state_filter(request, "jobState")
+    if "jobState" not in request.query and query_bool(request, "activeOnly", True):
+        terminal = False
+    pattern = query_regex(request)
+    labels = _label_filter(request)
+    workers = _worker_filter(request)
+    limit = query_opt_int(request, "limit")
+    jobs = list(plane.jobs.values())
+    if not query_bool(request, "ascending", False):
+        jobs.reverse()
+    out: list[Json] = []
+    for job in jobs:
+        if limit is not None and len(out) >= limit:
+            break
+        if name is not None and job.cluster != name:
+            continue
+        if terminal is not None and job.terminal is not terminal:
+            continue
+        if pattern is not None and not pattern.search(job.cluster):
+            continue
+        if labels is not None and not labels(job):
+            continue
+        if workers is None:
+            out.append(render_job(job))
+            continue
+        chosen = [w for w in job.current_workers() if workers(w)]
+        if chosen:
+            out.append(render_job(job, chosen))
+    return json_response(page(request, out))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return json_response(render_job(_job(request)))
+
+
+async def archived_workers(request: web.Request) -> web.Response:
+    """The job's terminal workers by worker number; `limit`, then pageSize/offset."""
+    job = _job(request)
+    limit = query_opt_int(request, "limit")
+    ended = [w for w in job_workers(request.app[MASTER].plane, job) if w.terminal]
+    return json_response(page(request, [render_worker(w, job) for w in ended[:limit]]))
+
+
+# ---------------------------------------------------------------------- commands
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    """A MantisJobDefinition; `name` is the cluster (the path's, on the cluster route)."""
+    body = await read_json(request)
+    cluster = request.match_info.get("name")
+    if cluster is None:
+        cluster = need_str(body, "name")
+    else:
+        check_same(body, "name", cluster)
+    user = need_str(body, "user")
+    job_request = parse_job_request(body)
+    master = request.app[MASTER]
+    outcome = await master.call(
+        lambda plane, now: plane.submit_job(cluster, job_request, user, now)
+    )
+    return json_response(render_job(master.plane.job(outcome.job_id)), status=201)
+
+
+async def quick_submit(request: web.Request) -> web.Response:
+    """`{name, user}`: a job like the cluster's last one (running, else last, else the cluster's)."""
+    body = await read_json(request)
+    name, user = need_str(body, "name"), need_str(body, "user")
+    for key in ("jobDefinition", "jobSla"):
+        if body.get(key) is not None:
+            raise InvalidRequest(key, f"not supported here: POST {CLUSTER_JOBS} takes overrides")
+    get(body, "submitLatestJobCluster", "", to_bool, False)  # the only kind there is here
+    master = request.app[MASTER]
+    outcome = await master.call(lambda plane, now: plane.quick_submit(name, user, now))
+    return json_response(render_job(master.plane.job(outcome.job_id)), status=201)
+
+
+async def kill_job(request: web.Request) -> web.Response:
+    user, reason = request.query.get("user"), request.query.get("reason")
+    job = _job(request)
+    if not user:
+        raise InvalidRequest("user", "is required (?user=)")
+    if not reason:
+        raise InvalidRequest("reason", "is required (?reason=)")
+    jid = job.job_id
+    await request.app[MASTER].call(lambda plane, now: plane.kill_job(jid, user, reason, now))
+    return no_content(202)
+
+
+async def scale_stage(request: web.Request) -> web.Response:
+    """`{JobId, StageNumber, NumWorkers, User, Reason}` (Mantis' capitalised names)."""
+    job = _job(request)
+    body = await read_json(request)
+    check_same(body, "JobId", job.job_id)
+    for key in ("StageNumber", "NumWorkers"):
+        if body.get(key) is None:
+            raise InvalidRequest(key, "is required")
+    stage = to_int(body["StageNumber"], "StageNumber")
+    workers = to_int(body["NumWorkers"], "NumWorkers")
+    if not 1 <= workers <= MAX_WORKERS_PER_STAGE:
+        raise InvalidRequest(
+            "NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}"
+        )
+    user, reason = get_str(body, "User") or "", get_str(body, "Reason") or ""
+    jid = job.job_id
+    await request.app[MASTER].call(
+        lambda plane, now: plane.scale_stage(jid, stage, workers, user, reason, now)
+    )
+    return no_content()
+
+
+async def resubmit_worker(request: web.Request) -> web.Response:
+    """`{workerNumber, user, reason}`: the worker is replaced by a new number at its index."""
+    job = _job(request)
+    body = await read_json(request)
+    if body.get("workerNumber") is None:
+        raise InvalidRequest("workerNumber", "is required")
+    number = to_int(body["workerNumber"], "workerNumber")
+    user = need_str(body, "user")
+    reason = get_str(body, "reason") or ""
+    jid = job.job_id
+    await request.app[MASTER].call(
+        lambda plane, now: plane.resubmit_worker(jid, number, user, reason, now)
+    )
+    return no_content()

@@ -1,0 +1,556 @@
+"""Mantis' JSON <-> core values: parse definitions and requests, render clusters, jobs, workers.
+
+Field names are Mantis' own (reference/mantis.md 1.1-1.4, 5.1-5.2). Parsing checks every field
+before any command runs and raises `InvalidRequest` naming the JSON path, e.g.
+`jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores`. As Jackson does for
+Mantis, numbers and booleans may also come as strings (`"1"`, `"true"`): Mantis' own
+examples send them so. Stage `"0"` (the job master) is accepted and ignored: Mantis' master
+adds it by itself. Times are rendered as epoch milliseconds, -1 when unset, as Mantis does.
+Query parameters (paging, filters) are read here too, with the same 400s.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+
+from adapters.http.master_api import MasterApi
+from core.control import ControlPlane, JobCluster
+from core.errors import InvalidRequest
+from core.job import Job
+from core.model import (
+    ClusterSla,
+    CronPolicy,
+    DurationType,
+    JobClusterConfig,
+    JobClusterDefinition,
+    JobConstraint,
+    JobOwner,
+    JobRequest,
+    JobSla,
+    Label,
+    MachineDefinition,
+    Parameter,
+    ScalingStrategy,
+    SchedulingInfo,
+    StageScalingPolicy,
+    StageSchedulingInfo,
+    check_name,
+)
+from core.worker import Worker
+
+Json = dict[str, Any]
+# Every handler's master; defined here, not in app.py, so that the route modules need not
+# import the module that registers them.
+MASTER = web.AppKey("master", MasterApi)
+MAX_JSON_INT = 2**53  # larger integers do not survive a round trip through JSON numbers
+MAX_REGEX = 256
+E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
+Named = TypeVar("Named", Parameter, Label)
+
+
+def no_content(status: int = 204) -> web.Response:
+    return web.Response(status=status)
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+# ---------------------------------------------------------------------- reading fields
+
+
+@contextmanager
+def within(prefix: str) -> Iterator[None]:
+    """Re-raise the core's `InvalidRequest("cpuCores")` as `InvalidRequest(prefix + "cpuCores")`."""
+    try:
+        yield
+    except InvalidRequest as e:
+        if e.field.startswith(prefix):
+            raise
+        message = e.message.removeprefix(f"{e.field}: ")
+        raise InvalidRequest(prefix + e.field, message) from None
+
+
+def as_object(value: object, where: str) -> Json:
+    if not isinstance(value, dict):
+        raise InvalidRequest(where, "must be a JSON object")
+    return value
+
+
+async def read_json(request: web.Request) -> Json:
+    """The request body as a JSON object, or a 400 naming `body`."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("body", "is not valid JSON") from None
+    return as_object(body, "body")
+
+
+def get_str(o: Json, key: str, prefix: str = "") -> str | None:
+    value = o.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(prefix + key, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def need_str(o: Json, key: str, prefix: str = "") -> str:
+    """A string that must be given and not empty."""
+    value = get_str(o, key, prefix)
+    if not value:
+        raise InvalidRequest(prefix + key, "is required" if value is None else "must not be empty")
+    return value
+
+
+def to_int(value: object, where: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidRequest(where, "must be an integer, got bool")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise InvalidRequest(where, f"must be an integer, got {value!r}") from None
+    if not isinstance(value, int):
+        raise InvalidRequest(where, f"must be an integer, got {type(value).__name__}")
+    if abs(value) > MAX_JSON_INT:
+        raise InvalidRequest(where, f"must be at most {MAX_JSON_INT} in size")
+    return value
+
+
+def to_float(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidRequest(where, f"must be a number, got {type(value).__name__}")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(where, f"must be a number, got {value!r}") from None
+    if not math.isfinite(number) or abs(number) > MAX_JSON_INT:
+        raise InvalidRequest(where, f"must be a finite number, got {value!r}")
+    return number
+
+
+def to_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidRequest(where, f"must be true or false, got {value!r}")
+
+
+def to_enum(kind: type[E], value: object, where: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        names = [m.value for m in kind]
+        raise InvalidRequest(where, f"must be one of {names}, got {value!r}") from None
+
+
+def get(o: Json, key: str, prefix: str, convert: Callable[[object, str], T], default: T) -> T:
+    value = o.get(key)
+    return default if value is None else convert(value, prefix + key)
+
+
+def _scalar_str(value: object, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidRequest(where, "must be a string, number or boolean")
+
+
+def parse_named(kind: type[Named], value: object, where: str) -> tuple[Named, ...]:
+    """Mantis' `[{name, value}]` lists (parameters, labels)."""
+    if not isinstance(value, list):
+        raise InvalidRequest(where, "must be a list of {name, value}")
+    out = []
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        o = as_object(item, at)
+        name = need_str(o, "name", f"{at}.")
+        out.append(kind(name, _scalar_str(o.get("value"), f"{at}.value")))
+    names = [n.name for n in out]
+    if len(set(names)) != len(names):
+        raise InvalidRequest(where, "names must be unique")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------- parsing definitions
+
+
+def parse_machine(value: object, prefix: str) -> MachineDefinition:
+    o = as_object(value, prefix.rstrip("."))
+    for key in ("cpuCores", "memoryMB"):
+        if o.get(key) is None:
+            raise InvalidRequest(prefix + key, "is required")
+    with within(prefix):
+        return MachineDefinition(
+            to_float(o["cpuCores"], prefix + "cpuCores"),
+            to_float(o["memoryMB"], prefix + "memoryMB"),
+            get(o, "networkMbps", prefix, to_float, 0.0),
+            get(o, "diskMB", prefix, to_float, 0.0),
+            get(o, "numPorts", prefix, to_int, 1),
+        )
+
+
+def parse_constraints(value: object, where: str) -> tuple[JobConstraint, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest(where, "must be a list of constraint names")
+    return tuple(to_enum(JobConstraint, v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def parse_scaling_policy(value: object, prefix: str, stage: int) -> StageScalingPolicy | None:
+    if value is None:
+        return None
+    o = as_object(value, prefix.rstrip("."))
+    strategies = []
+    raw = o.get("strategies") or {}
+    for reason, item in as_object(raw, prefix + "strategies").items():
+        at = f"{prefix}strategies.{reason}."
+        s = as_object(item, at.rstrip("."))
+        rolling = as_object(s.get("rollingCount") or {}, at + "rollingCount")
+        with within(at):
+            strategies.append(ScalingStrategy(
+                str(reason),
+                get(s, "scaleDownBelowPct", at, to_float, 0.0),
+                get(s, "scaleUpAbovePct", at, to_float, 0.0),
+                get(rolling, "count", at + "rollingCount.", to_int, 1),
+                get(rolling, "of", at + "rollingCount.", to_int, 1),
+            ))  # fmt: skip
+    with within(prefix.removesuffix("scalingPolicy.")):
+        return StageScalingPolicy(
+            stage,
+            get(o, "min", prefix, to_int, 0),
+            get(o, "max", prefix, to_int, 0),
+            get(o, "increment", prefix, to_int, 1),
+            get(o, "decrement", prefix, to_int, 1),
+            get(o, "coolDownSecs", prefix, to_int, 0),
+            tuple(strategies),
+        )
+
+
+def parse_stage(value: object, prefix: str, number: int) -> StageSchedulingInfo:
+    o = as_object(value, prefix.rstrip("."))
+    if o.get("numberOfInstances") is None:
+        raise InvalidRequest(prefix + "numberOfInstances", "is required")
+    if o.get("machineDefinition") is None:
+        raise InvalidRequest(prefix + "machineDefinition", "is required")
+    with within(prefix):
+        return StageSchedulingInfo(
+            to_int(o["numberOfInstances"], prefix + "numberOfInstances"),
+            parse_machine(o["machineDefinition"], prefix + "machineDefinition."),
+            parse_constraints(o.get("hardConstraints"), prefix + "hardConstraints"),
+            parse_constraints(o.get("softConstraints"), prefix + "softConstraints"),
+            get(o, "scalable", prefix, to_bool, False),
+            parse_scaling_policy(o.get("scalingPolicy"), prefix + "scalingPolicy.", number),
+        )
+
+
+def parse_scheduling_info(value: object, where: str) -> SchedulingInfo:
+    """`{stages: {"1": {...}, "2": {...}}}`: user stages numbered 1..N (a stage "0" is ignored)."""
+    o = as_object(value, where)
+    stages = as_object(o.get("stages"), f"{where}.stages")
+    numbers: dict[int, object] = {}
+    for key, stage in stages.items():
+        if not re.fullmatch(r"[0-9]{1,6}", key):
+            raise InvalidRequest(f"{where}.stages", f"stage keys must be numbers, got {key!r}")
+        if int(key) != 0:
+            numbers[int(key)] = stage
+    if sorted(numbers) != list(range(1, len(numbers) + 1)) or not numbers:
+        raise InvalidRequest(
+            f"{where}.stages", f"stages must be numbered 1..N, got {sorted(stages)}"
+        )
+    return SchedulingInfo(tuple(
+        parse_stage(numbers[n], f"{where}.stages.{n}.", n) for n in range(1, len(numbers) + 1)
+    ))  # fmt: skip
+
+
+def parse_job_sla(value: object, where: str) -> JobSla:
+    o = as_object(value, where)
+    p = f"{where}."
+    with within(p.removesuffix("jobSla.")):
+        return JobSla(
+            get(o, "runtimeLimitSecs", p, to_int, 0),
+            get(o, "minRuntimeSecs", p, to_int, 0),
+            get_str(o, "slaType", p) or "Lossy",
+            get(
+                o,
+                "durationType",
+                p,
+                lambda v, w: to_enum(DurationType, v, w),
+                DurationType.Perpetual,
+            ),
+            get_str(o, "userProvidedType", p) or "",
+        )
+
+
+def artifact_of(o: Json, prefix: str) -> tuple[str | None, str | None]:
+    """(artifactName, url): the name is given, or the last segment of the artifact's URL."""
+    url = get_str(o, "jobJarFileLocation", prefix) or get_str(o, "url", prefix)
+    name = get_str(o, "artifactName", prefix)
+    if not name and url:
+        name = urlsplit(url).path.rstrip("/").rpartition("/")[2] or None
+    return name, url
+
+
+def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefinition, str]:
+    """A NamedJobDefinition `{jobDefinition, owner}` -> the cluster definition and its user."""
+    d = as_object(body.get("jobDefinition"), "jobDefinition")
+    p = "jobDefinition."
+    name = need_str(d, "name", p)
+    user = need_str(d, "user", p)
+    with within(p):
+        check_name("name", name)
+    artifact, url = artifact_of(d, p)
+    if not artifact:
+        raise InvalidRequest(
+            p + "jobJarFileLocation", "an artifact URL (or artifactName) is required"
+        )
+    if d.get("schedulingInfo") is None:
+        raise InvalidRequest(p + "schedulingInfo", "is required")
+    info = parse_scheduling_info(d["schedulingInfo"], p + "schedulingInfo")
+    version = get_str(d, "version", p) or str(int(now * 1000))
+    cron_policy = get(d, "cronPolicy", p, lambda v, w: to_enum(CronPolicy, v, w), None)
+    owner = as_object(body.get("owner") or {}, "owner")
+    with within(p):
+        return JobClusterDefinition(
+            name=name,
+            configs=(JobClusterConfig(artifact, version, now, info, url or ""),),
+            owner=JobOwner(*(get_str(owner, k, "owner.") or "" for k in
+                             ("name", "teamName", "description", "contactEmail", "repo"))),
+            user=user,
+            sla=ClusterSla(get(d, "slaMin", p, to_int, 0), get(d, "slaMax", p, to_int, 0),
+                           get_str(d, "cronSpec", p) or "", cron_policy),
+            job_sla=parse_job_sla(d["jobSla"], p + "jobSla") if d.get("jobSla") else JobSla(),
+            parameters=parse_named(Parameter, d.get("parameters") or [], p + "parameters"),
+            labels=parse_named(Label, d.get("labels") or [], p + "labels"),
+        ), user  # fmt: skip
+
+
+def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
+    """A MantisJobDefinition's overrides; what is left out comes from the cluster."""
+    artifact, url = artifact_of(o, prefix)
+    info = o.get("schedulingInfo")
+    sla = o.get("jobSla")
+    params, labels = o.get("parameters"), o.get("labels")
+    with within(prefix):
+        return JobRequest(
+            artifact_name=artifact,
+            version=get_str(o, "version", prefix) or None,
+            job_jar_url=url,
+            scheduling_info=parse_scheduling_info(info, prefix + "schedulingInfo")
+            if info
+            else None,
+            parameters=parse_named(Parameter, params, prefix + "parameters")
+            if params is not None
+            else None,
+            labels=parse_named(Label, labels, prefix + "labels") if labels is not None else None,
+            job_sla=parse_job_sla(sla, prefix + "jobSla") if sla else None,
+            subscription_timeout_secs=get(o, "subscriptionTimeoutSecs", prefix, to_int, 0) or None,
+        )
+
+
+def check_same(o: Json, key: str, expected: str) -> None:
+    """A body's `name` (or JobId) may be left out, but must equal the path's if given."""
+    given = get_str(o, key)
+    if given is not None and given != expected:
+        raise InvalidRequest(key, f"must equal {expected!r} from the path, got {given!r}")
+
+
+# ---------------------------------------------------------------------- query parameters
+
+
+def query_int(request: web.Request, name: str, default: int, minimum: int = 0) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    value = to_int(raw, name)
+    if value < minimum:
+        raise InvalidRequest(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def query_opt_int(request: web.Request, name: str, minimum: int = 0) -> int | None:
+    return query_int(request, name, -1, minimum) if request.query.get(name) else None
+
+
+def query_bool(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    return default if raw is None or raw == "" else to_bool(raw, name)
+
+
+def query_regex(request: web.Request, name: str = "matching") -> re.Pattern[str] | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if len(raw) > MAX_REGEX:
+        raise InvalidRequest(name, f"at most {MAX_REGEX} characters")
+    try:
+        return re.compile(raw)
+    except (re.error, RecursionError, OverflowError) as e:
+        raise InvalidRequest(name, f"not a valid regular expression: {e}") from None
+
+
+def page(request: web.Request, items: Sequence[Json]) -> Json:
+    """Mantis' paging: `pageSize` (0: all) from `offset`, as `{list, prev, next, total}`."""
+    size = query_int(request, "pageSize", 0)
+    offset = query_int(request, "offset", 0)
+    if size == 0:
+        return {"list": list(items[offset:]), "prev": None, "next": None, "total": len(items)}
+
+    def link(at: int) -> str:
+        return str(request.rel_url.update_query(pageSize=size, offset=at))
+
+    return {
+        "list": list(items[offset : offset + size]),
+        "prev": link(max(offset - size, 0)) if offset > 0 else None,
+        "next": link(offset + size) if offset + size < len(items) else None,
+        "total": len(items),
+    }
+
+
+# ---------------------------------------------------------------------- rendering
+
+
+def ms(t: float | None) -> int:
+    return -1 if t is None else round(t * 1000)
+
+
+def render_named(items: Sequence[Parameter] | Sequence[Label]) -> list[Json]:
+    return [{"name": i.name, "value": i.value} for i in items]
+
+
+def render_machine(m: MachineDefinition) -> Json:
+    return {"cpuCores": m.cpu_cores, "memoryMB": m.memory_mb, "networkMbps": m.network_mbps,
+            "diskMB": m.disk_mb, "numPorts": m.num_ports}  # fmt: skip
+
+
+def render_scaling_policy(p: StageScalingPolicy | None) -> Json | None:
+    if p is None:
+        return None
+    return {
+        "stage": p.stage, "min": p.min, "max": p.max, "increment": p.increment,
+        "decrement": p.decrement, "coolDownSecs": p.cool_down_secs, "enabled": p.enabled,
+        "strategies": {s.reason: {
+            "reason": s.reason, "scaleDownBelowPct": s.scale_down_below_pct,
+            "scaleUpAbovePct": s.scale_up_above_pct,
+            "rollingCount": {"count": s.rolling_count, "of": s.rolling_of},
+        } for s in p.strategies},
+    }  # fmt: skip
+
+
+def render_stage(s: StageSchedulingInfo) -> Json:
+    return {
+        "numberOfInstances": s.number_of_instances,
+        "machineDefinition": render_machine(s.machine_definition),
+        "hardConstraints": [c.value for c in s.hard_constraints],
+        "softConstraints": [c.value for c in s.soft_constraints],
+        "scalingPolicy": render_scaling_policy(s.scaling_policy),
+        "scalable": s.scalable,
+    }
+
+
+def render_scheduling_info(info: SchedulingInfo) -> Json:
+    return {"stages": {str(n): render_stage(s) for n, s in enumerate(info.stages, start=1)}}
+
+
+def render_job_sla(sla: JobSla) -> Json:
+    return {"runtimeLimitSecs": sla.runtime_limit_secs, "minRuntimeSecs": sla.min_runtime_secs,
+            "slaType": sla.sla_type, "durationType": sla.duration_type.value,
+            "userProvidedType": sla.user_provided_type}  # fmt: skip
+
+
+def render_cluster(c: JobCluster) -> Json:
+    """Mantis' job cluster view (MantisJobClusterMetadataView), plus `artifactName` per jar."""
+    d = c.definition
+    return {
+        "name": d.name,
+        "jars": [{"url": j.job_jar_url or j.artifact_name, "artifactName": j.artifact_name,
+                  "uploadedAt": ms(j.uploaded_at), "version": j.version,
+                  "schedulingInfo": render_scheduling_info(j.scheduling_info)} for j in d.configs],
+        "sla": {"min": d.sla.min, "max": d.sla.max, "cronSpec": d.sla.cron_spec or None,
+                "cronPolicy": d.sla.cron_policy.value if d.sla.cron_policy else None},
+        "jobSla": render_job_sla(d.job_sla),
+        "parameters": render_named(d.parameters),
+        "owner": {"name": d.owner.name, "teamName": d.owner.team_name,
+                  "description": d.owner.description, "contactEmail": d.owner.contact_email,
+                  "repo": d.owner.repo},
+        "user": d.user,
+        "lastJobCount": c.last_job_count,
+        "disabled": c.disabled,
+        "isReadyForJobMaster": False,
+        "labels": render_named(d.labels),
+        "cronActive": c.cron_next_at is not None and not c.disabled,
+        "latestVersion": d.latest.version,
+    }  # fmt: skip
+
+
+def render_worker(w: Worker, job: Job) -> Json:
+    """Mantis' worker metadata; `ports` are all the ports the worker was given."""
+    machine = job.definition.scheduling_info.stage(w.stage).machine_definition
+    return {
+        "workerIndex": w.index, "workerNumber": w.number, "jobId": w.job_id,
+        "stageNum": w.stage, "numberOfPorts": machine.ports_needed,
+        "metricsPort": -1, "consolePort": -1, "debugPort": -1, "customPort": -1,
+        "ports": list(w.ports), "state": w.state.value,
+        "slave": w.hostname or None, "slaveID": w.agent_id or None, "cluster": None,
+        "acceptedAt": ms(w.accepted_at), "launchedAt": ms(w.launched_at), "startingAt": -1,
+        "startedAt": ms(w.started_at), "completedAt": ms(w.completed_at),
+        "reason": w.reason.value if w.reason else "Normal",
+        "resubmitOf": w.resubmit_of, "totalResubmitCount": w.resubmit_count,
+    }  # fmt: skip
+
+
+def render_job(job: Job, workers: Sequence[Worker] | None = None) -> Json:
+    """Mantis' job view: `jobMetadata`, `stageMetadataList`, `workerMetadataList`, `version`."""
+    d = job.definition
+    stages = d.scheduling_info.stages
+    return {
+        "jobMetadata": {
+            "jobId": job.job_id, "name": job.cluster, "user": d.user,
+            "submittedAt": ms(job.submitted_at), "startedAt": ms(job.started_at),
+            "endedAt": ms(job.ended_at), "jarUrl": d.job_jar_url or d.artifact_name,
+            "artifactName": d.artifact_name, "numStages": len(stages),
+            "sla": render_job_sla(d.job_sla), "state": job.state.value,
+            "reason": job.reason.value if job.reason else None, "message": job.message,
+            "subscriptionTimeoutSecs": d.subscription_timeout_secs,
+            "parameters": render_named(d.parameters),
+            "nextWorkerNumberToUse": job.next_worker_number,
+            "labels": render_named(d.labels),
+        },
+        "stageMetadataList": [{
+            "jobId": job.job_id, "stageNum": n, "numStages": len(stages),
+            "machineDefinition": render_machine(s.machine_definition),
+            "numWorkers": len(job.stages.get(n, ())),
+            "hardConstraints": [c.value for c in s.hard_constraints],
+            "softConstraints": [c.value for c in s.soft_constraints],
+            "scalingPolicy": render_scaling_policy(s.scaling_policy), "scalable": s.scalable,
+        } for n, s in enumerate(stages, start=1)],
+        "workerMetadataList": [
+            render_worker(w, job) for w in (job.current_workers() if workers is None else workers)
+        ],
+        "version": d.version,
+    }  # fmt: skip
+
+
+def job_workers(plane: ControlPlane, job: Job) -> list[Worker]:
+    """Every worker the job ever had, by worker number."""
+    prefix = f"{job.job_id}-worker-"
+    found = [
+        w for wid, w in plane.workers.items() if wid.startswith(prefix) and w.job_id == job.job_id
+    ]
+    return sorted(found, key=lambda w: w.number)

@@ -1,0 +1,105 @@
+"""The record framing shared by segments, snapshots and archive files, and its scanner.
+
+A record is `[u32 head][u32 crc][payload]`, little-endian. The head's low 31 bits are the
+payload length; its top bit marks the last record of a batch (one `append` or `commit` call),
+so a batch survives a crash whole or not at all. The CRC-32 covers the head and the payload,
+so a damaged length is caught too. Zero-filled space (a file extended but never written)
+reads as a record of length 0, which is never valid.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+HEADER = struct.Struct("<II")
+HEAD = struct.Struct("<I")
+BATCH_END = 1 << 31
+MAX_PAYLOAD = 16 << 20  # far above any event; keeps a scan over garbage cheap
+
+
+def frame(payloads: Iterable[bytes]) -> bytes:
+    """One batch: every payload framed, the last one marked as the batch's end."""
+    items = list(payloads)
+    parts = []
+    for n, payload in enumerate(items, start=1):
+        if not 0 < len(payload) <= MAX_PAYLOAD:
+            raise ValueError(f"a record payload must be 1..{MAX_PAYLOAD} bytes, got {len(payload)}")
+        head = len(payload) | (BATCH_END if n == len(items) else 0)
+        parts.append(HEADER.pack(head, zlib.crc32(payload, zlib.crc32(HEAD.pack(head)))))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def _record_at(buf: bytes | memoryview, offset: int) -> tuple[int, bool] | None:
+    """(end offset, batch end) of a valid record at `offset`, else None."""
+    if offset + HEADER.size > len(buf):
+        return None
+    head, crc = HEADER.unpack_from(buf, offset)
+    length = head & ~BATCH_END
+    end = offset + HEADER.size + length
+    if not 0 < length <= MAX_PAYLOAD or end > len(buf):
+        return None
+    if zlib.crc32(buf[offset + HEADER.size : end], zlib.crc32(HEAD.pack(head))) != crc:
+        return None
+    return end, bool(head & BATCH_END)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What a buffer of records holds.
+
+    `complete` is the end of the last whole batch and `records` the number of records before
+    it; `damage` is the offset of the first record that is not valid (None if every record
+    is), and `valid_after` whether a valid record starts anywhere after that point.
+    """
+
+    complete: int
+    records: int
+    damage: int | None
+    valid_after: bool
+    size: int
+
+    @property
+    def clean(self) -> bool:
+        return self.damage is None and self.complete == self.size
+
+
+def scan(buf: bytes, starts_with: bytes = b"") -> Scan:
+    """Read records from the start; `starts_with`, a prefix every payload has, makes the
+    search for valid records after a damaged one fast (a `find` instead of every offset)."""
+    offset = complete = records = pending = 0
+    while offset < len(buf):
+        found = _record_at(buf, offset)
+        if found is None:
+            after = _any_record_after(buf, offset, starts_with)
+            return Scan(complete, records, offset, after, len(buf))
+        offset, batch_end = found
+        pending += 1
+        if batch_end:
+            complete, records, pending = offset, records + pending, 0
+    return Scan(complete, records, None, False, len(buf))
+
+
+def _any_record_after(buf: bytes, damage: int, starts_with: bytes) -> bool:
+    if not starts_with:
+        return any(_record_at(buf, o) is not None for o in range(damage + 1, len(buf)))
+    at = buf.find(starts_with, damage + 1 + HEADER.size)
+    while at >= 0:
+        if _record_at(buf, at - HEADER.size) is not None:
+            return True
+        at = buf.find(starts_with, at + 1)
+    return False
+
+
+def payloads(buf: bytes | memoryview, end: int) -> Iterator[memoryview]:
+    """The payloads of the (already scanned) records in `buf[:end]`."""
+    view = memoryview(buf)
+    offset = 0
+    while offset < end:
+        head, _ = HEADER.unpack_from(view, offset)
+        start = offset + HEADER.size
+        offset = start + (head & ~BATCH_END)
+        yield view[start:offset]

@@ -1,0 +1,102 @@
+"""Job output through the master (jobconnectbyid/byname, jobsubmitandconnect), real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from adapters.http.job_output import OUTPUT, JobOutputHub
+from core.worker import WorkerState
+from tests.integration.aio import run
+from tests.integration.test_runtime_workers import local_master
+from tests.integration.workers import JOBS, LocalMaster, read_sse
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def hub(m: LocalMaster) -> JobOutputHub:
+    assert m._runner is not None
+    return m._runner.app[OUTPUT]
+
+
+def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_connection(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
+            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            got: list[list[Any]] = [[], [], []]
+            urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"]
+            readers = [asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)]
+            await m.until(lambda: all(len(g) > 100 for g in got), "output to 3 clients")
+            assert len(hub(m).subscriptions) == 2  # the two identical requests share one
+            assert hub(m).upstream_connections == 2
+
+            (sink,) = m.started(jid, stage=3)
+            m.process(jid, 3, 0).popen.send_signal(signal.SIGKILL)
+            await m.until(lambda: sink.state is WorkerState.Failed, "the kill noticed")
+            await m.until(lambda: len(m.started(jid, stage=3)) == 1, "a replacement Started")
+            (new,) = m.started(jid, stage=3)
+            await m.until(lambda: all(any(e["s3"] == new.number for e in g) for g in got),
+                          "every client reading the replacement")  # fmt: skip
+            assert hub(m).upstream_connections == 2
+
+            for r in readers:
+                r.cancel()
+            await m.until(lambda: hub(m).upstream_connections == 0, "upstreams closed")
+            assert not hub(m).subscriptions
+
+    run(main(), timeout=90)
+
+
+def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_connect(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+            first = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
+            await m.until(lambda: len(m.started(first)) == 3, "job 1 Started")
+            by_name: list[Any] = []
+            reader = asyncio.create_task(read_sse(http, f"{m.url}/jobconnectbyname/counter", by_name))
+            await m.until(lambda: len(by_name) > 2000, "output of job 1")
+
+            mark = len(by_name)
+            second = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
+            await m.until(lambda: len(m.started(second)) == 3, "job 2 Started")
+            # one job's stream only grows; job 2 counts from 0 again: the switch is a step down
+            def switched() -> bool:
+                ids = [e["i"] for e in by_name[mark - 1 :]]
+                return any(b < a for a, b in zip(ids, ids[1:], strict=False))
+
+            await m.until(switched, "output of job 2")
+            reader.cancel()
+
+            async with http.ws_connect(f"{m.url}/api/v1/jobconnectbyid/{second}") as ws:
+                messages = [orjson.loads((await ws.receive(timeout=10)).data) for _ in range(50)]
+            assert all("i" in e and "s3" in e for e in messages)
+
+            async with http.post(f"{m.url}/jobsubmitandconnect",
+                                 json={"name": "counter", "user": "t"}) as resp:  # fmt: skip
+                assert resp.status == 200
+                line = await asyncio.wait_for(_first_data(resp), 30)
+            assert "i" in orjson.loads(line)
+
+            async with http.post(f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}) as resp:
+                assert resp.status == 404
+            async with http.get(f"{m.url}/jobconnectbyid/nope-1") as resp:
+                assert resp.status == 404
+
+    async def _first_data(resp: aiohttp.ClientResponse) -> bytes:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                return line[6:]
+        raise AssertionError("the stream ended")
+
+    run(main(), timeout=100)

@@ -1,0 +1,412 @@
+"""The file store: framing, torn tails, corruption, snapshots, archive, group commit, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from adapters.store import log as log_module
+from adapters.store.codec import PAYLOAD_PREFIX, encode
+from adapters.store.log import EventLog, StoreCorrupted, StoreFailed, segment_name, snapshot_name
+from adapters.store.records import BATCH_END, HEADER, frame, scan
+from core.compaction import compact
+from core.control import ControlPlane
+from core.errors import NotFound
+from core.events import Event, JobAccepted
+from core.model import parse_job_id
+from tests.contracts.store import control_plane_batches, events, without
+
+
+def segments(folder: Path) -> list[Path]:
+    return sorted(folder.glob("segment-*.log"))
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def filled(folder: Path, batches: list[list[Event]], **options: object) -> EventLog:
+    store = EventLog(folder, **options)  # type: ignore[arg-type]
+    for batch in batches:
+        store.append(batch)
+    return store
+
+
+# ---------------------------------------------------------------- records
+
+
+def test_records_mark_the_end_of_each_batch_and_cover_the_length_with_the_crc() -> None:
+    data = frame([b"{1}", b"{22}"]) + frame([b"{333}"])
+    found = scan(data)
+    assert found.clean and found.records == 3 and found.complete == len(data)
+    head, _ = HEADER.unpack_from(data, 0)
+    assert head == 3  # length 3, not a batch end
+    assert HEADER.unpack_from(data, HEADER.size + 3)[0] == 4 | BATCH_END
+    changed = bytearray(data)
+    changed[0] = 2  # a shorter length: the CRC over the head catches it
+    assert scan(bytes(changed)).damage == 0
+
+
+def test_zero_filled_space_is_not_a_record() -> None:
+    data = frame([b"{x}"])
+    found = scan(data + bytes(64))
+    assert found.damage == len(data) and not found.valid_after and found.records == 1
+
+
+def test_payloads_must_fit_a_record() -> None:
+    with pytest.raises(ValueError, match="1.."):
+        frame([b""])
+
+
+# ---------------------------------------------------------------- torn tails
+
+
+def test_every_cut_of_the_tail_keeps_exactly_the_whole_batches_before_it(tmp_path: Path) -> None:
+    batches = [events(3, "a"), events(1, "b"), events(2, "c")]
+    filled(tmp_path / "full", batches).close()
+    data = segments(tmp_path / "full")[0].read_bytes()
+    # Byte offsets where each batch ends (each batch is framed on its own).
+    ends = [sum(len(frame(encode(e) for e in b)) for b in batches[:n]) for n in range(4)]
+    for cut in range(len(data) + 1):
+        folder = tmp_path / f"cut-{cut}"
+        folder.mkdir()
+        (folder / segment_name(0)).write_bytes(data[:cut])
+        whole = max(n for n in range(4) if ends[n] <= cut)
+        with EventLog(folder) as store:
+            assert store.load() == [e for b in batches[:whole] for e in b], f"cut at {cut}"
+            assert (folder / segment_name(0)).stat().st_size == ends[whole]
+            store.append(events(1, "after"))
+        with EventLog(folder) as store:
+            assert store.load()[-1:] == events(1, "after")
+
+
+def test_garbage_after_the_last_batch_is_a_torn_tail(tmp_path: Path) -> None:
+    filled(tmp_path, [events(2)]).close()
+    path = segments(tmp_path)[0]
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(bytes(100) + b"\xff" * 7)
+    with EventLog(tmp_path) as store:
+        assert store.load() == events(2)
+    assert path.stat().st_size == size
+
+
+def test_a_bad_crc_in_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+    filled(tmp_path, [events(2, "a"), events(2, "b")]).close()
+    path = segments(tmp_path)[0]
+    flip(path, path.stat().st_size - 3)
+    with EventLog(tmp_path) as store:
+        assert store.load() == events(2, "a")
+
+
+# ---------------------------------------------------------------- corruption
+
+
+def test_a_damaged_record_followed_by_valid_ones_refuses_to_open(tmp_path: Path) -> None:
+    filled(tmp_path, [events(2, "a"), events(2, "b"), events(2, "c")]).close()
+    path = segments(tmp_path)[0]
+    flip(path, HEADER.size + 5)  # inside the first payload
+    before = path.read_bytes()
+    with pytest.raises(StoreCorrupted) as caught:
+        EventLog(tmp_path)
+    message = str(caught.value)
+    assert str(path) in message and "at byte 0" in message
+    assert "followed by valid records" in message and "recover_from_snapshot=True" in message
+    assert path.read_bytes() == before  # nothing was changed
+    assert caught.value.path == path and caught.value.offset == 0
+
+
+def test_a_missing_segment_refuses_to_open(tmp_path: Path) -> None:
+    filled(tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300,
+           snapshot_every=None).close()  # fmt: skip
+    files = segments(tmp_path)
+    assert len(files) > 3
+    files[1].unlink()
+    with pytest.raises(StoreCorrupted, match="a segment is missing"):
+        EventLog(tmp_path)
+
+
+def test_damage_in_an_earlier_segment_refuses_even_at_its_end(tmp_path: Path) -> None:
+    filled(tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300,
+           snapshot_every=None).close()  # fmt: skip
+    first = segments(tmp_path)[0]
+    flip(first, first.stat().st_size - 2)
+    with pytest.raises(StoreCorrupted, match="before the next segment"):
+        EventLog(tmp_path)
+
+
+# ---------------------------------------------------------------- snapshots, archive
+
+
+def run_batches(seed: int = 3, steps: int = 400) -> tuple[ControlPlane, list[list[Event]]]:
+    return control_plane_batches(seed, steps)
+
+
+def test_snapshots_compact_and_archive_terminal_jobs(tmp_path: Path) -> None:
+    plane, batches = run_batches()
+    with filled(tmp_path, batches, snapshot_every=200, segment_bytes=4096) as store:
+        store.compact()  # the tail after the last automatic snapshot too
+        loaded = store.load()
+        archived = store.archived_job_ids()
+        assert archived and len(loaded) < sum(map(len, batches)) / 2
+        assert ControlPlane.replay(loaded).snapshot() == without(plane.snapshot(), set(archived))
+        everything = [e for b in batches for e in b]
+        expected = compact(everything).archived
+        assert sorted(expected, key=parse_job_id) == archived
+        for jid in archived:
+            assert store.archived_job_events(jid) == expected[jid]
+            first = store.archived_job_events(jid)[0]
+            assert isinstance(first, JobAccepted) and first.job_id == jid
+        with pytest.raises(NotFound):
+            store.archived_job_events("nope-1")
+        with pytest.raises(NotFound):
+            store.archived_job_events("../etc-1")
+    snapshots = sorted(tmp_path.glob("snapshot-*.snap"))
+    assert len(snapshots) == 2  # the newest and one to fall back on
+    covered = int(snapshots[0].name[9:29])
+    assert all(int(p.name[8:28]) >= covered for p in segments(tmp_path))
+    with EventLog(tmp_path, snapshot_every=200) as store:
+        assert ControlPlane.replay(store.load()).snapshot() == without(
+            plane.snapshot(), set(archived)
+        )
+
+
+def test_compact_on_request_writes_a_snapshot_once(tmp_path: Path) -> None:
+    _, batches = run_batches(steps=100)
+    with filled(tmp_path, batches, snapshot_every=None) as store:
+        loaded = store.load()
+        store.compact()
+        store.compact()  # nothing new: no second snapshot
+        total = sum(map(len, batches))
+        assert [p.name for p in tmp_path.glob("snapshot-*")] == [snapshot_name(total)]
+        assert ControlPlane.replay(store.load()).snapshot() == ControlPlane.replay(
+            compact(loaded).live).snapshot()  # fmt: skip
+        assert segments(tmp_path)[-1].name == segment_name(total)
+
+
+def test_recover_from_snapshot_keeps_the_snapshot_and_the_valid_prefix(tmp_path: Path) -> None:
+    plane, batches = run_batches()
+    half = len(batches) // 2
+    with filled(tmp_path, batches[:half], snapshot_every=None) as store:
+        store.compact()
+        for batch in batches[half:]:
+            store.append(batch)
+    path = segments(tmp_path)[-1]
+    assert path.name != segment_name(0)
+    data = path.read_bytes()
+    damage = data.find(PAYLOAD_PREFIX, len(data) // 2) + 3
+    flip(path, damage)
+    with pytest.raises(StoreCorrupted):
+        EventLog(tmp_path)
+    with EventLog(tmp_path, recover_from_snapshot=True) as store:
+        loaded = store.load()
+        archived = set(store.archived_job_ids())
+    assert (tmp_path / "quarantine" / path.name).read_bytes()[damage] != data[damage]
+    # What was kept is the state after some whole prefix of the batches.
+    replay = ControlPlane.replay(loaded).snapshot()
+    prefix, n = ControlPlane(), 0
+    while without(prefix.snapshot(), archived) != replay:
+        assert n < len(batches), "the recovered store is no prefix of the run"
+        prefix.apply_persisted(batches[n])
+        n += 1
+    assert half < n < len(batches)  # batches[:n] kept: some after the snapshot, not all
+    with EventLog(tmp_path) as store:  # opens normally now, and takes appends
+        store.append(batches[n])
+        assert len(store.load()) == len(loaded) + len(batches[n])
+
+
+def test_a_damaged_snapshot_falls_back_to_the_one_before_when_asked(tmp_path: Path) -> None:
+    plane, batches = run_batches()
+    third = len(batches) // 3
+    with filled(tmp_path, batches[:third], snapshot_every=None) as store:
+        store.compact()
+        archived_first = set(store.archived_job_ids())
+        for batch in batches[third : 2 * third]:
+            store.append(batch)
+        store.compact()
+        for batch in batches[2 * third :]:
+            store.append(batch)
+    newest = sorted(tmp_path.glob("snapshot-*.snap"))[-1]
+    flip(newest, 20)
+    with pytest.raises(StoreCorrupted, match="damaged snapshot"):
+        EventLog(tmp_path)
+    with EventLog(tmp_path, recover_from_snapshot=True) as store:
+        state = ControlPlane.replay(store.load()).snapshot()
+    # Nothing lost: the older snapshot's segments were kept. (The jobs that the damaged
+    # snapshot archived are live again, until the next snapshot archives them anew.)
+    assert state == without(plane.snapshot(), archived_first)
+    assert (tmp_path / "quarantine" / newest.name).exists()
+
+
+def test_a_compaction_cut_short_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if killed after writing the archive files but before the snapshot's rename."""
+    _, batches = run_batches()
+    store = filled(tmp_path, batches, snapshot_every=None)
+    before = store.load()
+    real = log_module._write_atomic
+
+    def no_snapshots(path: Path, data: bytes) -> None:
+        if path.suffix == ".snap":
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(log_module, "_write_atomic", no_snapshots)
+    with pytest.raises(OSError, match="No space"):
+        store.compact()
+    assert list((tmp_path / "archive").glob("*.events"))  # written, but not committed
+    assert store.archived_job_ids() == [] and store.load() == before
+    store.append(events(1, "more"))
+    store.close()
+    monkeypatch.undo()
+    with EventLog(tmp_path, snapshot_every=None) as store:
+        assert store.archived_job_ids() == []
+        assert not list((tmp_path / "archive").glob("*"))
+        assert store.load() == before + events(1, "more")
+
+
+# ---------------------------------------------------------------- group commit, failures
+
+
+def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventLog(tmp_path)
+    real_sync = os.fdatasync
+    syncs: list[int] = []
+    in_first_sync, first_sync_may_end = threading.Event(), threading.Event()
+    loop_ran_during_sync = []
+
+    def slow_sync(fd: int) -> None:
+        if not syncs and not in_first_sync.is_set():
+            in_first_sync.set()  # a loop blocked in here could never set the other event
+            loop_ran_during_sync.append(first_sync_may_end.wait(5))
+        real_sync(fd)
+        syncs.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(log_module.os, "fdatasync", slow_sync)
+    batches = [events(2, f"g{i}-") for i in range(100)]
+    done: list[int] = []
+
+    async def one(n: int) -> None:
+        await store.commit(batches[n])
+        size = sum(len(frame(encode(e) for e in b)) for b in batches[: n + 1])
+        assert syncs and syncs[-1] >= size, "returned before its events were fsynced"
+        done.append(n)
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(one(n)) for n in range(100)]
+        deadline = asyncio.get_running_loop().time() + 5
+        while not in_first_sync.is_set() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.001)
+        first_sync_may_end.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert loop_ran_during_sync == [True]
+    assert sorted(done) == list(range(100))
+    assert len(syncs) < 10, f"{len(syncs)} fsyncs for 100 concurrent commits"
+    assert store.load() == [e for b in batches for e in b]
+    store.close()
+
+
+def test_a_failed_fsync_fails_the_group_and_every_later_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventLog(tmp_path)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(log_module.os, "fdatasync", broken)
+
+    async def main() -> list[BaseException | None]:
+        return await asyncio.gather(*(store.commit(events(1, f"f{i}")) for i in range(5)),
+                                    return_exceptions=True)  # fmt: skip
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, StoreFailed) for r in results)
+    monkeypatch.undo()
+    with pytest.raises(StoreFailed, match="an earlier write failed"):
+        store.append(events(1))
+    store.close()
+
+
+def test_writing_after_close_fails(tmp_path: Path) -> None:
+    store = EventLog(tmp_path)
+    store.close()
+    with pytest.raises(StoreFailed, match="closed"):
+        store.append(events(1))
+
+
+def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
+    filled(tmp_path, [events(1)]).close()
+    (tmp_path / (snapshot_name(5) + ".tmp")).write_bytes(b"half")
+    with EventLog(tmp_path) as store:
+        assert store.load() == events(1)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_sync_append_after_queued_commits_keeps_call_order(tmp_path: Path) -> None:
+    """A master appends observations and commits requests on one loop: the log keeps order."""
+    store = EventLog(tmp_path)
+
+    async def main() -> None:
+        first = asyncio.create_task(store.commit(events(2, "commit")))
+        await asyncio.sleep(0)  # the commit is queued; its write has not started
+        store.append(events(1, "append"))
+        await first
+
+    asyncio.run(main())
+    assert store.load() == events(2, "commit") + events(1, "append")
+    store.close()
+
+
+def test_a_flipped_byte_anywhere_is_refused_or_cut_never_read_as_data(tmp_path: Path) -> None:
+    """Seeded flips over a log of several segments: opening raises, or gives whole batches
+    from the start; asked to recover, it always opens, with whole batches from the start."""
+    batches = [events(1 + i % 4, f"x{i}-") for i in range(40)]
+    filled(tmp_path / "clean", batches, segment_bytes=1500, snapshot_every=None).close()
+    clean = {p.name: p.read_bytes() for p in segments(tmp_path / "clean")}
+    assert len(clean) >= 3
+    prefixes = [[e for b in batches[:n] for e in b] for n in range(len(batches) + 1)]
+    rng = random.Random(11)
+    refused = 0
+    for trial in range(150):
+        for recover in (False, True):
+            folder = tmp_path / f"t{trial}-{recover}"
+            folder.mkdir()
+            for name, data in clean.items():
+                (folder / name).write_bytes(data)
+            name = rng.choice(sorted(clean))
+            flip(folder / name, rng.randrange(len(clean[name])))
+            try:
+                with EventLog(folder, snapshot_every=None, recover_from_snapshot=recover) as store:
+                    loaded = store.load()
+            except StoreCorrupted:
+                assert not recover
+                refused += 1
+                continue
+            assert loaded in prefixes, f"trial {trial}: flip in {name} read as data"
+            assert recover or loaded == prefixes[-2]  # opened as is: only the last batch is cut
+    assert refused > 50
+
+
+def test_a_damaged_archive_file_is_reported_for_that_job_only(tmp_path: Path) -> None:
+    _, batches = run_batches()
+    with filled(tmp_path, batches, snapshot_every=None) as store:
+        store.compact()
+        first, second = store.archived_job_ids()[:2]
+        path = next((tmp_path / "archive").glob(f"{first}@*.events"))
+        flip(path, 20)
+        with pytest.raises(StoreCorrupted, match="damaged archive file.*Restore this file"):
+            store.archived_job_events(first)
+        assert store.archived_job_events(second)
