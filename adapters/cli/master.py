@@ -43,6 +43,7 @@ from adapters.mesos.resource_manager import PymesosResourceManager
 from adapters.store.log import EventLog
 from core.control import ControlPlane
 from core.effects import DeclineOffers, KillTask, LaunchRequest, LaunchTask
+from core.job import Job
 from core.model import DurationType
 from core.ports import ResourceManager, TaskStatus
 from core.scheduling import Offer
@@ -80,6 +81,28 @@ def artifact_location(definition: Any, artifacts: ArtifactStore, master_url: str
         if artifacts.path(name).is_file():
             return f"{master_url}/api/v1/jobArtifacts/{name}"
     return name
+
+
+def task_environment(
+    job: Job, request: LaunchRequest, hostname: str, ports: tuple[int, ...], master_url: str,
+    artifact: str, artifact_cache: Path, api_token: str = "",
+) -> TaskEnvironment:  # fmt: skip
+    """What a worker is told: who it is, where the master and artifact are, its job's
+    parameters and timings; a transient job's sink workers also get its subscription timeout."""
+    d = job.definition
+    last_stage = request.stage == len(job.stages)
+    timeout = 0.0
+    if d.job_sla.duration_type is DurationType.Transient and last_stage:
+        timeout = float(d.subscription_timeout_secs or DEFAULT_SUBSCRIPTION_TIMEOUT_SECS)
+    return TaskEnvironment(
+        job_id=request.job_id, stage=request.stage, index=request.index, number=request.number,
+        master_url=master_url, artifact=artifact, ports=ports, job_name=job.cluster,
+        stage_workers=len(job.stages.get(request.stage, ())) or 1,
+        parameters={p.name: p.value for p in d.parameters},
+        heartbeat_secs=job.heartbeat_interval_secs, host=hostname, hostname=hostname,
+        artifact_cache=artifact_cache, subscription_timeout_secs=timeout,
+        min_runtime_secs=float(d.job_sla.min_runtime_secs), api_token=api_token,
+    )  # fmt: skip
 
 
 class Master:
@@ -172,24 +195,12 @@ class Master:
         assert self.api is not None
         r, a = task.request, task.assignment
         job = self.api.plane.job(r.job_id)
-        d = job.definition
-        last_stage = r.stage == len(job.stages)
-        transient = d.job_sla.duration_type is DurationType.Transient
-        timeout = 0.0
-        if transient and last_stage:
-            timeout = float(d.subscription_timeout_secs or DEFAULT_SUBSCRIPTION_TIMEOUT_SECS)
-        env = TaskEnvironment(
-            job_id=r.job_id, stage=r.stage, index=r.index, number=r.number,
-            master_url=self.url, artifact=artifact_location(d, self.artifacts, self.url),
-            ports=a.ports, job_name=job.cluster,
-            stage_workers=len(job.stages.get(r.stage, ())) or 1,
-            parameters={p.name: p.value for p in d.parameters},
-            heartbeat_secs=job.heartbeat_interval_secs, host=a.hostname, hostname=a.hostname,
-            artifact_cache=self.data_dir / "artifact-cache",
-            subscription_timeout_secs=timeout, min_runtime_secs=float(d.job_sla.min_runtime_secs),
-            api_token=self.settings.api_token or "",
-        ).environ()  # fmt: skip
-        return {**env, **self.settings.extra_worker_env}
+        env = task_environment(
+            job, r, a.hostname, a.ports, self.url,
+            artifact_location(job.definition, self.artifacts, self.url),
+            self.data_dir / "artifact-cache", self.settings.api_token or "",
+        )  # fmt: skip
+        return {**env.environ(), **self.settings.extra_worker_env}
 
     # -- ResourceManagerEvents (on the loop) ------------------------------------------------
 

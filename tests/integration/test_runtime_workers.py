@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from core.job import JobState
-from core.model import CompletedReason
+from core.model import CompletedReason, DurationType, JobSla
 from core.worker import WorkerState
 from tests.integration.aio import run
 from tests.integration.workers import HOST, JOBS, LocalMaster, read_sse
@@ -181,5 +181,20 @@ def test_client_ids_load_balance_within_a_group_and_broadcast_across_groups(
             assert in_a1 and in_a2 and not in_a1 & in_a2, "group a: split, no duplicates"
             assert in_a1 | in_a2 == window, "group a: together, everything"
             assert set(ids["b"]) >= window, "group b: everything"
+
+    run(main(), timeout=60)
+
+
+def test_a_transient_job_without_subscribers_is_killed_by_its_sink_worker(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_master(tmp_path) as m:
+            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1],
+                           job_sla=JobSla(duration_type=DurationType.Transient),
+                           subscription_timeout_secs=1)  # fmt: skip
+            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            await m.until(lambda: m.job_state(jid).name in ("Completed", "Failed"),
+                          "the job killed", timeout=15)  # fmt: skip
+            job = m.master.plane.job(jid)
+            assert job.reason is CompletedReason.Killed and "no subscriber for 1s" in job.message
 
     run(main(), timeout=60)

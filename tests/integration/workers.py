@@ -9,6 +9,7 @@ by polling (`until`) while a background task steps the agent every 20 ms.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from adapters.cli.master import task_environment
 from adapters.http.app import create_app, serve
 from adapters.http.master_api import MasterApi
 from core.control import ControlPlane
@@ -40,7 +42,6 @@ from core.model import (
 )
 from core.ports import TaskStatus
 from core.worker import WorkerState
-from runtime.worker import TaskEnvironment
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +103,10 @@ class LocalMaster:
 
     def submit(
         self, cluster: str, artifact: str | Path, stages: list[int],
-        parameters: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, Any] | None = None, **request: Any,
     ) -> str:  # fmt: skip
         """Create `cluster` (if new) with one stage per entry (its worker count) and submit a
-        job running `artifact`; returns the job id."""
+        job running `artifact` (more JobRequest fields in `request`); returns the job id."""
         plane = self.master.plane
         if cluster not in plane.clusters:
             info = SchedulingInfo(tuple(
@@ -115,8 +116,8 @@ class LocalMaster:
             definition = JobClusterDefinition(cluster, (config,))
             self.master.run(lambda p, now: p.create_cluster(definition, now))
         params = tuple(Parameter(k, str(v)) for k, v in (parameters or {}).items())
-        request = JobRequest(parameters=params, job_jar_url=str(artifact))
-        outcome = self.master.run(lambda p, now: p.submit_job(cluster, request, "test", now))
+        job_request = JobRequest(parameters=params, job_jar_url=str(artifact), **request)
+        outcome = self.master.run(lambda p, now: p.submit_job(cluster, job_request, "test", now))
         assert outcome.job_id is not None
         return outcome.job_id
 
@@ -160,15 +161,11 @@ class LocalMaster:
         port = free_port()
         self.master.run(lambda p, now: p.worker_launched(r.worker_id, "local", HOST, (port,), now))
         job = self.master.plane.job(r.job_id)
-        d = job.definition
-        env = TaskEnvironment(
-            job_id=r.job_id, stage=r.stage, index=r.index, number=r.number,
-            master_url=self.url, artifact=d.job_jar_url, ports=(port,),
-            stage_workers=d.scheduling_info.stages[r.stage - 1].number_of_instances,
-            parameters={p.name: p.value for p in d.parameters},
-            heartbeat_secs=self.heartbeat_secs, hostname=HOST,
-            artifact_cache=self.tmp / "artifact-cache", api_token=self.api_token or "",
-        )  # fmt: skip
+        env = task_environment(
+            job, r, HOST, (port,), self.url, job.definition.job_jar_url,
+            self.tmp / "artifact-cache", self.api_token or "",
+        )
+        env = dataclasses.replace(env, heartbeat_secs=self.heartbeat_secs)
         log = self.tmp / f"{r.worker_id}.log"
         environ = {**os.environ, **env.environ(), "PYTHONPATH": str(ROOT)}
         with log.open("wb") as out:
