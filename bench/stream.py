@@ -1,4 +1,4 @@
-"""Streams of the worker runtime: one worker-to-worker hop and the SSE sink, on loopback.
+"""Streams of the worker runtime: one worker-to-worker hop, the SSE sink, and a 2-stage job.
 
 Every figure is measured in this run, with senders, servers and clients in separate processes
 (multiprocessing, spawn) so that no figure is bound by one process:
@@ -14,6 +14,32 @@ Every figure is measured in this run, with senders, servers and clients in separ
   clients (the first half second is warm-up); p99 over all receipts. Target <= 5 ms. Its peer
   in the same run: the same events to the same clients from a plain loop of blocking sends on
   bare sockets, the floor that the machine's load and the clients leave.
+
+A job end to end, as real worker processes (``python -m runtime.worker``: stage 1 x1, stage 2
+x1) launched by a master on loopback: for now tests/integration/workers.py's ``LocalMaster``
+(the master's HTTP API on a real ControlPlane, playing the agent), until ``mantis up`` exists.
+The job is bench/jobs/keyed_count.py: a synthetic source of ~100-byte events over 1,000 keys,
+filter/map and key (one KeyStage with a batch function), then a keyed count in tumbling time
+windows of 0.5 s (a GroupToScalarStage) to the SSE sink, lossless (blocking outputs).
+
+- ``job_events_per_s``: source events/s through the job, from the counts its windows carry
+  to an SSE client: the middle windows (not the first and the last, which are partly idle;
+  so process start-up is left out) give events counted per second, scaled by the share of
+  source events that pass the filter (87 in 97). Every event must be counted in the end, or
+  the run fails. Target 500 k/s.
+- ``bytewax_events_per_s``: the peer, bytewax 0.21 (if installed; it is not a dependency,
+  and the part is skipped without it) running the same functions in one process, one worker,
+  input batch 1 (one event per item), the same generator, ``count_window`` over the same
+  windows, to a sink that adds up the counts. ``job_vs_bytewax`` is the ratio; target >= 1.5.
+  Its windowing is by far its largest cost, so the run also shows bytewax with the filter and
+  map only (performance.md's 0.21-0.28 M/s is that kind of run, on a quieter machine).
+- ``e2e_p99_ms``: the per-event variant bench/jobs/keyed_count_events.py (the same stage 1;
+  stage 2 a running count per key that emits every event at once, with the time.monotonic()
+  stamp the source put on it) at 10,000 events/s; one client process times every event from
+  that stamp to its receipt, so the latency covers the source's batching, both stages, the
+  TCP hop and the SSE sink. Windowed counts would add the wait for their window to close,
+  which is the window's length, not the job's latency (the throughput run shows how long
+  after its close a window's counts arrive). p99 after a warm-up. Target <= 20 ms.
 
 Each figure comes with the CPU time per event of every process (``with a core each``: the rate
 if each process had a core to itself), since this 2-core machine is shared and wall-clock
@@ -39,8 +65,9 @@ import re
 import select
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -48,9 +75,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 import structlog  # noqa: E402
 
+from bench.jobs import keyed_count  # noqa: E402
 from runtime.sse import SseSink  # noqa: E402
 from runtime.stage_input import StageInput  # noqa: E402
 from runtime.stage_output import StageOutputServer  # noqa: E402
@@ -64,10 +93,16 @@ TARGETS = {
     "sse_1_client_events_per_s": 1_500_000.0,
     "sse_100_clients_events_per_s": 3_000_000.0,
     "sse_100_clients_p99_ms": 5.0,
+    "job_events_per_s": 500_000.0,
+    "job_vs_bytewax": 1.5,
+    "e2e_p99_ms": 20.0,
 }
 BARE_LINK_ORJSON = 1_660_000.0  # performance.md: the same link, orjson per event, batch 1024
+BYTEWAX_BATCH_1 = "0.21-0.28 M"  # performance.md: bytewax 0.21, one worker, input batch 1
+E2E_RATE = 10_000.0
 PROCESS_TIMEOUT = 300.0
-PARTS = ["codec", "hop", "sse1", "sse100", "latency"]
+PARTS = ["codec", "hop", "sse1", "sse100", "latency", "job", "bytewax", "e2e"]
+JOBS = Path(__file__).resolve().parent / "jobs"
 
 
 def in_child(coro: Any) -> None:
@@ -114,6 +149,10 @@ class Sizes:
     sse_100_events: int  # per client
     latency_seconds: float
     client_procs: int
+    job_events: int
+    bytewax_events: int
+    e2e_seconds: float
+    e2e_warm_seconds: float
 
 
 FULL = Sizes(
@@ -122,6 +161,10 @@ FULL = Sizes(
     sse_100_events=40_000,
     latency_seconds=5.0,
     client_procs=2,
+    job_events=8_000_000,
+    bytewax_events=300_000,
+    e2e_seconds=8.0,
+    e2e_warm_seconds=2.0,
 )
 QUICK = Sizes(
     hop_events=300_000,
@@ -129,6 +172,10 @@ QUICK = Sizes(
     sse_100_events=5_000,
     latency_seconds=1.5,
     client_procs=2,
+    job_events=1_500_000,
+    bytewax_events=40_000,
+    e2e_seconds=3.0,
+    e2e_warm_seconds=1.0,
 )
 
 
@@ -313,12 +360,18 @@ class _Client:
     """A bare SSE client on a plain socket: counts frames (and, for latency, times them)."""
 
     def __init__(
-        self, sock: socket.socket, target: int, latencies: list[float] | None, warm: int
+        self,
+        sock: socket.socket,
+        target: int,
+        latencies: list[float] | None,
+        warm: int,
+        warm_until: float = 0.0,
     ) -> None:
         self.sock = sock
         self.target = target
         self.latencies = latencies
         self.warm = warm
+        self.warm_until = warm_until
         self.count = 0
         self.in_body = False
         self.ended_nl = False
@@ -348,8 +401,9 @@ class _Client:
         if self.latencies is not None:
             buf = self.tail + data
             end = 0
+            warm = now < self.warm_until
             for m in _STAMP.finditer(buf):
-                if int(m.group(2)) >= self.warm:
+                if not warm and int(m.group(2)) >= self.warm:
                     self.latencies.append(now - float(m.group(1)))
                 end = m.end()
             self.tail = buf[end:][-200:]
@@ -360,10 +414,17 @@ class _Client:
 
 
 def sse_clients(
-    port: int, result_q: Queue[Report], ids: list[int], target: int, latency: bool
+    port: int,
+    result_q: Queue[Report],
+    ids: list[int],
+    target: int,
+    latency: bool,
+    warm: int = 500,
+    warm_seconds: float = 0.0,
 ) -> None:
     """Clients on plain non-blocking sockets and epoll: the measuring instrument should cost
-    as little as it can (an asyncio protocol per connection cost about twice the CPU)."""
+    as little as it can (an asyncio protocol per connection cost about twice the CPU).
+    Latencies count from event id `warm` on, and from `warm_seconds` after connecting."""
     latencies: list[float] | None = [] if latency else None
     ep = select.epoll()
     clients: dict[int, _Client] = {}
@@ -371,7 +432,8 @@ def sse_clients(
         sock = socket.create_connection((HOST, port))
         sock.sendall(f"GET /?clientId=c{cid} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
         sock.setblocking(False)
-        clients[sock.fileno()] = _Client(sock, target, latencies, warm=500)
+        warm_until = time.monotonic() + warm_seconds
+        clients[sock.fileno()] = _Client(sock, target, latencies, warm, warm_until)
         ep.register(sock.fileno(), select.EPOLLIN)
     live = dict(clients)
     deadline = time.monotonic() + PROCESS_TIMEOUT
@@ -439,6 +501,203 @@ def bench_sse(
 
 
 # ---------------------------------------------------------------------------------------------
+# A job end to end: two worker processes on a local master, an SSE client; bytewax as peer.
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def local_job(
+    artifact: Path, parameters: dict[str, Any]
+) -> AsyncIterator[tuple[Any, str, list[int]]]:
+    """A job of `artifact` (stage 1 x1, stage 2 x1) with both workers Started: the master,
+    the job id and the workers' pids (stage 1, stage 2)."""
+    # For now the job runs on tests/integration's LocalMaster (see the module docstring);
+    # imported here so that spawned children do not import it.
+    LocalMaster = importlib.import_module("tests.integration.workers").LocalMaster
+    with tempfile.TemporaryDirectory(prefix="mantis-bench-") as tmp:
+        master = LocalMaster(Path(tmp), heartbeat_secs=1.0)
+        await master.start()
+        try:
+            jid = master.submit(artifact.stem.replace("_", "-"), artifact, [1, 1], parameters)
+            await master.until(lambda: len(master.started(jid)) == 2, "2 workers Started", 60)
+            yield master, jid, [master.process(jid, stage, 0).popen.pid for stage in (1, 2)]
+        finally:
+            await master.close()
+
+
+def alive(master: Any) -> bool:
+    """True while every worker process runs; raises with their logs once one has ended."""
+    if any(p.popen.poll() is not None for p in master.processes.values()):
+        raise RuntimeError(f"a worker ended during the run\n{master.logs()}")
+    return True
+
+
+async def read_frames(
+    http: aiohttp.ClientSession, url: str, into: list[tuple[float, dict[str, Any]]]
+) -> None:
+    """(time.time() of receipt, event) for every frame of an SSE stream."""
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                into.append((time.time(), orjson.loads(line[6:])))
+
+
+@dataclass
+class JobRun:
+    source_rate: float
+    """Source events/s in the steady state (the middle windows)."""
+    counted: int
+    expected: int
+    windows: int
+    cpu: list[tuple[str, float, int]]
+    """(process, CPU seconds, source events) between the first window's receipt and the last."""
+    lags: list[float]
+    """Seconds from a window's end to the client's receipt of its counts."""
+
+
+async def job_throughput(total: int) -> JobRun:
+    """Run keyed_count.py over `total` events; the rate from the windows' counts."""
+    expected = keyed_count.kept(total)
+    got: list[tuple[float, dict[str, Any]]] = []
+
+    def counted() -> int:
+        return sum(w["count"] for _, w in got)
+
+    artifact = JOBS / "keyed_count.py"
+    async with (
+        local_job(artifact, {"events": total}) as (master, jid, pids),
+        aiohttp.ClientSession() as http,
+    ):
+        (sink,) = master.started(jid, stage=2)
+        reader = asyncio.create_task(read_frames(http, f"http://{HOST}:{sink.ports[0]}/", got))
+        await master.until(lambda: alive(master) and bool(got), "the first window", 60)
+        c0, n0 = [proc_cpu(p) for p in pids], counted()
+        await master.until(
+            lambda: alive(master) and counted() >= expected,
+            f"{expected:,} events counted",
+            PROCESS_TIMEOUT,
+        )
+        c1, n1 = [proc_cpu(p) for p in pids], counted()
+        reader.cancel()
+    per_window: dict[float, int] = {}
+    for _, w in got:
+        per_window[w["start"]] = per_window.get(w["start"], 0) + w["count"]
+    starts = sorted(per_window)
+    middle = starts[1:-1]  # the first and the last window are partly idle
+    if len(middle) < 2:
+        raise RuntimeError(f"only {len(starts)} windows: too few events for a rate")
+    span = middle[-1] - middle[0] + keyed_count.WINDOW_SECONDS
+    rate = sum(per_window[s] for s in middle) / span * total / expected
+    source_events = round((n1 - n0) * total / expected)
+    cpu = [(f"stage{i}", c1[i - 1] - c0[i - 1], source_events) for i in (1, 2)]
+    lags = [t - w["end"] for t, w in got]
+    return JobRun(rate, counted(), expected, len(middle), cpu, lags)
+
+
+async def job_latency(
+    ctx: mp.context.SpawnContext, seconds: float, warm: float
+) -> tuple[list[float], list[float]]:
+    """Run keyed_count_events.py at E2E_RATE; a client process times every event from its
+    source stamp. Returns the latencies after `warm` seconds and each worker's CPU share."""
+    params = {"rate": E2E_RATE}
+    async with local_job(JOBS / "keyed_count_events.py", params) as (master, jid, pids):
+        (sink,) = master.started(jid, stage=2)
+        result_q: Queue[Report] = ctx.Queue()
+        passing = keyed_count.kept(97) / 97  # the share of events that pass the filter
+        frames = int((warm + seconds) * E2E_RATE * passing)
+        client = ctx.Process(
+            target=sse_clients, args=(sink.ports[0], result_q, [0], frames, True, 0, warm)
+        )
+        client.start()
+        t0, c0 = time.monotonic(), [proc_cpu(p) for p in pids]
+        (report,) = await asyncio.to_thread(collect, [client], result_q, 1)
+        alive(master)
+        wall, c1 = time.monotonic() - t0, [proc_cpu(p) for p in pids]
+    return report.latencies, [(b - a) / wall for a, b in zip(c0, c1, strict=True)]
+
+
+def bytewax_child(result_q: Queue[Report], total: int, windowed: bool) -> None:
+    """The peer: bytewax 0.21 running keyed_count's logic in this process, one worker, input
+    batch 1 (one event per item, as performance.md measured it): the same generator, filter
+    ``keep``, map ``enrich``, then ``count_window`` (key ``key_of``, tumbling windows of
+    WINDOW_SECONDS on the system clock) to a sink that adds up the counts. Not `windowed`:
+    the filter and map only, to a sink that counts events (performance.md's kind of run)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bytewax import operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.inputs import DynamicSource, StatelessSourcePartition
+    from bytewax.operators.windowing import SystemClock, TumblingWindower, count_window
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.testing import run_main
+
+    if os.environ.get("MANTIS_BENCH_DEFAULT_GC") != "1":
+        tune_gc()  # as our processes get it
+    keys = keyed_count.user_keys(1000)
+    t_first = [0.0]
+    counted = [0]
+
+    class Generate(StatelessSourcePartition[dict[str, Any]]):
+        sent = 0
+
+        def next_batch(self) -> list[dict[str, Any]]:
+            if self.sent >= total:
+                raise StopIteration
+            if not self.sent:
+                t_first[0] = time.monotonic()
+            batch = keyed_count.make_batch(self.sent, 1, keys)
+            self.sent += 1
+            return batch
+
+    class Source(DynamicSource[dict[str, Any]]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Generate:
+            return Generate()
+
+    class Count(StatelessSinkPartition[Any]):
+        def write_batch(self, items: list[Any]) -> None:
+            counted[0] += sum(n for _, (_, n) in items) if windowed else len(items)
+
+    class Sink(DynamicSink[Any]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Count:
+            return Count()
+
+    flow = Dataflow("keyed_count")
+    events = op.input("generate", flow, Source())
+    kept = op.map("enrich", op.filter("keep", events, keyed_count.keep), keyed_count.enrich)
+    windower = TumblingWindower(
+        timedelta(seconds=keyed_count.WINDOW_SECONDS), align_to=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    if windowed:
+        counts = count_window("count", kept, SystemClock(), windower, keyed_count.key_of)
+        op.output("out", counts.down, Sink())
+    else:
+        op.output("out", kept, Sink())
+    c0 = time.process_time()
+    run_main(flow)  # type: ignore[no-untyped-call]
+    result_q.put(
+        Report("bytewax", t_first[0], time.monotonic(), counted[0], time.process_time() - c0)
+    )
+
+
+def bench_bytewax(
+    ctx: mp.context.SpawnContext, total: int, windowed: bool = True
+) -> tuple[float, Report]:
+    """(source events/s, the report) of bytewax over `total` events."""
+    result_q: Queue[Report] = ctx.Queue()
+    child = ctx.Process(target=bytewax_child, args=(result_q, total, windowed))
+    child.start()
+    (report,) = collect([child], result_q, 1)
+    if report.events != keyed_count.kept(total):
+        raise RuntimeError(f"bytewax counted {report.events:,}, not {keyed_count.kept(total):,}")
+    return total / (report.t1 - report.t0), report
+
+
+# ---------------------------------------------------------------------------------------------
 # Reporting.
 
 
@@ -498,6 +757,8 @@ def show(name: str, value: float, unit: str, lower_is_better: bool = False) -> N
     sign = "<=" if lower_is_better else ">="
     if unit == "ms":
         print(f"{name:30s} {value:>12.2f} ms   target {sign} {target:.0f} ms   x{ratio:.2f}")
+    elif unit == "x":
+        print(f"{name:30s} {value:>12.2f} x    target {sign} {target:.1f}    x{ratio:.2f}")
     else:
         print(f"{name:30s} {value:>12,.0f} /s   target {sign} {target:,.0f}   x{ratio:.2f}")
 
@@ -589,6 +850,73 @@ def main() -> None:
         print(
             f"  peer, bare sockets and a plain send loop, same clients, same run: p50 {b50:.2f} "
             f"ms, p99 {b99:.2f} ms; the sink's p99 is x{p99 / b99:.2f} of it"
+        )
+    if "job" in args.only or "e2e" in args.only:
+        # The local master runs in this process: keep its request logs quiet.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+    job_cpu_rate: float | None = None
+    if "job" in args.only:
+        run = asyncio.run(job_throughput(sizes.job_events))
+        figures["job_events_per_s"] = round(run.source_rate)
+        show("job_events_per_s", run.source_rate, "/s")
+        print(
+            f"  {run.counted:,} of {run.expected:,} events past the filter counted (of "
+            f"{sizes.job_events:,} from the source); the rate over {run.windows} windows of "
+            f"{keyed_count.WINDOW_SECONDS} s"
+        )
+        print(cpu_line(run.cpu))
+        job_cpu_rate = 1e6 / max(cpu / events * 1e6 for _, cpu, events in run.cpu)
+        lags = [x * 1e3 for x in run.lags]
+        print(
+            f"  window counts reach the client {percentile(lags, 50):.1f} ms after their "
+            f"window closes (p50), {max(lags):.1f} ms at most"
+        )
+
+    if "bytewax" in args.only:
+        if importlib.util.find_spec("bytewax") is None:
+            print(
+                "bytewax_events_per_s: skipped, bytewax is not installed (it is not a "
+                "dependency: pip install 'bytewax==0.21.*'); so is job_vs_bytewax"
+            )
+        else:
+            bw, rep = bench_bytewax(ctx, sizes.bytewax_events)
+            figures["bytewax_events_per_s"] = round(bw)
+            print(
+                f"{'bytewax_events_per_s':30s} {bw:>12,.0f} /s   peer, one process, batch 1 "
+                f"(performance.md: {BYTEWAX_BATCH_1})"
+            )
+            bw_cpu_rate = sizes.bytewax_events / rep.cpu
+            print(
+                f"  CPU us per event: bytewax {1e6 / bw_cpu_rate:.2f}; with a core: "
+                f"{bw_cpu_rate / 1e3:,.1f} k/s"
+            )
+            stateless, _ = bench_bytewax(ctx, sizes.bytewax_events, windowed=False)
+            print(
+                f"  bytewax with the filter and map only (no key, no windows): "
+                f"{stateless:,.0f} /s; its count_window is what costs"
+            )
+            if "job_events_per_s" in figures:
+                ratio = figures["job_events_per_s"] / bw
+                figures["job_vs_bytewax"] = round(ratio, 2)
+                show("job_vs_bytewax", ratio, "x")
+                if job_cpu_rate is not None:
+                    print(
+                        f"  with a core each: job {job_cpu_rate / 1e6:.2f} M/s, bytewax "
+                        f"{bw_cpu_rate / 1e3:,.1f} k/s: x{job_cpu_rate / bw_cpu_rate:.1f}"
+                    )
+
+    if "e2e" in args.only:
+        lat, job_shares = asyncio.run(job_latency(ctx, sizes.e2e_seconds, sizes.e2e_warm_seconds))
+        lat_ms = [x * 1e3 for x in lat]
+        p99 = percentile(lat_ms, 99)
+        figures["e2e_p99_ms"] = round(p99, 3)
+        show("e2e_p99_ms", p99, "ms", lower_is_better=True)
+        print(
+            f"  at {E2E_RATE:,.0f} events/s: p50 {percentile(lat_ms, 50):.2f} ms, p99.9 "
+            f"{percentile(lat_ms, 99.9):.2f} ms, max {max(lat_ms):.2f} ms over {len(lat):,} "
+            f"events; CPU, share of a core: stage1 {job_shares[0] * 100:.0f}%, stage2 "
+            f"{job_shares[1] * 100:.0f}%"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:

@@ -453,6 +453,14 @@ class StageOutputServer:
 
     def _place_keyed(self, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         limit = self.buffer_events
+        if len(self._conns) == 1:  # one downstream worker: every key goes there
+            only = self._conns[0]
+            batch = pairs if isinstance(pairs, list) else list(pairs)
+            room = max(limit - len(only.pending), 0)
+            if room:
+                only.add(batch[:room] if room < len(batch) else batch)
+                self.on_next_count += min(room, len(batch))
+            return batch[room:]
         conn_for_key = self._conn_for_key
         rest: list[tuple[Any, Any]] = []
         touched: set[_Downstream] = set()

@@ -53,6 +53,7 @@ from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
 from runtime.stages import RunningStage, StageError
 from runtime.transport import Backpressure, Routing
+from runtime.tuning import tune_gc
 
 log = structlog.get_logger()
 
@@ -235,6 +236,7 @@ class Worker:
         try:
             job = await self._load()
             await self._start(job)
+            tune_gc()  # after loading: the job's code is frozen out of later collections
         except WorkerFailed as e:
             return await self._failed(str(e))
         await self.master.post_status("Started", "INFO", f"stage {env.stage} running")
@@ -350,6 +352,7 @@ class Worker:
         async for batch in self._batches():
             running.on_batch(batch, time.time())
             await self._flush()
+            await asyncio.sleep(0)  # a backlog must not hold up the windows' ticks
         log.info("source_completed", job_id=self.env.job_id, stage=self.env.stage)
         await self.stopping.wait()  # the stage keeps serving what is left (windows, clients)
 

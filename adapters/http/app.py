@@ -45,6 +45,7 @@ from aiohttp.typedefs import Middleware
 from adapters.http import clusters, job_output, jobs, openapi
 from adapters.http.artifacts import ARTIFACTS, ArtifactStore
 from adapters.http.artifacts import add_routes as add_artifact_routes
+from adapters.http.job_status import job_status_stream
 from adapters.http.master_api import MasterApi
 from adapters.http.status import parse_status
 from adapters.http.views import MASTER, json_response, ms
@@ -88,6 +89,7 @@ def create_app(
         app[ARTIFACTS] = artifacts
         add_artifact_routes(app.router)
     job_output.add_routes(app, master)
+    app.router.add_get("/api/v1/jobStatusStream/{jobId}", job_status_stream)
     app.router.add_get("/api/v1/masterInfo", master_info)
     app.router.add_get("/api/v1/healthcheck", healthcheck)
     openapi.add_route(app, with_artifacts=artifacts is not None)

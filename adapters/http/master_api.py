@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import time
 from asyncio import Event as Signal
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from core.control import ControlPlane, Outcome
-from core.effects import Effect, PublishSchedulingInfo
+from core.effects import Effect, PublishSchedulingInfo, PublishStatus
 from core.events import Event, JobAccepted
 
 Append = Callable[[Sequence[Event]], None]
 Commit = Callable[[Sequence[Event]], Awaitable[None]]
 Command = Callable[[ControlPlane, float], Outcome]
+STATUS_HISTORY = 100
+STATUS_JOBS = 1000
 
 
 class MasterApi:
@@ -48,6 +51,9 @@ class MasterApi:
             name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
         }
         self._job_watchers: dict[str, set[Signal]] = {}
+        self.statuses: OrderedDict[str, deque[PublishStatus]] = OrderedDict()
+        """The last STATUS_HISTORY lifecycle messages of the last STATUS_JOBS jobs."""
+        self._status_watchers: dict[str, set[Signal]] = {}
         self._cluster_watchers: dict[str, set[Signal]] = {}
         self.closing = False
 
@@ -84,6 +90,8 @@ class MasterApi:
         for effect in outcome.effects:
             if isinstance(effect, PublishSchedulingInfo):
                 dirty.add(effect.job_id)
+            elif isinstance(effect, PublishStatus):
+                self._keep_status(effect)
             else:
                 self.effects.append(effect)
                 self.effects_ready.set()
@@ -97,6 +105,21 @@ class MasterApi:
             yield signal
 
     @contextmanager
+    def watch_status(self, jid: str) -> Iterator[Signal]:
+        """A signal set whenever the job has a new lifecycle message (or on close)."""
+        with self._watch(self._status_watchers, jid) as signal:
+            yield signal
+
+    def _keep_status(self, status: PublishStatus) -> None:
+        kept = self.statuses.get(status.job_id)
+        if kept is None:
+            kept = self.statuses[status.job_id] = deque(maxlen=STATUS_HISTORY)
+            if len(self.statuses) > STATUS_JOBS:
+                self.statuses.popitem(last=False)
+        kept.append(status)
+        self._wake(self._status_watchers.get(status.job_id, ()))
+
+    @contextmanager
     def watch_cluster(self, name: str) -> Iterator[Signal]:
         """A signal set whenever a job of the cluster is submitted (or on close)."""
         with self._watch(self._cluster_watchers, name) as signal:
@@ -105,7 +128,8 @@ class MasterApi:
     def close(self) -> None:
         """Wake every watcher so that open streams end (the server is shutting down)."""
         self.closing = True
-        for watchers in (*self._job_watchers.values(), *self._cluster_watchers.values()):
+        for watchers in (*self._job_watchers.values(), *self._cluster_watchers.values(),
+                         *self._status_watchers.values()):  # fmt: skip
             self._wake(watchers)
 
     @contextmanager

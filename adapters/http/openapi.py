@@ -382,6 +382,9 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
             {200: sse}, (400, 404), params=[path_param("cluster", "demo"), query("sendHB", BOOL)],
             tags=("stream",), content="text/event-stream")},
         **_job_output(sse),
+        "/api/v1/jobStatusStream/{jobId}": {"get": op(
+            "jobStatusStream", "WebSocket of the job's lifecycle messages {status: {...}}",
+            {101: None}, (400, 404), params=[JOB_ID], tags=("stream",))},
         "/api/v1/masterInfo": {"get": op("masterInfo", "This master", {200: ref("MasterInfo")},
                                          ())},
         "/api/v1/healthcheck": {"get": op("healthcheck", "200 while serving",

@@ -1,0 +1,73 @@
+"""`/api/v1/jobStatusStream/{jobId}`: a job's lifecycle messages over WebSocket, as Mantis.
+
+Each message is `{"status": {"jobId", "workerId", "state", "message", "timestamp", "type"}}`:
+first the job's recent history (what the master kept, `MasterApi.statuses`), then each new
+one as it happens (submitted, workers started or failed, scaled, ended). The stream ends after
+a message of a terminal job state; a request that is not a WebSocket upgrade gets a 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from adapters.http.views import MASTER
+from core.effects import PublishStatus
+from core.errors import InvalidRequest
+from core.job import TERMINAL, JobState
+
+
+def status_json(status: PublishStatus) -> dict[str, Any]:
+    return {"status": {
+        "jobId": status.job_id, "workerId": status.worker_id, "state": status.state,
+        "message": status.message, "timestamp": int(status.at * 1000),
+        "type": "ERROR" if status.state == JobState.Failed.value else "INFO",
+    }}  # fmt: skip
+
+
+async def job_status_stream(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER]
+    jid = request.match_info["jobId"]
+    master.plane.job(jid)  # 404 for an unknown job
+    ws = web.WebSocketResponse(heartbeat=30)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade", "this stream is a WebSocket: connect with ws://")
+    await ws.prepare(request)
+    terminal = {s.value for s in TERMINAL}
+    with master.watch_status(jid) as signal:
+
+        async def send() -> None:
+            last: PublishStatus | None = None
+            while not master.closing:
+                signal.clear()
+                for status in _after(list(master.statuses.get(jid, ())), last):
+                    await ws.send_json(status_json(status))
+                    last = status
+                    if status.state in terminal:
+                        return
+                await signal.wait()
+
+        async def receive() -> None:
+            async for _ in ws:  # reading is what notices the client's close
+                pass
+
+        tasks = {asyncio.create_task(send()), asyncio.create_task(receive())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ws.close()
+    return ws
+
+
+def _after(history: list[PublishStatus], last: PublishStatus | None) -> list[PublishStatus]:
+    """The messages of `history` after `last` (all, if `last` is None or rotated out)."""
+    if last is not None:
+        for i in range(len(history) - 1, -1, -1):
+            if history[i] is last:
+                return history[i + 1 :]
+    return history
