@@ -26,6 +26,7 @@ from mesoslite.agent import create_app as create_agent_app
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.master import Master, MasterConfig, create_app
 from mesoslite.resources import Resources
+from tests.integration.aio import until
 
 FRAMEWORK = {"user": "test", "name": "agent-tests"}
 
@@ -207,11 +208,13 @@ async def test_kill_is_sigterm_then_sigkill_after_the_grace_period(tmp_path: Pat
         o = (await client.next_event("OFFERS"))["offers"]["offers"][0]
         aid = o["agent_id"]["value"]
         polite = command_task("polite", aid, "sleep 60")
-        stubborn = {**command_task("stubborn", aid, "trap '' TERM; sleep 60; :"),
+        trapped = tmp_path / "trapped"  # the shell ignores SIGTERM from here on
+        stubborn = {**command_task("stubborn", aid, f"trap '' TERM; touch {trapped}; sleep 60; :"),
                     "kill_policy": {"grace_period": {"nanoseconds": 300_000_000}}}
         await client.accept([o["id"]["value"]], [polite, stubborn])
         for tid in ("polite", "stubborn"):
             await until_state(client, tid, "TASK_RUNNING")
+        await until(trapped.exists, "the shell to ignore SIGTERM", timeout=10)  # load can delay it
         loop = asyncio.get_running_loop()
         started = loop.time()
         await client.kill("polite")
