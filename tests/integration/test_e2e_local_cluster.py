@@ -1,0 +1,254 @@
+"""End to end: `mantis up` in a subprocess (mesoslite, 2 agents, the master), driven over HTTP.
+
+Worker processes are found through /proc (their MANTIS_* environment), the master through the
+pid file it writes in the data folder; `mantis up` starts a killed master again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from mesoslite.local import free_port
+from tests.integration.aio import run
+from tests.integration.workers import JOBS, ROOT
+
+pytestmark = pytest.mark.timeout(240)
+
+USER = {"user": "e2e"}
+
+
+def stages(*workers: int, memory: int = 128) -> dict[str, Any]:
+    machine = {"cpuCores": 0.2, "memoryMB": memory}
+    return {"stages": {str(n): {"numberOfInstances": k, "machineDefinition": machine}
+                       for n, k in enumerate(workers, 1)}}  # fmt: skip
+
+
+def cluster(name: str, artifact: str, *workers: int, memory: int = 128) -> dict[str, Any]:
+    return {"jobDefinition": {"name": name, "user": "e2e", "jobJarFileLocation": artifact,
+                              "schedulingInfo": stages(*workers, memory=memory)}}  # fmt: skip
+
+
+class Up:
+    """A `mantis up` process and what the tests need to know of it."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (data.parent / "up.out").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "adapters.cli.main", "up", "--data-dir", str(data),
+             "--port", str(self.port), "--agents", "2"],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+
+    def master_pid(self) -> int:
+        return int((self.data / "master.pid").read_text())
+
+    def workers(self, job_id: str) -> dict[tuple[int, int, int], int]:
+        """(stage, index, number) -> pid of the job's live worker processes."""
+        found: dict[tuple[int, int, int], int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            env = dict(v.split(b"=", 1) for v in raw.split(b"\0") if b"=" in v)
+            if env.get(b"MANTIS_JOB_ID") == job_id.encode():
+                key = tuple(int(env[k]) for k in (b"MANTIS_STAGE", b"MANTIS_WORKER_INDEX",
+                                                  b"MANTIS_WORKER_NUMBER"))  # fmt: skip
+                found[key] = int(entry.name)  # type: ignore[index]
+        return found
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    data = tmp_path_factory.mktemp("e2e") / "data"
+    cluster_up = Up(data)
+    run(healthy(cluster_up.url), timeout=60)
+    yield cluster_up
+    assert cluster_up.stop() == 0
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(data))]
+    assert not leftovers, "mantis up left processes behind"
+
+
+def _mentions(proc: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+async def healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url + "/api/v1/healthcheck") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not healthy after {timeout} s")
+            await asyncio.sleep(0.05)
+
+
+async def poll(check: Any, what: str, timeout: float = 60) -> Any:
+    """Await `check()` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as resp:
+        return await resp.json() if resp.status == 200 else None
+
+
+def started(job: Any) -> dict[int, Any]:
+    """Worker number -> worker, for the Started workers of a job view."""
+    return {w["workerNumber"]: w for w in job["workerMetadataList"] if w["state"] == "Started"}
+
+
+async def stream(http: aiohttp.ClientSession, url: str, into: list[Any]) -> None:
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                into.append(orjson.loads(line[6:]))
+
+
+def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
+    async def main() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(up.url + "/api/v1/jobClusters",
+                                 json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1)) as r:
+                assert r.status == 201, await r.text()
+            async with http.post(up.url + "/api/v1/jobs", json={"name": "counter", **USER}) as r:
+                assert r.status == 201, await r.text()
+                jid = (await r.json())["jobMetadata"]["jobId"]
+            job_url = f"{up.url}/api/v1/jobs/{jid}"
+            await poll(lambda: _all_started(http, job_url, 3), "3 workers Started")
+            got: list[Any] = []
+            reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
+            await poll(lambda: _true(len(got) > 200), "output")
+
+            pids = up.workers(jid)
+            ((sink_key, sink_pid),) = [(k, p) for k, p in pids.items() if k[0] == 3]
+            os.kill(sink_pid, signal.SIGKILL)
+
+            async def replaced() -> bool:
+                job = await get_json(http, job_url)
+                return any(w["stageNum"] == 3 and n > sink_key[2] for n, w in started(job).items())
+
+            await poll(replaced, "a replacement sink worker Started")
+            new = max(k[2] for k in up.workers(jid) if k[0] == 3)
+            await poll(lambda: _true(any(e["s3"] == new for e in got)), "output through it")
+            reader.cancel()
+
+    run(main(), timeout=120)
+
+
+def test_master_sigkill_keeps_jobs_and_running_workers(up: Up) -> None:
+    async def main() -> None:
+        async with aiohttp.ClientSession() as http:
+            jobs = await get_json(http, up.url + "/api/v1/jobs")
+            (job,) = [j for j in jobs["list"] if j["jobMetadata"]["name"] == "counter"]
+            jid = job["jobMetadata"]["jobId"]
+            before = started(await get_json(http, f"{up.url}/api/v1/jobs/{jid}"))
+            pids = up.workers(jid)
+            old_master = up.master_pid()
+            os.kill(old_master, signal.SIGKILL)
+            await poll(lambda: _true(_pid_changed(up, old_master)), "a new master")
+            await healthy(up.url)
+            # give the master a few heartbeat rounds: nothing may be replaced or killed
+            after = await poll(lambda: _all_started(http, f"{up.url}/api/v1/jobs/{jid}", 3),
+                               "the job's workers, recovered")  # fmt: skip
+            assert set(started(after)) == set(before), "the same workers, none replaced"
+            assert up.workers(jid) == pids, "the same worker processes"
+            got: list[Any] = []
+            reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
+            await poll(lambda: _true(len(got) > 100), "output after the restart")
+            reader.cancel()
+
+    run(main(), timeout=120)
+
+
+def test_every_acknowledged_submission_survives_random_master_kills(up: Up) -> None:
+    rng = random.Random(7)
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as http:
+            # workers that cannot be placed (more memory than an agent has): no processes
+            async with http.post(up.url + "/api/v1/jobClusters",
+                                 json=cluster("parked", str(JOBS / "counter.py"), 1,
+                                              memory=20000)) as r:  # fmt: skip
+                assert r.status == 201, await r.text()
+            acknowledged: list[str] = []
+            killed: list[int] = []
+            kill_at = sorted(rng.sample(range(10, 290), 4))
+            for i in range(300):
+                if kill_at and i == kill_at[0]:
+                    kill_at.pop(0)
+                    await healthy(up.url)  # kill a serving master, not one still starting
+                    killed.append(up.master_pid())
+                    os.kill(killed[-1], signal.SIGKILL)
+                try:
+                    async with http.post(up.url + "/api/v1/jobs",
+                                         json={"name": "parked", **USER}) as r:  # fmt: skip
+                        if r.status == 201:
+                            acknowledged.append((await r.json())["jobMetadata"]["jobId"])
+                except (aiohttp.ClientError, ConnectionError):
+                    await healthy(up.url)  # the master is coming back; go on submitting
+            await healthy(up.url)
+            assert len(set(killed)) == 4 and up.master_pid() not in killed
+            assert len(acknowledged) >= 250 and len(set(acknowledged)) == len(acknowledged)
+            missing = [j for j in acknowledged
+                       if await get_json(http, f"{up.url}/api/v1/jobs/{j}") is None]  # fmt: skip
+            assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {missing[:3]}"
+
+    run(main(), timeout=200)
+
+
+async def _all_started(http: aiohttp.ClientSession, url: str, n: int) -> Any:
+    job = await get_json(http, url)
+    return job if job is not None and len(started(job)) == n else None
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _pid_changed(up: Up, old: int) -> bool:
+    try:
+        return up.master_pid() != old
+    except (OSError, ValueError):
+        return False
