@@ -138,7 +138,8 @@ class Master:
         plane = ControlPlane.replay(events)
         log.info("master_recovered", events=len(events), jobs=len(plane.jobs),
                  active=len(plane.active_jobs()), seconds=round(time.monotonic() - t0, 3))  # fmt: skip
-        self.api = api = MasterApi(plane, append=store.append, commit=store.commit)
+        self.api = api = MasterApi(plane, append=store.append, commit=store.commit,
+                                   archive=store.archived_job_events)  # fmt: skip
         app = create_app(api, artifacts=self.artifacts, api_token=s.api_token)
         self._runner, port = await serve(app, s.host, s.port)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"

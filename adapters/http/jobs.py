@@ -68,7 +68,13 @@ def _job(request: web.Request) -> Job:
     name = request.match_info.get("name")
     if name is not None and cluster != name:
         raise NotFound("job", jid)
-    return request.app[MASTER].plane.job(jid)
+    master = request.app[MASTER]
+    if jid in master.plane.jobs:
+        return master.plane.job(jid)
+    archived = master.archived_plane(jid)  # terminal jobs compacted out of the live log
+    if archived is None:
+        raise NotFound("job", jid)
+    return archived.job(jid)
 
 
 # ---------------------------------------------------------------------- listing
@@ -166,7 +172,10 @@ async def archived_workers(request: web.Request) -> web.Response:
     """The job's terminal workers by worker number; `limit`, then pageSize/offset."""
     job = _job(request)
     limit = query_opt_int(request, "limit")
-    ended = [w for w in job_workers(request.app[MASTER].plane, job) if w.terminal]
+    master = request.app[MASTER]
+    plane = master.plane if job.job_id in master.plane.jobs else master.archived_plane(job.job_id)
+    assert plane is not None
+    ended = [w for w in job_workers(plane, job) if w.terminal]
     return json_response(page(request, [render_worker(w, job) for w in ended[:limit]]))
 
 

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 
 from core.control import ControlPlane, Outcome
 from core.effects import Effect, PublishSchedulingInfo, PublishStatus
-from core.events import Event, JobAccepted
+from core.errors import NotFound
+from core.events import ClusterCreated, Event, JobAccepted
+from core.model import JobClusterConfig, JobClusterDefinition
 
 Append = Callable[[Sequence[Event]], None]
 Commit = Callable[[Sequence[Event]], Awaitable[None]]
@@ -37,12 +39,14 @@ class MasterApi:
         clock: Callable[[], float] = time.time,
         append: Append | None = None,
         commit: Commit | None = None,
+        archive: Callable[[str], Sequence[Event]] | None = None,
     ) -> None:
         self.plane = plane or ControlPlane()
         self.clock = clock
         self.events: list[Event] = []
         self._append: Append = append or self.events.extend
         self._commit = commit
+        self._archive = archive
         # Effects this adapter does not carry out (launches, kills, status messages): the
         # master server drains them when `effects_ready` is set.
         self.effects: list[Effect] = []
@@ -73,6 +77,24 @@ class MasterApi:
             await self._commit(outcome.events)
         self._publish(outcome)
         return outcome
+
+    def archived_plane(self, jid: str) -> ControlPlane | None:
+        """A plane holding only the archived job `jid` (its events replayed on a stand-in
+        cluster), or None if the store has not archived it."""
+        if self._archive is None:
+            return None
+        try:
+            events = self._archive(jid)
+        except NotFound:
+            return None
+        accepted = next((e for e in events if isinstance(e, JobAccepted)), None)
+        if accepted is None:
+            return None
+        d = accepted.definition
+        config = JobClusterConfig(d.artifact_name, d.version, accepted.at, d.scheduling_info,
+                                  d.job_jar_url)  # fmt: skip
+        stand_in = ClusterCreated(JobClusterDefinition(d.cluster_name, (config,)), accepted.at)
+        return ControlPlane.replay([stand_in, *events])
 
     def apply(self, outcome: Outcome) -> None:
         """Persist the events first, then publish (coalesced) and keep the other effects."""
