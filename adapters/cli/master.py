@@ -40,7 +40,7 @@ from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
 from adapters.http.master_api import MasterApi
 from adapters.mesos.resource_manager import PymesosResourceManager
-from adapters.store.log import EventLog
+from adapters.store.log import EventLog, StoreCorrupted
 from core.control import ControlPlane
 from core.effects import DeclineOffers, KillTask, LaunchRequest, LaunchTask
 from core.job import Job
@@ -69,6 +69,8 @@ class MasterSettings:
     tick_secs: float = 1.0
     framework_name: str = "mantis"
     extra_worker_env: dict[str, str] = field(default_factory=dict)
+    recover_from_snapshot: bool = False
+    """Open a store whose log is damaged from its last good snapshot (see adapters.store)."""
 
 
 def artifact_location(definition: Any, artifacts: ArtifactStore, master_url: str) -> str:
@@ -133,7 +135,9 @@ class Master:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts.folder.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        self.store = store = EventLog(self.data_dir / "store")
+        self.store = store = EventLog(
+            self.data_dir / "store", recover_from_snapshot=s.recover_from_snapshot
+        )
         events = store.load()
         plane = ControlPlane.replay(events)
         log.info("master_recovered", events=len(events), jobs=len(plane.jobs),
@@ -314,7 +318,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-command", default=MasterSettings.worker_command,
                         help="the command agents run for a worker (default: %(default)s)")
     parser.add_argument("--tick-secs", type=float, default=1.0,
-                        help="timer resolution: heartbeats, SLA, cron (default: %(default)s)")  # fmt: skip
+                        help="timer resolution: heartbeats, SLA, cron (default: %(default)s)")
+    parser.add_argument("--recover-from-snapshot", action="store_true",
+                        help="open a damaged store from its last good snapshot, setting the "
+                             "damaged part aside (events after the damage are lost)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -322,5 +329,10 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir.resolve(), mesos=args.mesos, host=args.host, port=args.port,
         public_url=args.public_url, api_token=args.api_token or None,
         worker_command=args.worker_command, tick_secs=args.tick_secs,
+        recover_from_snapshot=args.recover_from_snapshot,
     )  # fmt: skip
-    return asyncio.run(run_master(settings))
+    try:
+        return asyncio.run(run_master(settings))
+    except StoreCorrupted as e:
+        sys.stderr.write(f"mantis master: {e}\n")
+        return 1

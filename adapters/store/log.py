@@ -60,7 +60,8 @@ class StoreCorrupted(Exception):
 
     def __init__(self, path: Path, offset: int, problem: str, remedy: str = "") -> None:
         remedy = remedy or (
-            "Restore the folder from a backup, or open it with recover_from_snapshot=True to "
+            "Restore the folder from a backup, or open it with recover_from_snapshot=True "
+            "(`mantis master --recover-from-snapshot`) to "
             "keep the last good snapshot and the valid records before the damage (what follows "
             f"it is lost; the damaged files are kept in {path.parent / QUARANTINE})"
         )
