@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 import structlog
@@ -287,19 +288,10 @@ async def _respond(
                 for frame in batch:
                     await ws.send_str(frame[6:-2].decode())
 
-        async def receive() -> None:
-            async for _ in ws:  # reading is what notices the client's close
-                pass
-
-        tasks = {asyncio.create_task(send()), asyncio.create_task(receive())}
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await serve_websocket(ws, send)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await frames.aclose()
-            await ws.close()
         return ws
     resp = web.StreamResponse(headers=SSE_HEADERS)
     await resp.prepare(request)
@@ -311,3 +303,23 @@ async def _respond(
     finally:
         await frames.aclose()
     return resp
+
+
+async def serve_websocket(
+    ws: web.WebSocketResponse, send: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
+    """Run `send` until it ends or the client closes (only reading notices a close), then
+    close the socket."""
+
+    async def receive() -> None:
+        async for _ in ws:
+            pass
+
+    tasks = {asyncio.create_task(send()), asyncio.create_task(receive())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ws.close()

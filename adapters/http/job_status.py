@@ -8,11 +8,11 @@ a message of a terminal job state; a request that is not a WebSocket upgrade get
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 
+from adapters.http.job_output import serve_websocket
 from adapters.http.views import MASTER
 from core.effects import PublishStatus
 from core.errors import InvalidRequest
@@ -49,18 +49,7 @@ async def job_status_stream(request: web.Request) -> web.StreamResponse:
                         return
                 await signal.wait()
 
-        async def receive() -> None:
-            async for _ in ws:  # reading is what notices the client's close
-                pass
-
-        tasks = {asyncio.create_task(send()), asyncio.create_task(receive())}
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await ws.close()
+        await serve_websocket(ws, send)
     return ws
 
 

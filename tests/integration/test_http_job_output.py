@@ -15,7 +15,7 @@ from adapters.http.job_output import OUTPUT, JobOutputHub
 from core.worker import WorkerState
 from tests.integration.aio import run
 from tests.integration.test_runtime_workers import local_master
-from tests.integration.workers import JOBS, LocalMaster, read_sse
+from tests.integration.workers import LocalMaster, read_sse
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,8 +30,7 @@ def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_connection(
 ) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            jid = await m.counter_job()
             got: list[list[Any]] = [[], [], []]
             urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"]
             readers = [asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)]
@@ -61,15 +60,13 @@ def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_co
 ) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            first = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(first)) == 3, "job 1 Started")
+            await m.counter_job()
             by_name: list[Any] = []
             reader = asyncio.create_task(read_sse(http, f"{m.url}/jobconnectbyname/counter", by_name))
             await m.until(lambda: len(by_name) > 2000, "output of job 1")
 
             mark = len(by_name)
-            second = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(second)) == 3, "job 2 Started")
+            second = await m.counter_job()
             # one job's stream only grows; job 2 counts from 0 again: the switch is a step down
             def switched() -> bool:
                 ids = [e["i"] for e in by_name[mark - 1 :]]

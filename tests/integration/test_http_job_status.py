@@ -10,7 +10,6 @@ import pytest
 
 from tests.integration.aio import run
 from tests.integration.test_runtime_workers import local_master
-from tests.integration.workers import JOBS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -18,8 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_status_stream_replays_history_follows_the_job_and_ends_with_it(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            jid = await m.counter_job()
             messages: list[dict[str, Any]] = []
             async with http.ws_connect(f"{m.url}/api/v1/jobStatusStream/{jid}") as ws:
                 for _ in range(2):

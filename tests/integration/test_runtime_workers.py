@@ -108,8 +108,7 @@ def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss_is_co
 ) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            jid = await m.counter_job()
             (sink,) = m.started(jid, stage=3)
             got: list[Any] = []
             reader = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", got))
@@ -140,8 +139,7 @@ def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss_is_co
 def test_sigterm_stops_a_worker_cleanly_as_completed_with_an_api_token(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_master(tmp_path, api_token="s3cret") as m:
-            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            jid = await m.counter_job()
             (sink,) = m.started(jid, stage=3)
             process = m.process(jid, 3, 0)
             process.popen.send_signal(signal.SIGTERM)
@@ -157,8 +155,7 @@ def test_client_ids_load_balance_within_a_group_and_broadcast_across_groups(
 ) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1])
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
+            jid = await m.counter_job()
             (sink,) = m.started(jid, stage=3)
             url = f"http://{HOST}:{sink.ports[0]}/"
             a1: list[Any] = []
@@ -191,7 +188,6 @@ def test_a_transient_job_without_subscribers_is_killed_by_its_sink_worker(tmp_pa
             jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1],
                            job_sla=JobSla(duration_type=DurationType.Transient),
                            subscription_timeout_secs=1)  # fmt: skip
-            await m.until(lambda: len(m.started(jid)) == 3, "3 workers Started")
             await m.until(lambda: m.job_state(jid).name in ("Completed", "Failed"),
                           "the job killed", timeout=15)  # fmt: skip
             job = m.master.plane.job(jid)

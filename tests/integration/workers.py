@@ -121,6 +121,12 @@ class LocalMaster:
         assert outcome.job_id is not None
         return outcome.job_id
 
+    async def counter_job(self, cluster: str = "counter", **request: Any) -> str:
+        """Submit jobs/counter.py (3 single-worker stages) and wait until it is Started."""
+        jid = self.submit(cluster, JOBS / "counter.py", [1, 1, 1], **request)
+        await self.until(lambda: len(self.started(jid)) == 3, f"{jid}: 3 workers Started")
+        return jid
+
     def workers(self, jid: str, state: WorkerState | None = None) -> list[Any]:
         return [w for w in self.master.plane.workers.values()
                 if w.job_id == jid and (state is None or w.state is state)]  # fmt: skip
