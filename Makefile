@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml scripts/install_http_parser.sh
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/mantis demo
+	$(VENV)/bin/mantis up --example
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http adapters/store adapters/cli/master.py adapters/cli/up.py
+	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http adapters/store adapters/cli
 
 test: lint
 	$(PY) -m pytest

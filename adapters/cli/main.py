@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import mesoslite.agent
 import mesoslite.master
-from adapters.cli import demo, master, up
+from adapters.cli import commands, demo, master, up
 from core.errors import CommandRejected
 from mesoslite.logs import configure as configure_logging
 
@@ -124,6 +124,24 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "drive the control plane through a job's lifecycle on a virtual clock",
         _add_demo_arguments,
         _run_demo,
+    ),
+    Subcommand(
+        "cluster",
+        "job clusters on a master: create, list, get, update, delete, enable, disable",
+        commands.add_cluster_arguments,
+        commands.run,
+    ),
+    Subcommand(
+        "job",
+        "jobs on a master: submit, list, get, kill, scale, resubmit-worker, connect",
+        commands.add_job_arguments,
+        commands.run,
+    ),
+    Subcommand(
+        "artifact",
+        "job artifacts on a master: upload, list",
+        commands.add_artifact_arguments,
+        commands.run,
     ),
 )
 

@@ -7,6 +7,10 @@ Mantis master (`mantis master`) as a child process. It prints where everything i
 watches: a master that dies is started again (it recovers its jobs from the store and keeps
 the running workers). Ctrl-C (or SIGTERM) stops everything cleanly: the master first, then the
 agents (which kill their tasks), then the mesoslite master.
+
+With `--example` it also uploads examples/synthetic_counts.py, creates its cluster
+(`synthetic-counts`, unless it exists), submits a job (unless one runs) and prints the job's
+output, one JSON line per key and second, until Ctrl-C (`make run` does this).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,8 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TextIO
 
+import orjson
 import structlog
 
+from adapters.cli.client import ApiError, MantisClient, MasterUnreachable, cluster_definition
 from adapters.cli.master import DEFAULT_PORT
 from mesoslite.local import AgentSpec, ClusterError, LocalCluster, free_port
 
@@ -45,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesos-port", type=int, default=0,
                         help="the mesoslite master's port (default: a free one)")
     parser.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
-                        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")  # fmt: skip
+                        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")
+    parser.add_argument("--example", action="store_true",
+                        help="run the example job and print its output until Ctrl-C")  # fmt: skip
 
 
 class LocalUp:
@@ -150,6 +159,47 @@ class LocalUp:
             self._log.close()
 
 
+EXAMPLE = ROOT / "examples" / "synthetic_counts.py"
+EXAMPLE_CLUSTER = "synthetic-counts"
+
+
+def start_example(client: MantisClient, user: str) -> str:
+    """Upload the example, create its cluster if new, submit a job unless one runs; its id."""
+    if not EXAMPLE.is_file():
+        raise FileNotFoundError(f"the example job is missing: {EXAMPLE}")
+    client.upload_artifact(EXAMPLE)
+    if EXAMPLE_CLUSTER not in {c.get("name") for c in client.list_clusters()}:
+        client.create_cluster(cluster_definition(
+            EXAMPLE_CLUSTER, EXAMPLE.name, user, stages={1: 1, 2: 2}, cpus=0.5, memory=256,
+            parameters={"eventsPerSecond": "2000"},
+        ))  # fmt: skip
+    running = client.list_jobs(EXAMPLE_CLUSTER)
+    job = running[0] if running else client.submit_job(EXAMPLE_CLUSTER, user)
+    return str(job["jobMetadata"]["jobId"])
+
+
+def stream_example(up: LocalUp, out: TextIO, stopped: Callable[[], bool]) -> None:
+    """Start the example and print its output; reconnect if the master restarts."""
+    client = MantisClient(up.url, up.api_token)
+    user = os.environ.get("USER") or "mantis"
+    try:
+        job_id = start_example(client, user)
+    except (ApiError, MasterUnreachable, OSError) as e:
+        log.error("example_failed", error=str(e))
+        return
+    out.write(f"example job {job_id} submitted: its workers start, then every second one line "
+              f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n")  # fmt: skip
+    out.flush()
+    while not stopped():
+        try:
+            for event in client.connect(cluster=EXAMPLE_CLUSTER):
+                out.write(orjson.dumps(event).decode() + "\n")
+                out.flush()
+        except (ApiError, MasterUnreachable, OSError) as e:
+            log.info("example_stream_reconnecting", error=str(e))
+        time.sleep(1.0)
+
+
 def run(args: argparse.Namespace) -> int:
     up = LocalUp(args.data_dir, args.agents, port=args.port, mesos_port=args.mesos_port,
                  agent_resources=args.agent_resources, api_token=args.api_token,
@@ -165,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         up.start()
         up.describe(sys.stdout)
+        if args.example:
+            threading.Thread(target=stream_example, args=(up, sys.stdout, lambda: stop),
+                             daemon=True, name="example").start()  # fmt: skip
         up.supervise(lambda: stop)
     finally:
         up.stop()

@@ -1,0 +1,502 @@
+"""`mantis cluster|job|artifact ...`: the client commands, over the master's REST API.
+
+Each command is one call (or a few) of `MantisClient`. Every action takes `--url` (default
+$MANTIS_URL, else the local `mantis up` master), `--token` (default $MANTIS_API_TOKEN),
+`--user` (default $USER) and `--json`. Output is for people by default (aligned tables for
+lists, the key facts for one cluster or job); `--json` prints the API's JSON instead (nothing
+for calls that answer nothing, e.g. delete or kill). A rejected call is one line on stderr
+with exit status 1 (main.py prints it); a malformed argument is a usage error, status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from adapters.cli.client import (
+    DEFAULT_URL,
+    ApiError,
+    Json,
+    MantisClient,
+    cluster_definition,
+    parse_key_value,
+    parse_stages,
+    updated_definition,
+)
+from core.errors import CommandRejected
+
+PLACED = frozenset({"Launched", "StartInitiated", "Started"})
+ENDED = frozenset({"Failed", "Completed", "Terminating_abnormal", "Terminating_normal"})
+DEFAULT_WAIT_SECS = 120.0
+POLL_SECS = 0.25
+
+Action = Callable[[MantisClient, argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------------- argument types
+
+
+def _stages(text: str) -> dict[int, int]:
+    try:
+        return parse_stages(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    try:
+        return parse_key_value(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _number(minimum: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        return value
+
+    return convert
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        return int(_number(minimum, int)(text))
+
+    return convert
+
+
+# ---------------------------------------------------------------------- parsers
+
+
+def _default_user() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no $USER and no password entry (e.g. in a container)
+        return "anonymous"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    env = os.environ
+    parser.add_argument("--url", default=env.get("MANTIS_URL") or DEFAULT_URL,
+                        help="the master's API (default: $MANTIS_URL, else %(default)s)")  # fmt: skip
+    parser.add_argument("--token", default=env.get("MANTIS_API_TOKEN"),
+                        help="bearer token for changes (default: $MANTIS_API_TOKEN)")  # fmt: skip
+    parser.add_argument("--user", default=_default_user(),
+                        help="who does this, for the master's records (default: $USER)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _actions(parser: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+    """A function that adds one action (`create`, `list`, ...) under `parser`."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(name: str, help: str, run: Action) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+        _add_common(p)
+        p.set_defaults(action_run=run)
+        return p
+
+    return add
+
+
+def _add_definition_options(p: argparse.ArgumentParser, update: bool) -> None:
+    keep = " (default: as now)" if update else ""
+    p.add_argument("--artifact", required=not update,
+                   help="a URL, a local path (anything with a '/') or an uploaded artifact's "
+                        "name" + keep)  # fmt: skip
+    p.add_argument("--stages", type=_stages, default=None if update else {1: 1}, metavar="N:W,...",
+                   help="workers per stage, e.g. 1:2,2:1" + (keep or " (default: 1:1)"))  # fmt: skip
+    p.add_argument("--cpus", type=_number(0.01), default=None if update else 1.0,
+                   help="CPU cores per worker" + (keep or " (default: 1)"))  # fmt: skip
+    p.add_argument("--memory", type=_number(1), default=None if update else 512.0, metavar="MB",
+                   help="memory per worker, MB" + (keep or " (default: 512)"))  # fmt: skip
+    p.add_argument("--scalable", action="store_true", default=None if update else False,
+                   help="let every stage be scaled (job scale)")  # fmt: skip
+    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="K=V",
+                   help="a job parameter (repeatable)" + (", added or replaced" if update else ""))  # fmt: skip
+    p.add_argument("--label", type=_key_value, action="append", default=[], metavar="K=V",
+                   help="a label (repeatable)" + (", added or replaced" if update else ""))  # fmt: skip
+    p.add_argument("--version", help="the new version's name (default: a timestamp)")
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    add = _actions(parser)
+    p = add("create", "create a job cluster", _cluster_create)
+    p.add_argument("name")
+    _add_definition_options(p, update=False)
+    p = add("list", "list job clusters", _cluster_list)
+    p.add_argument("--matching", metavar="RE", help="only names matching this regex")
+    add("get", "show a job cluster", _cluster_get).add_argument("name")
+    p = add("update", "a new version of a job cluster: what is not given stays", _cluster_update)
+    p.add_argument("name")
+    _add_definition_options(p, update=True)
+    add("delete", "delete a job cluster", _cluster_delete).add_argument("name")
+    add("enable", "accept submissions again", _cluster_enable).add_argument("name")
+    add("disable", "kill the cluster's jobs and refuse submissions", _cluster_disable).add_argument(
+        "name"
+    )
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    add = _actions(parser)
+    p = add("submit", "submit a job of a job cluster", _job_submit)
+    p.add_argument("cluster")
+    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="K=V",
+                   help="a job parameter (repeatable; default: the cluster's)")  # fmt: skip
+    p.add_argument("--wait", action="store_true",
+                   help="show the workers' progress until all are Started")  # fmt: skip
+    p.add_argument("--timeout", type=_number(0), default=DEFAULT_WAIT_SECS, metavar="S",
+                   help="with --wait: give up after S seconds (default: %(default)g)")  # fmt: skip
+    p = add("list", "list jobs, newest first", _job_list)
+    p.add_argument("--cluster", help="only this cluster's jobs")
+    p.add_argument("--all", action="store_true", help="also jobs that ended")
+    add("get", "show a job and its workers", _job_get).add_argument("job_id", metavar="ID")
+    p = add("kill", "kill a job", _job_kill)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--reason", required=True)
+    p = add("scale", "set a stage's number of workers", _job_scale)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--stage", type=_count(1), required=True, metavar="N")
+    p.add_argument("--workers", type=_count(1), required=True, metavar="K")
+    p.add_argument("--reason", default="")
+    p = add("resubmit-worker", "replace a worker by a new one", _job_resubmit_worker)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--worker-number", type=_count(0), required=True, metavar="N")
+    p.add_argument("--reason", default="")
+    p = add("connect", "print a job's output, one JSON line per event (Ctrl-C ends)", _job_connect)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", nargs="?", metavar="ID")
+    target.add_argument("--cluster", help="the output of the cluster's newest job")
+    p.add_argument("--client-id", help="connections with one id share the output")
+    p.add_argument("--sample", type=_number(0.05), metavar="S",
+                   help="only the newest event every S seconds")  # fmt: skip
+    p.add_argument("--limit", type=_count(1), metavar="N", help="stop after N events")
+
+
+def add_artifact_arguments(parser: argparse.ArgumentParser) -> None:
+    add = _actions(parser)
+    p = add("upload", "upload a job artifact (.py or .zip)", _artifact_upload)
+    p.add_argument("path")
+    p.add_argument("--name", help="the artifact's name (default: the file's)")
+    add("list", "list uploaded artifacts", _artifact_list)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen action with a client for `--url`/`--token`."""
+    action: Action = args.action_run
+    client = MantisClient(args.url, args.token)
+    try:
+        return action(client, args)
+    except ApiError as e:
+        if e.status != 401:
+            raise
+        raise ApiError(401, f"{e.message} (give --token or set $MANTIS_API_TOKEN)") from None
+
+
+# ---------------------------------------------------------------------- output
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _say(args: argparse.Namespace, line: str, answer: object = None) -> int:
+    """A one-line report for people, or the API's answer (if any) with --json."""
+    if not args.json:
+        sys.stdout.write(line + "\n")
+    elif answer is not None:
+        _print_json(answer)
+    return 0
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    cells = [list(header)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in cells
+    )
+
+
+def _facts(pairs: Sequence[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in pairs)
+    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in pairs)
+
+
+def when(ms: object) -> str:
+    """Epoch milliseconds as UTC time; '-' when unset (-1)."""
+    if not isinstance(ms, int | float) or ms < 0:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _pairs(items: Iterable[Json]) -> str:
+    return ", ".join(f"{i['name']}={i['value']}" for i in items) or "-"
+
+
+def _machine(m: Json) -> str:
+    return f"{m['cpuCores']:g} cpu, {m['memoryMB']:g} MB"
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" + ("" if n == 1 else "s")
+
+
+# ---------------------------------------------------------------------- clusters
+
+
+def _definition_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "stages": args.stages, "cpus": args.cpus, "memory": args.memory,
+        "scalable": args.scalable, "parameters": dict(args.param), "labels": dict(args.label),
+        "version": args.version,
+    }  # fmt: skip
+
+
+def _cluster_create(client: MantisClient, args: argparse.Namespace) -> int:
+    definition = cluster_definition(args.name, args.artifact, args.user, **_definition_args(args))
+    cluster = client.create_cluster(definition)
+    return _say(args, f"created job cluster {cluster['name']} (version {cluster['latestVersion']})",
+                cluster)  # fmt: skip
+
+
+def _cluster_list(client: MantisClient, args: argparse.Namespace) -> int:
+    clusters = client.list_clusters(args.matching)
+    if args.json:
+        _print_json(clusters)
+    elif not clusters:
+        sys.stdout.write("no job clusters\n")
+    else:
+        rows = []
+        for c in clusters:
+            jar = _latest(c)
+            stages = jar.get("schedulingInfo", {}).get("stages", {})
+            workers = ",".join(f"{n}:{s['numberOfInstances']}" for n, s in sorted(stages.items()))
+            rows.append([c["name"], c["latestVersion"], jar.get("artifactName", "-"), workers,
+                         c["lastJobCount"], "disabled" if c["disabled"] else "enabled"])  # fmt: skip
+        sys.stdout.write(table(["NAME", "VERSION", "ARTIFACT", "STAGES", "JOBS", "STATE"], rows))
+    return 0
+
+
+def _latest(cluster: Json) -> Json:
+    jars = [j for j in cluster.get("jars") or [] if j.get("version") == cluster.get("latestVersion")]
+    return jars[-1] if jars else {}
+
+
+def _cluster_get(client: MantisClient, args: argparse.Namespace) -> int:
+    c = client.get_cluster(args.name)
+    if args.json:
+        _print_json(c)
+        return 0
+    jar = _latest(c)
+    stages = jar.get("schedulingInfo", {}).get("stages", {})
+    sys.stdout.write(_facts([
+        ("name", c["name"]),
+        ("version", c["latestVersion"]),
+        ("artifact", jar.get("url") or "-"),
+        *((f"stage {n}", f"{_workers(s['numberOfInstances'])} x "
+           f"{_machine(s['machineDefinition'])}" + (", scalable" if s.get("scalable") else ""))
+          for n, s in sorted(stages.items(), key=lambda kv: int(kv[0]))),
+        ("parameters", _pairs(c.get("parameters") or [])),
+        ("labels", _pairs(c.get("labels") or [])),
+        ("user", c.get("user") or "-"),
+        ("jobs", f"{c['lastJobCount']} submitted"),
+        ("state", "disabled" if c["disabled"] else "enabled"),
+    ]))  # fmt: skip
+    return 0
+
+
+def _cluster_update(client: MantisClient, args: argparse.Namespace) -> int:
+    current = client.get_cluster(args.name)
+    definition = updated_definition(current, args.user, artifact=args.artifact,
+                                    **_definition_args(args))  # fmt: skip
+    cluster = client.update_cluster(args.name, definition)
+    return _say(args, f"updated job cluster {args.name} to version {cluster['latestVersion']}",
+                cluster)  # fmt: skip
+
+
+def _cluster_delete(client: MantisClient, args: argparse.Namespace) -> int:
+    client.delete_cluster(args.name, args.user)
+    return _say(args, f"deleted job cluster {args.name}")
+
+
+def _cluster_enable(client: MantisClient, args: argparse.Namespace) -> int:
+    client.enable_cluster(args.name, args.user)
+    return _say(args, f"enabled job cluster {args.name}")
+
+
+def _cluster_disable(client: MantisClient, args: argparse.Namespace) -> int:
+    client.disable_cluster(args.name, args.user)
+    return _say(args, f"disabled job cluster {args.name}")
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def _job_submit(client: MantisClient, args: argparse.Namespace) -> int:
+    job = client.submit_job(args.cluster, args.user, parameters=dict(args.param) or None)
+    jid = job["jobMetadata"]["jobId"]
+    out = sys.stderr if args.json else sys.stdout
+    out.write(f"submitted job {jid}\n")
+    if args.wait:
+        job = wait_until_started(client, jid, args.timeout, out)
+    if args.json:
+        _print_json(job)
+    return 0
+
+
+def progress(job: Json) -> tuple[int, int, int]:
+    """(workers placed on an agent, workers Started, workers wanted) of a job view."""
+    states = [w["state"] for w in job.get("workerMetadataList") or []]
+    wanted = sum(int(s["numWorkers"]) for s in job.get("stageMetadataList") or [])
+    return sum(s in PLACED for s in states), states.count("Started"), wanted
+
+
+def wait_until_started(
+    client: MantisClient, jid: str, timeout: float, out: Any,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> Json:  # fmt: skip
+    """Poll the job until every worker is Started, writing a line whenever that moves on;
+    the job's view then. A job that ends first, or a timeout, is an error."""
+    deadline = clock() + timeout
+    last = ""
+    while True:
+        job = client.get_job(jid)
+        meta = job["jobMetadata"]
+        placed, started, wanted = progress(job)
+        line = f"{jid}: {placed}/{wanted} workers placed, {started}/{wanted} started"
+        if line != last:
+            out.write(line + "\n")
+            out.flush()
+            last = line
+        if meta["state"] in ENDED:
+            why = f": {meta['message']}" if meta.get("message") else ""
+            raise CommandRejected(f"job {jid} ended {meta['state']}{why}")
+        if wanted and started == wanted:
+            out.write(f"{jid}: all {_workers(wanted)} Started\n")
+            return job
+        if clock() >= deadline:
+            raise TimeoutError(
+                f"job {jid}: {started}/{wanted} workers Started after {timeout:g} s"
+            )
+        sleep(POLL_SECS)
+
+
+def _job_list(client: MantisClient, args: argparse.Namespace) -> int:
+    jobs = client.list_jobs(args.cluster, active_only=not args.all)
+    if args.json:
+        _print_json(jobs)
+    elif not jobs:
+        sys.stdout.write("no jobs\n")
+    else:
+        rows = []
+        for job in jobs:
+            meta = job["jobMetadata"]
+            _, started, wanted = progress(job)
+            rows.append([meta["jobId"], meta["state"], f"{started}/{wanted}",
+                         when(meta["submittedAt"]), meta["user"]])  # fmt: skip
+        sys.stdout.write(table(["JOB ID", "STATE", "STARTED", "SUBMITTED (UTC)", "USER"], rows))
+    return 0
+
+
+def _job_get(client: MantisClient, args: argparse.Namespace) -> int:
+    job = client.get_job(args.job_id)
+    if args.json:
+        _print_json(job)
+        return 0
+    meta = job["jobMetadata"]
+    state = meta["state"] + (f" ({meta['reason']})" if meta.get("reason") else "")
+    sys.stdout.write(_facts([
+        ("job", meta["jobId"]),
+        ("cluster", meta["name"]),
+        ("state", state + (f": {meta['message']}" if meta.get("message") else "")),
+        ("artifact", meta.get("jarUrl") or "-"),
+        ("version", job.get("version") or "-"),
+        ("user", meta["user"]),
+        ("submitted", when(meta["submittedAt"])),
+        ("started", when(meta["startedAt"])),
+        ("ended", when(meta["endedAt"])),
+        ("parameters", _pairs(meta.get("parameters") or [])),
+        *((f"stage {s['stageNum']}", f"{_workers(s['numWorkers'])} x "
+           f"{_machine(s['machineDefinition'])}" + (", scalable" if s.get("scalable") else ""))
+          for s in job.get("stageMetadataList") or []),
+    ]))  # fmt: skip
+    workers = job.get("workerMetadataList") or []
+    if workers:
+        sys.stdout.write("\n" + table(
+            ["STAGE", "INDEX", "NUMBER", "STATE", "HOST", "PORTS"],
+            ([w["stageNum"], w["workerIndex"], w["workerNumber"], w["state"], w.get("slave") or "-",
+              ",".join(str(p) for p in w.get("ports") or []) or "-"] for w in workers),
+        ))  # fmt: skip
+    return 0
+
+
+def _job_kill(client: MantisClient, args: argparse.Namespace) -> int:
+    client.kill_job(args.job_id, args.user, args.reason)
+    return _say(args, f"killing job {args.job_id}")
+
+
+def _job_scale(client: MantisClient, args: argparse.Namespace) -> int:
+    client.scale_stage(args.job_id, args.stage, args.workers, args.user, args.reason)
+    return _say(args, f"scaled stage {args.stage} of job {args.job_id} to {_workers(args.workers)}")
+
+
+def _job_resubmit_worker(client: MantisClient, args: argparse.Namespace) -> int:
+    client.resubmit_worker(args.job_id, args.worker_number, args.user, args.reason)
+    return _say(args, f"resubmitted worker {args.worker_number} of job {args.job_id}")
+
+
+def _job_connect(client: MantisClient, args: argparse.Namespace) -> int:
+    params = {"clientId": args.client_id} if args.client_id else {}
+    if args.sample is not None:
+        params["sample"] = f"{args.sample:g}"
+    events = client.connect(args.job_id, cluster=args.cluster, params=params)
+    count = 0
+    try:
+        for event in events:
+            sys.stdout.write(orjson.dumps(event).decode() + "\n")
+            sys.stdout.flush()
+            count += 1
+            if args.limit is not None and count >= args.limit:
+                break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how one stops watching
+    finally:
+        events.close()
+    return 0
+
+
+# ---------------------------------------------------------------------- artifacts
+
+
+def _artifact_upload(client: MantisClient, args: argparse.Namespace) -> int:
+    stored = client.upload_artifact(args.path, args.name)
+    return _say(args, f"uploaded {stored['name']} ({stored['size']} bytes, "
+                      f"sha256 {stored['sha256'][:12]}...): {stored['url']}", stored)  # fmt: skip
+
+
+def _artifact_list(client: MantisClient, args: argparse.Namespace) -> int:
+    artifacts = client.list_artifacts()
+    if args.json:
+        _print_json(artifacts)
+    elif not artifacts:
+        sys.stdout.write("no artifacts\n")
+    else:
+        rows = ([a["name"], a["size"], when(a["createdAt"])] for a in artifacts)
+        sys.stdout.write(table(["NAME", "BYTES", "UPLOADED (UTC)"], rows))
+    return 0
