@@ -44,14 +44,15 @@ def cluster(name: str, artifact: str, *workers: int, memory: int = 128) -> dict[
 class Up:
     """A `mantis up` process and what the tests need to know of it."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *options: str) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (data.parent / "up.out").open("wb")
+        self.out = data.parent / "up.out"
+        self.log = self.out.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "adapters.cli.main", "up", "--data-dir", str(data),
-             "--port", str(self.port), "--agents", "2"],
+             "--port", str(self.port), "--agents", "2", *options],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
@@ -252,3 +253,23 @@ def _pid_changed(up: Up, old: int) -> bool:
         return up.master_pid() != old
     except (OSError, ValueError):
         return False
+
+
+def test_mantis_up_example_prints_the_example_jobs_output(tmp_path: Path) -> None:
+    """What `make run` does: the example job's counts per key and second reach stdout."""
+    example = Up(tmp_path / "data", "--example")
+    try:
+
+        async def counts() -> list[Any]:
+            lines = example.out.read_bytes().splitlines()
+            return [orjson.loads(line) for line in lines if line.startswith(b'{"key"')]
+
+        windows = run_result(poll(counts, "the example's output", timeout=60))
+        assert {"key", "count", "start", "end"} <= set(windows[0])
+    finally:
+        assert example.stop() == 0
+    assert b"mantis stopped." in example.out.read_bytes()
+
+
+def run_result(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 90))
