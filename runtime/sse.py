@@ -458,12 +458,18 @@ class SseSink:
             await self._runner.cleanup()
             self._runner = None
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The aiohttp handler: one SSE stream per request, until either side ends it."""
-        try:
-            params = SseParams.from_query(request.query)
-        except InvalidRequest as e:
-            return web.json_response({"message": e.message, "field": e.field}, status=400)
+    async def handle(
+        self, request: web.Request, params: SseParams | None = None
+    ) -> web.StreamResponse:
+        """The aiohttp handler: one SSE stream per request, until either side ends it.
+
+        `params` default to the request's query (Mantis' sink parameters); a proxy that has
+        applied them upstream passes its own (the master's job output does)."""
+        if params is None:
+            try:
+                params = SseParams.from_query(request.query)
+            except InvalidRequest as e:
+                return web.json_response({"message": e.message, "field": e.field}, status=400)
         if self._closed:
             return web.json_response({"message": "sink closed"}, status=503)
         resp = web.StreamResponse(headers=SSE_HEADERS)

@@ -11,8 +11,11 @@ As Mantis API's ConnectionBroker: the query parameters (clientId, sample, ...) a
 every sink worker, identical subscriptions (same job, same query) share one upstream
 connection per sink worker, the set of sink workers follows the job's scheduling info
 (a replaced worker is dropped and its replacement connected), and the upstream connections of
-a subscription close when its last client leaves. A slow client does not slow the others: its
-queue is bounded and what does not fit is dropped and counted (`dropped`).
+a subscription close when its last client leaves. A slow client does not slow the others: what
+does not fit its bounded buffer is dropped and counted. SSE clients of one job are served by the
+subscription's `runtime.sse.SseSink` (one framed block written to every socket from one loop
+callback, as a sink worker does); WebSocket clients and `jobconnectbyname` (which moves its
+clients from job to job) read a per-client queue.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from adapters.http.master_api import MasterApi
 from adapters.http.views import need_str, parse_job_request, read_json
 from core.errors import InvalidRequest
 from runtime.sources.sse import RETRYABLE, Backoff, sse_payloads
+from runtime.sse import SseParams, SseSink
 
 log = structlog.get_logger()
 
@@ -79,7 +83,11 @@ class Subscription:
         self.hub = hub
         self.job_id = job_id
         self.query = query
+        self.users = 0
+        self.sink = SseSink(buffer_events=hub.client_queue)
+        """Serves the SSE clients (each its own group: everyone gets everything)."""
         self.clients: set[Client] = set()
+        """The queue clients."""
         self.connections = 0
         self._readers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._task = asyncio.create_task(self._follow(), name=f"job-output {job_id}")
@@ -99,6 +107,7 @@ class Subscription:
         self._connect(set())
         for client in list(self.clients):
             client.end()
+        await self.sink.close()
 
     def _connect(self, wanted: set[tuple[str, int]]) -> None:
         for key in list(self._readers):
@@ -116,9 +125,11 @@ class Subscription:
             try:
                 async for payloads in sse_payloads(self.hub.session(), url, dict(self.query)):
                     attempt = 0
-                    frames = [b"data: " + p + b"\n\n" for p in payloads]
-                    for client in self.clients:
-                        client.put(frames)
+                    self.sink.publish_many(payloads)
+                    if self.clients:
+                        frames = [b"data: " + p + b"\n\n" for p in payloads]
+                        for client in self.clients:
+                            client.put(frames)
             except RETRYABLE as e:
                 log.info("job_output_upstream_lost", job_id=self.job_id, url=url, error=repr(e))
             finally:
@@ -132,6 +143,7 @@ class Subscription:
         for task in readers:
             task.cancel()
         await asyncio.gather(self._task, *readers, return_exceptions=True)
+        await self.sink.close()
 
 
 class JobOutputHub:
@@ -154,18 +166,25 @@ class JobOutputHub:
         """Open connections to sink workers (a test counts them for leaks)."""
         return sum(s.connections for s in self.subscriptions.values())
 
-    def subscribe(self, job_id: str, query: Query) -> tuple[Subscription, Client]:
+    def subscribe(self, job_id: str, query: Query) -> Subscription:
+        """The subscription for (job, query), shared; `release` it when done."""
         key = (job_id, query)
         sub = self.subscriptions.get(key)
         if sub is None:
             sub = self.subscriptions[key] = Subscription(self, job_id, query)
+        sub.users += 1
+        return sub
+
+    def queue(self, sub: Subscription) -> Client:
         client = Client(self.client_queue)
         sub.clients.add(client)
-        return sub, client
+        return client
 
-    async def unsubscribe(self, sub: Subscription, client: Client) -> None:
-        sub.clients.discard(client)
-        if not sub.clients and self.subscriptions.get((sub.job_id, sub.query)) is sub:
+    async def release(self, sub: Subscription, client: Client | None = None) -> None:
+        if client is not None:
+            sub.clients.discard(client)
+        sub.users -= 1
+        if sub.users == 0 and self.subscriptions.get((sub.job_id, sub.query)) is sub:
             del self.subscriptions[(sub.job_id, sub.query)]
             await sub.close()
 
@@ -204,9 +223,19 @@ def _query(request: web.Request) -> Query:
 
 
 async def connect_by_id(request: web.Request) -> web.StreamResponse:
-    jid = request.match_info["jobId"]
-    request.app[OUTPUT].master.plane.job(jid)  # 404 for an unknown job
-    return await _respond(request, _job_frames(request, jid))
+    jid = request.app[OUTPUT].master.plane.job(request.match_info["jobId"]).job_id  # or 404
+    return await _connect(request, jid)
+
+
+async def _connect(request: web.Request, jid: str) -> web.StreamResponse:
+    if web.WebSocketResponse().can_prepare(request).ok:
+        return await _respond(request, _job_frames(request, jid))
+    hub = request.app[OUTPUT]
+    sub = hub.subscribe(jid, _query(request))
+    try:
+        return await sub.sink.handle(request, SseParams())
+    finally:
+        await hub.release(sub)
 
 
 async def connect_by_name(request: web.Request) -> web.StreamResponse:
@@ -227,17 +256,18 @@ async def submit_and_connect(request: web.Request) -> web.StreamResponse:
         lambda plane, now: plane.submit_job(cluster, job_request, user, now)
     )
     assert outcome.job_id is not None
-    return await _respond(request, _job_frames(request, outcome.job_id))
+    return await _connect(request, outcome.job_id)
 
 
 async def _job_frames(request: web.Request, jid: str) -> AsyncGenerator[list[bytes], None]:
     hub = request.app[OUTPUT]
-    sub, client = hub.subscribe(jid, _query(request))
+    sub = hub.subscribe(jid, _query(request))
+    client = hub.queue(sub)
     try:
         while frames := await client.take():
             yield frames
     finally:
-        await hub.unsubscribe(sub, client)
+        await hub.release(sub, client)
 
 
 async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[list[bytes], None]:
@@ -251,7 +281,8 @@ async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[lis
                 signal.clear()
                 await signal.wait()
                 continue
-            sub, client = hub.subscribe(jid, _query(request))
+            sub = hub.subscribe(jid, _query(request))
+            client = hub.queue(sub)
             try:
                 while master.last_submitted.get(name) == jid and not client.ended:
                     signal.clear()
@@ -270,7 +301,7 @@ async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[lis
                         with contextlib.suppress(asyncio.CancelledError):
                             await take
             finally:
-                await hub.unsubscribe(sub, client)
+                await hub.release(sub, client)
             if client.ended and master.last_submitted.get(name) == jid:
                 signal.clear()
                 await signal.wait()  # the job ended: wait for the cluster's next one
