@@ -33,6 +33,7 @@ import resource
 import signal
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,49 @@ class TaskEnvironment:
         }  # fmt: skip
 
 
+class Instances:
+    """A stage's running instances: ``StageConfig.concurrency`` of them (Mantis'
+    ``concurrentInput(n)``), each with its own state. Scalar input goes to them batch by batch
+    in turn; keyed input by key, so that one key's windows stay in one instance."""
+
+    def __init__(self, instances: list[RunningStage], keyed: bool) -> None:
+        self.instances = instances
+        self.keyed = keyed and len(instances) > 1
+        self._turn = 0
+
+    def on_batch(self, batch: list[Any], now: float) -> None:
+        instances = self.instances
+        if len(instances) == 1:
+            instances[0].on_batch(batch, now)
+        elif not self.keyed:
+            self._turn = (self._turn + 1) % len(instances)
+            instances[self._turn].on_batch(batch, now)
+        else:
+            shares: list[list[Any]] = [[] for _ in instances]
+            for pair in batch:
+                shares[zlib.crc32(orjson.dumps(pair[0])) % len(shares)].append(pair)
+            for instance, share in zip(instances, shares, strict=True):
+                if share:
+                    instance.on_batch(share, now)
+
+    def on_tick(self, now: float) -> None:
+        for instance in self.instances:
+            instance.on_tick(now)
+
+    @property
+    def next_deadline(self) -> float | None:
+        deadlines = [d for i in self.instances if (d := i.next_deadline) is not None]
+        return min(deadlines) if deadlines else None
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((i.error for i in self.instances if i.error is not None), None)
+
+    def close(self) -> None:
+        for instance in self.instances:
+            instance.close()
+
+
 class WorkerFailed(Exception):
     """The worker cannot go on; the message goes to the job's status."""
 
@@ -215,7 +259,7 @@ class Worker:
         self.failure: str | None = None
         self.context: Context | None = None
         self.job: Job | None = None
-        self.running: RunningStage | None = None
+        self.running: Instances | None = None
         self.output: StageOutputServer | None = None
         self.sink: SseSink | None = None
         self.input: StageInput | None = None
@@ -322,7 +366,10 @@ class Worker:
             raise WorkerFailed(f"cannot listen on {env.host}:{port}: {e.strerror or e}") from e
         try:
             scheduler = AsyncIOScheduler(asyncio.get_running_loop())
-            self.running = stage.start(context, self._pending.extend, scheduler)
+            self.running = Instances([
+                stage.start(context, self._pending.extend, scheduler)
+                for _ in range(stage.config.concurrency)
+            ], keyed=stage.input_keyed)  # fmt: skip
         except Exception as e:
             raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
         if env.stage > 1:

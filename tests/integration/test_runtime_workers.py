@@ -38,7 +38,7 @@ def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity(
 ) -> None:
     async def main() -> None:
         async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = m.submit("three", JOBS / "three_stage.py", [1, 2, 2], {"n": 1400})
+            jid = m.submit("three", JOBS / "three_stage.py", [1, 2, 2], {"n": 14000})
             await m.until(lambda: len(m.started(jid)) == 5, "5 workers Started")
             sinks = sorted(m.started(jid, stage=3), key=lambda w: w.index)
             outputs: dict[int, list[Any]] = {w.index: [] for w in sinks}
@@ -46,7 +46,7 @@ def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity(
                 asyncio.create_task(read_sse(http, f"http://{HOST}:{w.ports[0]}/", outputs[w.index]))
                 for w in sinks
             ]
-            await m.until(lambda: sum(len(o) for o in outputs.values()) >= 70, "70 windows")
+            await m.until(lambda: sum(len(o) for o in outputs.values()) >= 700, "700 windows")
             for r in readers:
                 r.cancel()
 
@@ -56,7 +56,7 @@ def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity(
                 for window in out:
                     assert len(window["items"]) == 10, window
                     seen[window["key"]].extend(window["items"])
-            expected = {f"k{k}": sorted(i for i in range(0, 1400, 2) if i % 7 == k) for k in range(7)}
+            expected = {f"k{k}": sorted(i for i in range(0, 14000, 2) if i % 7 == k) for k in range(7)}
             assert {k: sorted(v) for k, v in seen.items()} == expected
             # key affinity: every key was counted by exactly one stage-3 worker
             assert sum(len(keys) for keys in keys_by_worker.values()) == 7, keys_by_worker

@@ -1,7 +1,8 @@
 """A deterministic job through 3 stages, lossless (blocking mode everywhere).
 
 Stage 1 reads `n` events and keeps the even ones; stage 2 keys them by `i % 7`; stage 3
-counts each key's events in windows of 10 and says which worker counted them.
+counts each key's events in windows of 10, in two instances per worker (keys split between
+them: a key's window must stay in one).
 """
 
 from runtime.job import IterableSource, Job, ServerSentEventsSink
@@ -17,7 +18,7 @@ def evens(events):
 
 
 def job():
-    n = IntParameter("n", default=1400, minimum=1)
+    n = IntParameter("n", default=14000, minimum=1)
     return Job(
         source=lambda context: IterableSource(range(context.param("n", int)), 100).batches(context),
         stages=[
@@ -25,6 +26,7 @@ def job():
             KeyStage(key_fn=lambda e: e["k"], config=BLOCKING),
             GroupToScalarStage(
                 window=Window.tumbling_count(10),
+                config=StageConfig(concurrency=2),
                 reduce=lambda acc, e: acc + [e["i"]],
                 initial=list,
                 output=lambda key, acc, info: {"key": key, "items": acc},
