@@ -42,6 +42,7 @@ def configure(json: bool = False, level: str = "info") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.getLevelNamesMapping()[level.upper()], stream=sys.stderr)
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # a line per state change
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +40,10 @@ from mesoslite.local import AgentSpec, ClusterError, LocalCluster, free_port
 log = structlog.get_logger()
 
 ROOT = Path(__file__).resolve().parents[2]
-AGENT_RESOURCES = "cpus:8;mem:16384;disk:20000;ports:[31000-32999]"
+AGENT_RESOURCES = "cpus:8;mem:16384;disk:20000"
+AGENT_PORTS = 1000
+"""Ports each agent offers: a block that is free on every agent address when `mantis up`
+starts, so that two local clusters on one machine do not hand out the same ports."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the store, artifacts and logs live (default: %(default)s)")
     parser.add_argument("--agents", type=int, default=2, help="agent processes (default: 2)")
     parser.add_argument("--agent-resources", default=AGENT_RESOURCES, metavar="SPEC",
-                        help="each agent's resources (default: %(default)s)")
+                        help="each agent's resources (default: %(default)s, plus a block of "
+                             f"{AGENT_PORTS} free ports unless SPEC has ports)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="the Mantis API port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--mesos-port", type=int, default=0,
@@ -55,6 +61,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")
     parser.add_argument("--example", action="store_true",
                         help="run the example job and print its output until Ctrl-C")  # fmt: skip
+
+
+def free_port_block(hosts: list[str], size: int, rng: random.Random | None = None) -> tuple[int, int]:
+    """A range of `size` ports that none of `hosts` has in use right now (probed by binding)."""
+    rng = rng or random.Random()
+    for _ in range(50):
+        lo = rng.randrange(20000, 60000 - size)
+        if all(_bindable(h, p) for h in hosts for p in range(lo, lo + size)):
+            return lo, lo + size - 1
+    raise ClusterError(f"found no {size} free ports in 20000-60000 on {', '.join(hosts)}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 class LocalUp:
@@ -73,8 +98,11 @@ class LocalUp:
         self.port = port or free_port()
         self.api_token = api_token
         self.log_level = log_level
-        specs = [AgentSpec(agent_resources, args=("--hostname", f"127.0.0.{i + 2}"))
-                 for i in range(agents)]  # fmt: skip
+        hosts = [f"127.0.0.{i + 2}" for i in range(agents)]
+        if "ports:" not in agent_resources:
+            lo, hi = free_port_block(hosts, AGENT_PORTS)
+            agent_resources += f";ports:[{lo}-{hi}]"
+        specs = [AgentSpec(agent_resources, args=("--hostname", h)) for h in hosts]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
         self.cluster = LocalCluster(self.data_dir / "mesos", specs, port=mesos_port or None, env=env)
