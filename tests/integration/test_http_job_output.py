@@ -76,13 +76,13 @@ def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_co
             reader.cancel()
 
             async with http.ws_connect(f"{m.url}/api/v1/jobconnectbyid/{second}") as ws:
-                messages = [orjson.loads((await ws.receive(timeout=10)).data) for _ in range(50)]
+                messages = [orjson.loads((await ws.receive(timeout=30)).data) for _ in range(50)]
             assert all("i" in e and "s3" in e for e in messages)
 
             async with http.post(f"{m.url}/jobsubmitandconnect",
                                  json={"name": "counter", "user": "t"}) as resp:  # fmt: skip
                 assert resp.status == 200
-                line = await asyncio.wait_for(_first_data(resp), 30)
+                line = await asyncio.wait_for(_first_data(resp), 60)
             assert "i" in orjson.loads(line)
 
             async with http.post(f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}) as resp:
@@ -96,4 +96,4 @@ def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_co
                 return line[6:]
         raise AssertionError("the stream ended")
 
-    run(main(), timeout=100)
+    run(main(), timeout=110)

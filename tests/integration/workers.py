@@ -193,7 +193,7 @@ class LocalMaster:
         return "\n".join(f"--- {p.worker_id}\n{p.log.read_text()[-3000:]}"
                          for p in self.processes.values())  # fmt: skip
 
-    async def until(self, predicate: Any, what: str, timeout: float = 20.0) -> None:
+    async def until(self, predicate: Any, what: str, timeout: float = 40.0) -> None:
         """Poll until `predicate()` holds; fail with the workers' logs."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
