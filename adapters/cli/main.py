@@ -8,6 +8,7 @@ OS error becomes one line on stderr and exit status 1, a usage error exit status
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -15,9 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-import mesoslite.agent
-import mesoslite.master
-from adapters.cli import commands, demo, master, up
+from adapters.cli import demo
 from core.errors import CommandRejected
 from mesoslite.logs import configure as configure_logging
 
@@ -47,10 +46,19 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True, slots=True)
 class Subcommand:
+    """A subcommand: its module is imported only when it is the one run (or all are shown),
+    so that `mantis job list` does not pay for importing the master and mesoslite."""
+
     name: str
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    module: str
+    add_arguments: str = "add_arguments"
+    run: str = "run"
+
+    def load(self) -> tuple[Callable[[argparse.ArgumentParser], None],
+                            Callable[[argparse.Namespace], int]]:  # fmt: skip
+        module = importlib.import_module(self.module)
+        return getattr(module, self.add_arguments), getattr(module, self.run)
 
 
 def package_version() -> str:
@@ -94,59 +102,30 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("version", "print the version", _add_version_arguments, _run_version),
-    Subcommand(
-        "mesoslite",
-        "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
-        mesoslite.master.add_arguments,
-        mesoslite.master.run,
-    ),
-    Subcommand(
-        "agent",
-        "run a mesoslite agent that runs tasks as processes",
-        mesoslite.agent.add_arguments,
-        mesoslite.agent.run,
-    ),
-    Subcommand(
-        "master",
-        "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",
-        master.add_arguments,
-        master.run,
-    ),
-    Subcommand(
-        "up",
-        "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
-        up.add_arguments,
-        up.run,
-    ),
-    Subcommand(
-        "demo",
-        "drive the control plane through a job's lifecycle on a virtual clock",
-        _add_demo_arguments,
-        _run_demo,
-    ),
-    Subcommand(
-        "cluster",
-        "job clusters on a master: create, list, get, update, delete, enable, disable",
-        commands.add_cluster_arguments,
-        commands.run,
-    ),
-    Subcommand(
-        "job",
-        "jobs on a master: submit, list, get, kill, scale, resubmit-worker, connect",
-        commands.add_job_arguments,
-        commands.run,
-    ),
-    Subcommand(
-        "artifact",
-        "job artifacts on a master: upload, list",
-        commands.add_artifact_arguments,
-        commands.run,
-    ),
-)
+    Subcommand("version", "print the version", __name__, "_add_version_arguments", "_run_version"),
+    Subcommand("mesoslite", "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
+               "mesoslite.master"),
+    Subcommand("agent", "run a mesoslite agent that runs tasks as processes", "mesoslite.agent"),
+    Subcommand("master",
+               "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",
+               "adapters.cli.master"),
+    Subcommand("up",
+               "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
+               "adapters.cli.up"),
+    Subcommand("demo", "drive the control plane through a job's lifecycle on a virtual clock",
+               __name__, "_add_demo_arguments", "_run_demo"),
+    Subcommand("cluster",
+               "job clusters on a master: create, list, get, update, delete, enable, disable",
+               "adapters.cli.commands", "add_cluster_arguments"),
+    Subcommand("job", "jobs on a master: submit, list, get, kill, scale, resubmit-worker, connect",
+               "adapters.cli.commands", "add_job_arguments"),
+    Subcommand("artifact", "job artifacts on a master: upload, list", "adapters.cli.commands",
+               "add_artifact_arguments"),
+)  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand gets its arguments (and its import)."""
     parser = _Parser(
         prog="mantis", description="mantis-py: stream processing in the style of Netflix Mantis."
     )
@@ -157,15 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for sub in SUBCOMMANDS:
         sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help)
-        sub.add_arguments(sub_parser)
-        sub_parser.set_defaults(run=sub.run)
+        if only is None or sub.name == only:
+            add_arguments, run = sub.load()
+            add_arguments(sub_parser)
+            sub_parser.set_defaults(run=run)
     return parser
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is one), if any."""
+    names = {sub.name for sub in SUBCOMMANDS}
+    return next((word for word in argv if word in names), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `mantis` with `argv` (default: the process arguments); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_chosen(argv)).parse_args(argv)
     except _Exit as e:
         sys.stderr.write(e.message)
         return e.status
