@@ -121,9 +121,16 @@ class LocalUp:
         return self.data_dir / "master.log"
 
     def start(self, timeout: float = 30.0) -> None:
+        """mesoslite, then the agents and the master together (the API comes up while the
+        agents register), then wait until every agent is active."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.cluster.start(timeout)
+        cluster = self.cluster
+        cluster.start_master(timeout)
+        for i in range(len(cluster.agent_specs)):
+            cluster.start_agent(i)
         self.start_master(timeout)
+        n = len(cluster.agent_specs)
+        cluster.wait_for_state(lambda s: s["activated_slaves"] >= n, timeout, f"{n} active agents")
 
     def start_master(self, timeout: float = 30.0) -> None:
         argv = [sys.executable, "-m", "adapters.cli.main", "--log-level", self.log_level,
