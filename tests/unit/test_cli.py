@@ -7,16 +7,19 @@ import re
 import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError
+from pathlib import Path
 
 import pytest
 import structlog
 
 from adapters.cli import demo, main
+from adapters.store.log import EventLog
 from core.errors import NotFound
 from core.events import WorkerStateChanged
 from core.model import CompletedReason
 from core.worker import WorkerState
 from mesoslite.logs import configure as configure_logging
+from tests.contracts.store import events
 
 
 @pytest.fixture(autouse=True)
@@ -202,3 +205,21 @@ def test_logs_are_json_lines_with_json_true(capsys: pytest.CaptureFixture[str]) 
     assert record["level"] == "debug"
     assert record["offer"] == "o-1"
     assert record["timestamp"].endswith("Z")
+
+
+def test_master_refuses_a_damaged_store_in_one_line_naming_the_way_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = EventLog(tmp_path / "store")
+    for name in "abc":
+        store.append(events(2, name))
+    store.close()
+    (segment,) = sorted((tmp_path / "store").glob("segment-*.log"))
+    data = bytearray(segment.read_bytes())
+    data[12] ^= 0x40  # inside the first record's payload, valid records after it
+    segment.write_bytes(bytes(data))
+
+    status = main.main(["master", "--data-dir", str(tmp_path), "--port", "0", "--mesos", "127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert str(segment) in err and "mantis master --recover-from-snapshot" in err
