@@ -66,13 +66,25 @@ def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity(
     run(main(), timeout=90)
 
 
-def test_bad_artifacts_fail_the_worker_with_a_clear_message(
+def test_bad_artifacts_parameters_and_code_fail_the_worker_with_a_clear_message(
     tmp_path: Path,
 ) -> None:
     bad = {
         "import_error.py": "import no_such_module_here\n",
         "no_job.py": "def not_job():\n    return 1\n",
         "wrong_type.py": "def job():\n    return 42\n",
+        "raises_later.py": (
+            "from runtime.job import IterableSource, Job, ServerSentEventsSink\n"
+            "from runtime.parameters import IntParameter\n"
+            "from runtime.stages import ScalarStage\n"
+            "def check(events):\n"
+            "    if 50 in events:\n"
+            "        raise ValueError('event 50 is bad')\n"
+            "    return events\n"
+            "def job():\n"
+            "    return Job(IterableSource(range(100), 10), [ScalarStage(batch_fn=check)],\n"
+            "               ServerSentEventsSink(), [IntParameter('n', default=1)])\n"
+        ),
     }
     for name, text in bad.items():
         (tmp_path / name).write_text(text)
@@ -82,11 +94,12 @@ def test_bad_artifacts_fail_the_worker_with_a_clear_message(
             jobs = {name: m.submit(name.removesuffix(".py").replace("_", "-"), tmp_path / name, [1])
                     for name in bad}  # fmt: skip
             missing = m.submit("missing", tmp_path / "nope.py", [1])
+            bad_parameter = m.submit("bad-parameter", tmp_path / "raises_later.py", [1], {"n": "x"})
 
             def failed(jid: str) -> list[Any]:
                 return [w for w in m.workers(jid) if w.state is WorkerState.Failed]
 
-            every = [*jobs.values(), missing]
+            every = [*jobs.values(), missing, bad_parameter]
             await m.until(lambda: all(failed(j) for j in every), "every bad worker Failed")
             messages = {name: failed(jid)[0].message for name, jid in jobs.items()}
             assert "cannot import" in messages["import_error.py"]
@@ -94,6 +107,8 @@ def test_bad_artifacts_fail_the_worker_with_a_clear_message(
             assert "defines no job() function" in messages["no_job.py"]
             assert "returned a int, expected a runtime.job.Job" in messages["wrong_type.py"]
             assert "no such file or directory" in failed(missing)[0].message
+            assert "ValueError: event 50 is bad" in messages["raises_later.py"]
+            assert "bad job parameters: parameter 'n'" in failed(bad_parameter)[0].message
 
     run(main(), timeout=60)
 
