@@ -193,13 +193,13 @@ def dump_logs(cluster: LocalCluster) -> str:
     return "\n".join(out)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_a_pymesos_framework_runs_100_short_tasks_to_completion(cluster: LocalCluster) -> None:
     scheduler = Recorder()
     scheduler.submit({f"short-{i:03d}": "sleep 0.2" for i in range(100)})  # before any offer
     with Framework(cluster.address, scheduler) as sched:
         sched.wait(lambda: sum(sched.last(f"short-{i:03d}") in TERMINAL for i in range(100)) == 100,
-                   30, "100 tasks to end")
+                   90, "100 tasks to end")  # generous: a loaded machine spawns slowly
         for i in range(100):
             assert sched.states[f"short-{i:03d}"] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
         used_agents = set(sched.launched_on.values())
