@@ -127,6 +127,10 @@ class LocalMaster:
         await self.until(lambda: len(self.started(jid)) == 3, f"{jid}: 3 workers Started")
         return jid
 
+    def kill(self, jid: str) -> None:
+        """Kill a job (its workers get SIGTERM on the next step)."""
+        self.master.run(lambda p, now: p.kill_job(jid, "test", "done", now))
+
     def workers(self, jid: str, state: WorkerState | None = None) -> list[Any]:
         return [w for w in self.master.plane.workers.values()
                 if w.job_id == jid and (state is None or w.state is state)]  # fmt: skip
