@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,6 @@ class MasterSettings:
     worker_command: str = f"{sys.executable} -m runtime.worker"
     tick_secs: float = 1.0
     framework_name: str = "mantis"
-    extra_worker_env: dict[str, str] = field(default_factory=dict)
     recover_from_snapshot: bool = False
     """Open a store whose log is damaged from its last good snapshot (see adapters.store)."""
 
@@ -205,7 +204,7 @@ class Master:
             artifact_location(job.definition, self.artifacts, self.url),
             self.data_dir / "artifact-cache", self.settings.api_token or "",
         )  # fmt: skip
-        return {**env.environ(), **self.settings.extra_worker_env}
+        return env.environ()
 
     # -- ResourceManagerEvents (on the loop) ------------------------------------------------
 

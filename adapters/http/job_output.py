@@ -183,6 +183,8 @@ class JobOutputHub:
     async def release(self, sub: Subscription, client: Client | None = None) -> None:
         if client is not None:
             sub.clients.discard(client)
+            if client.dropped:
+                log.info("job_output_client_dropped", job_id=sub.job_id, dropped=client.dropped)
         sub.users -= 1
         if sub.users == 0 and self.subscriptions.get((sub.job_id, sub.query)) is sub:
             del self.subscriptions[(sub.job_id, sub.query)]
