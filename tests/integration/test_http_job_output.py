@@ -65,20 +65,17 @@ def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_co
             reader = asyncio.create_task(read_sse(http, f"{m.url}/jobconnectbyname/counter", by_name))
             await m.until(lambda: len(by_name) > 2000, "output of job 1")
 
-            mark = len(by_name)
             second = await m.counter_job()
-            # one job's stream only grows; job 2 counts from 0 again: the switch is a step down
-            def switched() -> bool:
-                ids = [e["i"] for e in by_name[mark - 1 :]]
-                return any(b < a for a, b in zip(ids, ids[1:], strict=False))
-
-            await m.until(switched, "output of job 2")
+            await m.until(lambda: any(e["job"] == second for e in by_name), "output of job 2")
+            switch = next(n for n, e in enumerate(by_name) if e["job"] == second)
+            assert all(e["job"] == first for e in by_name[:switch])
+            assert all(e["job"] == second for e in by_name[switch:]), "job 1 no longer"
             reader.cancel()
             m.kill(first)  # done with it: fewer processes competing for the cores
 
             async with http.ws_connect(f"{m.url}/api/v1/jobconnectbyid/{second}") as ws:
                 messages = [orjson.loads((await ws.receive(timeout=30)).data) for _ in range(50)]
-            assert all("i" in e and "s3" in e for e in messages)
+            assert all(e["job"] == second and "s3" in e for e in messages)
             m.kill(second)
 
             async with http.post(f"{m.url}/jobsubmitandconnect",

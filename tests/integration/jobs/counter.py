@@ -1,4 +1,6 @@
-"""An endless counter through 3 single-worker stages (lossy, Mantis' default), ~10,000 events/s."""
+"""An endless counter through 3 single-worker stages (lossy, Mantis' default), ~10,000 events/s.
+
+Each event says which job made it and which worker number carried it through each stage."""
 
 import asyncio
 import itertools
@@ -9,8 +11,9 @@ from runtime.stages import ScalarStage
 
 async def count(context):
     numbers = itertools.count()
+    job_id = context.worker.job_id
     while True:
-        yield [{"i": next(numbers)} for _ in range(50)]
+        yield [{"i": next(numbers), "job": job_id} for _ in range(50)]
         await asyncio.sleep(0.005)
 
 
