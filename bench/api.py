@@ -77,9 +77,9 @@ from aiohttp import web  # noqa: E402
 from adapters.cli.master import Master, MasterSettings  # noqa: E402
 from adapters.cli.up import AGENT_RESOURCES  # noqa: E402
 from adapters.http.app import serve  # noqa: E402
+from common.logs import configure as configure_logging  # noqa: E402
 from core.effects import LaunchTask  # noqa: E402
 from core.ports import ResourceManagerEvents, TaskStatus  # noqa: E402
-from mesoslite.logs import configure as configure_logging  # noqa: E402
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent

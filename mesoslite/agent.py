@@ -77,7 +77,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from mesoslite import logs
+from common import logs
 from mesoslite.protocol import (
     DEFAULT_KILL_GRACE_SECONDS,
     ERROR,

@@ -67,7 +67,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from mesoslite import logs
+from common import logs
 from mesoslite.allocator import Allocator, load_allocator
 from mesoslite.protocol import (
     DROPPED,

@@ -25,6 +25,7 @@ source that ends does not end the worker: its stage keeps serving until it is st
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import inspect
@@ -44,6 +45,7 @@ import orjson
 import structlog
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from common import logs
 from runtime.artifact import DEFAULT_CACHE, fetch_artifact
 from runtime.context import Context, Metrics, WorkerInfo, worker_map_from_scheduling_info
 from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
@@ -547,9 +549,12 @@ async def run_worker(env: TaskEnvironment) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mesoslite.logs import configure
-
-    configure(json="--json-logs" in (argv or sys.argv[1:]))
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.worker", description="One worker of a job, set by MANTIS_* variables."
+    )
+    logs.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logs.configure(args.log_json, args.log_level)
     try:
         env = TaskEnvironment.from_environ()
     except TaskEnvironmentError as e:

@@ -17,12 +17,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from adapters.cli import demo
+from common.logs import add_arguments as add_log_arguments
+from common.logs import configure as configure_logging
 from core.errors import CommandRejected
-from mesoslite.logs import configure as configure_logging
 
 DISTRIBUTION = "mantis-py"
 UNINSTALLED_VERSION = "0.1.0+local"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class _Exit(Exception):
@@ -129,10 +129,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mantis", description="mantis-py: stream processing in the style of Netflix Mantis."
     )
-    parser.add_argument(
-        "--log-json", action="store_true", help="log JSON lines instead of key=value"
-    )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
+    add_log_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for sub in SUBCOMMANDS:
         sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help)

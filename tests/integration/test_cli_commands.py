@@ -29,8 +29,8 @@ from adapters.cli.main import main
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
 from adapters.http.master_api import MasterApi
+from common.logs import configure as configure_logging
 from core.control import ControlPlane
-from mesoslite.logs import configure as configure_logging
 from tests.integration.workers import HOST, ROOT, LocalMaster
 
 pytestmark = pytest.mark.timeout(120)

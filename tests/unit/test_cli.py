@@ -14,11 +14,11 @@ import structlog
 
 from adapters.cli import demo, main
 from adapters.store.log import EventLog
+from common.logs import configure as configure_logging
 from core.errors import NotFound
 from core.events import WorkerStateChanged
 from core.model import CompletedReason
 from core.worker import WorkerState
-from mesoslite.logs import configure as configure_logging
 from tests.contracts.store import events
 
 

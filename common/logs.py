@@ -1,8 +1,8 @@
 """structlog set-up for every process of the project: key=value or JSON lines, on stderr.
 
-Event name first, then key=value pairs with an ISO UTC timestamp. It lives here because
-mesoslite also runs on its own (`python -m mesoslite ...`) and may not import adapters;
-the `mantis` CLI uses the same `configure`.
+Event name first, then key=value pairs with an ISO UTC timestamp. One set of flags for every
+process (`--log-json`, `--log-level`): the `mantis` CLI, the mesoslite master and agents
+(which run on their own and may not import adapters) and the workers all call `configure`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def configure(json: bool = False, level: str = "info") -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--log-json` and `--log-level` for a stand-alone entry point."""
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    """`--log-json` and `--log-level`: the one spelling of the logging flags for every process."""
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="default: info")
 
 
