@@ -23,6 +23,9 @@ Errors are mapped in one place, `error_middleware`: a `CommandRejected` becomes 
 `status` with `{"error": message}` (plus `"field"` for an `InvalidRequest`), an HTTP error
 becomes `{"error": reason}`, anything else a 500 `{"error": "internal server error"}`.
 
+Drive-by calls from web pages (cross-site mutations, DNS rebinding, `text/plain` bodies) are
+refused by security.py's middleware, whatever the token.
+
 With an API token (the CLI's `--api-token` or $MANTIS_API_TOKEN), every POST, PUT and
 DELETE needs `Authorization: Bearer <token>`, else 401; reads stay open (workers download
 artifacts with a plain GET). The token is compared in constant time. No request header is
@@ -34,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -42,13 +45,15 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from adapters.http import clusters, job_output, jobs, openapi
-from adapters.http.artifacts import ARTIFACTS, ArtifactStore
+from adapters.http import clusters, job_output, jobs, openapi, security
+from adapters.http.artifacts import ARTIFACTS, UPLOAD_TYPES, ArtifactStore
+from adapters.http.artifacts import BASE as ARTIFACTS_PATH
 from adapters.http.artifacts import add_routes as add_artifact_routes
 from adapters.http.job_status import job_status_stream
 from adapters.http.master_api import MasterApi
 from adapters.http.status import parse_status
 from adapters.http.views import MASTER, json_response, ms
+from common.sse import HB_JOB_ID, HEADERS, frame
 from core.control import ControlPlane
 from core.effects import JobSchedulingInfo
 from core.errors import CommandRejected, InvalidRequest
@@ -57,12 +62,8 @@ log = structlog.get_logger()
 
 HEARTBEAT_SECS = web.AppKey("heartbeat_secs", float)
 CREATED_AT = web.AppKey("created_at", float)
-MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
-HB_JOB_ID = "HB_JobId"
 DEFAULT_HEARTBEAT_SECS = 29.0
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-               "Connection": "keep-alive"}  # fmt: skip
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,10 +74,18 @@ def create_app(
     *,
     artifacts: ArtifactStore | None = None,
     api_token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
 ) -> web.Application:
-    """The master's HTTP API; artifact routes only with an `artifacts` store."""
-    middlewares = [error_middleware] + ([bearer_auth(api_token)] if api_token else [])
+    """The master's HTTP API; artifact routes only with an `artifacts` store.
+
+    `allowed_hosts` (names besides loopback ones) and `allowed_origins` (e.g. a console's
+    `https://mantis.example` behind a proxy) widen what security.py lets through.
+    """
+    guard = security.guard(allowed_hosts, allowed_origins, {ARTIFACTS_PATH: UPLOAD_TYPES})
+    middlewares = [error_middleware, guard] + ([bearer_auth(api_token)] if api_token else [])
     app = web.Application(middlewares=middlewares)
+    app.on_response_prepare.append(security.no_cors_on_mutations)
     app[MASTER] = master
     app[HEARTBEAT_SECS] = heartbeat_secs
     app[CREATED_AT] = master.clock()
@@ -154,7 +163,7 @@ def bearer_auth(token: str) -> Middleware:
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in MUTATING:
+        if request.method in security.MUTATING:
             given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 log.warning("http_unauthorized", method=request.method, path=request.path)
@@ -236,12 +245,8 @@ def _send_hb(request: web.Request) -> bool:
     return raw == "true"
 
 
-def _frame(value: object) -> bytes:
-    return b"data: " + orjson.dumps(value) + b"\n\n"
-
-
 async def _open_stream(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers=SSE_HEADERS)
+    resp = web.StreamResponse(headers=HEADERS)
     await resp.prepare(request)
     return resp
 
@@ -262,7 +267,7 @@ async def _stream(
             signal.clear()
             value = current(master.plane)
             if value is not None and value != last:
-                await resp.write(_frame(value))
+                await resp.write(frame(value))
                 last = value
             if done(master.plane):
                 break
@@ -270,7 +275,7 @@ async def _stream(
             try:
                 await asyncio.wait_for(signal.wait(), timeout)
             except TimeoutError:
-                await resp.write(_frame(heartbeat))
+                await resp.write(frame(heartbeat))
                 next_hb = loop.time() + interval
     except ConnectionResetError:
         pass  # the client went away

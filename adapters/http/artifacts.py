@@ -1,7 +1,7 @@
 """Job artifacts on Mantis' v1 paths: upload, list, and download for workers, in one folder.
 
-`POST /api/v1/jobArtifacts?name=` takes the raw body, or a multipart form whose first file
-part names the artifact (`?name=` wins). A name is a plain file name: only `[A-Za-z0-9._-]`,
+`POST /api/v1/jobArtifacts?name=` takes the raw body (`application/octet-stream`, a zip or a
+Python type), or a multipart form whose first file part names the artifact (`?name=` wins). A name is a plain file name: only `[A-Za-z0-9._-]`,
 not starting with a dot, at most 255 characters, never `names`; anything else is a 400
 naming `name`, so nothing is ever written outside the folder. The body streams into a
 temporary file in the folder, is fsynced, then renamed over the name: a reader sees the old
@@ -36,6 +36,10 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 CHUNK = 1 << 16
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
 RESERVED = frozenset({"names"})  # GET /api/v1/jobArtifacts/names lists the names
+UPLOAD_TYPES = frozenset({"application/octet-stream", "application/zip",
+                          "application/x-zip-compressed", "text/x-python",
+                          "application/x-python-code", "multipart/form-data"})  # fmt: skip
+"""The body types an upload takes (checked by adapters.http.security): never `text/plain`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from tests.integration.aio import run
 HOST = "127.0.0.1"
 T0 = 1_800_000_000.0
 Client = TestClient[Any, Any]
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 class Clock:
@@ -250,7 +251,7 @@ def test_bad_json_duplicates_and_unknown_clusters() -> None:
         master = new_master()
         async with serving(master) as client:
             await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, "body",
-                               data=b"{not json")  # fmt: skip
+                               data=b"{not json", headers=JSON_TYPE)  # fmt: skip
             await create(client)
             body = await expect_error(client, master, "POST", "/api/v1/jobClusters", 409,
                                       json=cluster_body(version="2"))  # fmt: skip
