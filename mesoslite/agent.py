@@ -2,7 +2,9 @@
 
 Each task's CommandInfo runs the way Mesos' command executor runs it (reference/mesos-fenzo.md
 C.2): `shell` (the default) as `/bin/sh -c <value>`, otherwise `value` is the executable and
-`arguments` its argv. The process gets its own session (process group) and a sandbox folder
+`arguments` its argv; a shell command that is one simple command runs as `exec <command>`
+(mesoslite.containment), so the shell does not stay between the agent and the command. The
+process gets its own session (process group) and a sandbox folder
 `<work-dir>/slaves/<agent>/frameworks/<framework>/executors/<task>/runs/<run>` as working
 directory, with its output in `stdout` and `stderr` there. Its environment is the agent's,
 then MESOS_TASK_ID, MESOS_FRAMEWORK_ID, MESOS_AGENT_ID, MESOS_EXECUTOR_ID, MESOS_SANDBOX (and
@@ -15,8 +17,19 @@ REASON_MAX_COMPLETION_TIME_REACHED) or TASK_KILLED; messages say "Command exited
 N" or "Command terminated with signal S". A kill sends SIGTERM to the task's process group,
 then SIGKILL after the grace period (the KILL's or the task's `kill_policy`, else
 `--kill-grace-period`, 3 s like the command executor). Once a task's process exits, whatever
-is left of its process group is killed too. On Linux a task also dies with its agent
-(PR_SET_PDEATHSIG), so a killed agent leaves no orphans.
+is left of its process group is killed too.
+
+An agent that shuts down (SIGTERM, SIGINT) stops its tasks the same way and reports each as
+TASK_KILLED with REASON_EXECUTOR_TERMINATED and a message starting "Agent shut down", as
+Mesos' command executor reports TASK_KILLED for a task it kills because it is shut down
+(src/launcher/executor.cpp); it waits for those updates to reach the master, then
+unregisters. A framework learns that its task ended without being asked to (a Mantis master
+replaces the worker) and the master keeps the update for it until acknowledged.
+
+Containment (mesoslite.containment): on Linux a task also dies with its agent
+(PR_SET_PDEATHSIG), every task's process group is recorded in the work dir, and an agent that
+starts SIGKILLs the recorded groups an earlier agent left running; the work dir is locked so
+that one agent at a time uses it.
 
 Resources are accounted, not isolated: nothing stops a task from using more CPU, memory, disk
 or ports than it was given. The agent only refuses a task that would take its accounted total
@@ -78,6 +91,7 @@ import structlog
 from aiohttp import web
 
 from common import logs
+from mesoslite.containment import TaskGroups, exec_form, lock_work_dir
 from mesoslite.protocol import (
     DEFAULT_KILL_GRACE_SECONDS,
     ERROR,
@@ -89,6 +103,7 @@ from mesoslite.protocol import (
     MESOS_VERSION,
     REASON_COMMAND_EXECUTOR_FAILED,
     REASON_CONTAINER_LAUNCH_FAILED,
+    REASON_EXECUTOR_TERMINATED,
     REASON_MAX_COMPLETION_TIME_REACHED,
     REASON_TASK_INVALID,
     REASON_TASK_KILLED_DURING_LAUNCH,
@@ -148,7 +163,8 @@ class TaskRun:
     updates: deque[dict[str, Any]] = field(default_factory=deque)  # not yet acknowledged
     sandbox: Path | None = None
     process: TaskProcess | None = None
-    kill_requested: bool = False
+    kill_requested: bool = False  # by the master
+    agent_shutdown: bool = False  # stopped because the agent shuts down
     killing: bool = False
     kill_grace: float | None = None
     timed_out: bool = False
@@ -168,7 +184,7 @@ class TaskRun:
 
     @property
     def kill_pending(self) -> bool:
-        return self.kill_requested and not self.killing
+        return (self.kill_requested or self.agent_shutdown) and not self.killing
 
 
 def master_url(text: str) -> str:
@@ -196,10 +212,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def command_argv(command: dict[str, Any]) -> tuple[str, list[str]]:
-    """(executable, argv) for a CommandInfo, as the command executor does."""
+    """(executable, argv) for a CommandInfo, as the command executor does (a simple shell
+    command `exec`s, see mesoslite.containment.exec_form)."""
     value = str(command["value"])
     if command.get("shell", True):
-        return "/bin/sh", ["/bin/sh", "-c", value]
+        return "/bin/sh", ["/bin/sh", "-c", exec_form(value)]
     arguments = [str(a) for a in command.get("arguments") or []]
     return value, arguments or [value]
 
@@ -239,7 +256,10 @@ def _pdeathsig_prefix() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
-def _spawn_sync(executable: str, argv: list[str], sandbox: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn_sync(
+    executable: str, argv: list[str], sandbox: Path, env: dict[str, str],
+    spawned: Callable[[int], None] | None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
     if "/" not in executable and shutil.which(executable, path=env.get("PATH")) is None:
         raise FileNotFoundError(f"{executable!r} not found on PATH")
     if "/" in executable and not os.access(executable, os.X_OK):
@@ -252,10 +272,13 @@ def _spawn_sync(executable: str, argv: list[str], sandbox: Path, env: dict[str, 
     elif _PRCTL is not None:
         preexec = _die_with_parent
     with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
-        return subprocess.Popen(
+        popen = subprocess.Popen(
             argv, executable=executable, cwd=sandbox, env=env, stdin=subprocess.DEVNULL,
             stdout=out, stderr=err, start_new_session=True, preexec_fn=preexec,
         )  # fmt: skip
+    if spawned is not None:
+        spawned(popen.pid)
+    return popen
 
 
 _spawner: ThreadPoolExecutor | None = None
@@ -264,8 +287,10 @@ SPAWN_THREADS = 2
 
 async def spawn(
     executable: str, argv: list[str], sandbox: Path, env: dict[str, str],
+    spawned: Callable[[int], None] | None = None,
 ) -> TaskProcess:  # fmt: skip
-    """Start a task's process: own session, sandbox as cwd, stdout/stderr files in it.
+    """Start a task's process: own session, sandbox as cwd, stdout/stderr files in it;
+    `spawned(pid)` is called on the spawning thread once it runs.
 
     The fork and exec happen on a small thread pool: done on the event loop they would stall
     it for milliseconds per task (pings, updates) and run about half as fast (measured here).
@@ -276,7 +301,9 @@ async def spawn(
     if _spawner is None:
         _spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="mesoslite-spawn")
     loop = asyncio.get_running_loop()
-    popen = await loop.run_in_executor(_spawner, _spawn_sync, executable, argv, sandbox, env)
+    popen = await loop.run_in_executor(
+        _spawner, _spawn_sync, executable, argv, sandbox, env, spawned
+    )
     return TaskProcess(popen)
 
 
@@ -338,6 +365,8 @@ class Agent:
         self.registrations = 0
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._outbox_ready = asyncio.Event()
+        self._posting = 0  # updates taken from the outbox, not yet answered by the master
+        self.groups = TaskGroups(config.work_dir)
         self._http: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -355,7 +384,19 @@ class Agent:
     # -- main loops -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay registered until `stop` is set, then kill every task and unregister."""
+        """Stay registered until `stop` is set, then kill every task and unregister.
+
+        First it locks the work dir (OSError if another agent holds it) and kills the task
+        process groups an earlier agent recorded there and left running.
+        """
+        lock = lock_work_dir(self.config.work_dir)
+        try:
+            self.groups.reap()
+            await self._run(stop)
+        finally:
+            os.close(lock)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
         connector = aiohttp.TCPConnector(limit=16, force_close=False)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
@@ -466,6 +507,7 @@ class Agent:
             if self.session is None or not self._outbox:
                 continue
             batch, self._outbox = self._outbox, []
+            self._posting = len(batch)
             session = self.session
             body = {
                 "type": "UPDATE", "agent_id": {"value": self.id},
@@ -474,12 +516,15 @@ class Agent:
                 ]},
             }  # fmt: skip
             delay = 0.05
-            while self.session == session:
-                status = await self._post(body, session)
-                if status == 202 or status in (404, 409, 400):
-                    break  # delivered, or the session is over (re-registration carries them)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            try:
+                while self.session == session:
+                    status = await self._post(body, session)
+                    if status == 202 or status in (404, 409, 400):
+                        break  # delivered, or the session is over (re-registration carries them)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            finally:
+                self._posting = 0
 
     async def _post(self, body: dict[str, Any], session: str | None) -> int:
         """POST a call; the HTTP status, or 0 if the master could not be reached."""
@@ -611,14 +656,17 @@ class Agent:
         )  # fmt: skip
 
     async def _launch(self, run: TaskRun) -> None:
-        if run.kill_requested:
-            self._status(run, KILLED, REASON_TASK_KILLED_DURING_LAUNCH, "Killed before launch")
+        if run.kill_requested or run.agent_shutdown:
+            message = "Agent shut down before launch" if run.agent_shutdown else "Killed before launch"
+            self._status(run, KILLED, REASON_TASK_KILLED_DURING_LAUNCH, message)
             return
         command = run.info.get("command") or {}
         sandbox = run.sandbox = self.sandbox_of(run)
         try:
             executable, argv = command_argv(command)
-            run.process = await spawn(executable, argv, sandbox, self._environment(run, sandbox))
+            record = functools.partial(self._record_group, run.id)
+            run.process = await spawn(executable, argv, sandbox, self._environment(run, sandbox),
+                                      record)  # fmt: skip
         except (OSError, KeyError, ValueError) as e:
             log.info("task_launch_failed", task_id=run.id, error=str(e))
             self._status(run, FAILED, REASON_CONTAINER_LAUNCH_FAILED, f"Failed to launch: {e}")
@@ -635,7 +683,15 @@ class Agent:
         if timer is not None:
             timer.cancel()
         _signal_group(run.process.pid, signal.SIGKILL)  # leftovers of the task's session
+        self.groups.remove(run.process.pid)
         self._finished(run, code)
+
+    def _record_group(self, task_id: str, pgid: int) -> None:
+        """On the spawning thread: a failure to record must not fail the launch."""
+        try:
+            self.groups.add(pgid, task_id)
+        except OSError as e:
+            log.warning("task_group_not_recorded", task_id=task_id, pgid=pgid, error=str(e))
 
     def _completion_timeout(self, run: TaskRun) -> None:
         if not run.terminal:
@@ -652,6 +708,8 @@ class Agent:
                          f"Task exceeded its max_completion_time; {message}")
         elif run.kill_requested:
             self._status(run, KILLED, None, message)
+        elif run.agent_shutdown:
+            self._status(run, KILLED, REASON_EXECUTOR_TERMINATED, f"Agent shut down; {message}")
         elif code == 0:
             self._status(run, FINISHED, None, message)
         else:
@@ -693,16 +751,21 @@ class Agent:
         asyncio.get_running_loop().call_later(grace, escalate)
 
     async def shutdown(self) -> None:
-        """Kill every task, give the updates a moment to go out, and unregister."""
+        """Stop every task (a group SIGTERM, then SIGKILL after the grace period), wait for
+        their terminal updates to reach the master while it answers, and unregister."""
         running = [r for r in self.tasks.values() if not r.terminal]
         for run in running:
-            self.kill_task((run.framework_id, run.id), None)
+            run.agent_shutdown = True
+            if run.process is not None:
+                self._start_kill(run)
+            # else: _launch sees agent_shutdown before or right after spawning
         deadline = time.monotonic() + self.config.kill_grace_period + 1.0
         while any(not r.terminal for r in running) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        flush_deadline = time.monotonic() + 1.0
-        while self._outbox and self.session is not None and time.monotonic() < flush_deadline:
-            await asyncio.sleep(0.05)
+        flush_deadline = time.monotonic() + 2.0
+        while ((self._outbox or self._posting) and self.session is not None
+               and time.monotonic() < flush_deadline):  # fmt: skip
+            await asyncio.sleep(0.02)
         if self.session is not None:
             await self._post({"type": "UNREGISTER", "agent_id": {"value": self.id}}, self.session)
         log.info("agent_stopped", agent_id=self.id)
