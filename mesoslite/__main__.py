@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m mesoslite {master,agent} [options]  (--help for each)\n")
         return 2
     if args[0] == "master":
-        from mesoslite.master import main as run_master
+        from mesoslite.master_main import main as run_master
 
         return run_master(args[1:])
     from mesoslite.agent import main as run_agent

@@ -94,7 +94,7 @@ class LocalCluster:
         )  # fmt: skip
 
     def start_master(self, timeout: float = 15.0) -> None:
-        argv = ["-m", "mesoslite.master", "--host", HOST, "--port", str(self.port), *self.master_args]
+        argv = ["-m", "mesoslite", "master", "--host", HOST, "--port", str(self.port), *self.master_args]
         self.master = self._popen("master", argv)
         self.wait_until(lambda: self._get("/health") is not None, timeout, "master to answer /health",
                         watch=self.master, log="master")

@@ -1,7 +1,8 @@
 """The master's in-memory model (frameworks, agents, tasks, offers) and its `/master/state` JSON.
 
 Nothing here is persisted: a restarted master rebuilds agents and their tasks from the agents'
-re-registrations, and frameworks from their re-subscriptions (see mesoslite.master).
+re-registrations, and frameworks from their re-subscriptions (see mesoslite.master). The
+classes are named *Record so as not to be taken for core's Task/Offer or mesoslite.agent's Agent.
 The JSON follows Mesos' `/state` endpoint: `slaves`, `frameworks` with `tasks`, resources as
 `{"cpus": 4.0, "mem": 8192.0, "disk": 0.0, "gpus": 0.0, "ports": "[31000-32000]"}`.
 """
@@ -22,7 +23,9 @@ STATUS_HISTORY_KEPT = 10
 
 
 @dataclass(eq=False)
-class Task:
+class TaskRecord:
+    """A task as the master knows it: where it runs, its latest state."""
+
     framework_id: str
     agent_id: str
     info: dict[str, Any]  # the TaskInfo as launched (or as the agent reported it)
@@ -56,7 +59,9 @@ class Update:
 
 
 @dataclass(eq=False)
-class Offer:
+class OfferRecord:
+    """Resources of one agent offered to one framework, until used, declined or rescinded."""
+
     id: str
     framework_id: str
     agent_id: str
@@ -65,7 +70,9 @@ class Offer:
 
 
 @dataclass(eq=False)
-class Framework:
+class FrameworkRecord:
+    """A subscribed (or recovered, or disconnected) framework and everything it holds."""
+
     id: str
     info: dict[str, Any]  # FrameworkInfo, with `id` set
     registered_time: float  # wall clock
@@ -75,10 +82,10 @@ class Framework:
     failover_deadline: float | None = None  # monotonic; set while disconnected
     reregistered_time: float | None = None
     unregistered_time: float | None = None
-    tasks: dict[str, Task] = field(default_factory=dict)
-    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
-    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
-    offers: dict[str, Offer] = field(default_factory=dict)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    unreachable_tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    completed_tasks: deque[TaskRecord] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
+    offers: dict[str, OfferRecord] = field(default_factory=dict)
     updates: dict[str, deque[Update]] = field(default_factory=dict)  # per task, FIFO
 
     @property
@@ -109,7 +116,9 @@ class Framework:
 
 
 @dataclass(eq=False)
-class Agent:
+class AgentRecord:
+    """A registered agent: its resources, its tasks, its event stream."""
+
     id: str
     hostname: str
     port: int
@@ -118,7 +127,7 @@ class Agent:
     registered_time: float
     stream: EventStream | None = None
     reregistered_time: float | None = None
-    tasks: dict[tuple[str, str], Task] = field(default_factory=dict)  # (framework, task) ids
+    tasks: dict[tuple[str, str], TaskRecord] = field(default_factory=dict)  # (framework, task) ids
     used: Resources = field(default_factory=Resources)
     offered: Resources = field(default_factory=Resources)
     ping_seq: int = 0
@@ -153,7 +162,7 @@ def resources_json(r: Resources) -> dict[str, Any]:
     return out
 
 
-def task_json(task: Task) -> dict[str, Any]:
+def task_json(task: TaskRecord) -> dict[str, Any]:
     info = task.info
     out: dict[str, Any] = {
         "id": task.id,
@@ -171,14 +180,14 @@ def task_json(task: Task) -> dict[str, Any]:
     return out
 
 
-def offer_json(offer: Offer) -> dict[str, Any]:
+def offer_json(offer: OfferRecord) -> dict[str, Any]:
     return {
         "id": offer.id, "framework_id": offer.framework_id, "slave_id": offer.agent_id,
         "resources": resources_json(offer.resources),
     }  # fmt: skip
 
 
-def framework_json(fw: Framework, now_wall: float) -> dict[str, Any]:
+def framework_json(fw: FrameworkRecord, now_wall: float) -> dict[str, Any]:
     info = fw.info
     used = Resources()
     for task in fw.tasks.values():
@@ -218,7 +227,7 @@ def framework_json(fw: Framework, now_wall: float) -> dict[str, Any]:
     return out
 
 
-def agent_json(agent: Agent) -> dict[str, Any]:
+def agent_json(agent: AgentRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": agent.id,
         "hostname": agent.hostname,

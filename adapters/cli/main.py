@@ -104,7 +104,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("version", "print the version", __name__, "_add_version_arguments", "_run_version"),
     Subcommand("mesoslite", "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
-               "mesoslite.master"),
+               "mesoslite.master_main"),
     Subcommand("agent", "run a mesoslite agent that runs tasks as processes", "mesoslite.agent"),
     Subcommand("master",
                "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",

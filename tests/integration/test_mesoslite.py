@@ -46,7 +46,7 @@ def agents(n: int, resources: str = "cpus:4;mem:4096;disk:1000;ports:[31000-3199
     return [AgentSpec(resources, f"name:agent-{i};zone:z{i % 2}") for i in range(n)]
 
 
-class Recorder(pymesos.Scheduler):  # type: ignore[misc]
+class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc]
     """Launches queued commands on offers; records every callback for the test thread.
 
     An offer it has no use for is declined for 30 s: queue the tasks before the driver starts.
@@ -67,7 +67,7 @@ class Recorder(pymesos.Scheduler):  # type: ignore[misc]
         self.registrations: list[str] = []
         self.errors: list[str] = []
         self.framework_id: str | None = None
-        self.driver: Any = None  # set by Framework
+        self.driver: Any = None  # set by PymesosFramework
 
     # -- callbacks (pymesos' IO thread) --------------------------------------------------------
 
@@ -162,15 +162,15 @@ class Recorder(pymesos.Scheduler):  # type: ignore[misc]
         return states[-1] if states else None
 
 
-class Framework:
-    """A pymesos driver around a Recorder, stopped (TEARDOWN) at the end."""
+class PymesosFramework:
+    """A pymesos driver around a RecordingScheduler, stopped (TEARDOWN) at the end."""
 
-    def __init__(self, address: str, scheduler: Recorder, **info: Any) -> None:
+    def __init__(self, address: str, scheduler: RecordingScheduler, **info: Any) -> None:
         self.scheduler = scheduler
         self.driver = scheduler.driver = pymesos.MesosSchedulerDriver(
             scheduler, {"user": "test", "name": "mesoslite-it", **info}, address)
 
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> RecordingScheduler:
         self.driver.start()
         self.scheduler.wait(lambda: self.scheduler.framework_id is not None, 10, "SUBSCRIBED")
         return self.scheduler
@@ -195,9 +195,9 @@ def dump_logs(cluster: LocalCluster) -> str:
 
 @pytest.mark.timeout(150)
 def test_a_pymesos_framework_runs_100_short_tasks_to_completion(cluster: LocalCluster) -> None:
-    scheduler = Recorder()
+    scheduler = RecordingScheduler()
     scheduler.submit({f"short-{i:03d}": "sleep 0.2" for i in range(100)})  # before any offer
-    with Framework(cluster.address, scheduler) as sched:
+    with PymesosFramework(cluster.address, scheduler) as sched:
         sched.wait(lambda: sum(sched.last(f"short-{i:03d}") in TERMINAL for i in range(100)) == 100,
                    90, "100 tasks to end")  # generous: a loaded machine spawns slowly
         for i in range(100):
@@ -218,9 +218,9 @@ def test_a_killed_agent_has_its_tasks_lost_and_they_are_relaunched_elsewhere(tmp
     with LocalCluster(tmp_path, agents(3), master_args=FAST) as cluster:
         state = cluster.state()
         index_of = {s["id"]: int(s["attributes"]["name"].split("-")[1]) for s in state["slaves"]}
-        scheduler = Recorder(cpus=1, per_offer=2, relaunch_lost=True)
+        scheduler = RecordingScheduler(cpus=1, per_offer=2, relaunch_lost=True)
         scheduler.submit({f"long-{i}": "sleep 60" for i in range(6)})
-        with Framework(cluster.address, scheduler) as sched:
+        with PymesosFramework(cluster.address, scheduler) as sched:
             sched.wait(lambda: sum(sched.last(f"long-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
                        20, "6 tasks RUNNING")
             victim = sched.agent_of["long-0"]
@@ -248,9 +248,9 @@ def test_a_restarted_master_gets_agents_and_tasks_back_and_the_framework_reconci
     tmp_path: Path,
 ) -> None:
     with LocalCluster(tmp_path, agents(3), master_args=FAST) as cluster:
-        scheduler = Recorder(cpus=1, per_offer=2)
+        scheduler = RecordingScheduler(cpus=1, per_offer=2)
         scheduler.submit({f"keep-{i}": "sleep 60" for i in range(6)})
-        with Framework(cluster.address, scheduler, failover_timeout=60.0) as sched:
+        with PymesosFramework(cluster.address, scheduler, failover_timeout=60.0) as sched:
             sched.wait(lambda: sum(sched.last(f"keep-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
                        20, "6 tasks RUNNING")
             before = cluster.state()
@@ -293,15 +293,15 @@ def test_two_frameworks_get_fair_shares_under_drf(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path, agents(3), master_args=FAST)
     try:
         cluster.start_master()
-        first, second = Recorder(cpus=1, per_offer=1), Recorder(cpus=1, per_offer=1)
+        first, second = RecordingScheduler(cpus=1, per_offer=1), RecordingScheduler(cpus=1, per_offer=1)
         first.submit({f"a-{i:02d}": "sleep 60" for i in range(20)})
         second.submit({f"b-{i:02d}": "sleep 60" for i in range(20)})
-        with Framework(cluster.address, first, name="first") as a, \
-                Framework(cluster.address, second, name="second") as b:  # fmt: skip
+        with PymesosFramework(cluster.address, first, name="first") as a, \
+                PymesosFramework(cluster.address, second, name="second") as b:  # fmt: skip
             for i in range(3):  # the agents come after both frameworks are there
                 cluster.start_agent(i)
 
-            def running(sched: Recorder) -> int:
+            def running(sched: RecordingScheduler) -> int:
                 return sum(states[-1] == "TASK_RUNNING" for states in sched.states.values())
 
             # 3 agents x 4 cpus, 1 cpu per task: 12 tasks fill the cluster.

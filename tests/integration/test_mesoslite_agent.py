@@ -24,7 +24,9 @@ from aiohttp.test_utils import TestServer
 from mesoslite.agent import Agent, AgentConfig
 from mesoslite.agent import create_app as create_agent_app
 from mesoslite.client import SchedulerClient, command_task
-from mesoslite.master import Master, MasterConfig, create_app
+from mesoslite.flags import MasterConfig
+from mesoslite.http import create_app
+from mesoslite.master import MesosliteMaster
 from mesoslite.resources import Resources
 from tests.integration.aio import until
 
@@ -85,7 +87,7 @@ class FirstFit:
 @contextlib.asynccontextmanager
 async def node(work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31009]",
                kill_grace: float = 3.0) -> AsyncIterator[tuple[SchedulerClient, Agent]]:  # fmt: skip
-    master = Master(MasterConfig(allocation_interval=0.02, heartbeat_interval=60.0,
+    master = MesosliteMaster(MasterConfig(allocation_interval=0.02, heartbeat_interval=60.0,
                                  agent_reregister_timeout=0.0), FirstFit())
     server = TestServer(create_app(master), host="127.0.0.1")
     await server.start_server()

@@ -21,7 +21,9 @@ from aiohttp.test_utils import TestServer
 
 from mesoslite.allocator import Grant
 from mesoslite.client import SchedulerClient, command_task
-from mesoslite.master import AGENT_PATH, Master, MasterConfig, create_app
+from mesoslite.flags import MasterConfig
+from mesoslite.http import AGENT_PATH, create_app
+from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import new_uuid, task_status
 from mesoslite.recordio import Decoder
 from mesoslite.resources import Resources, attributes_to_mesos, parse_attributes
@@ -31,7 +33,7 @@ MIN_CPUS = Resources.of(cpus=0.01)
 MIN_MEM = Resources.of(mem=32)
 
 
-class FirstFit:
+class FirstFitAllocator:
     """The smallest Allocator: each agent's free resources go to the first willing framework."""
 
     def __init__(self) -> None:
@@ -172,13 +174,13 @@ class FakeAgent:
 
 
 @contextlib.asynccontextmanager
-async def cluster(**config: Any) -> AsyncIterator[tuple[Master, str]]:
+async def cluster(**config: Any) -> AsyncIterator[tuple[MesosliteMaster, str]]:
     settings: dict[str, Any] = {
         "allocation_interval": 0.02, "heartbeat_interval": 60.0, "agent_ping_timeout": 60.0,
         "agent_reregister_timeout": 0.0, "status_update_retry_min": 30.0,
     }  # fmt: skip
     settings.update(config)
-    master = Master(MasterConfig(**settings), FirstFit())
+    master = MesosliteMaster(MasterConfig(**settings), FirstFitAllocator())
     server = TestServer(create_app(master), host="127.0.0.1")
     await server.start_server()
     master.port = server.port or 0
@@ -514,7 +516,7 @@ async def test_teardown_kills_tasks_and_removes_the_framework() -> None:
         await agent.close()
 
 
-async def wait_state(master: Master, predicate: Callable[[dict[str, Any]], bool],
+async def wait_state(master: MesosliteMaster, predicate: Callable[[dict[str, Any]], bool],
                      timeout: float = 3.0) -> dict[str, Any]:  # fmt: skip
     async with asyncio.timeout(timeout):
         while not predicate(state := master.state()):

@@ -1,0 +1,127 @@
+"""The mesoslite master's flags: MasterConfig and its command-line options (as Mesos'
+src/master/flags.cpp), and loading the `--allocator` module they name."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from mesoslite.allocator import Allocator, load_allocator
+
+# Allocation modules that ship with mesoslite, for a checkout that is not pip-installed (then
+# the `mesoslite.allocators` entry points do not exist). Installed, the entry points win.
+BUILTIN_ALLOCATORS = {
+    "drf": "mesoslite.allocator.drf:HierarchicalDRF",
+    "priority": "mesoslite.allocator.priority:StrictPriority",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MasterConfig:
+    host: str = "127.0.0.1"
+    port: int = 5050
+    hostname: str | None = None  # advertised; defaults to `host`
+    allocator: str = "drf"
+    allocation_interval: float = 1.0
+    heartbeat_interval: float = 15.0
+    agent_ping_timeout: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    agent_reregister_timeout: float = 10.0
+    status_update_retry_min: float = 10.0
+    status_update_retry_max: float = 600.0
+    offer_timeout: float | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def advertised_host(self) -> str:
+        return self.hostname or self.host
+
+
+def flag_values(config: MasterConfig) -> dict[str, Any]:
+    """Every flag by name, as `/master/state` lists them under `flags`."""
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def resolve_allocator(name: str) -> Allocator:
+    """`--allocator`: an entry-point name (`drf`, `priority`) or `package.module:Factory`."""
+    if ":" not in name:
+        try:
+            return load_allocator(name)
+        except ValueError:
+            if name not in BUILTIN_ALLOCATORS:
+                raise
+            name = BUILTIN_ALLOCATORS[name]
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load allocator {name!r}: {e}") from None
+    allocator: Allocator = factory()
+    return allocator
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _weights(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        role, sep, weight = item.partition("=")
+        try:
+            out[role.strip()] = _positive(weight)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected role=weight") from None
+        if not sep or not role.strip():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected role=weight")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The master's options (`mantis mesoslite ...`, `python -m mesoslite master ...`)."""
+    d = MasterConfig()
+    parser.add_argument("--host", default=d.host, help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=d.port, help="port (default: %(default)s; 0 picks one)")
+    parser.add_argument("--hostname", default=None, help="name advertised to frameworks (default: --host)")
+    parser.add_argument("--allocator", default=d.allocator,
+                        help="allocation module: drf, priority, or package.module:Factory (default: %(default)s)")
+    parser.add_argument("--allocation-interval", type=_positive, default=d.allocation_interval,
+                        metavar="SECONDS", help="seconds between allocation cycles (default: %(default)s)")
+    parser.add_argument("--heartbeat-interval", type=_positive, default=d.heartbeat_interval,
+                        metavar="SECONDS", help="HEARTBEAT period to frameworks (default: %(default)s)")
+    parser.add_argument("--agent-ping-timeout", type=_positive, default=d.agent_ping_timeout,
+                        metavar="SECONDS", help="time an agent has to answer a ping (default: %(default)s)")
+    parser.add_argument("--max-agent-ping-timeouts", type=int, default=d.max_agent_ping_timeouts,
+                        metavar="N", help="unanswered pings before an agent is removed (default: %(default)s)")
+    parser.add_argument("--agent-reregister-timeout", type=float, default=d.agent_reregister_timeout,
+                        metavar="SECONDS",
+                        help="after start, how long reconciliation waits for agents to re-register (default: %(default)s)")
+    parser.add_argument("--status-update-retry-min", type=_positive, default=d.status_update_retry_min,
+                        metavar="SECONDS", help="first re-send of an unacknowledged update (default: %(default)s)")
+    parser.add_argument("--status-update-retry-max", type=_positive, default=d.status_update_retry_max,
+                        metavar="SECONDS", help="cap of the re-send back-off (default: %(default)s)")
+    parser.add_argument("--offer-timeout", type=_positive, default=None, metavar="SECONDS",
+                        help="rescind offers not used within this time (default: never)")
+    parser.add_argument("--weights", type=_weights, default={}, metavar="ROLE=W,...",
+                        help="role weights for the allocator, e.g. 'prod=2,dev=1'")
+
+
+def config_from_args(args: argparse.Namespace) -> MasterConfig:
+    return MasterConfig(
+        host=args.host, port=args.port, hostname=args.hostname, allocator=args.allocator,
+        allocation_interval=args.allocation_interval, heartbeat_interval=args.heartbeat_interval,
+        agent_ping_timeout=args.agent_ping_timeout,
+        max_agent_ping_timeouts=max(1, args.max_agent_ping_timeouts),
+        agent_reregister_timeout=max(0.0, args.agent_reregister_timeout),
+        status_update_retry_min=args.status_update_retry_min,
+        status_update_retry_max=max(args.status_update_retry_max, args.status_update_retry_min),
+        offer_timeout=args.offer_timeout, weights=args.weights,
+    )  # fmt: skip

@@ -1,0 +1,232 @@
+"""The mesoslite master's HTTP endpoints (as Mesos' src/master/http.cpp): the v1 scheduler API,
+the agent API, the read-only state endpoints, the operator's teardown; and `serve`, which binds
+them to an address.
+
+- `POST /api/v1/scheduler` (also `/master/api/v1/scheduler`), JSON only. SUBSCRIBE answers
+  200 with a chunked RecordIO event stream and a `Mesos-Stream-Id` header; every other call
+  answers 202 (UPDATE_FRAMEWORK and RECONCILE_OPERATIONS 200) and must carry that header.
+- Errors use Mesos' status codes and messages: 405 for a method other than POST; 400
+  "Expecting 'Content-Type' to be present"; 415 for another content type (protobuf included:
+  mesoslite speaks JSON only); 400 for a body that is not a valid Call; 406 when `Accept`
+  allows no JSON; 400 for a stream id on SUBSCRIBE or a missing or wrong one later, and for an
+  unknown framework ("Framework cannot be found"); 403 "Framework is not subscribed" while it
+  is disconnected. Bodies are plain text.
+- `POST /mesoslite/api/v1/agent`: agents register and call (see mesoslite.agent).
+- `GET /master/state` (also `/state`): Mesos-like JSON. `GET /master/redirect` answers 307 to
+  this master (there is only ever one). `GET /version` and `/health`.
+- `POST /master/teardown` (form field `frameworkId`): the operator removes a framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from mesoslite.flags import MasterConfig, resolve_allocator
+from mesoslite.master import MesosliteMaster
+from mesoslite.protocol import MESOS_VERSION, SCHEDULER_CALLS, InvalidCall
+from mesoslite.streams import EventStream
+from mesoslite.wire import AGENT_SESSION_HEADER, STREAM_ID_HEADER
+
+log = structlog.get_logger()
+
+SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
+AGENT_PATH = "/mesoslite/api/v1/agent"
+MASTER_KEY = web.AppKey("master", MesosliteMaster)
+def _text(status: int, message: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=message, headers=headers)
+
+
+async def _read_call(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON Call, or the error response Mesos would give."""
+    if request.method != "POST":
+        return _text(405, f"Expecting 'POST', received '{request.method}'", Allow="POST")
+    content_type = request.headers.get("Content-Type")
+    if content_type is None:
+        return _text(400, "Expecting 'Content-Type' to be present")
+    mime = content_type.split(";")[0].strip().lower()
+    if mime == "application/x-protobuf":
+        return _text(415, "mesoslite speaks JSON only: expecting 'Content-Type' of application/json")
+    if mime != "application/json":
+        return _text(
+            415, "Expecting 'Content-Type' of application/json or application/x-protobuf"
+        )  # fmt: skip
+    body = await request.read()
+    try:
+        call = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        return _text(400, f"Failed to parse body into JSON: {e}")
+    if not isinstance(call, dict):
+        return _text(400, "Failed to convert JSON into Call protobuf: expected a JSON object")
+    return call
+
+
+def _accepts_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept")
+    if not accept:
+        return True
+    for part in accept.split(","):
+        mime = part.split(";")[0].strip().lower()
+        if mime in ("application/json", "application/*", "*/*"):
+            return True
+    return False
+
+
+async def scheduler_api(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER_KEY]
+    call = await _read_call(request)
+    if isinstance(call, web.Response):
+        return call
+    kind = call.get("type")
+    if kind not in SCHEDULER_CALLS:
+        return _text(400, f"Failed to convert JSON into Call protobuf: unknown call type {kind!r}")
+    try:
+        if kind == "SUBSCRIBE":
+            if not _accepts_json(request):
+                return _text(406, "Expecting 'Accept' to allow 'application/json'")
+            if STREAM_ID_HEADER in request.headers:
+                return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+            fw, stream = master.subscribe(call)
+
+            def closed() -> None:
+                if fw is not None:
+                    master.stream_closed(fw, stream)
+
+            return await _serve_stream(request, stream, {STREAM_ID_HEADER: stream.id}, closed)
+        fw = master.framework_for_call(call, request.headers.get(STREAM_ID_HEADER))
+        result = master.handle_call(fw, call)
+    except InvalidCall as e:
+        log.info("call_rejected", type=kind, status=e.status, error=e.message)
+        return _text(e.status, e.message)
+    except Exception as e:
+        log.exception("call_failed", type=kind)
+        return _text(500, f"mesoslite failed on this {kind} call: {e!r}")
+    if result is None:
+        return web.Response(status=202)
+    return web.json_response(result, dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def _serve_stream(
+    request: web.Request, stream: EventStream, headers: dict[str, str],
+    on_close: Callable[[], Any],
+) -> web.StreamResponse:  # fmt: skip
+    response = web.StreamResponse(status=200, headers={
+        "Content-Type": "application/json", "Cache-Control": "no-cache", **headers,
+    })  # fmt: skip
+    response.enable_chunked_encoding()
+    try:
+        await response.prepare(request)
+        await stream.pump(response)
+    except (ConnectionError, RuntimeError) as e:
+        log.debug("stream_broken", error=repr(e))
+    finally:
+        on_close()
+    return response
+
+
+async def agent_api(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER_KEY]
+    call = await _read_call(request)
+    if isinstance(call, web.Response):
+        return call
+    try:
+        if call.get("type") == "REGISTER":
+            agent, stream = master.register_agent(call)
+            return await _serve_stream(request, stream, {AGENT_SESSION_HEADER: stream.id},
+                                       lambda: master.agent_stream_closed(agent, stream))
+        master.agent_call(call, request.headers.get(AGENT_SESSION_HEADER))
+    except InvalidCall as e:
+        log.info("agent_call_rejected", type=call.get("type"), status=e.status, error=e.message)
+        return _text(e.status, e.message)
+    return web.Response(status=202)
+
+
+async def state_endpoint(request: web.Request) -> web.Response:
+    master = request.app[MASTER_KEY]
+    return web.json_response(master.state(), dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def redirect_endpoint(request: web.Request) -> web.Response:
+    master = request.app[MASTER_KEY]
+    location = f"//{master.config.advertised_host}:{master.port}"
+    return web.Response(status=307, headers={"Location": location})
+
+
+async def version_endpoint(request: web.Request) -> web.Response:
+    return web.json_response({"version": MESOS_VERSION, "build_user": "mesoslite", "git_tag": ""})
+
+
+async def health_endpoint(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def teardown_endpoint(request: web.Request) -> web.Response:
+    """The operator's `/master/teardown` (form field `frameworkId`)."""
+    master = request.app[MASTER_KEY]
+    form = await request.post()
+    fid = form.get("frameworkId")
+    fw = master.frameworks.get(str(fid)) if fid is not None else None
+    if fw is None:
+        return _text(400, "No framework found with specified ID")
+    master.remove_framework(fw, "operator teardown")
+    return web.Response(status=200)
+
+
+def create_app(master: MesosliteMaster) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[MASTER_KEY] = master
+    for path in SCHEDULER_PATHS:
+        app.router.add_route("*", path, scheduler_api)
+    app.router.add_route("*", AGENT_PATH, agent_api)
+    for path in ("/master/state", "/state", "/master/state.json", "/state.json"):
+        app.router.add_get(path, state_endpoint)
+    for path in ("/master/redirect", "/redirect"):
+        app.router.add_get(path, redirect_endpoint)
+    app.router.add_get("/version", version_endpoint)
+    app.router.add_get("/health", health_endpoint)
+    app.router.add_get("/master/health", health_endpoint)
+    app.router.add_post("/master/teardown", teardown_endpoint)
+
+    async def on_startup(_: web.Application) -> None:
+        master.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await master.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+
+
+async def serve(config: MasterConfig, ready: Callable[[MesosliteMaster], None] | None = None) -> None:
+    """Run a master until SIGTERM or SIGINT."""
+    master = MesosliteMaster(config, resolve_allocator(config.allocator))
+    app = create_app(master)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    if sockets:
+        master.port = sockets[0].getsockname()[1]
+    log.info("master_started", url=f"http://{config.host}:{master.port}", id=master.id,
+             allocator=config.allocator)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(master)
+    try:
+        await stop.wait()
+    finally:
+        log.info("master_stopping")
+        await runner.cleanup()
