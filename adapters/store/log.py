@@ -12,7 +12,10 @@ Layout of the folder:
 callers, and concurrent callers share one write and one fsync (group commit), run in a
 thread so the loop keeps serving. Used together on the loop's thread, they keep call order
 (`append` writes what `commit` callers queued first). A batch is all-or-nothing after a
-crash (records.py).
+crash (records.py), and after a failed write too: if the write or its fsync fails (ENOSPC,
+EIO), the segment is cut back to where the batch began, the bookkeeping is left as it was,
+and every caller of the batch gets `StoreWriteFailed`; the next write tries again, so the
+store takes writes once space returns, without a restart (`healthy`, `last_error` tell).
 
 Opening recovers: a torn tail of the last segment (a short or bad record with nothing valid
 after it, or an unfinished batch) was never acknowledged, so it is cut off with a warning. A
@@ -29,6 +32,8 @@ Compaction runs inside the write path that made it due, holding off writes meanw
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import re
 import threading
@@ -71,7 +76,22 @@ class StoreCorrupted(Exception):
 
 
 class StoreFailed(Exception):
-    """A write or fsync failed: what reached the disk is unknown, so no more writes."""
+    """A write did not happen (the store is closed, or the write failed)."""
+
+
+class StoreWriteFailed(StoreFailed):
+    """A write or fsync failed; what it had written was cut off, so nothing changed."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        code = cause.errno
+        if code is None:
+            what = str(cause)
+        else:
+            what = f"{os.strerror(code).lower()} ({errno.errorcode.get(code, code)})"
+        super().__init__(f"{what} writing {path}; nothing was written")
+        self.path = path
+        self.cause = cause
+        self.errno = code
 
 
 def segment_name(start: int) -> str:
@@ -116,11 +136,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + TMP)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Best effort, on a failure path (a leftover temp file is removed by the next open)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return None
+    return found.f_bavail * found.f_frsize
 
 
 def _decode_all(buf: bytes, end: int) -> list[Event]:
@@ -162,7 +200,8 @@ class EventLog:
         self._segment_size = 0
         self._snapshot: int | None = None  # events covered by the snapshot in use
         self._next = 0  # index of the next event
-        self._failed: BaseException | None = None
+        self._cut: tuple[Path, int] | None = None  # a failed write's bytes still to cut off
+        self._last_error: StoreWriteFailed | None = None
         self._archive: dict[str, Path] = {}  # archived job id -> its file
         self._queue: list[Queued] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -205,6 +244,16 @@ class EventLog:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         await future
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed write until a write succeeds again (for a health check)."""
+        return self._last_error is None
+
+    @property
+    def last_error(self) -> StoreWriteFailed | None:
+        """The failure of the last write, None once one succeeds."""
+        return self._last_error
 
     # ------------------------------------------------------------------ snapshots and archive
 
@@ -270,20 +319,37 @@ class EventLog:
 
     def _write(self, data: bytes, count: int) -> None:
         with self._lock:
-            if self._failed is not None:
-                raise StoreFailed(f"{self.path}: an earlier write failed ({self._failed})")
-            if self._fd is None:
+            current = self._fd
+            if current is None:
                 raise StoreFailed(f"{self.path}: the store is closed")
+            start = self._segments[-1]
             try:
-                if self._segment_size >= self.segment_bytes:
-                    self._rotate()
-                _write_all(self._fd, data)
-                os.fdatasync(self._fd)
+                self._cut_failed_write()
+                fd, size = current, self._segment_size
+                if size >= self.segment_bytes:  # rotation counts only if the write does
+                    start = self._next
+                    fd, size = self._create_segment(start)
+                try:
+                    _write_all(fd, data)
+                    os.fdatasync(fd)
+                except OSError:
+                    self._undo_write(fd, start, size)
+                    raise
             except OSError as e:
-                self._failed = e
-                log.error("store_write_failed", path=str(self.path), error=str(e))
-                raise StoreFailed(f"{self.path}: write failed: {e}") from e
-            self._segment_size += len(data)
+                self._last_error = error = StoreWriteFailed(self.path / segment_name(start), e)
+                log.error(
+                    "store_write_failed", path=str(error.path), error=str(error),
+                    free_bytes=_free_bytes(self.path),
+                )  # fmt: skip
+                raise error from e
+            if fd != current:
+                os.close(current)
+                self._fd = fd
+                self._segments.append(start)
+            if self._last_error is not None:
+                log.info("store_writes_again", path=str(self.path))
+            self._last_error = None
+            self._segment_size = size + len(data)
             self._next += count
             if self.snapshot_every and self._next >= self._compact_at:
                 try:
@@ -291,27 +357,59 @@ class EventLog:
                 except Exception as e:  # the events are safe; the next snapshot retries
                     log.error("store_compaction_failed", path=str(self.path), error=repr(e))
 
-    def _rotate(self) -> None:
-        """Continue in a new segment that starts at the next event."""
-        old = self._fd
-        self._open_segment(self._next)
-        self._segments.append(self._next)
-        if old is not None:
-            os.close(old)
+    def _undo_write(self, fd: int, start: int, size: int) -> None:
+        """Cut a failed write off: its segment back to `size`, or a new segment away.
+        If even that fails, the next write cuts first (a crash before then leaves a torn
+        tail, which opening cuts off)."""
+        path = self.path / segment_name(start)
+        rotated = fd != self._fd
+        try:
+            if rotated:
+                os.close(fd)
+                os.unlink(path)
+            else:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+        except OSError as e:
+            self._cut = (path, 0 if rotated else size)
+            log.error("store_cut_failed", path=str(path), size=size, error=str(e))
 
-    def _open_segment(self, start: int) -> None:
+    def _cut_failed_write(self) -> None:
+        if self._cut is not None:
+            _truncate(*self._cut)
+            self._cut = None
+
+    def _create_segment(self, start: int) -> tuple[int, int]:
+        """Open (or create, durably) the segment that starts at event `start`: (fd, size)."""
         path = self.path / segment_name(start)
         existed = path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._segment_size = os.fstat(self._fd).st_size
-        if not existed:
-            _fsync(self.path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if not existed:
+                _fsync(self.path)
+        except OSError:
+            os.close(fd)
+            if not existed:
+                _remove(path)
+            raise
+        return fd, size
+
+    def _rotate(self) -> None:
+        """Continue in a new segment that starts at the next event."""
+        fd, self._segment_size = self._create_segment(self._next)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._segments.append(self._next)
 
     def _compact(self) -> None:
         """Archive, rotate, snapshot, then drop what no kept snapshot needs.
 
         A crash anywhere leaves the old snapshot in use: its segments are all still there,
         and the new archive files name a snapshot that does not exist, so they do not count.
+        A failed write (no space) removes what this snapshot wrote and raises
+        `StoreWriteFailed`; the log is as it was, maybe rotated.
         """
         covered = self._next
         self._compact_at = covered + (self.snapshot_every or 0)
@@ -321,15 +419,26 @@ class EventLog:
         archived = {
             jid: self.path / ARCHIVE / f"{jid}@{covered:020d}.events" for jid in result.archived
         }
-        if archived:
-            (self.path / ARCHIVE).mkdir(exist_ok=True)
-            for jid, events in result.archived.items():
-                _write_atomic(archived[jid], frame(encode(e) for e in events))
-            _fsync(self.path / ARCHIVE)
-        if self._segments[-1] != covered:
-            self._rotate()
-        _write_atomic(self.path / snapshot_name(covered), frame(encode(e) for e in result.live))
-        _fsync(self.path)
+        snapshot = writing = self.path / snapshot_name(covered)
+        try:
+            if archived:
+                (self.path / ARCHIVE).mkdir(exist_ok=True)
+                for jid, events in result.archived.items():
+                    writing = archived[jid]
+                    _write_atomic(writing, frame(encode(e) for e in events))
+                _fsync(self.path / ARCHIVE)
+            if self._segments[-1] != covered:
+                writing = self.path / segment_name(covered)
+                self._rotate()
+            writing = snapshot
+            _write_atomic(snapshot, frame(encode(e) for e in result.live))
+            _fsync(self.path)
+        except OSError as e:  # the old snapshot stays in use; nothing of this one may stay
+            _remove(snapshot)
+            if not snapshot.exists():  # else its archive files must stay with it
+                for path in archived.values():
+                    _remove(path)
+            raise StoreWriteFailed(writing, e) from e
         self._snapshot, self._segments = covered, [covered]
         self._archive.update(archived)
         kept = _numbered(self.path, SNAPSHOT)[-self.keep_snapshots :]
@@ -424,7 +533,7 @@ class EventLog:
             break
         self._segments = segments or [self._base]
         self._next = expected
-        self._open_segment(self._segments[-1])
+        self._fd, self._segment_size = self._create_segment(self._segments[-1])
         log.info(
             "store_opened", path=str(self.path), snapshot=self._snapshot, events=self._next,
             segments=len(self._segments),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import threading
@@ -12,7 +13,14 @@ import pytest
 
 from adapters.store import log as log_module
 from adapters.store.codec import PAYLOAD_PREFIX, encode
-from adapters.store.log import EventLog, StoreCorrupted, StoreFailed, segment_name, snapshot_name
+from adapters.store.log import (
+    EventLog,
+    StoreCorrupted,
+    StoreFailed,
+    StoreWriteFailed,
+    segment_name,
+    snapshot_name,
+)
 from adapters.store.records import BATCH_END, HEADER, frame, scan
 from core.compaction import compact
 from core.control import ControlPlane
@@ -245,32 +253,47 @@ def test_a_damaged_snapshot_falls_back_to_the_one_before_when_asked(tmp_path: Pa
     assert (tmp_path / "quarantine" / newest.name).exists()
 
 
-def test_a_compaction_cut_short_changes_nothing(
+def test_a_compaction_that_fails_for_lack_of_space_leaves_nothing_of_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As if killed after writing the archive files but before the snapshot's rename."""
     _, batches = run_batches()
-    store = filled(tmp_path, batches, snapshot_every=None)
+    store = filled(tmp_path, batches[:-1], snapshot_every=None)
     before = store.load()
     real = log_module._write_atomic
 
     def no_snapshots(path: Path, data: bytes) -> None:
         if path.suffix == ".snap":
-            raise OSError(28, "No space left on device")
+            raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data)
 
     monkeypatch.setattr(log_module, "_write_atomic", no_snapshots)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StoreWriteFailed, match=r"no space left on device \(ENOSPC\) writing .*snap"):
         store.compact()
-    assert list((tmp_path / "archive").glob("*.events"))  # written, but not committed
+    assert not list(tmp_path.glob("snapshot-*")) and not list((tmp_path / "archive").glob("*"))
     assert store.archived_job_ids() == [] and store.load() == before
-    store.append(events(1, "more"))
-    store.close()
+    assert store.healthy  # appends are fine; only the snapshot failed
+    store.append(batches[-1])
     monkeypatch.undo()
+    store.compact()  # space is back: the next snapshot is written
+    assert store.archived_job_ids() and list(tmp_path.glob("snapshot-*.snap"))
+    store.close()
+
+
+def test_archive_files_of_a_compaction_killed_before_its_snapshot_do_not_count(
+    tmp_path: Path,
+) -> None:
+    """As if killed after writing the archive files but before the snapshot's rename."""
+    _, batches = run_batches()
+    filled(tmp_path, batches, snapshot_every=None).close()
+    with EventLog(tmp_path, snapshot_every=None) as store:
+        before = store.load()
+    orphan = tmp_path / "archive" / f"alpha-1@{sum(map(len, batches)):020d}.events"
+    orphan.parent.mkdir()
+    orphan.write_bytes(frame(encode(e) for e in before[:2]))
     with EventLog(tmp_path, snapshot_every=None) as store:
         assert store.archived_job_ids() == []
-        assert not list((tmp_path / "archive").glob("*"))
-        assert store.load() == before + events(1, "more")
+        assert not orphan.exists()
+        assert store.load() == before
 
 
 # ---------------------------------------------------------------- group commit, failures
@@ -318,13 +341,17 @@ def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
     store.close()
 
 
-def test_a_failed_fsync_fails_the_group_and_every_later_write(
+def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next_write_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventLog(tmp_path)
+    store.append(events(2, "before"))
+    path = segments(tmp_path)[0]
+    size = path.stat().st_size
+    real_sync = os.fdatasync
 
     def broken(fd: int) -> None:
-        raise OSError(5, "Input/output error")
+        raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(log_module.os, "fdatasync", broken)
 
@@ -333,11 +360,79 @@ def test_a_failed_fsync_fails_the_group_and_every_later_write(
                                     return_exceptions=True)  # fmt: skip
 
     results = asyncio.run(main())
-    assert all(isinstance(r, StoreFailed) for r in results)
-    monkeypatch.undo()
-    with pytest.raises(StoreFailed, match="an earlier write failed"):
-        store.append(events(1))
+    assert all(isinstance(r, StoreWriteFailed) for r in results), results
+    failed = results[0]
+    assert isinstance(failed, StoreWriteFailed) and failed.errno == errno.EIO
+    assert str(failed).startswith(f"input/output error (EIO) writing {path}")
+    assert path.stat().st_size == size  # the batch was cut off again
+    assert not store.healthy and store.last_error is failed
+    assert store.load() == events(2, "before")
+    monkeypatch.setattr(log_module.os, "fdatasync", real_sync)
+    store.append(events(1, "after"))
+    assert store.healthy and store.last_error is None
     store.close()
+    with EventLog(tmp_path) as store:
+        assert store.load() == events(2, "before") + events(1, "after")
+
+
+def test_a_failed_rotation_write_leaves_no_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = filled(tmp_path, [events(3, f"b{i}-") for i in range(4)], segment_bytes=300,
+                   snapshot_every=None)  # fmt: skip
+    names = [p.name for p in segments(tmp_path)]
+    loaded = store.load()
+    while store._segment_size < store.segment_bytes:  # the next write rotates
+        store.append(events(1, "fill"))
+        names, loaded = [p.name for p in segments(tmp_path)], store.load()
+    real_write = os.write
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        if len(data) > 4:  # part of it fits, then the disk is full
+            return real_write(fd, data[:4])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(log_module.os, "write", full)
+    with pytest.raises(StoreWriteFailed, match="ENOSPC"):
+        store.append(events(2, "lost"))
+    assert [p.name for p in segments(tmp_path)] == names
+    assert store.load() == loaded and not store.healthy
+    monkeypatch.undo()
+    store.append(events(2, "kept"))
+    assert len(segments(tmp_path)) == len(names) + 1
+    store.close()
+    with EventLog(tmp_path, segment_bytes=300, snapshot_every=None) as store:
+        assert store.load() == loaded + events(2, "kept")
+
+
+def test_a_cut_that_fails_is_made_before_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = filled(tmp_path, [events(2, "a")])
+    path = segments(tmp_path)[0]
+    size = path.stat().st_size
+    real_truncate = os.ftruncate
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(log_module.os, "fdatasync", broken)
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    with pytest.raises(StoreWriteFailed):
+        store.append(events(1, "lost"))
+    assert path.stat().st_size > size  # the failed batch is still there
+    monkeypatch.undo()  # the disk works again, but the cut still fails
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    with pytest.raises(StoreWriteFailed):  # still cannot cut: no write after the bad bytes
+        store.append(events(1, "lost-too"))
+    monkeypatch.setattr(log_module.os, "ftruncate", real_truncate)
+    store.append(events(1, "b"))
+    store.close()
+    with EventLog(tmp_path) as store:
+        assert store.load() == events(2, "a") + events(1, "b")
 
 
 def test_writing_after_close_fails(tmp_path: Path) -> None:
