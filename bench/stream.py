@@ -80,7 +80,7 @@ import orjson  # noqa: E402
 import structlog  # noqa: E402
 
 from bench.jobs import keyed_count  # noqa: E402
-from runtime.sse import SseSink  # noqa: E402
+from common.sse_sink import SseSink  # noqa: E402
 from runtime.stage_input import StageInput  # noqa: E402
 from runtime.stage_output import StageOutputServer  # noqa: E402
 from runtime.transport import Backpressure, Endpoint  # noqa: E402

@@ -1,7 +1,8 @@
-"""SSE sink: a stage's output served to HTTP clients as Server-Sent Events, as Mantis does.
+"""SSE sink: events fanned out to HTTP clients as Server-Sent Events, as Mantis' push server does.
 
-Every event goes out as one ``data: <json>\\n\\n`` frame (bytes events are sent as they are,
-already-encoded JSON). ``GET /`` and any other path (Mantis' push server answers on every path,
+A job's last stage serves its output with it, and the master its job output streams (so it is
+here, importing nothing of the runtime). Every event goes out as one ``data: <json>\\n\\n``
+frame of common.sse (bytes events are sent as they are, already-encoded JSON). ``GET /`` and any other path (Mantis' push server answers on every path,
 e.g. ``/events`` or ``/api/v1/jobs/{id}/stream`` behind a proxy) take Mantis' query parameters
 (reference/mantis.md 4.4, ``MantisSSEConstants`` and ``ServerSentEventRequestHandler``):
 
@@ -16,9 +17,8 @@ e.g. ``/events`` or ``/api/v1/jobs/{id}/stream`` behind a proxy) take Mantis' qu
   default 1000): a ``{"mantis.meta":"droppedMessageCount","value":"N","time":ms}`` frame per
   period in which events were dropped for this connection.
 - ``format=text`` (default; ``json`` is a synonym) or ``format=binary`` (also
-  ``mantis.EnableCompressedBinary=true``): one frame per write carrying the base64 of the
-  zlib-compressed events joined by ``mantis.CompressionDelimiter`` (default ``$$$``). Mantis
-  compresses with snappy; zlib is in the standard library.
+  ``mantis.EnableCompressedBinary=true``): one frame per write carrying the events packed by
+  ``common.sse.pack_binary``, joined by ``mantis.CompressionDelimiter`` (default ``$$$``).
 
 Writes are coalesced: a connection is written at most once per turn of the event loop (or
 per ``EARLY_FLUSH_EVENTS``), with everything queued for it since its last write (measured:
@@ -38,36 +38,25 @@ every 0 <-> >0 transition. The server binds 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import orjson
 import structlog
 from aiohttp import web
 
-from core.errors import InvalidRequest
-from runtime.transport import Backpressure
+from common.backpressure import Backpressure
+from common.sse import DEFAULT_DELIMITER, HEADERS, PING_FRAME, frame, frame_all, pack_binary
 
 log = structlog.get_logger()
 
-PING_FRAME = b"data: ping\n\n"
 DEFAULT_PING_SEC = 2.0
 DEFAULT_META_MS = 1000
-DEFAULT_DELIMITER = b"$$$"
 MIN_SAMPLE_MS = 50
 MIN_META_MS = 250
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate",
-    "Pragma": "no-cache",
-    "Access-Control-Allow-Origin": "*",
-}
 
 WRITE_HIGH_WATER = 256 * 1024
 """Bytes waiting in a connection's transport beyond which it is not written to (a slow client)."""
@@ -78,28 +67,13 @@ EARLY_FLUSH_EVENTS = 1024
 turn: a publisher that does not yield would otherwise build writes of many megabytes, and
 copying those (to join, to frame, into the transport) cost more than the syscalls saved."""
 
-_SEP = b"\n\ndata: "
+class InvalidQuery(ValueError):
+    """A sink query parameter is wrong (answered 400, naming it)."""
 
-
-def frame_event(event: Any) -> bytes:
-    """One event as one SSE frame, ``data: ...\n\n``."""
-    return b"data: " + encode_event(event) + b"\n\n"
-
-
-def encode_event(event: Any) -> bytes:
-    """One event as SSE data: bytes pass through, str is UTF-8, anything else is JSON.
-
-    A multi-line bytes or str event becomes several ``data:`` lines of one SSE event.
-    """
-    if isinstance(event, str):
-        data = event.encode()
-    elif isinstance(event, bytes):
-        data = event
-    else:
-        return orjson.dumps(event)  # JSON text never holds a raw newline
-    if b"\n" in data:  # one data: line per line, as the SSE format wants
-        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\ndata: ")
-    return data
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def _truthy(value: str) -> bool:
@@ -110,7 +84,7 @@ def _number(query: Mapping[str, str], name: str) -> float:
     try:
         return float(query[name])
     except ValueError:
-        raise InvalidRequest(name, f"not a number: {query[name]!r}") from None
+        raise InvalidQuery(name, f"not a number: {query[name]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -126,34 +100,34 @@ class SseParams:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> SseParams:
-        """Parse and validate; raises InvalidRequest(field, message)."""
+        """Parse and validate; raises InvalidQuery(field, message)."""
         group = query.get("clientId") or query.get("groupId") or None
         sample_ms: int | None = None
         if "sample" in query:
             sample_ms = round(_number(query, "sample") * 1000)
             if sample_ms < MIN_SAMPLE_MS:
-                raise InvalidRequest("sample", f"must be at least {MIN_SAMPLE_MS} ms")
+                raise InvalidQuery("sample", f"must be at least {MIN_SAMPLE_MS} ms")
         if "sampleMSec" in query:
             sample_ms = round(_number(query, "sampleMSec"))
             if sample_ms < MIN_SAMPLE_MS:
-                raise InvalidRequest("sampleMSec", f"must be at least {MIN_SAMPLE_MS}")
+                raise InvalidQuery("sampleMSec", f"must be at least {MIN_SAMPLE_MS}")
         ping_sec: float | None = None
         if _truthy(query.get("enablePings", "")):
             ping_sec = DEFAULT_PING_SEC
         if "heartbeatSec" in query:
             ping_sec = _number(query, "heartbeatSec")
             if ping_sec < 1:
-                raise InvalidRequest("heartbeatSec", "must be at least 1")
+                raise InvalidQuery("heartbeatSec", "must be at least 1")
         meta_ms: int | None = None
         if _truthy(query.get("enableMetaMessages", "")):
             meta_ms = DEFAULT_META_MS
         if "metaMessagesSec" in query:
             meta_ms = round(_number(query, "metaMessagesSec"))
             if meta_ms < MIN_META_MS:
-                raise InvalidRequest("metaMessagesSec", f"must be at least {MIN_META_MS} (ms)")
+                raise InvalidQuery("metaMessagesSec", f"must be at least {MIN_META_MS} (ms)")
         fmt = query.get("format", "text").lower()
         if fmt not in ("text", "json", "binary"):
-            raise InvalidRequest("format", "must be text, json or binary")
+            raise InvalidQuery("format", "must be text, json or binary")
         binary = fmt == "binary" or _truthy(query.get("mantis.EnableCompressedBinary", ""))
         delimiter = query.get("mantis.CompressionDelimiter", "").encode() or DEFAULT_DELIMITER
         return cls(group, sample_ms, ping_sec, meta_ms, binary, delimiter)
@@ -277,8 +251,7 @@ class _Subscriber:
         parts = self.pending
         self.pending = []
         if self.items:
-            packed = zlib.compress(self.params.delimiter.join(self.items), 1)
-            parts.append(b"data: " + base64.b64encode(packed) + b"\n\n")
+            parts.append(frame(pack_binary(self.items, self.params.delimiter)))
             self.items = []
         if self.meta_value:
             meta = {
@@ -286,7 +259,7 @@ class _Subscriber:
                 "value": str(self.meta_value),
                 "time": int(time.time() * 1000),
             }
-            parts.append(b"data: " + orjson.dumps(meta) + b"\n\n")
+            parts.append(frame(meta))
             self.meta_value = 0
         if self.ping_due:
             self.ping_due = False
@@ -468,11 +441,11 @@ class SseSink:
         if params is None:
             try:
                 params = SseParams.from_query(request.query)
-            except InvalidRequest as e:
+            except InvalidQuery as e:
                 return web.json_response({"message": e.message, "field": e.field}, status=400)
         if self._closed:
             return web.json_response({"message": "sink closed"}, status=503)
-        resp = web.StreamResponse(headers=SSE_HEADERS)
+        resp = web.StreamResponse(headers=HEADERS)
         await resp.prepare(request)  # sends the headers now, and makes the body chunked
         transport = request.transport
         if transport is None or transport.is_closing():
@@ -495,7 +468,7 @@ class SseSink:
         """Send one event to every group (to one connection within a group). Never waits."""
         if not self._groups:
             return
-        block = frame_event(event)
+        block = frame(event)
         frames = (block,)
         self.on_next_count += 1
         for group in self._groups.values():
@@ -510,13 +483,7 @@ class SseSink:
         """Send a batch: every group gets it all, split round-robin within a group."""
         if not self._groups or not events:
             return
-        dumps = orjson.dumps
-        try:
-            # Framed at once, so that orjson's output is freed at once: keeping 1,024 of its
-            # results alive made encoding 4-6x slower (1.1 against 0.25 us per event).
-            frames = [b"data: " + dumps(e) + b"\n\n" for e in events]
-        except TypeError:  # bytes or str events among them
-            frames = [frame_event(e) for e in events]
+        frames = frame_all(events)
         self.on_next_count += len(events)
         block: bytes | None = None
         for group in self._groups.values():

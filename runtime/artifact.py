@@ -28,11 +28,11 @@ import aiohttp
 import orjson
 import structlog
 
+from common.task_environment import DEFAULT_ARTIFACT_CACHE as DEFAULT_CACHE
 from runtime.job import ArtifactError
 
 log = structlog.get_logger()
 
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mantis-py" / "artifacts"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ import aiohttp
 import orjson
 import structlog
 
-from runtime.sources.sse import HB_JOB_ID, RETRYABLE, Backoff, sse_payloads
+from common.backoff import Backoff
+from common.sse import HB_JOB_ID
+from common.sse_client import RETRYABLE, sse_payloads
 
 STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
 

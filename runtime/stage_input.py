@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import structlog
 
+from common.backoff import Backoff
 from runtime.codec import (
     DATA_KINDS,
     FrameDecoder,
@@ -130,8 +131,7 @@ class StageInput:
         self.slot = slot
         self.connections_per_endpoint = connections_per_endpoint
         self.max_queued_batches = max_queued_batches
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.backoff = Backoff(initial=backoff_initial, maximum=backoff_max)
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.received_count = 0
@@ -274,7 +274,7 @@ class StageInput:
 
     async def _connection_loop(self, endpoint: Endpoint, partition: int) -> None:
         loop = asyncio.get_running_loop()
-        delay = self.backoff_initial
+        attempt, rng = 0, random.Random()
         while not self._closed:
             proto: _Upstream | None = None
             try:
@@ -287,7 +287,7 @@ class StageInput:
                     "transport_connect_failed",
                     upstream=str(endpoint),
                     error=str(e),
-                    retry_in=round(delay, 3),
+                    attempt=attempt,
                 )
             else:
                 assert proto.transport is not None
@@ -315,6 +315,6 @@ class StageInput:
                     received=proto.received,
                 )
                 if proto.received:
-                    delay = self.backoff_initial
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.backoff_max)
+                    attempt = 0
+            await asyncio.sleep(self.backoff.delay(attempt, rng))
+            attempt += 1

@@ -43,21 +43,14 @@ import asyncio
 import enum
 from dataclasses import dataclass
 
+from common.backpressure import Backpressure as Backpressure  # re-exported: stages use it
+
 
 class Routing(enum.Enum):
     """How a stage's output is spread over the workers of the next stage."""
 
     ROUND_ROBIN = "round_robin"
     KEYED = "keyed"
-
-
-class Backpressure(enum.Enum):
-    """What happens to an event when a connection's buffer is full."""
-
-    LOSSY = "lossy"
-    """Drop it and count it (Mantis' default)."""
-    BLOCKING = "blocking"
-    """The sender waits for room (no loss while connections live)."""
 
 
 class TransportClosed(Exception):

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from common.sse import SseParser
 from core.errors import CommandRejected
 
 DEFAULT_URL = "http://127.0.0.1:8100"
@@ -164,7 +165,7 @@ class MantisClient:
             path = f"/jobconnectbyname/{_quote(cluster or '')}"
         request = self._request("GET", path, query=params, accept="text/event-stream")
         with self._open(request, timeout=None) as response:
-            yield from sse_events(iter(response.readline, b""))
+            yield from sse_events(iter(lambda: response.read1(65536), b""))
 
     # ---------------------------------------------------------------------- transport
 
@@ -245,24 +246,14 @@ def _api_error(status: int, raw: bytes, reason: str) -> ApiError:
     return ApiError(status, reason or "error")
 
 
-def sse_events(lines: Iterable[bytes]) -> Iterator[Any]:
-    """Server-Sent Events from raw lines: each event's data, decoded from JSON if it is JSON.
-
-    Several `data:` lines make one event (joined by newlines); comments (`:`) and the other
-    fields (`id:`, `event:`, `retry:`) are skipped; a blank line ends an event.
-    """
-    data: list[bytes] = []
-    for line in lines:
-        line = line.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield _decode(b"\n".join(data))
-                data = []
-        elif line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-    if data:
-        yield _decode(b"\n".join(data))
+def sse_events(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """Server-Sent Events from the bytes of a stream as they are read (parsed by common.sse):
+    each event's data, decoded from JSON if it is JSON. An event the stream ends before the
+    blank line that completes it is dropped, as the format says."""
+    parser = SseParser()
+    for chunk in chunks:
+        for data in parser.feed(chunk):
+            yield _decode(data)
 
 
 def _decode(data: bytes) -> Any:

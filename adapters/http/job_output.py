@@ -13,7 +13,7 @@ connection per sink worker, the set of sink workers follows the job's scheduling
 (a replaced worker is dropped and its replacement connected), and the upstream connections of
 a subscription close when its last client leaves. A slow client does not slow the others: what
 does not fit its bounded buffer is dropped and counted. SSE clients of one job are served by the
-subscription's `runtime.sse.SseSink` (one framed block written to every socket from one loop
+subscription's `common.sse_sink.SseSink` (one framed block written to every socket from one loop
 callback, as a sink worker does); WebSocket clients and `jobconnectbyname` (which moves its
 clients from job to job) read a per-client queue.
 """
@@ -33,33 +33,33 @@ from aiohttp import web
 
 from adapters.http.master_api import MasterApi
 from adapters.http.views import need_str, parse_job_request, read_json
+from common.backoff import Backoff
+from common.sse import HEADERS, frame
+from common.sse_client import RETRYABLE, sse_payloads
+from common.sse_sink import SseParams, SseSink
 from core.errors import InvalidRequest
-from runtime.sources.sse import RETRYABLE, Backoff, sse_payloads
-from runtime.sse import SseParams, SseSink
 
 log = structlog.get_logger()
 
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-               "Connection": "keep-alive"}  # fmt: skip
 Query = tuple[tuple[str, str], ...]
 
 
 class Client:
-    """One connected client: a bounded queue of frames (SSE-framed events)."""
+    """One connected client: a bounded queue of events' SSE data."""
 
     def __init__(self, limit: int) -> None:
-        self.frames: deque[bytes] = deque()
+        self.events: deque[bytes] = deque()
         self.limit = limit
         self.dropped = 0
         self.ended = False
         self._ready = asyncio.Event()
 
-    def put(self, frames: list[bytes]) -> None:
-        room = self.limit - len(self.frames)
-        if room < len(frames):
-            self.dropped += len(frames) - max(room, 0)
-            frames = frames[: max(room, 0)]
-        self.frames.extend(frames)
+    def put(self, events: list[bytes]) -> None:
+        room = self.limit - len(self.events)
+        if room < len(events):
+            self.dropped += len(events) - max(room, 0)
+            events = events[: max(room, 0)]
+        self.events.extend(events)
         self._ready.set()
 
     def end(self) -> None:
@@ -68,11 +68,11 @@ class Client:
 
     async def take(self) -> list[bytes]:
         """What is queued (waiting for something); empty once the stream ended."""
-        while not self.frames and not self.ended:
+        while not self.events and not self.ended:
             self._ready.clear()
             await self._ready.wait()
-        out = list(self.frames)
-        self.frames.clear()
+        out = list(self.events)
+        self.events.clear()
         return out
 
 
@@ -126,10 +126,8 @@ class Subscription:
                 async for payloads in sse_payloads(self.hub.session(), url, dict(self.query)):
                     attempt = 0
                     self.sink.publish_many(payloads)
-                    if self.clients:
-                        frames = [b"data: " + p + b"\n\n" for p in payloads]
-                        for client in self.clients:
-                            client.put(frames)
+                    for client in self.clients:
+                        client.put(payloads)
             except RETRYABLE as e:
                 log.info("job_output_upstream_lost", job_id=self.job_id, url=url, error=repr(e))
             finally:
@@ -318,19 +316,19 @@ async def _respond(
 
         async def send() -> None:
             async for batch in frames:
-                for frame in batch:
-                    await ws.send_str(frame[6:-2].decode())
+                for data in batch:
+                    await ws.send_str(data.decode())
 
         try:
             await serve_websocket(ws, send)
         finally:
             await frames.aclose()
         return ws
-    resp = web.StreamResponse(headers=SSE_HEADERS)
+    resp = web.StreamResponse(headers=HEADERS)
     await resp.prepare(request)
     try:
         async for batch in frames:
-            await resp.write(b"".join(batch))
+            await resp.write(b"".join([frame(data) for data in batch]))
     except ConnectionResetError:
         pass  # the client left
     finally:

@@ -11,6 +11,8 @@ Every source is an async generator of batches; stopping the iteration (``aclose(
 cancelling the task that iterates) closes its files, connections and tasks.
 """
 
+from common.backoff import Backoff
+from common.sse_client import HttpStatusError
 from runtime.sources.files import FileSource
 from runtime.sources.jobs import (
     MASTER_URL_ENV,
@@ -23,7 +25,7 @@ from runtime.sources.jobs import (
     unique_client_ids,
 )
 from runtime.sources.merge import MergedSource
-from runtime.sources.sse import Backoff, HttpStatusError, SourceError, SseParser, SseSource
+from runtime.sources.sse import SourceError, SseSource
 from runtime.sources.synthetic import SyntheticSource, default_event
 
 __all__ = [
@@ -34,7 +36,6 @@ __all__ = [
     "JobSource",
     "MergedSource",
     "SourceError",
-    "SseParser",
     "SseSource",
     "SyntheticSource",
     "Target",

@@ -11,7 +11,7 @@ Mantis' ``JobSource`` (reference/mantis.md 4.5), over the master's v1 streams:
 3. Every connection asks the sink for ``clientId`` (default: this job's id; with
    ``broadcast``, ``<clientId>_<workerIndex>``), ``sample``/``sampleMSec``,
    ``enableMetaMessages`` and any extra parameters; the sinks then broadcast across client
-   ids and load-balance within one (runtime.sse). Events from all connections are merged
+   ids and load-balance within one (common.sse_sink). Events from all connections are merged
    into one stream of batches.
 
 Differences from Mantis: ``criterion`` is a Python predicate applied here, after the events
@@ -42,6 +42,9 @@ import aiohttp
 import orjson
 import structlog
 
+from common.backoff import Backoff
+from common.sse import HB_JOB_ID
+from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import (
     Context,
     Metrics,
@@ -50,17 +53,7 @@ from runtime.context import (
     worker_map_from_scheduling_info,
 )
 from runtime.sources.merge import MergedSource, Merger, cancel, closing
-from runtime.sources.sse import (
-    HB_JOB_ID,
-    RETRYABLE,
-    Backoff,
-    EventDecoder,
-    HttpStatusError,
-    SourceError,
-    describe,
-    reconnecting_batches,
-    sse_payloads,
-)
+from runtime.sources.sse import EventDecoder, SourceError, reconnecting_batches
 
 log = structlog.get_logger()
 

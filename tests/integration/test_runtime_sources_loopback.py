@@ -15,6 +15,7 @@ from aiohttp import web
 
 from adapters.http.app import create_app, serve
 from adapters.http.master_api import MasterApi
+from common.sse_sink import SseSink
 from core.control import ControlPlane
 from core.model import (
     ClusterSla,
@@ -36,7 +37,6 @@ from runtime.sources import (
     TargetSource,
     UnknownClusterError,
 )
-from runtime.sse import SseSink
 from tests.integration.aio import run, until
 
 HOST = "127.0.0.1"

@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from runtime.sse import PING_FRAME, SseSink
+from common.sse import PING_FRAME
+from common.sse_sink import SseSink
 from runtime.transport import Backpressure
 from tests.integration.aio import run, until
 

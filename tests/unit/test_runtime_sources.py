@@ -1,4 +1,4 @@
-"""Sources without the network: synthetic (virtual clock), files, SSE parsing, targets."""
+"""Sources without the network: synthetic (virtual clock), files, SSE decoding, targets."""
 
 from __future__ import annotations
 
@@ -17,12 +17,10 @@ from runtime.context import Context, Metrics, WorkerInfo
 from runtime.job import IterableSource
 from runtime.sources import (
     MASTER_URL_ENV,
-    Backoff,
     FileSource,
     JobSource,
     MergedSource,
     SourceError,
-    SseParser,
     SyntheticSource,
     Target,
     TargetSource,
@@ -244,27 +242,7 @@ def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(tmp_pat
     run(main())
 
 
-# ------------------------------------------------------------------------ SSE parsing and decoding
-
-
-def test_sse_parser_handles_split_reads_multiline_data_comments_and_crlf() -> None:
-    stream = (
-        b'data: {"a":1}\n\n: a comment\n\ndata: two\ndata: lines\n\nid: 7\nevent: x\r\n'
-        b"data:nospace\r\n\r\ndata: ping\n\n"
-    )
-    whole = SseParser().feed(stream)
-    assert whole == [b'{"a":1}', b"two\nlines", b"nospace", b"ping"]
-    for step in (1, 2, 3, 7):
-        parser = SseParser()
-        got = []
-        for i in range(0, len(stream), step):
-            got.extend(parser.feed(stream[i : i + step]))
-            # Every event comes out with the read that ends it, not later.
-            assert len(got) == len(SseParser().feed(stream[: i + step]))
-        assert got == whole
-    big = SseParser()  # an event over many reads
-    assert [big.feed(b"data: ")] + [big.feed(b"x" * 1000) for _ in range(50)] == [[]] * 51
-    assert big.feed(b"\r\n\r") == [] and big.feed(b"\ndata: y\n\n") == [b"x" * 50_000, b"y"]
+# ------------------------------------------------------------------------ SSE decoding
 
 
 def test_decoder_json_or_text_skips_heartbeats_and_counts_errors() -> None:
@@ -285,21 +263,6 @@ def test_decoder_unpacks_the_binary_format() -> None:
         {"mantis.EnableCompressedBinary": "true", "mantis.CompressionDelimiter": "|"}, metrics
     )
     assert custom.decode([base64.b64encode(zlib.compress(b"1|2"))]) == [1, 2]
-
-
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    backoff = Backoff(initial=0.1, maximum=1.0, multiplier=2.0, jitter=0.5)
-    rng = random.Random(1)
-    delays = [backoff.delay(n, rng) for n in range(10)]
-    for n, d in enumerate(delays):
-        base = min(1.0, 0.1 * 2**n)
-        assert base * 0.5 <= d <= base
-    assert len(set(delays[5:])) == 5  # jittered, not in step
-    again = random.Random(1)
-    assert delays == [backoff.delay(n, again) for n in range(10)]  # the same for a seed
-    assert Backoff(jitter=0).delay(1000, rng) == Backoff().maximum
-    with pytest.raises(ValueError):
-        Backoff(initial=2, maximum=1)
 
 
 # ------------------------------------------------------------------------ merging
