@@ -6,6 +6,10 @@ that scripts and the CLI need nothing beyond the package. A 4xx/5xx answer becom
 cannot be reached becomes `MasterUnreachable` (an `OSError`) naming the URL. `connect` reads
 the job output stream (Server-Sent Events) and yields each event decoded from JSON.
 
+Without a token given, the client finds the one of a local `mantis up` (`discover_token`):
+$MANTIS_API_TOKEN, else the `api-token` file in its data folder (./mantis-data by default),
+the file only for a master on this machine so that a local token never goes elsewhere.
+
 The helpers at the end build a NamedJobDefinition from simple arguments (an artifact, the
 workers per stage, cpus and memory, parameters and labels), and turn a cluster as the API
 renders it back into one, for a full update (PUT).
@@ -13,6 +17,7 @@ renders it back into one, for a full update (PUT).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import urllib.error
@@ -20,7 +25,7 @@ import urllib.request
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
@@ -28,7 +33,25 @@ from common.sse import SseParser
 from core.errors import CommandRejected
 
 DEFAULT_URL = "http://127.0.0.1:8100"
+DEFAULT_DATA_DIR = Path("mantis-data")
+TOKEN_FILE = "api-token"
+"""The file in a `mantis up` data folder that holds the API token (mode 0600)."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 Json = dict[str, Any]
+
+
+def discover_token(url: str, data_dir: Path | None = None) -> str | None:
+    """$MANTIS_API_TOKEN, else for a master on this machine the token `mantis up` wrote to
+    `<data_dir>/api-token` (default ./mantis-data), else None."""
+    token = os.environ.get("MANTIS_API_TOKEN")
+    if token:
+        return token
+    if urlsplit(url).hostname not in LOOPBACK_HOSTS:
+        return None
+    try:
+        return (data_dir or DEFAULT_DATA_DIR).joinpath(TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 class ApiError(CommandRejected):
@@ -54,11 +77,13 @@ def _quote(segment: str) -> str:
 
 
 class MantisClient:
-    """The master's REST API at `url`; `token` is sent as a bearer token with every call."""
+    """The master's REST API at `url`; `token` is sent as a bearer token with every call
+    (None: the one `discover_token` finds, with `data_dir`; "": none)."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0):
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0,
+                 data_dir: Path | None = None) -> None:  # fmt: skip
         self.url = url.rstrip("/")
-        self.token = token
+        self.token = discover_token(self.url, data_dir) if token is None else token
         self.timeout = timeout
 
     # ---------------------------------------------------------------------- job clusters

@@ -17,11 +17,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from adapters.cli.client import (
+    DEFAULT_DATA_DIR,
     DEFAULT_URL,
     ApiError,
     Json,
@@ -94,7 +96,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=env.get("MANTIS_URL") or DEFAULT_URL,
                         help="the master's API (default: $MANTIS_URL, else %(default)s)")  # fmt: skip
     parser.add_argument("--token", default=env.get("MANTIS_API_TOKEN"),
-                        help="bearer token for changes (default: $MANTIS_API_TOKEN)")  # fmt: skip
+                        help="bearer token for changes (default: $MANTIS_API_TOKEN, else for a "
+                             "local master DATA_DIR/api-token)")  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="the `mantis up` data folder holding api-token (default: %(default)s)")
     parser.add_argument("--user", default=_default_user(),
                         help="who does this, for the master's records (default: $USER)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
@@ -198,7 +203,7 @@ def add_artifact_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action with a client for `--url`/`--token`."""
     action: Action = args.action_run
-    client = MantisClient(args.url, args.token)
+    client = MantisClient(args.url, args.token, data_dir=args.data_dir)
     try:
         return action(client, args)
     except ApiError as e:

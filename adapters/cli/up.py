@@ -1,23 +1,52 @@
 """`mantis up`: a whole local cluster in one command, supervised until Ctrl-C.
 
-It starts, with a data folder (default ``./mantis-data``): a mesoslite master and N agent
-processes (each agent offers its own loopback address, 127.0.0.2, 127.0.0.3, ..., as its
-hostname, so that "one worker per host" constraints mean something on one machine), then the
-Mantis master (`mantis master`) as a child process. It prints where everything is, then
-watches: a master that dies is started again (it recovers its jobs from the store and keeps
-the running workers). Ctrl-C (or SIGTERM) stops everything cleanly: the master first, then the
-agents (which kill their tasks), then the mesoslite master.
+It starts, with a data folder (default ``./mantis-data``): a mesoslite master, N agents (each
+offers its own loopback address, 127.0.0.2, 127.0.0.3, ..., as its hostname, so that "one
+worker per host" constraints mean something on one machine) and the Mantis master (`mantis
+master`), each a child process logging to a file in the data folder. It prints where
+everything is once its own master answers and every agent is active. With `--example` it then
+uploads examples/synthetic_counts.py, creates its cluster (`synthetic-counts`, unless it
+exists), submits a job (unless one runs) and prints the job's output until Ctrl-C (`make run`).
 
-With `--example` it also uploads examples/synthetic_counts.py, creates its cluster
-(`synthetic-counts`, unless it exists), submits a job (unless one runs) and prints the job's
-output, one JSON line per key and second, until Ctrl-C (`make run` does this).
+Ctrl-C: a terminal sends SIGINT to its whole foreground process group at once. Every child
+runs in its own session (`start_new_session`), so only `mantis up` gets it, and it stops the
+children in an order that damages no job: the master first (so it records nothing about
+workers stopping), then the agents (which stop their tasks), then mesoslite; each gets
+SIGTERM, then SIGKILL after a deadline. On Linux a child also gets SIGTERM when `mantis up`
+dies, even by SIGKILL (prctl(2) PR_SET_PDEATHSIG). The kernel sends it when the *thread* that
+forked the child ends, so children are only ever started from the main thread.
+
+Supervision: every child (mesoslite and the agents too, not only the master) that exits is
+started again, and a line on stderr says which one and why (exit status or signal). A child
+that dies within QUICK_DEATH_SECS of starting waits 0.5 s, 1 s, 2 s, ... (at most
+BACKOFF_MAX_SECS) before it starts again; after GIVE_UP_DEATHS quick deaths within
+GIVE_UP_WINDOW_SECS, `mantis up` stops everything and exits 1 naming the log. A master that
+refuses to start (it exits 1 after one `mantis master: ...` line, e.g. for a damaged store) is
+not started again: that line is shown and `mantis up` stops.
+
+Telling the truth: the API and mesoslite ports are checked free before anything starts (one
+line naming the port and `--port` if not), the data folder is locked (two `mantis up` on one
+store would corrupt it), and the master is recognised by an instance id (MANTIS_INSTANCE_ID,
+echoed as `instanceId` by GET /api/v1/masterInfo; from a master that does not echo it, by the
+pid it writes to `<data>/master.pid`), so another server on the port is never taken for it.
+
+Security: unless `--api-token` or `--no-token`, the API gets a random token
+(`secrets.token_urlsafe`), written to `<data>/api-token` (mode 0600, where the `mantis` client
+commands find it) and given to the master in its environment (MANTIS_API_TOKEN), not its argv,
+which `ps` shows to every user.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import errno
+import fcntl
+import http.client
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,29 +55,62 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 import structlog
 
-from adapters.cli.client import ApiError, MantisClient, MasterUnreachable, cluster_definition
+from adapters.cli.client import (
+    TOKEN_FILE,
+    ApiError,
+    MantisClient,
+    MasterUnreachable,
+    cluster_definition,
+)
 from adapters.cli.master import DEFAULT_PORT
-from mesoslite.local import AgentSpec, ClusterError, LocalCluster, free_port
 
 log = structlog.get_logger()
 
 ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
 AGENT_RESOURCES = "cpus:8;mem:16384;disk:20000"
 AGENT_PORTS = 1000
 """Ports each agent offers: a block that is free on every agent address when `mantis up`
 starts, so that two local clusters on one machine do not hand out the same ports."""
 
+AGENT_REREGISTER_SECS = 2.0
+"""mesoslite's wait, after it starts, before it answers a reconciliation of a task on an agent
+it does not know with TASK_LOST. Our agents (re-)register within a second (their reconnect
+back-off is at most 0.5 s), and a new `mantis up` starts new agents, so the tasks of an earlier
+one are not coming back: waiting Mesos' 10 s would only delay their replacements."""
+QUICK_DEATH_SECS = 10.0
+BACKOFF_FIRST_SECS = 0.5
+BACKOFF_MAX_SECS = 8.0
+GIVE_UP_DEATHS = 5
+GIVE_UP_WINDOW_SECS = 60.0
+START_TIMEOUT_SECS = 60.0
+STOP_MASTER_SECS = 10.0
+STOP_AGENTS_SECS = 10.0
+"""An agent's tasks get SIGTERM, then SIGKILL after its kill grace period (3 s); then it exits."""
+STOP_MESOS_SECS = 5.0
+INSTANCE_ENV = "MANTIS_INSTANCE_ID"
+INSTANCE_FIELD = "instanceId"
+"""The field of GET /api/v1/masterInfo that echoes the master's MANTIS_INSTANCE_ID."""
+SECRET_ENV = ("MANTIS_API_TOKEN",)
+"""Not passed on to mesoslite or the agents (an agent's environment is its tasks')."""
+
+
+class UpError(Exception):
+    """`mantis up` cannot start or keep the cluster running; the message is one line."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("mantis-data"),
-                        help="where the store, artifacts and logs live (default: %(default)s)")
+                        help="where the store, artifacts, API token and logs live "
+                             "(default: %(default)s)")
     parser.add_argument("--agents", type=int, default=2, help="agent processes (default: 2)")
     parser.add_argument("--agent-resources", default=AGENT_RESOURCES, metavar="SPEC",
                         help="each agent's resources (default: %(default)s, plus a block of "
@@ -57,10 +119,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the Mantis API port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--mesos-port", type=int, default=0,
                         help="the mesoslite master's port (default: a free one)")
-    parser.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
-                        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
+                       help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN, "
+                            f"else a random one, written to DATA_DIR/{TOKEN_FILE})")
+    token.add_argument("--no-token", action="store_true",
+                       help="no token: anyone who can reach 127.0.0.1 may change the cluster")
+    parser.add_argument("--recover-from-snapshot", action="store_true",
+                        help="passed to the master: open a damaged store from its last good "
+                             "snapshot (events after the damage are lost)")
     parser.add_argument("--example", action="store_true",
                         help="run the example job and print its output until Ctrl-C")  # fmt: skip
+
+
+# ---------------------------------------------------------------------- ports and files
+
+
+def free_port() -> int:
+    """A port nothing listens on right now on 127.0.0.1 (the usual small race applies)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding `port` fails as a server's bind would (SO_REUSEADDR, as aiohttp)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+        return False
 
 
 def free_port_block(hosts: list[str], size: int, rng: random.Random | None = None) -> tuple[int, int]:
@@ -70,7 +161,7 @@ def free_port_block(hosts: list[str], size: int, rng: random.Random | None = Non
         lo = rng.randrange(20000, 60000 - size)
         if all(_bindable(h, p) for h in hosts for p in range(lo, lo + size)):
             return lo, lo + size - 1
-    raise ClusterError(f"found no {size} free ports in 20000-60000 on {', '.join(hosts)}")
+    raise UpError(f"found no {size} free ports in 20000-60000 on {', '.join(hosts)}")
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -82,120 +173,389 @@ def _bindable(host: str, port: int) -> bool:
         return True
 
 
+def write_secret(path: Path, text: str) -> None:
+    """`text` in `path`, readable by this user only (0600 from creation, never wider)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text + "\n")
+    os.replace(tmp, path)
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold `<data>/up.lock` while `mantis up` runs; UpError if another one holds it."""
+    lock = open(data_dir / "up.lock", "a+")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise UpError(f"another `mantis up` (pid {holder}) uses {data_dir}; stop it, or "
+                      "choose another folder with --data-dir") from None  # fmt: skip
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+# ---------------------------------------------------------------------- child processes
+
+
+def _find_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # looked up once, not in the child
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: SIGTERM this child when `parent` dies; exit at once if it already has."""
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def describe_status(status: int) -> str:
+    """"exit status 1" or "killed by SIGKILL" for a Popen returncode."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+class Child:
+    """One supervised child process: its command, log, and record of recent quick deaths."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str],
+                 cwd: Path) -> None:  # fmt: skip
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.log_offset = 0
+        self.next_start = 0.0
+        self.quick_deaths: deque[float] = deque()
+        self.starts = 0
+        self._log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    def start(self) -> None:
+        """Start the process (from the main thread only: see the module docstring)."""
+        assert threading.current_thread() is threading.main_thread()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
+        self.log_offset = self._log.tell()
+        self.process = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=self.env, cwd=self.cwd, start_new_session=True,
+            preexec_fn=_die_with(os.getpid()) if _PRCTL is not None else None,
+        )  # fmt: skip
+        self.started_at = time.monotonic()
+        self.starts += 1
+
+    def exited(self) -> int | None:
+        """The exit status if the process has ended (it is then forgotten), else None."""
+        if self.process is None:
+            return None
+        status = self.process.poll()
+        if status is not None:
+            self._forget()
+        return status
+
+    def output_since_start(self, limit: int = 65536) -> list[str]:
+        """The lines the process wrote to its log since it was started (the last `limit`)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(self.log_offset, f.seek(0, os.SEEK_END) - limit))
+                return f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Wait until `deadline` (monotonic) for the process to end, then SIGKILL it."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("up_child_killed", child=self.name, pid=self.process.pid)
+            self.process.kill()
+            self.process.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def stop_children(children: list[Child], seconds: float) -> None:
+    """SIGTERM them all, then SIGKILL whatever still runs after `seconds`."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + seconds
+    for child in children:
+        child.wait_or_kill(deadline)
+
+
+# ---------------------------------------------------------------------- the cluster
+
+
 class LocalUp:
-    """The processes of `mantis up`; `start()`, then `supervise()` until `stop()`."""
+    """The processes of `mantis up`: `run(should_stop)` starts and supervises them, then
+    stops them in order; `on_up` is called once the cluster is up."""
 
     def __init__(
         self, data_dir: Path, agents: int = 2, *, port: int = DEFAULT_PORT, mesos_port: int = 0,
         agent_resources: str = AGENT_RESOURCES, api_token: str | None = None,
-        log_level: str = "info",
+        recover_from_snapshot: bool = False, log_level: str = "info", log_json: bool = False,
+        err: TextIO = sys.stderr,
     ) -> None:  # fmt: skip
         if agents < 1:
-            raise ValueError("--agents must be >= 1")
+            raise UpError("--agents must be >= 1")
         if agents > 250:
-            raise ValueError("--agents must be <= 250 (one loopback address each)")
+            raise UpError("--agents must be <= 250 (one loopback address each)")
+        for flag, wanted in (("--port", port), ("--mesos-port", mesos_port)):
+            if wanted and port_in_use(HOST, wanted):
+                raise UpError(f"port {wanted} on {HOST} ({flag}) is in use, maybe by another "
+                              f"`mantis up`; choose another with {flag} PORT (0 picks a free "
+                              "one)")  # fmt: skip
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
+        self.mesos_port = mesos_port or free_port()
         self.api_token = api_token
-        self.log_level = log_level
+        self.instance_id = secrets.token_hex(16)
+        self.err = err
+        self.gave_up = ""
+        self.up = False
         hosts = [f"127.0.0.{i + 2}" for i in range(agents)]
         if "ports:" not in agent_resources:
             lo, hi = free_port_block(hosts, AGENT_PORTS)
             agent_resources += f";ports:[{lo}-{hi}]"
-        specs = [AgentSpec(agent_resources, args=("--hostname", h)) for h in hosts]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
-        self.cluster = LocalCluster(self.data_dir / "mesos", specs, port=mesos_port or None, env=env)
-        self.env = env
-        self.master: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self._log: IO[bytes] | None = None
-        self._stopping = False
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != INSTANCE_ENV}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        log_flags = ["--log-level", log_level, *(["--log-json"] if log_json else [])]
+        mesos = self.data_dir / "mesos"
+        self.mesos = Child("mesoslite", [
+            sys.executable, "-m", "mesoslite.master", "--host", HOST, "--port",
+            str(self.mesos_port), "--agent-reregister-timeout", str(AGENT_REREGISTER_SECS),
+            *log_flags], mesos / "master.log", env, mesos)  # fmt: skip
+        self.agents = [Child(f"agent {i + 1} ({h})", [
+            sys.executable, "-m", "mesoslite.agent", "--master", self.mesos_url, "--resources",
+            agent_resources, "--work-dir", str(mesos / f"agent-{i}"), "--host", HOST,
+            "--hostname", h, "--reconnect-backoff-max", "0.5", *log_flags],
+            mesos / f"agent-{i}.log", env, mesos) for i, h in enumerate(hosts)]  # fmt: skip
+        master_env = {**env, INSTANCE_ENV: self.instance_id}
+        if api_token:
+            master_env["MANTIS_API_TOKEN"] = api_token
+        self.master = Child("the master", [
+            sys.executable, "-m", "adapters.cli.main", *log_flags, "master", "--data-dir",
+            str(self.data_dir), "--mesos", f"{HOST}:{self.mesos_port}", "--port", str(self.port),
+            *(["--recover-from-snapshot"] if recover_from_snapshot else [])],
+            self.data_dir / "master.log", master_env, self.data_dir)  # fmt: skip
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     @property
-    def master_log(self) -> Path:
-        return self.data_dir / "master.log"
+    def mesos_url(self) -> str:
+        return f"http://{HOST}:{self.mesos_port}"
 
-    def start(self, timeout: float = 30.0) -> None:
-        """mesoslite, then the agents and the master together (the API comes up while the
-        agents register), then wait until every agent is active."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        cluster = self.cluster
-        cluster.start_master(timeout)
-        for i in range(len(cluster.agent_specs)):
-            cluster.start_agent(i)
-        self.start_master(timeout)
-        n = len(cluster.agent_specs)
-        cluster.wait_for_state(lambda s: s["activated_slaves"] >= n, timeout, f"{n} active agents")
+    @property
+    def children(self) -> list[Child]:
+        return [self.mesos, *self.agents, self.master]
 
-    def start_master(self, timeout: float = 30.0) -> None:
-        argv = [sys.executable, "-m", "adapters.cli.main", "--log-level", self.log_level,
-                "master", "--data-dir", str(self.data_dir), "--mesos", self.cluster.address,
-                "--port", str(self.port)]  # fmt: skip
-        env = dict(self.env)
-        if self.api_token:
-            env["MANTIS_API_TOKEN"] = self.api_token
-        self._log = self._log or open(self.master_log, "ab")  # noqa: SIM115 - closed in stop()
-        self.master = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if self.master.poll() is not None:
-                raise ClusterError(f"the master exited with {self.master.returncode} while "
-                                   f"starting; see {self.master_log}")  # fmt: skip
-            if time.monotonic() > deadline:
-                raise ClusterError(f"the master did not answer in {timeout} s; see {self.master_log}")
-            time.sleep(0.05)
+    # -- running ---------------------------------------------------------------------------------
 
-    def _healthy(self) -> bool:
+    def run(self, should_stop: Callable[[], bool], on_up: Callable[[], None],
+            start_timeout: float = START_TIMEOUT_SECS) -> int:  # fmt: skip
+        """Start, supervise until `should_stop()` (0) or until giving up (1), then stop."""
+        deadline = time.monotonic() + start_timeout
+        mesos_ready = False
         try:
-            with urllib.request.urlopen(self.url + "/api/v1/healthcheck", timeout=2) as resp:
-                return bool(resp.status == 200)
+            while not should_stop():
+                now = time.monotonic()
+                for child in self.children:
+                    if not self._tend(child, now, mesos_ready or child is self.mesos):
+                        return 1
+                mesos_ready = mesos_ready or self._get(self.mesos_url + "/health") is not None
+                if not self.up:
+                    if self._ready(mesos_ready):
+                        self.up = True
+                        on_up()
+                    elif time.monotonic() > deadline:
+                        self._give_up(f"the cluster did not come up within {start_timeout:g} s "
+                                      f"({self._missing(mesos_ready)}); see the logs in "
+                                      f"{self.data_dir}")  # fmt: skip
+                        return 1
+                time.sleep(0.2 if self.up else 0.05)
+            return 0
+        finally:
+            self.stop()
+
+    def _tend(self, child: Child, now: float, may_start: bool) -> bool:
+        """Start `child` if it is due, handle its death; False once it is time to give up."""
+        if not child.running:
+            if may_start and now >= child.next_start:
+                child.start()
+            return True
+        status = child.exited()
+        if status is None:
+            return True
+        what = describe_status(status)
+        if child is self.master and status == 1:
+            refusal = self._refusal(child)
+            if refusal:
+                return self._give_up(f"the master refused to start: {refusal}")
+        if now - child.started_at < QUICK_DEATH_SECS:
+            child.quick_deaths.append(now)
+            while child.quick_deaths[0] < now - GIVE_UP_WINDOW_SECS:
+                child.quick_deaths.popleft()
+            quick = len(child.quick_deaths)
+            if quick >= GIVE_UP_DEATHS:
+                last = next((x for x in reversed(child.output_since_start()) if x.strip()), "")
+                return self._give_up(
+                    f"{child.name} died {quick} times within {QUICK_DEATH_SECS:g} s of "
+                    f"starting (last: {what}{f', {last.strip()[:200]!r}' if last else ''}); "
+                    f"see {child.log_path}")  # fmt: skip
+            delay = min(BACKOFF_FIRST_SECS * 2 ** (quick - 1), BACKOFF_MAX_SECS)
+        else:
+            child.quick_deaths.clear()
+            delay = 0.0
+        child.next_start = now + delay
+        when = f" in {delay:g} s" if delay else ""
+        self._say(f"{child.name} exited ({what}); starting it again{when} (log: {child.log_path})")
+        log.warning("up_child_exited", child=child.name, status=status, restart_in=delay)
+        return True
+
+    def _refusal(self, master: Child) -> str:
+        """The one-line error of a master that refused to start (`mantis master: ...`)."""
+        prefix = "mantis master: "
+        lines = [x for x in master.output_since_start() if x.startswith(prefix)]
+        return lines[-1][len(prefix):].strip() if lines else ""
+
+    def _give_up(self, message: str) -> bool:
+        self.gave_up = message
+        self._say(f"{message}; stopping")
+        return False
+
+    def _say(self, line: str) -> None:
+        self.err.write(f"mantis up: {line}\n")
+        self.err.flush()
+
+    # -- observing -------------------------------------------------------------------------------
+
+    def _get(self, url: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body: bytes = resp.read()
+                return body if resp.status == 200 else None
         except (urllib.error.URLError, OSError):
+            return None
+
+    def own_master_answers(self) -> bool:
+        """Our master serves the API: it echoes our instance id (or, from a master that
+        does not echo one, the pid in master.pid is our child's)."""
+        body = self._get(self.url + "/api/v1/masterInfo")
+        if body is None or self.master.process is None:
             return False
+        try:
+            info = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(info, dict):
+            return False
+        if INSTANCE_FIELD in info:
+            return bool(info[INSTANCE_FIELD] == self.instance_id)
+        try:
+            pid = int((self.data_dir / "master.pid").read_text())
+        except (OSError, ValueError):
+            return False
+        return pid == self.master.process.pid
+
+    def _active_agents(self) -> int:
+        body = self._get(self.mesos_url + "/master/state")
+        return int(orjson.loads(body).get("activated_slaves", 0)) if body else 0
+
+    def _ready(self, mesos_ready: bool) -> bool:
+        return (mesos_ready and self.own_master_answers()
+                and self._active_agents() >= len(self.agents))  # fmt: skip
+
+    def _missing(self, mesos_ready: bool) -> str:
+        if not mesos_ready:
+            return f"mesoslite does not answer on {self.mesos_url}"
+        if not self.own_master_answers():
+            return f"the master does not answer on {self.url}"
+        return f"{self._active_agents()} of {len(self.agents)} agents active"
 
     def describe(self, out: TextIO) -> None:
+        n = len(self.agents)
+        token = ""
+        if self.api_token:
+            token = (f"  API token    {self.api_token}\n"
+                     f"               (in {self.data_dir / TOKEN_FILE}; mantis job/cluster/"
+                     "artifact send it; with curl: -H \"Authorization: Bearer $(cat "
+                     f"{self.data_dir / TOKEN_FILE})\")\n")  # fmt: skip
         out.write(
             f"mantis is up:\n"
             f"  API          {self.url}/api/v1/jobClusters   (OpenAPI: {self.url}/api/v1/openapi.json)\n"
-            f"  mesoslite    {self.cluster.url}/master/state\n"
-            f"  agents       {len(self.cluster.agent_specs)} "
-            f"(hostnames 127.0.0.2-127.0.0.{len(self.cluster.agent_specs) + 1})\n"
+            f"{token}"
+            f"  mesoslite    {self.mesos_url}/master/state\n"
+            f"  agents       {n} (hostnames 127.0.0.2-127.0.0.{n + 1})\n"
             f"  data folder  {self.data_dir}   (logs: master.log, mesos/*.log)\n"
             "Ctrl-C stops everything.\n"
         )
         out.flush()
 
-    def supervise(self, should_stop: Callable[[], bool], poll: float = 0.2) -> None:
-        """Until `should_stop()`: start the master again whenever it dies."""
-        while not should_stop():
-            master = self.master
-            if master is not None and master.poll() is not None and not self._stopping:
-                self.restarts += 1
-                log.warning("master_exited_restarting", status=master.returncode,
-                            restarts=self.restarts)  # fmt: skip
-                self.start_master()
-            time.sleep(poll)
+    # -- stopping --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        self._stopping = True
-        if self.master is not None and self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait()
-        self.cluster.stop()
-        if self._log is not None:
-            self._log.close()
+        """The master first (it records nothing about workers stopping), then the agents (they
+        stop their tasks), then mesoslite; each SIGTERM, then SIGKILL after a deadline."""
+        t0 = time.monotonic()
+        stop_children([self.master], STOP_MASTER_SECS)
+        t1 = time.monotonic()
+        stop_children(self.agents, STOP_AGENTS_SECS)
+        t2 = time.monotonic()
+        stop_children([self.mesos], STOP_MESOS_SECS)
+        log.info("up_stopped", master_secs=round(t1 - t0, 3), agents_secs=round(t2 - t1, 3),
+                 mesoslite_secs=round(time.monotonic() - t2, 3))  # fmt: skip
 
+
+# ---------------------------------------------------------------------- the example
 
 EXAMPLE = ROOT / "examples" / "synthetic_counts.py"
 EXAMPLE_CLUSTER = "synthetic-counts"
+EXAMPLE_HANG_UP_SECS = 1.5
+"""How long a stop waits for the example's output stream to hang up (it checks after every
+event, and the job has one a second): a master with an open stream takes longer to stop."""
 
 
 def start_example(client: MantisClient, user: str) -> str:
@@ -215,7 +575,7 @@ def start_example(client: MantisClient, user: str) -> str:
 
 def stream_example(up: LocalUp, out: TextIO, stopped: Callable[[], bool]) -> None:
     """Start the example and print its output; reconnect if the master restarts."""
-    client = MantisClient(up.url, up.api_token)
+    client = MantisClient(up.url, up.api_token or "")
     user = os.environ.get("USER") or "mantis"
     try:
         job_id = start_example(client, user)
@@ -228,33 +588,64 @@ def stream_example(up: LocalUp, out: TextIO, stopped: Callable[[], bool]) -> Non
     while not stopped():
         try:
             for event in client.connect(cluster=EXAMPLE_CLUSTER):
+                if stopped():
+                    return
                 out.write(orjson.dumps(event).decode() + "\n")
                 out.flush()
-        except (ApiError, MasterUnreachable, OSError) as e:
-            log.info("example_stream_reconnecting", error=str(e))
+        except (ApiError, MasterUnreachable, OSError, http.client.HTTPException) as e:
+            log.info("example_stream_reconnecting", error=repr(e))
         time.sleep(1.0)
 
 
+# ---------------------------------------------------------------------- the command
+
+
+def api_token(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """The token the API will require (None with --no-token), kept in `<data>/api-token`."""
+    path = data_dir / TOKEN_FILE
+    if args.no_token:
+        path.unlink(missing_ok=True)
+        return None
+    token: str = args.api_token or secrets.token_urlsafe(32)
+    write_secret(path, token)
+    return token
+
+
 def run(args: argparse.Namespace) -> int:
-    up = LocalUp(args.data_dir, args.agents, port=args.port, mesos_port=args.mesos_port,
-                 agent_resources=args.agent_resources, api_token=args.api_token,
-                 log_level=args.log_level)  # fmt: skip
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
         stop = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
-        up.start()
+        data_dir = args.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_data_dir(data_dir)
+        up = LocalUp(data_dir, args.agents, port=args.port, mesos_port=args.mesos_port,
+                     agent_resources=args.agent_resources, api_token=api_token(args, data_dir),
+                     recover_from_snapshot=args.recover_from_snapshot,
+                     log_level=args.log_level, log_json=args.log_json)  # fmt: skip
+    except UpError as e:
+        sys.stderr.write(f"mantis up: {e}\n")
+        return 1
+
+    example = threading.Thread(target=stream_example, args=(up, sys.stdout, lambda: stop),
+                               daemon=True, name="example")  # fmt: skip
+
+    def on_up() -> None:
         up.describe(sys.stdout)
         if args.example:
-            threading.Thread(target=stream_example, args=(up, sys.stdout, lambda: stop),
-                             daemon=True, name="example").start()  # fmt: skip
-        up.supervise(lambda: stop)
-    finally:
-        up.stop()
-        sys.stdout.write("mantis stopped.\n")
-    return 0
+            example.start()
+
+    def stopping() -> bool:
+        if stop and example.is_alive():  # let it hang up first: the master stops sooner
+            example.join(EXAMPLE_HANG_UP_SECS)
+        return stop
+
+    with contextlib.closing(lock):
+        status = up.run(stopping, on_up)
+    sys.stdout.write("mantis stopped.\n")
+    return status
