@@ -78,6 +78,7 @@ from adapters.cli.master import Master, MasterSettings  # noqa: E402
 from adapters.cli.up import AGENT_RESOURCES  # noqa: E402
 from adapters.http.app import serve  # noqa: E402
 from common.logs import configure as configure_logging  # noqa: E402
+from common.sse_client import sse_payloads  # noqa: E402
 from core.effects import LaunchTask  # noqa: E402
 from core.ports import ResourceManagerEvents, TaskStatus  # noqa: E402
 
@@ -470,12 +471,10 @@ async def first_output(up: Up) -> FirstOutput:
                 raise RuntimeError(f"submit: {r.status} {await r.text()}")
             jid = (await r.json())["jobMetadata"]["jobId"]
         submitted_s = time.monotonic() - up.t0
-        async with http.get(f"/jobconnectbyid/{jid}") as resp:
-            async for line in resp.content:
-                if line.startswith(b"data: "):
-                    first_s = time.monotonic() - up.t0
-                    made_s = orjson.loads(line[6:])["t"] - up.wall0
-                    return FirstOutput(jid, api_s, submitted_s, made_s, first_s)
+        async for payloads in sse_payloads(http, f"/jobconnectbyid/{jid}"):
+            first_s = time.monotonic() - up.t0
+            made_s = orjson.loads(payloads[0])["t"] - up.wall0
+            return FirstOutput(jid, api_s, submitted_s, made_s, first_s)
     raise RuntimeError("the job's output ended before its first event")
 
 

@@ -80,6 +80,7 @@ import orjson  # noqa: E402
 import structlog  # noqa: E402
 
 from bench.jobs import keyed_count  # noqa: E402
+from common.sse_client import sse_payloads  # noqa: E402
 from common.sse_sink import SseSink  # noqa: E402
 from runtime.stage_input import StageInput  # noqa: E402
 from runtime.stage_output import StageOutputServer  # noqa: E402
@@ -541,10 +542,9 @@ async def read_frames(
     http: aiohttp.ClientSession, url: str, into: list[tuple[float, dict[str, Any]]]
 ) -> None:
     """(time.time() of receipt, event) for every frame of an SSE stream."""
-    async with http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                into.append((time.time(), orjson.loads(line[6:])))
+    async for payloads in sse_payloads(http, url):
+        now = time.time()
+        into.extend((now, orjson.loads(p)) for p in payloads)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
+from common.sse_client import sse_payloads
 from mesoslite.local import free_port
 from tests.integration.aio import run
 from tests.integration.workers import JOBS, ROOT
@@ -141,10 +142,8 @@ def started(job: Any) -> dict[int, Any]:
 
 
 async def stream(http: aiohttp.ClientSession, url: str, into: list[Any]) -> None:
-    async with http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                into.append(orjson.loads(line[6:]))
+    async for payloads in sse_payloads(http, url):
+        into.extend(orjson.loads(p) for p in payloads)
 
 
 def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from adapters.http.job_output import OUTPUT, JobOutputHub
+from common.sse import SseParser
 from core.worker import WorkerState
 from tests.integration.aio import run
 from tests.integration.test_runtime_workers import local_master
@@ -90,9 +91,10 @@ def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_co
                 assert resp.status == 404
 
     async def _first_data(resp: aiohttp.ClientResponse) -> bytes:
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                return line[6:]
+        parser = SseParser()
+        async for chunk in resp.content.iter_any():
+            if payloads := parser.feed(chunk):
+                return payloads[0]
         raise AssertionError("the stream ended")
 
     run(main(), timeout=110)
