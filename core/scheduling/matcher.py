@@ -25,12 +25,27 @@ from core.model import DurationType
 from core.scheduling.config import MatchConfig
 from core.scheduling.constraints import ExclusiveHost, ZoneBalance, host_test, label, resolve
 from core.scheduling.hosts import Held, Host, Task
-from core.scheduling.offers import Assignment, MatchResult, Offer, Placement, take_ports
+from core.scheduling.offers import (
+    Assignment,
+    MatchResult,
+    Offer,
+    Placement,
+    PlacementFailure,
+    take_ports,
+)
 from core.scheduling.search import Run, Search
 
 DEFAULT_CONFIG = MatchConfig()
 _EXCLUSIVE = ExclusiveHost()
 _BALANCE = ZoneBalance()
+_NO_OFFERS = PlacementFailure("no offers")
+_ALREADY_PLACED = PlacementFailure("already placed")
+# The attribute holding a resource on a Host (free) and on a Task (asked), by its name in reasons.
+_RESOURCE = {"mem": "mem", "network": "net", "disk": "disk", "ports": "nports"}
+
+
+def _worker_id(u: tuple[str, PlacementFailure]) -> str:
+    return u[0]
 
 
 def _order(t: Task) -> tuple[object, ...]:
@@ -61,7 +76,7 @@ class Matcher(Search):
         tasks, unplaced = self._tasks(requests, now, preferred_clusters or {})
         self.sync()
         placed: list[tuple[Task, Host, tuple[tuple[int, ...], Held]]] = []
-        failed: dict[Hashable, str] = {}
+        failed: dict[Hashable, PlacementFailure] = {}
         run: Run | None = None
         for task in tasks:
             group = self._group(task)
@@ -82,11 +97,11 @@ class Matcher(Search):
 
     def _tasks(
         self, requests: Sequence[LaunchRequest], now: float, preferred: Mapping[str, str]
-    ) -> tuple[list[Task], list[tuple[str, str]]]:
+    ) -> tuple[list[Task], list[tuple[str, PlacementFailure]]]:
         asg = self.config.asg_attribute
         seen: set[str] = set()
         tasks: list[Task] = []
-        unplaced: list[tuple[str, str]] = []
+        unplaced: list[tuple[str, PlacementFailure]] = []
         for r in requests:
             if r.worker_id in seen:
                 raise ValueError(f"duplicate request for worker {r.worker_id!r}")
@@ -94,7 +109,7 @@ class Matcher(Search):
             if r.ready_at > now:
                 continue  # backing off: neither placed nor a failure
             if r.worker_id in self.placement_agent:
-                unplaced.append((r.worker_id, "already placed"))
+                unplaced.append((r.worker_id, _ALREADY_PLACED))
                 continue
             hard = tuple(resolve(c, asg) for c in r.hard_constraints) if r.hard_constraints else ()
             soft = tuple(resolve(c, asg) for c in r.soft_constraints) if r.soft_constraints else ()
@@ -122,15 +137,20 @@ class Matcher(Search):
         return (t.job_id, t.stage, t.cpus, t.mem, t.disk, t.net, t.nports, t.perpetual,
                 t.preferred_cluster, t.hard, t.soft, zones)  # fmt: skip
 
-    def _why(self, t: Task) -> str:
-        """Why no host took the task: per reason, how many hosts on offer it ruled out."""
+    def _why(self, t: Task) -> PlacementFailure:
+        """Why no host took the task: what every agent on offer lacks, else per reason how
+        many agents it ruled out. Only failures pay for this: hosts short of CPUs are
+        skipped by one bisect, the rest are visited once."""
         hosts = self.index.hosts
         if not hosts:
-            return "no offers"
+            return _NO_OFFERS
+        first = self.index.start(t.cpus, float("-inf"))  # all before it lack CPUs
+        if first == len(hosts):
+            return PlacementFailure("resource", "cpus", t.cpus, hosts[-1].cpus, 0.0, len(hosts),
+                                    (("cpus", first),))  # fmt: skip
         scope = self._scope(t)
         tests = [(label(c), host_test(c, scope)) for c in t.hard]
-        first = self.index.start(t.cpus, float("-inf"))  # all before it lack CPUs
-        counts: dict[str, int] = {"cpus": first} if first else {}
+        counts: dict[str, int] = {}
         for h in hosts[first:]:
             reason = h.shortfall(t)
             excl = h.machine.excl
@@ -139,7 +159,20 @@ class Matcher(Search):
             if not reason:
                 reason = next((name for name, ok in tests if not ok(h)), "fitness 0")
             counts[reason] = counts.get(reason, 0) + 1
-        return "no host fits: " + ", ".join(f"{r} on {n}" for r, n in sorted(counts.items()))
+        with_cpus = t.cpus if first else 0.0
+        ruled_out = tuple(sorted(counts.items()))
+        if first:
+            ruled_out = (("cpus", first), *ruled_out)
+        (reason, *others) = counts
+        attr = _RESOURCE.get(reason)
+        if others or (attr is None and reason not in dict(tests)):
+            return PlacementFailure("mixed", agents=len(hosts), ruled_out=ruled_out)
+        if attr is None:
+            return PlacementFailure("constraint", reason, with_cpus=with_cpus,
+                                    agents=len(hosts), ruled_out=ruled_out)  # fmt: skip
+        largest = max(getattr(h, attr) for h in hosts[first:])
+        return PlacementFailure("resource", reason, getattr(t, attr), largest, with_cpus,
+                                len(hosts), ruled_out)  # fmt: skip
 
     # ------------------------------------------------------------------ results
 
@@ -160,7 +193,7 @@ class Matcher(Search):
     def _commit(
         self,
         placed: list[tuple[Task, Host, tuple[tuple[int, ...], Held]]],
-        unplaced: list[tuple[str, str]],
+        unplaced: list[tuple[str, PlacementFailure]],
     ) -> MatchResult:
         by_host: dict[str, list[tuple[Task, tuple[int, ...], Held]]] = {}
         for t, h, (ports, held) in placed:
@@ -181,7 +214,7 @@ class Matcher(Search):
                 self.placement_agent[t.worker_id] = agent
         self.use_offers(used)  # Mesos launches on all of a host's offers
         assignments.sort(key=lambda a: a.worker_id)
-        unplaced.sort()
+        unplaced.sort(key=_worker_id)
         return MatchResult(tuple(assignments), tuple(self.held_offer_ids()), tuple(unplaced))
 
 

@@ -7,6 +7,7 @@ every offer with the same `agent_id` adds to that host's free resources.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.model import DurationType
 
@@ -71,16 +72,66 @@ class Assignment:
     attributes: Attributes = ()  # the agent's, to keep for its Placement (zone, asg)
 
 
+# How a resource is named in a reason: Fenzo's AssignmentFailure names the resource, the
+# amount asked and what the host has; we print units.
+_UNITS = {"cpus": "CPUs", "mem": "MB memory", "network": "Mbps network", "disk": "MB disk",
+          "ports": "ports"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementFailure:
+    """Why a ready request got no host in a round, after Fenzo's TaskAssignmentResult and its
+    AssignmentFailures (resource, asked, available), summed up over the agents on offer.
+
+    `kind` is "resource" when every agent considered lacks `name` (a resource): it `asked`
+    for that much and the `largest` free amount on those agents is less; "constraint" when
+    every agent considered breaks the hard constraint `name`; "mixed" when agents fail for
+    different reasons (`ruled_out` counts them). Agents considered: all those on offer, or,
+    when `with_cpus` > 0, those with that many CPUs free (the others lack CPUs). Free
+    amounts are those left after the round's earlier placements.
+    """
+
+    kind: Literal["no offers", "already placed", "resource", "constraint", "mixed"]
+    name: str = ""
+    asked: float = 0.0
+    largest: float = 0.0
+    with_cpus: float = 0.0
+    agents: int = 0
+    ruled_out: tuple[tuple[str, int], ...] = ()
+
+    def __str__(self) -> str:
+        kind, name = self.kind, self.name
+        if kind == "no offers" or kind == "already placed":
+            return kind
+        among = f" with {_amount(self.with_cpus, 'cpus')} free" if self.with_cpus else ""
+        if kind == "resource":
+            return (f"no agent{among} offers {_amount(self.asked, name)} "
+                    f"(largest offer: {_amount(self.largest, name)})")  # fmt: skip
+        if kind == "constraint":
+            lacking = dict(self.ruled_out).get("cpus", 0) if self.with_cpus else 0
+            others = f" ({lacking} more lack CPUs)" if lacking else ""
+            where = among or " on offer"
+            return f"hard constraint {name} not satisfiable on any agent{where}{others}"
+        counts = ", ".join(f"{r} on {n}" for r, n in self.ruled_out)
+        return f"no agent of {self.agents} on offer fits: {counts}"
+
+
+def _amount(value: float, resource: str) -> str:
+    unit = "CPU" if resource == "cpus" and value == 1 else _UNITS[resource]
+    return f"{value:g} {unit}"
+
+
 @dataclass(frozen=True, slots=True)
 class MatchResult:
-    """Assignments by worker id; offers used by none (to decline); ready requests left over.
+    """Assignments by worker id; offers used by none (to decline); ready requests left over,
+    each with why it got no host.
 
     Requests not ready yet (`ready_at > now`, backing off) appear in none of the three.
     """
 
     assignments: tuple[Assignment, ...]
     declined: tuple[str, ...]
-    unplaced: tuple[tuple[str, str], ...]
+    unplaced: tuple[tuple[str, PlacementFailure], ...]
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -106,6 +106,13 @@ def where(result: MatchResult) -> dict[str, str]:
     return {a.worker_id: a.agent_id for a in result.assignments}
 
 
+UNIQUE = "hard constraint UniqueHost not satisfiable on any agent on offer"
+
+
+def reasons(result: MatchResult) -> tuple[tuple[str, str], ...]:
+    return tuple((wid, str(reason)) for wid, reason in result.unplaced)
+
+
 # ---------------------------------------------------------------------------- offers and ports
 
 
@@ -120,7 +127,7 @@ def test_offers_of_one_agent_combine_and_are_all_used() -> None:
     assert (a.agent_id, a.offer_ids, a.hostname) == ("a1", ("o1", "o2"), "a1.example")
     assert (a.cpus, a.mem, a.network_mbps, a.disk) == (4, 512, 128, 0)
     assert result.declined == ("o3",)
-    assert result.unplaced == ()
+    assert reasons(result) == ()
 
 
 def test_ports_are_the_lowest_free_ones_and_overlapping_ranges_count_once() -> None:
@@ -133,7 +140,7 @@ def test_ports_are_the_lowest_free_ones_and_overlapping_ranges_count_once() -> N
     assert [(a.worker_id, a.ports) for a in result.assignments] == [
         ("w-0", (100, 101, 102, 103, 104))
     ]
-    assert result.unplaced == (("w-1", "no host fits: ports on 1"),)
+    assert reasons(result) == (("w-1", "no agent offers 6 ports (largest offer: 2 ports)"),)
     same = offer("o3", "a2", cpus=8, mem=16384)  # as a1 in all but ports: a1 comes first
     both = match([req("w-0", ports=1), req("w-1", ports=1)], [*offers, same], [], 0)
     assert [a.ports for a in both.assignments] == [
@@ -147,21 +154,21 @@ def test_not_ready_requests_are_neither_placed_nor_failed() -> None:
         [req("w-0", ready_at=10.0), req("w-1", ready_at=5.0)], [offer("o1", "a1")], [], now=5.0
     )
     assert where(result) == {"w-1": "a1"}
-    assert result.unplaced == ()
+    assert reasons(result) == ()
 
 
 def test_reasons_for_unplaced_requests() -> None:
-    assert match([req("w-0")], [], [], now=0).unplaced == (("w-0", "no offers"),)
+    assert reasons(match([req("w-0")], [], [], now=0)) == (("w-0", "no offers"),)
     offers = [offer("o1", "a1", cpus=0.5), offer("o2", "a2", mem=100), offer("o3", "a3", net=0)]
     result = match([req("w-0"), req("w-1")], offers, [], now=0)
-    reason = "no host fits: cpus on 1, mem on 1, network on 1"
-    assert result.unplaced == (("w-0", reason), ("w-1", reason))
+    reason = "no agent of 3 on offer fits: cpus on 1, mem on 1, network on 1"
+    assert reasons(result) == (("w-0", reason), ("w-1", reason))
     assert result.declined == ("o1", "o2", "o3")
 
 
 def test_a_request_for_a_placed_worker_is_refused() -> None:
     result = match([req("w-0")], [offer("o1", "a1")], [placed("w-0", "a1", job="j-1")], now=0)
-    assert result.unplaced == (("w-0", "already placed"),)
+    assert reasons(result) == (("w-0", "already placed"),)
 
 
 def test_duplicate_ids_are_errors() -> None:
@@ -248,7 +255,7 @@ def test_hard_unique_host_leaves_the_extra_worker_unplaced() -> None:
     offers = [offer("o1", "a1"), offer("o2", "a2")]
     result = match([req(f"w-{i}", hard=(C.UniqueHost,)) for i in range(3)], offers, [], now=0)
     assert sorted(where(result).values()) == ["a1", "a2"]
-    assert result.unplaced == (("w-2", "no host fits: UniqueHost on 2"),)
+    assert reasons(result) == (("w-2", UNIQUE),)
 
 
 def test_a_host_is_a_hostname_unless_configured_per_agent() -> None:
@@ -258,7 +265,7 @@ def test_a_host_is_a_hostname_unless_configured_per_agent() -> None:
     requests = [req(f"w-{i}", hard=(C.UniqueHost,)) for i in range(3)]
     result = match(requests, offers, [], now=0)
     assert sorted(where(result).values()) == ["a1", "a3"]
-    assert result.unplaced == (("w-2", "no host fits: UniqueHost on 3"),)
+    assert reasons(result) == (("w-2", UNIQUE),)
     per_agent = match(requests, offers, [], 0, MatchConfig(host_identity="agent"))
     assert sorted(where(per_agent).values()) == ["a1", "a2", "a3"]
 
@@ -320,8 +327,8 @@ def test_hard_exclusive_host_needs_a_host_without_other_jobs_and_keeps_them_off(
     result = match(requests, offers, placements, now=0)
     # j-1 shares a2 with itself; j-2's small task then finds a1, its big one no host.
     assert where(result) == {"w-0": "a2", "w-1": "a2", "w-0b": "a1"}
-    assert result.unplaced == (
-        ("w-1b", "no host fits: another job's ExclusiveHost on 1, cpus on 1"),
+    assert reasons(result) == (
+        ("w-1b", "no agent of 2 on offer fits: cpus on 1, another job's ExclusiveHost on 1"),
     )
 
 
@@ -329,7 +336,9 @@ def test_exclusive_placement_keeps_other_jobs_off_its_host() -> None:
     placements = [placed("p-0", "a1", job="j-3", hard=(C.ExclusiveHost,))]
     result = match([req("w-0"), req("w-1", job="j-3")], [offer("o1", "a1")], placements, now=0)
     assert where(result) == {"w-1": "a1"}
-    assert result.unplaced == (("w-0", "no host fits: another job's ExclusiveHost on 1"),)
+    assert reasons(result) == (
+        ("w-0", "no agent of 1 on offer fits: another job's ExclusiveHost on 1"),
+    )
 
 
 def test_zone_balance_fills_the_least_loaded_zone_first() -> None:
@@ -363,7 +372,12 @@ def test_zone_balance_waits_for_an_empty_zone_that_offers_nothing_that_fits() ->
     requests = [req(f"w-{i}", hard=(C.ZoneBalance,)) for i in range(3)]
     result = match(requests, offers, [], now=0)
     assert sorted(where(result).values()) == ["a1", "a2"]
-    assert result.unplaced == (("w-2", "no host fits: ZoneBalance on 2, cpus on 1"),)
+    assert reasons(result) == (
+        (
+            "w-2",
+            "hard constraint ZoneBalance not satisfiable on any agent with 1 CPU free (1 more lack CPUs)",
+        ),
+    )
     soft = match(
         [
             dataclasses.replace(r, hard_constraints=(), soft_constraints=(C.ZoneBalance,))
@@ -394,7 +408,9 @@ def test_mantis_cluster_constraints_read_the_asg_attribute_by_prefix() -> None:
         now=0,
     )
     assert where(result) == {"w-0": "a2", "w-1": "a1"}
-    assert result.unplaced == (("w-2", "no host fits: asg^=mantisagent-main-m5 on 3"),)
+    assert reasons(result) == (
+        ("w-2", "hard constraint asg^=mantisagent-main-m5 not satisfiable on any agent on offer"),
+    )
 
 
 def test_constrained_tasks_go_first() -> None:
@@ -526,7 +542,7 @@ def test_matcher_consumes_used_offers_and_remembers_its_placements() -> None:
     m.add_offers([offer("o3", "a1", cpus=1)])  # Mesos offers a1's remainder again
     second = m.match([req("w-1", hard=(C.UniqueHost,)), req("w-2", hard=(C.UniqueHost,))], now=0)
     assert where(second) == {"w-1": "a2"}
-    assert second.unplaced == (("w-2", "no host fits: UniqueHost on 2"),)
+    assert reasons(second) == (("w-2", UNIQUE),)
     assert second.declined == ("o3",)  # a1 holds w-0: its new offer stays unused
     m.remove_placements(["w-0"])
     m.add_offers([offer("o4", "a2", cpus=1)])
@@ -545,7 +561,7 @@ def test_greedy_can_miss_a_packing_that_exists() -> None:
     requests = [req(f"w-{i}", cpus=c) for i, c in enumerate([4, 4, 3, 3, 2, 2])]
     result = match(requests, offers, [], now=0)
     assert len(result.assignments) == 5
-    assert result.unplaced == (("w-5", "no host fits: cpus on 2"),)
+    assert reasons(result) == (("w-5", "no agent offers 2 CPUs (largest offer: 1 CPU)"),)
 
 
 def test_greedy_can_miss_a_placement_of_two_unique_stages() -> None:
@@ -555,4 +571,26 @@ def test_greedy_can_miss_a_placement_of_two_unique_stages() -> None:
     requests = [req(f"w-{i}", job="j-1", stage=1 + i // 2, hard=(C.UniqueHost,)) for i in range(4)]
     result = match(requests, offers, [], now=0)
     assert where(result) == {"w-0": "a1", "w-1": "a2", "w-2": "a3"}
-    assert result.unplaced == (("w-3", "no host fits: UniqueHost on 1, cpus on 2"),)
+    assert reasons(result) == (
+        (
+            "w-3",
+            "hard constraint UniqueHost not satisfiable on any agent with 1 CPU free (2 more lack CPUs)",
+        ),
+    )
+
+
+def test_a_resource_no_agent_has_is_named_with_the_largest_offer() -> None:
+    offers = [offer("o1", "a1", cpus=8, mem=15000), offer("o2", "a2", cpus=8, mem=12000)]
+    result = match([req("w-0", cpus=1, mem=28000)], offers, [], now=0)
+    ((wid, failure),) = result.unplaced
+    assert (failure.kind, failure.name, failure.asked, failure.largest) == (
+        "resource", "mem", 28000, 15000,
+    )  # fmt: skip
+    assert str(failure) == "no agent offers 28000 MB memory (largest offer: 15000 MB memory)"
+    # Memory that only agents short of CPUs have: the reason says which agents were compared.
+    offers = [offer("o1", "a1", cpus=1, mem=30000), offer("o2", "a2", cpus=8, mem=12000)]
+    ((_, failure),) = match([req("w-0", cpus=2, mem=28000)], offers, [], now=0).unplaced
+    assert str(failure) == (
+        "no agent with 2 CPUs free offers 28000 MB memory (largest offer: 12000 MB memory)"
+    )
+    assert failure.ruled_out == (("cpus", 1), ("mem", 1))
