@@ -35,8 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 from reactivex.abc import SchedulerBase
 
 from runtime.context import Context, Metrics, WorkerInfo
+from runtime.engines import RunningStage
 from runtime.parameters import Parameter, ParameterError, check_definitions, resolve_parameters
-from runtime.stages import KeyStage, RunningStage, Stage, StageKind
+from runtime.stages import KeyStage, Stage, StageKind
 from runtime.transport import Backpressure
 
 
@@ -98,7 +99,7 @@ class IterableSource:
 
 @dataclass(frozen=True)
 class ServerSentEventsSink:
-    """The last stage's output served as SSE on the worker's sink port (runtime.sse.SseSink,
+    """The last stage's output served as SSE on the worker's sink port (common.sse_sink.SseSink,
     Mantis' ``Sinks.sse``); the worker builds the SseSink with these settings."""
 
     backpressure: Backpressure = Backpressure.LOSSY

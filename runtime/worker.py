@@ -47,12 +47,12 @@ from common.sse_sink import SseSink
 from common.task_environment import TaskEnvironment, TaskEnvironmentError
 from runtime.artifact import fetch_artifact
 from runtime.context import Context, Metrics, WorkerInfo, worker_map_from_scheduling_info
+from runtime.engines import RunningStage, StageError
 from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
 from runtime.master_client import MasterClient
 from runtime.parameters import ParameterError
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
-from runtime.stages import RunningStage, StageError
 from runtime.transport import Backpressure, Routing
 from runtime.tuning import tune_gc
 

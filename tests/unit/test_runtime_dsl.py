@@ -13,14 +13,13 @@ from reactivex import Observable
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from runtime.context import Context
+from runtime.engines import RunningStage, StageError
 from runtime.stages import (
     GroupToScalarStage,
     KeyStage,
-    RunningStage,
     ScalarStage,
     StageConfig,
     StageDefinitionError,
-    StageError,
     ToGroupStage,
     Window,
     WindowInfo,
