@@ -21,10 +21,11 @@ from runtime.codec import (
     FrameError,
     FrameKind,
     decode_payload,
+    decode_refusal,
     encode_ack,
     encode_hello,
 )
-from runtime.transport import Endpoint, InputStats, TransportClosed, resolve
+from runtime.transport import Endpoint, InputStats, Refused, TransportClosed, WorkerId, resolve
 
 log = structlog.get_logger()
 
@@ -59,6 +60,9 @@ class _Upstream(asyncio.Protocol):
                     batch = decode_payload(kind, payload)
                     self.received += len(batch)
                     owner._push(self, batch)
+                elif kind == FrameKind.REFUSE:
+                    owner._refused_by(self.endpoint, decode_refusal(payload))
+                    return
                 elif kind != FrameKind.HEARTBEAT:
                     raise FrameError(f"unexpected frame kind {kind} from an upstream worker")
             if self.received != received and self.transport is not None:
@@ -111,6 +115,8 @@ class StageInput:
 
     ``slot`` names this downstream worker to the upstream workers (keyed routing hashes it),
     e.g. ``"stage_2_index_0"``: a replacement worker for the same index keeps the same keys.
+    ``worker`` (a worker passes itself) lets them refuse it once it has been replaced; a
+    refusal stops the input, and the consumer gets ``Refused``.
     Consume with ``get_batch()`` / ``async for batch in inp.batches()`` (fast) or
     ``async for event in inp`` (convenient).
     """
@@ -125,10 +131,14 @@ class StageInput:
         backoff_max: float = 2.0,
         connect_timeout: float = 2.0,
         idle_timeout: float = 10.0,
+        worker: WorkerId | None = None,
     ) -> None:
         if connections_per_endpoint < 1 or max_queued_batches < 1:
             raise ValueError("connections_per_endpoint and max_queued_batches must be >= 1")
         self.slot = slot
+        self.worker = worker
+        self.refusal: str | None = None
+        """Why an upstream worker refused this input (then it is closed)."""
         self.connections_per_endpoint = connections_per_endpoint
         self.max_queued_batches = max_queued_batches
         self.backoff = Backoff(initial=backoff_initial, maximum=backoff_max)
@@ -156,6 +166,8 @@ class StageInput:
 
     def set_upstreams(self, endpoints: Iterable[Endpoint | tuple[str, int]]) -> None:
         """Connect to exactly these upstream workers: new ones are dialled, gone ones dropped."""
+        if self.refusal is not None:
+            raise Refused(self.refusal)
         if self._closed:
             raise TransportClosed("input closed")
         wanted = {
@@ -193,9 +205,12 @@ class StageInput:
     # consuming --------------------------------------------------------------------------------
 
     async def get_batch(self) -> list[Any]:
-        """The next decoded batch from any upstream worker; TransportClosed once closed."""
+        """The next decoded batch from any upstream worker; TransportClosed once closed,
+        Refused once refused."""
         queue = self._queue
-        while not queue:
+        while not queue or self.refusal is not None:
+            if self.refusal is not None:
+                raise Refused(self.refusal)
             if self._closed:
                 raise TransportClosed("input closed")
             self._waiter = asyncio.get_running_loop().create_future()
@@ -208,7 +223,9 @@ class StageInput:
         return batch
 
     def get_batch_nowait(self) -> list[Any] | None:
-        """The next batch if one is queued, else None."""
+        """The next batch if one is queued, else None; Refused once refused."""
+        if self.refusal is not None:
+            raise Refused(self.refusal)
         if not self._queue:
             return None
         batch = self._queue.popleft()
@@ -219,7 +236,7 @@ class StageInput:
         return batch
 
     async def batches(self) -> AsyncIterator[list[Any]]:
-        """Batches until the input is closed."""
+        """Batches until the input is closed; Refused if it is refused."""
         while True:
             try:
                 yield await self.get_batch()
@@ -259,6 +276,21 @@ class StageInput:
 
     # internals --------------------------------------------------------------------------------
 
+    def _refused_by(self, endpoint: Endpoint, reason: str) -> None:
+        """An upstream worker refused us: we were replaced, so stop taking input at all."""
+        if self.refusal is not None:
+            return
+        self.refusal = reason
+        log.error("transport_refused", upstream=str(endpoint), slot=self.slot,
+                  worker=str(self.worker), reason=reason)  # fmt: skip
+        self._closed = True
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+        self._queue.clear()
+        resolve(self._waiter)
+        resolve(self._conn_waiter, Refused(reason))
+
     def _push(self, proto: _Upstream, batch: list[Any]) -> None:
         self._queue.append(batch)
         self.received_count += len(batch)
@@ -291,7 +323,8 @@ class StageInput:
                 )
             else:
                 assert proto.transport is not None
-                proto.transport.write(encode_hello(self.slot, partition))
+                worker = self.worker.to_json() if self.worker is not None else None
+                proto.transport.write(encode_hello(self.slot, partition, worker))
                 self._live.add(proto)
                 self.connects += 1
                 resolve(self._conn_waiter)

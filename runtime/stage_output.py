@@ -22,9 +22,17 @@ from runtime.codec import (
     encode_bytes_batch,
     encode_json_batch,
     encode_keyed_batch,
+    encode_refusal,
 )
 from runtime.routing import DEFAULT_VNODES, HashRing, hash64, key_bytes
-from runtime.transport import Backpressure, OutputStats, Routing, TransportClosed, resolve
+from runtime.transport import (
+    Backpressure,
+    OutputStats,
+    Routing,
+    TransportClosed,
+    WorkerId,
+    resolve,
+)
 
 log = structlog.get_logger()
 
@@ -41,6 +49,8 @@ class _Downstream(asyncio.Protocol):
         self.decoder = FrameDecoder(max_frame=64 * 1024)
         self.slot: str | None = None
         self.partition = 0
+        self.worker: WorkerId | None = None
+        self.refused = False
         self.pending: list[Any] = []
         self.paused = False
         self.closed = False
@@ -63,8 +73,11 @@ class _Downstream(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
             for kind, payload in frames:
+                if self.refused:
+                    return
                 if kind == FrameKind.HELLO and self.slot is None:
                     self.slot, self.partition = decode_hello(payload)
+                    self.worker = WorkerId.from_hello(payload)
                     if self._hello_timer is not None:
                         self._hello_timer.cancel()
                         self._hello_timer = None
@@ -160,6 +173,13 @@ class _Downstream(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def refuse(self, reason: str) -> None:
+        """Say why in a REFUSE frame, then close (what is buffered for it is dropped)."""
+        self.refused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_refusal(reason))
+            self.transport.close()
+
     def _no_hello(self) -> None:
         self._hello_timer = None
         log.warning("transport_no_hello", peer=self._peer())
@@ -176,7 +196,9 @@ class StageOutputServer:
     ``offer*`` never waits (in blocking mode too, where it drops what does not fit, like lossy);
     ``send*`` waits for room in blocking mode and behaves like ``offer*`` in lossy mode.
     Keyed output takes (key, event) pairs; downstream workers receive ``[key, event]`` lists.
-    Binds 127.0.0.1 by default; a worker passes its host's address.
+    Binds 127.0.0.1 by default; a worker passes its host's address, and `worker` (itself):
+    then only workers of its job's next stage are served, and only the newest number of each
+    slot (see runtime.transport, Admission).
     """
 
     def __init__(
@@ -194,6 +216,7 @@ class StageOutputServer:
         heartbeat_interval: float = 1.0,
         hello_timeout: float = 5.0,
         write_buffer_high: int = 512 * 1024,
+        worker: WorkerId | None = None,
     ) -> None:
         if batch_size < 1 or buffer_events < batch_size:
             raise ValueError("need 1 <= batch_size <= buffer_events")
@@ -210,6 +233,9 @@ class StageOutputServer:
         self.heartbeat_interval = heartbeat_interval
         self.hello_timeout = hello_timeout
         self.write_buffer_high = write_buffer_high
+        self.worker = worker
+        self._newest: dict[int, int] = {}  # downstream index -> newest worker number known
+        self.refused_count = 0
         self.on_next_count = 0
         self.dropped_count = 0
         self.sent_count = 0
@@ -502,6 +528,43 @@ class StageOutputServer:
         """The downstream slot that `key` goes to now (None with no downstream)."""
         return self._ring.lookup(key) if self._slots else None
 
+    # admission --------------------------------------------------------------------------------
+
+    def set_downstream_workers(self, workers: Iterable[tuple[int, int]]) -> None:
+        """The next stage's (index, worker number) pairs from the job's scheduling info: a
+        connection from an older number of one of these slots is refused, now and later."""
+        newer = False
+        for index, number in workers:
+            if number > self._newest.get(index, 0):
+                self._newest[index] = number
+                newer = True
+        if newer:
+            for conn in list(self._conns):
+                if (reason := self._refusal(conn.worker)) is not None:
+                    self._refuse(conn, reason)
+
+    def _refusal(self, peer: WorkerId | None) -> str | None:
+        """Why a downstream worker may not be served; None if it may."""
+        if peer is None:
+            return None
+        me = self.worker
+        if me is not None and peer.job_id != me.job_id:
+            return f"this is an upstream worker of job {me.job_id}, not of {peer.job_id}"
+        if me is not None and peer.stage != me.stage + 1:
+            return f"this is an upstream worker of stage {me.stage + 1}, not of stage {peer.stage}"
+        newest = self._newest.get(peer.index, 0)
+        if peer.number < newest:
+            return (f"worker {peer.number} of stage {peer.stage} index {peer.index} was replaced "
+                    f"by worker {newest}")  # fmt: skip
+        return None
+
+    def _refuse(self, conn: _Downstream, reason: str) -> None:
+        self.refused_count += 1
+        log.warning("transport_downstream_refused", worker=str(conn.worker), reason=reason,
+                    peer=conn._peer())  # fmt: skip
+        self._unroute(conn)
+        conn.refuse(reason)
+
     # connection bookkeeping -------------------------------------------------------------------
 
     def _on_hello(self, conn: _Downstream) -> None:
@@ -509,6 +572,11 @@ class StageOutputServer:
         if self._closed:
             conn.abort()
             return
+        if (reason := self._refusal(conn.worker)) is not None:
+            self._refuse(conn, reason)
+            return
+        if conn.worker is not None:  # a newer worker of a slot replaces the older ones at once
+            self.set_downstream_workers(((conn.worker.index, conn.worker.number),))
         self._conns.append(conn)
         self._slots.setdefault(conn.slot, []).append(conn)
         self._ring.add(conn.slot)
@@ -529,8 +597,14 @@ class StageOutputServer:
             self.dropped_count += len(conn.pending) + max(in_flight, 0)
             self.lost_in_flight += max(in_flight, 0)
             conn.pending = []
+        if self._unroute(conn):
+            log.info("transport_downstream_lost", slot=conn.slot, connections=len(self._conns),
+                     lost_in_flight=max(in_flight, 0))  # fmt: skip
+
+    def _unroute(self, conn: _Downstream) -> bool:
+        """Route nothing more to `conn`; False if nothing was routed to it."""
         if conn.slot is None or conn not in self._conns:
-            return
+            return False
         self._conns.remove(conn)
         same = self._slots[conn.slot]
         same.remove(conn)
@@ -538,10 +612,9 @@ class StageOutputServer:
             del self._slots[conn.slot]
             self._ring.remove(conn.slot)
         self._key_cache.clear()
-        log.info("transport_downstream_lost", slot=conn.slot, connections=len(self._conns),
-                 lost_in_flight=max(in_flight, 0))  # fmt: skip
         resolve(self._membership_waiter)
         self._capacity_freed()  # keyed senders re-route to the remaining workers
+        return True
 
     def _arm_flush(self) -> None:
         if self._flush_handle is None and not self._closed:

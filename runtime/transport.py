@@ -11,6 +11,16 @@ frame, and from then on only reads. So a worker never needs to know its downstre
 replaced downstream worker simply connects, and an upstream worker that is replaced is found
 again by the downstream's reconnect loop or by the next scheduling-info update.
 
+Admission: the HELLO names the downstream worker (``WorkerId``: job id, stage, index, worker
+number). The upstream worker follows the job's scheduling info too, so it knows the newest
+worker number of every downstream slot (``StageOutputServer.set_downstream_workers``; a HELLO
+with a newer number teaches it as well). A connection from an older number of a slot, from
+another job or from a stage that is not the next one is refused: a ``REFUSE`` frame with the
+reason, then the connection closes (one already routed to is taken out of routing at once).
+The refused input stops and raises ``Refused`` to its consumer, and the worker exits. This is
+what keeps a worker that was replaced, yet survived (its agent was killed and the worker
+lived on), from taking half of its slot's output as a second consumer.
+
 Sending (``StageOutputServer``):
 
 - Batching: events wait in a per-connection list and go out as one frame (runtime.codec) when
@@ -42,8 +52,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from common.backpressure import Backpressure as Backpressure  # re-exported: stages use it
+from runtime.codec import FrameError, Payload
 
 
 class Routing(enum.Enum):
@@ -55,6 +69,41 @@ class Routing(enum.Enum):
 
 class TransportClosed(Exception):
     """The server or input was closed while a caller was waiting on it."""
+
+
+class Refused(Exception):
+    """An upstream worker refused this input: its worker was replaced or is of another job."""
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    """A worker as the stage-to-stage handshake names it."""
+
+    job_id: str
+    stage: int
+    index: int
+    number: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job": self.job_id, "stage": self.stage, "index": self.index, "number": self.number}
+
+    @classmethod
+    def from_hello(cls, payload: Payload) -> WorkerId | None:
+        """The worker a HELLO names; None if it names none (a peer that only gives a slot)."""
+        try:
+            worker = orjson.loads(payload).get("worker")
+            if worker is None:
+                return None
+            job, stage, index, number = worker["job"], worker["stage"], worker["index"], worker["number"]
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+            raise FrameError("malformed HELLO worker") from None
+        if not isinstance(job, str) or not all(type(v) is int for v in (stage, index, number)):
+            raise FrameError("malformed HELLO worker")
+        return cls(job, stage, index, number)
+
+    def __str__(self) -> str:
+        return f"{self.job_id} stage {self.stage} index {self.index} worker {self.number}"
+
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,21 @@ A sink worker of a transient job (``MANTIS_SUBSCRIPTION_TIMEOUT_SECS`` > 0) kill
 through the master once its sink has had no subscriber for that long and the job has run for
 ``MANTIS_MIN_RUNTIME_SECS`` (as Mantis' SubscriptionStateHandler does).
 
-SIGTERM (or SIGINT, or the job calling ``context.complete_and_exit()``) ends it cleanly: the
-stage is closed (open windows are emitted), the output is flushed, Completed is reported and
-the exit status is 0. A bad artifact, bad parameters or an error in the job's code is
-reported as Failed with a message saying what is wrong, and the exit status is 1. A finite
-source that ends does not end the worker: its stage keeps serving until it is stopped.
+Ending: the job calling ``context.complete_and_exit()`` closes the stage (open windows are
+emitted), flushes the output, reports Completed and exits 0: only the job's code can say the
+job is done. SIGTERM or SIGINT (the agent stops the task: the master killed it, or the agent
+or the whole cluster is shutting down) closes and flushes the same way and exits 0 without
+reporting anything: a stop is not a completion, and the master learns of it from Mesos
+(TASK_KILLED, then it replaces the worker if it still wants it). A bad artifact, bad parameters
+or an error in the job's code is reported as Failed with a message saying what is wrong, and
+the exit status is 1; so is a refusal by an upstream worker (this worker was replaced: see
+runtime.transport, Admission). A finite source that ends does not end the worker: its stage
+keeps serving until it is stopped.
+
+Containment: on Linux the worker asks for SIGKILL when its parent dies (PR_SET_PDEATHSIG).
+Its parent is the agent or the agent's `/bin/sh -c`, whose own parent-death signal does not
+pass to its children, and a worker that outlived its agent would go on as a second consumer
+of a slot that has been given to a newer worker.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import inspect
+import os
 import resource
 import signal
 import sys
@@ -53,7 +65,7 @@ from runtime.master_client import MasterClient
 from runtime.parameters import ParameterError
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
-from runtime.transport import Backpressure, Routing
+from runtime.transport import Backpressure, Routing, WorkerId
 from runtime.tuning import tune_gc
 
 log = structlog.get_logger()
@@ -121,6 +133,7 @@ class Worker:
         self.session = session
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
+        self.completed = False
         self.failure: str | None = None
         self.context: Context | None = None
         self.job: Job | None = None
@@ -133,6 +146,12 @@ class Worker:
         self._blocking = False
         self._downstream_workers: int | None = None
         self._downstream_known = asyncio.Event()
+
+    @property
+    def identity(self) -> WorkerId:
+        """This worker as the stage-to-stage handshake names it."""
+        env = self.env
+        return WorkerId(env.job_id, env.stage, env.index, env.number)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -170,7 +189,12 @@ class Worker:
         await self.stopping.wait()
 
     def stop(self) -> None:
-        """Ask the worker to end normally (SIGTERM, or the job completing)."""
+        """End cleanly without completing the job (SIGTERM, SIGINT: the task is stopped)."""
+        self.stopping.set()
+
+    def complete(self) -> None:
+        """End cleanly and report Completed: the job's code says the job is done."""
+        self.completed = True
         self.stopping.set()
 
     async def _load(self) -> Job:
@@ -194,7 +218,7 @@ class Worker:
             worker=WorkerInfo(env.job_name, env.job_id, env.stage, env.index, env.number,
                               env.stage_workers, job.stage_count),  # fmt: skip
             metrics=self.metrics,
-            on_complete=self.stop,
+            on_complete=self.complete,
         )
         log.info("artifact_loaded", artifact=env.artifact, source=fetched.source,
                  job=job.name, stages=job.stage_count)  # fmt: skip
@@ -213,6 +237,7 @@ class Worker:
                     env.host, port,
                     routing=Routing.KEYED if stage.output_keyed else Routing.ROUND_ROBIN,
                     backpressure=stage.config.backpressure, codec=stage.config.codec,
+                    worker=self.identity,
                 )  # fmt: skip
                 await self.output.start()
                 self._blocking = stage.config.backpressure is Backpressure.BLOCKING
@@ -238,7 +263,7 @@ class Worker:
         except Exception as e:
             raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
         if env.stage > 1:
-            self.input = StageInput(context.worker.slot)
+            self.input = StageInput(context.worker.slot, worker=self.identity)
 
     @staticmethod
     def _function_sink(sink: FunctionSink, context: Context) -> Send:
@@ -320,6 +345,10 @@ class Worker:
             if isinstance(downstream, dict) and isinstance(downstream.get("numWorkers"), int):
                 self._downstream_workers = downstream["numWorkers"]
                 self._downstream_known.set()
+            if self.output is not None:  # replaced downstream workers are refused
+                self.output.set_downstream_workers(
+                    (h.worker_index, h.worker_number) for h in worker_map.get(stage + 1, ())
+                )
             if self.input is not None:
                 upstream = [(h.host, h.port) for h in worker_map.get(stage - 1, ())]
                 self.input.set_upstreams(upstream)
@@ -385,8 +414,13 @@ class Worker:
                     await closing.close()
         if self.failure is not None:
             return await self._failed(self.failure)
-        await self.master.post_status("Completed", "INFO", "worker stopped", reason="Normal")
-        log.info("worker_completed", job_id=self.env.job_id, stage=self.env.stage)
+        env = self.env
+        if self.completed:
+            await self.master.post_status("Completed", "INFO", "the job completed", reason="Normal")
+            log.info("worker_completed", job_id=env.job_id, stage=env.stage, index=env.index)
+        else:  # stopped: the master hears it from Mesos, and decides whether to replace us
+            log.info("worker_stopped", job_id=env.job_id, stage=env.stage, index=env.index,
+                     number=env.number)  # fmt: skip
         return 0
 
     async def _failed(self, message: str) -> int:
@@ -401,8 +435,27 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Linux: ask for SIGKILL when the parent process dies; False if it is already gone.
+
+    "Gone" is seen as having been adopted by init while not being the session leader (a task
+    the agent runs leads its own session, and `/bin/sh -c` between them leads it instead).
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return True
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return not (os.getppid() == 1 and os.getsid(0) != os.getpid())
+
+
 async def run_worker(env: TaskEnvironment) -> int:
-    """Run a worker until it ends; SIGTERM and SIGINT stop it cleanly."""
+    """Run a worker until it ends; SIGTERM and SIGINT stop it cleanly (without completing)."""
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
         worker = Worker(env, session)
@@ -418,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_arguments(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_json, args.log_level)
+    if not die_with_parent():
+        log.error("worker_orphaned", reason="its parent (the agent or its shell) died before it started")
+        return 1
     try:
         env = TaskEnvironment.from_environ()
     except TaskEnvironmentError as e:

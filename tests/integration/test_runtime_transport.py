@@ -6,10 +6,19 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from runtime.codec import Codec
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
-from runtime.transport import Backpressure, Endpoint, Routing, TransportClosed
+from runtime.transport import (
+    Backpressure,
+    Endpoint,
+    Refused,
+    Routing,
+    TransportClosed,
+    WorkerId,
+)
 from tests.integration.aio import run, until
 
 HOST = "127.0.0.1"
@@ -355,5 +364,68 @@ def test_events_lost_in_flight_with_a_dead_receiver_are_counted_as_dropped() -> 
         # every accepted event was either acknowledged by the receiver or counted as dropped
         assert stats.on_next_count <= inp.received_count + stats.dropped_count
         await out.close()
+
+    run(main())
+
+
+def refused_reader(inp: StageInput, into: list[Any]) -> asyncio.Task[str]:
+    """A task reading like `reader`; it ends with the reason once `inp` is refused."""
+
+    async def read() -> str:
+        try:
+            async for batch in inp.batches():
+                into.extend(batch)
+        except Refused as e:
+            return str(e)
+        raise AssertionError("the input ended without a refusal")
+
+    return asyncio.create_task(read())
+
+
+def test_a_replaced_downstream_worker_is_refused_and_its_input_stops() -> None:
+    async def main() -> None:
+        out = StageOutputServer(batch_size=8, worker=WorkerId("job-1", 1, 0, 1))
+        await out.start()
+        old = StageInput("stage_2_index_0", worker=WorkerId("job-1", 2, 0, 5))
+        old.set_upstreams([Endpoint(HOST, out.port)])
+        await out.wait_for_connections(1, timeout=5)
+        got_old: list[Any] = []
+        old_task = refused_reader(old, got_old)
+        out.offer_many(list(range(10)))
+        await until(lambda: len(got_old) == 10, "10 events to worker 5")
+
+        # The scheduling info now has worker 6 in that slot: worker 5 is cut off at once.
+        out.set_downstream_workers([(0, 6)])
+        assert out.connection_count == 0
+        reason = await asyncio.wait_for(old_task, 5)
+        assert reason == "worker 5 of stage 2 index 0 was replaced by worker 6" == old.refusal
+        with pytest.raises(Refused):
+            old.set_upstreams([Endpoint(HOST, out.port)])
+        assert out.offer_many(list(range(5))) == 0, "nobody to send to"
+
+        # Refused at HELLO: the old number again, another job, a stage that is not the next.
+        for worker in (WorkerId("job-1", 2, 0, 5), WorkerId("job-2", 2, 0, 9),
+                       WorkerId("job-1", 3, 0, 9)):  # fmt: skip
+            stale = StageInput("stage_2_index_0", worker=worker)
+            stale.set_upstreams([Endpoint(HOST, out.port)])
+            assert await asyncio.wait_for(refused_reader(stale, []), 5)
+        assert out.connection_count == 0 and out.refused_count == 4
+
+        new = StageInput("stage_2_index_0", worker=WorkerId("job-1", 2, 0, 6))
+        new.set_upstreams([Endpoint(HOST, out.port)])
+        await out.wait_for_connections(1, timeout=5)
+        got_new: list[Any] = []
+        new_task = refused_reader(new, got_new)
+        out.offer_many(list(range(20)))
+        await until(lambda: len(got_new) == 20, "20 events to worker 6")
+        assert len(got_old) == 10
+
+        # A newer worker's HELLO is news enough: worker 6 is refused as worker 7 connects.
+        newest = StageInput("stage_2_index_0", worker=WorkerId("job-1", 2, 0, 7))
+        newest.set_upstreams([Endpoint(HOST, out.port)])
+        assert await asyncio.wait_for(new_task, 5) == (
+            "worker 6 of stage 2 index 0 was replaced by worker 7")
+        await until(lambda: out.connection_count == 1, "worker 7 connected alone")
+        await stop(newest, out)
 
     run(main())

@@ -16,6 +16,7 @@ import pytest
 
 from core.job import JobState
 from core.model import CompletedReason, DurationType, JobSla
+from core.ports import TaskStatus
 from core.worker import WorkerState
 from tests.integration.aio import run
 from tests.integration.workers import HOST, JOBS, LocalMaster, read_sse
@@ -151,18 +152,92 @@ def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss_is_co
     run(main(), timeout=90)
 
 
-def test_sigterm_stops_a_worker_cleanly_as_completed_with_an_api_token(tmp_path: Path) -> None:
+def test_a_replaced_worker_that_lives_on_is_refused_by_its_upstream_and_exits(
+    tmp_path: Path,
+) -> None:
+    """As when its agent was SIGKILLed and the worker survived: the master wrote it off and
+    started a replacement; the old one must not stay on as a second consumer of its slot."""
+
+    async def main() -> None:
+        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+            jid = await m.counter_job()
+            (middle,) = m.started(jid, stage=2)
+            old = m.processes.pop(middle.worker_id)  # out of the local agent's reach: it lives on
+            try:
+                status = TaskStatus(middle.worker_id, "TASK_LOST", "local", "agent removed")
+                m.master.run(lambda plane, now: plane.task_status(status, now))
+                await m.until(lambda: len(m.started(jid, stage=2)) == 1, "a replacement Started")
+                (replacement,) = m.started(jid, stage=2)
+                assert replacement.number > middle.number
+                assert await asyncio.to_thread(old.popen.wait, 20) == 1, "the old worker exits"
+                text = old.log.read_text()
+                assert "transport_refused" in text, text[-2000:]
+                assert f"replaced by worker {replacement.number}" in text
+                (sink,) = m.started(jid, stage=3)
+                got: list[Any] = []
+                reader = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", got))
+                await m.until(lambda: len(got) > 2000, "output through the replacement alone")
+                reader.cancel()
+                ids = [e["i"] for e in got]  # a second consumer would take half of them
+                assert len(ids) >= 0.9 * (ids[-1] - ids[0] + 1), "a share went elsewhere"
+            finally:
+                if old.popen.poll() is None:
+                    old.popen.kill()
+                old.popen.wait()
+
+    run(main(), timeout=90)
+
+
+def test_sigterm_stops_a_worker_cleanly_without_completing_it_with_an_api_token(
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         async with local_master(tmp_path, api_token="s3cret") as m:
             jid = await m.counter_job()
             (sink,) = m.started(jid, stage=3)
             process = m.process(jid, 3, 0)
+            process.reported = True  # the master hears only from the worker itself
             process.popen.send_signal(signal.SIGTERM)
-            await m.until(lambda: sink.state is WorkerState.Completed, "Completed")
-            assert process.popen.wait(timeout=10) == 0
-            assert sink.reason is CompletedReason.Normal
+            assert await asyncio.to_thread(process.popen.wait, 10) == 0
+            # Everything it posted was applied before it exited: no Completed among it.
+            assert sink.state is WorkerState.Started
+            assert m.job_state(jid) is JobState.Launched
+            assert "worker_stopped" in process.log.read_text()
 
     run(main(), timeout=60)
+
+
+def test_a_cluster_shutdown_does_not_end_the_job_its_workers_are_replaced(tmp_path: Path) -> None:
+    """Every worker SIGTERMed, as when the agents shut down, and reported as an agent does."""
+
+    async def main() -> None:
+        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+            jid = await m.counter_job()
+            before = {w.worker_id: w for w in m.started(jid)}
+            processes = [m.processes[wid] for wid in before]
+            for p in processes:
+                p.reported = True  # reported below, the way a stopping agent reports them
+                p.popen.send_signal(signal.SIGTERM)
+            for p in processes:
+                assert await asyncio.to_thread(p.popen.wait, 10) == 0
+            assert m.job_state(jid) is JobState.Launched
+            assert all(w.state is WorkerState.Started for w in before.values())
+            for wid in before:
+                status = TaskStatus(wid, "TASK_KILLED", "local",
+                                    "Agent shut down; Command exited with status 0")
+                m.master.run(lambda plane, now, s=status: plane.task_status(s, now))
+            await m.until(lambda: len(m.started(jid)) == 3 and not set(
+                w.worker_id for w in m.started(jid)) & before.keys(), "3 replacements Started")
+            assert m.job_state(jid) is JobState.Launched
+            assert all(w.state is WorkerState.Failed and w.reason is CompletedReason.Killed
+                       for w in before.values())  # fmt: skip
+            (sink,) = m.started(jid, stage=3)
+            got: list[Any] = []
+            reader = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", got))
+            await m.until(lambda: len(got) > 100, "output from the replacements")
+            reader.cancel()
+
+    run(main(), timeout=90)
 
 
 def test_client_ids_load_balance_within_a_group_and_broadcast_across_groups(
