@@ -35,6 +35,19 @@ class TaskStatus:
     uuid: str = ""  # set on updates that must be acknowledged
 
 
+@dataclass(frozen=True, slots=True)
+class TaskLaunch:
+    """A placed worker's task: where the matcher put it, and what the agent runs for it.
+
+    `command` runs under `/bin/sh -c` (Mesos' CommandInfo with `shell: true`) with
+    `environment` added to the agent's; the simulation ignores both.
+    """
+
+    task: LaunchTask
+    command: str = ""
+    environment: tuple[tuple[str, str], ...] = ()
+
+
 class ResourceManagerEvents(Protocol):
     """What a resource manager reports; the master implements it."""
 
@@ -56,7 +69,7 @@ class ResourceManager(Protocol):
 
     def stop(self) -> None: ...
 
-    def launch(self, tasks: Sequence[LaunchTask]) -> None:
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         """Launch tasks on the offers of their assignments (one ACCEPT per agent)."""
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None: ...
@@ -73,8 +86,14 @@ class ResourceManager(Protocol):
 
 
 class Store(Protocol):
-    """Durable, ordered event log: `append` returns only once the events are safe."""
+    """Durable, ordered event log: `append` and `commit` return only once the events are safe.
+
+    A failed append or commit raises and leaves the log as it was before the call.
+    """
 
     def append(self, events: Sequence[Event]) -> None: ...
+
+    async def commit(self, events: Sequence[Event]) -> None:
+        """`append` without blocking the caller's event loop."""
 
     def load(self) -> Iterable[Event]: ...

@@ -13,8 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from core.effects import LaunchTask
-from core.ports import ResourceManagerEvents, TaskStatus
+from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus
 from core.scheduling import Offer
 
 Schedule = Callable[[float, Callable[[], None]], None]  # (delay, action)
@@ -87,23 +86,28 @@ class SimResourceManager:
         self._offer_seq = 0
         self._update_seq = 0
         self._outstanding: dict[str, str] = {}  # offer id -> agent id
+        self.last_offers: list[Offer] = []
+        self._started = False
         self.master_reachable = True
         self.changed = False  # tasks were added or removed since the last check
 
     # ---------------------------------------------------------------- the port
 
     def start(self, events: ResourceManagerEvents) -> None:
+        """Subscribe (again, when a recovered master comes back: the cycles keep running)."""
         self.events = events
         events.registered("sim-framework")
-        self.schedule(0.0, self._allocate)
-        self.schedule(STATUS_RETRY, self._retry)
+        if not self._started:
+            self._started = True
+            self.schedule(0.0, self._allocate)
+            self.schedule(STATUS_RETRY, self._retry)
 
     def stop(self) -> None:
         self.events = None
 
-    def launch(self, tasks: Sequence[LaunchTask]) -> None:
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         for t in tasks:
-            a = t.assignment
+            a = t.task.assignment
             agent = self.agents.get(a.agent_id)
             if agent is None or not agent.up or any(o not in self._outstanding for o in a.offer_ids):
                 self._status(a.worker_id, a.agent_id, "TASK_LOST", "REASON_INVALID_OFFERS")
@@ -117,7 +121,7 @@ class SimResourceManager:
             self.changed = True
             self.schedule(self.rng.uniform(0.2, 3.0), lambda t=task: self._run(t))
         for t in tasks:
-            for offer_id in t.assignment.offer_ids:
+            for offer_id in t.task.assignment.offer_ids:
                 self._outstanding.pop(offer_id, None)
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
@@ -189,6 +193,7 @@ class SimResourceManager:
             self._outstanding[offer_id] = agent.agent_id
             offers.append(Offer(offer_id, agent.agent_id, agent.hostname, cpus, mem, 10_000.0, 1_000.0,
                                 _ranges(ports), (("zone", agent.zone),)))  # fmt: skip
+        self.last_offers = offers
         return offers
 
     def crash_agent(self, agent: SimAgent) -> None:

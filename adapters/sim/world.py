@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from adapters.sim.agents import SimAgent, SimResourceManager, SimTask
 from adapters.sim.checks import Violation, check_core, check_ground_truth, check_outcome
 from adapters.sim.clock import VirtualClock
+from adapters.sim.store import SimStore
 from core.control import ControlPlane, Outcome
-from core.effects import DeclineOffers, KillTask, LaunchRequest, LaunchTask
 from core.errors import CommandRejected
-from core.events import Event
 from core.job import JobState
 from core.model import (
     ClusterSla,
@@ -35,9 +34,9 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
-from core.ports import TaskStatus
 from core.scheduling import Offer
 from core.worker import WorkerState
+from service.master import Command, MasterService, NotPersisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +52,7 @@ class SimConfig:
     status_loss: float = 0.05
     status_dup: float = 0.05
     heartbeat_loss: float = 0.02
+    quiesce: float = 120.0  # virtual seconds run after liveness, before looking for strays
 
 
 @dataclass(slots=True)
@@ -71,77 +71,60 @@ class RunResult:
 
 
 class SimMaster:
-    """The master's composition: ControlPlane, its persisted events, the resource manager."""
+    """The real `MasterService` on the simulated store and resource manager; it crashes and
+    comes back as a new service that recovers from its store, like a master process."""
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self.cp = ControlPlane()
-        self.log: list[Event] = []
+        self.store = SimStore()
         self.up = True
+        self.service = self._new_service()
 
-    # ResourceManagerEvents ------------------------------------------------------------
+    def _new_service(self) -> MasterService:
+        w = self.world
+        return MasterService(self.store, w.rm, lambda: w.now, group_commit=False,
+                             audit=lambda out: w.check_core(out, w.rm.last_offers))  # fmt: skip
 
-    def registered(self, framework_id: str) -> None:
-        running = [(w.worker_id, w.agent_id) for w in self.cp.workers.values()
-                   if w.running and not self.cp.jobs[w.job_id].terminal]  # fmt: skip
-        self.world.rm.reconcile(running)
-        self.world.rm.reconcile([])
+    @property
+    def cp(self) -> ControlPlane:
+        return self.service.plane
 
-    def offers(self, offers: Sequence[Offer]) -> None:
-        if self.up:
-            self.commit(self.cp.on_offers(offers, self.world.now), offers)
-
-    def rescinded(self, offer_id: str) -> None:
-        pass
-
-    def task_status(self, status: TaskStatus) -> None:
-        if not self.up:
-            return
-        self.commit(self.cp.task_status(status, self.world.now))
-        self.world.rm.acknowledge(status)  # only once its events are persisted
-
-    # commands and effects ---------------------------------------------------------------
-
-    def command(self, name: str, call: Callable[[], Outcome]) -> None:
+    def command(self, name: str, command: Command) -> None:
         if not self.up:
             return
         try:
-            out = call()
+            self.service.run(command)
         except CommandRejected as e:
             self.world.note(f"{name} rejected: {e.message}")
             return
+        except NotPersisted as e:
+            self.world.note(f"{name} not persisted: {e}")
+            return
         self.world.note(name)
-        self.commit(out)
 
-    def commit(self, out: Outcome, offers: Sequence[Offer] | None = None) -> None:
-        self.log.extend(out.events)  # persisted before any effect runs
-        if out.events:
-            self.world.check_core(out, offers)
-        rm = self.world.rm
-        launches = [e for e in out.effects if isinstance(e, LaunchTask)]
-        if launches:
-            rm.launch(launches)
-        for effect in out.effects:
-            if isinstance(effect, DeclineOffers):
-                rm.decline(effect.offer_ids, effect.refuse_seconds)
-            elif isinstance(effect, KillTask):
-                rm.kill(effect.worker_id, effect.agent_id)
-        if any(isinstance(e, LaunchRequest) for e in out.effects):
-            rm.revive()
+    def observe(self, command: Command) -> None:
+        if self.up:
+            try:
+                self.service.run(command)
+            except NotPersisted:
+                pass  # the plane is the store's again; the caller's input is lost, as a failed write
 
     def crash(self) -> None:
         self.up = False
         self.world.rm.master_reachable = False
 
     def recover(self) -> None:
-        replayed = ControlPlane.replay(self.log)
-        if replayed.snapshot() != self.cp.snapshot():
+        old = self.service.plane
+        try:
+            self.service = self._new_service()
+        except Exception as e:
+            self.world.violation("replay", f"the persisted events do not replay: {e!r}")
+            return
+        if self.service.plane.snapshot() != old.snapshot():
             self.world.violation("replay", "replaying the persisted events differs from the live state")
-        self.cp = replayed
         self.up = True
         self.world.rm.master_reachable = True
-        self.commit(self.cp.recover(self.world.now))
-        self.registered("sim-framework")
+        self.service.start()
         self.world.rm.redeliver()
 
 
@@ -161,7 +144,7 @@ class World:
         self.rm = SimResourceManager(self.rng, self.after, lambda: self.now, agents,
                                      c.status_loss, c.status_dup, self._task_running)  # fmt: skip
         self.master = SimMaster(self)
-        self.rm.start(self.master)
+        self.master.service.start()
 
     # scheduling -------------------------------------------------------------------------
 
@@ -193,25 +176,37 @@ class World:
         self.after(0.0, self._round)
         self.after(self.rng.expovariate(1 / c.fault_every), self._fault)
         end = c.fault_until + c.settle
-        while self.steps < max_steps and not self.violations and self.clock.step(end):
-            self._check()
-            if self.now >= c.fault_until and self.master.up and self._all_started():
-                break
-        if not self.violations and self.steps < max_steps and not self._all_started():
-            self.violation("liveness", f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
-                                       f"{self._unstarted()}")  # fmt: skip
+        try:
+            while self.steps < max_steps and not self.violations and self.clock.step(end):
+                self._check()
+                if self.now >= c.fault_until and self.master.up and self._all_started():
+                    break
+            if not self.violations and self.steps < max_steps and not self._all_started():
+                self.violation("liveness", f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
+                                           f"{self._unstarted()}")  # fmt: skip
+            if not self.violations and self.steps < max_steps:
+                partitioned = lambda: any(a.partitioned for a in self.rm.agents.values())  # noqa: E731
+                self.clock.run_until(self.now + 400.0, lambda: not partitioned())  # partitions heal
+                self.clock.run_until(self.now + c.quiesce, lambda: bool(self.violations))
+                self._check_no_strays()
+        except Exception as e:  # a crash of the master is a finding, with its seed
+            self.violation("exception", repr(e))
+        log = self.master.store.events
         if not self.violations and self.master.up:
-            replayed = ControlPlane.replay(self.master.log)
-            if replayed.snapshot() != self.master.cp.snapshot():
+            try:
+                same = ControlPlane.replay(log).snapshot() == self.master.cp.snapshot()
+            except Exception as e:
+                same = False
+                self.violation("replay", f"the final log does not replay: {e!r}")
+            if not same and not self.violations:
                 self.violation("replay", "replay of the final log differs from the live state")
-        digest = hashlib.sha256("\n".join(map(repr, self.master.log)).encode()).hexdigest()[:16]
-        return RunResult(self.seed, self.steps, len(self.master.log), self.now, digest,
+        digest = hashlib.sha256("\n".join(map(repr, log)).encode()).hexdigest()[:16]
+        return RunResult(self.seed, self.steps, len(log), self.now, digest,
                          list(self.violations), list(self.trace))  # fmt: skip
 
     def _round(self) -> None:
-        master = self.master
-        if master.up:
-            master.commit(master.cp.tick(self.now))
+        if self.master.up:
+            self.master.service.tick()
         self.after(self.config.round_every, self._round)
 
     # the workers' processes -------------------------------------------------------------
@@ -224,7 +219,7 @@ class World:
         if agent.tasks.get(task.task_id) is not task or not agent.up or task.hung:
             return  # the process is gone, or hangs
         if self.master.up and not agent.partitioned and self.rng.random() >= self.config.heartbeat_loss:
-            self.master.commit(self.master.cp.heartbeat(task.task_id, self.now))
+            self.master.observe(lambda p, now: p.heartbeat(task.task_id, now))
         worker = self.master.cp.workers.get(task.task_id)
         interval = self.master.cp.jobs[worker.job_id].heartbeat_interval_secs if worker else 20.0
         self.after(interval, lambda: self._heartbeat(task))
@@ -248,7 +243,7 @@ class World:
             f"cluster{i}", (JobClusterConfig(f"c{i}.zip", "1", self.now, SchedulingInfo(stages)),),
             sla=sla, job_sla=JobSla(duration_type=duration),
         )  # fmt: skip
-        self.master.command(f"create cluster{i}", lambda: self.master.cp.create_cluster(definition, self.now))
+        self.master.command(f"create cluster{i}", lambda p, now: p.create_cluster(definition, now))
 
     def _room(self) -> float:
         """CPUs that users may still ask for: half the cluster, so liveness can hold."""
@@ -267,8 +262,7 @@ class World:
             if sum(s.number_of_instances * s.machine_definition.cpu_cores for s in stages) > self._room():
                 self.note(f"submit {name} skipped: not enough room")
                 return
-        self.master.command(f"submit {name}",
-                            lambda: self.master.cp.submit_job(name, JobRequest(), "sim", self.now))  # fmt: skip
+        self.master.command(f"submit {name}", lambda p, now: p.submit_job(name, JobRequest(), "sim", now))
 
     def _user_action(self) -> None:
         cp = self.master.cp
@@ -279,7 +273,7 @@ class World:
             return
         jid = self.rng.choice(jobs)
         if kind == "kill":
-            self.master.command(f"kill {jid}", lambda: cp.kill_job(jid, "sim", "user kill", self.now))
+            self.master.command(f"kill {jid}", lambda p, now: p.kill_job(jid, "sim", "user kill", now))
         elif kind == "scale":
             stage = self.rng.randint(1, 2)
             n = self.rng.randint(1, 4)
@@ -289,11 +283,11 @@ class World:
                 if (n - len(job.stages[stage])) * cpu > self._room():
                     return
             self.master.command(f"scale {jid} stage {stage} to {n}",
-                                lambda: cp.scale_stage(jid, stage, n, "sim", "test", self.now))  # fmt: skip
+                                lambda p, now: p.scale_stage(jid, stage, n, "sim", "test", now))  # fmt: skip
         else:
             number = self.rng.randint(1, 10)
             self.master.command(f"resubmit {jid} worker {number}",
-                                lambda: cp.resubmit_worker(jid, number, "sim", "test", self.now))  # fmt: skip
+                                lambda p, now: p.resubmit_worker(jid, number, "sim", "test", now))  # fmt: skip
 
     # faults -----------------------------------------------------------------------------
 
@@ -302,8 +296,8 @@ class World:
             return
         rng = self.rng
         kind = rng.choices(
-            ["task_fail", "hang", "agent_crash", "partition", "master_crash", "user"],
-            weights=[4, 2, 1, 1, 1, 4],
+            ["task_fail", "hang", "agent_crash", "partition", "master_crash", "user", "disk_full"],
+            weights=[4, 2, 1, 1, 1, 4, 1],
         )[0]
         up = [a for a in self.rm.agents.values() if a.up]
         tasks = [t for a in up for t in a.tasks.values()]
@@ -332,6 +326,10 @@ class World:
             self.after(rng.uniform(5, 60), self._master_returns)
         elif kind == "user":
             self._user_action()
+        elif kind == "disk_full" and not self.master.store.full:
+            self.note("fault: the master's disk is full")
+            self.master.store.full = True
+            self.after(rng.uniform(2, 30), self._disk_freed)
         self.after(rng.expovariate(1 / self.config.fault_every), self._fault)
 
     def _new_agent(self, i: int) -> SimAgent:
@@ -352,6 +350,10 @@ class World:
         self.note(f"agent {agent.agent_id} partition healed")
         self.rm.heal(agent)
 
+    def _disk_freed(self) -> None:
+        self.note("the master's disk has space again")
+        self.master.store.full = False
+
     def _master_returns(self) -> None:
         self.note("master recovers by replaying its events")
         self.master.recover()
@@ -367,9 +369,27 @@ class World:
 
     def check_core(self, out: Outcome, offers: Sequence[Offer] | None) -> None:
         """After every change of the core: its invariants, and those of what it just did."""
+        if not out.events:
+            return
         cp = self.master.cp
         for kind, message in check_core(cp) + check_outcome(cp, out, offers):
             self.violation(kind, message)
+
+    def _check_no_strays(self) -> None:
+        """Once quiet, every task an agent runs is a live worker the master placed there."""
+        cp = self.master.cp
+        seen: set[str] = set()
+        for agent in self.rm.agents.values():
+            if not agent.up:
+                continue
+            for task_id in agent.tasks:
+                w = cp.workers.get(task_id)
+                if task_id in seen:
+                    self.violation("stray", f"task {task_id} runs on two agents")
+                elif w is None or w.terminal or w.agent_id != agent.agent_id:
+                    where = "unknown" if w is None else f"{w.state.value} on {w.agent_id or 'no agent'}"
+                    self.violation("stray", f"{agent.agent_id} runs {task_id}, which the master has as {where}")
+                seen.add(task_id)
 
     def _unstarted(self) -> list[str]:
         cp = self.master.cp

@@ -11,12 +11,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.sim.world import World
+from core.control import Outcome
+from service.master import Command, MasterService, NotPersisted
 
 SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "1000"))
 REGRESSIONS = [9, 75, 77, 292, 328, 533]  # seeds that once failed (UniqueHost per hostname), kept forever
@@ -70,3 +73,40 @@ def test_digest_does_not_depend_on_hash_randomisation(hash_seed: str) -> None:
     run = subprocess.run([sys.executable, "-m", "adapters.sim", "--seed", "42"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
     assert f"digest {World(42).run().digest}" in run.stdout
+
+
+# -- the simulation tests the master users run: broken services are caught ---------------------
+
+
+def _acts_before_it_persists(self: MasterService, command: Command) -> Outcome:
+    outcome = command(self.plane, self.clock())
+    self._carry_out(outcome)
+    if outcome.events:
+        try:
+            self.store.append(outcome.events)
+        except Exception as e:
+            raise self._failed(e) from e
+    return outcome
+
+
+def _keeps_what_it_could_not_persist(self: MasterService, cause: BaseException) -> NotPersisted:
+    self.healthy = False
+    return NotPersisted(cause)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "method", "seed", "kind"),
+    [
+        (_acts_before_it_persists, "run", 13, "stray"),
+        (_keeps_what_it_could_not_persist, "_failed", 1, "replay"),
+    ],
+)
+def test_seeded_runs_catch_a_broken_master_service(
+    monkeypatch: pytest.MonkeyPatch, mutation: Any, method: str, seed: int, kind: str
+) -> None:
+    """Mutation tests: the same seed passes with the real service and fails with a broken one
+    (effects carried out before the commit; refused changes kept after a failed commit)."""
+    assert World(seed).run().ok
+    monkeypatch.setattr(MasterService, method, mutation)
+    result = World(seed).run()
+    assert [v.kind for v in result.violations][:1] == [kind], result.violations

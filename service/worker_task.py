@@ -1,0 +1,84 @@
+"""What an agent runs for a placed worker: the worker command and its MANTIS_* environment.
+
+The environment is the worker's task-environment contract (`common.task_environment`); the
+master fills it from the job's definition, so the master never imports the worker runtime.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from core.effects import LaunchTask
+from core.job import Job
+from core.model import DurationType, JobDefinition
+from core.ports import TaskLaunch
+
+DEFAULT_SUBSCRIPTION_TIMEOUT_SECS = 300.0  # Mantis' ephemeral.job.unsubscribed.timeout.secs
+WORKER_COMMAND = f"{sys.executable} -m runtime.worker"
+
+
+@dataclass(frozen=True)
+class WorkerTaskSettings:
+    """How workers are started and where they find the master and their artifacts."""
+
+    master_url: str = ""
+    command: str = WORKER_COMMAND
+    artifact_cache: Path = Path("artifact-cache")
+    api_token: str = ""
+    uploaded: Callable[[str], bool] = lambda name: False
+    """Whether an artifact of that name was uploaded to this master (then served by it)."""
+    heartbeat_secs: float | None = None
+    """Overrides the job's heartbeat interval (tests use short ones)."""
+
+
+def artifact_location(definition: JobDefinition, settings: WorkerTaskSettings) -> str:
+    """Where a job's workers fetch its artifact: its jobJarUrl if given, else the uploaded
+    artifact of that name from this master, else the name itself (a path or module)."""
+    if definition.job_jar_url:
+        return str(definition.job_jar_url)
+    name = str(definition.artifact_name)
+    if settings.uploaded(name):
+        return f"{settings.master_url}/api/v1/jobArtifacts/{name}"
+    return name
+
+
+def task_environment(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> Any:
+    """What a worker is told: who it is, where the master and artifact are, its job's
+    parameters and timings; a transient job's sink workers also get its subscription timeout."""
+    from runtime.worker import TaskEnvironment  # TODO(lead): common.task_environment
+
+    d, r, a = job.definition, task.request, task.assignment
+    timeout = 0.0
+    if d.job_sla.duration_type is DurationType.Transient and r.stage == len(job.stages):
+        timeout = float(d.subscription_timeout_secs or DEFAULT_SUBSCRIPTION_TIMEOUT_SECS)
+    env = TaskEnvironment(
+        job_id=r.job_id,
+        stage=r.stage,
+        index=r.index,
+        number=r.number,
+        master_url=settings.master_url,
+        artifact=artifact_location(d, settings),
+        ports=a.ports,
+        job_name=job.cluster,
+        stage_workers=len(job.stages.get(r.stage, ())) or 1,
+        parameters={p.name: p.value for p in d.parameters},
+        heartbeat_secs=job.heartbeat_interval_secs,
+        host=a.hostname,
+        hostname=a.hostname,
+        artifact_cache=settings.artifact_cache,
+        subscription_timeout_secs=timeout,
+        min_runtime_secs=float(d.job_sla.min_runtime_secs),
+        api_token=settings.api_token,
+    )
+    if settings.heartbeat_secs is not None:
+        env = replace(env, heartbeat_secs=settings.heartbeat_secs)
+    return env
+
+
+def worker_task(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> TaskLaunch:
+    env = task_environment(job, task, settings).environ()
+    return TaskLaunch(task, settings.command, tuple(env.items()))
