@@ -487,6 +487,8 @@ class ControlPlane:
         for a in result.assignments:
             self._emit(WorkerLaunched(a.worker_id, a.agent_id, a.hostname, a.ports, now))
             out.effects.append(LaunchTask(by_worker[a.worker_id], a))
+        for wid, failure in result.unplaced:  # volatile: the next round says it again
+            self._pending[wid].pending_reason = str(failure)
         if result.declined:
             out.effects.append(DeclineOffers(result.declined, refuse_seconds))
         return out
@@ -786,6 +788,7 @@ class ControlPlane:
         self._pending[e.worker_id] = w
         slots = job.stages[e.stage]
         if e.index < len(slots):
+            w.replaced_reason, w.replaced_message = slots[e.index].reason, slots[e.index].message
             slots[e.index] = w
         else:
             slots.append(w)
@@ -797,6 +800,7 @@ class ControlPlane:
         w = self.workers[e.worker_id]
         self._move_worker(w, WorkerState.Launched)
         w.agent_id, w.hostname, w.ports, w.launched_at = e.agent_id, e.hostname, e.ports, e.at
+        w.pending_reason = ""
         del self._pending[e.worker_id]
         self._placed[e.worker_id] = w
 

@@ -79,11 +79,18 @@ class Worker:
     completed_at: float | None = None
     reason: CompletedReason | None = None
     message: str = ""
+    # How the worker this one replaces ended (Failed with Error, Lost, Relaunched...): its
+    # slot's last failure, still shown once the failed worker is no longer current.
+    replaced_reason: CompletedReason | None = None
+    replaced_message: str = ""
     # Volatile: not persisted; a recovering master gives running workers a fresh window.
     last_heartbeat_at: float | None = None
     is_subscribed: bool = False
     payloads: Mapping[str, str] = field(default_factory=dict)
     """The last heartbeat's payloads (data drops, resource usage...), for the API."""
+    pending_reason: str = ""
+    """Why the last offer round left this pending worker unplaced (Fenzo's assignment
+    failure, core.scheduling.PlacementFailure); "" once placed or before any round."""
 
     @property
     def terminal(self) -> bool:
@@ -106,5 +113,5 @@ class Worker:
             self.worker_id, self.stage, self.index, self.number, self.accepted_at,
             self.ready_at, self.resubmit_of, self.resubmit_count, self.state, self.agent_id,
             self.hostname, self.ports, self.launched_at, self.started_at, self.completed_at,
-            self.reason, self.message,
+            self.reason, self.message, self.replaced_reason, self.replaced_message,
         )  # fmt: skip

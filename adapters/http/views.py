@@ -500,7 +500,11 @@ def render_cluster(c: JobCluster) -> Json:
 
 
 def render_worker(w: Worker, job: Job) -> Json:
-    """Mantis' worker metadata; `ports` are all the ports the worker was given."""
+    """Mantis' worker metadata; `ports` are all the ports the worker was given. Added:
+    `message`, the worker's last status message (why it failed or ended, as its postJobStatus
+    or the resource manager said: Mantis' Status.message), `pendingReason`, why the last
+    offer round could not place it (Fenzo's assignment failure), and `resubmitReason` and
+    `resubmitMessage`, how the worker it replaces ended."""
     machine = job.definition.scheduling_info.stage(w.stage).machine_definition
     return {
         "workerIndex": w.index, "workerNumber": w.number, "jobId": w.job_id,
@@ -512,6 +516,9 @@ def render_worker(w: Worker, job: Job) -> Json:
         "startedAt": ms(w.started_at), "completedAt": ms(w.completed_at),
         "reason": w.reason.value if w.reason else "Normal",
         "resubmitOf": w.resubmit_of, "totalResubmitCount": w.resubmit_count,
+        "message": w.message, "pendingReason": w.pending_reason,
+        "resubmitReason": w.replaced_reason.value if w.replaced_reason else None,
+        "resubmitMessage": w.replaced_message,
     }  # fmt: skip
 
 
