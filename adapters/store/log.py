@@ -21,8 +21,11 @@ Opening recovers: a torn tail of the last segment (a short or bad record with no
 after it, or an unfinished batch) was never acknowledged, so it is cut off with a warning. A
 bad record followed by valid ones is damage to acknowledged data: opening refuses with
 `StoreCorrupted`, naming the file and offset, unless asked to `recover_from_snapshot`, which
-keeps the last good snapshot and the valid records before the damage and moves the damaged
-files to quarantine/. Snapshots are written every `snapshot_every` events (and on
+keeps the last good snapshot, the batches before the damage and those after it that still
+apply (recovery.py), writes them as a new snapshot, copies the damaged files to quarantine/
+and reports every batch it dropped in `recovery` (and a warning). File numbers are event
+positions; a recovered snapshot is numbered past every file of the damaged log, so no old
+segment reads as its continuation. Snapshots are written every `snapshot_every` events (and on
 `compact()`): the log rotates to a new segment, the terminal jobs go to the archive, the
 snapshot is written atomically, and files that the kept snapshots (`keep_snapshots`, two: a
 damaged newest one still has a predecessor with its segments) no longer need are deleted.
@@ -36,6 +39,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +49,7 @@ import structlog
 
 from adapters.store.codec import PAYLOAD_PREFIX, decode, encode
 from adapters.store.records import frame, payloads, scan
+from adapters.store.recovery import RecoveryReport, salvage
 from core.compaction import compact
 from core.errors import NotFound
 from core.events import Event
@@ -66,9 +71,10 @@ class StoreCorrupted(Exception):
     def __init__(self, path: Path, offset: int, problem: str, remedy: str = "") -> None:
         remedy = remedy or (
             "Restore the folder from a backup, or open it with recover_from_snapshot=True "
-            "(`mantis master --recover-from-snapshot`) to "
-            "keep the last good snapshot and the valid records before the damage (what follows "
-            f"it is lost; the damaged files are kept in {path.parent / QUARANTINE})"
+            "(`mantis master --recover-from-snapshot`) to keep the last good snapshot and "
+            "every batch that still applies: the damaged batch, and the later ones that do not "
+            "apply without it, are dropped and reported (the damaged files are copied to "
+            f"{path.parent / QUARANTINE})"
         )
         super().__init__(f"{path}: {problem} (at byte {offset}). Nothing was changed. {remedy}.")
         self.path = path
@@ -205,6 +211,8 @@ class EventLog:
         self._archive: dict[str, Path] = {}  # archived job id -> its file
         self._queue: list[Queued] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._set_aside: list[Path] = []
+        self.recovery: RecoveryReport | None = None  # what opening with recovery did
         self._recover(recover_from_snapshot)
         self._compact_at = self._base + (snapshot_every or 0)
 
@@ -526,13 +534,13 @@ class EventLog:
                     else "damaged or unfinished records before the next segment"
                 )  # fmt: skip
                 raise StoreCorrupted(path, where, problem)
-            self._keep_prefix(path, buf, found.complete, [
-                self.path / segment_name(s) for s in segments[k + 1 :]
-            ])  # fmt: skip
-            segments = segments[: k + 1]
+            self._salvage(segments[:k], segments[k:])
             break
-        self._segments = segments or [self._base]
-        self._next = expected
+        else:
+            self._segments = segments or [self._base]
+            self._next = expected
+        if self._set_aside and self.recovery is None:  # only damaged snapshots: nothing lost
+            self.recovery = RecoveryReport(set_aside=tuple(self._set_aside))
         self._fd, self._segment_size = self._create_segment(self._segments[-1])
         log.info(
             "store_opened", path=str(self.path), snapshot=self._snapshot, events=self._next,
@@ -552,19 +560,27 @@ class EventLog:
             self._quarantine(path, os.replace)
         return None
 
-    def _keep_prefix(self, damaged: Path, data: bytes, end: int, later: list[Path]) -> None:
-        """Recovering: the damaged segment keeps its valid prefix; the whole of it and the
-        later segments go to quarantine/. Each step leaves a log that opens (maybe asking for
-        this recovery again): later segments go from the last, the damaged one is copied
-        aside before its prefix replaces it atomically."""
-        for path in reversed(later):
-            self._quarantine(path, os.replace)
-        self._quarantine(damaged, lambda source, target: target.write_bytes(data))
-        _write_atomic(damaged, data[:end])
+    def _salvage(self, sound: list[int], damaged: list[int]) -> None:
+        """Recovering: keep the snapshot, the sound segments and what `salvage` keeps of
+        the damaged ones and those after them, in a new snapshot numbered past every file
+        of the log, so no old segment reads as its continuation. The damaged files are
+        copied to quarantine/ first; until the snapshot's rename, the log is as it was."""
+        self._segments = sound
+        before = self._load()
+        paths = [self.path / segment_name(start) for start in damaged]
+        kept, dropped = salvage(before, [(path, path.read_bytes()) for path in paths])
+        for path in sorted({d.path for d in dropped}):
+            self._quarantine(path, shutil.copyfile)
+        numbers = [*_numbered(self.path, SEGMENT), *_numbered(self.path, SNAPSHOT)]
+        covered = 1 + max([self._base, *numbers])
+        _write_atomic(self.path / snapshot_name(covered), frame(encode(e) for e in kept))
         _fsync(self.path)
+        self._snapshot, self._segments, self._next = covered, [covered], covered
+        self.recovery = report = RecoveryReport(tuple(dropped), tuple(self._set_aside), covered)
         log.warning(
-            "store_recovered_from_snapshot", path=str(damaged), kept_bytes=end,
-            lost_bytes=len(data) - end, quarantined=[p.name for p in (damaged, *later)],
+            "store_recovered", path=str(self.path), snapshot=covered, kept_events=len(kept),
+            batches_dropped=report.batches_dropped, records_dropped=report.records_dropped,
+            dropped=[str(d) for d in dropped],
         )  # fmt: skip
 
     def _quarantine(self, path: Path, move: Callable[[Path, Path], object]) -> None:
@@ -575,6 +591,7 @@ class EventLog:
         while target.exists():
             target, n = folder / f"{path.name}.{n}", n + 1
         move(path, target)
+        self._set_aside.append(target)
         if target.is_file():
             _fsync(target)
         _fsync(folder)

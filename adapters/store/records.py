@@ -5,6 +5,9 @@ payload length; its top bit marks the last record of a batch (one `append` or `c
 so a batch survives a crash whole or not at all. The CRC-32 covers the head and the payload,
 so a damaged length is caught too. Zero-filled space (a file extended but never written)
 reads as a record of length 0, which is never valid.
+
+`scan` reads up to the first damage; `pieces` reads past damage, resynchronising on the next
+valid record, for a recovery that keeps what follows a damaged batch.
 """
 
 from __future__ import annotations
@@ -84,14 +87,101 @@ def scan(buf: bytes, starts_with: bytes = b"") -> Scan:
 
 
 def _any_record_after(buf: bytes, damage: int, starts_with: bytes) -> bool:
+    return _next_record(buf, damage, starts_with) is not None
+
+
+def _next_record(buf: bytes, damage: int, starts_with: bytes) -> int | None:
+    """The offset of the first valid record after `damage`, if any."""
     if not starts_with:
-        return any(_record_at(buf, o) is not None for o in range(damage + 1, len(buf)))
+        return next((o for o in range(damage + 1, len(buf)) if _record_at(buf, o)), None)
     at = buf.find(starts_with, damage + 1 + HEADER.size)
     while at >= 0:
         if _record_at(buf, at - HEADER.size) is not None:
-            return True
+            return at - HEADER.size
         at = buf.find(starts_with, at + 1)
-    return False
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Bytes between valid records; `records` is how many records they were, when their
+    heads still lead from one to the next exactly to the end (else None)."""
+
+    start: int
+    end: int
+    records: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A batch as read past damage: bytes `start`..`end`, the payloads (start, end) of its
+    valid records, and the gaps of damage inside it (none: a sound batch). A piece that
+    runs to the end of the buffer without a batch end is `unfinished`."""
+
+    start: int
+    end: int
+    payloads: tuple[tuple[int, int], ...]
+    gaps: tuple[Gap, ...] = ()
+    unfinished: bool = False
+
+    @property
+    def sound(self) -> bool:
+        return not self.gaps and not self.unfinished
+
+
+def pieces(buf: bytes, starts_with: bytes = b"") -> list[Piece]:
+    """Every batch in `buf`, reading on past damage.
+
+    A gap of damage belongs to the batch it interrupts, which is then damaged whole: the
+    batch goes on to the next batch end after the gap, unless the damaged records' heads
+    show that the last of them ended the batch (a head whose length leads exactly to the
+    next valid record is taken as sound; its flag is read as the one that makes the CRC
+    match, if flipping it does). When that cannot be told, the damaged batch takes in the
+    batch after the gap too: whole batches only, never the tail of a split one.
+    """
+    found: list[Piece] = []
+    offset = start = 0
+    payloads_: list[tuple[int, int]] = []
+    gaps: list[Gap] = []
+    while offset < len(buf):
+        record = _record_at(buf, offset)
+        if record is None:
+            after = _next_record(buf, offset, starts_with)
+            stop = len(buf) if after is None else after
+            count, ended = _walk(buf, offset, stop)
+            gaps.append(Gap(offset, stop, count))
+            offset = stop
+            if not ended or stop == len(buf):
+                continue
+        else:
+            end, batch_end = record
+            payloads_.append((offset + HEADER.size, end))
+            offset = end
+            if not batch_end:
+                continue
+        found.append(Piece(start, offset, tuple(payloads_), tuple(gaps)))
+        start, payloads_, gaps = offset, [], []
+    if payloads_ or gaps:
+        found.append(Piece(start, len(buf), tuple(payloads_), tuple(gaps), unfinished=True))
+    return found
+
+
+def _walk(buf: bytes, start: int, stop: int) -> tuple[int | None, bool]:
+    """(records, whether the last ended a batch) if the heads from `start` lead to `stop`."""
+    offset, count, ended = start, 0, False
+    while offset < stop:
+        if offset + HEADER.size > stop:
+            return None, False
+        head, crc = HEADER.unpack_from(buf, offset)
+        end = offset + HEADER.size + (head & ~BATCH_END)
+        if not offset + HEADER.size < end <= stop:
+            return None, False
+        payload = buf[offset + HEADER.size : end]
+        ended = bool(head & BATCH_END)
+        if zlib.crc32(payload, zlib.crc32(HEAD.pack(head ^ BATCH_END))) == crc:
+            ended = not ended  # only the flag was damaged
+        offset, count = end, count + 1
+    return count, ended
 
 
 def payloads(buf: bytes | memoryview, end: int) -> Iterator[memoryview]:
