@@ -29,8 +29,16 @@ class CallFailed(RuntimeError):
 
 
 class SchedulerClient:
-    def __init__(self, master_url: str, path: str = "/api/v1/scheduler") -> None:
+    def __init__(
+        self, master_url: str, path: str = "/api/v1/scheduler",
+        principal: str | None = None, secret: str | None = None,
+    ) -> None:  # fmt: skip
+        """With `principal` and `secret`, every request presents them (HTTP Basic), as
+        pymesos' MesosSchedulerDriver does."""
         self.url = master_url.rstrip("/") + path
+        self.headers: dict[str, str] = {}
+        if principal is not None and secret is not None:
+            self.headers["Authorization"] = aiohttp.encode_basic_auth(principal, secret)
         self.framework_id: str | None = None
         self.stream_id: str | None = None
         self.events: list[Event] = []  # everything received, in order
@@ -46,7 +54,9 @@ class SchedulerClient:
     ) -> Event:  # fmt: skip
         """SUBSCRIBE and wait for SUBSCRIBED; CallFailed if refused, the ERROR event if errored."""
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None), headers=self.headers
+            )  # fmt: skip
         info = dict(framework_info)
         body: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": info, **subscribe}}
         if framework_id is not None:

@@ -1,14 +1,16 @@
 """The mesoslite master's flags: MasterConfig and its command-line options (as Mesos'
-src/master/flags.cpp), and loading the `--allocator` module they name."""
+src/master/flags.cpp), and loading the `--allocator` module and the `--credentials` they name."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
 from mesoslite.allocator import Allocator, load_allocator
+from mesoslite.auth import CREDENTIALS_ENV, Credentials, CredentialsError, load_credentials
 
 # Allocation modules that ship with mesoslite, for a checkout that is not pip-installed (then
 # the `mesoslite.allocators` entry points do not exist). Installed, the entry points win.
@@ -33,6 +35,8 @@ class MasterConfig:
     status_update_retry_max: float = 600.0
     offer_timeout: float | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    authenticate_http_frameworks: bool = False
+    credentials: str | None = None  # a path: the secrets stay out of the config and its state
 
     @property
     def advertised_host(self) -> str:
@@ -60,6 +64,20 @@ def resolve_allocator(name: str) -> Allocator:
         raise ValueError(f"cannot load allocator {name!r}: {e}") from None
     allocator: Allocator = factory()
     return allocator
+
+
+def framework_credentials(config: MasterConfig) -> Credentials | None:
+    """What frameworks must present (None: they are not authenticated). A bad credentials file
+    is an error even when unused, and authentication without credentials is one too (as Mesos'
+    master refuses to start)."""
+    credentials = None if config.credentials is None else load_credentials(config.credentials)
+    if not config.authenticate_http_frameworks:
+        return None
+    if credentials is None:
+        raise CredentialsError(
+            f"--authenticate-http-frameworks needs --credentials (or {CREDENTIALS_ENV})"
+        )  # fmt: skip
+    return credentials
 
 
 def _positive(text: str) -> float:
@@ -112,6 +130,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rescind offers not used within this time (default: never)")
     parser.add_argument("--weights", type=_weights, default={}, metavar="ROLE=W,...",
                         help="role weights for the allocator, e.g. 'prod=2,dev=1'")
+    parser.add_argument("--authenticate-http-frameworks", action="store_true",
+                        help="frameworks must authenticate with HTTP Basic credentials of --credentials")
+    parser.add_argument("--credentials", default=None, metavar="PATH",
+                        help="JSON credentials file, {\"credentials\": [{\"principal\": ..., \"secret\": ...}]}"
+                             f" (default: ${CREDENTIALS_ENV})")
 
 
 def config_from_args(args: argparse.Namespace) -> MasterConfig:
@@ -124,4 +147,6 @@ def config_from_args(args: argparse.Namespace) -> MasterConfig:
         status_update_retry_min=args.status_update_retry_min,
         status_update_retry_max=max(args.status_update_retry_max, args.status_update_retry_min),
         offer_timeout=args.offer_timeout, weights=args.weights,
+        authenticate_http_frameworks=args.authenticate_http_frameworks,
+        credentials=args.credentials or os.environ.get(CREDENTIALS_ENV) or None,
     )  # fmt: skip

@@ -15,6 +15,12 @@ them to an address.
 - `GET /master/state` (also `/state`): Mesos-like JSON. `GET /master/redirect` answers 307 to
   this master (there is only ever one). `GET /version` and `/health`.
 - `POST /master/teardown` (form field `frameworkId`): the operator removes a framework.
+
+With framework authentication (`--authenticate-http-frameworks`, see mesoslite.auth) the
+scheduler API and the teardown need valid HTTP Basic credentials first: 401 with a
+`WWW-Authenticate` challenge otherwise (realms `mesos-master-scheduler` and
+`mesos-master-readwrite`, as Mesos'); a framework's calls must come from the principal it
+subscribed as. The read-only endpoints and the agent API stay open.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from mesoslite.auth import READWRITE_REALM, SCHEDULER_REALM, Credentials, challenge
 from mesoslite.flags import MasterConfig, resolve_allocator
 from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import MESOS_VERSION, SCHEDULER_CALLS, InvalidCall
@@ -39,6 +46,7 @@ log = structlog.get_logger()
 SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
 AGENT_PATH = "/mesoslite/api/v1/agent"
 MASTER_KEY = web.AppKey("master", MesosliteMaster)
+CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)  # absent: no authentication
 def _text(status: int, message: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=message, headers=headers)
 
@@ -78,8 +86,25 @@ def _accepts_json(request: web.Request) -> bool:
     return False
 
 
+def _authenticated(request: web.Request, realm: str) -> str | None:
+    """The principal the request proves; None when frameworks are not authenticated.
+    Without valid credentials: HTTPUnauthorized, before the request is even read."""
+    credentials = request.app.get(CREDENTIALS_KEY)
+    if credentials is None:
+        return None
+    principal = credentials.authenticate(request.headers.get("Authorization"))
+    if principal is None:
+        log.info("request_unauthenticated", path=request.path, realm=realm)
+        raise web.HTTPUnauthorized(
+            text="Expecting HTTP Basic credentials of a known principal in 'Authorization'",
+            headers={"WWW-Authenticate": challenge(realm)},
+        )  # fmt: skip
+    return principal
+
+
 async def scheduler_api(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER_KEY]
+    principal = _authenticated(request, SCHEDULER_REALM)
     call = await _read_call(request)
     if isinstance(call, web.Response):
         return call
@@ -92,14 +117,14 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
                 return _text(406, "Expecting 'Accept' to allow 'application/json'")
             if STREAM_ID_HEADER in request.headers:
                 return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
-            fw, stream = master.subscribe(call)
+            fw, stream = master.subscribe(call, principal)
 
             def closed() -> None:
                 if fw is not None:
                     master.stream_closed(fw, stream)
 
             return await _serve_stream(request, stream, {STREAM_ID_HEADER: stream.id}, closed)
-        fw = master.framework_for_call(call, request.headers.get(STREAM_ID_HEADER))
+        fw = master.framework_for_call(call, request.headers.get(STREAM_ID_HEADER), principal)
         result = master.handle_call(fw, call)
     except InvalidCall as e:
         log.info("call_rejected", type=kind, status=e.status, error=e.message)
@@ -169,6 +194,7 @@ async def health_endpoint(request: web.Request) -> web.Response:
 async def teardown_endpoint(request: web.Request) -> web.Response:
     """The operator's `/master/teardown` (form field `frameworkId`)."""
     master = request.app[MASTER_KEY]
+    _authenticated(request, READWRITE_REALM)
     form = await request.post()
     fid = form.get("frameworkId")
     fw = master.frameworks.get(str(fid)) if fid is not None else None
@@ -178,9 +204,12 @@ async def teardown_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def create_app(master: MesosliteMaster) -> web.Application:
+def create_app(master: MesosliteMaster, credentials: Credentials | None = None) -> web.Application:
+    """The master's endpoints; with `credentials`, frameworks must authenticate."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[MASTER_KEY] = master
+    if credentials is not None:
+        app[CREDENTIALS_KEY] = credentials
     for path in SCHEDULER_PATHS:
         app.router.add_route("*", path, scheduler_api)
     app.router.add_route("*", AGENT_PATH, agent_api)
@@ -206,10 +235,13 @@ def create_app(master: MesosliteMaster) -> web.Application:
 
 
 
-async def serve(config: MasterConfig, ready: Callable[[MesosliteMaster], None] | None = None) -> None:
+async def serve(
+    config: MasterConfig, ready: Callable[[MesosliteMaster], None] | None = None,
+    credentials: Credentials | None = None,
+) -> None:  # fmt: skip
     """Run a master until SIGTERM or SIGINT."""
     master = MesosliteMaster(config, resolve_allocator(config.allocator))
-    app = create_app(master)
+    app = create_app(master, credentials)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -218,7 +250,7 @@ async def serve(config: MasterConfig, ready: Callable[[MesosliteMaster], None] |
     if sockets:
         master.port = sockets[0].getsockname()[1]
     log.info("master_started", url=f"http://{config.host}:{master.port}", id=master.id,
-             allocator=config.allocator)
+             allocator=config.allocator, authenticate_http_frameworks=credentials is not None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

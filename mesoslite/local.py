@@ -4,6 +4,10 @@ For tests, benchmarks and a one-command local set-up. Every process logs to a fi
 cluster's work folder (`master.log`, `agent-<i>.log`); agents keep their sandboxes in
 `agent-<i>/`. Processes are started with the running interpreter and the folder that holds
 the `mesoslite` package on PYTHONPATH, so an un-installed checkout works too.
+
+With `credentials` (a Mesos JSON credentials file, see mesoslite.auth) the master requires
+frameworks to authenticate; the file's path reaches it through MESOSLITE_CREDENTIALS, not
+its command line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import mesoslite
+from mesoslite.auth import CREDENTIALS_ENV
 
 HOST = "127.0.0.1"
 
@@ -52,10 +57,13 @@ class LocalCluster:
         self, work_dir: Path, agents: Sequence[AgentSpec] | int = 1, *,
         master_args: Sequence[str] = (), port: int | None = None, log_level: str = "info",
         python: str = sys.executable, env: dict[str, str] | None = None,
+        credentials: Path | None = None,
     ) -> None:  # fmt: skip
         self.work_dir = Path(work_dir)
         self.agent_specs = [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
         self.master_args = list(master_args)
+        if credentials is not None:
+            self.master_args.append("--authenticate-http-frameworks")
         self.port = port or free_port()
         self.log_level = log_level
         self.python = python
@@ -64,6 +72,9 @@ class LocalCluster:
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, self.env.get("PYTHONPATH", "")) if p
         )  # fmt: skip
+        self.master_env = dict(self.env)  # the agents (and their tasks) do not get the path
+        if credentials is not None:
+            self.master_env[CREDENTIALS_ENV] = str(Path(credentials).resolve())
         self.master: subprocess.Popen[bytes] | None = None
         self.agents: list[subprocess.Popen[bytes] | None] = [None] * len(self.agent_specs)
         self._logs: list[IO[bytes]] = []
@@ -84,18 +95,20 @@ class LocalCluster:
 
     # -- processes ------------------------------------------------------------------------------
 
-    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _popen(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         return subprocess.Popen(
             [self.python, *argv, "--log-level", self.log_level], stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, env=self.env, cwd=self.work_dir,
+            stdin=subprocess.DEVNULL, env=self.env if env is None else env, cwd=self.work_dir,
         )  # fmt: skip
 
     def start_master(self, timeout: float = 15.0) -> None:
         argv = ["-m", "mesoslite", "master", "--host", HOST, "--port", str(self.port), *self.master_args]
-        self.master = self._popen("master", argv)
+        self.master = self._popen("master", argv, self.master_env)
         self.wait_until(lambda: self._get("/health") is not None, timeout, "master to answer /health",
                         watch=self.master, log="master")
 

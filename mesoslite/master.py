@@ -201,17 +201,40 @@ class MesosliteMaster:
 
     # -- frameworks: subscribe, disconnect, remove ----------------------------------------------
 
-    def subscribe(self, call: dict[str, Any]) -> tuple[FrameworkRecord | None, EventStream]:
-        """SUBSCRIBE: validate (InvalidCall), then a stream that starts with SUBSCRIBED or ERROR."""
+    def subscribe(
+        self, call: dict[str, Any], principal: str | None = None,
+    ) -> tuple[FrameworkRecord | None, EventStream]:  # fmt: skip
+        """SUBSCRIBE: validate (InvalidCall), then a stream that starts with SUBSCRIBED or ERROR.
+
+        `principal` is the one the request authenticated as (None: frameworks are not
+        authenticated); FrameworkInfo.principal must be it, and is set to it when absent, as
+        Mesos' Master::Http::scheduler does.
+        """
         subscription = parse_subscribe(call)
         info_id = subscription.framework_id
+        info = dict(subscription.framework_info)
+        if principal is not None:
+            claimed = info.setdefault("principal", principal)
+            if claimed != principal:
+                raise InvalidCall(_principal_mismatch(principal, claimed))
         stream = EventStream()
         now_wall = time.time()
+        error = None
         if info_id is not None and info_id in self.removed_framework_ids:
-            stream.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+            error = "Framework has been removed"
+        elif (
+            principal is not None and info_id in self.frameworks
+            and self.frameworks[info_id].info.get("principal") != principal
+        ):  # fmt: skip
+            # Mesos' validation::framework::validateUpdate: a known id is not taken over by
+            # another principal.
+            log.warning("framework_principal_change_refused", framework_id=info_id,
+                        principal=principal, was=self.frameworks[info_id].info.get("principal"))
+            error = "Changing framework's principal is not allowed."
+        if error is not None:
+            stream.send({"type": "ERROR", "error": {"message": error}})
             stream.close()
             return None, stream
-        info = dict(subscription.framework_info)
         if info_id is None:
             fid = f"{self.id}-{next(self._framework_seq):04d}"
             info["id"] = {"value": fid}
@@ -305,11 +328,16 @@ class MesosliteMaster:
 
     # -- calls from subscribed frameworks -------------------------------------------------------
 
-    def framework_for_call(self, call: dict[str, Any], stream_id: str | None) -> FrameworkRecord:
+    def framework_for_call(
+        self, call: dict[str, Any], stream_id: str | None, principal: str | None = None,
+    ) -> FrameworkRecord:  # fmt: skip
+        """The subscribed framework a non-SUBSCRIBE call is from, or InvalidCall saying why not."""
         fid = id_of(call, "framework_id")
         fw = self.frameworks.get(fid)
         if fw is None:
             raise InvalidCall("Framework cannot be found")
+        if principal is not None and principal != fw.info.get("principal"):
+            raise InvalidCall(_principal_mismatch(principal, fw.info.get("principal", "")))
         if not fw.connected or fw.stream is None:
             raise InvalidCall("Framework is not subscribed", 403)
         if stream_id is None:
@@ -1018,6 +1046,13 @@ class MesosliteMaster:
             "unregistered_frameworks": [],
             "orphan_tasks": [],
         }
+
+
+def _principal_mismatch(principal: str, claimed: str) -> str:
+    return (
+        f"Authenticated principal '{principal}' does not match principal '{claimed}'"
+        " set in `FrameworkInfo`"
+    )  # fmt: skip
 
 
 if __name__ == "__main__":  # `python -m mesoslite.master`, as adapters/cli/up.py starts it

@@ -12,7 +12,12 @@ import asyncio
 import structlog
 
 from common import logs
-from mesoslite.flags import add_arguments, config_from_args, resolve_allocator
+from mesoslite.flags import (
+    add_arguments,
+    config_from_args,
+    framework_credentials,
+    resolve_allocator,
+)
 from mesoslite.http import serve
 
 log = structlog.get_logger()
@@ -25,11 +30,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         resolve_allocator(config.allocator)  # fail fast, before binding
+        credentials = framework_credentials(config)
     except ValueError as e:
         log.error("master_config_invalid", error=str(e))
         return 2
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, credentials=credentials))
     except OSError as e:
         log.error("master_failed", error=str(e))
         return 1

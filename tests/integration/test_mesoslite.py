@@ -46,7 +46,7 @@ def agents(n: int, resources: str = "cpus:4;mem:4096;disk:1000;ports:[31000-3199
     return [AgentSpec(resources, f"name:agent-{i};zone:z{i % 2}") for i in range(n)]
 
 
-class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc]
+class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc,name-defined]
     """Launches queued commands on offers; records every callback for the test thread.
 
     An offer it has no use for is declined for 30 s: queue the tasks before the driver starts.
@@ -96,7 +96,7 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc]
     def _tasks_for(self, offer: dict[str, Any]) -> list[dict[str, Any]]:
         free = Resources.from_mesos(offer["resources"])
         need = Resources.of(cpus=self.cpus, mem=self.mem)
-        tasks = []
+        tasks: list[dict[str, Any]] = []
         with self.cond:
             self.offers.append(offer)
             while self.queue and len(tasks) < self.per_offer and free.contains(need):
@@ -150,7 +150,7 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc]
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         with self.cond:
             if not self.cond.wait_for(lambda: predicate() or bool(self.errors), timeout):
-                counts = defaultdict(int)
+                counts: defaultdict[str, int] = defaultdict(int)
                 for states in self.states.values():
                     counts[states[-1]] += 1
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
@@ -165,10 +165,12 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc]
 class PymesosFramework:
     """A pymesos driver around a RecordingScheduler, stopped (TEARDOWN) at the end."""
 
-    def __init__(self, address: str, scheduler: RecordingScheduler, **info: Any) -> None:
+    def __init__(self, address: str, scheduler: RecordingScheduler, principal: str | None = None,
+                 secret: str | None = None, **info: Any) -> None:  # fmt: skip
         self.scheduler = scheduler
         self.driver = scheduler.driver = pymesos.MesosSchedulerDriver(
-            scheduler, {"user": "test", "name": "mesoslite-it", **info}, address)
+            scheduler, {"user": "test", "name": "mesoslite-it", **info}, address,
+            principal=principal, secret=secret)
 
     def __enter__(self) -> RecordingScheduler:
         self.driver.start()
