@@ -24,7 +24,9 @@ TASK_KILLED with REASON_EXECUTOR_TERMINATED and a message starting "Agent shut d
 Mesos' command executor reports TASK_KILLED for a task it kills because it is shut down
 (src/launcher/executor.cpp); it waits for those updates to reach the master, then
 unregisters. A framework learns that its task ended without being asked to (a Mantis master
-replaces the worker) and the master keeps the update for it until acknowledged.
+replaces the worker) and the master keeps the update for it until acknowledged. A RUN_TASK
+that comes while the agent shuts down is ignored, as Mesos' agent does (Slave::run): the master
+reports it TASK_LOST when the agent unregisters.
 
 Containment (mesoslite.containment): on Linux a task also dies with its agent
 (PR_SET_PDEATHSIG), every task's process group is recorded in the work dir, and an agent that
@@ -612,6 +614,9 @@ class Agent:
             resources = Resources.from_mesos(info.get("resources") or [])
         except (ValueError, ResourceError) as e:
             log.error("run_task_malformed", error=str(e))
+            return
+        if self._stopping:  # as Mesos' agent (Slave::run): the master writes it off on UNREGISTER
+            log.warning("run_task_ignored_agent_terminating", framework_id=fid, task_id=tid)
             return
         key = (fid, tid)
         old = self.tasks.get(key)
