@@ -161,7 +161,6 @@ def examples_batches() -> list[list[Event]]:
     s.run(plane.tick)
     s.place_and_start()
     s.run(plane.scale_stage, "synthetic-counts-1", 2, 1, "you", "quiet hour")
-    s.killed("synthetic-counts-1")  # the scaled-down workers end (they are terminal: no-op)
     s.run(plane.update_artifact, "synthetic-counts", "synthetic_counts.py", "2", "you",
           skip_submit=True)
     for _ in range(2):  # the cron submits a nightly job, then a new one replaces it
