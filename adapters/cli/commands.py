@@ -1,4 +1,4 @@
-"""`mantis cluster|job|artifact ...`: the client commands, over the master's REST API.
+r"""`mantis cluster|job|artifact ...`: the client commands, over the master's REST API.
 
 Each command is one call (or a few) of `MantisClient`. Every action takes `--url` (default
 $MANTIS_URL, else the local `mantis up` master), `--token` (default $MANTIS_API_TOKEN),
@@ -6,6 +6,11 @@ $MANTIS_URL, else the local `mantis up` master), `--token` (default $MANTIS_API_
 lists, the key facts for one cluster or job); `--json` prints the API's JSON instead (nothing
 for calls that answer nothing, e.g. delete or kill). A rejected call is one line on stderr
 with exit status 1 (main.py prints it); a malformed argument is a usage error, status 2.
+
+Names, reasons and messages come from whoever submitted or ran a job, so every text printed
+has its control characters escaped (``\x1b`` as the four characters ``\x1b``): a job name or
+a worker's error message cannot move the cursor, retitle or clear the terminal. JSON output
+escapes what JSON leaves raw (DEL, the C1 controls, bidirectional overrides) as ``\uXXXX``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ from adapters.cli.client import (
 )
 from core.errors import CommandRejected
 
+# Control characters: C0 (newlines too: one record, one line), DEL, C1, and the Unicode
+# bidirectional embeddings, overrides and isolates, which reorder what a terminal shows.
+_BIDI = (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROL = (*range(0x20), 0x7F, *range(0x80, 0xA0))
+_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROL} | {c: f"\\u{c:04x}" for c in _BIDI} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}  # fmt: skip
+# Inside JSON strings (orjson escapes C0 itself): \uXXXX keeps the document valid JSON.
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI)}
+FAILED_REASONS = frozenset({"Error", "Lost"})
 PLACED = frozenset({"Launched", "StartInitiated", "Started"})
 ENDED = frozenset({"Failed", "Completed", "Terminating_abnormal", "Terminating_normal"})
 DEFAULT_WAIT_SECS = 120.0
@@ -207,22 +221,33 @@ def run(args: argparse.Namespace) -> int:
     try:
         return action(client, args)
     except ApiError as e:
-        if e.status != 401:
-            raise
-        raise ApiError(401, f"{e.message} (give --token or set $MANTIS_API_TOKEN)") from None
+        hint = " (give --token or set $MANTIS_API_TOKEN)" if e.status == 401 else ""
+        raise ApiError(e.status, escape(e.message) + hint) from None
+    except CommandRejected as e:
+        raise CommandRejected(escape(e.message)) from None
 
 
 # ---------------------------------------------------------------------- output
 
 
+def escape(text: object) -> str:
+    """`text` with its control characters shown as escapes, safe to print on a terminal."""
+    return str(text).translate(_ESCAPES)
+
+
+def json_line(value: object, option: int = 0) -> str:
+    """`value` as JSON with nothing a terminal acts on, ending with a newline."""
+    return orjson.dumps(value, option=option).decode().translate(_JSON_ESCAPES) + "\n"
+
+
 def _print_json(value: object) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(json_line(value, orjson.OPT_INDENT_2))
 
 
 def _say(args: argparse.Namespace, line: str, answer: object = None) -> int:
     """A one-line report for people, or the API's answer (if any) with --json."""
     if not args.json:
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(escape(line) + "\n")
     elif answer is not None:
         _print_json(answer)
     return 0
@@ -230,7 +255,7 @@ def _say(args: argparse.Namespace, line: str, answer: object = None) -> int:
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Left-aligned columns, two spaces apart."""
-    cells = [list(header)] + [[str(c) for c in row] for row in rows]
+    cells = [list(header)] + [[escape(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
@@ -240,7 +265,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def _facts(pairs: Sequence[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in pairs)
-    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in pairs)
+    return "".join(f"{k.ljust(width)}  {escape(v)}\n" for k, v in pairs)
 
 
 def when(ms: object) -> str:
@@ -357,7 +382,7 @@ def _job_submit(client: MantisClient, args: argparse.Namespace) -> int:
     job = client.submit_job(args.cluster, args.user, parameters=dict(args.param) or None)
     jid = job["jobMetadata"]["jobId"]
     out = sys.stderr if args.json else sys.stdout
-    out.write(f"submitted job {jid}\n")
+    out.write(escape(f"submitted job {jid}") + "\n")
     if args.wait:
         job = wait_until_started(client, jid, args.timeout, out)
     if args.json:
@@ -376,30 +401,66 @@ def wait_until_started(
     client: MantisClient, jid: str, timeout: float, out: Any,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> Json:  # fmt: skip
-    """Poll the job until every worker is Started, writing a line whenever that moves on;
-    the job's view then. A job that ends first, or a timeout, is an error."""
+    """Poll the job until every worker is Started, writing a line whenever that moves on and
+    why a worker is not placed yet (the matcher's reason); the job's view then. A worker
+    that fails (its replacement says how), a job that ends first, or a timeout is an error
+    naming what went wrong."""
     deadline = clock() + timeout
-    last = ""
+    last, shown = "", set()  # the last progress line; the pending reasons shown
     while True:
         job = client.get_job(jid)
         meta = job["jobMetadata"]
         placed, started, wanted = progress(job)
+        workers = job.get("workerMetadataList") or []
         line = f"{jid}: {placed}/{wanted} workers placed, {started}/{wanted} started"
-        if line != last:
-            out.write(line + "\n")
-            out.flush()
-            last = line
+        lines = [line] if line != last else []
+        last = line
+        lines += [n for n in (f"{jid}: {note}" for note in pending_notes(workers)) if n not in shown]
+        shown.update(lines)
+        out.write("".join(escape(line) + "\n" for line in lines))
+        out.flush()
         if meta["state"] in ENDED:
             why = f": {meta['message']}" if meta.get("message") else ""
-            raise CommandRejected(f"job {jid} ended {meta['state']}{why}")
+            notes = "".join(f"; {n}" for n in ended_notes(workers))
+            raise CommandRejected(f"job {jid} ended {meta['state']}{why}{notes}")
+        failed = next((w for w in workers if w.get("resubmitReason") in FAILED_REASONS), None)
+        if failed is not None:
+            raise CommandRejected(
+                f"job {jid}: worker {failed['workerIndex']} of stage {failed['stageNum']} "
+                f"(number {failed['resubmitOf']}) failed ({failed['resubmitReason']}): "
+                f"{failed.get('resubmitMessage') or 'no message'}"
+            )
         if wanted and started == wanted:
-            out.write(f"{jid}: all {_workers(wanted)} Started\n")
+            out.write(escape(f"{jid}: all {_workers(wanted)} Started") + "\n")
             return job
         if clock() >= deadline:
             raise TimeoutError(
                 f"job {jid}: {started}/{wanted} workers Started after {timeout:g} s"
             )
         sleep(POLL_SECS)
+
+
+def pending_notes(workers: Sequence[Json]) -> list[str]:
+    """Why a pending worker is not placed yet (the last offer round's answer)."""
+    return [
+        f"worker {w['workerIndex']} of stage {w['stageNum']} not placed: {w['pendingReason']}"
+        for w in workers
+        if w["state"] == "Accepted" and w.get("pendingReason")
+    ]
+
+
+def ended_notes(workers: Sequence[Json]) -> list[str]:
+    """How a current worker ended, and how the worker it replaces ended."""
+    notes = []
+    for w in workers:
+        name = f"worker {w['workerIndex']} of stage {w['stageNum']}"
+        if w["state"] in ("Failed", "Completed") and w.get("message"):
+            notes.append(f"{name} (number {w['workerNumber']}) {w['state']} ({w['reason']}): "
+                         f"{w['message']}")  # fmt: skip
+        if w.get("resubmitReason"):
+            notes.append(f"{name} replaces number {w['resubmitOf']}, which ended "
+                         f"({w['resubmitReason']}): {w.get('resubmitMessage') or '-'}")  # fmt: skip
+    return notes
 
 
 def _job_list(client: MantisClient, args: argparse.Namespace) -> int:
@@ -448,6 +509,9 @@ def _job_get(client: MantisClient, args: argparse.Namespace) -> int:
             ([w["stageNum"], w["workerIndex"], w["workerNumber"], w["state"], w.get("slave") or "-",
               ",".join(str(p) for p in w.get("ports") or []) or "-"] for w in workers),
         ))  # fmt: skip
+        notes = pending_notes(workers) + ended_notes(workers)
+        if notes:
+            sys.stdout.write("\n" + "".join(escape(n) + "\n" for n in notes))
     return 0
 
 
@@ -474,7 +538,7 @@ def _job_connect(client: MantisClient, args: argparse.Namespace) -> int:
     count = 0
     try:
         for event in events:
-            sys.stdout.write(orjson.dumps(event).decode() + "\n")
+            sys.stdout.write(json_line(event))
             sys.stdout.flush()
             count += 1
             if args.limit is not None and count >= args.limit:
