@@ -204,6 +204,14 @@ class Worker:
             job = load_job(fetched.spec)
         except ArtifactError as e:
             raise WorkerFailed(str(e)) from e
+        # The job's scheduling info (its first discovery frame) says how many stages it was
+        # submitted with; code with another number would wire its stages wrongly.
+        with contextlib.suppress(TimeoutError):
+            info = await asyncio.wait_for(anext(self.master.scheduling_changes()), 10.0)
+            submitted = len(info.get("workerAssignments") or ())
+            if submitted and submitted != job.stage_count:
+                raise WorkerFailed(f"the job defines {job.stage_count} stages but was "
+                                   f"submitted with {submitted}")  # fmt: skip
         if not 1 <= env.stage <= job.stage_count:
             raise WorkerFailed(
                 f"MANTIS_STAGE is {env.stage} but the job {job.name or env.artifact!r} has "
