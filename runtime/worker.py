@@ -27,10 +27,13 @@ the exit status is 1; so is a refusal by an upstream worker (this worker was rep
 runtime.transport, Admission). A finite source that ends does not end the worker: its stage
 keeps serving until it is stopped.
 
-Containment: on Linux the worker asks for SIGKILL when its parent dies (PR_SET_PDEATHSIG).
-Its parent is the agent or the agent's `/bin/sh -c`, whose own parent-death signal does not
-pass to its children, and a worker that outlived its agent would go on as a second consumer
-of a slot that has been given to a newer worker.
+Containment: on Linux the worker asks for SIGTERM when its parent dies (PR_SET_PDEATHSIG),
+and stops as above. Its parent is the agent or the agent's `/bin/sh -c`, whose own
+parent-death signal does not pass to its children, and a worker that outlived its agent would
+go on as a second consumer of a slot that has been given to a newer worker. SIGTERM, not
+SIGKILL: a shell between dies at once of the SIGTERM its agent sends the task's group, and the
+worker must still close cleanly then. (A worker too busy to stop is refused by its upstream
+once replaced, and killed by the next agent on its work dir.)
 """
 
 from __future__ import annotations
@@ -160,14 +163,12 @@ class Worker:
         env = self.env
         log.info("worker_starting", job_id=env.job_id, stage=env.stage, index=env.index,
                  number=env.number, artifact=env.artifact)  # fmt: skip
-        await self.master.post_status("StartInitiated", "INFO", "worker process started")
         try:
-            job = await self._load()
-            await self._start(job)
-            tune_gc()  # after loading: the job's code is frozen out of later collections
+            started = await self._unless_stopped(self._start_up())
         except WorkerFailed as e:
             return await self._failed(str(e))
-        await self.master.post_status("Started", "INFO", f"stage {env.stage} running")
+        if not started:  # stopped while starting: its agent or the cluster is shutting down
+            return await self._finish()
         tasks = [
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -184,6 +185,32 @@ class Worker:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         return await self._finish()
+
+    async def _start_up(self) -> None:
+        await self.master.post_status("StartInitiated", "INFO", "worker process started")
+        job = await self._load()
+        await self._start(job)
+        tune_gc()  # after loading: the job's code is frozen out of later collections
+        await self.master.post_status("Started", "INFO", f"stage {self.env.stage} running")
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run `work` unless a stop comes first (then it is cancelled); True if it ran.
+
+        Starting can take long (a master that does not answer is retried), and a worker told
+        to stop meanwhile must not hold up its agent's shutdown until it has started."""
+        running = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({running, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if running.done():
+            running.result()
+            return True
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WorkerFailed):
+            await running
+        return False
 
     async def _wait_stop(self) -> None:
         await self.stopping.wait()
@@ -447,7 +474,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> bool:
-    """Linux: ask for SIGKILL when the parent process dies; False if it is already gone.
+    """Linux: ask for SIGTERM when the parent process dies; False if it is already gone.
 
     "Gone" is seen as having been adopted by init while not being the session leader (a task
     the agent runs leads its own session, and `/bin/sh -c` between them leads it instead).
@@ -458,7 +485,7 @@ def die_with_parent() -> bool:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return True
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     return not (os.getppid() == 1 and os.getsid(0) != os.getpid())
 
 

@@ -154,7 +154,10 @@ def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_between(
             await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
             everything = [*pids.values(), *shell_pids]
             await until(lambda: not any(alive(p) for p in everything),
-                        "the workers to die with their agent", timeout=10)  # fmt: skip
+                        "the workers to die with their agent", timeout=20)  # fmt: skip
+            for tid in ("exec", "shell"):  # SIGTERMed, they stopped cleanly
+                runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
+                assert any("worker_stopped" in p.read_text() for p in runs), tid
 
     run(main(), timeout=90)
 
