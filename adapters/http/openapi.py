@@ -120,7 +120,8 @@ SCHEMAS: dict[str, Json] = {
         metricsPort=INT, consolePort=INT, debugPort=INT, customPort=INT, ports=arr(INT),
         state=WORKER_STATE, slave=NSTR, slaveID=NSTR, cluster=NSTR, acceptedAt=MILLIS,
         launchedAt=MILLIS, startingAt=MILLIS, startedAt=MILLIS, completedAt=MILLIS,
-        reason=REASON, resubmitOf=INT, totalResubmitCount=INT,
+        reason=REASON, resubmitOf=INT, totalResubmitCount=INT, message=STR, pendingReason=STR,
+        resubmitReason={**REASON, "nullable": True}, resubmitMessage=STR,
     ),
     "Job": obj(
         ("jobMetadata", "stageMetadataList", "workerMetadataList"),
