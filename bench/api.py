@@ -79,8 +79,7 @@ from adapters.cli.up import AGENT_RESOURCES  # noqa: E402
 from adapters.http.app import serve  # noqa: E402
 from common.logs import configure as configure_logging  # noqa: E402
 from common.sse_client import sse_payloads  # noqa: E402
-from core.effects import LaunchTask  # noqa: E402
-from core.ports import ResourceManagerEvents, TaskStatus  # noqa: E402
+from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus  # noqa: E402
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +147,7 @@ class NoResources:
     def stop(self) -> None:
         pass
 
-    def launch(self, tasks: Sequence[LaunchTask]) -> None:
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         pass
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
@@ -167,7 +166,7 @@ class NoResources:
         pass
 
 
-def no_resources(master: Master, loop: asyncio.AbstractEventLoop) -> NoResources:
+def no_resources(settings: MasterSettings, loop: asyncio.AbstractEventLoop) -> NoResources:
     return NoResources()
 
 

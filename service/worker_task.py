@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from common.task_environment import TaskEnvironment
 from core.effects import LaunchTask
 from core.job import Job
 from core.model import DurationType, JobDefinition
@@ -46,11 +46,9 @@ def artifact_location(definition: JobDefinition, settings: WorkerTaskSettings) -
     return name
 
 
-def task_environment(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> Any:
+def task_environment(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> TaskEnvironment:
     """What a worker is told: who it is, where the master and artifact are, its job's
     parameters and timings; a transient job's sink workers also get its subscription timeout."""
-    from runtime.worker import TaskEnvironment  # TODO(lead): common.task_environment
-
     d, r, a = job.definition, task.request, task.assignment
     timeout = 0.0
     if d.job_sla.duration_type is DurationType.Transient and r.stage == len(job.stages):

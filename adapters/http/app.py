@@ -1,4 +1,4 @@
-"""The aiohttp application: Mantis v1 paths the worker needs, on a `MasterApi`.
+"""The aiohttp application: Mantis v1 paths the worker needs, on a `MasterService`.
 
 Routes (reference/mantis.md 5.2, 5.4):
 
@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.typedefs import Middleware
 
 from adapters.http import clusters, job_output, jobs, openapi, security
@@ -50,13 +51,13 @@ from adapters.http.artifacts import ARTIFACTS, UPLOAD_TYPES, ArtifactStore
 from adapters.http.artifacts import BASE as ARTIFACTS_PATH
 from adapters.http.artifacts import add_routes as add_artifact_routes
 from adapters.http.job_status import job_status_stream
-from adapters.http.master_api import MasterApi
 from adapters.http.status import parse_status
 from adapters.http.views import MASTER, json_response, ms
 from common.sse import HB_JOB_ID, HEADERS, frame
 from core.control import ControlPlane
 from core.effects import JobSchedulingInfo
 from core.errors import CommandRejected, InvalidRequest
+from service.master import MasterService, NotPersisted
 
 log = structlog.get_logger()
 
@@ -69,7 +70,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    master: MasterApi,
+    master: MasterService,
     heartbeat_secs: float = DEFAULT_HEARTBEAT_SECS,
     *,
     artifacts: ArtifactStore | None = None,
@@ -110,15 +111,69 @@ async def serve(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Start `app` on host:port (loopback by default); returns the runner and the bound port."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = _JsonErrorRunner(app, handler_cancellation=True, access_log=None,
+                              max_line_size=MAX_URL_BYTES, max_field_size=MAX_FIELD_BYTES)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner, int(runner.addresses[0][1])
 
 
+# aiohttp raises the same LineTooLong for a long URL and a long header, naming its limit: the
+# two limits differ so that the limit named tells which it was (a 414 or a 431).
+MAX_URL_BYTES = 8192
+MAX_FIELD_BYTES = 8190  # aiohttp's default, as Jetty's 8 KiB for Mantis' own master
+
+
+class _JsonErrorHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse in JSON too.
+
+    aiohttp answers those (URL or header too long, too many headers, a bad request line)
+    itself, before any middleware, in text/plain (`RequestHandler.handle_error`).
+    """
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:  # fmt: skip
+        field: str | None = None
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # logged with its traceback
+            message = "internal server error"
+        elif request.writer.output_size > 0:
+            raise ConnectionError("an answer was already being sent: no error answer possible")
+        elif isinstance(exc, LineTooLong) and exc.args[1] == self.max_line_size:
+            status, field, message = 414, "url", f"longer than {self.max_line_size} bytes"
+        elif isinstance(exc, LineTooLong):
+            status, field, message = 431, "headers", f"a field is longer than {self.max_field_size} bytes"
+        elif isinstance(exc, BadHttpMessage) and "headers" in exc.message.lower():
+            status, field, message = 431, "headers", f"at most {self.max_headers} header fields"
+        else:
+            message = f"malformed request: {(message or 'bad request')[:200]}"
+        if status < 500:
+            log.info("http_bad_request", status=status, error=message)
+        response = _error(status, f"{field}: {message}" if field else message, field)
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _JsonErrorRunner(web.AppRunner):
+    """An AppRunner whose connections are `_JsonErrorHandler`s."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer
+        return server
+
+
 async def _close_streams(app: web.Application) -> None:
-    app[MASTER].close()
+    app[MASTER].watchers.close()
 
 
 # ---------------------------------------------------------------------- errors, in one place
@@ -143,6 +198,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except CommandRejected as e:
         return _error(e.status, e.message, e.field if isinstance(e, InvalidRequest) else None)
+    except NotPersisted as e:  # nothing changed; 507 tells a full disk from other failures
+        return _error(507 if e.out_of_space else 503, str(e), "store")
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -192,9 +249,12 @@ async def master_info(request: web.Request) -> web.Response:
 
 
 async def healthcheck(request: web.Request) -> web.Response:
-    """200 while serving; 503 once the master is shutting down."""
-    if request.app[MASTER].closing:
+    """200 while serving; 503 once the master is shutting down or while its store cannot write."""
+    master = request.app[MASTER]
+    if master.watchers.closing:
         return json_response({"isHealthy": False, "failureReason": "shutting down"}, status=503)
+    if not master.healthy:
+        return json_response({"isHealthy": False, "failureReason": master.last_error}, status=503)
     return json_response({"isHealthy": True, "failureReason": None})
 
 
@@ -263,7 +323,7 @@ async def _stream(
     next_hb = loop.time() + interval
     last: object | None = None
     try:
-        while not master.closing:
+        while not master.watchers.closing:
             signal.clear()
             value = current(master.plane)
             if value is not None and value != last:
@@ -291,7 +351,7 @@ async def job_discovery_stream(request: web.Request) -> web.StreamResponse:
     jid = request.match_info["jobId"]
     master.plane.job(jid)  # 404 for an unknown job
     send_hb = _send_hb(request)  # a 400 must come before the stream starts
-    with master.watch_job(jid) as signal:
+    with master.watchers.job(jid) as signal:
         return await _stream(
             request, signal,
             lambda plane: scheduling_info_json(plane.scheduling_info(jid)),
@@ -311,7 +371,7 @@ async def last_submitted_stream(request: web.Request) -> web.StreamResponse:
         jid = master.last_submitted.get(name)
         return {"name": name, "jobId": jid} if jid else None
 
-    with master.watch_cluster(name) as signal:
+    with master.watchers.cluster(name) as signal:
         return await _stream(
             request,
             signal,

@@ -31,13 +31,13 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from adapters.http.master_api import MasterApi
 from adapters.http.views import need_str, parse_job_request, read_json
 from common.backoff import Backoff
 from common.sse import HEADERS, frame
 from common.sse_client import RETRYABLE, sse_payloads
 from common.sse_sink import SseParams, SseSink
 from core.errors import InvalidRequest
+from service.master import MasterService
 
 log = structlog.get_logger()
 
@@ -94,8 +94,8 @@ class Subscription:
 
     async def _follow(self) -> None:
         master = self.hub.master
-        with master.watch_job(self.job_id) as signal:
-            while not master.closing:
+        with master.watchers.job(self.job_id) as signal:
+            while not master.watchers.closing:
                 signal.clear()
                 job = master.plane.jobs.get(self.job_id)
                 if job is None or job.terminal:
@@ -147,7 +147,7 @@ class Subscription:
 class JobOutputHub:
     """Every shared subscription of one master."""
 
-    def __init__(self, master: MasterApi, client_queue: int = 65536) -> None:
+    def __init__(self, master: MasterService, client_queue: int = 65536) -> None:
         self.master = master
         self.client_queue = client_queue
         self.backoff = Backoff(initial=0.05, maximum=2.0)
@@ -201,7 +201,7 @@ class JobOutputHub:
 OUTPUT = web.AppKey("job_output", JobOutputHub)
 
 
-def add_routes(app: web.Application, master: MasterApi) -> None:
+def add_routes(app: web.Application, master: MasterService) -> None:
     app[OUTPUT] = JobOutputHub(master)
     for prefix in ("", "/api/v1"):
         app.router.add_get(prefix + "/jobconnectbyid/{jobId}", connect_by_id)
@@ -274,8 +274,8 @@ async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[lis
     """The newest job's output; on a new submission, the new job's."""
     hub = request.app[OUTPUT]
     master = hub.master
-    with master.watch_cluster(name) as signal:
-        while not master.closing:
+    with master.watchers.cluster(name) as signal:
+        while not master.watchers.closing:
             jid = master.last_submitted.get(name)
             if jid is None:
                 signal.clear()

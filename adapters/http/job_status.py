@@ -1,7 +1,7 @@
 """`/api/v1/jobStatusStream/{jobId}`: a job's lifecycle messages over WebSocket, as Mantis.
 
 Each message is `{"status": {"jobId", "workerId", "state", "message", "timestamp", "type"}}`:
-first the job's recent history (what the master kept, `MasterApi.statuses`), then each new
+first the job's recent history (what the master kept, `Watchers.statuses`), then each new
 one as it happens (submitted, workers started or failed, scaled, ended). The stream ends after
 a message of a terminal job state; a request that is not a WebSocket upgrade gets a 400.
 """
@@ -36,13 +36,13 @@ async def job_status_stream(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("Upgrade", "this stream is a WebSocket: connect with ws://")
     await ws.prepare(request)
     terminal = {s.value for s in TERMINAL}
-    with master.watch_status(jid) as signal:
+    with master.watchers.status(jid) as signal:
 
         async def send() -> None:
             last: PublishStatus | None = None
-            while not master.closing:
+            while not master.watchers.closing:
                 signal.clear()
-                for status in _after(list(master.statuses.get(jid, ())), last):
+                for status in _after(list(master.watchers.statuses.get(jid, ())), last):
                     await ws.send_json(status_json(status))
                     last = status
                     if status.state in terminal:

@@ -16,13 +16,13 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 from aiohttp import web
 
-from adapters.http.master_api import MasterApi
 from core.control import ControlPlane, JobCluster
 from core.errors import InvalidRequest
 from core.job import Job
@@ -46,16 +46,37 @@ from core.model import (
     check_name,
 )
 from core.worker import Worker
+from service.master import MasterService
 
 Json = dict[str, Any]
 # Every handler's master; defined here, not in app.py, so that the route modules need not
 # import the module that registers them.
-MASTER = web.AppKey("master", MasterApi)
+MASTER = web.AppKey("master", MasterService)
 MAX_JSON_INT = 2**53  # larger integers do not survive a round trip through JSON numbers
 MAX_REGEX = 256
+# Longest strings taken from a body or query (Mantis' own names are short): a 900 KB `user`
+# would otherwise be stored in every event that names it.
+MAX_NAME = 256
+"""Names, users, versions, label and parameter names."""
+MAX_VALUE = 4096
+"""Parameter and label values, descriptions, reasons."""
+MAX_URL = 2048
+"""Artifact URLs."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+SAFE_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
+RESERVED_ARTIFACT_NAMES = frozenset({"names"})  # GET /api/v1/jobArtifacts/names lists them
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is the client's 400, not a line on stderr
+_RE2_OPTIONS.max_mem = 1 << 20  # per pattern; past it RE2 refuses the pattern (a 400)
 E = TypeVar("E", bound=Enum)
 T = TypeVar("T")
 Named = TypeVar("Named", Parameter, Label)
+
+
+class Searcher(Protocol):
+    """A compiled pattern as the filters use it (an RE2 `_Regexp`)."""
+
+    def search(self, text: str) -> object: ...
 
 
 def no_content(status: int = 204) -> web.Response:
@@ -96,16 +117,45 @@ async def read_json(request: web.Request) -> Json:
     return as_object(body, "body")
 
 
-def get_str(o: Json, key: str, prefix: str = "") -> str | None:
-    value = o.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequest(prefix + key, f"must be a string, got {type(value).__name__}")
+def check_text(value: str, where: str, limit: int = MAX_VALUE, name: bool = False) -> str:
+    """At most `limit` characters; no control characters in a `name` (a user, a label key)."""
+    if len(value) > limit:
+        raise InvalidRequest(where, f"must be at most {limit} characters, got {len(value)}")
+    if name and _CONTROL.search(value):
+        raise InvalidRequest(where, "must not contain control characters")
     return value
 
 
-def need_str(o: Json, key: str, prefix: str = "") -> str:
-    """A string that must be given and not empty."""
-    value = get_str(o, key, prefix)
+def check_artifact_name(name: str, where: str = "name") -> str:
+    """An artifact's name: a plain file name, so nothing is ever written outside its folder."""
+    if not SAFE_ARTIFACT_NAME.fullmatch(name) or name in RESERVED_ARTIFACT_NAMES:
+        raise InvalidRequest(
+            where,
+            f"{name[:100]!r} is not a safe artifact name: use letters, digits, '.', '_', '-' "
+            "(not first '.'; at most 255 characters; not 'names')",
+        )
+    return name
+
+
+def get_str(o: Json, key: str, prefix: str = "", limit: int = MAX_VALUE,
+            name: bool = False) -> str | None:  # fmt: skip
+    value = o.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(prefix + key, f"must be a string, got {type(value).__name__}")
+    return check_text(value, prefix + key, limit, name)
+
+
+def get_name(o: Json, key: str, prefix: str = "") -> str | None:
+    """A name-like string: at most MAX_NAME characters, no control characters."""
+    return get_str(o, key, prefix, MAX_NAME, name=True)
+
+
+def need_str(o: Json, key: str, prefix: str = "", limit: int = MAX_NAME,
+             name: bool = True) -> str:  # fmt: skip
+    """A string that must be given and not empty; a name unless told otherwise."""
+    value = get_str(o, key, prefix, limit, name)
     if not value:
         raise InvalidRequest(prefix + key, "is required" if value is None else "must not be empty")
     return value
@@ -167,7 +217,7 @@ def _scalar_str(value: object, where: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
-        return str(value)
+        return check_text(str(value), where)
     raise InvalidRequest(where, "must be a string, number or boolean")
 
 
@@ -220,7 +270,8 @@ def parse_scaling_policy(value: object, prefix: str, stage: int) -> StageScaling
     strategies = []
     raw = o.get("strategies") or {}
     for reason, item in as_object(raw, prefix + "strategies").items():
-        at = f"{prefix}strategies.{reason}."
+        at = f"{prefix}strategies.{reason[:MAX_NAME]}."
+        check_text(reason, at.rstrip("."), MAX_NAME, name=True)
         s = as_object(item, at.rstrip("."))
         rolling = as_object(s.get("rollingCount") or {}, at + "rollingCount")
         with within(at):
@@ -286,7 +337,7 @@ def parse_job_sla(value: object, where: str) -> JobSla:
         return JobSla(
             get(o, "runtimeLimitSecs", p, to_int, 0),
             get(o, "minRuntimeSecs", p, to_int, 0),
-            get_str(o, "slaType", p) or "Lossy",
+            get_name(o, "slaType", p) or "Lossy",
             get(
                 o,
                 "durationType",
@@ -294,15 +345,19 @@ def parse_job_sla(value: object, where: str) -> JobSla:
                 lambda v, w: to_enum(DurationType, v, w),
                 DurationType.Perpetual,
             ),
-            get_str(o, "userProvidedType", p) or "",
+            get_name(o, "userProvidedType", p) or "",
         )
 
 
 def artifact_of(o: Json, prefix: str) -> tuple[str | None, str | None]:
     """(artifactName, url): the name is given, or the last segment of the artifact's URL."""
-    url = get_str(o, "jobJarFileLocation", prefix) or get_str(o, "url", prefix)
+    url = get_str(o, "jobJarFileLocation", prefix, MAX_URL, name=True) or get_str(
+        o, "url", prefix, MAX_URL, name=True
+    )
     name = get_str(o, "artifactName", prefix)
-    if not name and url:
+    if name:
+        check_artifact_name(name, prefix + "artifactName")
+    elif url:
         name = urlsplit(url).path.rstrip("/").rpartition("/")[2] or None
     return name, url
 
@@ -323,18 +378,19 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
     if d.get("schedulingInfo") is None:
         raise InvalidRequest(p + "schedulingInfo", "is required")
     info = parse_scheduling_info(d["schedulingInfo"], p + "schedulingInfo")
-    version = get_str(d, "version", p) or str(int(now * 1000))
+    version = get_name(d, "version", p) or str(int(now * 1000))
     cron_policy = get(d, "cronPolicy", p, lambda v, w: to_enum(CronPolicy, v, w), None)
     owner = as_object(body.get("owner") or {}, "owner")
     with within(p):
         return JobClusterDefinition(
             name=name,
             configs=(JobClusterConfig(artifact, version, now, info, url or ""),),
-            owner=JobOwner(*(get_str(owner, k, "owner.") or "" for k in
-                             ("name", "teamName", "description", "contactEmail", "repo"))),
+            owner=JobOwner(*(get_str(owner, k, "owner.", limit) or "" for k, limit in
+                             (("name", MAX_NAME), ("teamName", MAX_NAME), ("description", MAX_VALUE),
+                              ("contactEmail", MAX_NAME), ("repo", MAX_URL)))),
             user=user,
             sla=ClusterSla(get(d, "slaMin", p, to_int, 0), get(d, "slaMax", p, to_int, 0),
-                           get_str(d, "cronSpec", p) or "", cron_policy),
+                           get_str(d, "cronSpec", p, MAX_NAME, name=True) or "", cron_policy),
             job_sla=parse_job_sla(d["jobSla"], p + "jobSla") if d.get("jobSla") else JobSla(),
             parameters=parse_named(Parameter, d.get("parameters") or [], p + "parameters"),
             labels=parse_named(Label, d.get("labels") or [], p + "labels"),
@@ -350,7 +406,7 @@ def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
     with within(prefix):
         return JobRequest(
             artifact_name=artifact,
-            version=get_str(o, "version", prefix) or None,
+            version=get_name(o, "version", prefix) or None,
             job_jar_url=url,
             scheduling_info=parse_scheduling_info(info, prefix + "schedulingInfo")
             if info
@@ -366,7 +422,7 @@ def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
 
 def check_same(o: Json, key: str, expected: str) -> None:
     """A body's `name` (or JobId) may be left out, but must equal the path's if given."""
-    given = get_str(o, key)
+    given = get_name(o, key)
     if given is not None and given != expected:
         raise InvalidRequest(key, f"must equal {expected!r} from the path, got {given!r}")
 
@@ -393,16 +449,22 @@ def query_bool(request: web.Request, name: str, default: bool) -> bool:
     return default if raw is None or raw == "" else to_bool(raw, name)
 
 
-def query_regex(request: web.Request, name: str = "matching") -> re.Pattern[str] | None:
+def query_regex(request: web.Request, name: str = "matching") -> Searcher | None:
+    """A RE2 pattern (https://github.com/google/re2/wiki/Syntax): searched in linear time,
+    so `(.|.|.|.|.)*X` cannot freeze the master as Python's backtracking `re` would."""
     raw = request.query.get(name)
     if not raw:
         return None
     if len(raw) > MAX_REGEX:
         raise InvalidRequest(name, f"at most {MAX_REGEX} characters")
     try:
-        return re.compile(raw)
-    except (re.error, RecursionError, OverflowError) as e:
-        raise InvalidRequest(name, f"not a valid regular expression: {e}") from None
+        pattern: Searcher = re2.compile(raw, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode("utf-8", "replace") if e.args else "invalid"
+        raise InvalidRequest(name, f"not a valid RE2 regular expression: {reason}") from None
+    except UnicodeError:
+        raise InvalidRequest(name, "must be valid Unicode") from None
+    return pattern
 
 
 def page(request: web.Request, items: Sequence[Json]) -> Json:

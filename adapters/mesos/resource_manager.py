@@ -12,11 +12,11 @@ acknowledgement) under a lock, then hands the observation to `ResourceManagerEve
 - without a loop: called directly on pymesos' thread (the contract tests do this; the events
   object must then be thread-safe itself).
 A callback never raises: an exception would kill pymesos' IO thread and interrupt the main
-thread, so each one is logged instead. The port's methods call the driver synchronously on
-the caller's thread (pymesos serialises its HTTP calls under its own lock; each may block up to
-its 10 s timeout), so an asyncio caller should run them in an executor.
+thread, so each one is logged instead. The port's methods never block: each driver call
+(synchronous HTTP, up to pymesos' 10 s timeout) is queued to the adapter's own "mesos-calls"
+thread and made there in order, so the master's event loop never waits for Mesos.
 
-Mesos semantics kept here (STYLE.md 6):
+Mesos semantics kept here:
 - implicit acknowledgements are OFF: `acknowledge(status)` is sent only when the master says
   the update's events are persisted; the master re-sends an update until then;
 - (re-)registration is reported as `events.registered(framework_id)`, and the master then
@@ -25,8 +25,9 @@ Mesos semantics kept here (STYLE.md 6):
   never launched on: the tasks of that agent are reported TASK_LOST with reason
   REASON_INVALID_OFFERS, and the agent's other offers are declined.
 
-pymesos' own `killTask` and `reconcileTasks` drop the agent id (reference/mesos-fenzo.md F.3);
-`_Driver` sends KILL and RECONCILE with it, the way Mesos' v1 API defines those calls.
+pymesos' own `killTask` and `reconcileTasks` drop the agent id (pymesos/scheduler.py in 0.3.15);
+`_Driver` sends KILL and RECONCILE with it, the way Mesos' v1 API defines those calls
+(include/mesos/v1/scheduler/scheduler.proto, `Call.Kill` and `Call.Reconcile`).
 """
 
 from __future__ import annotations
@@ -36,20 +37,20 @@ import getpass
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pymesos  # type: ignore[import-untyped]
 import structlog
 
-from core.effects import LaunchTask
-from core.ports import ResourceManagerEvents, TaskStatus
+from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus
 from core.scheduling import Offer
 from core.scheduling.offers import merge_ranges
 
 log = structlog.get_logger(__name__)
 
 WEEK = 7 * 24 * 3600.0
-DEFAULT_WORKER_COMMAND = "python -m runtime.worker"
 REASON_INVALID_OFFERS = "REASON_INVALID_OFFERS"
 REASON_MASTER_DISCONNECTED = "REASON_MASTER_DISCONNECTED"
 
@@ -117,27 +118,6 @@ def status_from_mesos(status: Json) -> TaskStatus:
     )  # fmt: skip
 
 
-def worker_environment(task: LaunchTask) -> dict[str, str]:
-    """What a worker process learns from its environment (runtime.worker reads these)."""
-    request = task.request
-    return {
-        "MANTIS_JOB_ID": request.job_id, "MANTIS_WORKER_ID": request.worker_id,
-        "MANTIS_STAGE": str(request.stage), "MANTIS_WORKER_INDEX": str(request.index),
-        "MANTIS_WORKER_NUMBER": str(request.number),
-        "MANTIS_PORTS": ",".join(str(p) for p in task.assignment.ports),
-    }  # fmt: skip
-
-
-def shell_command(value: str) -> Callable[[LaunchTask], Json]:
-    """A `task_command`: run `value` with `/bin/sh -c` and the worker's environment."""
-
-    def command(task: LaunchTask) -> Json:
-        variables = [{"name": k, "value": v} for k, v in worker_environment(task).items()]
-        return {"shell": True, "value": value, "environment": {"variables": variables}}
-
-    return command
-
-
 def _scalar(name: str, value: float) -> Json:
     return {"name": name, "type": "SCALAR", "scalar": {"value": value}}
 
@@ -147,18 +127,21 @@ def port_ranges(ports: Sequence[int]) -> list[tuple[int, int]]:
     return merge_ranges([(p, p) for p in ports])
 
 
-def task_info(task: LaunchTask, command: Json) -> Json:
-    """The TaskInfo for a placed worker: its id is the worker id, on its assigned resources."""
-    a = task.assignment
+def task_info(launch: TaskLaunch) -> Json:
+    """The TaskInfo for a placed worker: its id is the worker id, on its assigned resources,
+    running its command under `/bin/sh -c` with its environment."""
+    a = launch.task.assignment
     resources = [_scalar("cpus", a.cpus), _scalar("mem", a.mem)]
     if a.disk > 0:
         resources.append(_scalar("disk", a.disk))
     if a.ports:
         ranges = [{"begin": lo, "end": hi} for lo, hi in port_ranges(a.ports)]
         resources.append({"name": "ports", "type": "RANGES", "ranges": {"range": ranges}})
+    variables = [{"name": k, "value": v} for k, v in launch.environment]
     return {
         "name": a.worker_id, "task_id": {"value": a.worker_id},
-        "agent_id": {"value": a.agent_id}, "resources": resources, "command": command,
+        "agent_id": {"value": a.agent_id}, "resources": resources,
+        "command": {"shell": True, "value": launch.command, "environment": {"variables": variables}},
     }  # fmt: skip
 
 
@@ -236,22 +219,24 @@ class PymesosResourceManager:
 
     def __init__(
         self, master: str, framework_name: str = "mantis", user: str | None = None,
-        role: str = "*", failover_timeout: float = WEEK,
-        task_command: Callable[[LaunchTask], Json] | None = None, *,
-        worker_command: str = DEFAULT_WORKER_COMMAND, default_network_mbps: float = 1000.0,
-        loop: asyncio.AbstractEventLoop | None = None, framework_id: str | None = None,
+        role: str = "*", failover_timeout: float = WEEK, *,
+        default_network_mbps: float = 1000.0,
+        loop: asyncio.AbstractEventLoop | None = None, framework_id_file: Path | None = None,
         hostname: str | None = None, principal: str | None = None, secret: str | None = None,
         checkpoint: bool = True, launch_refuse_seconds: float = 5.0,
     ) -> None:  # fmt: skip
-        """`master`: `host:port` or `zk://...`. `task_command(launch)` gives each task's
-        CommandInfo; by default `worker_command` under `/bin/sh -c` with the MANTIS_*
-        environment. `framework_id` re-subscribes a framework that fails over.
-        `launch_refuse_seconds`: the filter on what an ACCEPT leaves of its offers (Mesos'
+        """`master`: `host:port` or `zk://...`. `framework_id_file` keeps the framework id
+        across restarts, so a master that fails over re-subscribes as the same framework and
+        keeps its tasks. `principal`/`secret`: HTTP Basic credentials when the master
+        authenticates frameworks. `launch_refuse_seconds`: the filter on what an ACCEPT leaves of its offers (Mesos'
         default is 5 s before the rest of an agent is offered again)."""
         self.master = master
         self.default_network_mbps = default_network_mbps
-        self.task_command = task_command or shell_command(worker_command)
         self.loop = loop
+        self.framework_id_file = framework_id_file
+        framework_id = None
+        if framework_id_file is not None and framework_id_file.exists():
+            framework_id = framework_id_file.read_text().strip() or None
         self.launch_refuse_seconds = launch_refuse_seconds
         self.framework_info: Json = {
             "user": user if user is not None else getpass.getuser(), "name": framework_name,
@@ -268,6 +253,7 @@ class PymesosResourceManager:
         self._events: ResourceManagerEvents | None = None
         self._driver: Any = None
         self.framework_id: str | None = framework_id
+        self._calls = ThreadPoolExecutor(1, thread_name_prefix="mesos-calls")
 
     # -- ResourceManager ---------------------------------------------------------------------
 
@@ -285,6 +271,7 @@ class PymesosResourceManager:
 
     def stop(self) -> None:
         """Disconnect but keep the framework (and its tasks) for `failover_timeout`."""
+        self._calls.shutdown(wait=True)  # calls already queued still go out
         driver, self._driver = self._driver, None
         if driver is None:
             return
@@ -294,13 +281,16 @@ class PymesosResourceManager:
             self._held.clear()
         log.info("mesos_stopped", framework_id=self.framework_id)
 
-    def launch(self, tasks: Sequence[LaunchTask]) -> None:
-        by_agent: dict[str, list[LaunchTask]] = defaultdict(list)
-        for task in tasks:
-            by_agent[task.assignment.agent_id].append(task)
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
+        self._queue(self._launch, list(tasks))
+
+    def _launch(self, tasks: Sequence[TaskLaunch]) -> None:
+        by_agent: dict[str, list[TaskLaunch]] = defaultdict(list)
+        for launch in tasks:
+            by_agent[launch.task.assignment.agent_id].append(launch)
         for agent_id, group in by_agent.items():
-            offer_ids = sorted({o for t in group for o in t.assignment.offer_ids})
-            infos = [task_info(t, self.task_command(t)) for t in group]  # may raise: offers kept
+            offer_ids = sorted({o for t in group for o in t.task.assignment.offer_ids})
+            infos = [task_info(t) for t in group]
             with self._lock:
                 stale = [o for o in offer_ids if self._held.get(o) != agent_id]
                 held = [o for o in offer_ids if o not in stale]
@@ -308,7 +298,7 @@ class PymesosResourceManager:
                     del self._held[o]
             if stale:
                 log.warning("mesos_stale_offers", agent_id=agent_id, stale=stale,
-                            tasks=[t.assignment.worker_id for t in group])  # fmt: skip
+                            tasks=[t.task.assignment.worker_id for t in group])  # fmt: skip
                 self._report_lost(group, REASON_INVALID_OFFERS,
                                   f"Offers {', '.join(stale)} are no longer valid")  # fmt: skip
                 if held:
@@ -320,7 +310,7 @@ class PymesosResourceManager:
                             {"refuse_seconds": float(self.launch_refuse_seconds)})  # fmt: skip
             if ok:
                 log.info("mesos_launch", agent_id=agent_id, offers=held,
-                         tasks=[t.assignment.worker_id for t in group])  # fmt: skip
+                         tasks=[t.task.assignment.worker_id for t in group])  # fmt: skip
             else:
                 self._report_lost(group, REASON_MASTER_DISCONNECTED, "The ACCEPT call failed")
 
@@ -329,15 +319,15 @@ class PymesosResourceManager:
             for o in offer_ids:
                 self._held.pop(o, None)
         if offer_ids:
-            self._call("decline", "declineOffer",
+            self._queue(self._call, "decline", "declineOffer",
                        [{"value": o} for o in offer_ids], {"refuse_seconds": float(refuse_seconds)})  # fmt: skip
 
     def kill(self, task_id: str, agent_id: str) -> None:
-        self._call("kill", "killTask", {"value": task_id},
+        self._queue(self._call, "kill", "killTask", {"value": task_id},
                    {"value": agent_id} if agent_id else None)  # fmt: skip
 
     def revive(self) -> None:
-        self._call("revive", "reviveOffers")
+        self._queue(self._call, "revive", "reviveOffers")
 
     def reconcile(self, tasks: Sequence[tuple[str, str]]) -> None:
         wanted: list[Json] = []
@@ -346,7 +336,7 @@ class PymesosResourceManager:
             if agent_id:
                 entry["agent_id"] = {"value": agent_id}
             wanted.append(entry)
-        self._call("reconcile", "reconcileTasks", wanted)
+        self._queue(self._call, "reconcile", "reconcileTasks", wanted)
 
     def acknowledge(self, status: TaskStatus) -> None:
         if not status.uuid:
@@ -356,12 +346,26 @@ class PymesosResourceManager:
         if original is None:  # from before a restart, say: rebuild what ACKNOWLEDGE needs
             original = {"task_id": {"value": status.task_id}, "agent_id": {"value": status.agent_id},
                         "uuid": status.uuid}  # fmt: skip
-        self._call("acknowledge", "acknowledgeStatusUpdate", original)
+        self._queue(self._call, "acknowledge", "acknowledgeStatusUpdate", original)
 
     # -- driver calls ---------------------------------------------------------------------------
 
+    def _queue(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the calls thread, after every call queued before it."""
+
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("mesos_call_crashed", call=getattr(fn, "__name__", "?"))
+
+        try:
+            self._calls.submit(guarded)
+        except RuntimeError:  # stopped: nothing more goes out
+            log.warning("mesos_stopped_call_dropped", call=getattr(fn, "__name__", "?"))
+
     def _call(self, what: str, method: str, *args: Any) -> bool:
-        """Call the driver; False (logged) when it is not started or the master refused."""
+        """Call the driver now; False (logged) when it is not started or the master refused."""
         driver = self._driver
         if driver is None:
             log.warning("mesos_not_started", call=what)
@@ -376,11 +380,10 @@ class PymesosResourceManager:
             return False
         return True
 
-    def _report_lost(self, group: Sequence[LaunchTask], reason: str, message: str) -> None:
+    def _report_lost(self, group: Sequence[TaskLaunch], reason: str, message: str) -> None:
         for t in group:
-            self._deliver("task_status", TaskStatus(
-                t.assignment.worker_id, "TASK_LOST", t.assignment.agent_id, message, reason,
-            ))  # fmt: skip
+            a = t.task.assignment
+            self._deliver("task_status", TaskStatus(a.worker_id, "TASK_LOST", a.agent_id, message, reason))
 
     # -- callbacks (pymesos' IO thread) -------------------------------------------------------
 
@@ -399,6 +402,8 @@ class PymesosResourceManager:
             self._held.clear()  # offers of an earlier subscription are gone
         self.framework_id = framework_id
         self.framework_info["id"] = {"value": framework_id}
+        if self.framework_id_file is not None:
+            self.framework_id_file.write_text(framework_id)
         log.info("mesos_registered", framework_id=framework_id, reregistered=again,
                  master=f"{master_info.get('hostname')}:{master_info.get('port')}")  # fmt: skip
         self._deliver("registered", framework_id)

@@ -9,6 +9,7 @@ ends with a liveness check once faults stop.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from collections import deque
@@ -103,11 +104,9 @@ class SimMaster:
         self.world.note(name)
 
     def observe(self, command: Command) -> None:
-        if self.up:
-            try:
+        if self.up:  # not persisted: the plane is the store's again, the input lost with the write
+            with contextlib.suppress(NotPersisted):
                 self.service.run(command)
-            except NotPersisted:
-                pass  # the plane is the store's again; the caller's input is lost, as a failed write
 
     def crash(self) -> None:
         self.up = False

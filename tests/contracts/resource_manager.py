@@ -16,7 +16,7 @@ import pytest
 
 from core.effects import LaunchRequest, LaunchTask
 from core.model import DurationType, MachineDefinition
-from core.ports import ResourceManager, TaskStatus
+from core.ports import ResourceManager, TaskLaunch, TaskStatus
 from core.scheduling import Assignment, Offer
 
 
@@ -63,13 +63,16 @@ class Cluster(Protocol):
     def run_for(self, seconds: float) -> None: ...
 
 
-def launch_on(offer: Offer, task_id: str, cpus: float = 1.0, mem: float = 128.0) -> LaunchTask:
+def launch_on(
+    offer: Offer, task_id: str, cpus: float = 1.0, mem: float = 128.0, command: str = "sleep 60",
+    environment: tuple[tuple[str, str], ...] = (),
+) -> TaskLaunch:  # fmt: skip
     port = offer.ports[0][0] if offer.ports else 0
     request = LaunchRequest(task_id, task_id.rsplit("-worker-", 1)[0], 1, 0, 1,
                             MachineDefinition(cpus, mem, num_ports=0), (), (), DurationType.Perpetual, 0.0)  # fmt: skip
     assignment = Assignment(task_id, offer.agent_id, offer.hostname, (offer.offer_id,),
                             (port,) if port else (), cpus, mem, 0.0, 0.0)  # fmt: skip
-    return LaunchTask(request, assignment)
+    return TaskLaunch(LaunchTask(request, assignment), command, environment)
 
 
 class ResourceManagerContract:

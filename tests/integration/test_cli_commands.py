@@ -28,9 +28,8 @@ from aiohttp import web
 from adapters.cli.main import main
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
-from adapters.http.master_api import MasterApi
 from common.logs import configure as configure_logging
-from core.control import ControlPlane
+from tests.fakes import memory_master
 from tests.integration.workers import HOST, ROOT, LocalMaster
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +94,7 @@ def loop() -> Iterator[Loop]:
 
 
 async def _plain(folder: Path, api_token: str | None) -> tuple[web.AppRunner, str]:
-    app = create_app(MasterApi(ControlPlane()), artifacts=ArtifactStore(folder), api_token=api_token)
+    app = create_app(memory_master(), artifacts=ArtifactStore(folder), api_token=api_token)
     runner, port = await serve(app, HOST)
     return runner, f"http://{HOST}:{port}"
 
@@ -310,7 +309,7 @@ def test_submit_wait_connect_and_kill(workers: LocalMaster, mantis: Any) -> None
 
     r = mantis("job", "get", "ticks-1", *auth)
     assert "state       Launched\n" in r.out and "parameters  every_ms=10\n" in r.out
-    assert re.search(r"^1      0      1       Started  127\.0\.0\.1  \d+$", r.out, re.M), r.out
+    assert re.search(r"^1      0      1       Started  127\.0\.0\.1  [\d,]+$", r.out, re.M), r.out
 
     r = mantis("job", "connect", "ticks-1", "--limit", "5", "--client-id", "cli", "--sample",
                "0.05", *auth)  # fmt: skip

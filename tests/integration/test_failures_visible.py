@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app
-from adapters.http.master_api import MasterApi
 from adapters.store.log import EventLog
-from core.control import ControlPlane
 from core.scheduling import Offer
+from service.master import MasterService
+from tests.fakes import RecordingResourceManager
 from tests.integration.aio import run
 from tests.integration.test_http_rest_api import HOST, stage
 from tests.integration.test_http_worker_api import STATUS, status
@@ -26,10 +26,8 @@ from tests.integration.test_http_worker_api import STATUS, status
 MESSAGE = "ArtifactError: cannot import job module: No module named 'missing_dep'"
 
 
-def master_on(store: EventLog) -> MasterApi:
-    plane = ControlPlane.replay(store.load())
-    return MasterApi(plane, append=store.append, commit=store.commit,
-                     archive=store.archived_job_events)  # fmt: skip
+def master_on(store: EventLog) -> MasterService:
+    return MasterService(store, RecordingResourceManager(), archive=store.archived_job_events)
 
 
 def one_stage_cluster(memory_mb: float = 512) -> dict[str, Any]:
@@ -54,7 +52,9 @@ def test_a_failed_workers_message_is_in_job_get_and_archived_workers_and_survive
             master = master_on(store)
             async with TestClient(TestServer(create_app(master), host=HOST)) as c:
                 assert (await c.post("/api/v1/jobClusters", json=one_stage_cluster())).status == 201
-                assert (await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})).status == 201
+                assert (
+                    await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})
+                ).status == 201
                 wid = "demo-1-worker-0-1"
                 master.run(lambda p, now: p.worker_launched(wid, "agent-1", "h1", (31000,), now))
                 body = status(wid, type_="ERROR", state="Failed", message=MESSAGE, reason="Error")
@@ -84,7 +84,9 @@ def test_a_worker_that_cannot_be_placed_says_why_until_it_is_placed(tmp_path: Pa
             async with TestClient(TestServer(create_app(master), host=HOST)) as c:
                 cluster = one_stage_cluster(memory_mb=28000)
                 assert (await c.post("/api/v1/jobClusters", json=cluster)).status == 201
-                assert (await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})).status == 201
+                assert (
+                    await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})
+                ).status == 201
                 (worker,), _ = await job_views(c)
                 assert worker["pendingReason"] == ""  # no offer round yet
                 stored = len(store.load())

@@ -8,17 +8,15 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app
-from adapters.http.master_api import MasterApi
 from adapters.store.log import EventLog
-from core.control import ControlPlane
+from service.master import MasterService
+from tests.fakes import RecordingResourceManager
 from tests.integration.aio import run
 from tests.integration.test_http_rest_api import HOST, cluster_body
 
 
-def master_on(store: EventLog) -> MasterApi:
-    plane = ControlPlane.replay(store.load())
-    return MasterApi(plane, append=store.append, commit=store.commit,
-                     archive=store.archived_job_events)  # fmt: skip
+def master_on(store: EventLog) -> MasterService:
+    return MasterService(store, RecordingResourceManager(), archive=store.archived_job_events)
 
 
 def test_an_archived_job_is_served_after_a_restart(tmp_path: Path) -> None:

@@ -24,9 +24,7 @@ from aiohttp import web
 
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
-from adapters.http.master_api import MasterApi
 from adapters.http.openapi import PATH, document
-from core.control import ControlPlane
 from core.model import (
     JobClusterConfig,
     JobClusterDefinition,
@@ -35,6 +33,8 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
+from service.master import MasterService
+from tests.fakes import memory_master
 
 HOST = "127.0.0.1"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -104,7 +104,7 @@ def test_document_is_well_formed_openapi_3(with_artifacts: bool) -> None:
 @pytest.mark.parametrize("with_artifacts", [True, False])
 def test_document_matches_the_routes_both_ways(tmp_path: Path, with_artifacts: bool) -> None:
     artifacts = ArtifactStore(tmp_path) if with_artifacts else None
-    app = create_app(MasterApi(ControlPlane()), artifacts=artifacts)
+    app = create_app(memory_master(), artifacts=artifacts)
     assert documented(document(with_artifacts)) == app_routes(app)
     assert ("get", PATH) in app_routes(app)
 
@@ -112,9 +112,9 @@ def test_document_matches_the_routes_both_ways(tmp_path: Path, with_artifacts: b
 # ------------------------------------------------------------------------ schemathesis
 
 
-def seeded_master() -> MasterApi:
+def seeded_master() -> MasterService:
     """Cluster `demo` (stage 1 scalable) and its job demo-1, running (so scaleStage works)."""
-    master = MasterApi(ControlPlane(), clock=lambda: 1_800_000_000.0)
+    master = memory_master(lambda: 1_800_000_000.0)
     stage = StageSchedulingInfo(1, MachineDefinition(1, 512), scalable=True)
     config = JobClusterConfig("demo-1.0.zip", "1", 1_800_000_000.0, SchedulingInfo((stage,)))
     master.run(lambda p, now: p.create_cluster(JobClusterDefinition("demo", (config,)), now))

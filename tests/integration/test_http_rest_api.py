@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app
-from adapters.http.master_api import MasterApi
-from core.control import ControlPlane
+from service.master import MasterService
+from tests.fakes import memory_master
 from tests.integration.aio import run
 
 HOST = "127.0.0.1"
@@ -32,12 +32,12 @@ class Clock:
         return self.now
 
 
-def new_master() -> MasterApi:
-    return MasterApi(ControlPlane(), clock=Clock())
+def new_master() -> MasterService:
+    return memory_master(Clock())
 
 
 @asynccontextmanager
-async def serving(master: MasterApi, **kwargs: Any) -> AsyncIterator[Client]:
+async def serving(master: MasterService, **kwargs: Any) -> AsyncIterator[Client]:
     async with TestClient(TestServer(create_app(master, **kwargs), host=HOST)) as client:
         yield client
 
@@ -88,22 +88,22 @@ async def submit(client: Client, cluster: str = "demo", **body: Any) -> str:
 
 
 async def expect_error(
-    client: Client, master: MasterApi, method: str, path: str, status: int,
+    client: Client, master: MasterService, method: str, path: str, status: int,
     field: str | None = None, **kwargs: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """The call fails with `status` as JSON naming `field`, and changes nothing."""
-    before = (len(master.events), master.plane.snapshot())
+    before = (len(master.store.events), master.plane.snapshot())
     resp = await client.request(method, path, **kwargs)
     text = await resp.text()
     assert resp.status == status, text
     assert resp.content_type == "application/json", text
     body: dict[str, Any] = await resp.json()
     assert body.get("field") == field, body
-    assert (len(master.events), master.plane.snapshot()) == before
+    assert (len(master.store.events), master.plane.snapshot()) == before
     return body
 
 
-def start_all(master: MasterApi, jid: str) -> None:
+def start_all(master: MasterService, jid: str) -> None:
     """Launch and heartbeat every current worker of the job, so that it becomes Launched."""
     job = master.plane.job(jid)
     for i, w in enumerate(job.current_workers()):
@@ -137,7 +137,7 @@ def test_create_then_get_shows_mantis_cluster_view() -> None:
             assert created["parameters"] == [{"name": "useRandom", "value": "false"}]
             assert created["sla"] == {"min": 0, "max": 0, "cronSpec": None, "cronPolicy": None}
             assert created["owner"]["contactEmail"] == "a@x"
-            assert len(master.events) == 1
+            assert len(master.store.events) == 1
             resp = await client.get("/api/v1/jobClusters/demo")
             assert resp.status == 200 and await resp.json() == created
 
@@ -635,7 +635,7 @@ def test_master_info_and_healthcheck() -> None:
             resp = await client.get("/api/v1/healthcheck")
             assert resp.status == 200
             assert await resp.json() == {"isHealthy": True, "failureReason": None}
-            master.close()
+            master.watchers.close()
             assert (await client.get("/api/v1/healthcheck")).status == 503
 
     run(main())

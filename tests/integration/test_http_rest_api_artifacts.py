@@ -16,8 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
-from adapters.http.master_api import MasterApi
-from core.control import ControlPlane
+from tests.fakes import memory_master
 from tests.integration.aio import run
 from tests.integration.test_http_rest_api import HOST, Clock, cluster_body
 
@@ -28,7 +27,7 @@ TOKEN = "s3cret-token-value"
 
 @asynccontextmanager
 async def serving(folder: Path, max_bytes: int = 1024, **kwargs: Any) -> AsyncIterator[Client]:
-    master = MasterApi(ControlPlane(), clock=Clock())
+    master = memory_master(Clock())
     app = create_app(master, artifacts=ArtifactStore(folder, max_bytes), **kwargs)
     async with TestClient(TestServer(app, host=HOST)) as client:
         yield client
@@ -154,7 +153,7 @@ def test_download_errors(tmp_path: Path) -> None:
 
 def test_without_a_store_there_are_no_artifact_routes() -> None:
     async def main() -> None:
-        app = create_app(MasterApi(ControlPlane(), clock=Clock()))
+        app = create_app(memory_master(Clock()))
         async with TestClient(TestServer(app, host=HOST)) as client:
             assert (await client.get(f"{ARTIFACTS}/names")).status == 404
             doc = await (await client.get("/api/v1/openapi.json")).json()
@@ -210,7 +209,7 @@ def test_tokens_never_appear_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFi
     """Over a real server (aiohttp's access log included), with good, bad and failing calls."""
 
     async def main() -> None:
-        master = MasterApi(ControlPlane(), clock=Clock())
+        master = memory_master(Clock())
         app = create_app(master, artifacts=ArtifactStore(tmp_path), api_token=TOKEN)
         runner, port = await serve(app)
         try:

@@ -22,8 +22,8 @@ import pytest
 from adapters.cli.client import MantisClient
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
-from adapters.http.master_api import MasterApi
-from core.control import ControlPlane
+from service.master import MasterService
+from tests.fakes import memory_master
 from tests.integration.aio import run
 from tests.integration.test_http_rest_api import HOST, Clock, cluster_body
 
@@ -34,7 +34,7 @@ EVIL = "http://evil.example"
 
 @dataclass
 class Server:
-    master: MasterApi
+    master: MasterService
     folder: Path
     port: int
     session: aiohttp.ClientSession
@@ -51,15 +51,15 @@ class Server:
             return resp.status, body, resp.headers
 
     def unchanged_since(self, before: tuple[int, object]) -> bool:
-        return (len(self.master.events), self.master.plane.snapshot()) == before
+        return (len(self.master.store.events), self.master.plane.snapshot()) == before
 
     def state(self) -> tuple[int, object]:
-        return len(self.master.events), self.master.plane.snapshot()
+        return len(self.master.store.events), self.master.plane.snapshot()
 
 
 @asynccontextmanager
 async def server(folder: Path, **kwargs: Any) -> AsyncIterator[Server]:
-    master = MasterApi(ControlPlane(), clock=Clock())
+    master = memory_master(Clock())
     runner, port = await serve(create_app(master, artifacts=ArtifactStore(folder), **kwargs))
     try:
         async with aiohttp.ClientSession() as session:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import errno
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app, serve
-from adapters.http.master_api import Append, MasterApi
+from adapters.store.memory import MemoryStore
 from core.control import ControlPlane
+from core.events import Event
 from core.model import (
     ClusterSla,
     CompletedReason,
@@ -25,7 +27,10 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
+from core.ports import Store
 from core.worker import WorkerState
+from service.master import MasterService
+from tests.fakes import memory_master
 from tests.integration.aio import run
 
 HOST = "127.0.0.1"
@@ -43,9 +48,9 @@ class Clock:
         return self.now
 
 
-def demo_master(submit: bool = True, append: Append | None = None) -> MasterApi:
+def demo_master(submit: bool = True, store: Store | None = None) -> MasterService:
     """Cluster `demo` (stages of 2 and 1 workers), its job demo-1 submitted if `submit`."""
-    master = MasterApi(ControlPlane(), clock=Clock(), append=append)
+    master = memory_master(Clock(), store)
     stages = tuple(StageSchedulingInfo(n, MachineDefinition(1, 512)) for n in (2, 1))
     config = JobClusterConfig("demo.zip", "1", T0, SchedulingInfo(stages))
     master.run(
@@ -58,7 +63,7 @@ def demo_master(submit: bool = True, append: Append | None = None) -> MasterApi:
     return master
 
 
-def launch(master: MasterApi, *wids: str) -> None:
+def launch(master: MasterService, *wids: str) -> None:
     for i, wid in enumerate(wids):
         host, ports = f"host-{i + 1}", (31000 + i, 32000 + i)
         master.run(lambda p, now: p.worker_launched(wid, "agent-1", host, ports, now))  # noqa: B023
@@ -92,7 +97,7 @@ def status(
 
 @asynccontextmanager
 async def serving(
-    master: MasterApi, heartbeat_secs: float = 30.0
+    master: MasterService, heartbeat_secs: float = 30.0
 ) -> AsyncIterator[TestClient[Any, Any]]:
     server = TestServer(create_app(master, heartbeat_secs), host=HOST, handler_cancellation=True)
     async with TestClient(server) as client:
@@ -109,7 +114,7 @@ def data(frame_: bytes) -> Any:
     return orjson.loads(frame_[6:-2])
 
 
-def state(master: MasterApi, wid: str) -> WorkerState:
+def state(master: MasterService, wid: str) -> WorkerState:
     return master.plane.workers[wid].state
 
 
@@ -157,7 +162,7 @@ def test_statuses_and_heartbeats_move_workers_and_are_persisted_first() -> None:
 
     run(main())
     # Every change went through the event log: replaying it rebuilds the same plane.
-    assert ControlPlane.replay(master.events).snapshot() == master.plane.snapshot()
+    assert ControlPlane.replay(master.store.load()).snapshot() == master.plane.snapshot()
 
 
 BAD_BODIES: list[tuple[Any, str]] = [
@@ -187,7 +192,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
 def test_bad_bodies_are_400_naming_the_field_and_change_nothing() -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
-    before, events = master.plane.snapshot(), len(master.events)
+    before, events = master.plane.snapshot(), len(master.store.events)
 
     async def main() -> None:
         async with serving(master) as client:
@@ -203,36 +208,46 @@ def test_bad_bodies_are_400_naming_the_field_and_change_nothing() -> None:
                 assert got["error"].startswith(f"{field}: ")
 
     run(main())
-    assert master.plane.snapshot() == before and len(master.events) == events
+    assert master.plane.snapshot() == before and len(master.store.events) == events
     assert all(w.last_heartbeat_at is None for w in master.plane.workers.values())
 
 
-def test_events_are_appended_before_anything_is_published() -> None:
-    appended: list[list[Any]] = []
-    failing = False
+class FillingStore(MemoryStore):
+    """A store whose disk can be full: appends raise ENOSPC and keep nothing."""
 
-    def append(events: Any) -> None:
-        if failing:
-            raise OSError("disk full")
-        appended.append(list(events))
+    full = False
 
-    master = demo_master(append=append)
+    def append(self, events: Sequence[Event]) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().append(events)
+
+
+def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself() -> None:
+    store = FillingStore()
+    master = demo_master(store=store)
     launch(master, W1)
-    failing = True
-    effects = len(master.effects)
+    store.full = True
+    before, events, calls = master.plane.snapshot(), len(store.events), len(master.rm.calls)
 
     async def main() -> None:
-        nonlocal failing
         async with serving(master) as client:
-            with master.watch_job("demo-1") as changed:
-                resp = await client.post(STATUS, json=status(W1, "HEARTBEAT", "Noop"))
-                assert (resp.status, await resp.json()) == (500, {"error": "internal server error"})
-                assert not changed.is_set() and len(master.effects) == effects
-                failing = False
-                master.run(lambda p, now: p.worker_launched(W2, "agent-1", "host-2", (1,), now))
-                assert (await client.post(STATUS, json=status(W2, state="Started"))).status == 204
-                assert changed.is_set()
-                assert [type(e).__name__ for e in appended[-1]][:1] == ["WorkerStateChanged"]
+            with master.watchers.job("demo-1") as changed:
+                resp = await client.post(STATUS, json=status(W1, state="Started"))
+                body = await resp.json()
+                assert resp.status == 507 and body["field"] == "store", body
+                assert "no space left" in body["error"]
+                assert master.plane.snapshot() == before
+                acted = [name for name, _ in master.rm.calls[calls:] if name != "revive"]
+                assert len(store.events) == events and acted == []  # asks for offers again only
+                health = await client.get("/api/v1/healthcheck")
+                assert health.status == 503 and "no space" in (await health.json())["failureReason"]
+                store.full = False  # space returns: the next write works, no restart
+                changed.clear()
+                assert (await client.post(STATUS, json=status(W1, state="Started"))).status == 204
+                assert changed.is_set() and master.plane.workers[W1].state is WorkerState.Started
+                assert (await client.get("/api/v1/healthcheck")).status == 200
+                assert [type(e).__name__ for e in store.events[events:]][:1] == ["WorkerStateChanged"]
 
     run(main())
 

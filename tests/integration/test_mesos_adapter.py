@@ -50,8 +50,7 @@ class MesosliteCluster:
     resend_after = 2.0  # --status-update-retry-max below
 
     def __init__(self, work_dir: Path, **options: Any) -> None:
-        options = {"task_command": lambda task: {"shell": True, "value": "sleep 60"},
-                   "launch_refuse_seconds": 0.5, **options}  # fmt: skip
+        options = {"launch_refuse_seconds": 0.5, **options}
         self.local = LocalCluster(work_dir, AGENTS, master_args=FAST).start()
         try:
             self.rm = PymesosResourceManager(self.local.address, framework_name="contract",
@@ -151,15 +150,17 @@ def test_a_stale_offer_is_never_launched_on(cluster: MesosliteCluster) -> None:
     first, second = cluster.events.offers_since(0)[:2]
     cluster.rm.decline([first.offer_id], 0.0)  # no longer held: launching on it must not happen
     cluster.rm.launch([launch_on(first, "stale-1-worker-0-1")])
+    assert cluster.wait_for(lambda: bool(cluster.events.states("stale-1-worker-0-1")), 10)
     lost = [s for s in cluster.events.statuses if s.task_id == "stale-1-worker-0-1"]
     assert [(s.state, s.reason, s.agent_id) for s in lost] == [
         ("TASK_LOST", "REASON_INVALID_OFFERS", first.agent_id)]  # fmt: skip
     # A held offer named with an unknown one: nothing launched, the held offer declined.
     task = launch_on(second, "stale-2-worker-0-1")
-    task = dataclasses.replace(task, assignment=dataclasses.replace(
-        task.assignment, offer_ids=(second.offer_id, "no-such-offer")))  # fmt: skip
+    task = dataclasses.replace(task, task=dataclasses.replace(task.task, assignment=dataclasses.replace(
+        task.task.assignment, offer_ids=(second.offer_id, "no-such-offer"))))  # fmt: skip
     batch = len(cluster.events.offer_batches)
     cluster.rm.launch([task])
+    assert cluster.wait_for(lambda: bool(cluster.events.states("stale-2-worker-0-1")), 10)
     assert cluster.events.states("stale-2-worker-0-1") == ["TASK_LOST"]
     assert cluster.wait_for(
         lambda: second.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)}, 10
@@ -168,14 +169,14 @@ def test_a_stale_offer_is_never_launched_on(cluster: MesosliteCluster) -> None:
     assert all(not fw["tasks"] and not fw["completed_tasks"] for fw in state["frameworks"])
 
 
-def test_the_default_command_gets_the_workers_environment(tmp_path: Path) -> None:
-    check = ('test "$MANTIS_WORKER_ID" = env-1-worker-0-1 && test "$MANTIS_JOB_ID" = env-1 && '
-             'test "$MANTIS_STAGE" = 1 && test "$MANTIS_WORKER_INDEX" = 0 && '
-             'test "$MANTIS_WORKER_NUMBER" = 1 && test "$MANTIS_PORTS" = 31000')  # fmt: skip
-    c = MesosliteCluster(tmp_path, task_command=None, worker_command=check)
+def test_a_task_runs_its_command_with_its_environment(tmp_path: Path) -> None:
+    check = 'test "$MANTIS_JOB_ID" = env-1 && test "$MANTIS_PORTS" = "31000,31001"'
+    environment = (("MANTIS_JOB_ID", "env-1"), ("MANTIS_PORTS", "31000,31001"))
+    c = MesosliteCluster(tmp_path)
     try:
         assert c.wait_for(lambda: bool(c.events.offer_batches), 15)
-        c.rm.launch([launch_on(c.events.offer_batches[0][0], "env-1-worker-0-1")])
+        offer = c.events.offer_batches[0][0]
+        c.rm.launch([launch_on(offer, "env-1-worker-0-1", command=check, environment=environment)])
         terminal = {"TASK_FINISHED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR"}
         assert c.wait_for(lambda: bool(terminal & set(c.events.states("env-1-worker-0-1"))), 15)
         assert c.events.states("env-1-worker-0-1")[-1] == "TASK_FINISHED"

@@ -14,9 +14,7 @@ import pytest
 from aiohttp import web
 
 from adapters.http.app import create_app, serve
-from adapters.http.master_api import MasterApi
 from common.sse_sink import SseSink
-from core.control import ControlPlane
 from core.model import (
     ClusterSla,
     JobClusterConfig,
@@ -37,6 +35,8 @@ from runtime.sources import (
     TargetSource,
     UnknownClusterError,
 )
+from service.master import MasterService
+from tests.fakes import memory_master
 from tests.integration.aio import run, until
 
 HOST = "127.0.0.1"
@@ -141,7 +141,7 @@ def test_sse_source_raises_when_the_server_refuses_the_query() -> None:
 class Upstream:
     """A real master app with cluster `up`, and a real SseSink per Started worker."""
 
-    master: MasterApi
+    master: MasterService
     runner: web.AppRunner | None = None
     url: str = ""
     sinks: dict[str, SseSink] = field(default_factory=dict)
@@ -176,8 +176,8 @@ class Upstream:
         self.url = f"http://{HOST}:{bound}"
 
     def watchers(self) -> int:
-        m = self.master
-        return len(m._job_watchers) + len(m._cluster_watchers)  # noqa: SLF001  # open streams
+        w = self.master.watchers
+        return len(w._jobs) + len(w._clusters)  # noqa: SLF001  # open streams
 
     async def close(self) -> None:
         for sink in self.sinks.values():
@@ -186,8 +186,8 @@ class Upstream:
             await self.runner.cleanup()
 
 
-def upstream_master() -> MasterApi:
-    master = MasterApi(ControlPlane(), clock=lambda: T0)
+def upstream_master() -> MasterService:
+    master = memory_master(lambda: T0)
     stages = tuple(StageSchedulingInfo(n, MachineDefinition(1, 512)) for n in (1, 2))
     config = JobClusterConfig("up.zip", "1", T0, SchedulingInfo(stages))
     definition = JobClusterDefinition("up", (config,), sla=ClusterSla())

@@ -1,19 +1,14 @@
-"""A master on loopback with real worker processes, for runtime tests before `mantis up`.
+"""A master on loopback with real worker processes: the real service on a local agent.
 
-`LocalMaster` serves the HTTP adapter on a real ControlPlane and plays the agent: it launches
-`python -m runtime.worker` for every launch request (respecting its back-off), reports a
-process's exit as a Mesos task status, and turns kill effects into SIGTERM. Tests drive it
-by polling (`until`) while a background task steps the agent every 20 ms.
+`LocalMaster` runs `service.master.MasterService` (the same master `mantis master` runs) with
+an in-memory store, the HTTP adapter on loopback, and `LocalAgent` as its resource manager:
+one agent on this machine that runs each worker (`python -m runtime.worker`) as a process.
+A background task steps the agent every 20 ms; tests wait by polling (`until`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -25,11 +20,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from adapters.cli.master import task_environment
 from adapters.http.app import create_app, serve
-from adapters.http.master_api import MasterApi
-from core.control import ControlPlane
-from core.effects import KillTask, LaunchRequest
+from adapters.store.memory import MemoryStore
 from core.job import JobState
 from core.model import (
     JobClusterConfig,
@@ -40,64 +32,61 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
-from core.ports import TaskStatus
 from core.worker import WorkerState
+from service.master import MasterService
+from service.worker_task import WorkerTaskSettings
+from tests.integration.local_agent import HOST, LocalAgent, LocalTask, free_port
 
-HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = Path(__file__).resolve().parent / "jobs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Process:
-    worker_id: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    reported: bool = False
+__all__ = ["HOST", "JOBS", "ROOT", "LocalMaster", "free_port", "read_sse"]
 
 
 @dataclass
 class LocalMaster:
-    """The master's HTTP API on loopback, plus worker processes launched as it asks."""
+    """The master's service and HTTP API on loopback, with workers as local processes."""
 
     tmp: Path
     heartbeat_secs: float = 0.5
     api_token: str | None = None
-    master: MasterApi = field(default_factory=lambda: MasterApi(ControlPlane()))
-    processes: dict[str, Process] = field(default_factory=dict)
+    agent: LocalAgent = field(init=False)
+    master: MasterService = field(init=False)
     url: str = ""
     _runner: web.AppRunner | None = None
     _stepper: asyncio.Task[None] | None = None
-    _waiting: list[LaunchRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.agent = LocalAgent(self.tmp, env={"PYTHONPATH": str(ROOT)})
+        self.master = MasterService(MemoryStore(), self.agent)
 
     async def start(self) -> None:
         app = create_app(self.master, heartbeat_secs=1.0, api_token=self.api_token)
         self._runner, port = await serve(app, HOST)
         self.url = f"http://{HOST}:{port}"
+        self.master.worker_tasks = WorkerTaskSettings(
+            master_url=self.url, command=f"{sys.executable} -m runtime.worker",
+            artifact_cache=self.tmp / "artifact-cache", api_token=self.api_token or "",
+            heartbeat_secs=self.heartbeat_secs,
+        )  # fmt: skip
+        self.master.start()
         self._stepper = asyncio.create_task(self._step_forever())
 
     async def _step_forever(self) -> None:
         while True:
-            self.step()
+            self.agent.step()
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         if self._stepper is not None:
             self._stepper.cancel()
-        for p in self.processes.values():
-            if p.popen.poll() is None:
-                p.popen.kill()
-        for p in self.processes.values():
-            p.popen.wait(timeout=10)
-        self.master.close()
+        self.agent.close()
+        self.master.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @property
+    def processes(self) -> dict[str, LocalTask]:
+        return self.agent.tasks
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -128,7 +117,7 @@ class LocalMaster:
         return jid
 
     def kill(self, jid: str) -> None:
-        """Kill a job (its workers get SIGTERM on the next step)."""
+        """Kill a job (its workers get SIGTERM)."""
         self.master.run(lambda p, now: p.kill_job(jid, "test", "done", now))
 
     def workers(self, jid: str, state: WorkerState | None = None) -> list[Any]:
@@ -142,50 +131,7 @@ class LocalMaster:
     def job_state(self, jid: str) -> JobState:
         return self.master.plane.job(jid).state
 
-    # -- the agent's part ----------------------------------------------------------------------
-
-    def step(self) -> None:
-        """Carry out the master's effects and report processes that ended."""
-        effects, self.master.effects[:] = list(self.master.effects), []
-        for effect in effects:
-            if isinstance(effect, LaunchRequest):
-                self._waiting.append(effect)
-            elif isinstance(effect, KillTask):
-                p = self.processes.get(effect.worker_id)
-                if p is not None and p.popen.poll() is None:
-                    p.popen.send_signal(signal.SIGTERM)
-        now = time.time()
-        for request in [r for r in self._waiting if r.ready_at <= now]:
-            self._waiting.remove(request)
-            self._launch(request)
-        for p in self.processes.values():
-            rc = p.popen.poll()
-            if rc is None or p.reported:
-                continue
-            p.reported = True
-            state = "TASK_FINISHED" if rc == 0 else "TASK_FAILED"
-            status = TaskStatus(p.worker_id, state, "local", f"exit status {rc}")
-            self.master.run(lambda plane, now: plane.task_status(status, now))  # noqa: B023
-
-    def _launch(self, r: LaunchRequest) -> None:
-        port = free_port()
-        self.master.run(lambda p, now: p.worker_launched(r.worker_id, "local", HOST, (port,), now))
-        job = self.master.plane.job(r.job_id)
-        env = task_environment(
-            job, r, HOST, (port,), self.url, job.definition.job_jar_url,
-            self.tmp / "artifact-cache", self.api_token or "",
-        )
-        env = dataclasses.replace(env, heartbeat_secs=self.heartbeat_secs)
-        log = self.tmp / f"{r.worker_id}.log"
-        environ = {**os.environ, **env.environ(), "PYTHONPATH": str(ROOT)}
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "runtime.worker"], env=environ, cwd=self.tmp,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.processes[r.worker_id] = Process(r.worker_id, popen, log)
-
-    def process(self, jid: str, stage: int, index: int) -> Process:
+    def process(self, jid: str, stage: int, index: int) -> LocalTask:
         """The live process of a job's (stage, index)."""
         for w in self.workers(jid):
             if w.stage == stage and w.index == index and not w.terminal:
@@ -194,7 +140,7 @@ class LocalMaster:
 
     def logs(self) -> str:
         """Every worker's output, for assertion messages."""
-        return "\n".join(f"--- {p.worker_id}\n{p.log.read_text()[-3000:]}"
+        return "\n".join(f"--- {p.task_id}\n{p.log.read_text()[-3000:]}"
                          for p in self.processes.values())  # fmt: skip
 
     async def until(self, predicate: Any, what: str, timeout: float = 40.0) -> None:
