@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import structlog
 from aiohttp import BodyPartReader, web
 
-from adapters.http.views import json_response
+from adapters.http.views import SAFE_ARTIFACT_NAME, check_artifact_name, json_response
 from core.errors import InvalidRequest, NotFound
 
 log = structlog.get_logger()
@@ -34,8 +33,6 @@ log = structlog.get_logger()
 BASE = "/api/v1/jobArtifacts"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 CHUNK = 1 << 16
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
-RESERVED = frozenset({"names"})  # GET /api/v1/jobArtifacts/names lists the names
 UPLOAD_TYPES = frozenset({"application/octet-stream", "application/zip",
                           "application/x-zip-compressed", "text/x-python",
                           "application/x-python-code", "multipart/form-data"})  # fmt: skip
@@ -54,16 +51,6 @@ class ArtifactStore:
 
 
 ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
-
-
-def check_artifact_name(name: str) -> str:
-    if not _SAFE_NAME.fullmatch(name) or name in RESERVED:
-        raise InvalidRequest(
-            "name",
-            f"{name[:100]!r} is not a safe artifact name: use letters, digits, '.', '_', '-' "
-            "(not first '.'; at most 255 characters; not 'names')",
-        )
-    return name
 
 
 def etag_of(st: os.stat_result) -> str:
@@ -151,7 +138,7 @@ def _stored(request: web.Request) -> list[tuple[str, os.stat_result]]:
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if (_SAFE_NAME.fullmatch(entry.name) and entry.is_file() and entry.name.startswith(prefix)
+            if (SAFE_ARTIFACT_NAME.fullmatch(entry.name) and entry.is_file() and entry.name.startswith(prefix)
                     and contains in entry.name):  # fmt: skip
                 found.append((entry.name, entry.stat()))
     return sorted(found)

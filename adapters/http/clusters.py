@@ -13,8 +13,13 @@ from aiohttp import web
 
 from adapters.http.views import (
     MASTER,
+    MAX_NAME,
+    MAX_URL,
+    check_artifact_name,
     check_same,
+    check_text,
     get,
+    get_name,
     get_str,
     json_response,
     need_str,
@@ -102,6 +107,7 @@ async def delete_cluster(request: web.Request) -> web.Response:
     request.app[MASTER].plane.cluster(name)
     if not user:
         raise InvalidRequest("user", "is required (?user=)")
+    check_text(user, "user", MAX_NAME, name=True)
     await request.app[MASTER].call(lambda plane, now: plane.delete_cluster(name, user, now))
     return no_content()
 
@@ -118,8 +124,10 @@ async def _action_body(request: web.Request) -> tuple[str, dict[str, object], st
 async def update_artifact(request: web.Request) -> web.Response:
     """`{name, url, artifactName?, version, skipsubmit, user}`; submits a job unless skipsubmit."""
     name, body, user = await _action_body(request)
-    url = get_str(body, "url") or ""
-    artifact = get_str(body, "artifactName") or url.rstrip("/").rpartition("/")[2]
+    url = get_str(body, "url", limit=MAX_URL, name=True) or ""
+    given = get_str(body, "artifactName")
+    derived = url.rstrip("/").rpartition("/")[2]
+    artifact = check_artifact_name(given, "artifactName") if given else derived
     if not artifact:
         raise InvalidRequest("url", "an artifact URL (or artifactName) is required")
     version = need_str(body, "version")
@@ -151,7 +159,7 @@ async def update_sla(request: web.Request) -> web.Response:
         sla = ClusterSla(
             get(body, "min", "", to_int, 0),
             get(body, "max", "", to_int, 0),
-            get_str(body, "cronspec") or "",
+            get_name(body, "cronspec") or "",
             to_enum(CronPolicy, policy, "cronpolicy") if policy is not None else None,
         )
     except InvalidRequest as e:

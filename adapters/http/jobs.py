@@ -15,9 +15,12 @@ from aiohttp import web
 
 from adapters.http.views import (
     MASTER,
+    MAX_NAME,
     Json,
     check_same,
+    check_text,
     get,
+    get_name,
     get_str,
     job_workers,
     json_response,
@@ -219,6 +222,8 @@ async def kill_job(request: web.Request) -> web.Response:
         raise InvalidRequest("user", "is required (?user=)")
     if not reason:
         raise InvalidRequest("reason", "is required (?reason=)")
+    check_text(user, "user", MAX_NAME, name=True)
+    check_text(reason, "reason")
     jid = job.job_id
     await request.app[MASTER].call(lambda plane, now: plane.kill_job(jid, user, reason, now))
     return no_content(202)
@@ -238,7 +243,7 @@ async def scale_stage(request: web.Request) -> web.Response:
         raise InvalidRequest(
             "NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}"
         )
-    user, reason = get_str(body, "User") or "", get_str(body, "Reason") or ""
+    user, reason = get_name(body, "User") or "", get_str(body, "Reason") or ""
     jid = job.job_id
     await request.app[MASTER].call(
         lambda plane, now: plane.scale_stage(jid, stage, workers, user, reason, now)

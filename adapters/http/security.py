@@ -121,7 +121,8 @@ def guard(
             log.warning("http_refused", why="origin", method=request.method, path=request.path)
             return refuse(403, "Origin", f"{origin[:100]!r} is not this server's origin: "
                           "cross-origin calls may not change anything")  # fmt: skip
-        if request.body_exists or "Content-Type" in request.headers:
+        routed = request.match_info.http_exception is None  # else the 404 or 405 it is
+        if routed and (request.body_exists or "Content-Type" in request.headers):
             resource = request.match_info.route.resource
             accepted = types.get(resource.canonical, JSON_ONLY) if resource else JSON_ONLY
             given = request.headers.get("Content-Type")

@@ -1,7 +1,9 @@
 """Mantis' postJobStatus body (reference/mantis.md 2.3) parsed into one ControlPlane call.
 
 Every field is checked before anything runs, so a bad body raises `InvalidRequest` naming
-the field and changes nothing.
+the field and changes nothing. Strings are bounded (views.MAX_NAME, MAX_VALUE) except the
+`message`, which is cut to MAX_MESSAGE characters instead: a worker's failure, whatever its
+exception said, must still reach the job's status.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from adapters.http.views import MAX_NAME, MAX_VALUE, check_text
 from core.control import ControlPlane, Outcome
 from core.errors import InvalidRequest
 from core.model import CompletedReason, worker_id
@@ -19,6 +22,8 @@ REPORTED = frozenset({WorkerState.StartInitiated, WorkerState.Started,
                       WorkerState.Completed, WorkerState.Failed})  # fmt: skip
 
 Command = Callable[[ControlPlane, float], Outcome]
+MAX_MESSAGE = 4096
+MAX_PAYLOADS = 32
 
 
 def _ignored(plane: ControlPlane, now: float) -> Outcome:
@@ -48,7 +53,7 @@ def parse_status(body: object) -> Command:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("body", "must be a JSON object")
-    jid: str = _get(body, "jobId", "", str)
+    jid: str = check_text(_get(body, "jobId", "", str), "jobId", MAX_NAME, name=True)
     status: dict[str, Any] = _get(body, "status", "", dict)
     p = "status."
     if _get(status, "jobId", p, str) != jid:
@@ -64,7 +69,10 @@ def parse_status(body: object) -> Command:
     if kind not in STATUS_TYPES:
         raise InvalidRequest("status.type", f"must be one of {sorted(STATUS_TYPES)}, got {kind!r}")
     message: str = _get(status, "message", p, str, required=False) or ""
-    _get(status, "hostname", p, str, required=False)
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} characters cut)"
+    check_text(_get(status, "hostname", p, str, required=False) or "", p + "hostname",
+               MAX_NAME, name=True)  # fmt: skip
     _get(status, "timestamp", p, (int, float), required=False)
     raw_state: str | None = _get(status, "state", p, str, required=kind != "HEARTBEAT")
     state = None
@@ -92,10 +100,13 @@ def parse_status(body: object) -> Command:
 
 
 def _payloads(items: list[Any]) -> dict[str, str]:
+    if len(items) > MAX_PAYLOADS:
+        raise InvalidRequest("status.payloads", f"at most {MAX_PAYLOADS}, got {len(items)}")
     out: dict[str, str] = {}
     for i, item in enumerate(items):
         prefix = f"status.payloads[{i}]."
         if not isinstance(item, dict):
             raise InvalidRequest(f"status.payloads[{i}]", "must be an object {type, data}")
-        out[_get(item, "type", prefix, str)] = _get(item, "data", prefix, str)
+        kind = check_text(_get(item, "type", prefix, str), prefix + "type", MAX_NAME, name=True)
+        out[kind] = check_text(_get(item, "data", prefix, str), prefix + "data", MAX_VALUE)
     return out
