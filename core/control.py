@@ -42,7 +42,7 @@ from core.events import (
     WorkerLaunched,
     WorkerStateChanged,
 )
-from core.job import Job, JobState, end_state
+from core.job import JobRecord, JobState, end_state
 from core.model import (
     MAX_WORKERS_PER_STAGE,
     ClusterSla,
@@ -158,9 +158,9 @@ class ControlPlane:
     def __init__(self, config: ControlConfig | None = None) -> None:
         self.config = config or ControlConfig()
         self.clusters: dict[str, JobCluster] = {}
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, JobRecord] = {}
         self.workers: dict[str, Worker] = {}
-        self._active: dict[str, Job] = {}
+        self._active: dict[str, JobRecord] = {}
         # Derived indexes, kept by _apply: workers waiting for a placement, and placed ones.
         self._pending: dict[str, Worker] = {}
         self._placed: dict[str, Worker] = {}
@@ -237,13 +237,13 @@ class ControlPlane:
             raise NotFound("job cluster", name)
         return c
 
-    def job(self, jid: str) -> Job:
+    def job(self, jid: str) -> JobRecord:
         j = self.jobs.get(jid)
         if j is None:
             raise NotFound("job", jid)
         return j
 
-    def active_jobs(self) -> list[Job]:
+    def active_jobs(self) -> list[JobRecord]:
         return list(self._active.values())
 
     def scheduling_info(self, jid: str) -> JobSchedulingInfo:
@@ -587,10 +587,10 @@ class ControlPlane:
         self._appliers[type(event)](event)
         self._out.events.append(event)
 
-    def _publish(self, job: Job, message: str, now: float, wid: str = "") -> None:
+    def _publish(self, job: JobRecord, message: str, now: float, wid: str = "") -> None:
         self._out.effects.append(PublishStatus(job.job_id, wid, job.state.value, message, now))
 
-    def _cluster_active(self, cluster: JobCluster) -> list[Job]:
+    def _cluster_active(self, cluster: JobCluster) -> list[JobRecord]:
         return [self.jobs[j] for j in cluster.job_ids if not self.jobs[j].terminal]
 
     def _worker_timing(self, parameters: tuple[Parameter, ...]) -> tuple[float, float]:
@@ -665,7 +665,7 @@ class ControlPlane:
         return jid
 
     def _new_worker(
-        self, job: Job, stage: int, index: int, now: float, ready_at: float,
+        self, job: JobRecord, stage: int, index: int, now: float, ready_at: float,
         replaces: Worker | None = None, backoff_step: int = -1,
     ) -> None:  # fmt: skip
         number = job.next_worker_number
@@ -689,7 +689,7 @@ class ControlPlane:
             info.soft_constraints,
         )  # fmt: skip
 
-    def _launch_request(self, job: Job, w: Worker) -> LaunchRequest:
+    def _launch_request(self, job: JobRecord, w: Worker) -> LaunchRequest:
         info = job.definition.scheduling_info.stage(w.stage)
         return LaunchRequest(
             w.worker_id, job.job_id, w.stage, w.index, w.number, info.machine_definition,
@@ -717,19 +717,19 @@ class ControlPlane:
         if w.started_at is not None:
             self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
-    def _after_worker_started(self, job: Job, now: float) -> None:
+    def _after_worker_started(self, job: JobRecord, now: float) -> None:
         if job.state is JobState.Accepted and job.all_started():
             self._emit(JobStateChanged(job.job_id, JobState.Launched, now, None, "all workers started"))
             self._publish(job, "all workers started", now)
         self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
-    def _after_worker_ended(self, job: Job, now: float) -> None:
+    def _after_worker_ended(self, job: JobRecord, now: float) -> None:
         if not job.terminal and all(w.terminal for w in job.current_workers()):
             self._end_job(job, CompletedReason.Normal, "all workers completed", SYSTEM_USER, now)
         elif not job.terminal:
             self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
-    def _end_job(self, job: Job, reason: CompletedReason, message: str, user: str, now: float) -> None:
+    def _end_job(self, job: JobRecord, reason: CompletedReason, message: str, user: str, now: float) -> None:
         self._emit(JobStateChanged(job.job_id, end_state(reason), now, reason, message, user))
         for w in job.current_workers():
             if not w.terminal:
@@ -768,7 +768,7 @@ class ControlPlane:
 
     def _on_job_accepted(self, e: JobAccepted) -> None:
         cluster = self.clusters[e.definition.cluster_name]
-        job = Job(
+        job = JobRecord(
             e.job_id, cluster.definition.name, e.number, e.definition, e.at, e.user,
             e.heartbeat_interval_secs, e.worker_timeout_secs,
         )  # fmt: skip

@@ -60,7 +60,7 @@ def end_state(reason: CompletedReason) -> JobState:
 
 
 @dataclass(slots=True, eq=False)
-class Job:
+class JobRecord:
     """Mutable job record; changed only by ControlPlane._apply."""
 
     job_id: str

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common.task_environment import TaskEnvironment
 from core.effects import LaunchTask
-from core.job import Job
+from core.job import JobRecord
 from core.model import DurationType, JobDefinition
 from core.ports import TaskLaunch
 
@@ -46,7 +46,7 @@ def artifact_location(definition: JobDefinition, settings: WorkerTaskSettings) -
     return name
 
 
-def task_environment(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> TaskEnvironment:
+def task_environment(job: JobRecord, task: LaunchTask, settings: WorkerTaskSettings) -> TaskEnvironment:
     """What a worker is told: who it is, where the master and artifact are, its job's
     parameters and timings; a transient job's sink workers also get its subscription timeout."""
     d, r, a = job.definition, task.request, task.assignment
@@ -77,6 +77,6 @@ def task_environment(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -
     return env
 
 
-def worker_task(job: Job, task: LaunchTask, settings: WorkerTaskSettings) -> TaskLaunch:
+def worker_task(job: JobRecord, task: LaunchTask, settings: WorkerTaskSettings) -> TaskLaunch:
     env = task_environment(job, task, settings).environ()
     return TaskLaunch(task, settings.command, tuple(env.items()))

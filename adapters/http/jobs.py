@@ -38,7 +38,7 @@ from adapters.http.views import (
     to_int,
 )
 from core.errors import InvalidRequest, NotFound
-from core.job import Job
+from core.job import JobRecord
 from core.model import MAX_WORKERS_PER_STAGE, parse_job_id
 from core.worker import Worker
 
@@ -62,7 +62,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(CLUSTER_JOBS + "/{jobId}", get_job)
 
 
-def _job(request: web.Request) -> Job:
+def _job(request: web.Request) -> JobRecord:
     """The path's job: 400 if the id is malformed, 404 if unknown (or of another cluster)."""
     jid = request.match_info["jobId"]
     if not _JOB_ID.fullmatch(jid):  # core's parse_job_id takes any Unicode digit, int() does not
@@ -93,7 +93,7 @@ def _state_filter(request: web.Request, name: str) -> bool | None:
     return STATE_FILTERS[raw.lower()]
 
 
-def _label_filter(request: web.Request) -> Callable[[Job], bool] | None:
+def _label_filter(request: web.Request) -> Callable[[JobRecord], bool] | None:
     """`labels=a=1,b` (a bare name matches any value) with `labels.op=or` (default) or `and`."""
     raw = request.query.get("labels")
     op = request.query.get("labels.op", "or").lower()
@@ -105,7 +105,7 @@ def _label_filter(request: web.Request) -> Callable[[Job], bool] | None:
     if any(not name for name, _, _ in wanted):
         raise InvalidRequest("labels", "each label is name=value or name")
 
-    def matches(job: Job) -> bool:
+    def matches(job: JobRecord) -> bool:
         labels = job.definition.labels
         hits = (any(label.name == name and (not eq or label.value == value) for label in labels)
                 for name, eq, value in wanted)  # fmt: skip

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from core.control import ControlPlane, JobCluster
 from core.errors import InvalidRequest
-from core.job import Job
+from core.job import JobRecord
 from core.model import (
     ClusterSla,
     CronPolicy,
@@ -561,7 +561,7 @@ def render_cluster(c: JobCluster) -> Json:
     }  # fmt: skip
 
 
-def render_worker(w: Worker, job: Job) -> Json:
+def render_worker(w: Worker, job: JobRecord) -> Json:
     """Mantis' worker metadata; `ports` are all the ports the worker was given. Added:
     `message`, the worker's last status message (why it failed or ended, as its postJobStatus
     or the resource manager said: Mantis' Status.message), `pendingReason`, why the last
@@ -584,7 +584,7 @@ def render_worker(w: Worker, job: Job) -> Json:
     }  # fmt: skip
 
 
-def render_job(job: Job, workers: Sequence[Worker] | None = None) -> Json:
+def render_job(job: JobRecord, workers: Sequence[Worker] | None = None) -> Json:
     """Mantis' job view: `jobMetadata`, `stageMetadataList`, `workerMetadataList`, `version`."""
     d = job.definition
     stages = d.scheduling_info.stages
@@ -616,7 +616,7 @@ def render_job(job: Job, workers: Sequence[Worker] | None = None) -> Json:
     }  # fmt: skip
 
 
-def job_workers(plane: ControlPlane, job: Job) -> list[Worker]:
+def job_workers(plane: ControlPlane, job: JobRecord) -> list[Worker]:
     """Every worker the job ever had, by worker number."""
     prefix = f"{job.job_id}-worker-"
     found = [
