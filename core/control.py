@@ -25,7 +25,7 @@ from core.effects import (
     PublishSchedulingInfo,
     PublishStatus,
     StageAssignment,
-    WorkerHost,
+    WorkerLocation,
 )
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.events import (
@@ -53,7 +53,7 @@ from core.model import (
     JobDefinition,
     JobRequest,
     Label,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     job_id,
     worker_id,
@@ -127,7 +127,7 @@ def _cron_next(sla: ClusterSla, after: float) -> float | None:
     return next_fire_after(parse_cron(sla.cron_spec), after) if sla.cron_spec else None
 
 
-_Named = TypeVar("_Named", Parameter, Label)
+_Named = TypeVar("_Named", ParameterValue, Label)
 
 
 def _merge(base: tuple[_Named, ...], over: tuple[_Named, ...] | None) -> tuple[_Named, ...]:
@@ -139,7 +139,7 @@ def _merge(base: tuple[_Named, ...], over: tuple[_Named, ...] | None) -> tuple[_
     return tuple(merged.values())
 
 
-def _positive_param(parameters: tuple[Parameter, ...], name: str, default: float) -> float:
+def _positive_param(parameters: tuple[ParameterValue, ...], name: str, default: float) -> float:
     raw = next((p.value for p in parameters if p.name == name), "")
     if not raw:
         return default
@@ -252,7 +252,7 @@ class ControlPlane:
         for stage in sorted(job.stages):
             workers = job.stages[stage]
             hosts = tuple(
-                WorkerHost(w.index, w.number, w.hostname, w.ports)
+                WorkerLocation(w.index, w.number, w.hostname, w.ports)
                 for w in workers
                 if w.state is WorkerState.Started
             )
@@ -593,7 +593,7 @@ class ControlPlane:
     def _cluster_active(self, cluster: JobCluster) -> list[JobRecord]:
         return [self.jobs[j] for j in cluster.job_ids if not self.jobs[j].terminal]
 
-    def _worker_timing(self, parameters: tuple[Parameter, ...]) -> tuple[float, float]:
+    def _worker_timing(self, parameters: tuple[ParameterValue, ...]) -> tuple[float, float]:
         """Heartbeat interval and worker timeout, from job parameters or the defaults."""
         c = self.config
         return (

@@ -53,7 +53,7 @@ class KillTask:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerHost:
+class WorkerLocation:
     index: int
     number: int
     hostname: str
@@ -64,7 +64,7 @@ class WorkerHost:
 class StageAssignment:
     stage: int
     num_workers: int
-    hosts: tuple[WorkerHost, ...]
+    hosts: tuple[WorkerLocation, ...]
 
 
 @dataclass(frozen=True, slots=True)

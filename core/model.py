@@ -253,7 +253,7 @@ class JobOwner:
 
 
 @dataclass(frozen=True, slots=True)
-class Parameter:
+class ParameterValue:
     name: str
     value: str
 
@@ -264,7 +264,7 @@ class Label:
     value: str
 
 
-def _check_unique_names(field_name: str, items: tuple[Parameter, ...] | tuple[Label, ...]) -> None:
+def _check_unique_names(field_name: str, items: tuple[ParameterValue, ...] | tuple[Label, ...]) -> None:
     names = [i.name for i in items]
     if len(set(names)) != len(names):
         raise InvalidRequest(field_name, "names must be unique")
@@ -297,7 +297,7 @@ class JobClusterDefinition:
     user: str = ""
     sla: ClusterSla = field(default_factory=ClusterSla)
     job_sla: JobSla = field(default_factory=JobSla)
-    parameters: tuple[Parameter, ...] = ()
+    parameters: tuple[ParameterValue, ...] = ()
     labels: tuple[Label, ...] = ()
 
     def __post_init__(self) -> None:
@@ -337,7 +337,7 @@ class JobRequest:
     version: str | None = None
     job_jar_url: str | None = None
     scheduling_info: SchedulingInfo | None = None
-    parameters: tuple[Parameter, ...] | None = None
+    parameters: tuple[ParameterValue, ...] | None = None
     labels: tuple[Label, ...] | None = None
     job_sla: JobSla | None = None
     subscription_timeout_secs: int | None = None
@@ -361,7 +361,7 @@ class JobDefinition:
     version: str
     scheduling_info: SchedulingInfo
     job_jar_url: str = ""
-    parameters: tuple[Parameter, ...] = ()
+    parameters: tuple[ParameterValue, ...] = ()
     labels: tuple[Label, ...] = ()
     job_sla: JobSla = field(default_factory=JobSla)
     subscription_timeout_secs: int = 0

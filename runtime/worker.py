@@ -124,7 +124,7 @@ class WorkerFailed(Exception):
 Send = Callable[[list[Any]], Awaitable[None]]
 
 
-class Worker:
+class WorkerProcess:
     """One running worker: its stage, input, output and conversation with the master."""
 
     def __init__(self, env: TaskEnvironment, session: aiohttp.ClientSession) -> None:
@@ -493,7 +493,7 @@ async def run_worker(env: TaskEnvironment) -> int:
     """Run a worker until it ends; SIGTERM and SIGINT stop it cleanly (without completing)."""
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
-        worker = Worker(env, session)
+        worker = WorkerProcess(env, session)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         return await worker.run()

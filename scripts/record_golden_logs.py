@@ -37,7 +37,7 @@ from core.model import (
     JobClusterDefinition,
     JobRequest,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     StageSchedulingInfo,
 )
@@ -75,7 +75,7 @@ def definition(
     ))  # fmt: skip
     return JobClusterDefinition(
         name, (JobClusterConfig(artifact, "1", now, info),), user="you", sla=sla or ClusterSla(),
-        parameters=tuple(Parameter(k, v) for k, v in parameters.items()),
+        parameters=tuple(ParameterValue(k, v) for k, v in parameters.items()),
     )  # fmt: skip
 
 

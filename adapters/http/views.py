@@ -38,7 +38,7 @@ from core.model import (
     JobSla,
     Label,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     ScalingStrategy,
     SchedulingInfo,
     StageScalingPolicy,
@@ -70,7 +70,7 @@ _RE2_OPTIONS.log_errors = False  # a bad pattern is the client's 400, not a line
 _RE2_OPTIONS.max_mem = 1 << 20  # per pattern; past it RE2 refuses the pattern (a 400)
 E = TypeVar("E", bound=Enum)
 T = TypeVar("T")
-Named = TypeVar("Named", Parameter, Label)
+Named = TypeVar("Named", ParameterValue, Label)
 
 
 class Searcher(Protocol):
@@ -392,7 +392,7 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
             sla=ClusterSla(get(d, "slaMin", p, to_int, 0), get(d, "slaMax", p, to_int, 0),
                            get_str(d, "cronSpec", p, MAX_NAME, name=True) or "", cron_policy),
             job_sla=parse_job_sla(d["jobSla"], p + "jobSla") if d.get("jobSla") else JobSla(),
-            parameters=parse_named(Parameter, d.get("parameters") or [], p + "parameters"),
+            parameters=parse_named(ParameterValue, d.get("parameters") or [], p + "parameters"),
             labels=parse_named(Label, d.get("labels") or [], p + "labels"),
         ), user  # fmt: skip
 
@@ -411,7 +411,7 @@ def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
             scheduling_info=parse_scheduling_info(info, prefix + "schedulingInfo")
             if info
             else None,
-            parameters=parse_named(Parameter, params, prefix + "parameters")
+            parameters=parse_named(ParameterValue, params, prefix + "parameters")
             if params is not None
             else None,
             labels=parse_named(Label, labels, prefix + "labels") if labels is not None else None,
@@ -492,7 +492,7 @@ def ms(t: float | None) -> int:
     return -1 if t is None else round(t * 1000)
 
 
-def render_named(items: Sequence[Parameter] | Sequence[Label]) -> list[Json]:
+def render_named(items: Sequence[ParameterValue] | Sequence[Label]) -> list[Json]:
     return [{"name": i.name, "value": i.value} for i in items]
 
 

@@ -32,7 +32,7 @@ from core.model import (
     JobSla,
     Label,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     StageScalingPolicy,
     StageSchedulingInfo,
@@ -59,7 +59,7 @@ def _definition(rng: random.Random, name: str, now: float) -> JobClusterDefiniti
         ClusterSla(), ClusterSla(min=1, max=2), ClusterSla(max=1),
         ClusterSla(cron_spec="0 */2 * * * ?", cron_policy=rng.choice(list(CronPolicy))),
     ])  # fmt: skip
-    params = (Parameter("mantis.job.worker.timeout.secs", rng.choice(["30", "inf"])),)
+    params = (ParameterValue("mantis.job.worker.timeout.secs", rng.choice(["30", "inf"])),)
     return JobClusterDefinition(
         name, (JobClusterConfig(f"{name}.zip", "v1", now, SchedulingInfo(stages)),), sla=sla,
         parameters=params, labels=(Label("team", rng.choice(["a", "b"])),),

@@ -28,7 +28,7 @@ from core.model import (
     JobClusterDefinition,
     JobRequest,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     StageSchedulingInfo,
 )
@@ -104,7 +104,7 @@ class LocalMaster:
             config = JobClusterConfig("job.py", "1", time.time(), info, job_jar_url=str(artifact))
             definition = JobClusterDefinition(cluster, (config,))
             self.master.run(lambda p, now: p.create_cluster(definition, now))
-        params = tuple(Parameter(k, str(v)) for k, v in (parameters or {}).items())
+        params = tuple(ParameterValue(k, str(v)) for k, v in (parameters or {}).items())
         job_request = JobRequest(parameters=params, job_jar_url=str(artifact), **request)
         outcome = self.master.run(lambda p, now: p.submit_job(cluster, job_request, "test", now))
         assert outcome.job_id is not None

@@ -33,7 +33,7 @@ from core.model import (
     JobSla,
     Label,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     StageSchedulingInfo,
     parse_worker_id,
@@ -126,7 +126,7 @@ class ControlPlaneMachine(RuleBasedStateMachine):
     @rule(target=clusters, name=NAMES, info=scheduling_infos(), sla=slas(),
           timeout=st.sampled_from(["", "30", "0", "abc"]))
     def create_cluster(self, name, info, sla, timeout) -> str:
-        params = (Parameter("mantis.job.worker.timeout.secs", timeout),) if timeout else ()
+        params = (ParameterValue("mantis.job.worker.timeout.secs", timeout),) if timeout else ()
         definition = JobClusterDefinition(
             name, (JobClusterConfig(f"{name}.zip", "v1", self.now, info),), sla=sla, parameters=params
         )

@@ -39,7 +39,7 @@ from core.model import (
     JobSla,
     Label,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     ScalingStrategy,
     SchedulingInfo,
     StageScalingPolicy,
@@ -75,7 +75,7 @@ stages = CONSTRAINTS.flatmap(lambda c: st.builds(
     st.booleans(), st.none() | policies,
 ))  # fmt: skip
 scheduling = st.lists(stages, min_size=1, max_size=3).map(lambda s: SchedulingInfo(tuple(s)))
-params = st.lists(st.builds(Parameter, NAME, TEXT), max_size=3, unique_by=lambda p: p.name).map(
+params = st.lists(st.builds(ParameterValue, NAME, TEXT), max_size=3, unique_by=lambda p: p.name).map(
     tuple
 )
 labels = st.lists(st.builds(Label, NAME, TEXT), max_size=3, unique_by=lambda p: p.name).map(tuple)

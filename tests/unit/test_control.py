@@ -19,7 +19,7 @@ from core.model import (
     JobSla,
     Label,
     MachineDefinition,
-    Parameter,
+    ParameterValue,
     SchedulingInfo,
     StageSchedulingInfo,
     parse_job_id,
@@ -108,7 +108,7 @@ def test_unique_tag_returns_the_running_job(cp: ControlPlane) -> None:
 
 
 def test_quick_submit_inherits_from_the_last_running_job(cp: ControlPlane) -> None:
-    jid = submit(cp, scheduling_info=info(4), parameters=(Parameter("rate", "9"),))
+    jid = submit(cp, scheduling_info=info(4), parameters=(ParameterValue("rate", "9"),))
     quick = cp.quick_submit("demo", "bob", T0 + 1).job_id
     d = cp.job(quick).definition
     assert d.scheduling_info == info(4) and d.parameter("rate") == "9" and d.user == "bob"
@@ -129,7 +129,7 @@ def test_submitting_an_unknown_version_names_the_field(cp: ControlPlane) -> None
 
 def test_bad_heartbeat_parameter_is_refused(cp: ControlPlane) -> None:
     with pytest.raises(InvalidRequest) as e:
-        submit(cp, parameters=(Parameter("mantis.job.worker.timeout.secs", "soon"),))
+        submit(cp, parameters=(ParameterValue("mantis.job.worker.timeout.secs", "soon"),))
     assert e.value.field == "parameters.mantis.job.worker.timeout.secs"
 
 
@@ -256,7 +256,7 @@ def test_failures_older_than_an_hour_do_not_count() -> None:
 
 
 def test_missed_heartbeats_fail_the_worker_after_tolerance(cp: ControlPlane) -> None:
-    jid = submit(cp, parameters=(Parameter("mantis.job.worker.timeout.secs", "20"),))
+    jid = submit(cp, parameters=(ParameterValue("mantis.job.worker.timeout.secs", "20"),))
     run_all(cp, jid, T0)
     assert cp.tick(T0 + 30).events == []  # tolerance 1.5 x 20 s
     out = cp.tick(T0 + 31)
@@ -436,7 +436,7 @@ def test_replay_then_recover_keeps_running_workers_and_requeues_pending() -> Non
     (lambda: JobSla(runtime_limit_secs=-1), "jobSla.runtimeLimitSecs"),
     (lambda: JobSla(user_provided_type="{not json"), "jobSla.userProvidedType"),
     (lambda: cluster(name="9lives"), "name"),
-    (lambda: cluster(parameters=(Parameter("a", "1"), Parameter("a", "2"))), "parameters"),
+    (lambda: cluster(parameters=(ParameterValue("a", "1"), ParameterValue("a", "2"))), "parameters"),
 ])  # fmt: skip
 def test_model_validation_names_the_field(make, field) -> None:
     with pytest.raises(InvalidRequest) as e:
