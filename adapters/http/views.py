@@ -381,13 +381,14 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
     version = get_name(d, "version", p) or str(int(now * 1000))
     cron_policy = get(d, "cronPolicy", p, lambda v, w: to_enum(CronPolicy, v, w), None)
     owner = as_object(body.get("owner") or {}, "owner")
+    job_owner = JobOwner(*(get_str(owner, k, "owner.", limit) or "" for k, limit in
+                           (("name", MAX_NAME), ("teamName", MAX_NAME), ("description", MAX_VALUE),
+                            ("contactEmail", MAX_NAME), ("repo", MAX_URL))))  # fmt: skip
     with within(p):
         return JobClusterDefinition(
             name=name,
             configs=(JobClusterConfig(artifact, version, now, info, url or ""),),
-            owner=JobOwner(*(get_str(owner, k, "owner.", limit) or "" for k, limit in
-                             (("name", MAX_NAME), ("teamName", MAX_NAME), ("description", MAX_VALUE),
-                              ("contactEmail", MAX_NAME), ("repo", MAX_URL)))),
+            owner=job_owner,
             user=user,
             sla=ClusterSla(get(d, "slaMin", p, to_int, 0), get(d, "slaMax", p, to_int, 0),
                            get_str(d, "cronSpec", p, MAX_NAME, name=True) or "", cron_policy),
