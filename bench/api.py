@@ -3,7 +3,7 @@
 Every figure is measured in this run, each against a peer or floor measured in the same run:
 
 - ``submit_p50_ms`` / ``submit_p99_ms``: ``POST /api/v1/jobs`` answered 201 (one job of one
-  worker), sequentially from one client. The master (adapters/cli/master.py ``Master``: the
+  worker), sequentially from one client. The master (adapters/cli/master.py ``MasterProcess``: the
   ControlPlane, the file store ``EventLog`` with fdatasync and group commit, the aiohttp API)
   runs in its own process with a resource manager that does nothing, so what is timed is the
   API, the core and the store, not Mesos. Target p99 <= 20 ms, with fsync. Floors in the same
@@ -74,7 +74,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from adapters.cli.master import Master, MasterSettings  # noqa: E402
+from adapters.cli.master import MasterProcess, MasterSettings  # noqa: E402
 from adapters.cli.up import AGENT_RESOURCES  # noqa: E402
 from adapters.http.app import serve  # noqa: E402
 from common.logs import configure as configure_logging  # noqa: E402
@@ -98,7 +98,7 @@ STAGE = {
 
 
 @dataclass(frozen=True)
-class Sizes:
+class ApiSizes:
     submits: int
     concurrency: int
     clients: int
@@ -107,9 +107,9 @@ class Sizes:
     sse_warm_seconds: float
 
 
-FULL = Sizes(submits=1000, concurrency=16, clients=1000, client_procs=4, sse_seconds=10.0,
+FULL = ApiSizes(submits=1000, concurrency=16, clients=1000, client_procs=4, sse_seconds=10.0,
              sse_warm_seconds=2.0)  # fmt: skip
-QUICK = Sizes(submits=200, concurrency=16, clients=1000, client_procs=4, sse_seconds=3.0,
+QUICK = ApiSizes(submits=200, concurrency=16, clients=1000, client_procs=4, sse_seconds=3.0,
               sse_warm_seconds=1.0)  # fmt: skip
 
 
@@ -195,7 +195,7 @@ def submit_server(kind: str, folder: Path, port_q: Queue[int], stop_q: Queue[str
 
     async def run() -> None:
         if kind == "master":
-            master = Master(MasterSettings(data_dir=folder, port=0), resource_manager=no_resources)
+            master = MasterProcess(MasterSettings(data_dir=folder, port=0), resource_manager=no_resources)
             await master.start()
             port_q.put(int(master.url.rsplit(":", 1)[1]))
             await asyncio.to_thread(stop_q.get)
@@ -280,7 +280,7 @@ class SubmitRun:
         return percentile(self.latencies, q) * 1e3
 
 
-def bench_submit(ctx: mp.context.SpawnContext, sizes: Sizes) -> dict[str, SubmitRun]:
+def bench_submit(ctx: mp.context.SpawnContext, sizes: ApiSizes) -> dict[str, SubmitRun]:
     """Sequential and concurrent runs against the master and the bare handler."""
     runs: dict[str, SubmitRun] = {}
     with tempfile.TemporaryDirectory(prefix="mantis-bench-api-") as tmp:
@@ -577,7 +577,7 @@ class SseRun:
 
 
 def bench_sse(
-    ctx: mp.context.SpawnContext, host: str, port: int, path: str, sizes: Sizes,
+    ctx: mp.context.SpawnContext, host: str, port: int, path: str, sizes: ApiSizes,
     watch: dict[str, int],
 ) -> SseRun:  # fmt: skip
     """`sizes.clients` clients in `sizes.client_procs` processes on host:port/path; once every
@@ -664,7 +664,7 @@ def per_frame(run: SseRun, name: str) -> str:
             f"of its own: {run.per_s / share:,.0f} frames/s")  # fmt: skip
 
 
-def report_submit(runs: dict[str, SubmitRun], sizes: Sizes, figures: dict[str, float]) -> None:
+def report_submit(runs: dict[str, SubmitRun], sizes: ApiSizes, figures: dict[str, float]) -> None:
     seq, conc = runs["master_1"], runs[f"master_{sizes.concurrency}"]
     bare_seq, bare_conc = runs["bare_1"], runs[f"bare_{sizes.concurrency}"]
     figures.update({
@@ -707,7 +707,7 @@ def report_up(up: Up, first: FirstOutput, number: int, figures: dict[str, float]
           f"ports {up.agent_ports[0]}-{up.agent_ports[1]}")  # fmt: skip
 
 
-def report_sse(run: SseRun, peer: SseRun, sizes: Sizes, figures: dict[str, float]) -> None:
+def report_sse(run: SseRun, peer: SseRun, sizes: ApiSizes, figures: dict[str, float]) -> None:
     figures.update({
         "sse_1000_clients_p99_ms": round(run.p(99), 3),
         "sse_1000_clients_p50_ms": round(run.p(50), 3),

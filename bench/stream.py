@@ -144,7 +144,7 @@ def make_events(n: int = BATCH) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Sizes:
+class StreamSizes:
     hop_events: int
     sse_1_events: int
     sse_100_events: int  # per client
@@ -156,7 +156,7 @@ class Sizes:
     e2e_warm_seconds: float
 
 
-FULL = Sizes(
+FULL = StreamSizes(
     hop_events=3_000_000,
     sse_1_events=4_000_000,
     sse_100_events=40_000,
@@ -167,7 +167,7 @@ FULL = Sizes(
     e2e_seconds=8.0,
     e2e_warm_seconds=2.0,
 )
-QUICK = Sizes(
+QUICK = StreamSizes(
     hop_events=300_000,
     sse_1_events=400_000,
     sse_100_events=5_000,

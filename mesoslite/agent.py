@@ -354,7 +354,7 @@ def _pidfd_open(pid: int) -> int | None:
         return None
 
 
-class Agent:
+class MesosliteAgent:
     """One agent: the registration loop, the task runner and the status-update sender."""
 
     def __init__(self, config: AgentConfig) -> None:
@@ -815,7 +815,7 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-AGENT_KEY = web.AppKey("agent", Agent)
+AGENT_KEY = web.AppKey("agent", MesosliteAgent)
 
 
 async def _executor_api(request: web.Request) -> web.Response:
@@ -846,7 +846,7 @@ async def _health(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def create_app(agent: Agent) -> web.Application:
+def create_app(agent: MesosliteAgent) -> web.Application:
     app = web.Application()
     app[AGENT_KEY] = agent
     app.router.add_route("*", "/api/v1/executor", _executor_api)
@@ -855,12 +855,12 @@ def create_app(agent: Agent) -> web.Application:
     return app
 
 
-async def serve(config: AgentConfig, ready: Callable[[Agent], None] | None = None) -> None:
+async def serve(config: AgentConfig, ready: Callable[[MesosliteAgent], None] | None = None) -> None:
     """Run an agent until SIGTERM or SIGINT."""
     config.work_dir.mkdir(parents=True, exist_ok=True)
     prefix = _pdeathsig_prefix()  # probe once, before tasks arrive
     die_with_agent = "setpriv" if prefix else "preexec_fn" if _PRCTL is not None else "no"
-    agent = Agent(config)
+    agent = MesosliteAgent(config)
     runner = web.AppRunner(create_app(agent), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)

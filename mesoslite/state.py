@@ -2,7 +2,7 @@
 
 Nothing here is persisted: a restarted master rebuilds agents and their tasks from the agents'
 re-registrations, and frameworks from their re-subscriptions (see mesoslite.master). The
-classes are named *Record so as not to be taken for core's Task/Offer or mesoslite.agent's Agent.
+classes are named *Record so as not to be taken for core's Offer or mesoslite.agent's MesosliteAgent.
 The JSON follows Mesos' `/state` endpoint: `slaves`, `frameworks` with `tasks`, resources as
 `{"cpus": 4.0, "mem": 8192.0, "disk": 0.0, "gpus": 0.0, "ports": "[31000-32000]"}`.
 """

@@ -74,7 +74,7 @@ def pymesos_resource_manager(
     )
 
 
-class Master:
+class MasterProcess:
     """One running master process: the service, its store, resource manager and API."""
 
     def __init__(
@@ -154,7 +154,7 @@ class Master:
 
 async def run_master(settings: MasterSettings) -> int:
     """Run until SIGTERM or SIGINT; returns the exit status."""
-    master = Master(settings)
+    master = MasterProcess(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.request_stop)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from core.scheduling.hosts import Host, Task
+    from core.scheduling.hosts import Host, TaskRequest
 
 EMPTY_HOST_DURATION_FITNESS = 0.9  # Mantis: a fresh host beats one running the other type
 OTHER_CLUSTER_FITNESS = 0.8  # Mantis: a host outside the preferred cluster
@@ -25,9 +25,9 @@ OTHER_CLUSTER_FITNESS = 0.8  # Mantis: a host outside the preferred cluster
 class Fitness(Protocol):
     """Scores a host for a task in (0, 1], with an upper bound for the hosts further on."""
 
-    def __call__(self, task: Task, host: Host) -> float: ...
+    def __call__(self, task: TaskRequest, host: Host) -> float: ...
 
-    def bound(self, task: Task, free_cpus: float, max_total_cpus: float) -> float: ...
+    def bound(self, task: TaskRequest, free_cpus: float, max_total_cpus: float) -> float: ...
 
 
 def _used_share(total: float, free: float, need: float) -> float:
@@ -36,7 +36,7 @@ def _used_share(total: float, free: float, need: float) -> float:
     return min((total - free + need) / total, 1.0) if total > 0 else 1.0
 
 
-def _cpu_bound(task: Task, free_cpus: float, max_total_cpus: float) -> float:
+def _cpu_bound(task: TaskRequest, free_cpus: float, max_total_cpus: float) -> float:
     """Largest CPU share on a host with >= free_cpus free and <= max_total_cpus total.
 
     The share (T - f + r) / T grows with T when f > r, so the largest total bounds it; the
@@ -55,7 +55,7 @@ class BinPacking:
     mem: bool = False
     network: bool = False
 
-    def __call__(self, task: Task, host: Host) -> float:
+    def __call__(self, task: TaskRequest, host: Host) -> float:
         total, n = 0.0, 0
         if self.cpus:
             total += _used_share(host.total_cpus, host.cpus, task.cpus)
@@ -68,7 +68,7 @@ class BinPacking:
             n += 1
         return total / n if n else 1.0
 
-    def bound(self, task: Task, free_cpus: float, max_total_cpus: float) -> float:
+    def bound(self, task: TaskRequest, free_cpus: float, max_total_cpus: float) -> float:
         n = int(self.cpus) + int(self.mem) + int(self.network)
         if not self.cpus or not n:
             return 1.0
@@ -98,7 +98,7 @@ class MantisFitness:
     cluster_weight: float = 0.2
     cluster_attribute: str = "cluster"  # Mantis: mantis.master.slave.cluster.attribute.name
 
-    def __call__(self, task: Task, host: Host) -> float:
+    def __call__(self, task: TaskRequest, host: Host) -> float:
         packing = (
             _used_share(host.total_cpus, host.cpus, task.cpus)
             + _used_share(host.total_mem, host.mem, task.mem)
@@ -122,7 +122,7 @@ class MantisFitness:
             + self.cluster_weight * cluster
         ) / weights
 
-    def bound(self, task: Task, free_cpus: float, max_total_cpus: float) -> float:
+    def bound(self, task: TaskRequest, free_cpus: float, max_total_cpus: float) -> float:
         packing = (_cpu_bound(task, free_cpus, max_total_cpus) + 2.0) / 3.0
         weights = self.bin_packing_weight + self.duration_type_weight + self.cluster_weight
         return (

@@ -43,7 +43,7 @@ class Held(NamedTuple):
 
 
 @dataclass(slots=True, eq=False)
-class Task:
+class TaskRequest:
     """One ready launch request, as the matcher needs it."""
 
     worker_id: str
@@ -154,7 +154,7 @@ class Host:
         self.total_disk = self.disk + self.placed_disk
         self.total_net = self.net + self.placed_net
 
-    def shortfall(self, task: Task) -> str:
+    def shortfall(self, task: TaskRequest) -> str:
         """The first resource the host lacks for the task ("" when it fits)."""
         for name, free, need in (
             ("cpus", self.cpus, task.cpus),

@@ -40,7 +40,7 @@ _EXCLUSIVE = ExclusiveHost()
 _BALANCE = ZoneBalance()
 _NO_OFFERS = PlacementFailure("no offers")
 _ALREADY_PLACED = PlacementFailure("already placed")
-# The attribute holding a resource on a Host (free) and on a Task (asked), by its name in reasons.
+# The attribute holding a resource on a Host (free) and on a TaskRequest (asked), by its name in reasons.
 _RESOURCE = {"mem": "mem", "network": "net", "disk": "disk", "ports": "nports"}
 
 

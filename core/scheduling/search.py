@@ -26,7 +26,7 @@ from core.scheduling.constraints import (
     balanced_zones,
     host_test,
 )
-from core.scheduling.hosts import EPS, Host, HostKey, Task, host_key
+from core.scheduling.hosts import EPS, Host, HostKey, TaskRequest, host_key
 from core.scheduling.state import ClusterState
 
 _NONE = 1 << 30  # more soft-constraint violations than any task can have
@@ -48,7 +48,7 @@ class Run(NamedTuple):
 class Search(ClusterState):
     """The cluster state, and the search for a task's host in it."""
 
-    def _scope(self, t: Task) -> Scope:
+    def _scope(self, t: TaskRequest) -> Scope:
         key = (t.job_id, t.stage)
         zones: frozenset[str] = frozenset()
         if t.balanced:
@@ -58,7 +58,7 @@ class Search(ClusterState):
     def _attr_index(self, c: HostAttrValue) -> list[Host]:
         return self.subindex(("attr", c), attribute_test(c)).hosts
 
-    def _candidates(self, t: Task) -> tuple[list[Host], int]:
+    def _candidates(self, t: TaskRequest) -> tuple[list[Host], int]:
         """The smallest list holding every host that may take the task, and where to start.
 
         Every list is in index order, so the choice changes the cost, never the answer.
@@ -85,7 +85,7 @@ class Search(ClusterState):
                 return list(heapq.merge(own, rest, key=host_key)), 0
         return hosts, start
 
-    def _floor(self, t: Task, scope: Scope) -> int:
+    def _floor(self, t: TaskRequest, scope: Scope) -> int:
         """Soft constraints that no host on offer can keep: every host breaks these."""
         n = 0
         for c in t.soft:
@@ -96,7 +96,7 @@ class Search(ClusterState):
         return n
 
     def _search(
-        self, t: Task, group: Hashable, resume: Run | None
+        self, t: TaskRequest, group: Hashable, resume: Run | None
     ) -> tuple[Host | None, Run | None]:
         """The host for the task (or None), and where a next identical task may resume."""
         hard: list[Callable[[Host], bool]] = []

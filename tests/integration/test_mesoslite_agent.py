@@ -1,6 +1,6 @@
 """A mesoslite agent running real task processes, with its master in the same event loop.
 
-Each test starts a master (first-fit allocation, short intervals) and one `mesoslite.agent.Agent`
+Each test starts a master (first-fit allocation, short intervals) and one `mesoslite.agent.MesosliteAgent`
 on loopback, subscribes with mesoslite.client, launches shell or argv commands and checks the
 status updates, sandboxes and kills. Waits are for events, with deadlines.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from mesoslite.agent import Agent, AgentConfig
+from mesoslite.agent import AgentConfig, MesosliteAgent
 from mesoslite.agent import create_app as create_agent_app
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.flags import MasterConfig
@@ -86,14 +86,14 @@ class FirstFit:
 
 @contextlib.asynccontextmanager
 async def node(work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31009]",
-               kill_grace: float = 3.0) -> AsyncIterator[tuple[SchedulerClient, Agent]]:  # fmt: skip
+               kill_grace: float = 3.0) -> AsyncIterator[tuple[SchedulerClient, MesosliteAgent]]:  # fmt: skip
     master = MesosliteMaster(MasterConfig(allocation_interval=0.02, heartbeat_interval=60.0,
                                  agent_reregister_timeout=0.0), FirstFit())
     server = TestServer(create_app(master), host="127.0.0.1")
     await server.start_server()
     master.port = server.port or 0
     url = f"http://127.0.0.1:{server.port}"
-    agent = Agent(AgentConfig(master=url, resources=Resources.parse(resources), work_dir=work_dir,
+    agent = MesosliteAgent(AgentConfig(master=url, resources=Resources.parse(resources), work_dir=work_dir,
                               kill_grace_period=kill_grace))
     endpoint = TestServer(create_agent_app(agent), host="127.0.0.1")
     await endpoint.start_server()

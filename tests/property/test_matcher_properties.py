@@ -45,7 +45,7 @@ from core.scheduling import (
     match,
 )
 from core.scheduling.constraints import label, resolve
-from core.scheduling.hosts import Host, Task
+from core.scheduling.hosts import Host, TaskRequest
 
 C = JobConstraint
 NOW = 5.0
@@ -302,7 +302,7 @@ def identical_machines(draw: st.DrawFn) -> Instance:
 
 
 @dataclass(frozen=True)
-class Agent:
+class OracleAgent:
     cpus: float
     mem: float
     disk: float
@@ -313,12 +313,12 @@ class Agent:
     offer_ids: tuple[str, ...]
 
 
-def cluster(offers: list[Offer]) -> dict[str, Agent]:
+def cluster(offers: list[Offer]) -> dict[str, OracleAgent]:
     out = {}
     for agent in sorted({o.agent_id for o in offers}):
         mine = sorted((o for o in offers if o.agent_id == agent), key=lambda o: o.offer_id)
         ports = frozenset(p for o in mine for lo, hi in o.ports for p in range(lo, hi + 1))
-        out[agent] = Agent(
+        out[agent] = OracleAgent(
             sum(o.cpus for o in mine),
             sum(o.mem for o in mine),
             sum(o.disk for o in mine),
@@ -343,7 +343,7 @@ class Running:
     new: bool
 
 
-def world(inst: Instance, hosts: dict[str, Agent], where: dict[str, str], by: str) -> list[Running]:
+def world(inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str], by: str) -> list[Running]:
     out = [
         Running(
             p.job_id,
@@ -375,7 +375,7 @@ def world(inst: Instance, hosts: dict[str, Agent], where: dict[str, str], by: st
     return out
 
 
-def keeps(c: object, t: Running, tasks: list[Running], hosts: dict[str, Agent]) -> bool:
+def keeps(c: object, t: Running, tasks: list[Running], hosts: dict[str, OracleAgent]) -> bool:
     here = [u for u in tasks if u.host == t.host]
     attrs = hosts[t.agent].attrs
     if c == C.UniqueHost:
@@ -395,7 +395,7 @@ def keeps(c: object, t: Running, tasks: list[Running], hosts: dict[str, Agent]) 
 
 
 def broken(
-    inst: Instance, hosts: dict[str, Agent], where: dict[str, str], soft: bool, by: str = "hostname"
+    inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str], soft: bool, by: str = "hostname"
 ) -> list[str]:
     """The constraints the placement `where` breaks, hard ones or soft ones; hosts `by`
     hostname or by agent."""
@@ -419,7 +419,7 @@ def broken(
     return out
 
 
-def fits(inst: Instance, hosts: dict[str, Agent], where: dict[str, str]) -> bool:
+def fits(inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str]) -> bool:
     need = {a: [0.0, 0.0, 0.0, 0.0, 0] for a in hosts}
     for r in inst.requests:
         if r.worker_id in where:
@@ -539,17 +539,17 @@ class Unbounded:
 
     fitness: Fitness
 
-    def __call__(self, task: Task, host: Host) -> float:
+    def __call__(self, task: TaskRequest, host: Host) -> float:
         return self.fitness(task, host)
 
-    def bound(self, task: Task, free_cpus: float, max_total_cpus: float) -> float:
+    def bound(self, task: TaskRequest, free_cpus: float, max_total_cpus: float) -> float:
         return float("inf")
 
 
 class Afresh(Matcher):
     """A matcher whose searches never resume where the last identical task's stopped."""
 
-    def _search(self, t: Task, group: Hashable, resume: object) -> tuple[Host | None, None]:
+    def _search(self, t: TaskRequest, group: Hashable, resume: object) -> tuple[Host | None, None]:
         return super()._search(t, group, None)[0], None
 
 

@@ -227,7 +227,7 @@ def test_preferred_cluster_breaks_otherwise_equal_hosts() -> None:
 
 
 def test_mantis_fitness_values() -> None:
-    from core.scheduling.hosts import Host, Machine, Task
+    from core.scheduling.hosts import Host, Machine, TaskRequest
 
     fit = MantisFitness()
     host = Host("a1", "h1", Machine("h1"))
@@ -239,7 +239,7 @@ def test_mantis_fitness_values() -> None:
         100,
         100,
     )
-    task = Task("w", "j", 1, 0, 0, 0.0, 2, 250, 0, 50, 5, True, "", (), (), False, False, False)
+    task = TaskRequest("w", "j", 1, 0, 0, 0.0, 2, 250, 0, 50, 5, True, "", (), (), False, False, False)
     packing = ((8 - 4 + 2) / 8 + (1000 - 500 + 250) / 1000 + (100 - 100 + 50) / 100) / 3
     assert fit(task, host) == pytest.approx(0.3 * packing + 0.5 * 0.9 + 0.2 * 1.0)
     host.tasks, host.perpetual = 4, 1
