@@ -24,7 +24,7 @@ from core.effects import LaunchRequest
 from core.model import DurationType
 from core.scheduling.config import MatchConfig
 from core.scheduling.constraints import ExclusiveHost, ZoneBalance, host_test, label, resolve
-from core.scheduling.hosts import Held, Host, Task
+from core.scheduling.hosts import Held, Host, TaskRequest
 from core.scheduling.offers import (
     Assignment,
     MatchResult,
@@ -48,7 +48,7 @@ def _worker_id(u: tuple[str, PlacementFailure]) -> str:
     return u[0]
 
 
-def _order(t: Task) -> tuple[object, ...]:
+def _order(t: TaskRequest) -> tuple[object, ...]:
     kind = 0 if t.exclusive else 1 if t.hard else 2 if t.soft else 3
     return (kind, t.ready_at, t.job_id, t.stage, t.index, t.number, t.worker_id)
 
@@ -75,7 +75,7 @@ class Matcher(Search):
         """
         tasks, unplaced = self._tasks(requests, now, preferred_clusters or {})
         self.sync()
-        placed: list[tuple[Task, Host, tuple[tuple[int, ...], Held]]] = []
+        placed: list[tuple[TaskRequest, Host, tuple[tuple[int, ...], Held]]] = []
         failed: dict[Hashable, PlacementFailure] = {}
         run: Run | None = None
         for task in tasks:
@@ -97,10 +97,10 @@ class Matcher(Search):
 
     def _tasks(
         self, requests: Sequence[LaunchRequest], now: float, preferred: Mapping[str, str]
-    ) -> tuple[list[Task], list[tuple[str, PlacementFailure]]]:
+    ) -> tuple[list[TaskRequest], list[tuple[str, PlacementFailure]]]:
         asg = self.config.asg_attribute
         seen: set[str] = set()
-        tasks: list[Task] = []
+        tasks: list[TaskRequest] = []
         unplaced: list[tuple[str, PlacementFailure]] = []
         for r in requests:
             if r.worker_id in seen:
@@ -114,7 +114,7 @@ class Matcher(Search):
             hard = tuple(resolve(c, asg) for c in r.hard_constraints) if r.hard_constraints else ()
             soft = tuple(resolve(c, asg) for c in r.soft_constraints) if r.soft_constraints else ()
             m = r.machine
-            tasks.append(Task(
+            tasks.append(TaskRequest(
                 r.worker_id, r.job_id, r.stage, r.index, r.number, r.ready_at,
                 m.cpu_cores, m.memory_mb, m.disk_mb, m.network_mbps, m.ports_needed,
                 r.duration_type == DurationType.Perpetual, preferred.get(r.worker_id, ""),
@@ -123,7 +123,7 @@ class Matcher(Search):
         tasks.sort(key=_order)
         return tasks, unplaced
 
-    def _group(self, t: Task) -> Hashable:
+    def _group(self, t: TaskRequest) -> Hashable:
         """Tasks alike for placement, within one call: once one fails, the rest fail too, and
         one may resume the search where the last stopped (see `Run`).
 
@@ -137,7 +137,7 @@ class Matcher(Search):
         return (t.job_id, t.stage, t.cpus, t.mem, t.disk, t.net, t.nports, t.perpetual,
                 t.preferred_cluster, t.hard, t.soft, zones)  # fmt: skip
 
-    def _why(self, t: Task) -> PlacementFailure:
+    def _why(self, t: TaskRequest) -> PlacementFailure:
         """Why no host took the task: what every agent on offer lacks, else per reason how
         many agents it ruled out. Only failures pay for this: hosts short of CPUs are
         skipped by one bisect, the rest are visited once."""
@@ -176,7 +176,7 @@ class Matcher(Search):
 
     # ------------------------------------------------------------------ results
 
-    def _assign(self, t: Task, h: Host) -> tuple[tuple[int, ...], Held]:
+    def _assign(self, t: TaskRequest, h: Host) -> tuple[tuple[int, ...], Held]:
         h.cpus -= t.cpus
         h.mem -= t.mem
         h.net -= t.net
@@ -192,10 +192,10 @@ class Matcher(Search):
 
     def _commit(
         self,
-        placed: list[tuple[Task, Host, tuple[tuple[int, ...], Held]]],
+        placed: list[tuple[TaskRequest, Host, tuple[tuple[int, ...], Held]]],
         unplaced: list[tuple[str, PlacementFailure]],
     ) -> MatchResult:
-        by_host: dict[str, list[tuple[Task, tuple[int, ...], Held]]] = {}
+        by_host: dict[str, list[tuple[TaskRequest, tuple[int, ...], Held]]] = {}
         for t, h, (ports, held) in placed:
             by_host.setdefault(h.agent_id, []).append((t, ports, held))
         assignments: list[Assignment] = []
