@@ -10,6 +10,9 @@ An artifact location (the job's ``jobJarUrl``) is one of:
 
 A ``.py`` file is loaded as a module; a ``.zip`` is unpacked into the cache (once per content)
 and loaded as a package: its root if it has ``__init__.py``, else its only top-level folder.
+A zip bomb is refused (a 2 MB zip of zeros unpacks to 2 GiB): at most MAX_ZIP_ENTRIES
+entries and MAX_UNPACKED_BYTES in all, no large entry expanding over MAX_ZIP_RATIO times; a
+failed unpack leaves nothing, and only the KEEP_UNPACKED most recently used zips stay unpacked.
 Whatever goes wrong is an ``ArtifactError`` naming the artifact, for the job's status.
 """
 
@@ -19,6 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,16 @@ from runtime.job import ArtifactError
 
 log = structlog.get_logger()
 
+CHUNK = 1 << 16
+MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+MAX_ZIP_ENTRIES = 10_000
+MAX_ZIP_RATIO = 200
+"""Uncompressed over compressed size; source code deflates some 3-10 times, zeros 1000."""
+RATIO_CHECKED_ABOVE = 1024 * 1024
+"""Entries this small are not checked for their ratio: they cannot make a bomb by themselves."""
+KEEP_UNPACKED = 5
+STALE_UNPACK_SECS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,11 @@ async def _download(
             fd, tmp = tempfile.mkstemp(dir=entry, prefix=".download-")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    async for chunk in resp.content.iter_chunked(1 << 16):
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        size += len(chunk)
+                        if size > MAX_DOWNLOAD_BYTES:
+                            raise ArtifactError(url, f"larger than {MAX_DOWNLOAD_BYTES} bytes")
                         f.write(chunk)
                 os.replace(tmp, target)
             except BaseException:
@@ -128,22 +146,21 @@ def _loadable(path: Path, location: str, cache_dir: Path) -> str:
     """A path ``load_job`` takes: the file or folder itself, or a zip's unpacked package."""
     if path.suffix != ".zip":
         return str(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
-    out = cache_dir / "unpacked" / digest
-    if not out.exists():
-        tmp = Path(tempfile.mkdtemp(dir=_ensure(cache_dir / "unpacked"), prefix=".unpack-"))
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:24]
+    unpacked = _ensure(cache_dir / "unpacked")
+    out = unpacked / digest
+    if out.exists():
+        os.utime(out)  # recently used: kept by _prune
+    else:
+        tmp = Path(tempfile.mkdtemp(dir=unpacked, prefix=".unpack-"))
         try:
-            with zipfile.ZipFile(path) as z:
-                for name in z.namelist():
-                    if name.startswith("/") or ".." in Path(name).parts:
-                        raise ArtifactError(location, f"unsafe path in zip: {name!r}")
-                z.extractall(tmp)
+            _unzip(path, tmp, location)
             os.replace(tmp, out)
-        except zipfile.BadZipFile as e:
-            raise ArtifactError(location, f"not a valid zip file: {e}") from e
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        _prune(unpacked, keep=out)
     if (out / "__init__.py").exists():
         return str(out)
     packages = [p for p in out.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
@@ -157,6 +174,62 @@ def _loadable(path: Path, location: str, cache_dir: Path) -> str:
         "a zip artifact must hold one package (a folder with __init__.py) or one .py module "
         f"at its top level; found {sorted(p.name for p in (*packages, *modules))}",
     )
+
+
+def _unzip(path: Path, into: Path, location: str) -> None:
+    """Unpack `path` into `into`, refusing zip bombs: too many entries, too many bytes in all
+    (counted as written, whatever the headers claim), or an entry compressed too well."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise ArtifactError(location, f"zip has {len(entries)} entries, more than "
+                                    f"the {MAX_ZIP_ENTRIES} allowed")  # fmt: skip
+            written = 0
+            for entry in entries:
+                name = entry.filename
+                if name.startswith("/") or ".." in Path(name).parts:
+                    raise ArtifactError(location, f"unsafe path in zip: {name!r}")
+                ratio = entry.file_size / max(entry.compress_size, 1)
+                if entry.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_ZIP_RATIO:
+                    raise ArtifactError(location, f"zip entry {name!r} expands {ratio:.0f} times "
+                                        f"(more than {MAX_ZIP_RATIO}): a zip bomb?")  # fmt: skip
+                target = into / name
+                if entry.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(entry) as source, target.open("wb") as sink:
+                    while chunk := source.read(CHUNK):
+                        written += len(chunk)
+                        if written > MAX_UNPACKED_BYTES:
+                            raise ArtifactError(location, "zip unpacks to more than "
+                                                f"{MAX_UNPACKED_BYTES} bytes: a zip bomb?")  # fmt: skip
+                        sink.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+            RuntimeError) as e:  # RuntimeError: an encrypted entry  # fmt: skip
+        raise ArtifactError(location, f"not a valid zip file: {e}") from e
+
+
+def _prune(unpacked: Path, keep: Path) -> None:
+    """Keep the KEEP_UNPACKED most recently used unpacked zips (and `keep`); remove the rest,
+    and unpacks left half done by a process that died over an hour ago."""
+    now = time.time()
+    done: list[tuple[float, Path]] = []
+    for entry in unpacked.iterdir():
+        try:
+            mtime = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue  # removed by another worker meanwhile
+        if not entry.name.startswith("."):
+            done.append((mtime, entry))
+        elif entry.name.startswith(".unpack-") and now - mtime > STALE_UNPACK_SECS:
+            shutil.rmtree(entry, ignore_errors=True)
+    done.sort(reverse=True)
+    for _, old in done[KEEP_UNPACKED:]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+            log.info("artifact_unpacked_removed", path=str(old))
 
 
 def _ensure(path: Path) -> Path:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from runtime import artifact
 from runtime.artifact import fetch_artifact
 from runtime.job import ArtifactError, load_job
 from tests.integration.aio import run
@@ -130,5 +133,83 @@ def test_paths_file_urls_and_module_names(tmp_path: Path) -> None:
             await fetch_artifact(str(tmp_path / "nope.py"), tmp_path / "cache")
         with pytest.raises(ArtifactError, match="empty"):
             await fetch_artifact("", tmp_path / "cache")
+
+    run(main())
+
+
+# ------------------------------------------------------------------------ zip bombs, cache
+
+
+def zip_file(path: Path, entries: dict[str, bytes | int]) -> Path:
+    """A deflated zip; an int entry is that many zero bytes, written without holding them."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            with z.open(name, "w", force_zip64=True) as f:
+                if isinstance(data, bytes):
+                    f.write(data)
+                else:
+                    for _ in range(data // (1 << 20)):
+                        f.write(bytes(1 << 20))
+    return path
+
+
+def unpacked(cache: Path) -> list[str]:
+    folder = cache / "unpacked"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_zip_bomb_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = tmp_path / "cache"
+        bomb = zip_file(tmp_path / "bomb.zip", {"pkg/__init__.py": b"", "pkg/zeros.bin": 64 << 20})
+        assert bomb.stat().st_size < 1 << 20  # 64 MiB of zeros in well under 1 MiB
+        with pytest.raises(ArtifactError, match=r"'pkg/zeros.bin' expands \d+ times .*zip bomb"):
+            await fetch_artifact(str(bomb), cache)
+        assert unpacked(cache) == []  # no partial unpack left behind
+
+    run(main())
+
+
+def test_too_many_bytes_or_entries_in_all_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Incompressible entries, each under the ratio limit, that add up past the total."""
+    monkeypatch.setattr(artifact, "MAX_UNPACKED_BYTES", 1 << 20)
+    monkeypatch.setattr(artifact, "MAX_ZIP_ENTRIES", 10)
+
+    async def main() -> None:
+        cache = tmp_path / "cache"
+        big = zip_file(tmp_path / "big.zip", {f"pkg/{i}.bin": os.urandom(300_000) for i in range(4)})
+        with pytest.raises(ArtifactError, match=f"more than {1 << 20} bytes"):
+            await fetch_artifact(str(big), cache)
+        many = zip_file(tmp_path / "many.zip", {f"pkg/m{i}.py": b"" for i in range(11)})
+        with pytest.raises(ArtifactError, match="11 entries, more than the 10 allowed"):
+            await fetch_artifact(str(many), cache)
+        assert unpacked(cache) == []
+        fits = zip_file(tmp_path / "fits.zip", {"pkg/__init__.py": JOB.format(name="fits").encode(),
+                                                "pkg/data.bin": os.urandom(900_000)})  # fmt: skip
+        assert load_job((await fetch_artifact(str(fits), cache)).spec).name == "fits"
+
+    run(main())
+
+
+def test_only_the_most_recently_used_unpacked_zips_are_kept(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = tmp_path / "cache"
+        (cache / "unpacked" / ".unpack-stale").mkdir(parents=True)
+        (cache / "unpacked" / ".unpack-fresh").mkdir()  # another worker unpacking right now
+        hour_ago = time.time() - 3700
+        os.utime(cache / "unpacked" / ".unpack-stale", (hour_ago, hour_ago))
+        specs = []
+        for i in range(artifact.KEEP_UNPACKED + 3):
+            source = {"only.py": JOB.format(name=f"v{i}").encode()}
+            spec = (await fetch_artifact(str(zip_file(tmp_path / f"v{i}.zip", source)), cache)).spec
+            assert load_job(spec).name == f"v{i}"
+            specs.append(spec)
+            done = [n for n in unpacked(cache) if not n.startswith(".")]
+            assert len(done) <= artifact.KEEP_UNPACKED
+            assert Path(spec).parent.name in done
+        assert ".unpack-stale" not in unpacked(cache) and ".unpack-fresh" in unpacked(cache)
+        assert not Path(specs[0]).exists()  # the oldest went
 
     run(main())
