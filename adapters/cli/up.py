@@ -17,9 +17,10 @@ dies, even by SIGKILL (prctl(2) PR_SET_PDEATHSIG). The kernel sends it when the 
 forked the child ends, so children are only ever started from the main thread.
 
 Supervision: every child (mesoslite and the agents too, not only the master) that exits is
-started again, and a line on stderr says which one and why (exit status or signal). A child
-that dies within QUICK_DEATH_SECS of starting waits 0.5 s, 1 s, 2 s, ... (at most
-BACKOFF_MAX_SECS) before it starts again; after GIVE_UP_DEATHS quick deaths within
+started again, and a line on stderr says which one and why (exit status or signal). One that
+was up (mesoslite answering /health, our master answering as itself, an agent running for
+QUICK_DEATH_SECS) starts again at once. One that dies before it is up waits 0.5 s, 1 s, 2 s,
+... (at most BACKOFF_MAX_SECS) before it starts again; after GIVE_UP_DEATHS such deaths within
 GIVE_UP_WINDOW_SECS, `mantis up` stops everything and exits 1 naming the log. A master that
 refuses to start (it exits 1 after one `mantis master: ...` line, e.g. for a damaged store) is
 not started again: that line is shown and `mantis up` stops.
@@ -33,7 +34,10 @@ pid it writes to `<data>/master.pid`), so another server on the port is never ta
 Security: unless `--api-token` or `--no-token`, the API gets a random token
 (`secrets.token_urlsafe`), written to `<data>/api-token` (mode 0600, where the `mantis` client
 commands find it) and given to the master in its environment (MANTIS_API_TOKEN), not its argv,
-which `ps` shows to every user.
+which `ps` shows to every user. mesoslite requires HTTP Basic credentials of frameworks
+(`--authenticate-http-frameworks`): a random secret for the principal `mantis`, in
+`<data>/mesos/credentials.json` (0600), given to the master as MANTIS_MESOS_PRINCIPAL and
+MANTIS_MESOS_SECRET.
 """
 
 from __future__ import annotations
@@ -92,14 +96,17 @@ BACKOFF_MAX_SECS = 8.0
 GIVE_UP_DEATHS = 5
 GIVE_UP_WINDOW_SECS = 60.0
 START_TIMEOUT_SECS = 60.0
-STOP_MASTER_SECS = 10.0
+STOP_MASTER_SECS = 5.0
 STOP_AGENTS_SECS = 10.0
 """An agent's tasks get SIGTERM, then SIGKILL after its kill grace period (3 s); then it exits."""
 STOP_MESOS_SECS = 5.0
+MESOS_PRINCIPAL = "mantis"
+MESOS_CREDENTIALS = "credentials.json"
+"""In `<data>/mesos`: the principal and secret mesoslite requires of frameworks (0600)."""
 INSTANCE_ENV = "MANTIS_INSTANCE_ID"
 INSTANCE_FIELD = "instanceId"
 """The field of GET /api/v1/masterInfo that echoes the master's MANTIS_INSTANCE_ID."""
-SECRET_ENV = ("MANTIS_API_TOKEN",)
+SECRET_ENV = ("MANTIS_API_TOKEN", "MANTIS_MESOS_SECRET")
 """Not passed on to mesoslite or the agents (an agent's environment is its tasks')."""
 
 
@@ -238,7 +245,7 @@ def describe_status(status: int) -> str:
 
 
 class Child:
-    """One supervised child process: its command, log, and record of recent quick deaths."""
+    """One supervised child process: its command, log, and its recent deaths before it was up."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str],
                  cwd: Path) -> None:  # fmt: skip
@@ -252,6 +259,9 @@ class Child:
         self.log_offset = 0
         self.next_start = 0.0
         self.quick_deaths: deque[float] = deque()
+        """When it died before it was up, within the last GIVE_UP_WINDOW_SECS."""
+        self.ready = False
+        """Seen up since its last start (the supervisor decides what "up" means)."""
         self.starts = 0
         self._log: IO[bytes] | None = None
 
@@ -272,6 +282,7 @@ class Child:
             preexec_fn=_die_with(os.getpid()) if _PRCTL is not None else None,
         )  # fmt: skip
         self.started_at = time.monotonic()
+        self.ready = False
         self.starts += 1
 
     def exited(self) -> int | None:
@@ -358,20 +369,26 @@ class LocalUp:
         if "ports:" not in agent_resources:
             lo, hi = free_port_block(hosts, AGENT_PORTS)
             agent_resources += f";ports:[{lo}-{hi}]"
+        mesos = self.data_dir / "mesos"
+        mesos.mkdir(parents=True, exist_ok=True)
+        mesos_secret = secrets.token_urlsafe(32)
+        credentials = mesos / MESOS_CREDENTIALS
+        write_secret(credentials, orjson.dumps({"credentials": [
+            {"principal": MESOS_PRINCIPAL, "secret": mesos_secret}]}).decode())  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != INSTANCE_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         log_flags = ["--log-level", log_level, *(["--log-json"] if log_json else [])]
-        mesos = self.data_dir / "mesos"
         self.mesos = Child("mesoslite", [
             sys.executable, "-m", "mesoslite.master", "--host", HOST, "--port",
             str(self.mesos_port), "--agent-reregister-timeout", str(AGENT_REREGISTER_SECS),
-            *log_flags], mesos / "master.log", env, mesos)  # fmt: skip
+            "--authenticate-http-frameworks", "--credentials", str(credentials), *log_flags], mesos / "master.log", env, mesos)  # fmt: skip
         self.agents = [Child(f"agent {i + 1} ({h})", [
             sys.executable, "-m", "mesoslite.agent", "--master", self.mesos_url, "--resources",
             agent_resources, "--work-dir", str(mesos / f"agent-{i}"), "--host", HOST,
             "--hostname", h, "--reconnect-backoff-max", "0.5", *log_flags],
             mesos / f"agent-{i}.log", env, mesos) for i, h in enumerate(hosts)]  # fmt: skip
-        master_env = {**env, INSTANCE_ENV: self.instance_id}
+        master_env = {**env, INSTANCE_ENV: self.instance_id,
+                      "MANTIS_MESOS_PRINCIPAL": MESOS_PRINCIPAL, "MANTIS_MESOS_SECRET": mesos_secret}
         if api_token:
             master_env["MANTIS_API_TOKEN"] = api_token
         self.master = Child("the master", [
@@ -405,7 +422,8 @@ class LocalUp:
                 for child in self.children:
                     if not self._tend(child, now, mesos_ready or child is self.mesos):
                         return 1
-                mesos_ready = mesos_ready or self._get(self.mesos_url + "/health") is not None
+                self._observe(now)
+                mesos_ready = mesos_ready or self.mesos.ready
                 if not self.up:
                     if self._ready(mesos_ready):
                         self.up = True
@@ -434,7 +452,7 @@ class LocalUp:
             refusal = self._refusal(child)
             if refusal:
                 return self._give_up(f"the master refused to start: {refusal}")
-        if now - child.started_at < QUICK_DEATH_SECS:
+        if not child.ready:
             child.quick_deaths.append(now)
             while child.quick_deaths[0] < now - GIVE_UP_WINDOW_SECS:
                 child.quick_deaths.popleft()
@@ -442,9 +460,9 @@ class LocalUp:
             if quick >= GIVE_UP_DEATHS:
                 last = next((x for x in reversed(child.output_since_start()) if x.strip()), "")
                 return self._give_up(
-                    f"{child.name} died {quick} times within {QUICK_DEATH_SECS:g} s of "
-                    f"starting (last: {what}{f', {last.strip()[:200]!r}' if last else ''}); "
-                    f"see {child.log_path}")  # fmt: skip
+                    f"{child.name} died {quick} times in {GIVE_UP_WINDOW_SECS:g} s, each time "
+                    f"before it was up (last: {what}"
+                    f"{f', {last.strip()[:200]!r}' if last else ''}); see {child.log_path}")  # fmt: skip
             delay = min(BACKOFF_FIRST_SECS * 2 ** (quick - 1), BACKOFF_MAX_SECS)
         else:
             child.quick_deaths.clear()
@@ -454,6 +472,17 @@ class LocalUp:
         self._say(f"{child.name} exited ({what}); starting it again{when} (log: {child.log_path})")
         log.warning("up_child_exited", child=child.name, status=status, restart_in=delay)
         return True
+
+    def _observe(self, now: float) -> None:
+        """Mark the children that are up: mesoslite answering /health, our master answering
+        as itself, an agent that has run for QUICK_DEATH_SECS."""
+        if self.mesos.running and not self.mesos.ready:
+            self.mesos.ready = self._get(self.mesos_url + "/health") is not None
+        if self.master.running and not self.master.ready:
+            self.master.ready = self.own_master_answers()
+        for agent in self.agents:
+            if agent.running and not agent.ready:
+                agent.ready = now - agent.started_at >= QUICK_DEATH_SECS
 
     def _refusal(self, master: Child) -> str:
         """The one-line error of a master that refused to start (`mantis master: ...`)."""
@@ -505,13 +534,12 @@ class LocalUp:
         return int(orjson.loads(body).get("activated_slaves", 0)) if body else 0
 
     def _ready(self, mesos_ready: bool) -> bool:
-        return (mesos_ready and self.own_master_answers()
-                and self._active_agents() >= len(self.agents))  # fmt: skip
+        return mesos_ready and self.master.ready and self._active_agents() >= len(self.agents)
 
     def _missing(self, mesos_ready: bool) -> str:
         if not mesos_ready:
             return f"mesoslite does not answer on {self.mesos_url}"
-        if not self.own_master_answers():
+        if not self.master.ready:
             return f"the master does not answer on {self.url}"
         return f"{self._active_agents()} of {len(self.agents)} agents active"
 

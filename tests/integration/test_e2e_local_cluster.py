@@ -1,7 +1,8 @@
 """End to end: `mantis up` in a subprocess (mesoslite, 2 agents, the master), driven over HTTP.
 
 Worker processes are found through /proc (their MANTIS_* environment), the master through the
-pid file it writes in the data folder; `mantis up` starts a killed master again.
+pid file it writes in the data folder; `mantis up` starts a killed master again. The API needs
+the token `mantis up` generated (`<data>/api-token`): the tests' sessions send it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from common.sse_client import sse_payloads
 from mesoslite.local import free_port
 from tests.integration.aio import run
+from tests.integration.up_process import nothing_left
 from tests.integration.workers import JOBS, ROOT
 
 pytestmark = pytest.mark.timeout(240)
@@ -57,6 +59,11 @@ class Up:
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
+
+    def session(self) -> aiohttp.ClientSession:
+        """An HTTP session that sends the API token `mantis up` wrote to the data folder."""
+        token = (self.data / "api-token").read_text().strip()
+        return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
 
     def master_pid(self) -> int:
         return int((self.data / "master.pid").read_text())
@@ -93,15 +100,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     run(healthy(cluster_up.url), timeout=60)
     yield cluster_up
     assert cluster_up.stop() == 0
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(data))]
-    assert not leftovers, "mantis up left processes behind"
-
-
-def _mentions(proc: Path, text: str) -> bool:
-    try:
-        return text.encode() in (proc / "cmdline").read_bytes()
-    except OSError:
-        return False
+    nothing_left(data)
 
 
 async def healthy(url: str, timeout: float = 60) -> None:
@@ -148,7 +147,7 @@ async def stream(http: aiohttp.ClientSession, url: str, into: list[Any]) -> None
 
 def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
     async def main() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with up.session() as http:
             async with http.post(up.url + "/api/v1/jobClusters",
                                  json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1)) as r:
                 assert r.status == 201, await r.text()
@@ -179,7 +178,7 @@ def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
 
 def test_master_sigkill_keeps_jobs_and_running_workers(up: Up) -> None:
     async def main() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with up.session() as http:
             jobs = await get_json(http, up.url + "/api/v1/jobs")
             (job,) = [j for j in jobs["list"] if j["jobMetadata"]["name"] == "counter"]
             jid = job["jobMetadata"]["jobId"]
@@ -206,7 +205,7 @@ def test_every_acknowledged_submission_survives_random_master_kills(up: Up) -> N
     rng = random.Random(7)
 
     async def main() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with up.session() as http:
             # workers that cannot be placed (more memory than an agent has): no processes
             async with http.post(up.url + "/api/v1/jobClusters",
                                  json=cluster("parked", str(JOBS / "counter.py"), 1,
