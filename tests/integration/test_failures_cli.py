@@ -3,8 +3,10 @@ processes on a master over loopback HTTP: the failure's message is shown, escape
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.integration.test_cli_commands import (  # noqa: F401 (fixtures)
@@ -48,3 +50,34 @@ def test_wait_stops_at_the_failing_worker_and_get_shows_why_escaped(
     assert "enough \\x1b[31mred" in r.out
     notes = [line for line in r.out.splitlines() if line.startswith("worker 0 of stage 1")]
     assert any("bad config \\x1b[2J" in n for n in notes), r.out
+
+
+def test_wait_and_get_say_why_a_worker_cannot_be_placed(
+    workers: LocalMaster,  # noqa: F811
+    mantis: Any,  # noqa: F811
+) -> None:
+    """Two workers of a stage with hard UniqueHost, and one agent: the second never fits."""
+    auth = ("--url", workers.url, "--token", TOKEN, "--user", "alice")
+    stage = {"numberOfInstances": 2, "machineDefinition": {"cpuCores": 0.1, "memoryMB": 64},
+             "hardConstraints": ["UniqueHost"]}  # fmt: skip
+    definition = {"name": "unique", "user": "alice", "jobJarFileLocation": str(workers.tmp / "ticks.py"),
+                  "version": "1", "schedulingInfo": {"stages": {"1": stage}}}  # fmt: skip
+    request = urllib.request.Request(
+        f"{workers.url}/api/v1/jobClusters", data=orjson.dumps({"jobDefinition": definition}),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 201
+
+    reason = "hard constraint UniqueHost not satisfiable on any agent on offer"
+    r = mantis("job", "submit", "unique", "--wait", "--timeout", "5", *auth)
+    assert r.status == 1, (r.out, r.err, workers.logs())
+    assert f"unique-1: worker 1 of stage 1 not placed: {reason}" in r.out.splitlines(), r.out
+    assert r.err == "mantis job: error: job unique-1: 1/2 workers Started after 5 s\n"
+
+    r = mantis("job", "get", "unique-1", *auth)
+    assert f"worker 1 of stage 1 not placed: {reason}" in r.out.splitlines(), r.out
+    pending = [w for w in mantis("job", "get", "unique-1", "--json", *auth).json()
+               ["workerMetadataList"] if w["state"] == "Accepted"]  # fmt: skip
+    assert [w["pendingReason"] for w in pending] == [reason]
+    assert mantis("job", "kill", "unique-1", "--reason", "done", *auth).status == 0
