@@ -16,8 +16,8 @@ Every figure is measured in this run, with senders, servers and clients in separ
   bare sockets, the floor that the machine's load and the clients leave.
 
 A job end to end, as real worker processes (``python -m runtime.worker``: stage 1 x1, stage 2
-x1) launched by a master on loopback: for now tests/integration/workers.py's ``LocalMaster``
-(the master's HTTP API on a real ControlPlane, playing the agent), until ``mantis up`` exists.
+x1) placed by the real master service on one local agent (``adapters.cli.local.ProcessMaster``:
+no Mesos between them, so the figures are the job's own).
 The job is bench/jobs/keyed_count.py: a synthetic source of ~100-byte events over 1,000 keys,
 filter/map and key (one KeyStage with a batch function), then a keyed count in tumbling time
 windows of 0.5 s (a GroupToScalarStage) to the SSE sink, lossless (blocking outputs).
@@ -73,7 +73,8 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
@@ -517,18 +518,27 @@ async def local_job(
 ) -> AsyncIterator[tuple[Any, str, list[int]]]:
     """A job of `artifact` (stage 1 x1, stage 2 x1) with both workers Started: the master,
     the job id and the workers' pids (stage 1, stage 2)."""
-    # For now the job runs on tests/integration's LocalMaster (see the module docstring);
-    # imported here so that spawned children do not import it.
-    LocalMaster = importlib.import_module("tests.integration.workers").LocalMaster
+    # Imported here so that spawned children do not import it.
+    from adapters.cli.local import ProcessMaster
+
     with tempfile.TemporaryDirectory(prefix="mantis-bench-") as tmp:
-        master = LocalMaster(Path(tmp), heartbeat_secs=1.0)
+        master = ProcessMaster(Path(tmp), heartbeat_secs=1.0, env={"PYTHONPATH": str(ROOT)})
         await master.start()
         try:
             jid = master.submit(artifact.stem.replace("_", "-"), artifact, [1, 1], parameters)
-            await master.until(lambda: len(master.started(jid)) == 2, "2 workers Started", 60)
+            await until(master, lambda: len(master.started(jid)) == 2, "2 workers Started", 60)
             yield master, jid, [master.process(jid, stage, 0).popen.pid for stage in (1, 2)]
         finally:
             await master.close()
+
+
+async def until(master: Any, predicate: Any, what: str, timeout: float) -> None:
+    """Poll until `predicate()` holds; fail with the workers' logs."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}\n{master.logs()}")
+        await asyncio.sleep(0.02)
 
 
 def alive(master: Any) -> bool:
@@ -575,9 +585,9 @@ async def job_throughput(total: int) -> JobRun:
     ):
         (sink,) = master.started(jid, stage=2)
         reader = asyncio.create_task(read_frames(http, f"http://{HOST}:{sink.ports[0]}/", got))
-        await master.until(lambda: alive(master) and bool(got), "the first window", 60)
+        await until(master, lambda: alive(master) and bool(got), "the first window", 60)
         c0, n0 = [proc_cpu(p) for p in pids], counted()
-        await master.until(
+        await until(master,
             lambda: alive(master) and counted() >= expected,
             f"{expected:,} events counted",
             PROCESS_TIMEOUT,

@@ -1,4 +1,4 @@
-"""`LocalAgent`: the ResourceManager port as one agent on this machine, for the test harness.
+"""`LocalAgent`: the ResourceManager port as one agent on this machine (tests, benchmarks).
 
 It behaves like a small Mesos with one agent: it offers its free CPUs, memory and a few free
 loopback ports whenever no offer is outstanding and no decline filter holds (capped at `max_refuse`, so back-offs
