@@ -12,7 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.http.views import json_response
+from adapters.http.views import (
+    MAX_NAME,
+    MAX_REGEX,
+    MAX_URL,
+    MAX_VALUE,
+    SAFE_ARTIFACT_NAME,
+    json_response,
+)
 
 Json = dict[str, Any]
 PATH = "/api/v1/openapi.json"
@@ -53,6 +60,14 @@ def arr(items: Json) -> Json:
 
 
 STR: Json = {"type": "string"}
+# Request strings, as views.py bounds them (a name has no control characters).
+_NO_CONTROL = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+NAME_IN: Json = {"type": "string", "maxLength": MAX_NAME, "pattern": _NO_CONTROL}
+TEXT_IN: Json = {"type": "string", "maxLength": MAX_NAME}
+VALUE_IN: Json = {"type": "string", "maxLength": MAX_VALUE}
+URL_IN: Json = {"type": "string", "maxLength": MAX_URL, "pattern": _NO_CONTROL}
+ARTIFACT_IN: Json = {"type": "string", "pattern": f"^{SAFE_ARTIFACT_NAME.pattern}$",
+                     "description": "an artifact's file name, or a module name"}  # fmt: skip
 NSTR: Json = {"type": "string", "nullable": True}
 INT: Json = {"type": "integer"}
 NUM: Json = {"type": "number"}
@@ -77,7 +92,7 @@ def _scaling_policy() -> Json:
 
 SCHEMAS: dict[str, Json] = {
     "Error": obj(("error",), error=STR, field=STR),
-    "NameValue": obj(("name", "value"), name=STR, value=STR),
+    "NameValue": obj(("name", "value"), name=NAME_IN, value=VALUE_IN),
     "MachineDefinition": obj(("cpuCores", "memoryMB"), cpuCores=NUM, memoryMB=NUM,
                              networkMbps=NUM, diskMB=NUM, numPorts=INT),
     "StageSchedulingInfo": obj(
@@ -89,15 +104,17 @@ SCHEMAS: dict[str, Json] = {
         "type": "object", "additionalProperties": ref("StageSchedulingInfo"),
         "description": "stage number (1..N; 0, the job master, is ignored) -> stage",
     }),
-    "JobSla": obj(runtimeLimitSecs=INT, minRuntimeSecs=INT, slaType=STR,
+    "JobSla": obj(runtimeLimitSecs=INT, minRuntimeSecs=INT, slaType=NAME_IN,
                   durationType={"type": "string", "enum": ["Perpetual", "Transient"]},
-                  userProvidedType=STR),
-    "Owner": obj(name=STR, teamName=STR, description=STR, contactEmail=STR, repo=STR),
+                  userProvidedType=NAME_IN),
+    "Owner": obj(name=TEXT_IN, teamName=TEXT_IN, description=VALUE_IN, contactEmail=TEXT_IN,
+                 repo={"type": "string", "maxLength": MAX_URL}),
     "MantisJobDefinition": obj(
-        name=STR, user=STR, jobJarFileLocation=STR, url=STR, artifactName=STR, version=STR,
+        name=NAME_IN, user=NAME_IN, jobJarFileLocation=URL_IN, url=URL_IN, artifactName=ARTIFACT_IN,
+        version=NAME_IN,
         schedulingInfo=ref("SchedulingInfo"), parameters=arr(ref("NameValue")),
         labels=arr(ref("NameValue")), jobSla=ref("JobSla"), subscriptionTimeoutSecs=INT,
-        slaMin=INT, slaMax=INT, cronSpec=STR,
+        slaMin=INT, slaMax=INT, cronSpec=NAME_IN,
         cronPolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
         isReadyForJobMaster=BOOL,
     ),
@@ -150,12 +167,13 @@ SCHEMAS: dict[str, Json] = {
     "Artifact": obj(("name", "size", "etag"), name=STR, size=INT, createdAt=MILLIS,
                     etag=STR, url=STR, sha256=STR),
     "JobStatus": obj(
-        ("jobId", "status"), jobId=STR,
-        status=obj(("jobId", "stageNum", "workerIndex", "workerNumber", "type"), jobId=STR,
+        ("jobId", "status"), jobId=NAME_IN,
+        status=obj(("jobId", "stageNum", "workerIndex", "workerNumber", "type"), jobId=NAME_IN,
                    stageNum=INT, workerIndex=INT, workerNumber=INT,
                    type={"type": "string", "enum": ["ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"]},
-                   message=STR, state=WORKER_STATE, hostname=NSTR, timestamp=INT,
-                   reason={**REASON, "nullable": True}, payloads=arr(obj(("type", "data"), type=STR, data=STR))),
+                   message={"type": "string", "description": "cut to 4096 characters"},
+                   state=WORKER_STATE, hostname={**NAME_IN, "nullable": True}, timestamp=INT,
+                   reason={**REASON, "nullable": True}, payloads={**arr(obj(("type", "data"), type=NAME_IN, data=VALUE_IN)), "maxItems": 32}),
     ),
 }  # fmt: skip
 
@@ -185,7 +203,8 @@ PAGING = [query("pageSize", {"type": "integer", "minimum": 0}, "records per page
           query("offset", {"type": "integer", "minimum": 0}, "first record")]  # fmt: skip
 NAME, JOB_ID = path_param("name", "demo"), path_param("jobId", "demo-1")
 ARTIFACT = path_param("name", "demo-1.0.zip")
-USER = query("user", STR, "who asks", required=True, example="alice")
+USER = query("user", NAME_IN, "who asks", required=True, example="alice")
+MATCHING = {"type": "string", "maxLength": MAX_REGEX}
 _STAGE = {"numberOfInstances": 1, "machineDefinition": {"cpuCores": 1, "memoryMB": 512},
           "scalable": True}  # fmt: skip
 CLUSTER_EXAMPLE: Json = {
@@ -201,12 +220,13 @@ CLUSTER_EXAMPLE: Json = {
 JOB_EXAMPLE: Json = {"name": "demo", "user": "alice", "subscriptionTimeoutSecs": 60,
                      "jobSla": {"durationType": "Transient", "runtimeLimitSecs": 3600}}  # fmt: skip
 ERRORS = {400: "bad input (the field is named)", 401: "bearer token missing or wrong",
+          403: "Host not a name of this server, or a cross-site call changing something",
           404: "not found", 409: "conflicts with the current state",
-          413: "body too large"}  # fmt: skip
+          413: "body too large", 415: "body of a type this call does not take"}  # fmt: skip
 JOB_LIST_FILTERS = [
     query("jobState", {"type": "string", "enum": ["Active", "Terminal"]}, "over activeOnly"),
     query("activeOnly", BOOL, "default true"),
-    query("matching", STR, "regular expression searched in the cluster name"),
+    query("matching", MATCHING, "RE2 regular expression searched in the cluster name"),
     query("labels", STR, "comma-separated name=value (or name) terms"),
     query("labels.op", {"type": "string", "enum": ["and", "or"]}, "default or"),
     query("stageNumber", {"type": "integer", "minimum": 0}),
@@ -249,10 +269,14 @@ def json_body(schema: Json, example: Json | None = None) -> Json:
     return {JSON_TYPE: media}
 
 
+def _error_response(operation: Json, status: int) -> None:
+    operation["responses"][str(status)] = {"description": ERRORS[status],
+                                           "content": {JSON_TYPE: {"schema": ref("Error")}}}  # fmt: skip
+
+
 def _mutating(operation: Json) -> Json:
     operation["security"] = [{"bearer": []}]
-    operation["responses"]["401"] = {"description": ERRORS[401],
-                                     "content": {JSON_TYPE: {"schema": ref("Error")}}}  # fmt: skip
+    _error_response(operation, 401)
     return operation
 
 
@@ -279,12 +303,12 @@ def _job_output(sse: Json) -> dict[str, dict[str, Json]]:
 
 def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
     c = "/api/v1/jobClusters"
-    action = obj(name=STR, user=STR)
+    action = obj(name=NAME_IN, user=NAME_IN)
     sse = {"type": "string", "description": "Server-Sent Events: data: <json> frames"}
     paths: dict[str, dict[str, Json]] = {
         c: {
             "get": op("listJobClusters", "Job clusters by name", {200: page_of("Cluster")},
-                      params=[query("matching", STR, "regular expression searched in the name"),
+                      params=[query("matching", MATCHING, "RE2 regular expression searched in the name"),
                               *PAGING]),
             "post": op("createJobCluster", "Create a job cluster", {201: ref("Cluster")},
                        (400, 409), body=json_body(ref("NamedJobDefinition"), CLUSTER_EXAMPLE)),
@@ -302,24 +326,27 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
         c + "/{name}/actions/updateArtifact": {"post": op(
             "updateJobClusterArtifact", "A new version with a new artifact; submits a job "
             "unless skipsubmit", {204: None}, (400, 404, 409), params=[NAME],
-            body=json_body(obj(("version", "user"), name=STR, url=STR, artifactName=STR,
-                               version=STR, skipsubmit=BOOL, user=STR),
+            body=json_body(obj(("version", "user"), name=NAME_IN, url=URL_IN,
+                               artifactName=ARTIFACT_IN, version=NAME_IN, skipsubmit=BOOL,
+                               user=NAME_IN),
                            {"url": "http://example.com/demo-3.zip", "version": "3", "user": "a"}))},
         c + "/{name}/actions/updateSchedulingInfo": {"post": op(
             "updateJobClusterSchedulingInfo", "A new version with new scheduling info",
             {204: None}, (400, 404), params=[NAME],
-            body=json_body(obj(("schedulingInfo", "version", "user"), name=STR,
-                               schedulingInfo=ref("SchedulingInfo"), version=STR, user=STR),
+            body=json_body(obj(("schedulingInfo", "version", "user"), name=NAME_IN,
+                               schedulingInfo=ref("SchedulingInfo"), version=NAME_IN,
+                               user=NAME_IN),
                            {"schedulingInfo": {"stages": {"1": _STAGE}}, "version": "4", "user": "a"}))},
         c + "/{name}/actions/updateSla": {"post": op(
             "updateJobClusterSla", "The cluster's SLA (min/max jobs or a cron)", {204: None},
             (400, 404), params=[NAME],
-            body=json_body(obj(("user",), name=STR, user=STR, min=INT, max=INT, cronspec=STR,
+            body=json_body(obj(("user",), name=NAME_IN, user=NAME_IN, min=INT, max=INT,
+                               cronspec=NAME_IN,
                                cronpolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
                                forceenable=BOOL), {"user": "alice", "min": 0, "max": 3}))},
         c + "/{name}/actions/updateLabel": {"post": op(
             "updateJobClusterLabels", "Replace the cluster's labels", {204: None}, (400, 404),
-            params=[NAME], body=json_body(obj(("labels", "user"), name=STR, user=STR,
+            params=[NAME], body=json_body(obj(("labels", "user"), name=NAME_IN, user=NAME_IN,
                                               labels=arr(ref("NameValue"))),
                                           {"user": "a", "labels": [{"name": "x", "value": "1"}]}))},
         c + "/{name}/actions/enableCluster": {"post": op(
@@ -347,7 +374,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
         },
         "/api/v1/jobs/actions/quickSubmit": {"post": op(
             "quickSubmitJob", "Submit a job like the cluster's last one", {201: ref("Job")},
-            (400, 404, 409), body=json_body(obj(("name", "user"), name=STR, user=STR,
+            (400, 404, 409), body=json_body(obj(("name", "user"), name=NAME_IN, user=NAME_IN,
                                                 submitLatestJobCluster=BOOL),
                                             {"name": "demo", "user": "alice"}))},
         "/api/v1/jobs/actions/postJobStatus": {"post": op(
@@ -357,7 +384,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
             "get": op("getJob", "One job", {200: ref("Job")}, (400, 404), params=[JOB_ID]),
             "delete": op("killJob", "Kill a job", {202: None}, (400, 404, 409),
                          params=[JOB_ID, USER,
-                                 query("reason", STR, "why", required=True, example="done")]),
+                                 query("reason", VALUE_IN, "why", required=True, example="done")]),
         },
         "/api/v1/jobs/{jobId}/archivedWorkers": {"get": op(
             "listArchivedWorkers", "The job's ended workers", {200: page_of("Worker")},
@@ -366,14 +393,14 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
         "/api/v1/jobs/{jobId}/actions/scaleStage": {"post": op(
             "scaleJobStage", "Set a scalable stage's number of workers", {204: None},
             (400, 404, 409), params=[JOB_ID],
-            body=json_body(obj(("StageNumber", "NumWorkers"), JobId=STR, StageNumber=INT,
-                               NumWorkers=INT, User=STR, Reason=STR),
+            body=json_body(obj(("StageNumber", "NumWorkers"), JobId=NAME_IN,
+                               StageNumber=INT, NumWorkers=INT, User=NAME_IN, Reason=VALUE_IN),
                            {"StageNumber": 1, "NumWorkers": 2, "User": "a", "Reason": "load"}))},
         "/api/v1/jobs/{jobId}/actions/resubmitWorker": {"post": op(
             "resubmitJobWorker", "Replace a worker by a new one at its index", {204: None},
             (400, 404, 409), params=[JOB_ID],
-            body=json_body(obj(("workerNumber", "user"), workerNumber=INT, user=STR,
-                               reason=STR), {"workerNumber": 1, "user": "a", "reason": "stuck"}))},
+            body=json_body(obj(("workerNumber", "user"), workerNumber=INT, user=NAME_IN,
+                               reason=VALUE_IN), {"workerNumber": 1, "user": "a", "reason": "stuck"}))},
         "/api/v1/jobDiscoveryStream/{jobId}": {"get": op(
             "jobDiscoveryStream", "SSE of the job's scheduling info (Started workers)",
             {200: sse}, (400, 404), params=[JOB_ID, query("sendHB", BOOL)],
@@ -408,10 +435,10 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 "Store an artifact (raw body, or multipart with a file)",
                 {201: ref("Artifact")},
                 (400, 413),
-                params=[query("name", STR, "the artifact's file name", example="demo-1.0.zip")],
-                body={
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
+                params=[query("name", ARTIFACT_IN, "the artifact's file name",
+                              example="demo-1.0.zip")],
+                body={kind: {"schema": {"type": "string", "format": "binary"}}
+                      for kind in ("application/octet-stream", "application/zip", "text/x-python")},
             ),
         }
         paths[a + "/names"] = {
@@ -434,8 +461,11 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
         paths[a + "/{name}"] = {"get": download}
     for item in paths.values():
         for method, operation in item.items():
+            _error_response(operation, 403)  # security.py: Host on every call, Origin on changes
             if method in ("post", "put", "delete"):
                 _mutating(operation)
+            if "requestBody" in operation:
+                _error_response(operation, 415)
     return paths
 
 

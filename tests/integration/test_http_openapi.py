@@ -94,9 +94,11 @@ def test_document_is_well_formed_openapi_3(with_artifacts: bool) -> None:
                     }
             if method in ("post", "put", "delete"):
                 assert operation["security"] == [{"bearer": []}] and "401" in operation["responses"]
+            assert "403" in operation["responses"], (path, method)  # Host and Origin checks
             body = operation.get("requestBody")
             if body is not None:
                 assert body["content"] and all("schema" in m for m in body["content"].values())
+                assert "415" in operation["responses"] and "text/plain" not in body["content"]
     assert len(operation_ids) == len(set(operation_ids))
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
