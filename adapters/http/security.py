@@ -17,6 +17,8 @@ uploaded, a job submitted, code run as the user. A DNS-rebinding page (its own n
   `Sec-Fetch-Site`. Requests without either (curl, the CLI, workers) pass.
 - A mutation's body must be `application/json`, or one of a route's declared types (artifact
   upload): `text/plain` and form posts never reach a handler. 415 naming `Content-Type`.
+- A WebSocket handshake is checked as a mutation is: browsers let any page open one to any
+  server (no CORS), so a cross-site page could otherwise read job output and status.
 - No CORS: a preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered 403
   without any `Access-Control-Allow-*`, and a mutation's response never carries one.
 """
@@ -109,7 +111,8 @@ def guard(
                           "(a loopback name, or one of the master's allowed hosts)")  # fmt: skip
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             return refuse(403, "Origin", "cross-origin calls are not allowed (no CORS)")
-        if request.method not in MUTATING:
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if request.method not in MUTATING and not websocket:
             return await handler(request)
         if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
             log.warning("http_refused", why="cross-site", method=request.method, path=request.path)
@@ -120,9 +123,9 @@ def guard(
         ):
             log.warning("http_refused", why="origin", method=request.method, path=request.path)
             return refuse(403, "Origin", f"{origin[:100]!r} is not this server's origin: "
-                          "cross-origin calls may not change anything")  # fmt: skip
+                          "cross-origin pages may not change anything nor open WebSockets")  # fmt: skip
         routed = request.match_info.http_exception is None  # else the 404 or 405 it is
-        if routed and (request.body_exists or "Content-Type" in request.headers):
+        if routed and not websocket and (request.body_exists or "Content-Type" in request.headers):
             resource = request.match_info.route.resource
             accepted = types.get(resource.canonical, JSON_ONLY) if resource else JSON_ONLY
             given = request.headers.get("Content-Type")

@@ -239,3 +239,22 @@ def test_loopback_and_allowed_hosts_are_served(tmp_path: Path, host: str) -> Non
             assert status == 200, body
 
     run(main())
+
+
+def test_a_cross_site_page_cannot_open_a_websocket_to_read_job_status(tmp_path: Path) -> None:
+    """Browsers let any page open a WebSocket anywhere (no CORS): the handshake's Origin counts."""
+
+    async def main() -> None:
+        async with server(tmp_path) as s:
+            await s.call("POST", CLUSTERS, json=cluster_body())
+            status, body, _ = await s.call("POST", "/api/v1/jobs", json={"name": "demo", "user": "a"})
+            assert status == 201, body
+            url = f"{s.origin}/api/v1/jobStatusStream/demo-1"
+            for headers in ({"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"}):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused_ws:
+                    await s.session.ws_connect(url, headers=headers)
+                assert refused_ws.value.status == 403
+            async with s.session.ws_connect(url, headers={"Origin": s.origin}) as ws:
+                assert not ws.closed
+
+    run(main())
