@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from adapters.cli import demo
 from common.logs import add_arguments as add_log_arguments
 from common.logs import configure as configure_logging
 from core.errors import CommandRejected
@@ -98,6 +97,8 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from adapters.cli import demo  # imported when run, as every subcommand's module
+
     return demo.run(sys.stdout, steps_delay=args.steps_delay, sleep=time.sleep)
 
 
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except _Exit as e:
         sys.stderr.write(e.message)
         return e.status
+    except KeyboardInterrupt:  # Ctrl-C while the subcommand's module is imported
+        sys.stderr.write(" ".join(filter(None, ("mantis", _chosen(argv)))) + ": interrupted\n")
+        return 130
     configure_logging(json=args.log_json, level=args.log_level)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

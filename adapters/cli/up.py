@@ -74,12 +74,15 @@ from adapters.cli.client import (
     MasterUnreachable,
     cluster_definition,
 )
-from adapters.cli.master import DEFAULT_PORT
 
 log = structlog.get_logger()
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
+DEFAULT_PORT = 8100
+"""The API port `mantis master` (adapters/cli/master.py) and the client default to; not
+imported from there, so that `mantis up` does not import aiohttp: it starts sooner, and a
+Ctrl-C in its first moments meets fewer imports."""
 AGENT_RESOURCES = "cpus:8;mem:16384;disk:20000"
 AGENT_PORTS = 1000
 """Ports each agent offers: a block that is free on every agent address when `mantis up`
