@@ -22,7 +22,8 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core mesoslite/allocator mesoslite/resources.py runtime adapters/mesos adapters/http adapters/store adapters/cli
+	$(VENV)/bin/mypy core service common mesoslite runtime adapters
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest

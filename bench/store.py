@@ -27,16 +27,19 @@ from adapters.store.codec import encode  # noqa: E402
 from adapters.store.log import EventLog  # noqa: E402
 from adapters.store.records import frame  # noqa: E402
 from core.events import Event  # noqa: E402
-from tests.contracts.store import control_plane_run  # noqa: E402
+from adapters.sim.world import World  # noqa: E402
 
 CALLERS = 100
 
 
 def workload(n: int) -> list[Event]:
+    """The events masters persist: those of simulated clusters (adapters.sim), seed after seed."""
     events: list[Event] = []
     seed = 0
     while len(events) < n:
-        events += control_plane_run(seed, 400)[1]
+        world = World(seed)
+        world.run()
+        events += world.master.store.load()
         seed += 1
     return events[:n]
 

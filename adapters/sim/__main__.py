@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run seeds for this wall time")
     parser.add_argument("--json", action="store_true", help="last line: one JSON summary object")
     args = parser.parse_args(argv)
-    configure_logging(level="error")  # the master's own lines (a full disk, say) are the sim's faults
+    configure_logging(level="critical")  # the master's own lines (a full disk, say) are the sim's faults
     started = time.perf_counter()
     runs = failures = events = 0
     digests = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus
 from core.scheduling import Offer
@@ -119,7 +120,7 @@ class SimResourceManager:
                 continue
             agent.tasks[task.task_id] = task
             self.changed = True
-            self.schedule(self.rng.uniform(0.2, 3.0), lambda t=task: self._run(t))
+            self.schedule(self.rng.uniform(0.2, 3.0), partial(self._run, task))
         for t in tasks:
             for offer_id in t.task.assignment.offer_ids:
                 self._outstanding.pop(offer_id, None)
@@ -138,7 +139,7 @@ class SimResourceManager:
             if agent.partitioned:
                 agent.pending_kills.append(task_id)
             else:
-                self.schedule(self.rng.uniform(0.1, 3.0), lambda a=agent, t=task: self._end(a, t, "TASK_KILLED"))
+                self.schedule(self.rng.uniform(0.1, 3.0), partial(self._end, agent, task, "TASK_KILLED"))
             return
 
     def revive(self) -> None:
@@ -202,8 +203,8 @@ class SimResourceManager:
         lost = list(agent.tasks.values())
         agent.tasks.clear()
         for task in lost:
-            self.schedule(AGENT_LOST_AFTER, lambda t=task: self._status(t.task_id, t.agent_id, "TASK_LOST",
-                                                                        "REASON_AGENT_REMOVED"))  # fmt: skip
+            self.schedule(AGENT_LOST_AFTER, partial(self._status, task.task_id, task.agent_id, "TASK_LOST",
+                                                        "REASON_AGENT_REMOVED"))
 
     def fail_task(self, task_id: str) -> None:
         for agent in self.agents.values():
@@ -250,7 +251,7 @@ class SimResourceManager:
             return
         copies = 2 if self.rng.random() < self.status_dup else 1
         for _ in range(copies):
-            self.schedule(self.rng.uniform(0.0, 0.5), lambda s=status: self._arrive(s))
+            self.schedule(self.rng.uniform(0.0, 0.5), partial(self._arrive, status))
 
     def _arrive(self, status: TaskStatus) -> None:
         if self.events is not None and self.master_reachable:

@@ -15,6 +15,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from adapters.sim.agents import SimAgent, SimResourceManager, SimTask
 from adapters.sim.checks import Violation, check_core, check_ground_truth, check_outcome
@@ -184,8 +185,8 @@ class World:
                 self.violation("liveness", f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
                                            f"{self._unstarted()}")  # fmt: skip
             if not self.violations and self.steps < max_steps:
-                partitioned = lambda: any(a.partitioned for a in self.rm.agents.values())  # noqa: E731
-                self.clock.run_until(self.now + 400.0, lambda: not partitioned())  # partitions heal
+                agents = self.rm.agents.values()
+                self.clock.run_until(self.now + 400.0, lambda: not any(a.partitioned for a in agents))
                 self.clock.run_until(self.now + c.quiesce, lambda: bool(self.violations))
                 self._check_no_strays()
         except Exception as e:  # a crash of the master is a finding, with its seed
@@ -313,12 +314,12 @@ class World:
             self.note(f"fault: agent {agent.agent_id} crashes")
             self.rm.crash_agent(agent)
             back = min(rng.uniform(30, 300), max(self.config.fault_until - self.now, 1.0))
-            self.after(back, lambda a=agent: self._agent_returns(a))
+            self.after(back, partial(self._agent_returns, agent))
         elif kind == "partition" and up:
             agent = rng.choice(up)
             self.note(f"fault: agent {agent.agent_id} partitioned")
             agent.partitioned = True
-            self.after(rng.uniform(10, 200), lambda a=agent: self._heal(a))
+            self.after(rng.uniform(10, 200), partial(self._heal, agent))
         elif kind == "master_crash" and self.master.up:
             self.note("fault: master crashes")
             self.master.crash()
