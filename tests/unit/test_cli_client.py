@@ -257,7 +257,10 @@ def job_view(state: str, workers: list[str], wanted: int = 2, message: str = "")
     return {
         "jobMetadata": {"jobId": "d-1", "state": state, "message": message},
         "stageMetadataList": [{"stageNum": 1, "numWorkers": wanted}],
-        "workerMetadataList": [{"state": s} for s in workers],
+        "workerMetadataList": [
+            {"state": s, "workerIndex": i, "workerNumber": i + 1, "stageNum": 1, "reason": None}
+            for i, s in enumerate(workers)
+        ],
     }
 
 
