@@ -147,10 +147,6 @@ class SinkStats:
     subscribers: int
     groups: int
 
-    def data_drop(self) -> dict[str, int]:
-        """Mantis' heartbeat payload for data drops: ``{"onNextCount", "droppedCount"}``."""
-        return {"onNextCount": self.on_next_count, "droppedCount": self.dropped_count}
-
 
 class _Group:
     """Connections sharing one clientId; each event goes to one of them."""

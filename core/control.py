@@ -433,13 +433,6 @@ class ControlPlane:
             self._emit(WorkerLaunched(wid, agent_id, hostname, tuple(ports), now))
         return out
 
-    def worker_launch_failed(self, wid: str, message: str, now: float) -> Outcome:
-        out = self._begin()
-        w = self.workers.get(wid)
-        if w is not None and w.state is WorkerState.Accepted:
-            self._fail(w, CompletedReason.Error, f"launch failed: {message}", now)
-        return out
-
     def worker_status(
         self, wid: str, state: WorkerState, now: float,
         reason: CompletedReason | None = None, message: str = "",

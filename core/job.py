@@ -26,7 +26,6 @@ class JobState(Enum):
 
 
 S = JobState
-ACTIVE = frozenset({S.Accepted, S.Launched})
 TERMINAL = frozenset({S.Failed, S.Completed, S.Terminating_abnormal, S.Terminating_normal})
 
 # (trigger, sources, destination), as for workers.

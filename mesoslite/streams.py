@@ -21,7 +21,6 @@ class EventStream:
         self.id = stream_id or str(uuid.uuid4())
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.closed = False
-        self.events_sent = 0
 
     def send(self, event: dict[str, Any]) -> None:
         """Queue one event; a closed stream drops it (the subscriber is gone)."""
@@ -48,7 +47,6 @@ class EventStream:
                 item = queue.get_nowait()
             done = item is None
             if chunks:
-                self.events_sent += len(chunks)
                 await response.write(b"".join(chunks))
             if done:
                 return

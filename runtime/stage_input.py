@@ -154,7 +154,6 @@ class StageInput:
         self._paused: set[_Upstream] = set()
         self._queue: deque[list[Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._conn_waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     # topology ---------------------------------------------------------------------------------
@@ -194,7 +193,6 @@ class StageInput:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         resolve(self._waiter)
-        resolve(self._conn_waiter, TransportClosed("input closed"))
 
     async def __aenter__(self) -> StageInput:
         return self
@@ -217,19 +215,6 @@ class StageInput:
             await self._waiter
         batch = queue.popleft()
         if self._paused and len(queue) <= self.max_queued_batches // 2:
-            for proto in list(self._paused):
-                proto.resume()
-            self._paused.clear()
-        return batch
-
-    def get_batch_nowait(self) -> list[Any] | None:
-        """The next batch if one is queued, else None; Refused once refused."""
-        if self.refusal is not None:
-            raise Refused(self.refusal)
-        if not self._queue:
-            return None
-        batch = self._queue.popleft()
-        if self._paused and len(self._queue) <= self.max_queued_batches // 2:
             for proto in list(self._paused):
                 proto.resume()
             self._paused.clear()
@@ -264,16 +249,6 @@ class StageInput:
     def connected_count(self) -> int:
         return len(self._live)
 
-    async def wait_connected(self, n: int, timeout: float | None = None) -> None:
-        """Until at least `n` connections are up; TimeoutError after `timeout`."""
-        async with asyncio.timeout(timeout):
-            while len(self._live) < n:
-                if self._closed:
-                    raise TransportClosed("input closed")
-                if self._conn_waiter is None or self._conn_waiter.done():
-                    self._conn_waiter = asyncio.get_running_loop().create_future()
-                await self._conn_waiter
-
     # internals --------------------------------------------------------------------------------
 
     def _refused_by(self, endpoint: Endpoint, reason: str) -> None:
@@ -289,7 +264,6 @@ class StageInput:
         self._tasks.clear()
         self._queue.clear()
         resolve(self._waiter)
-        resolve(self._conn_waiter, Refused(reason))
 
     def _push(self, proto: _Upstream, batch: list[Any]) -> None:
         self._queue.append(batch)
@@ -327,7 +301,6 @@ class StageInput:
                 proto.transport.write(encode_hello(self.slot, partition, worker))
                 self._live.add(proto)
                 self.connects += 1
-                resolve(self._conn_waiter)
                 log.info(
                     "transport_upstream_connected",
                     upstream=str(endpoint),

@@ -460,13 +460,6 @@ class StageOutputServer:
         self.dropped_count += len(rest)
         return self.on_next_count - before
 
-    async def send_keyed(self, key: Any, event: Any) -> None:
-        """Like ``offer_keyed``; in blocking mode waits for room instead of dropping."""
-        if self.backpressure is Backpressure.LOSSY:
-            self.offer_keyed(key, event)
-            return
-        await self.send_keyed_many(((key, event),))
-
     async def send_keyed_many(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Like ``offer_keyed_many``; in blocking mode waits for room, keeping per-key order."""
         if self.backpressure is Backpressure.LOSSY:

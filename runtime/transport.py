@@ -135,10 +135,6 @@ class OutputStats:
     connections: int
     slots: tuple[str, ...]
 
-    def data_drop(self) -> dict[str, int]:
-        """Mantis' heartbeat payload for data drops: ``{"onNextCount", "droppedCount"}``."""
-        return {"onNextCount": self.on_next_count, "droppedCount": self.dropped_count}
-
 
 @dataclass(frozen=True)
 class InputStats:

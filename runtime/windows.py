@@ -59,10 +59,6 @@ class Window:
     def sliding_time(cls, seconds: float, every: float) -> Window:
         return cls(WindowKind.TIME, seconds, every)
 
-    @property
-    def tumbling(self) -> bool:
-        return self.size == self.slide
-
 
 @dataclass(frozen=True)
 class WindowInfo:

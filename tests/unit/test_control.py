@@ -240,7 +240,7 @@ def test_job_fails_after_100_worker_failures_in_an_hour() -> None:
     jid = submit(cp)
     for i in range(100):
         (w,) = cp.job(jid).current_workers()
-        cp.worker_launch_failed(w.worker_id, "image not found", T0 + i)
+        cp.worker_status(w.worker_id, WorkerState.Failed, T0 + i, CompletedReason.Error, "image not found")
     assert cp.job(jid).state is JobState.Failed and cp.job(jid).reason is CompletedReason.Error
     assert len(cp.workers) == 100  # the 100th failure was not replaced
 
@@ -251,7 +251,7 @@ def test_failures_older_than_an_hour_do_not_count() -> None:
     jid = submit(cp)
     for i in range(150):
         (w,) = cp.job(jid).current_workers()
-        cp.worker_launch_failed(w.worker_id, "flaky", T0 + i * 60)
+        cp.worker_status(w.worker_id, WorkerState.Failed, T0 + i * 60, CompletedReason.Error, "flaky")
     assert cp.job(jid).state is JobState.Accepted
 
 
