@@ -20,6 +20,13 @@ it (computed on top of it) fail with `NotPersisted`, the plane is rebuilt from t
 the master reports unhealthy until a commit succeeds again; new commands are tried as they
 come, so it recovers by itself once the store can write (space returns, say).
 
+Effects are never lost silently: on every (re-)registration the service asks for the state of
+every task it placed (a launch that never reached an agent comes back TASK_LOST and is
+replaced) and of all tasks (one it forgot is killed); and a worker still Launched, with no
+word from its agent `unconfirmed_launch_secs` after its launch, is asked about again, so a
+lost ACCEPT costs seconds, not the heartbeat timeout. A lost kill is repeated when the task
+heartbeats or shows up in a reconciliation.
+
 Resource-manager calls must not block: adapters queue them (the pymesos adapter runs them on
 its own thread, in order).
 """
@@ -48,6 +55,7 @@ from core.events import ClusterCreated, Event, JobAccepted
 from core.model import JobClusterConfig, JobClusterDefinition
 from core.ports import ResourceManager, Store, TaskLaunch, TaskStatus
 from core.scheduling import Offer
+from core.worker import WorkerState
 from service.watchers import Watchers
 from service.worker_task import WorkerTaskSettings, worker_task
 
@@ -55,6 +63,7 @@ log = structlog.get_logger()
 
 Command = Callable[[ControlPlane, float], Outcome]
 Clock = Callable[[], float]
+UNCONFIRMED_LAUNCH_SECS = 10.0
 
 
 class NotPersisted(Exception):
@@ -82,6 +91,7 @@ class MasterService:
         group_commit: bool = True,
         archive: Callable[[str], Sequence[Event]] | None = None,
         audit: Callable[[Outcome], None] | None = None,
+        unconfirmed_launch_secs: float = UNCONFIRMED_LAUNCH_SECS,
     ) -> None:
         """`archive(job_id)`: the events of an archived job (the store's archive), for reads.
         `worker_tasks`: how workers are started; without, tasks carry no command (the
@@ -95,6 +105,8 @@ class MasterService:
         self.group_commit = group_commit
         self._archive = archive
         self._audit = audit
+        self.unconfirmed_launch_secs = unconfirmed_launch_secs
+        self._next_launch_check = 0.0
         self.watchers = Watchers()
         self.last_submitted: dict[str, str] = {
             name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
@@ -261,8 +273,26 @@ class MasterService:
         )
 
     def tick(self) -> None:
-        """Fire the plane's timers: heartbeats, runtime limits, cron, SLA."""
+        """Fire the plane's timers (heartbeats, runtime limits, cron, SLA); ask about launches
+        the resource manager has not confirmed."""
         self._observe(lambda p, now: p.tick(now), "tick")
+        now = self.clock()
+        if now >= self._next_launch_check:
+            self._next_launch_check = now + self.unconfirmed_launch_secs
+            self._reconcile_unconfirmed(now)
+
+    def _reconcile_unconfirmed(self, now: float) -> None:
+        unconfirmed = [
+            (w.worker_id, w.agent_id)
+            for job in self.plane.active_jobs()
+            for w in job.current_workers()
+            if w.state is WorkerState.Launched
+            and w.launched_at is not None
+            and now - w.launched_at >= self.unconfirmed_launch_secs
+        ]
+        if unconfirmed:
+            log.info("master_unconfirmed_launches", tasks=[t for t, _ in unconfirmed])
+            self.rm.reconcile(unconfirmed)
 
     def _observe(self, command: Command, what: str, then: Callable[[], None] | None = None) -> None:
         if not self.group_commit:

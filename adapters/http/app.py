@@ -1,6 +1,6 @@
 """The aiohttp application: Mantis v1 paths the worker needs, on a `MasterService`.
 
-Routes (reference/mantis.md 5.2, 5.4):
+Routes (Mantis' v1 JobsRoute, JobDiscoveryStreamRoute, LastSubmittedJobIdStreamRoute):
 
 - `POST /api/v1/jobs/actions/postJobStatus`: a worker's status or heartbeat; 204.
 - `GET /api/v1/jobDiscoveryStream/{jobId}?sendHB=`: SSE of JobSchedulingInfo (Started

@@ -5,7 +5,7 @@
   newer one is submitted;
 - `POST /jobsubmitandconnect`: submit (body as `POST /api/v1/jobs`), then connect;
 each also under `/api/v1`. A request with `Upgrade: websocket` gets one text message per event,
-otherwise SSE frames `data: ...` (reference/mantis.md 5.5).
+otherwise SSE frames `data: ...` (mantis-api's PushConnectionDetails and MantisSSEHandler).
 
 As Mantis API's ConnectionBroker: the query parameters (clientId, sample, ...) are forwarded to
 every sink worker, identical subscriptions (same job, same query) share one upstream

@@ -1,4 +1,4 @@
-"""Mantis' postJobStatus body (reference/mantis.md 2.3) parsed into one ControlPlane call.
+"""Mantis' postJobStatus body (io.mantisrx.server.core.Status) parsed into one ControlPlane call.
 
 Every field is checked before anything runs, so a bad body raises `InvalidRequest` naming
 the field and changes nothing. Strings are bounded (views.MAX_NAME, MAX_VALUE) except the

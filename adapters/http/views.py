@@ -1,6 +1,6 @@
 """Mantis' JSON <-> core values: parse definitions and requests, render clusters, jobs, workers.
 
-Field names are Mantis' own (reference/mantis.md 1.1-1.4, 5.1-5.2). Parsing checks every field
+Field names are Mantis' own (MantisJobDefinition, JobClusterDefinitionImpl, MantisWorkerMetadataImpl). Parsing checks every field
 before any command runs and raises `InvalidRequest` naming the JSON path, e.g.
 `jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores`. As Jackson does for
 Mantis, numbers and booleans may also come as strings (`"1"`, `"true"`): Mantis' own

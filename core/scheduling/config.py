@@ -1,4 +1,5 @@
-"""Matcher settings, with Mantis' defaults (reference/mantis.md 8.1 and Appendix A)."""
+"""Matcher settings, with Mantis' defaults (the 2020 mantis-control-plane's SchedulingService
+and MasterConfiguration)."""
 
 from __future__ import annotations
 

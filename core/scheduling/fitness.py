@@ -84,7 +84,7 @@ CPU_MEM_NETWORK_BIN_PACKER = BinPacking(cpus=True, mem=True, network=True)
 
 @dataclass(frozen=True, slots=True)
 class MantisFitness:
-    """Mantis' AgentFitnessCalculator (reference/mantis.md 8.1): a weighted mean of
+    """Mantis' AgentFitnessCalculator (io.mantisrx.server.master, 2020): a weighted mean of
 
     - bin-packing: Fenzo's cpuMemNetworkBinPacker;
     - duration-type affinity: the share of the host's tasks with the task's duration type
