@@ -1,15 +1,16 @@
 """Times one allocation cycle of mesoslite's allocators in Mesos' DeclineOffers benchmark shape.
 
-The shape of `HierarchicalAllocator_BENCHMARK_Test.DeclineOffers` (reference/mesos-fenzo.md
-D.6), at the size of the published figure DeclineOffers/21 (D.7): 1,000 frameworks in role
-"*", 10,000 agents of `cpus:24;mem:4096;disk:4096;ports:[31000-32000]`, each with
-`cpus:16;mem:2014;disk:1024` and 16 ports in use by one framework (round robin). Every round,
-each framework declines everything it was offered with `refuse_seconds = INT_MAX` (capped at 365
-days), the clock advances one allocation interval, and one `allocate()` is timed. Round 0
-offers every agent; in later rounds each agent carries one more filter, so they show what
-filters cost. Mesos (C++, 2018, commit 86653356d): 1.06 s per round, 3.18-3.40 s before.
-`drf_cycle_s` is round 0 of `HierarchicalDRF`. A naive peer (every framework's share
-recomputed and the minimum searched for every agent) runs on a slice of the agents.
+The shape of `HierarchicalAllocator_BENCHMARK_Test.DeclineOffers` (Mesos'
+src/tests/hierarchical_allocator_tests.cpp), at the size of the published figure
+DeclineOffers/21 (Mesos commit 86653356d): 1,000 frameworks in role "*", 10,000 agents of
+`cpus:24;mem:4096;disk:4096;ports:[31000-32000]`, each with `cpus:16;mem:2014;disk:1024` and 16
+ports in use by one framework (round robin). Every round, each framework declines everything it
+was offered with `refuse_seconds = INT_MAX` (capped at 365 days), the clock advances one
+allocation interval, and one `allocate()` is timed. Round 0 offers every agent; in later rounds
+each agent carries one more filter, so they show what filters cost. Mesos (C++, 2018, commit
+86653356d): 1.06 s per round, 3.18-3.40 s before. `drf_cycle_s` is round 0 of `HierarchicalDRF`.
+A naive peer (every framework's share recomputed and the minimum searched for every agent) runs
+on a slice of the agents.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Workloads (seeded: every run places the same tasks):
 
-- fenzo: Fenzo's TestLotsOfTasks (reference/mesos-fenzo.md A.10): 10,000 hosts of 8 CPUs and
+- fenzo: Fenzo's TestLotsOfTasks (fenzo-core/src/test): 10,000 hosts of 8 CPUs and
   8,000 MB; tasks that fill them exactly (20 % of the cores in 1-core tasks, 40 % in half-host
   and the rest in 3/4-host tasks, shuffled), 200 per iteration, CPU bin-packing with a full
   search (no good-enough threshold); the leftovers of used hosts are offered again after each

@@ -4,7 +4,7 @@ A job's last stage serves its output with it, and the master its job output stre
 here, importing nothing of the runtime). Every event goes out as one ``data: <json>\\n\\n``
 frame of common.sse (bytes events are sent as they are, already-encoded JSON). ``GET /`` and any other path (Mantis' push server answers on every path,
 e.g. ``/events`` or ``/api/v1/jobs/{id}/stream`` behind a proxy) take Mantis' query parameters
-(reference/mantis.md 4.4, ``MantisSSEConstants`` and ``ServerSentEventRequestHandler``):
+(Mantis' ``MantisSSEConstants`` and ``ServerSentEventRequestHandler``):
 
 - ``clientId`` (or ``groupId``; clientId wins): connections with the same id form a group that
   shares the stream, each event going to one of them (round robin; a full connection drops its

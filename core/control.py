@@ -1,11 +1,11 @@
 """The control plane: commands, observations and timer ticks in; events and effects out.
 
-Every public method takes the current time as `now` and returns an `Outcome`. State changes
-only in `_apply(event)`, which both the live path and `replay` use, so state is always the
-fold of the events. Commands validate everything before emitting their first event: a
-rejected command raises a `CommandRejected` and changes nothing. Observations from the
-outside world (launches, status updates, heartbeats) never raise for stale or unknown
-workers: they are ignored, or answered with a kill of the zombie task.
+Every public method takes the current time as `now` and returns an `Outcome`. State changes only
+in the event appliers (`_on_*`), which both `_emit` and `apply_persisted` run, so state is
+always the fold of the events. Commands validate everything before emitting their first event: a
+rejected command raises a `CommandRejected` and changes nothing. Observations from the outside
+world (launches, status updates, heartbeats) never raise for stale or unknown workers: they are
+ignored, or answered with a kill of the zombie task.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ _TASK_OBSERVATION: dict[str, tuple[WorkerState, CompletedReason | None]] = {
 
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
-    """Mantis master defaults (reference/mantis.md Appendix A)."""
+    """Mantis master defaults (io.mantisrx.server.master.config.MasterConfiguration)."""
 
     heartbeat_interval_secs: float = 20.0
     worker_timeout_secs: float = 60.0
@@ -109,7 +109,7 @@ class Outcome:
 
 @dataclass(slots=True, eq=False)
 class JobCluster:
-    """Mutable cluster record; changed only by ControlPlane._apply."""
+    """Mutable cluster record; changed only by ControlPlane's event appliers."""
 
     definition: JobClusterDefinition
     created_at: float
@@ -161,7 +161,7 @@ class ControlPlane:
         self.jobs: dict[str, JobRecord] = {}
         self.workers: dict[str, Worker] = {}
         self._active: dict[str, JobRecord] = {}
-        # Derived indexes, kept by _apply: workers waiting for a placement, and placed ones.
+        # Derived indexes, kept by the appliers: workers waiting for a placement, and placed ones.
         self._pending: dict[str, Worker] = {}
         self._placed: dict[str, Worker] = {}
         # Volatile: agents' attributes as last offered (for placements' zones).

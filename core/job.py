@@ -1,7 +1,7 @@
 """A job: one run of a job cluster, its stages and workers, and its lifecycle machine.
 
-States and allowed moves are Mantis' JobState (reference/mantis.md 2.1). Like workers, jobs
-share one Machine and fire triggers on the job object without `add_model`.
+States and allowed moves are Mantis' JobState (io.mantisrx.master.jobcluster.job.JobState). Like
+workers, jobs share one Machine and fire triggers on the job object without `add_model`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def end_state(reason: CompletedReason) -> JobState:
 
 @dataclass(slots=True, eq=False)
 class JobRecord:
-    """Mutable job record; changed only by ControlPlane._apply."""
+    """Mutable job record; changed only by ControlPlane's event appliers."""
 
     job_id: str
     cluster: str
@@ -80,7 +80,7 @@ class JobRecord:
     backoff: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # (stage, index) -> (step, expires)
     # Current workers per stage, by index: the one non-terminal (or last) worker of each slot.
     stages: dict[int, list[Worker]] = field(default_factory=dict)
-    started_workers: int = 0  # current workers in Started, kept by _apply so checks are O(1)
+    started_workers: int = 0  # current workers in Started, kept by the appliers so checks are O(1)
 
     @property
     def terminal(self) -> bool:

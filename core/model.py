@@ -2,7 +2,8 @@
 
 Every type validates itself on construction and raises `InvalidRequest` naming the field in
 Mantis' JSON spelling, so that a bad request is refused before it touches any state. Limits
-are Mantis' defaults (reference/mantis.md 1.1-1.4, Appendix A).
+are Mantis' (MantisJobDefinition, StageSchedulingInfo, MachineDefinition, JobSla in
+mantis-common; io.mantisrx.server.master.config.MasterConfiguration).
 """
 
 from __future__ import annotations

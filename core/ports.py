@@ -15,7 +15,7 @@ from core.effects import LaunchTask
 from core.events import Event
 from core.scheduling import Offer
 
-# Mesos TaskState names (reference/mesos-fenzo.md B.7).
+# Mesos TaskState names (include/mesos/v1/mesos.proto).
 TASK_STATES = frozenset({
     "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
     "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_UNREACHABLE",

@@ -1,6 +1,7 @@
 """A worker: one task of one stage of a job, and its lifecycle as a `transitions` machine.
 
-States and allowed moves are Mantis' WorkerState (reference/mantis.md 2.2). One shared
+States and allowed moves are Mantis' WorkerState
+(io.mantisrx.master.jobcluster.job.worker.WorkerState). One shared
 Machine serves every worker: the trigger is fired on the worker object directly
 (`WORKER_MACHINE.events[trigger].trigger(worker)`), which validates the move and sets
 `worker.state`, without `add_model` (whose cost grows with the number of models).
@@ -59,7 +60,7 @@ WORKER_MACHINE = Machine(
 
 @dataclass(slots=True, eq=False)
 class Worker:
-    """Mutable worker record; changed only by ControlPlane._apply."""
+    """Mutable worker record; changed only by ControlPlane's event appliers."""
 
     worker_id: str
     job_id: str

@@ -1,8 +1,7 @@
 """Mesos v1 vocabulary shared by master and agent: task states, reasons, ids, status messages.
 
-Names and JSON shapes follow include/mesos/v1/mesos.proto and scheduler.proto
-(reference/mesos-fenzo.md B.4-B.7): ids are `{"value": ...}`, bytes fields are base64,
-timestamps are seconds as doubles.
+Names and JSON shapes follow include/mesos/v1/mesos.proto and scheduler.proto: ids are
+`{"value": ...}`, bytes fields are base64, timestamps are seconds as doubles.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 MESOS_VERSION = "1.11.0"  # what /version answers; pymesos parses it as dotted integers
 
-# TaskState (B.7)
+# TaskState (mesos.proto)
 STAGING = "TASK_STAGING"
 STARTING = "TASK_STARTING"
 RUNNING = "TASK_RUNNING"

@@ -1,7 +1,8 @@
 """RecordIO framing of Mesos event streams: `<decimal length>\\n<that many bytes>`, repeated.
 
-The framing sits above HTTP chunking (reference/mesos-fenzo.md B.2): a record may arrive split
-over several chunks, or several records in one, so the decoder is incremental.
+The framing sits above HTTP chunking (https://mesos.apache.org/documentation/latest/recordio/):
+a record may arrive split over several chunks, or several records in one, so the decoder is
+incremental.
 """
 
 from __future__ import annotations

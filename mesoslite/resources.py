@@ -2,7 +2,7 @@
 
 Scalars are kept in thousandths, as Mesos does (fixed point, 3 decimals), so that adding
 and subtracting offers never drifts. Port ranges are inclusive and kept merged and sorted.
-JSON follows the protos (reference/mesos-fenzo.md B.6): `{"name", "type", "scalar"|"ranges"}`.
+JSON follows `Resource` in include/mesos/v1/mesos.proto: `{"name", "type", "scalar"|"ranges"}`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Context a job's code sees: parameters, worker info, metrics and the live worker map.
 
-Mantis' ``Context`` (reference/mantis.md 4.1). The worker process builds one per worker: it
+Mantis' ``io.mantisrx.runtime.Context``. The worker process builds one per worker: it
 resolves the job's parameters, fills in ``WorkerInfo`` from its task environment, reads
 ``Metrics.snapshot()`` into heartbeats, and calls ``update_worker_map`` on every
 scheduling-info change; user code reads parameters and the map and subscribes to changes.
@@ -64,7 +64,8 @@ WorkerMap = Mapping[int, tuple[WorkerHost, ...]]
 
 
 def worker_map_from_scheduling_info(info: Mapping[str, Any]) -> dict[int, tuple[WorkerHost, ...]]:
-    """A WorkerMap from a JobSchedulingInfo JSON object (reference/mantis.md 4.2).
+    """A WorkerMap from a JobSchedulingInfo JSON object (Mantis' io.mantisrx.server.core
+    JobSchedulingInfo, WorkerAssignments and WorkerHost).
 
     ``{jobId, workerAssignments: {stage: {stage, numWorkers, hosts: {number: {host, port:
     [sinkPort], workerIndex, state, workerNumber, metricsPort}}}}}``; workers not Started and

@@ -10,11 +10,11 @@ or fluently (Mantis' ``MantisJob.source(..).stage(..).sink(..)``)::
 
     Job.from_source(src, name="demo").parameter(p).stage(s1).stage(s2).sink(sink)
 
-Stage n of the job (1-based) runs in the workers of stage n; the first stage's workers also
-run the source, the last stage's the sink (reference/mantis.md 4.2). ``load_job`` imports an
-artifact and calls ``job()``; whatever is wrong comes back as one ``ArtifactError`` whose
-message the worker puts in the job's status. ``LocalPipeline`` / ``run_local`` run all of a
-job's stages in one process (tests, examples, local runs).
+Stage n of the job (1-based) runs in the workers of stage n; the first stage's workers also run
+the source, the last stage's the sink (as Mantis' WorkerExecutionOperationsNetworkStage lays
+them out). ``load_job`` imports an artifact and calls ``job()``; whatever is wrong comes back as
+one ``ArtifactError`` whose message the worker puts in the job's status. ``LocalPipeline`` /
+``run_local`` run all of a job's stages in one process (tests, examples, local runs).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A worker's calls to the master: status and heartbeats, and its job's scheduling changes.
 
-Paths are Mantis' v1 API (reference/mantis.md 5.2, 5.4): ``POST
+Paths are Mantis' v1 API (io.mantisrx.master.api.akka.route.v1 JobsRoute and
+JobDiscoveryStreamRoute): ``POST
 /api/v1/jobs/actions/postJobStatus`` and ``GET /api/v1/jobDiscoveryStream/{jobId}?sendHB=true``.
 A master that cannot be reached is retried with jittered exponential back-off; the worker
 keeps running meanwhile (a restarting master must not take healthy workers down with it).

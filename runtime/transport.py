@@ -3,7 +3,8 @@
 This module holds the design and the types both sides share; the sides are
 ``runtime.stage_output.StageOutputServer`` and ``runtime.stage_input.StageInput``.
 
-Who connects to whom follows Mantis ("pull connect, push data", reference/mantis.md 4.3): a
+Who connects to whom follows Mantis ("pull connect, push data", as in
+WorkerExecutionOperationsNetworkStage.connectToObservableAtPreviousStages): a
 worker whose stage has a next stage listens on its sink port (``StageOutputServer``); each
 worker of the next stage learns the Started workers of the previous stage from the job's
 scheduling info and connects to every one of them (``StageInput``), names itself with a HELLO

@@ -1,4 +1,4 @@
-"""Job routes on Mantis' v1 paths (io.mantisrx.master.api.akka.route.v1.JobsRoute); postJobStatus lives in app.py.
+"""Job routes on Mantis' v1 paths (Mantis' v1 JobsRoute); postJobStatus lives in app.py.
 
 Submitting answers 201 with the job view (or, for a unique tag already running, that job's);
 killing needs `?user=&reason=` and answers 202; scaleStage and resubmitWorker answer 204. A

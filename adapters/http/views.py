@@ -1,12 +1,13 @@
 """Mantis' JSON <-> core values: parse definitions and requests, render clusters, jobs, workers.
 
-Field names are Mantis' own (MantisJobDefinition, JobClusterDefinitionImpl, MantisWorkerMetadataImpl). Parsing checks every field
-before any command runs and raises `InvalidRequest` naming the JSON path, e.g.
-`jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores`. As Jackson does for
-Mantis, numbers and booleans may also come as strings (`"1"`, `"true"`): Mantis' own
-examples send them so. Stage `"0"` (the job master) is accepted and ignored: Mantis' master
-adds it by itself. Times are rendered as epoch milliseconds, -1 when unset, as Mantis does.
-Query parameters (paging, filters) are read here too, with the same 400s.
+Field names are Mantis' own (MantisJobDefinition, JobClusterDefinitionImpl,
+MantisWorkerMetadataImpl). Parsing checks every field before any command runs and raises
+`InvalidRequest` naming the JSON path, e.g.
+`jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores`. As Jackson does for Mantis,
+numbers and booleans may also come as strings (`"1"`, `"true"`): Mantis' own examples send them
+so. Stage `"0"` (the job master) is accepted and ignored: Mantis' master adds it by itself.
+Times are rendered as epoch milliseconds, -1 when unset, as Mantis does. Query parameters
+(paging, filters) are read here too, with the same 400s.
 """
 
 from __future__ import annotations

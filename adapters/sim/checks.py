@@ -1,4 +1,4 @@
-"""Invariant checkers of the simulation (ARCHITECTURE.md "Invariants").
+"""Invariant checkers of the simulation (docs/ARCHITECTURE.md, "Invariants the simulation checks").
 
 Each returns (kind, message) pairs, empty when all holds. `check_core` reads the control
 plane's view, `check_ground_truth` the simulated agents', `check_outcome` one call's output.

@@ -2,7 +2,7 @@
 
 `World(seed)` owns one `random.Random(seed)` and a virtual clock with an event heap of
 (t, seq, action); every latency and fault comes from that generator, so a seed replays a run
-exactly (STYLE.md section 5). The master is the real `ControlPlane` with a persisted event
+exactly (docs/ARCHITECTURE.md). The master is the real `ControlPlane` with a persisted event
 list; it crashes and recovers by replaying that list. Checkers run after every event; the run
 ends with a liveness check once faults stop.
 """

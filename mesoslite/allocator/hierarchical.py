@@ -1,6 +1,7 @@
 """The two-level offer allocator shared by `drf` and `priority`: roles, then frameworks in a role.
 
-This is Mesos' `HierarchicalAllocatorProcess` stage 2 (reference/mesos-fenzo.md D.3): for each
+This is Mesos' `HierarchicalAllocatorProcess` stage 2 (`__generateOffers` in
+src/master/allocator/mesos/hierarchical.cpp): for each
 agent, for each role in role order, for each unsuppressed framework of that role in DRF order,
 the first framework whose refuse filters let the agent's available resources through is
 offered all of them (whole-agent offers). The subclasses only say how roles are ordered
@@ -79,7 +80,8 @@ def scalars(r: Resources) -> tuple[int, int, int, int]:
 
 
 def filter_timeout(refuse_seconds: float, interval: float = ALLOCATION_INTERVAL) -> float:
-    """Seconds a refuse filter lives: 0 for none, else Mesos' clamping (D.4)."""
+    """Seconds a refuse filter lives: 0 for none, else Mesos' clamping (MESOS-4302: at least one
+    allocation interval, at most 365 days)."""
     if not refuse_seconds >= 0:  # negative (or NaN): the default
         refuse_seconds = DEFAULT_REFUSE_SECONDS
     if refuse_seconds == 0:

@@ -1,6 +1,7 @@
 """Job-to-job chaining: a source reading the sinks of another job, found by cluster name.
 
-Mantis' ``JobSource`` (reference/mantis.md 4.5), over the master's v1 streams:
+Mantis' ``JobSource`` (mantis-connector-job-source, with the ``target`` parameter of
+io.mantisrx.runtime.parameter.SourceJobParameters), over the master's v1 streams:
 
 1. ``GET /api/v1/lastSubmittedJobIdStream/{cluster}?sendHB=true`` names the cluster's newest
    job; when another job is submitted the source switches to it (closing the old job's

@@ -1,6 +1,6 @@
 """Stateful property test of the ControlPlane: random commands, observations, bad input, time.
 
-After every step: the ARCHITECTURE.md invariants that concern the core hold, replaying the
+After every step: the docs/ARCHITECTURE.md invariants that concern the core hold, replaying the
 persisted events rebuilds exactly the live state, and a rejected command changed nothing.
 """
 

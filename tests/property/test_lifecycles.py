@@ -1,4 +1,6 @@
-"""The job and worker machines allow exactly Mantis' transitions (reference/mantis.md 2.1-2.2).
+"""The job and worker machines allow exactly Mantis' transitions (JobState, WorkerState).
+
+Mantis: io.mantisrx.master.jobcluster.job.JobState and its worker.WorkerState.
 
 The reference tables here are transcribed from Mantis independently of core/, so that a
 mistake in the machines' tables shows up as a difference.

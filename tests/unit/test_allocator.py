@@ -294,7 +294,7 @@ ALLOCATOR = Path(__file__).resolve().parents[2] / "mesoslite" / "allocator"
 
 @pytest.mark.parametrize("name", ["__init__.py", "hierarchical.py", "drf.py", "priority.py"])
 def test_allocator_modules_are_pure(name: str) -> None:
-    """Time comes only as `now`, and nothing random or clock-like is imported (STYLE.md 2)."""
+    """Time comes only as `now`, and nothing random or clock-like is imported."""
     impure = {"time", "random", "datetime", "asyncio", "threading", "os", "uuid", "secrets"}
     tree = ast.parse((ALLOCATOR / name).read_text())
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]

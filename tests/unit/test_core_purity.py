@@ -1,4 +1,4 @@
-"""core/ stays pure: no I/O, clocks, threads, randomness or adapters (ARCHITECTURE.md)."""
+"""core/ stays pure: no I/O, clocks, threads, randomness or adapters (docs/ARCHITECTURE.md)."""
 
 import ast
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""RecordIO framing: the grammar of reference/mesos-fenzo.md B.2, fed in arbitrary pieces."""
+"""RecordIO framing: the grammar of Mesos' docs/recordio.md, fed in arbitrary pieces."""
 
 import pytest
 from hypothesis import given
