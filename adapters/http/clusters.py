@@ -1,4 +1,4 @@
-"""Job cluster routes on Mantis' v1 paths (io.mantisrx.master.api.akka.route.v1.JobClustersRoute).
+"""Job cluster routes on Mantis' v1 paths (Mantis' v1 JobClustersRoute).
 
 Create answers 201 with the cluster, a duplicate 409; PUT is a full update (a new version,
 the rest overwritten) and answers 200 with the cluster; DELETE needs `?user=` and answers
