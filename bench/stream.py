@@ -32,7 +32,7 @@ windows of 0.5 s (a GroupToScalarStage) to the SSE sink, lossless (blocking outp
   input batch 1 (one event per item), the same generator, ``count_window`` over the same
   windows, to a sink that adds up the counts. ``job_vs_bytewax`` is the ratio; target >= 1.5.
   Its windowing is by far its largest cost, so the run also shows bytewax with the filter and
-  map only (performance.md's 0.21-0.28 M/s is that kind of run, on a quieter machine).
+  map only (0.21-0.28 M/s, measured earlier on a quieter 2-core machine, is that kind of run).
 - ``e2e_p99_ms``: the per-event variant bench/jobs/keyed_count_events.py (the same stage 1;
   stage 2 a running count per key that emits every event at once, with the time.monotonic()
   stamp the source put on it) at 10,000 events/s; one client process times every event from
@@ -99,8 +99,8 @@ TARGETS = {
     "job_vs_bytewax": 1.5,
     "e2e_p99_ms": 20.0,
 }
-BARE_LINK_ORJSON = 1_660_000.0  # performance.md: the same link, orjson per event, batch 1024
-BYTEWAX_BATCH_1 = "0.21-0.28 M"  # performance.md: bytewax 0.21, one worker, input batch 1
+BARE_LINK_ORJSON = 1_660_000.0  # measured earlier (2 cores): the same link, orjson per event, batch 1024
+BYTEWAX_BATCH_1 = "0.21-0.28 M"  # measured earlier (2 cores): bytewax 0.21, one worker, batch 1
 E2E_RATE = 10_000.0
 PROCESS_TIMEOUT = 300.0
 PARTS = ["codec", "hop", "sse1", "sse100", "latency", "job", "bytewax", "e2e"]
@@ -633,10 +633,10 @@ async def job_latency(
 
 def bytewax_child(result_q: Queue[Report], total: int, windowed: bool) -> None:
     """The peer: bytewax 0.21 running keyed_count's logic in this process, one worker, input
-    batch 1 (one event per item, as performance.md measured it): the same generator, filter
+    batch 1 (one event per item, as measured earlier): the same generator, filter
     ``keep``, map ``enrich``, then ``count_window`` (key ``key_of``, tumbling windows of
     WINDOW_SECONDS on the system clock) to a sink that adds up the counts. Not `windowed`:
-    the filter and map only, to a sink that counts events (performance.md's kind of run)."""
+    the filter and map only, to a sink that counts events (the kind of run measured earlier)."""
     from datetime import UTC, datetime, timedelta
 
     from bytewax import operators as op
@@ -726,8 +726,8 @@ def cpu_line(parts: list[tuple[str, float, int]]) -> str:
 
 def codec_lines() -> list[str]:
     """The codec choice, re-measured: orjson against msgpack (if installed; it is optional),
-    per batch of 1,024 events as the transport does, and per event as performance.md did
-    (orjson 2.08 M round trips/s there, for its own ~100-byte event)."""
+    per batch of 1,024 events as the transport does, and per event as measured earlier
+    (orjson 2.08 M round trips/s then, for its own ~100-byte event)."""
     events = make_events()
 
     def rate(fn: Callable[[], object], per_call: int, rounds: int) -> float:
@@ -745,7 +745,7 @@ def codec_lines() -> list[str]:
     o_one = rate(lambda: orjson.loads(orjson.dumps(one)), 1, 20_000)
     lines = [
         f"  codec round trip, orjson: {o_batch / 1e6:.2f} M/s in batches, "
-        f"{o_one / 1e6:.2f} M/s one by one (performance.md: 2.08 M for its event)"
+        f"{o_one / 1e6:.2f} M/s one by one (earlier: 2.08 M for a ~100-byte event)"
     ]
     try:
         msgpack = importlib.import_module("msgpack")
@@ -816,7 +816,7 @@ def main() -> None:
         figures["hop_events_per_s"] = round(hop)
         show("hop_events_per_s", hop, "/s")
         print(
-            f"  vs the bare link with per-event orjson (1.66 M, performance.md): "
+            f"  vs the bare link with per-event orjson (1.66 M, measured earlier): "
             f"x{hop / BARE_LINK_ORJSON:.2f}"
         )
         print(cpu_line([("sender", snd.cpu, snd.events), ("receiver", rcv.cpu, rcv.events)]))
@@ -894,7 +894,7 @@ def main() -> None:
             figures["bytewax_events_per_s"] = round(bw)
             print(
                 f"{'bytewax_events_per_s':30s} {bw:>12,.0f} /s   peer, one process, batch 1 "
-                f"(performance.md: {BYTEWAX_BATCH_1})"
+                f"(earlier: {BYTEWAX_BATCH_1})"
             )
             bw_cpu_rate = sizes.bytewax_events / rep.cpu
             print(
