@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.sim.world import World  # noqa: E402
 from adapters.store.codec import encode  # noqa: E402
 from adapters.store.log import EventLog  # noqa: E402
 from adapters.store.records import frame  # noqa: E402
 from core.events import Event  # noqa: E402
-from adapters.sim.world import World  # noqa: E402
 
 CALLERS = 100
 

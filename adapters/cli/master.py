@@ -99,6 +99,8 @@ class MasterProcess:
         self.store = store = EventLog(
             self.data_dir / "store", recover_from_snapshot=s.recover_from_snapshot
         )
+        if store.recovery is not None:  # opened with --recover-from-snapshot: say what it cost
+            sys.stderr.write(f"mantis master: recovered a damaged store:\n{store.recovery}\n")
         rm = self._make_rm(s, asyncio.get_running_loop())
         self.service = service = MasterService(store, rm, archive=store.archived_job_events)
         plane = service.plane
@@ -182,8 +184,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tick-secs", type=float, default=1.0,
                         help="timer resolution: heartbeats, SLA, cron (default: %(default)s)")
     parser.add_argument("--recover-from-snapshot", action="store_true",
-                        help="open a damaged store from its last good snapshot, setting the "
-                             "damaged part aside (events after the damage are lost)")  # fmt: skip
+                        help="open a damaged store: keep its last good snapshot and every whole "
+                             "batch after the damage that still applies, set the damaged files "
+                             "aside and print what was dropped")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
