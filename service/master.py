@@ -86,7 +86,6 @@ class MasterService:
         resource_manager: ResourceManager,
         clock: Clock = time.time,
         *,
-        plane: ControlPlane | None = None,
         worker_tasks: WorkerTaskSettings | None = None,
         group_commit: bool = True,
         archive: Callable[[str], Sequence[Event]] | None = None,
@@ -100,7 +99,7 @@ class MasterService:
         self.store = store
         self.rm = resource_manager
         self.clock = clock
-        self.plane = plane if plane is not None else ControlPlane.replay(store.load())
+        self.plane = ControlPlane.replay(store.load())
         self.worker_tasks = worker_tasks
         self.group_commit = group_commit
         self._archive = archive
@@ -108,9 +107,7 @@ class MasterService:
         self.unconfirmed_launch_secs = unconfirmed_launch_secs
         self._next_launch_check = 0.0
         self.watchers = Watchers()
-        self.last_submitted: dict[str, str] = {
-            name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
-        }
+        self.last_submitted = _last_submitted(self.plane)
         self.healthy = True
         self.last_error = ""
         self._queue: list[tuple[Sequence[Event], asyncio.Future[None]]] = []
@@ -189,9 +186,7 @@ class MasterService:
         self.healthy, self.last_error = False, str(error)
         log.error("master_store_write_failed", error=str(cause), out_of_space=error.out_of_space)
         self.plane = ControlPlane.replay(self.store.load())
-        self.last_submitted = {
-            name: c.job_ids[-1] for name, c in self.plane.clusters.items() if c.job_ids
-        }
+        self.last_submitted = _last_submitted(self.plane)
         self._carry_out(self.plane.recover(self.clock()))
         self.watchers.wake_all()
         return error
@@ -344,3 +339,8 @@ class MasterService:
         )
         stand_in = ClusterCreated(JobClusterDefinition(d.cluster_name, (config,)), accepted.at)
         return ControlPlane.replay([stand_in, *events])
+
+
+def _last_submitted(plane: ControlPlane) -> dict[str, str]:
+    """Each cluster's newest job id (Mantis' lastSubmittedJobIdStream starts from it)."""
+    return {name: c.job_ids[-1] for name, c in plane.clusters.items() if c.job_ids}
