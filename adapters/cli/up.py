@@ -60,7 +60,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -73,6 +73,7 @@ from adapters.cli.client import (
     MantisClient,
     MasterUnreachable,
     cluster_definition,
+    sse_events,
 )
 
 log = structlog.get_logger()
@@ -584,9 +585,6 @@ class LocalUp:
 
 EXAMPLE = ROOT / "examples" / "synthetic_counts.py"
 EXAMPLE_CLUSTER = "synthetic-counts"
-EXAMPLE_HANG_UP_SECS = 1.5
-"""How long a stop waits for the example's output stream to hang up (it checks after every
-event, and the job has one a second): a master with an open stream takes longer to stop."""
 
 
 def start_example(client: MantisClient, user: str) -> str:
@@ -604,7 +602,46 @@ def start_example(client: MantisClient, user: str) -> str:
     return str(job["jobMetadata"]["jobId"])
 
 
-def stream_example(up: LocalUp, out: TextIO, stopped: Callable[[], bool]) -> None:
+class ExampleStream:
+    """The example job's output (`GET /jobconnectbyname/...`, SSE) on a connection that
+    `hang_up()` ends at once from another thread: a master still serving a stream takes longer
+    to stop, so `mantis up` hangs up before it stops the master."""
+
+    def __init__(self, up: LocalUp) -> None:
+        self.up = up
+        self._conn: http.client.HTTPConnection | None = None
+        self._hung_up = False
+
+    def events(self) -> Iterator[Any]:
+        conn = http.client.HTTPConnection(HOST, self.up.port, timeout=10)
+        self._conn = conn
+        headers = {"Accept": "text/event-stream"}
+        if self.up.api_token:
+            headers["Authorization"] = f"Bearer {self.up.api_token}"
+        try:
+            conn.connect()
+            if self._hung_up:  # before the connection existed: hang_up could not end it
+                return
+            conn.request("GET", f"/jobconnectbyname/{EXAMPLE_CLUSTER}", headers=headers)
+            response = conn.getresponse()
+            if response.status != 200:
+                raise ApiError(response.status, response.reason)
+            if conn.sock is not None:
+                conn.sock.settimeout(None)  # events come when the job has some
+            yield from sse_events(iter(lambda: response.read1(65536), b""))
+        finally:
+            conn.close()
+
+    def hang_up(self) -> None:
+        self._hung_up = True
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+def stream_example(up: LocalUp, stream: ExampleStream, out: TextIO,
+                   stopped: Callable[[], bool]) -> None:  # fmt: skip
     """Start the example and print its output; reconnect if the master restarts."""
     client = MantisClient(up.url, up.api_token or "")
     user = os.environ.get("USER") or "mantis"
@@ -618,13 +655,12 @@ def stream_example(up: LocalUp, out: TextIO, stopped: Callable[[], bool]) -> Non
     out.flush()
     while not stopped():
         try:
-            for event in client.connect(cluster=EXAMPLE_CLUSTER):
-                if stopped():
-                    return
+            for event in stream.events():
                 out.write(orjson.dumps(event).decode() + "\n")
                 out.flush()
         except (ApiError, MasterUnreachable, OSError, http.client.HTTPException) as e:
-            log.info("example_stream_reconnecting", error=repr(e))
+            if not stopped():
+                log.info("example_stream_reconnecting", error=repr(e))
         time.sleep(1.0)
 
 
@@ -663,7 +699,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"mantis up: {e}\n")
         return 1
 
-    example = threading.Thread(target=stream_example, args=(up, sys.stdout, lambda: stop),
+    stream = ExampleStream(up)
+    example = threading.Thread(target=stream_example, args=(up, stream, sys.stdout, lambda: stop),
                                daemon=True, name="example")  # fmt: skip
 
     def on_up() -> None:
@@ -672,8 +709,8 @@ def run(args: argparse.Namespace) -> int:
             example.start()
 
     def stopping() -> bool:
-        if stop and example.is_alive():  # let it hang up first: the master stops sooner
-            example.join(EXAMPLE_HANG_UP_SECS)
+        if stop:
+            stream.hang_up()
         return stop
 
     with contextlib.closing(lock):
