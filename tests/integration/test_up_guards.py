@@ -119,6 +119,18 @@ def test_a_second_mantis_up_on_the_same_data_folder_is_refused(
     nothing_left(first.data)
 
 
+def test_what_mantis_up_started_dies_with_it_even_by_sigkill(
+    tmp_path: Path, runs: list[UpProcess]
+) -> None:
+    up = UpProcess(tmp_path / "data", free_port(), "--agents", "1", "--example")
+    runs.append(up)
+    until(lambda: up.example_lines() or None, "the example's output", 60)
+    assert len(started_in(up.data)) >= 6  # mesoslite, an agent, the master, 3 workers
+    os.kill(up.process.pid, signal.SIGKILL)  # no chance to stop anything itself
+    assert up.wait() == -signal.SIGKILL
+    nothing_left(up.data, timeout=15)
+
+
 def test_every_child_killed_is_started_again_and_reported(
     tmp_path: Path, runs: list[UpProcess]
 ) -> None:
