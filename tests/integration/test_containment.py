@@ -24,7 +24,7 @@ import pytest
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.containment import RECORDS, proc_stat
 from mesoslite.local import LocalCluster, free_port
-from tests.integration.aio import run, until
+from tests.eventually import eventually
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -116,106 +116,100 @@ def worker_env(index: int) -> dict[str, str]:
     }  # fmt: skip
 
 
-def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_between(
+@pytest.mark.timeout(90)
+async def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_between(
     tmp_path: Path,
 ) -> None:
-    async def main() -> None:
-        async with cluster_and_client(tmp_path) as (cluster, client):
-            worker = f"{sys.executable} -m runtime.worker"
-            await launch(client, [
-                ("exec", worker, worker_env(0)),  # one simple command: the shell execs it
-                ("shell", f"{worker}; exit $?", worker_env(1)),  # the shell stays its parent
-            ])  # fmt: skip
+    async with cluster_and_client(tmp_path) as (cluster, client):
+        worker = f"{sys.executable} -m runtime.worker"
+        await launch(client, [
+            ("exec", worker, worker_env(0)),  # one simple command: the shell execs it
+            ("shell", f"{worker}; exit $?", worker_env(1)),  # the shell stays its parent
+        ])  # fmt: skip
+        for tid in ("exec", "shell"):
+            await until_running(client, tid)
+
+        def workers() -> dict[str, int]:
+            found = {}
             for tid in ("exec", "shell"):
-                await until_running(client, tid)
+                for pid in task_pids(tid):
+                    if "runtime.worker" in cmdline(pid) and "exit" not in cmdline(pid):
+                        found[tid] = pid
+            return found
 
-            def workers() -> dict[str, int]:
-                found = {}
-                for tid in ("exec", "shell"):
-                    for pid in task_pids(tid):
-                        if "runtime.worker" in cmdline(pid) and "exit" not in cmdline(pid):
-                            found[tid] = pid
-                return found
+        def started(tid: str) -> bool:  # logged after it asked for its parent-death signal
+            runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
+            return any("worker_starting" in p.read_text() for p in runs)
 
-            def started(tid: str) -> bool:  # logged after it asked for its parent-death signal
-                runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
-                return any("worker_starting" in p.read_text() for p in runs)
+        await eventually(lambda: len(workers()) == 2 and started("exec") and started("shell"),
+                    "both workers started", timeout=30)  # fmt: skip
+        pids = workers()
+        shell_pids = [p for p in task_pids("shell") if p != pids["shell"]]
+        assert session_of(pids["exec"]) == pids["exec"], "exec'd: the worker leads the task"
+        assert shell_pids and session_of(pids["shell"]) == shell_pids[0] != pids["shell"]
+        agent = cluster.agents[0]
+        assert agent is not None
+        assert session_of(pids["exec"]) != session_of(agent.pid), "Ctrl-C does not reach it"
 
-            await until(lambda: len(workers()) == 2 and started("exec") and started("shell"),
-                        "both workers started", timeout=30)  # fmt: skip
-            pids = workers()
-            shell_pids = [p for p in task_pids("shell") if p != pids["shell"]]
-            assert session_of(pids["exec"]) == pids["exec"], "exec'd: the worker leads the task"
-            assert shell_pids and session_of(pids["shell"]) == shell_pids[0] != pids["shell"]
-            agent = cluster.agents[0]
-            assert agent is not None
-            assert session_of(pids["exec"]) != session_of(agent.pid), "Ctrl-C does not reach it"
-
-            await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
-            everything = [*pids.values(), *shell_pids]
-            await until(lambda: not any(alive(p) for p in everything),
-                        "the workers to die with their agent", timeout=20)  # fmt: skip
-            for tid in ("exec", "shell"):  # SIGTERMed, they stopped cleanly
-                runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
-                assert any("worker_stopped" in p.read_text() for p in runs), tid
-
-    run(main(), timeout=90)
+        await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
+        everything = [*pids.values(), *shell_pids]
+        await eventually(lambda: not any(alive(p) for p in everything),
+                    "the workers to die with their agent", timeout=20)  # fmt: skip
+        for tid in ("exec", "shell"):  # SIGTERMed, they stopped cleanly
+            runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
+            assert any("worker_stopped" in p.read_text() for p in runs), tid
 
 
-def test_an_agent_kills_what_an_earlier_agent_on_its_work_dir_left_and_nothing_else(
+@pytest.mark.timeout(90)
+async def test_an_agent_kills_what_an_earlier_agent_on_its_work_dir_left_and_nothing_else(
     tmp_path: Path,
 ) -> None:
-    async def main() -> None:
-        pids_file = tmp_path / "pids"
-        decoy = subprocess.Popen(["sleep", "300"], start_new_session=True)
-        try:
-            async with cluster_and_client(tmp_path) as (cluster, client):
-                # The background sleep has no parent-death signal: it outlives the killed agent.
-                escaper = f"sleep 300 & echo $$ $! > {pids_file}.tmp; mv {pids_file}.tmp {pids_file}; wait"
-                await launch(client, [("escaper", escaper, {})])
-                await until_running(client, "escaper")
-                await until(pids_file.exists, "the task to write its pids", timeout=10)
-                shell, orphan = (int(p) for p in pids_file.read_text().split())
-                await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
-                await until(lambda: not alive(shell), "the task's shell to die with its agent")
-                assert alive(orphan), "a leftover to reap"
-
-                # A record naming a live group whose leader started at another time is a reused
-                # pid, not a leftover: the decoy must survive the reaping.
-                records = tmp_path / "agent-0" / RECORDS
-                stat = proc_stat(decoy.pid)
-                assert stat is not None
-                (records / str(decoy.pid)).write_bytes(orjson.dumps(
-                    {"pgid": decoy.pid, "start_time": stat[2] + 1, "task_id": "reused"}))
-
-                await asyncio.to_thread(cluster.start_agent, 0)
-                await until(lambda: not alive(orphan), "the new agent to kill the leftover",
-                            timeout=15)  # fmt: skip
-                assert decoy.poll() is None and alive(decoy.pid)
-                log = cluster.log_path("agent-0").read_text()
-                assert "agent_reaped_leftover_task" in log and "escaper" in log
-                assert not any(records.iterdir()), "records of the reaped groups removed"
-        finally:
-            decoy.kill()
-            decoy.wait()
-
-    run(main(), timeout=90)
-
-
-def test_an_agent_that_shuts_down_reports_its_tasks_killed_and_unregisters(
-    tmp_path: Path,
-) -> None:
-    async def main() -> None:
+    pids_file = tmp_path / "pids"
+    decoy = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
         async with cluster_and_client(tmp_path) as (cluster, client):
-            await launch(client, [("sleeper", "sleep 300", {})])
-            await until_running(client, "sleeper")
-            (pid,) = task_pids("sleeper")
-            await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGTERM)
-            status = await next_status(client, "sleeper")
-            assert (status["state"], status["reason"]) == ("TASK_KILLED", "REASON_EXECUTOR_TERMINATED")
-            assert status["message"] == "Agent shut down; Command terminated with signal SIGTERM"
-            assert not alive(pid)
-            state = await asyncio.to_thread(cluster.state)
-            assert state["activated_slaves"] == 0
+            # The background sleep has no parent-death signal: it outlives the killed agent.
+            escaper = f"sleep 300 & echo $$ $! > {pids_file}.tmp; mv {pids_file}.tmp {pids_file}; wait"
+            await launch(client, [("escaper", escaper, {})])
+            await until_running(client, "escaper")
+            await eventually(pids_file.exists, "the task to write its pids", timeout=10)
+            shell, orphan = (int(p) for p in pids_file.read_text().split())
+            await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
+            await eventually(lambda: not alive(shell), "the task's shell to die with its agent")
+            assert alive(orphan), "a leftover to reap"
 
-    run(main(), timeout=60)
+            # A record naming a live group whose leader started at another time is a reused
+            # pid, not a leftover: the decoy must survive the reaping.
+            records = tmp_path / "agent-0" / RECORDS
+            stat = proc_stat(decoy.pid)
+            assert stat is not None
+            (records / str(decoy.pid)).write_bytes(orjson.dumps(
+                {"pgid": decoy.pid, "start_time": stat[2] + 1, "task_id": "reused"}))
+
+            await asyncio.to_thread(cluster.start_agent, 0)
+            await eventually(lambda: not alive(orphan), "the new agent to kill the leftover",
+                        timeout=15)  # fmt: skip
+            assert decoy.poll() is None and alive(decoy.pid)
+            log = cluster.log_path("agent-0").read_text()
+            assert "agent_reaped_leftover_task" in log and "escaper" in log
+            assert not any(records.iterdir()), "records of the reaped groups removed"
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_an_agent_that_shuts_down_reports_its_tasks_killed_and_unregisters(
+    tmp_path: Path,
+) -> None:
+    async with cluster_and_client(tmp_path) as (cluster, client):
+        await launch(client, [("sleeper", "sleep 300", {})])
+        await until_running(client, "sleeper")
+        (pid,) = task_pids("sleeper")
+        await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGTERM)
+        status = await next_status(client, "sleeper")
+        assert (status["state"], status["reason"]) == ("TASK_KILLED", "REASON_EXECUTOR_TERMINATED")
+        assert status["message"] == "Agent shut down; Command terminated with signal SIGTERM"
+        assert not alive(pid)
+        state = await asyncio.to_thread(cluster.state)
+        assert state["activated_slaves"] == 0

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from core.worker import WorkerState
-from tests.integration.aio import run
 from tests.integration.workers import JOBS, LocalMaster
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,23 +24,21 @@ async def local_master(tmp_path: Path) -> AsyncIterator[LocalMaster]:
         await master.close()
 
 
-def test_a_stage_count_that_differs_from_the_code_fails_every_worker_at_start_up(
+@pytest.mark.timeout(90)
+async def test_a_stage_count_that_differs_from_the_code_fails_every_worker_at_start_up(
     tmp_path: Path,
 ) -> None:
-    async def main() -> None:
-        async with local_master(tmp_path) as m:
-            # jobs/counter.py defines three stages.
-            fewer = m.submit("fewer", JOBS / "counter.py", [1])
-            more = m.submit("more", JOBS / "counter.py", [1, 1, 1, 1])
+    async with local_master(tmp_path) as m:
+        # jobs/counter.py defines three stages.
+        fewer = m.submit("fewer", JOBS / "counter.py", [1])
+        more = m.submit("more", JOBS / "counter.py", [1, 1, 1, 1])
 
-            def failed(jid: str) -> list[str]:
-                return [w.message for w in m.workers(jid) if w.state is WorkerState.Failed]
+        def failed(jid: str) -> list[str]:
+            return [w.message for w in m.workers(jid) if w.state is WorkerState.Failed]
 
-            await m.until(lambda: failed(fewer) and len(failed(more)) >= 4, "workers Failed")
-            assert set(failed(fewer)) == {"the job defines 3 stages but was submitted with 1"}
-            assert set(failed(more)) == {"the job defines 3 stages but was submitted with 4"}
-            assert not m.started(fewer) and not m.started(more)  # failed before Started
-            m.kill(fewer)
-            m.kill(more)
-
-    run(main(), timeout=90)
+        await m.until(lambda: failed(fewer) and len(failed(more)) >= 4, "workers Failed")
+        assert set(failed(fewer)) == {"the job defines 3 stages but was submitted with 1"}
+        assert set(failed(more)) == {"the job defines 3 stages but was submitted with 4"}
+        assert not m.started(fewer) and not m.started(more)  # failed before Started
+        m.kill(fewer)
+        m.kill(more)

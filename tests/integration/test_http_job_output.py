@@ -14,9 +14,7 @@ import pytest
 from adapters.http.job_output import OUTPUT, JobOutputHub
 from common.sse import SseParser
 from core.worker import WorkerState
-from tests.integration.aio import run
-from tests.integration.test_runtime_workers import local_master
-from tests.integration.workers import LocalMaster, read_sse
+from tests.integration.workers import LocalMaster, local_master, read_sse
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,75 +24,72 @@ def hub(m: LocalMaster) -> JobOutputHub:
     return m._runner.app[OUTPUT]
 
 
-def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_connection(
+async def first_data(resp: aiohttp.ClientResponse) -> bytes:
+    parser = SseParser()
+    async for chunk in resp.content.iter_any():
+        if payloads := parser.feed(chunk):
+            return payloads[0]
+    raise AssertionError("the stream ended")
+
+
+@pytest.mark.timeout(90)
+async def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_connection(
     tmp_path: Path,
 ) -> None:
-    async def main() -> None:
-        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = await m.counter_job()
-            got: list[list[Any]] = [[], [], []]
-            urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"]
-            readers = [asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)]
-            await m.until(lambda: all(len(g) > 100 for g in got), "output to 3 clients")
-            assert len(hub(m).subscriptions) == 2  # the two identical requests share one
-            assert hub(m).upstream_connections == 2
+    async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+        jid = await m.counter_job()
+        got: list[list[Any]] = [[], [], []]
+        urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"]
+        readers = [asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)]
+        await m.until(lambda: all(len(g) > 100 for g in got), "output to 3 clients")
+        assert len(hub(m).subscriptions) == 2  # the two identical requests share one
+        assert hub(m).upstream_connections == 2
 
-            (sink,) = m.started(jid, stage=3)
-            m.process(jid, 3, 0).popen.send_signal(signal.SIGKILL)
-            await m.until(lambda: sink.state is WorkerState.Failed, "the kill noticed")
-            await m.until(lambda: len(m.started(jid, stage=3)) == 1, "a replacement Started")
-            (new,) = m.started(jid, stage=3)
-            await m.until(lambda: all(any(e["s3"] == new.number for e in g) for g in got),
-                          "every client reading the replacement")  # fmt: skip
-            assert hub(m).upstream_connections == 2
+        (sink,) = m.started(jid, stage=3)
+        m.process(jid, 3, 0).popen.send_signal(signal.SIGKILL)
+        await m.until(lambda: sink.state is WorkerState.Failed, "the kill noticed")
+        await m.until(lambda: len(m.started(jid, stage=3)) == 1, "a replacement Started")
+        (new,) = m.started(jid, stage=3)
+        await m.until(lambda: all(any(e["s3"] == new.number for e in g) for g in got),
+                      "every client reading the replacement")  # fmt: skip
+        assert hub(m).upstream_connections == 2
 
-            for r in readers:
-                r.cancel()
-            await m.until(lambda: hub(m).upstream_connections == 0, "upstreams closed")
-            assert not hub(m).subscriptions
-
-    run(main(), timeout=90)
+        for r in readers:
+            r.cancel()
+        await m.until(lambda: hub(m).upstream_connections == 0, "upstreams closed")
+        assert not hub(m).subscriptions
 
 
-def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_connect(
+@pytest.mark.timeout(110)
+async def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_and_connect(
     tmp_path: Path,
 ) -> None:
-    async def main() -> None:
-        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            first = await m.counter_job()
-            by_name: list[Any] = []
-            reader = asyncio.create_task(read_sse(http, f"{m.url}/jobconnectbyname/counter", by_name))
-            await m.until(lambda: len(by_name) > 2000, "output of job 1")
+    async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+        first = await m.counter_job()
+        by_name: list[Any] = []
+        reader = asyncio.create_task(read_sse(http, f"{m.url}/jobconnectbyname/counter", by_name))
+        await m.until(lambda: len(by_name) > 2000, "output of job 1")
 
-            second = await m.counter_job()
-            await m.until(lambda: any(e["job"] == second for e in by_name), "output of job 2")
-            switch = next(n for n, e in enumerate(by_name) if e["job"] == second)
-            assert all(e["job"] == first for e in by_name[:switch])
-            assert all(e["job"] == second for e in by_name[switch:]), "job 1 no longer"
-            reader.cancel()
-            m.kill(first)  # done with it: fewer processes competing for the cores
+        second = await m.counter_job()
+        await m.until(lambda: any(e["job"] == second for e in by_name), "output of job 2")
+        switch = next(n for n, e in enumerate(by_name) if e["job"] == second)
+        assert all(e["job"] == first for e in by_name[:switch])
+        assert all(e["job"] == second for e in by_name[switch:]), "job 1 no longer"
+        reader.cancel()
+        m.kill(first)  # done with it: fewer processes competing for the cores
 
-            async with http.ws_connect(f"{m.url}/api/v1/jobconnectbyid/{second}") as ws:
-                messages = [orjson.loads((await ws.receive(timeout=30)).data) for _ in range(50)]
-            assert all(e["job"] == second and "s3" in e for e in messages)
-            m.kill(second)
+        async with http.ws_connect(f"{m.url}/api/v1/jobconnectbyid/{second}") as ws:
+            messages = [orjson.loads((await ws.receive(timeout=30)).data) for _ in range(50)]
+        assert all(e["job"] == second and "s3" in e for e in messages)
+        m.kill(second)
 
-            async with http.post(f"{m.url}/jobsubmitandconnect",
-                                 json={"name": "counter", "user": "t"}) as resp:  # fmt: skip
-                assert resp.status == 200
-                line = await asyncio.wait_for(_first_data(resp), 60)
-            assert "i" in orjson.loads(line)
+        async with http.post(f"{m.url}/jobsubmitandconnect",
+                             json={"name": "counter", "user": "t"}) as resp:  # fmt: skip
+            assert resp.status == 200
+            line = await asyncio.wait_for(first_data(resp), 60)
+        assert "i" in orjson.loads(line)
 
-            async with http.post(f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}) as resp:
-                assert resp.status == 404
-            async with http.get(f"{m.url}/jobconnectbyid/nope-1") as resp:
-                assert resp.status == 404
-
-    async def _first_data(resp: aiohttp.ClientResponse) -> bytes:
-        parser = SseParser()
-        async for chunk in resp.content.iter_any():
-            if payloads := parser.feed(chunk):
-                return payloads[0]
-        raise AssertionError("the stream ended")
-
-    run(main(), timeout=110)
+        async with http.post(f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}) as resp:
+            assert resp.status == 404
+        async with http.get(f"{m.url}/jobconnectbyid/nope-1") as resp:
+            assert resp.status == 404

@@ -8,32 +8,29 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.aio import run
-from tests.integration.test_runtime_workers import local_master
+from tests.integration.workers import local_master
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_status_stream_replays_history_follows_the_job_and_ends_with_it(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-            jid = await m.counter_job()
-            messages: list[dict[str, Any]] = []
-            async with http.ws_connect(f"{m.url}/api/v1/jobStatusStream/{jid}") as ws:
-                for _ in range(2):
-                    messages.append((await ws.receive_json(timeout=10))["status"])
-                async with http.delete(f"{m.url}/api/v1/jobs/{jid}",
-                                       params={"user": "t", "reason": "done"}) as resp:  # fmt: skip
-                    assert resp.status == 202
-                async for msg in ws:
-                    messages.append(msg.json()["status"])
-            texts = [s["message"] for s in messages]
-            assert texts[0] == "job submitted by test" and texts[1] == "all workers started"
-            assert messages[-1]["state"] == "Completed" and "done" in texts[-1]
-            assert all(s["jobId"] == jid for s in messages)
-            async with http.get(f"{m.url}/api/v1/jobStatusStream/{jid}") as resp:
-                assert resp.status == 400 and (await resp.json())["field"] == "Upgrade"
-            async with http.get(f"{m.url}/api/v1/jobStatusStream/nope-1") as resp:
-                assert resp.status == 404
-
-    run(main(), timeout=50)
+@pytest.mark.timeout(50)
+async def test_status_stream_replays_history_follows_the_job_and_ends_with_it(tmp_path: Path) -> None:
+    async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+        jid = await m.counter_job()
+        messages: list[dict[str, Any]] = []
+        async with http.ws_connect(f"{m.url}/api/v1/jobStatusStream/{jid}") as ws:
+            for _ in range(2):
+                messages.append((await ws.receive_json(timeout=10))["status"])
+            async with http.delete(f"{m.url}/api/v1/jobs/{jid}",
+                                   params={"user": "t", "reason": "done"}) as resp:  # fmt: skip
+                assert resp.status == 202
+            async for msg in ws:
+                messages.append(msg.json()["status"])
+        texts = [s["message"] for s in messages]
+        assert texts[0] == "job submitted by test" and texts[1] == "all workers started"
+        assert messages[-1]["state"] == "Completed" and "done" in texts[-1]
+        assert all(s["jobId"] == jid for s in messages)
+        async with http.get(f"{m.url}/api/v1/jobStatusStream/{jid}") as resp:
+            assert resp.status == 400 and (await resp.json())["field"] == "Upgrade"
+        async with http.get(f"{m.url}/api/v1/jobStatusStream/nope-1") as resp:
+            assert resp.status == 404

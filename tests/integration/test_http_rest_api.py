@@ -6,198 +6,101 @@ Artifacts and auth are in test_http_rest_api_artifacts.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.http.app import create_app
-from service.master import MasterService
-from tests.fakes import memory_master
-from tests.integration.aio import run
-
-HOST = "127.0.0.1"
-T0 = 1_800_000_000.0
-Client = TestClient[Any, Any]
-JSON_TYPE = {"Content-Type": "application/json"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def new_master() -> MasterService:
-    return memory_master(Clock())
-
-
-@asynccontextmanager
-async def serving(master: MasterService, **kwargs: Any) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(master, **kwargs), host=HOST)) as client:
-        yield client
-
-
-def stage(instances: int = 1, scalable: bool = False, **machine: Any) -> dict[str, Any]:
-    return {
-        "numberOfInstances": instances,
-        "machineDefinition": {"cpuCores": 1, "memoryMB": 512, "networkMbps": 128,
-                              "diskMB": 100, "numPorts": 1, **machine},
-        "scalable": scalable,
-        "hardConstraints": [],
-        "softConstraints": None,
-    }  # fmt: skip
-
-
-def cluster_body(name: str = "demo", version: str = "1", **extra: Any) -> dict[str, Any]:
-    """A NamedJobDefinition as Mantis' docs show it (numbers as strings included)."""
-    definition = {
-        "name": name,
-        "user": "alice",
-        "jobJarFileLocation": f"http://artifacts.example/{name}-{version}.zip",
-        "version": version,
-        "schedulingInfo": {"stages": {"0": stage(), "1": stage(2), "2": stage(1, scalable=True)}},
-        "parameters": [{"name": "useRandom", "value": False}],
-        "labels": [{"name": "team", "value": "streams"}],
-        "slaMin": "0",
-        "slaMax": "0",
-        "cronSpec": None,
-        "cronPolicy": "KEEP_EXISTING",
-        "migrationConfig": {"strategy": "PERCENTAGE", "configString": "{}"},
-        **extra,
-    }
-    return {"jobDefinition": definition, "owner": {"name": "Alice", "contactEmail": "a@x"}}
-
-
-async def create(client: Client, name: str = "demo", **extra: Any) -> dict[str, Any]:
-    resp = await client.post("/api/v1/jobClusters", json=cluster_body(name, **extra))
-    assert resp.status == 201, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
-
-
-async def submit(client: Client, cluster: str = "demo", **body: Any) -> str:
-    resp = await client.post(f"/api/v1/jobClusters/{cluster}/jobs", json={"user": "bob", **body})
-    assert resp.status == 201, await resp.text()
-    jid: str = (await resp.json())["jobMetadata"]["jobId"]
-    return jid
-
-
-async def expect_error(
-    client: Client, master: MasterService, method: str, path: str, status: int,
-    field: str | None = None, **kwargs: Any,
-) -> dict[str, Any]:  # fmt: skip
-    """The call fails with `status` as JSON naming `field`, and changes nothing."""
-    before = (len(master.store.events), master.plane.snapshot())
-    resp = await client.request(method, path, **kwargs)
-    text = await resp.text()
-    assert resp.status == status, text
-    assert resp.content_type == "application/json", text
-    body: dict[str, Any] = await resp.json()
-    assert body.get("field") == field, body
-    assert (len(master.store.events), master.plane.snapshot()) == before
-    return body
-
-
-def start_all(master: MasterService, jid: str) -> None:
-    """Launch and heartbeat every current worker of the job, so that it becomes Launched."""
-    job = master.plane.job(jid)
-    for i, w in enumerate(job.current_workers()):
-        wid, ports = w.worker_id, (31000 + i,)
-        master.run(lambda p, now: p.worker_launched(wid, "agent-1", "host-1", ports, now))  # noqa: B023
-        master.run(lambda p, now: p.heartbeat(wid, now))  # noqa: B023
-
+from tests.integration.http_helpers import (
+    HOST,
+    JSON_TYPE,
+    T0,
+    ApiClient,
+    cluster_body,
+    create,
+    expect_error,
+    new_master,
+    stage,
+    start_all,
+    submit,
+)
 
 # ------------------------------------------------------------------------ job clusters
 
 
-def test_create_then_get_shows_mantis_cluster_view() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            created = await create(client)
-            assert created["name"] == "demo"
-            assert created["latestVersion"] == "1"
-            assert created["disabled"] is False and created["lastJobCount"] == 0
-            jar = created["jars"][0]
-            assert jar["url"] == "http://artifacts.example/demo-1.zip"
-            assert jar["artifactName"] == "demo-1.zip"
-            assert jar["uploadedAt"] == T0 * 1000
-            stages = jar["schedulingInfo"]["stages"]
-            assert sorted(stages) == ["1", "2"]  # stage 0 (the job master) is Mantis' own
-            assert stages["1"]["numberOfInstances"] == 2
-            assert stages["2"]["scalable"] is True
-            assert stages["1"]["machineDefinition"] == {"cpuCores": 1.0, "memoryMB": 512.0,
-                                                        "networkMbps": 128.0, "diskMB": 100.0,
-                                                        "numPorts": 1}  # fmt: skip
-            assert created["parameters"] == [{"name": "useRandom", "value": "false"}]
-            assert created["sla"] == {"min": 0, "max": 0, "cronSpec": None, "cronPolicy": None}
-            assert created["owner"]["contactEmail"] == "a@x"
-            assert len(master.store.events) == 1
-            resp = await client.get("/api/v1/jobClusters/demo")
-            assert resp.status == 200 and await resp.json() == created
-
-    run(main())
+async def test_create_then_get_shows_mantis_cluster_view(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    created = await create(client)
+    assert created["name"] == "demo"
+    assert created["latestVersion"] == "1"
+    assert created["disabled"] is False and created["lastJobCount"] == 0
+    jar = created["jars"][0]
+    assert jar["url"] == "http://artifacts.example/demo-1.zip"
+    assert jar["artifactName"] == "demo-1.zip"
+    assert jar["uploadedAt"] == T0 * 1000
+    stages = jar["schedulingInfo"]["stages"]
+    assert sorted(stages) == ["1", "2"]  # stage 0 (the job master) is Mantis' own
+    assert stages["1"]["numberOfInstances"] == 2
+    assert stages["2"]["scalable"] is True
+    assert stages["1"]["machineDefinition"] == {"cpuCores": 1.0, "memoryMB": 512.0,
+                                                "networkMbps": 128.0, "diskMB": 100.0,
+                                                "numPorts": 1}  # fmt: skip
+    assert created["parameters"] == [{"name": "useRandom", "value": "false"}]
+    assert created["sla"] == {"min": 0, "max": 0, "cronSpec": None, "cronPolicy": None}
+    assert created["owner"]["contactEmail"] == "a@x"
+    assert len(master.store.events) == 1
+    resp = await client.get("/api/v1/jobClusters/demo")
+    assert resp.status == 200 and await resp.json() == created
 
 
-def test_scaling_policy_round_trips() -> None:
-    async def main() -> None:
-        master = new_master()
-        policy = {"min": 1, "max": 5, "increment": 2, "decrement": 1, "coolDownSecs": 60,
-                  "strategies": {"CPU": {"reason": "CPU", "scaleDownBelowPct": 20,
-                                         "scaleUpAbovePct": 70, "rollingCount": {"count": 3, "of": 4}}}}  # fmt: skip
-        info = {"stages": {"1": {**stage(2, scalable=True), "scalingPolicy": policy}}}
-        async with serving(master) as client:
-            view = await create(client, schedulingInfo=info)
-            got = view["jars"][0]["schedulingInfo"]["stages"]["1"]["scalingPolicy"]
-            assert got["enabled"] is True and (got["stage"], got["min"], got["max"]) == (1, 1, 5)
-            assert got["strategies"]["CPU"]["rollingCount"] == {"count": 3, "of": 4}
-            assert got["strategies"]["CPU"]["scaleUpAbovePct"] == 70
-            bad = {"stages": {"1": {**stage(), "scalingPolicy": {**policy, "min": -1}}}}
-            await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
-                               "jobDefinition.schedulingInfo.stages.1.scalingPolicy.min",
-                               json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
-            bad = {"stages": {"1": {**stage(), "scalingPolicy": {
-                "strategies": {"CPU": {"rollingCount": {"count": 5, "of": 4}}}}}}}  # fmt: skip
-            await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
-                               "jobDefinition.schedulingInfo.stages.1.scalingPolicy.strategies.CPU.rollingCount",
-                               json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
-
-    run(main())
+async def test_scaling_policy_round_trips(api_client: ApiClient) -> None:
+    master = new_master()
+    policy = {"min": 1, "max": 5, "increment": 2, "decrement": 1, "coolDownSecs": 60,
+              "strategies": {"CPU": {"reason": "CPU", "scaleDownBelowPct": 20,
+                                     "scaleUpAbovePct": 70, "rollingCount": {"count": 3, "of": 4}}}}  # fmt: skip
+    info = {"stages": {"1": {**stage(2, scalable=True), "scalingPolicy": policy}}}
+    client = await api_client(master)
+    view = await create(client, schedulingInfo=info)
+    got = view["jars"][0]["schedulingInfo"]["stages"]["1"]["scalingPolicy"]
+    assert got["enabled"] is True and (got["stage"], got["min"], got["max"]) == (1, 1, 5)
+    assert got["strategies"]["CPU"]["rollingCount"] == {"count": 3, "of": 4}
+    assert got["strategies"]["CPU"]["scaleUpAbovePct"] == 70
+    bad = {"stages": {"1": {**stage(), "scalingPolicy": {**policy, "min": -1}}}}
+    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
+                       "jobDefinition.schedulingInfo.stages.1.scalingPolicy.min",
+                       json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
+    bad = {"stages": {"1": {**stage(), "scalingPolicy": {
+        "strategies": {"CPU": {"rollingCount": {"count": 5, "of": 4}}}}}}}  # fmt: skip
+    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
+                       "jobDefinition.schedulingInfo.stages.1.scalingPolicy.strategies.CPU.rollingCount",
+                       json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
 
 
-def test_list_clusters_matches_a_regex_and_pages() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            for name in ("beta", "alpha2", "alpha1"):
-                await create(client, name)
+async def test_list_clusters_matches_a_regex_and_pages(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    for name in ("beta", "alpha2", "alpha1"):
+        await create(client, name)
 
-            def names(body: dict[str, Any]) -> list[str]:
-                return [c["name"] for c in body["list"]]
+    def names(body: dict[str, Any]) -> list[str]:
+        return [c["name"] for c in body["list"]]
 
-            every = await (await client.get("/api/v1/jobClusters")).json()
-            assert names(every) == ["alpha1", "alpha2", "beta"]
-            assert every["prev"] is None and every["next"] is None and every["total"] == 3
-            alphas = await (await client.get("/api/v1/jobClusters?matching=^alpha")).json()
-            assert names(alphas) == ["alpha1", "alpha2"]
-            second = await (await client.get("/api/v1/jobClusters?pageSize=1&offset=1")).json()
-            assert names(second) == ["alpha2"]
-            assert second["prev"] == "/api/v1/jobClusters?pageSize=1&offset=0"
-            assert second["next"] == "/api/v1/jobClusters?pageSize=1&offset=2"
-            last = await (await client.get(second["next"])).json()
-            assert names(last) == ["beta"] and last["next"] is None
-            for query, field in (("pageSize=-1", "pageSize"), ("offset=x", "offset"),
-                                 ("matching=(", "matching")):  # fmt: skip
-                await expect_error(
-                    client, master, "GET", f"/api/v1/jobClusters?{query}", 400, field
-                )
-
-    run(main())
+    every = await (await client.get("/api/v1/jobClusters")).json()
+    assert names(every) == ["alpha1", "alpha2", "beta"]
+    assert every["prev"] is None and every["next"] is None and every["total"] == 3
+    alphas = await (await client.get("/api/v1/jobClusters?matching=^alpha")).json()
+    assert names(alphas) == ["alpha1", "alpha2"]
+    second = await (await client.get("/api/v1/jobClusters?pageSize=1&offset=1")).json()
+    assert names(second) == ["alpha2"]
+    assert second["prev"] == "/api/v1/jobClusters?pageSize=1&offset=0"
+    assert second["next"] == "/api/v1/jobClusters?pageSize=1&offset=2"
+    last = await (await client.get(second["next"])).json()
+    assert names(last) == ["beta"] and last["next"] is None
+    for query, field in (("pageSize=-1", "pageSize"), ("offset=x", "offset"),
+                         ("matching=(", "matching")):  # fmt: skip
+        await expect_error(
+            client, master, "GET", f"/api/v1/jobClusters?{query}", 400, field
+        )
 
 
 BAD_CLUSTERS: list[tuple[str, Any, str]] = [
@@ -237,112 +140,102 @@ BAD_CLUSTERS: list[tuple[str, Any, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "field"), BAD_CLUSTERS, ids=[c[0] for c in BAD_CLUSTERS])
-def test_bad_cluster_definitions_are_400_naming_the_field(case: str, body: Any, field: str) -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, field, json=body)
-
-    run(main())
-
-
-def test_bad_json_duplicates_and_unknown_clusters() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, "body",
-                               data=b"{not json", headers=JSON_TYPE)  # fmt: skip
-            await create(client)
-            body = await expect_error(client, master, "POST", "/api/v1/jobClusters", 409,
-                                      json=cluster_body(version="2"))  # fmt: skip
-            assert "already exists" in body["error"]
-            for method, path in (("GET", ""), ("PUT", ""), ("DELETE", "?user=a"),
-                                 ("POST", "/actions/enableCluster"), ("GET", "/jobs")):  # fmt: skip
-                kwargs: dict[str, Any] = {"json": {**cluster_body("nope"), "user": "a"}}
-                if method == "GET":
-                    kwargs = {}
-                await expect_error(client, master, method, f"/api/v1/jobClusters/nope{path}", 404,
-                                   **kwargs)  # fmt: skip
-            await expect_error(client, master, "PATCH", "/api/v1/jobClusters/demo", 405)
-
-    run(main())
+async def test_bad_cluster_definitions_are_400_naming_the_field(
+    case: str, body: Any, field: str, api_client: ApiClient
+) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, field, json=body)
 
 
-def test_put_adds_a_version_and_overwrites_the_rest() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            body = cluster_body(version="2", labels=[{"name": "team", "value": "other"}])
-            resp = await client.put("/api/v1/jobClusters/demo", json=body)
-            assert resp.status == 200, await resp.text()
-            view = await resp.json()
-            assert [j["version"] for j in view["jars"]] == ["1", "2"]
-            assert view["latestVersion"] == "2"
-            assert view["labels"] == [{"name": "team", "value": "other"}]
-            await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
-                               "jobDefinition.version", json=cluster_body(version="2"))  # fmt: skip
-            await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
-                               "jobDefinition.name", json=cluster_body("other", version="3"))  # fmt: skip
+async def test_bad_json_duplicates_and_unknown_clusters(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, "body",
+                       data=b"{not json", headers=JSON_TYPE)  # fmt: skip
+    await create(client)
+    body = await expect_error(client, master, "POST", "/api/v1/jobClusters", 409,
+                              json=cluster_body(version="2"))  # fmt: skip
+    assert "already exists" in body["error"]
+    for method, path in (("GET", ""), ("PUT", ""), ("DELETE", "?user=a"),
+                         ("POST", "/actions/enableCluster"), ("GET", "/jobs")):  # fmt: skip
+        kwargs: dict[str, Any] = {"json": {**cluster_body("nope"), "user": "a"}}
+        if method == "GET":
+            kwargs = {}
+        await expect_error(client, master, method, f"/api/v1/jobClusters/nope{path}", 404,
+                           **kwargs)  # fmt: skip
+    await expect_error(client, master, "PATCH", "/api/v1/jobClusters/demo", 405)
 
-    run(main())
+
+async def test_put_adds_a_version_and_overwrites_the_rest(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    body = cluster_body(version="2", labels=[{"name": "team", "value": "other"}])
+    resp = await client.put("/api/v1/jobClusters/demo", json=body)
+    assert resp.status == 200, await resp.text()
+    view = await resp.json()
+    assert [j["version"] for j in view["jars"]] == ["1", "2"]
+    assert view["latestVersion"] == "2"
+    assert view["labels"] == [{"name": "team", "value": "other"}]
+    await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
+                       "jobDefinition.version", json=cluster_body(version="2"))  # fmt: skip
+    await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
+                       "jobDefinition.name", json=cluster_body("other", version="3"))  # fmt: skip
 
 
-def test_cluster_actions_answer_204_and_take_effect() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            base = "/api/v1/jobClusters/demo/actions"
-            resp = await client.post(f"{base}/updateArtifact", json={
-                "name": "demo", "url": "http://a.example/demo-2.zip", "version": "2",
-                "skipsubmit": True, "user": "alice"})  # fmt: skip
-            assert resp.status == 204
-            assert master.plane.cluster("demo").definition.latest.artifact_name == "demo-2.zip"
-            assert master.plane.jobs == {}
-            resp = await client.post(
-                f"{base}/updateArtifact",
-                json={"url": "http://a.example/demo-3.zip", "version": "3", "user": "alice"},
-            )
-            assert resp.status == 204 and list(master.plane.jobs) == ["demo-1"]
-            assert master.plane.job("demo-1").definition.artifact_name == "demo-3.zip"
+async def test_cluster_actions_answer_204_and_take_effect(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    base = "/api/v1/jobClusters/demo/actions"
+    resp = await client.post(f"{base}/updateArtifact", json={
+        "name": "demo", "url": "http://a.example/demo-2.zip", "version": "2",
+        "skipsubmit": True, "user": "alice"})  # fmt: skip
+    assert resp.status == 204
+    assert master.plane.cluster("demo").definition.latest.artifact_name == "demo-2.zip"
+    assert master.plane.jobs == {}
+    resp = await client.post(
+        f"{base}/updateArtifact",
+        json={"url": "http://a.example/demo-3.zip", "version": "3", "user": "alice"},
+    )
+    assert resp.status == 204 and list(master.plane.jobs) == ["demo-1"]
+    assert master.plane.job("demo-1").definition.artifact_name == "demo-3.zip"
 
-            info = {"stages": {"1": stage(3)}}
-            resp = await client.post(
-                f"{base}/updateSchedulingInfo",
-                json={"schedulingInfo": info, "version": "4", "user": "a"},
-            )
-            assert resp.status == 204
-            latest = master.plane.cluster("demo").definition.latest
-            assert (
-                latest.version == "4" and latest.scheduling_info.stages[0].number_of_instances == 3
-            )
+    info = {"stages": {"1": stage(3)}}
+    resp = await client.post(
+        f"{base}/updateSchedulingInfo",
+        json={"schedulingInfo": info, "version": "4", "user": "a"},
+    )
+    assert resp.status == 204
+    latest = master.plane.cluster("demo").definition.latest
+    assert (
+        latest.version == "4" and latest.scheduling_info.stages[0].number_of_instances == 3
+    )
 
-            resp = await client.post(f"{base}/updateSla", json={"user": "a", "min": 0, "max": 2})
-            assert resp.status == 204
-            view = await (await client.get("/api/v1/jobClusters/demo")).json()
-            assert view["sla"] == {"min": 0, "max": 2, "cronSpec": None, "cronPolicy": None}
-            resp = await client.post(
-                f"{base}/updateSla", json={"user": "a", "cronspec": "0 0 12 * * ?"}
-            )
-            view = await (await client.get("/api/v1/jobClusters/demo")).json()
-            assert resp.status == 204 and view["cronActive"] is True
-            assert view["sla"]["cronPolicy"] == "KEEP_EXISTING"
+    resp = await client.post(f"{base}/updateSla", json={"user": "a", "min": 0, "max": 2})
+    assert resp.status == 204
+    view = await (await client.get("/api/v1/jobClusters/demo")).json()
+    assert view["sla"] == {"min": 0, "max": 2, "cronSpec": None, "cronPolicy": None}
+    resp = await client.post(
+        f"{base}/updateSla", json={"user": "a", "cronspec": "0 0 12 * * ?"}
+    )
+    view = await (await client.get("/api/v1/jobClusters/demo")).json()
+    assert resp.status == 204 and view["cronActive"] is True
+    assert view["sla"]["cronPolicy"] == "KEEP_EXISTING"
 
-            labels = [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]
-            resp = await client.post(f"{base}/updateLabel", json={"labels": labels, "user": "a"})
-            view = await (await client.get("/api/v1/jobClusters/demo")).json()
-            assert resp.status == 204 and view["labels"] == labels
+    labels = [{"name": "a", "value": "1"}, {"name": "b", "value": "2"}]
+    resp = await client.post(f"{base}/updateLabel", json={"labels": labels, "user": "a"})
+    view = await (await client.get("/api/v1/jobClusters/demo")).json()
+    assert resp.status == 204 and view["labels"] == labels
 
-            resp = await client.post(f"{base}/disableCluster", json={"name": "demo", "user": "a"})
-            assert resp.status == 204 and master.plane.cluster("demo").disabled
-            assert master.plane.job("demo-1").terminal  # disabling kills the active jobs
-            await expect_error(client, master, "POST", "/api/v1/jobClusters/demo/jobs", 409,
-                               json={"user": "bob"})  # fmt: skip
-            resp = await client.post(f"{base}/enableCluster", json={"user": "a"})
-            assert resp.status == 204 and not master.plane.cluster("demo").disabled
-
-    run(main())
+    resp = await client.post(f"{base}/disableCluster", json={"name": "demo", "user": "a"})
+    assert resp.status == 204 and master.plane.cluster("demo").disabled
+    assert master.plane.job("demo-1").terminal  # disabling kills the active jobs
+    await expect_error(client, master, "POST", "/api/v1/jobClusters/demo/jobs", 409,
+                       json={"user": "bob"})  # fmt: skip
+    resp = await client.post(f"{base}/enableCluster", json={"user": "a"})
+    assert resp.status == 204 and not master.plane.cluster("demo").disabled
 
 
 BAD_ACTIONS: list[tuple[str, dict[str, Any], str]] = [
@@ -367,275 +260,248 @@ BAD_ACTIONS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("action", "body", "field"), BAD_ACTIONS,
                          ids=[f"{a}-{f}" for a, _, f in BAD_ACTIONS])  # fmt: skip
-def test_bad_cluster_actions_are_400_naming_the_field(
-    action: str, body: dict[str, Any], field: str
+async def test_bad_cluster_actions_are_400_naming_the_field(
+    action: str, body: dict[str, Any], field: str, api_client: ApiClient
 ) -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            await expect_error(client, master, "POST", f"/api/v1/jobClusters/demo/actions/{action}",
-                               400, field, json=body)  # fmt: skip
-
-    run(main())
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    await expect_error(client, master, "POST", f"/api/v1/jobClusters/demo/actions/{action}",
+                       400, field, json=body)  # fmt: skip
 
 
-def test_delete_cluster_needs_a_user_and_no_active_jobs() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            jid = await submit(client)
-            await expect_error(client, master, "DELETE", "/api/v1/jobClusters/demo", 400, "user")
-            await expect_error(client, master, "DELETE", "/api/v1/jobClusters/demo?user=a", 409)
-            resp = await client.delete(f"/api/v1/jobs/{jid}?user=a&reason=done")
-            assert resp.status == 202
-            resp = await client.delete("/api/v1/jobClusters/demo?user=a")
-            assert resp.status == 204
-            assert (await client.get("/api/v1/jobClusters/demo")).status == 404
-
-    run(main())
+async def test_delete_cluster_needs_a_user_and_no_active_jobs(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    jid = await submit(client)
+    await expect_error(client, master, "DELETE", "/api/v1/jobClusters/demo", 400, "user")
+    await expect_error(client, master, "DELETE", "/api/v1/jobClusters/demo?user=a", 409)
+    resp = await client.delete(f"/api/v1/jobs/{jid}?user=a&reason=done")
+    assert resp.status == 202
+    resp = await client.delete("/api/v1/jobClusters/demo?user=a")
+    assert resp.status == 204
+    assert (await client.get("/api/v1/jobClusters/demo")).status == 404
 
 
 # ------------------------------------------------------------------------ jobs
 
 
-def test_submit_answers_201_with_mantis_job_view() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            resp = await client.post("/api/v1/jobClusters/demo/jobs", json={
-                "name": "demo", "user": "bob", "subscriptionTimeoutSecs": "30",
-                "parameters": [{"name": "useRandom", "value": "true"}],
-                "jobSla": {"runtimeLimitSecs": "0", "durationType": "Transient"},
-            })  # fmt: skip
-            assert resp.status == 201, await resp.text()
-            view = await resp.json()
-            meta = view["jobMetadata"]
-            assert meta["jobId"] == "demo-1" and meta["name"] == "demo" and meta["user"] == "bob"
-            assert meta["state"] == "Accepted" and meta["submittedAt"] == T0 * 1000
-            assert meta["startedAt"] == -1 and meta["numStages"] == 2
-            assert meta["sla"]["durationType"] == "Transient"
-            assert meta["subscriptionTimeoutSecs"] == 30
-            assert {"name": "useRandom", "value": "true"} in meta["parameters"]
-            assert {"name": "_mantis.submitter", "value": "bob"} in meta["labels"]
-            assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 1]
-            workers = view["workerMetadataList"]
-            assert [(w["stageNum"], w["workerIndex"], w["workerNumber"]) for w in workers] == [
-                (1, 0, 1), (1, 1, 2), (2, 0, 3)]  # fmt: skip
-            assert workers[0]["state"] == "Accepted" and workers[0]["launchedAt"] == -1
-            assert workers[0]["numberOfPorts"] == 5 and workers[0]["slave"] is None
-            assert view["version"] == "1"
+async def test_submit_answers_201_with_mantis_job_view(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    resp = await client.post("/api/v1/jobClusters/demo/jobs", json={
+        "name": "demo", "user": "bob", "subscriptionTimeoutSecs": "30",
+        "parameters": [{"name": "useRandom", "value": "true"}],
+        "jobSla": {"runtimeLimitSecs": "0", "durationType": "Transient"},
+    })  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    view = await resp.json()
+    meta = view["jobMetadata"]
+    assert meta["jobId"] == "demo-1" and meta["name"] == "demo" and meta["user"] == "bob"
+    assert meta["state"] == "Accepted" and meta["submittedAt"] == T0 * 1000
+    assert meta["startedAt"] == -1 and meta["numStages"] == 2
+    assert meta["sla"]["durationType"] == "Transient"
+    assert meta["subscriptionTimeoutSecs"] == 30
+    assert {"name": "useRandom", "value": "true"} in meta["parameters"]
+    assert {"name": "_mantis.submitter", "value": "bob"} in meta["labels"]
+    assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 1]
+    workers = view["workerMetadataList"]
+    assert [(w["stageNum"], w["workerIndex"], w["workerNumber"]) for w in workers] == [
+        (1, 0, 1), (1, 1, 2), (2, 0, 3)]  # fmt: skip
+    assert workers[0]["state"] == "Accepted" and workers[0]["launchedAt"] == -1
+    assert workers[0]["numberOfPorts"] == 5 and workers[0]["slave"] is None
+    assert view["version"] == "1"
 
-            resp = await client.post("/api/v1/jobs", json={"name": "demo", "user": "carol"})
-            assert resp.status == 201
-            assert (await resp.json())["jobMetadata"]["jobId"] == "demo-2"
-            for path in ("/api/v1/jobs/demo-1", "/api/v1/jobClusters/demo/jobs/demo-1"):
-                resp = await client.get(path)
-                assert (
-                    resp.status == 200 and (await resp.json())["jobMetadata"]["jobId"] == "demo-1"
-                )
-
-    run(main())
+    resp = await client.post("/api/v1/jobs", json={"name": "demo", "user": "carol"})
+    assert resp.status == 201
+    assert (await resp.json())["jobMetadata"]["jobId"] == "demo-2"
+    for path in ("/api/v1/jobs/demo-1", "/api/v1/jobClusters/demo/jobs/demo-1"):
+        resp = await client.get(path)
+        assert (
+            resp.status == 200 and (await resp.json())["jobMetadata"]["jobId"] == "demo-1"
+        )
 
 
-def test_job_errors_name_the_field_and_change_nothing() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            await create(client, "other")
-            jobs = "/api/v1/jobClusters/demo/jobs"
-            await expect_error(client, master, "POST", jobs, 400, "user", json={})
-            await expect_error(client, master, "POST", jobs, 400, "name",
-                               json={"name": "other", "user": "b"})  # fmt: skip
-            await expect_error(client, master, "POST", jobs, 400, "version",
-                               json={"user": "b", "version": "7"})  # fmt: skip
-            await expect_error(client, master, "POST", jobs, 400, "subscriptionTimeoutSecs",
-                               json={"user": "b", "subscriptionTimeoutSecs": -1})  # fmt: skip
-            await expect_error(client, master, "POST", jobs, 400,
-                               "schedulingInfo.stages.1.machineDefinition.memoryMB",
-                               json={"user": "b", "schedulingInfo": {"stages": {"1": stage(memoryMB=-1)}}})  # fmt: skip
-            await expect_error(
-                client, master, "POST", "/api/v1/jobs", 400, "name", json={"user": "b"}
-            )
-            await expect_error(client, master, "POST", "/api/v1/jobs", 404,
-                               json={"name": "nope", "user": "b"})  # fmt: skip
-            await submit(client)
-            await expect_error(client, master, "GET", "/api/v1/jobs/demo-9", 404)
-            await expect_error(client, master, "GET", "/api/v1/jobs/demo", 400, "jobId")
-            await expect_error(client, master, "GET", "/api/v1/jobs/demo-%C2%B2", 400, "jobId")
-            await expect_error(client, master, "GET", "/api/v1/jobClusters/other/jobs/demo-1", 404)
-
-    run(main())
+async def test_job_errors_name_the_field_and_change_nothing(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    await create(client, "other")
+    jobs = "/api/v1/jobClusters/demo/jobs"
+    await expect_error(client, master, "POST", jobs, 400, "user", json={})
+    await expect_error(client, master, "POST", jobs, 400, "name",
+                       json={"name": "other", "user": "b"})  # fmt: skip
+    await expect_error(client, master, "POST", jobs, 400, "version",
+                       json={"user": "b", "version": "7"})  # fmt: skip
+    await expect_error(client, master, "POST", jobs, 400, "subscriptionTimeoutSecs",
+                       json={"user": "b", "subscriptionTimeoutSecs": -1})  # fmt: skip
+    await expect_error(client, master, "POST", jobs, 400,
+                       "schedulingInfo.stages.1.machineDefinition.memoryMB",
+                       json={"user": "b", "schedulingInfo": {"stages": {"1": stage(memoryMB=-1)}}})  # fmt: skip
+    await expect_error(
+        client, master, "POST", "/api/v1/jobs", 400, "name", json={"user": "b"}
+    )
+    await expect_error(client, master, "POST", "/api/v1/jobs", 404,
+                       json={"name": "nope", "user": "b"})  # fmt: skip
+    await submit(client)
+    await expect_error(client, master, "GET", "/api/v1/jobs/demo-9", 404)
+    await expect_error(client, master, "GET", "/api/v1/jobs/demo", 400, "jobId")
+    await expect_error(client, master, "GET", "/api/v1/jobs/demo-%C2%B2", 400, "jobId")
+    await expect_error(client, master, "GET", "/api/v1/jobClusters/other/jobs/demo-1", 404)
 
 
-def test_kill_needs_user_and_reason_and_answers_202() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            jid = await submit(client)
-            await expect_error(
-                client, master, "DELETE", f"/api/v1/jobs/{jid}?reason=x", 400, "user"
-            )
-            await expect_error(
-                client, master, "DELETE", f"/api/v1/jobs/{jid}?user=x", 400, "reason"
-            )
-            await expect_error(client, master, "DELETE", "/api/v1/jobs/demo-7?user=a&reason=b", 404)
-            resp = await client.delete(f"/api/v1/jobs/{jid}?user=alice&reason=enough")
-            assert resp.status == 202
-            job = master.plane.job(jid)
-            assert job.state.value == "Completed" and job.message == "enough"
-            await expect_error(client, master, "DELETE", f"/api/v1/jobs/{jid}?user=a&reason=b", 409)
-            view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
-            assert view["jobMetadata"]["state"] == "Completed"
-            assert view["jobMetadata"]["reason"] == "Killed"
-
-    run(main())
+async def test_kill_needs_user_and_reason_and_answers_202(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    jid = await submit(client)
+    await expect_error(
+        client, master, "DELETE", f"/api/v1/jobs/{jid}?reason=x", 400, "user"
+    )
+    await expect_error(
+        client, master, "DELETE", f"/api/v1/jobs/{jid}?user=x", 400, "reason"
+    )
+    await expect_error(client, master, "DELETE", "/api/v1/jobs/demo-7?user=a&reason=b", 404)
+    resp = await client.delete(f"/api/v1/jobs/{jid}?user=alice&reason=enough")
+    assert resp.status == 202
+    job = master.plane.job(jid)
+    assert job.state.value == "Completed" and job.message == "enough"
+    await expect_error(client, master, "DELETE", f"/api/v1/jobs/{jid}?user=a&reason=b", 409)
+    view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
+    assert view["jobMetadata"]["state"] == "Completed"
+    assert view["jobMetadata"]["reason"] == "Killed"
 
 
-def test_list_jobs_with_mantis_filters() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            await create(client, "other")
-            killed = await submit(client)
-            active = await submit(client)
-            labelled = await submit(client, "other", labels=[{"name": "env", "value": "prod"}])
-            await client.delete(f"/api/v1/jobs/{killed}?user=a&reason=b")
+async def test_list_jobs_with_mantis_filters(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    await create(client, "other")
+    killed = await submit(client)
+    active = await submit(client)
+    labelled = await submit(client, "other", labels=[{"name": "env", "value": "prod"}])
+    await client.delete(f"/api/v1/jobs/{killed}?user=a&reason=b")
 
-            async def ids(query: str = "", path: str = "/api/v1/jobs") -> list[str]:
-                resp = await client.get(f"{path}?{query}")
-                assert resp.status == 200, await resp.text()
-                return [j["jobMetadata"]["jobId"] for j in (await resp.json())["list"]]
+    async def ids(query: str = "", path: str = "/api/v1/jobs") -> list[str]:
+        resp = await client.get(f"{path}?{query}")
+        assert resp.status == 200, await resp.text()
+        return [j["jobMetadata"]["jobId"] for j in (await resp.json())["list"]]
 
-            assert await ids() == [labelled, active]  # active only, newest first
-            assert await ids("ascending=true") == [active, labelled]
-            assert await ids("activeOnly=false") == [labelled, active, killed]
-            assert await ids("jobState=Terminal") == [killed]
-            assert await ids("jobState=Active&activeOnly=false") == [labelled, active]
-            assert await ids("matching=^dem") == [active]
-            assert await ids("activeOnly=false", "/api/v1/jobClusters/demo/jobs") == [
-                active,
-                killed,
-            ]
-            assert await ids("labels=env=prod") == [labelled]
-            assert await ids("labels=env") == [labelled]
-            assert await ids("labels=env=dev") == []
-            assert await ids("labels=env=prod,team=streams&labels.op=or") == [labelled, active]
-            assert await ids("labels=env=prod,team=streams&labels.op=and") == [labelled]
-            assert await ids("limit=1") == [labelled]
-            assert await ids("pageSize=1&offset=1") == [active]
+    assert await ids() == [labelled, active]  # active only, newest first
+    assert await ids("ascending=true") == [active, labelled]
+    assert await ids("activeOnly=false") == [labelled, active, killed]
+    assert await ids("jobState=Terminal") == [killed]
+    assert await ids("jobState=Active&activeOnly=false") == [labelled, active]
+    assert await ids("matching=^dem") == [active]
+    assert await ids("activeOnly=false", "/api/v1/jobClusters/demo/jobs") == [
+        active,
+        killed,
+    ]
+    assert await ids("labels=env=prod") == [labelled]
+    assert await ids("labels=env") == [labelled]
+    assert await ids("labels=env=dev") == []
+    assert await ids("labels=env=prod,team=streams&labels.op=or") == [labelled, active]
+    assert await ids("labels=env=prod,team=streams&labels.op=and") == [labelled]
+    assert await ids("limit=1") == [labelled]
+    assert await ids("pageSize=1&offset=1") == [active]
 
-            resp = await client.get("/api/v1/jobs?stageNumber=1&workerIndex=1&activeOnly=false")
-            jobs = (await resp.json())["list"]
-            assert [j["jobMetadata"]["jobId"] for j in jobs] == [labelled, active, killed]
-            assert {(w["stageNum"], w["workerIndex"]) for j in jobs
-                    for w in j["workerMetadataList"]} == {(1, 1)}  # fmt: skip
-            assert await ids("workerState=Terminal&activeOnly=false") == [killed]
-            assert await ids("workerNumber=3&stageNumber=1") == []
+    resp = await client.get("/api/v1/jobs?stageNumber=1&workerIndex=1&activeOnly=false")
+    jobs = (await resp.json())["list"]
+    assert [j["jobMetadata"]["jobId"] for j in jobs] == [labelled, active, killed]
+    assert {(w["stageNum"], w["workerIndex"]) for j in jobs
+            for w in j["workerMetadataList"]} == {(1, 1)}  # fmt: skip
+    assert await ids("workerState=Terminal&activeOnly=false") == [killed]
+    assert await ids("workerNumber=3&stageNumber=1") == []
 
-            for query, field in (("jobState=Running", "jobState"), ("activeOnly=maybe", "activeOnly"),
-                                 ("labels.op=xor", "labels.op"), ("labels==x", "labels"),
-                                 ("workerIndex=-1", "workerIndex"), ("limit=z", "limit"),
-                                 ("matching=[", "matching"), ("pageSize=1.5", "pageSize"),
-                                 ("workerState=Gone", "workerState")):  # fmt: skip
-                await expect_error(client, master, "GET", f"/api/v1/jobs?{query}", 400, field)
-
-    run(main())
+    for query, field in (("jobState=Running", "jobState"), ("activeOnly=maybe", "activeOnly"),
+                         ("labels.op=xor", "labels.op"), ("labels==x", "labels"),
+                         ("workerIndex=-1", "workerIndex"), ("limit=z", "limit"),
+                         ("matching=[", "matching"), ("pageSize=1.5", "pageSize"),
+                         ("workerState=Gone", "workerState")):  # fmt: skip
+        await expect_error(client, master, "GET", f"/api/v1/jobs?{query}", 400, field)
 
 
-def test_quick_submit_inherits_from_the_last_job() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            await submit(client, subscriptionTimeoutSecs=45)
-            resp = await client.post("/api/v1/jobs/actions/quickSubmit",
-                                     json={"name": "demo", "user": "dave"})  # fmt: skip
-            assert resp.status == 201, await resp.text()
-            meta = (await resp.json())["jobMetadata"]
-            assert meta["jobId"] == "demo-2" and meta["user"] == "dave"
-            assert meta["subscriptionTimeoutSecs"] == 45
-            quick = "/api/v1/jobs/actions/quickSubmit"
-            await expect_error(client, master, "POST", quick, 400, "user", json={"name": "demo"})
-            await expect_error(client, master, "POST", quick, 400, "jobSla",
-                               json={"name": "demo", "user": "d", "jobSla": {}})  # fmt: skip
-            await expect_error(client, master, "POST", quick, 404, json={"name": "x", "user": "d"})
-
-    run(main())
+async def test_quick_submit_inherits_from_the_last_job(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    await submit(client, subscriptionTimeoutSecs=45)
+    resp = await client.post("/api/v1/jobs/actions/quickSubmit",
+                             json={"name": "demo", "user": "dave"})  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    meta = (await resp.json())["jobMetadata"]
+    assert meta["jobId"] == "demo-2" and meta["user"] == "dave"
+    assert meta["subscriptionTimeoutSecs"] == 45
+    quick = "/api/v1/jobs/actions/quickSubmit"
+    await expect_error(client, master, "POST", quick, 400, "user", json={"name": "demo"})
+    await expect_error(client, master, "POST", quick, 400, "jobSla",
+                       json={"name": "demo", "user": "d", "jobSla": {}})  # fmt: skip
+    await expect_error(client, master, "POST", quick, 404, json={"name": "x", "user": "d"})
 
 
-def test_scale_stage_and_resubmit_worker() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            await create(client)
-            jid = await submit(client)
-            scale = f"/api/v1/jobs/{jid}/actions/scaleStage"
-            await expect_error(
-                client, master, "POST", scale, 409, json={"StageNumber": 2, "NumWorkers": 3}
-            )  # not Launched yet
-            start_all(master, jid)
-            resp = await client.post(scale, json={"JobId": jid, "StageNumber": 2, "NumWorkers": 3,
-                                                  "User": "ops", "Reason": "load"})  # fmt: skip
-            assert resp.status == 204, await resp.text()
-            view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
-            assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 3]
-            for body, field in (({"StageNumber": 2}, "NumWorkers"),
-                                ({"StageNumber": 2, "NumWorkers": 1501}, "NumWorkers"),
-                                ({"StageNumber": 1, "NumWorkers": 3}, "StageNumber"),
-                                ({"StageNumber": 9, "NumWorkers": 3}, "stageNumber"),
-                                ({"JobId": "demo-9", "StageNumber": 2, "NumWorkers": 1}, "JobId")):  # fmt: skip
-                await expect_error(client, master, "POST", scale, 400, field, json=body)
+async def test_scale_stage_and_resubmit_worker(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    await create(client)
+    jid = await submit(client)
+    scale = f"/api/v1/jobs/{jid}/actions/scaleStage"
+    await expect_error(
+        client, master, "POST", scale, 409, json={"StageNumber": 2, "NumWorkers": 3}
+    )  # not Launched yet
+    start_all(master, jid)
+    resp = await client.post(scale, json={"JobId": jid, "StageNumber": 2, "NumWorkers": 3,
+                                          "User": "ops", "Reason": "load"})  # fmt: skip
+    assert resp.status == 204, await resp.text()
+    view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
+    assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 3]
+    for body, field in (({"StageNumber": 2}, "NumWorkers"),
+                        ({"StageNumber": 2, "NumWorkers": 1501}, "NumWorkers"),
+                        ({"StageNumber": 1, "NumWorkers": 3}, "StageNumber"),
+                        ({"StageNumber": 9, "NumWorkers": 3}, "stageNumber"),
+                        ({"JobId": "demo-9", "StageNumber": 2, "NumWorkers": 1}, "JobId")):  # fmt: skip
+        await expect_error(client, master, "POST", scale, 400, field, json=body)
 
-            resubmit = f"/api/v1/jobs/{jid}/actions/resubmitWorker"
-            resp = await client.post(resubmit, json={"workerNumber": 1, "user": "ops",
-                                                     "reason": "stuck"})  # fmt: skip
-            assert resp.status == 204, await resp.text()
-            archived = await (await client.get(f"/api/v1/jobs/{jid}/archivedWorkers")).json()
-            assert [(w["workerNumber"], w["state"], w["reason"]) for w in archived["list"]] == [
-                (1, "Failed", "Relaunched")]  # fmt: skip
-            view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
-            replacement = view["workerMetadataList"][0]
-            assert (replacement["workerIndex"], replacement["resubmitOf"]) == (0, 1)
-            assert replacement["totalResubmitCount"] == 1
-            await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
-                               json={"workerNumber": 1, "user": "ops"})  # fmt: skip
-            await expect_error(
-                client, master, "POST", resubmit, 400, "user", json={"workerNumber": 2}
-            )
-            await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
-                               json={"workerNumber": "two", "user": "ops"})  # fmt: skip
-            await expect_error(client, master, "POST", "/api/v1/jobs/demo-8/actions/resubmitWorker",
-                               404, json={"workerNumber": 2, "user": "ops"})  # fmt: skip
-            await expect_error(
-                client, master, "GET", "/api/v1/jobs/x/archivedWorkers", 400, "jobId"
-            )
-
-    run(main())
+    resubmit = f"/api/v1/jobs/{jid}/actions/resubmitWorker"
+    resp = await client.post(resubmit, json={"workerNumber": 1, "user": "ops",
+                                             "reason": "stuck"})  # fmt: skip
+    assert resp.status == 204, await resp.text()
+    archived = await (await client.get(f"/api/v1/jobs/{jid}/archivedWorkers")).json()
+    assert [(w["workerNumber"], w["state"], w["reason"]) for w in archived["list"]] == [
+        (1, "Failed", "Relaunched")]  # fmt: skip
+    view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
+    replacement = view["workerMetadataList"][0]
+    assert (replacement["workerIndex"], replacement["resubmitOf"]) == (0, 1)
+    assert replacement["totalResubmitCount"] == 1
+    await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
+                       json={"workerNumber": 1, "user": "ops"})  # fmt: skip
+    await expect_error(
+        client, master, "POST", resubmit, 400, "user", json={"workerNumber": 2}
+    )
+    await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
+                       json={"workerNumber": "two", "user": "ops"})  # fmt: skip
+    await expect_error(client, master, "POST", "/api/v1/jobs/demo-8/actions/resubmitWorker",
+                       404, json={"workerNumber": 2, "user": "ops"})  # fmt: skip
+    await expect_error(
+        client, master, "GET", "/api/v1/jobs/x/archivedWorkers", 400, "jobId"
+    )
 
 
 # ------------------------------------------------------------------------ admin
 
 
-def test_master_info_and_healthcheck() -> None:
-    async def main() -> None:
-        master = new_master()
-        async with serving(master) as client:
-            info = await (await client.get("/api/v1/masterInfo")).json()
-            assert info["hostIP"] == HOST and info["apiPort"] == client.port
-            assert info["createTime"] == T0 * 1000
-            assert info["fullApiStatusUri"] == (
-                f"http://{HOST}:{client.port}/api/v1/jobs/actions/postJobStatus"
-            )
-            resp = await client.get("/api/v1/healthcheck")
-            assert resp.status == 200
-            assert await resp.json() == {"isHealthy": True, "failureReason": None}
-            master.watchers.close()
-            assert (await client.get("/api/v1/healthcheck")).status == 503
-
-    run(main())
+async def test_master_info_and_healthcheck(api_client: ApiClient) -> None:
+    master = new_master()
+    client = await api_client(master)
+    info = await (await client.get("/api/v1/masterInfo")).json()
+    assert info["hostIP"] == HOST and info["apiPort"] == client.port
+    assert info["createTime"] == T0 * 1000
+    assert info["fullApiStatusUri"] == (
+        f"http://{HOST}:{client.port}/api/v1/jobs/actions/postJobStatus"
+    )
+    resp = await client.get("/api/v1/healthcheck")
+    assert resp.status == 200
+    assert await resp.json() == {"isHealthy": True, "failureReason": None}
+    master.watchers.close()
+    assert (await client.get("/api/v1/healthcheck")).status == 503

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.http.app import create_app, serve
 from adapters.store.memory import MemoryStore
@@ -31,21 +29,10 @@ from core.ports import Store
 from core.worker import WorkerState
 from service.master import MasterService
 from tests.fakes import memory_master
-from tests.integration.aio import run
+from tests.integration.http_helpers import HOST, STATUS, T0, ApiClient, Clock, status
 
-HOST = "127.0.0.1"
-T0 = 1_800_000_000.0
-STATUS = "/api/v1/jobs/actions/postJobStatus"
 W1, W2, W3 = "demo-1-worker-0-1", "demo-1-worker-1-2", "demo-1-worker-0-3"  # stage 1, 1, 2
 HB_FRAME = b'data: {"jobId":"HB_JobId","workerAssignments":{}}\n\n'
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def demo_master(submit: bool = True, store: Store | None = None) -> MasterService:
@@ -69,41 +56,6 @@ def launch(master: MasterService, *wids: str) -> None:
         master.run(lambda p, now: p.worker_launched(wid, "agent-1", host, ports, now))  # noqa: B023
 
 
-def status(
-    wid: str, type_: str = "INFO", state: str | None = "Started", **extra: Any
-) -> dict[str, Any]:
-    job, _, rest = wid.rpartition("-worker-")
-    index, number = (int(x) for x in rest.split("-"))
-    body: dict[str, Any] = {
-        "jobId": job,
-        "status": {
-            "jobId": job,
-            "stageNum": 1,
-            "workerIndex": index,
-            "workerNumber": number,
-            "type": type_,
-            "message": "hello",
-            "hostname": "host-1",
-            "timestamp": 1_800_000_000_000,
-            "reason": None,
-            "payloads": [],
-        },
-    }
-    if state is not None:
-        body["status"]["state"] = state
-    body["status"].update(extra)
-    return body
-
-
-@asynccontextmanager
-async def serving(
-    master: MasterService, heartbeat_secs: float = 30.0
-) -> AsyncIterator[TestClient[Any, Any]]:
-    server = TestServer(create_app(master, heartbeat_secs), host=HOST, handler_cancellation=True)
-    async with TestClient(server) as client:
-        yield client
-
-
 async def frame(resp: aiohttp.ClientResponse, timeout: float = 5.0) -> bytes:
     """The next SSE frame, ``\\n\\n`` included."""
     return await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout)
@@ -121,46 +73,43 @@ def state(master: MasterService, wid: str) -> WorkerState:
 # ------------------------------------------------------------------------ postJobStatus
 
 
-def test_statuses_and_heartbeats_move_workers_and_are_persisted_first() -> None:
+async def test_statuses_and_heartbeats_move_workers_and_are_persisted_first(api_client: ApiClient) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
 
-    async def main() -> None:
-        async with serving(master) as client:
+    client = await api_client(master)
 
-            async def post(body: dict[str, Any]) -> None:
-                resp = await client.post(STATUS, json=body)
-                assert resp.status == 204, await resp.text()
+    async def post(body: dict[str, Any]) -> None:
+        resp = await client.post(STATUS, json=body)
+        assert resp.status == 204, await resp.text()
 
-            await post(status(W1, state="StartInitiated"))
-            assert state(master, W1) is WorkerState.StartInitiated
-            master.clock.now = T0 + 5  # type: ignore[attr-defined]
-            payloads = [{"type": "SubscriptionState", "data": "true"},
-                        {"type": "IncomingDataDrop", "data": '{"onNextCount":3,"droppedCount":1}'}]  # fmt: skip
-            await post(status(W1, "HEARTBEAT", "Noop", payloads=payloads))
-            w1 = master.plane.workers[W1]
-            assert (w1.state, w1.last_heartbeat_at, w1.is_subscribed) == (
-                WorkerState.Started,
-                T0 + 5,
-                True,
-            )
-            assert w1.started_at == T0 + 5
-            await post(status(W2, "HEARTBEAT", state=None))  # a heartbeat needs no state
-            assert state(master, W2) is WorkerState.Started
-            await post(status(W3, state="Noop"))  # ignored, as Mantis ignores it
-            assert state(master, W3) is WorkerState.Launched
-            await post(status(W3, "ERROR", "Failed", reason="Error", message="boom"))
-            w3 = master.plane.workers[W3]
-            assert (w3.state, w3.reason, w3.message) == (
-                WorkerState.Failed,
-                CompletedReason.Error,
-                "boom",
-            )
-            # Stage 2 got a replacement worker; an unknown worker is answered, not rejected.
-            assert [w.number for w in master.plane.job("demo-1").stages[2]] == [4]
-            await post(status("demo-1-worker-0-99", "HEARTBEAT", "Noop"))
-
-    run(main())
+    await post(status(W1, state="StartInitiated"))
+    assert state(master, W1) is WorkerState.StartInitiated
+    master.clock.now = T0 + 5  # type: ignore[attr-defined]
+    payloads = [{"type": "SubscriptionState", "data": "true"},
+                {"type": "IncomingDataDrop", "data": '{"onNextCount":3,"droppedCount":1}'}]  # fmt: skip
+    await post(status(W1, "HEARTBEAT", "Noop", payloads=payloads))
+    w1 = master.plane.workers[W1]
+    assert (w1.state, w1.last_heartbeat_at, w1.is_subscribed) == (
+        WorkerState.Started,
+        T0 + 5,
+        True,
+    )
+    assert w1.started_at == T0 + 5
+    await post(status(W2, "HEARTBEAT", state=None))  # a heartbeat needs no state
+    assert state(master, W2) is WorkerState.Started
+    await post(status(W3, state="Noop"))  # ignored, as Mantis ignores it
+    assert state(master, W3) is WorkerState.Launched
+    await post(status(W3, "ERROR", "Failed", reason="Error", message="boom"))
+    w3 = master.plane.workers[W3]
+    assert (w3.state, w3.reason, w3.message) == (
+        WorkerState.Failed,
+        CompletedReason.Error,
+        "boom",
+    )
+    # Stage 2 got a replacement worker; an unknown worker is answered, not rejected.
+    assert [w.number for w in master.plane.job("demo-1").stages[2]] == [4]
+    await post(status("demo-1-worker-0-99", "HEARTBEAT", "Noop"))
     # Every change went through the event log: replaying it rebuilds the same plane.
     assert ControlPlane.replay(master.store.load()).snapshot() == master.plane.snapshot()
 
@@ -189,25 +138,22 @@ BAD_BODIES: list[tuple[Any, str]] = [
 ]  # fmt: skip
 
 
-def test_bad_bodies_are_400_naming_the_field_and_change_nothing() -> None:
+async def test_bad_bodies_are_400_naming_the_field_and_change_nothing(api_client: ApiClient) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
     before, events = master.plane.snapshot(), len(master.store.events)
 
-    async def main() -> None:
-        async with serving(master) as client:
-            for body, field in BAD_BODIES:
-                raw = body if isinstance(body, bytes) else orjson.dumps(body)
-                resp = await client.post(
-                    STATUS, data=raw, headers={"Content-Type": "application/json"}
-                )
-                assert resp.status == 400, (field, await resp.text())
-                assert resp.content_type == "application/json"
-                got = await resp.json()
-                assert got["field"] == field, (body, got)
-                assert got["error"].startswith(f"{field}: ")
-
-    run(main())
+    client = await api_client(master)
+    for body, field in BAD_BODIES:
+        raw = body if isinstance(body, bytes) else orjson.dumps(body)
+        resp = await client.post(
+            STATUS, data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 400, (field, await resp.text())
+        assert resp.content_type == "application/json"
+        got = await resp.json()
+        assert got["field"] == field, (body, got)
+        assert got["error"].startswith(f"{field}: ")
     assert master.plane.snapshot() == before and len(master.store.events) == events
     assert all(w.last_heartbeat_at is None for w in master.plane.workers.values())
 
@@ -223,36 +169,33 @@ class FillingStore(MemoryStore):
         super().append(events)
 
 
-def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself() -> None:
+async def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself(api_client: ApiClient) -> None:
     store = FillingStore()
     master = demo_master(store=store)
     launch(master, W1)
     store.full = True
     before, events, calls = master.plane.snapshot(), len(store.events), len(master.rm.calls)
 
-    async def main() -> None:
-        async with serving(master) as client:
-            with master.watchers.job("demo-1") as changed:
-                resp = await client.post(STATUS, json=status(W1, state="Started"))
-                body = await resp.json()
-                assert resp.status == 507 and body["field"] == "store", body
-                assert "no space left" in body["error"]
-                assert master.plane.snapshot() == before
-                acted = [name for name, _ in master.rm.calls[calls:] if name != "revive"]
-                assert len(store.events) == events and acted == []  # asks for offers again only
-                health = await client.get("/api/v1/healthcheck")
-                assert health.status == 503 and "no space" in (await health.json())["failureReason"]
-                store.full = False  # space returns: the next write works, no restart
-                changed.clear()
-                assert (await client.post(STATUS, json=status(W1, state="Started"))).status == 204
-                assert changed.is_set() and master.plane.workers[W1].state is WorkerState.Started
-                assert (await client.get("/api/v1/healthcheck")).status == 200
-                assert [type(e).__name__ for e in store.events[events:]][:1] == ["WorkerStateChanged"]
-
-    run(main())
+    client = await api_client(master)
+    with master.watchers.job("demo-1") as changed:
+        resp = await client.post(STATUS, json=status(W1, state="Started"))
+        body = await resp.json()
+        assert resp.status == 507 and body["field"] == "store", body
+        assert "no space left" in body["error"]
+        assert master.plane.snapshot() == before
+        acted = [name for name, _ in master.rm.calls[calls:] if name != "revive"]
+        assert len(store.events) == events and acted == []  # asks for offers again only
+        health = await client.get("/api/v1/healthcheck")
+        assert health.status == 503 and "no space" in (await health.json())["failureReason"]
+        store.full = False  # space returns: the next write works, no restart
+        changed.clear()
+        assert (await client.post(STATUS, json=status(W1, state="Started"))).status == 204
+        assert changed.is_set() and master.plane.workers[W1].state is WorkerState.Started
+        assert (await client.get("/api/v1/healthcheck")).status == 200
+        assert [type(e).__name__ for e in store.events[events:]][:1] == ["WorkerStateChanged"]
 
 
-def test_unexpected_errors_are_500_without_internals() -> None:
+async def test_unexpected_errors_are_500_without_internals(api_client: ApiClient) -> None:
     master = demo_master()
 
     def broken(*_: Any) -> Any:
@@ -260,144 +203,123 @@ def test_unexpected_errors_are_500_without_internals() -> None:
 
     master.plane.heartbeat = broken  # type: ignore[method-assign,assignment]
 
-    async def main() -> None:
-        async with serving(master) as client:
-            resp = await client.post(STATUS, json=status(W1, "HEARTBEAT", "Noop"))
-            assert resp.status == 500
-            assert await resp.json() == {"error": "internal server error"}
-
-    run(main())
+    client = await api_client(master)
+    resp = await client.post(STATUS, json=status(W1, "HEARTBEAT", "Noop"))
+    assert resp.status == 500
+    assert await resp.json() == {"error": "internal server error"}
 
 
 # ------------------------------------------------------------------------ jobDiscoveryStream
 
 
-def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job() -> None:
+async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job(api_client: ApiClient) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
     master.run(lambda p, now: p.worker_status(W1, WorkerState.Started, now))
 
-    async def main() -> None:
-        async with serving(master) as client:
-            resp = await client.get("/api/v1/jobDiscoveryStream/demo-1")
-            assert resp.status == 200
-            assert resp.headers["Content-Type"] == "text/event-stream"
-            assert await frame(resp) == (
-                b'data: {"jobId":"demo-1","workerAssignments":{'
-                b'"1":{"stage":1,"numWorkers":2,"hosts":{"1":{"host":"host-1","state":"Started",'
-                b'"workerIndex":0,"workerNumber":1,"port":[31000,32000]}}},'
-                b'"2":{"stage":2,"numWorkers":1,"hosts":{}}}}\n\n'
-            )
-            # A worker starts through the HTTP API: one new frame.
-            assert (await client.post(STATUS, json=status(W3, "HEARTBEAT", "Noop"))).status == 204
-            hosts = data(await frame(resp))["workerAssignments"]["2"]["hosts"]
-            assert hosts == {"3": {"host": "host-3", "state": "Started", "workerIndex": 0,
-                                   "workerNumber": 3, "port": [31002, 32002]}}  # fmt: skip
-            # A burst between two reads is coalesced into one frame.
-            master.run(lambda p, now: p.worker_status(W2, WorkerState.Started, now))
-            master.run(lambda p, now: p.worker_status(W3, WorkerState.Failed, now))
-            info = data(await frame(resp))["workerAssignments"]
-            assert sorted(info["1"]["hosts"]) == ["1", "2"] and info["2"]["hosts"] == {}
-            # The job ends: the final info, then the end of the stream.
-            master.run(lambda p, now: p.kill_job("demo-1", "alice", "done", now))
-            final = data(await frame(resp))
-            assert all(s["hosts"] == {} for s in final["workerAssignments"].values())
-            assert await asyncio.wait_for(resp.content.read(), 5) == b""
-
-    run(main())
+    client = await api_client(master)
+    resp = await client.get("/api/v1/jobDiscoveryStream/demo-1")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert await frame(resp) == (
+        b'data: {"jobId":"demo-1","workerAssignments":{'
+        b'"1":{"stage":1,"numWorkers":2,"hosts":{"1":{"host":"host-1","state":"Started",'
+        b'"workerIndex":0,"workerNumber":1,"port":[31000,32000]}}},'
+        b'"2":{"stage":2,"numWorkers":1,"hosts":{}}}}\n\n'
+    )
+    # A worker starts through the HTTP API: one new frame.
+    assert (await client.post(STATUS, json=status(W3, "HEARTBEAT", "Noop"))).status == 204
+    hosts = data(await frame(resp))["workerAssignments"]["2"]["hosts"]
+    assert hosts == {"3": {"host": "host-3", "state": "Started", "workerIndex": 0,
+                           "workerNumber": 3, "port": [31002, 32002]}}  # fmt: skip
+    # A burst between two reads is coalesced into one frame.
+    master.run(lambda p, now: p.worker_status(W2, WorkerState.Started, now))
+    master.run(lambda p, now: p.worker_status(W3, WorkerState.Failed, now))
+    info = data(await frame(resp))["workerAssignments"]
+    assert sorted(info["1"]["hosts"]) == ["1", "2"] and info["2"]["hosts"] == {}
+    # The job ends: the final info, then the end of the stream.
+    master.run(lambda p, now: p.kill_job("demo-1", "alice", "done", now))
+    final = data(await frame(resp))
+    assert all(s["hosts"] == {} for s in final["workerAssignments"].values())
+    assert await asyncio.wait_for(resp.content.read(), 5) == b""
 
 
-def test_discovery_stream_heartbeats_with_send_hb() -> None:
+async def test_discovery_stream_heartbeats_with_send_hb(api_client: ApiClient) -> None:
     master = demo_master()
 
-    async def main() -> None:
-        async with serving(master, heartbeat_secs=0.05) as client:
-            resp = await client.get("/api/v1/jobDiscoveryStream/demo-1?sendHB=true")
-            first = data(await frame(resp))
-            assert first["jobId"] == "demo-1"
-            assert [await frame(resp) for _ in range(2)] == [HB_FRAME, HB_FRAME]
-            launch(master, W1)
-            master.run(lambda p, now: p.heartbeat(W1, now))
-            # Heartbeats may interleave; the change still arrives.
-            while (got := await frame(resp)) == HB_FRAME:
-                pass
-            assert list(data(got)["workerAssignments"]["1"]["hosts"]) == ["1"]
-
-    run(main())
+    client = await api_client(master, heartbeat_secs=0.05)
+    resp = await client.get("/api/v1/jobDiscoveryStream/demo-1?sendHB=true")
+    first = data(await frame(resp))
+    assert first["jobId"] == "demo-1"
+    assert [await frame(resp) for _ in range(2)] == [HB_FRAME, HB_FRAME]
+    launch(master, W1)
+    master.run(lambda p, now: p.heartbeat(W1, now))
+    # Heartbeats may interleave; the change still arrives.
+    while (got := await frame(resp)) == HB_FRAME:
+        pass
+    assert list(data(got)["workerAssignments"]["1"]["hosts"]) == ["1"]
 
 
-def test_not_found_and_bad_parameters_are_json() -> None:
+async def test_not_found_and_bad_parameters_are_json(api_client: ApiClient) -> None:
     master = demo_master()
 
-    async def main() -> None:
-        async with serving(master) as client:
-            for path, code, body in [
-                ("/api/v1/jobDiscoveryStream/demo-9", 404, {"error": "job 'demo-9' not found"}),
-                ("/api/v1/lastSubmittedJobIdStream/nope", 404,
-                 {"error": "job cluster 'nope' not found"}),
-                ("/api/v1/jobDiscoveryStream/demo-1?sendHB=yes", 400,
-                 {"error": "sendHB: must be true or false, got 'yes'", "field": "sendHB"}),
-                ("/api/v1/nothing", 404, {"error": "Not Found"}),
-                (STATUS, 405, {"error": "Method Not Allowed"}),
-            ]:  # fmt: skip
-                resp = await client.get(path)
-                assert (resp.status, await resp.json()) == (code, body), path
-            assert (await client.get(STATUS)).headers["Allow"] == "POST"
-
-    run(main())
+    client = await api_client(master)
+    for path, code, body in [
+        ("/api/v1/jobDiscoveryStream/demo-9", 404, {"error": "job 'demo-9' not found"}),
+        ("/api/v1/lastSubmittedJobIdStream/nope", 404,
+         {"error": "job cluster 'nope' not found"}),
+        ("/api/v1/jobDiscoveryStream/demo-1?sendHB=yes", 400,
+         {"error": "sendHB: must be true or false, got 'yes'", "field": "sendHB"}),
+        ("/api/v1/nothing", 404, {"error": "Not Found"}),
+        (STATUS, 405, {"error": "Method Not Allowed"}),
+    ]:  # fmt: skip
+        resp = await client.get(path)
+        assert (resp.status, await resp.json()) == (code, body), path
+    assert (await client.get(STATUS)).headers["Allow"] == "POST"
 
 
 # ------------------------------------------------------------------------ lastSubmittedJobIdStream
 
 
-def test_last_submitted_stream_follows_new_submissions() -> None:
+async def test_last_submitted_stream_follows_new_submissions(api_client: ApiClient) -> None:
     master = demo_master(submit=False)
 
-    async def main() -> None:
-        async with serving(master, heartbeat_secs=0.05) as client:
-            resp = await client.get("/api/v1/lastSubmittedJobIdStream/demo?sendHB=true")
-            assert resp.status == 200
-            # No job yet: only heartbeats.
-            assert await frame(resp) == b'data: {"name":"HB_JobId","jobId":"HB_JobId"}\n\n'
-            for n in (1, 2):
-                master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now))
-                while (got := await frame(resp)).startswith(b'data: {"name":"HB_JobId"'):
-                    pass
-                assert got == b'data: {"name":"demo","jobId":"demo-%d"}\n\n' % n
-            # A new subscriber gets the last one at once.
-            late = await client.get("/api/v1/lastSubmittedJobIdStream/demo")
-            assert await frame(late) == b'data: {"name":"demo","jobId":"demo-2"}\n\n'
-
-    run(main())
+    client = await api_client(master, heartbeat_secs=0.05)
+    resp = await client.get("/api/v1/lastSubmittedJobIdStream/demo?sendHB=true")
+    assert resp.status == 200
+    # No job yet: only heartbeats.
+    assert await frame(resp) == b'data: {"name":"HB_JobId","jobId":"HB_JobId"}\n\n'
+    for n in (1, 2):
+        master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now))
+        while (got := await frame(resp)).startswith(b'data: {"name":"HB_JobId"'):
+            pass
+        assert got == b'data: {"name":"demo","jobId":"demo-%d"}\n\n' % n
+    # A new subscriber gets the last one at once.
+    late = await client.get("/api/v1/lastSubmittedJobIdStream/demo")
+    assert await frame(late) == b'data: {"name":"demo","jobId":"demo-2"}\n\n'
 
 
 # ------------------------------------------------------------------------ serve
 
 
-def test_serve_binds_loopback_by_default() -> None:
-    async def main() -> None:
-        runner, port = await serve(create_app(demo_master()))
-        try:
-            assert runner.addresses[0][:2] == (HOST, port)
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1") as resp,
-            ):
-                assert data(await frame(resp))["jobId"] == "demo-1"
-        finally:
-            await runner.cleanup()
-
-    run(main())
+async def test_serve_binds_loopback_by_default() -> None:
+    runner, port = await serve(create_app(demo_master()))
+    try:
+        assert runner.addresses[0][:2] == (HOST, port)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1") as resp,
+        ):
+            assert data(await frame(resp))["jobId"] == "demo-1"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize("send_hb", ["false", "true"])
-def test_open_streams_end_when_the_server_shuts_down(send_hb: str) -> None:
-    async def main() -> None:
-        runner, port = await serve(create_app(demo_master()))
-        async with aiohttp.ClientSession() as http:
-            url = f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1?sendHB={send_hb}"
-            async with http.get(url) as resp:
-                await frame(resp)
-                await asyncio.wait_for(runner.cleanup(), 5)
-
-    run(main())
+async def test_open_streams_end_when_the_server_shuts_down(send_hb: str) -> None:
+    runner, port = await serve(create_app(demo_master()))
+    async with aiohttp.ClientSession() as http:
+        url = f"http://{HOST}:{port}/api/v1/jobDiscoveryStream/demo-1?sendHB={send_hb}"
+        async with http.get(url) as resp:
+            await frame(resp)
+            await asyncio.wait_for(runner.cleanup(), 5)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from adapters.cli.master import MasterProcess, MasterSettings
 from tests.fakes import RecordingResourceManager
-from tests.integration.aio import run
 from tests.integration.disk import fill
 
 
@@ -42,44 +42,42 @@ async def start(data_dir: Path) -> MasterProcess:
     return master
 
 
-def test_a_full_disk_refuses_changes_and_the_master_recovers_when_space_returns(disk: Path) -> None:
-    async def main() -> None:
-        master = await start(disk / "data")
-        url = master.url
-        try:
-            async with aiohttp.ClientSession() as http:
-                assert (await http.post(f"{url}/api/v1/jobClusters", json=cluster("kept"))).status == 201
-                filler = fill(disk)
-                refused = []
-                for i in range(5):  # a few, in case the first still fits in a page
-                    async with http.post(f"{url}/api/v1/jobClusters", json=cluster(f"c{i}")) as resp:
-                        if resp.status != 201:
-                            refused.append(i)
-                            body = await resp.json()
-                            assert resp.status == 507 and body["field"] == "store", body
-                            assert "no space left" in body["error"]
-                assert refused, "the full disk took every write"
-                shown = await names(http, url)
-                assert not {f"c{i}" for i in refused} & set(shown)
-                async with http.get(f"{url}/api/v1/healthcheck") as health:
-                    assert health.status == 503
-                    assert "no space left" in (await health.json())["failureReason"]
-                os.remove(filler)  # space returns: no restart needed
-                async with http.post(f"{url}/api/v1/jobClusters", json=cluster("after")) as resp:
-                    assert resp.status == 201, await resp.text()
-                assert (await http.get(f"{url}/api/v1/healthcheck")).status == 200
-                acknowledged = await names(http, url)
-                assert "after" in acknowledged and "kept" in acknowledged
-        finally:
-            await master.stop()
-        again = await start(disk / "data")
-        try:
-            async with aiohttp.ClientSession() as http:
-                assert await names(http, again.url) == acknowledged
-        finally:
-            await again.stop()
-
-    run(main(), timeout=60)
+@pytest.mark.timeout(60)
+async def test_a_full_disk_refuses_changes_and_the_master_recovers_when_space_returns(disk: Path) -> None:
+    master = await start(disk / "data")
+    url = master.url
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await http.post(f"{url}/api/v1/jobClusters", json=cluster("kept"))).status == 201
+            filler = fill(disk)
+            refused = []
+            for i in range(5):  # a few, in case the first still fits in a page
+                async with http.post(f"{url}/api/v1/jobClusters", json=cluster(f"c{i}")) as resp:
+                    if resp.status != 201:
+                        refused.append(i)
+                        body = await resp.json()
+                        assert resp.status == 507 and body["field"] == "store", body
+                        assert "no space left" in body["error"]
+            assert refused, "the full disk took every write"
+            shown = await names(http, url)
+            assert not {f"c{i}" for i in refused} & set(shown)
+            async with http.get(f"{url}/api/v1/healthcheck") as health:
+                assert health.status == 503
+                assert "no space left" in (await health.json())["failureReason"]
+            os.remove(filler)  # space returns: no restart needed
+            async with http.post(f"{url}/api/v1/jobClusters", json=cluster("after")) as resp:
+                assert resp.status == 201, await resp.text()
+            assert (await http.get(f"{url}/api/v1/healthcheck")).status == 200
+            acknowledged = await names(http, url)
+            assert "after" in acknowledged and "kept" in acknowledged
+    finally:
+        await master.stop()
+    again = await start(disk / "data")
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert await names(http, again.url) == acknowledged
+    finally:
+        await again.stop()
 
 
 def test_the_fill_helper_leaves_no_byte(disk: Path) -> None:

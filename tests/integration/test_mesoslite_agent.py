@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from mesoslite.flags import MasterConfig
 from mesoslite.http import create_app
 from mesoslite.master import MesosliteMaster
 from mesoslite.resources import Resources
-from tests.integration.aio import until
+from tests.eventually import eventually, wait_until
 
 FRAMEWORK = {"user": "test", "name": "agent-tests"}
 
@@ -112,13 +110,6 @@ async def node(work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31
         await server.close()
 
 
-def run(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
 
 async def launch(client: SchedulerClient, task_id: str, command: str, **kw: Any) -> str:
     offers = (await client.next_event("OFFERS"))["offers"]["offers"]
@@ -151,7 +142,7 @@ async def until_state(client: SchedulerClient, task_id: str, state: str) -> None
             return
 
 
-@run
+@pytest.mark.timeout(30)
 async def test_a_shell_task_runs_in_its_sandbox_with_the_mesos_environment(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
         env = {"variables": [{"name": "GREETING", "value": "hello"}, {"name": "HOST", "value": "mine"}]}
@@ -184,7 +175,7 @@ async def test_a_shell_task_runs_in_its_sandbox_with_the_mesos_environment(tmp_p
                 await asyncio.sleep(0.01)
 
 
-@run
+@pytest.mark.timeout(30)
 async def test_argv_commands_and_failures_carry_reasons(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
         o = (await client.next_event("OFFERS"))["offers"]["offers"][0]
@@ -204,7 +195,7 @@ async def test_argv_commands_and_failures_carry_reasons(tmp_path: Path) -> None:
         assert segv["message"] == "Command terminated with signal SIGSEGV"
 
 
-@run
+@pytest.mark.timeout(30)
 async def test_kill_is_sigterm_then_sigkill_after_the_grace_period(tmp_path: Path) -> None:
     async with node(tmp_path, kill_grace=30.0) as (client, agent):
         o = (await client.next_event("OFFERS"))["offers"]["offers"][0]
@@ -216,7 +207,7 @@ async def test_kill_is_sigterm_then_sigkill_after_the_grace_period(tmp_path: Pat
         await client.accept([o["id"]["value"]], [polite, stubborn])
         for tid in ("polite", "stubborn"):
             await until_state(client, tid, "TASK_RUNNING")
-        await until(trapped.exists, "the shell to ignore SIGTERM", timeout=10)  # load can delay it
+        await eventually(trapped.exists, "the shell to ignore SIGTERM", timeout=10)  # load can delay it
         loop = asyncio.get_running_loop()
         started = loop.time()
         await client.kill("polite")
@@ -230,7 +221,7 @@ async def test_kill_is_sigterm_then_sigkill_after_the_grace_period(tmp_path: Pat
         assert 0.3 <= loop.time() - started < 10
 
 
-@run
+@pytest.mark.timeout(30)
 async def test_max_completion_time_fails_the_task(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
         await launch(client, "slow", "sleep 60", max_completion_time={"nanoseconds": 200_000_000})
@@ -238,7 +229,7 @@ async def test_max_completion_time_fails_the_task(tmp_path: Path) -> None:
         assert (end["state"], end["reason"]) == ("TASK_FAILED", "REASON_MAX_COMPLETION_TIME_REACHED")
 
 
-@run
+@pytest.mark.timeout(30)
 async def test_a_task_can_message_its_framework_through_the_agent(tmp_path: Path) -> None:
     script = (
         "import json, os, urllib.request\n"
@@ -286,16 +277,10 @@ def test_spawned_tasks_die_with_their_agent(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     parent = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
-        deadline = time.monotonic() + 10
-        while not pid_file.exists():
-            assert time.monotonic() < deadline, "the task never started"
-            time.sleep(0.01)
+        wait_until(pid_file.exists, "the task to start", timeout=10)
         task_pid = int(pid_file.read_text())
         assert _alive(task_pid)
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 5
-    while _alive(task_pid):
-        assert time.monotonic() < deadline, "the task outlived its agent"
-        time.sleep(0.01)
+    wait_until(lambda: not _alive(task_pid), "the task to die with its agent", timeout=5)

@@ -2,12 +2,14 @@
 
 `LocalMaster` is `adapters.cli.local.ProcessMaster` (the real `MasterService` on a local
 agent that runs each worker as a process) plus the questions tests ask: which workers are
-Started, which process serves a slot, and `until` to poll with a deadline.
+Started, which process serves a slot, and `until` to poll with a deadline (tests.eventually).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ import orjson
 from adapters.cli.local import ProcessMaster
 from adapters.local.agent import HOST, free_port
 from core.job import JobState
+from tests.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = Path(__file__).resolve().parent / "jobs"
-__all__ = ["HOST", "JOBS", "ROOT", "LocalMaster", "free_port", "read_sse"]
+__all__ = ["HOST", "JOBS", "ROOT", "LocalMaster", "free_port", "local_master", "read_sse"]
 
 
 class LocalMaster(ProcessMaster):
@@ -46,14 +49,18 @@ class LocalMaster(ProcessMaster):
 
     async def until(self, predicate: Any, what: str, timeout: float = 40.0) -> None:
         """Poll until `predicate()` holds; fail with the workers' logs."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            if predicate():
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
-            await asyncio.sleep(0.02)
+        await eventually(predicate, what, timeout, describe=self.logs)
+
+
+@contextlib.asynccontextmanager
+async def local_master(tmp: Path, api_token: str | None = None) -> AsyncIterator[LocalMaster]:
+    """A started LocalMaster, closed (its workers stopped) on the way out."""
+    master = LocalMaster(tmp, api_token=api_token)
+    await master.start()
+    try:
+        yield master
+    finally:
+        await master.close()
 
 
 async def read_sse(

@@ -21,7 +21,7 @@ from mesoslite.client import CallFailed, SchedulerClient
 from mesoslite.flags import MasterConfig, add_arguments, config_from_args, framework_credentials
 from mesoslite.http import AGENT_PATH, create_app
 from mesoslite.master import MesosliteMaster
-from tests.unit.test_mesoslite_master import FRAMEWORK, FakeAgent, FirstFitAllocator, offer, run
+from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent, FirstFitAllocator, offer
 
 CREDENTIALS = {"credentials": [
     {"principal": "mantis", "secret": "s3cret:with colon"},
@@ -133,7 +133,7 @@ async def refused(client: SchedulerClient, **info: Any) -> CallFailed:
     return failed.value
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_the_scheduler_api_needs_valid_credentials(credentials_file: Path) -> None:
     async with secured(credentials_file) as (master, url):
         wrong = {"principal": "mantis", "secret": "wrong"}
@@ -159,7 +159,7 @@ async def test_the_scheduler_api_needs_valid_credentials(credentials_file: Path)
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
     credentials_file: Path,
 ) -> None:  # fmt: skip
@@ -192,7 +192,7 @@ async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
         await client.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_teardown_needs_credentials_and_read_only_endpoints_stay_open(
     credentials_file: Path,
 ) -> None:  # fmt: skip

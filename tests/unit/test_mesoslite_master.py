@@ -2,7 +2,7 @@
 
 The master runs on a real loopback aiohttp server; frameworks use mesoslite.client; the agent
 is a fake that speaks the agent protocol (mesoslite.agent docstring) and whose task updates the
-test writes. Allocation is a tiny first-fit allocator defined here, so these tests do not
+test writes (both in mesoslite_fakes.py). Allocation is a tiny first-fit allocator, so these tests do not
 depend on the DRF module. Nothing sleeps to wait: every wait is for an event, with a deadline.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,158 +18,14 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from mesoslite.allocator import Grant
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.flags import MasterConfig
-from mesoslite.http import AGENT_PATH, create_app
+from mesoslite.http import create_app
 from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import new_uuid, task_status
-from mesoslite.recordio import Decoder
-from mesoslite.resources import Resources, attributes_to_mesos, parse_attributes
-
-FRAMEWORK = {"user": "test", "name": "unit"}
-MIN_CPUS = Resources.of(cpus=0.01)
-MIN_MEM = Resources.of(mem=32)
-
-
-class FirstFitAllocator:
-    """The smallest Allocator: each agent's free resources go to the first willing framework."""
-
-    def __init__(self) -> None:
-        self.active: dict[str, bool] = {}
-        self.total: dict[str, Resources] = {}
-        self.held: dict[str, dict[str, Resources]] = {}  # agent -> framework -> resources
-        self.filters: list[tuple[str, str, float, Resources]] = []
-
-    def add_framework(self, framework_id: str, role: str, now: float) -> None:
-        self.active[framework_id] = True
-        self.revive(framework_id)
-
-    def remove_framework(self, framework_id: str) -> None:
-        self.active.pop(framework_id, None)
-
-    def set_weight(self, role: str, weight: float) -> None:
-        pass
-
-    def add_agent(self, agent_id: str, total: Resources, allocated: dict[str, Resources]) -> None:
-        self.total[agent_id] = total
-        self.held[agent_id] = dict(allocated)
-
-    def remove_agent(self, agent_id: str) -> None:
-        del self.total[agent_id], self.held[agent_id]
-
-    def allocate(self, now: float) -> list[Grant]:
-        grants = []
-        for aid in sorted(self.total):
-            free = self.total[aid]
-            for r in self.held[aid].values():
-                free = free - r
-            if not (free.contains(MIN_CPUS) or free.contains(MIN_MEM)):
-                continue
-            for fid in sorted(f for f, on in self.active.items() if on):
-                if any(f == fid and a == aid and until > now and r.contains(free)
-                       for f, a, until, r in self.filters):
-                    continue
-                grants.append(Grant(fid, aid, free))
-                self.held[aid][fid] = self.held[aid].get(fid, Resources()) + free
-                break
-        return grants
-
-    def recover(self, framework_id: str, agent_id: str, resources: Resources, now: float,
-                refuse_seconds: float | None = None) -> None:
-        if agent_id not in self.held:
-            return
-        self.held[agent_id][framework_id] = self.held[agent_id][framework_id] - resources
-        if refuse_seconds:
-            self.filters.append((framework_id, agent_id, now + refuse_seconds, resources))
-
-    def suppress(self, framework_id: str) -> None:
-        self.active[framework_id] = False
-
-    def revive(self, framework_id: str) -> None:
-        self.active[framework_id] = True
-        self.filters = [f for f in self.filters if f[0] != framework_id]
-
-
-class FakeAgent:
-    """Registers like a mesoslite agent; the test decides what its tasks do."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url + AGENT_PATH
-        self.http = aiohttp.ClientSession()
-        self.id: str | None = None
-        self.session: str | None = None
-        self.unread: list[dict[str, Any]] = []
-        self.arrived = asyncio.Event()
-        self.reader: asyncio.Task[None] | None = None
-        self.pongs: set[asyncio.Future[int]] = set()
-
-    async def register(self, resources: str = "cpus:4;mem:4096;ports:[31000-31099]",
-                       attributes: str = "zone:a", agent_id: str | None = None,
-                       tasks: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
-        info: dict[str, Any] = {
-            "hostname": "127.0.0.1", "port": 5051,
-            "resources": Resources.parse(resources).to_mesos(),
-            "attributes": attributes_to_mesos(parse_attributes(attributes)),
-        }  # fmt: skip
-        if agent_id:
-            info["id"] = {"value": agent_id}
-        body = {"type": "REGISTER", "register": {"agent_info": info, "tasks": tasks or []}}
-        resp = await self.http.post(self.url, data=orjson.dumps(body),
-                                    headers={"Content-Type": "application/json"})
-        assert resp.status == 200, await resp.text()
-        self.session = resp.headers["Mesoslite-Agent-Session"]
-        self.reader = asyncio.create_task(self._read(resp))
-        registered = await self.next_event("REGISTERED")
-        self.id = registered["registered"]["agent_id"]["value"]
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> None:
-        decoder = Decoder()
-        with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-            async for chunk in resp.content.iter_any():
-                for event in (orjson.loads(r) for r in decoder.feed(chunk)):
-                    if event["type"] == "PING":  # alive: answer at once, like a real agent
-                        pong = asyncio.ensure_future(self.post({"type": "PONG", "pong": event["ping"]}))
-                        self.pongs.add(pong)
-                        pong.add_done_callback(self.pongs.discard)
-                    else:
-                        self.unread.append(event)
-                self.arrived.set()
-        resp.release()
-
-    async def next_event(self, kind: str, timeout: float = 3.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for i, event in enumerate(self.unread):
-                    if event["type"] == kind:
-                        return self.unread.pop(i)
-                self.arrived.clear()
-                await self.arrived.wait()
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.unread if e["type"] == kind]
-
-    async def post(self, call: dict[str, Any]) -> int:
-        headers = {"Content-Type": "application/json", "Mesoslite-Agent-Session": self.session or ""}
-        body = {**call, "agent_id": {"value": self.id}}
-        async with self.http.post(self.url, data=orjson.dumps(body), headers=headers) as resp:
-            return resp.status
-
-    async def update(self, framework_id: str, task_id: str, state: str, **kw: Any) -> dict[str, Any]:
-        status = task_status(task_id, state, agent_id=self.id, source="SOURCE_EXECUTOR", **kw)
-        code = await self.post({"type": "UPDATE", "update": {"updates": [
-            {"framework_id": {"value": framework_id}, "status": status}]}})
-        assert code == 202
-        return status
-
-    async def disconnect(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
-
-    async def close(self) -> None:
-        await self.disconnect()
-        await self.http.close()
+from mesoslite.resources import Resources
+from tests.eventually import eventually
+from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent, FirstFitAllocator, offer
 
 
 @contextlib.asynccontextmanager
@@ -190,13 +45,6 @@ async def cluster(**config: Any) -> AsyncIterator[tuple[MesosliteMaster, str]]:
         await server.close()
 
 
-def run(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 20))
-
-    return wrapper
-
 
 async def subscribed(url: str, **info: Any) -> SchedulerClient:
     client = SchedulerClient(url)
@@ -205,19 +53,13 @@ async def subscribed(url: str, **info: Any) -> SchedulerClient:
     return client
 
 
-async def offer(client: SchedulerClient) -> dict[str, Any]:
-    event = await client.next_event("OFFERS")
-    offers: list[dict[str, Any]] = event["offers"]["offers"]
-    return offers[0]
-
-
 async def launch(client: SchedulerClient, agent: FakeAgent, task_id: str, **kw: Any) -> None:
     o = await offer(client)
     await client.accept([o["id"]["value"]], [command_task(task_id, o["agent_id"]["value"], "true", **kw)])
     await agent.next_event("RUN_TASK")
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_subscribe_streams_subscribed_then_offers_in_the_proto_shape() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -236,7 +78,7 @@ async def test_subscribe_streams_subscribed_then_offers_in_the_proto_shape() -> 
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_launch_updates_are_reliable_and_acknowledgements_reach_the_agent() -> None:
     async with cluster(status_update_retry_min=0.05) as (master, url):
         agent = FakeAgent(url)
@@ -270,7 +112,7 @@ async def test_launch_updates_are_reliable_and_acknowledgements_reach_the_agent(
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_invalid_launches_answer_with_task_error_or_lost() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -308,7 +150,7 @@ async def test_invalid_launches_answer_with_task_error_or_lost() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_bad_calls_get_mesos_status_codes_and_messages() -> None:
     async with cluster() as (master, url):
         client = await subscribed(url, failover_timeout=30.0)
@@ -361,7 +203,7 @@ async def test_bad_calls_get_mesos_status_codes_and_messages() -> None:
         await other.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_decline_filter_holds_resources_back_until_it_expires_or_a_revive() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -382,7 +224,7 @@ async def test_decline_filter_holds_resources_back_until_it_expires_or_a_revive(
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_suppress_stops_offers_and_revive_resumes_them() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -400,7 +242,7 @@ async def test_suppress_stops_offers_and_revive_resumes_them() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_kill_reaches_the_agent_and_unknown_tasks_are_lost() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -418,7 +260,7 @@ async def test_kill_reaches_the_agent_and_unknown_tasks_are_lost() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_reconcile_explicit_and_implicit() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -443,7 +285,7 @@ async def test_reconcile_explicit_and_implicit() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_failover_keeps_tasks_and_resends_unacknowledged_updates() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -454,7 +296,9 @@ async def test_failover_keeps_tasks_and_resends_unacknowledged_updates() -> None
         sent = await agent.update(fid, "t1", "TASK_RUNNING")
         await client.next_event("UPDATE")  # received, never acknowledged
         await client.close()
-        state = await wait_state(master, lambda s: not s["frameworks"][0]["connected"])
+        await eventually(lambda: not master.state()["frameworks"][0]["connected"],
+                         "the framework to be disconnected", timeout=3)  # fmt: skip
+        state = master.state()
         assert state["frameworks"][0]["tasks"][0]["state"] == "TASK_RUNNING"
         back = SchedulerClient(url)
         event = await back.subscribe({**FRAMEWORK, "failover_timeout": 30.0}, framework_id=fid)
@@ -466,7 +310,7 @@ async def test_failover_keeps_tasks_and_resends_unacknowledged_updates() -> None
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_past_the_failover_timeout_the_framework_and_its_tasks_are_killed() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -487,7 +331,7 @@ async def test_past_the_failover_timeout_the_framework_and_its_tasks_are_killed(
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_a_second_subscription_replaces_the_first() -> None:
     async with cluster() as (master, url):
         first = await subscribed(url, failover_timeout=30.0)
@@ -501,7 +345,7 @@ async def test_a_second_subscription_replaces_the_first() -> None:
         await second.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_teardown_kills_tasks_and_removes_the_framework() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -516,15 +360,7 @@ async def test_teardown_kills_tasks_and_removes_the_framework() -> None:
         await agent.close()
 
 
-async def wait_state(master: MesosliteMaster, predicate: Callable[[dict[str, Any]], bool],
-                     timeout: float = 3.0) -> dict[str, Any]:  # fmt: skip
-    async with asyncio.timeout(timeout):
-        while not predicate(state := master.state()):
-            await asyncio.sleep(0.01)
-    return state
-
-
-@run
+@pytest.mark.timeout(20)
 async def test_a_lost_agent_has_its_offers_rescinded_then_its_tasks_lost() -> None:
     async with cluster(agent_ping_timeout=0.05, max_agent_ping_timeouts=3) as (master, url):
         agent = FakeAgent(url)
@@ -560,7 +396,7 @@ async def test_a_lost_agent_has_its_offers_rescinded_then_its_tasks_lost() -> No
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_a_restarted_master_rebuilds_from_agents_and_frameworks_reconcile() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -597,7 +433,7 @@ async def test_a_restarted_master_rebuilds_from_agents_and_frameworks_reconcile(
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_an_agent_reregistering_without_a_task_makes_it_lost() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -614,7 +450,7 @@ async def test_an_agent_reregistering_without_a_task_makes_it_lost() -> None:
         await again.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_messages_go_both_ways_and_heartbeats_flow() -> None:
     async with cluster(heartbeat_interval=0.05) as (master, url):
         agent = FakeAgent(url)
@@ -634,7 +470,7 @@ async def test_messages_go_both_ways_and_heartbeats_flow() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_agent_calls_with_a_stale_session_are_refused() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
@@ -646,7 +482,7 @@ async def test_agent_calls_with_a_stale_session_are_refused() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_state_redirect_and_version_endpoints() -> None:
     async with cluster() as (master, url), aiohttp.ClientSession() as http:
         async with http.get(url + "/master/redirect", allow_redirects=False) as resp:
@@ -665,7 +501,7 @@ def test_new_uuid_is_base64_of_16_bytes() -> None:
     assert len(base64.b64decode(new_uuid())) == 16
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_offer_timeout_rescinds_unused_offers() -> None:
     async with cluster(offer_timeout=0.1) as (master, url):
         agent = FakeAgent(url)
@@ -679,7 +515,7 @@ async def test_offer_timeout_rescinds_unused_offers() -> None:
         await agent.close()
 
 
-@run
+@pytest.mark.timeout(20)
 async def test_shutdown_update_framework_and_operator_teardown() -> None:
     async with cluster() as (master, url):
         agent = FakeAgent(url)
