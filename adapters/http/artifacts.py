@@ -25,7 +25,8 @@ from pathlib import Path
 import structlog
 from aiohttp import BodyPartReader, web
 
-from adapters.http.views import SAFE_ARTIFACT_NAME, check_artifact_name, json_response
+from adapters.http.parsing import SAFE_ARTIFACT_NAME, check_artifact_name
+from adapters.http.responses import json_response
 from core.errors import InvalidRequest, NotFound
 
 log = structlog.get_logger()

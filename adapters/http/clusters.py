@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.views import (
-    MASTER,
+from adapters.http.keys import MASTER
+from adapters.http.parsing import (
     MAX_NAME,
     MAX_URL,
     check_artifact_name,
@@ -21,21 +21,19 @@ from adapters.http.views import (
     get,
     get_name,
     get_str,
-    json_response,
     need_str,
-    no_content,
-    page,
     parse_cluster_definition,
     parse_named,
     parse_scheduling_info,
-    query_regex,
     read_json,
-    render_cluster,
     to_bool,
     to_enum,
     to_int,
     within,
 )
+from adapters.http.queries import page, query_regex
+from adapters.http.rendering import render_cluster
+from adapters.http.responses import json_response, no_content
 from core.control import ControlPlane, Outcome
 from core.errors import InvalidRequest
 from core.model import ClusterSla, CronPolicy, Label

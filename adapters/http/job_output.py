@@ -31,7 +31,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from adapters.http.views import need_str, parse_job_request, read_json
+from adapters.http.parsing import need_str, parse_job_request, read_json
 from common.backoff import Backoff
 from common.sse import HEADERS, frame
 from common.sse_client import RETRYABLE, sse_payloads

@@ -8,23 +8,14 @@ a message of a terminal job state; a request that is not a WebSocket upgrade get
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from adapters.http.job_output import serve_websocket
-from adapters.http.views import MASTER
+from adapters.http.keys import MASTER
+from adapters.http.rendering import render_status
 from core.effects import PublishStatus
 from core.errors import InvalidRequest
-from core.job import TERMINAL, JobState
-
-
-def status_json(status: PublishStatus) -> dict[str, Any]:
-    return {"status": {
-        "jobId": status.job_id, "workerId": status.worker_id, "state": status.state,
-        "message": status.message, "timestamp": int(status.at * 1000),
-        "type": "ERROR" if status.state == JobState.Failed.value else "INFO",
-    }}  # fmt: skip
+from core.job import TERMINAL
 
 
 async def job_status_stream(request: web.Request) -> web.StreamResponse:
@@ -43,7 +34,7 @@ async def job_status_stream(request: web.Request) -> web.StreamResponse:
             while not master.watchers.closing:
                 signal.clear()
                 for status in _after(list(master.watchers.statuses.get(jid, ())), last):
-                    await ws.send_json(status_json(status))
+                    await ws.send_json(render_status(status))
                     last = status
                     if status.state in terminal:
                         return

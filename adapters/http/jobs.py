@@ -1,4 +1,4 @@
-"""Job routes on Mantis' v1 paths (Mantis' v1 JobsRoute); postJobStatus lives in app.py.
+"""Job routes on Mantis' v1 paths (Mantis' v1 JobsRoute); postJobStatus is in worker_api.py.
 
 Submitting answers 201 with the job view (or, for a unique tag already running, that job's);
 killing needs `?user=&reason=` and answers 202; scaleStage and resubmitWorker answer 204. A
@@ -9,34 +9,35 @@ jobs are served from what the plane still holds (the archive store comes later).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from aiohttp import web
 
-from adapters.http.views import (
-    MASTER,
+from adapters.http.keys import MASTER
+from adapters.http.parsing import (
     MAX_NAME,
-    Json,
     check_same,
     check_text,
     get,
     get_name,
     get_str,
-    job_workers,
-    json_response,
     need_str,
-    no_content,
-    page,
     parse_job_request,
-    query_bool,
-    query_opt_int,
-    query_regex,
     read_json,
-    render_job,
-    render_worker,
     to_bool,
     to_int,
 )
+from adapters.http.queries import (
+    label_filter,
+    page,
+    query_bool,
+    query_opt_int,
+    query_regex,
+    state_filter,
+    worker_filter,
+)
+from adapters.http.rendering import render_job, render_worker
+from adapters.http.responses import Json, json_response, no_content
+from core.control import ControlPlane
 from core.errors import InvalidRequest, NotFound
 from core.job import JobRecord
 from core.model import MAX_WORKERS_PER_STAGE, parse_job_id
@@ -45,7 +46,6 @@ from core.worker import Worker
 JOBS = "/api/v1/jobs"
 CLUSTER_JOBS = "/api/v1/jobClusters/{name}/jobs"
 _JOB_ID = re.compile(r".+-[0-9]+")
-STATE_FILTERS = {"active": False, "terminal": True}  # filter value -> wanted `terminal`
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -80,52 +80,16 @@ def _job(request: web.Request) -> JobRecord:
     return archived.job(jid)
 
 
+def _job_workers(plane: ControlPlane, job: JobRecord) -> list[Worker]:
+    """Every worker the job ever had, by worker number."""
+    prefix = f"{job.job_id}-worker-"
+    found = [
+        w for wid, w in plane.workers.items() if wid.startswith(prefix) and w.job_id == job.job_id
+    ]
+    return sorted(found, key=lambda w: w.number)
+
+
 # ---------------------------------------------------------------------- listing
-
-
-def _state_filter(request: web.Request, name: str) -> bool | None:
-    """`Active`/`Terminal` -> the `terminal` value wanted; `Noop` or nothing -> None."""
-    raw = request.query.get(name, "")
-    if raw.lower() in ("", "noop"):
-        return None
-    if raw.lower() not in STATE_FILTERS:
-        raise InvalidRequest(name, f"must be Active or Terminal, got {raw!r}")
-    return STATE_FILTERS[raw.lower()]
-
-
-def _label_filter(request: web.Request) -> Callable[[JobRecord], bool] | None:
-    """`labels=a=1,b` (a bare name matches any value) with `labels.op=or` (default) or `and`."""
-    raw = request.query.get("labels")
-    op = request.query.get("labels.op", "or").lower()
-    if op not in ("and", "or"):
-        raise InvalidRequest("labels.op", f"must be and or or, got {op!r}")
-    if not raw:
-        return None
-    wanted = [term.partition("=") for term in raw.split(",") if term]
-    if any(not name for name, _, _ in wanted):
-        raise InvalidRequest("labels", "each label is name=value or name")
-
-    def matches(job: JobRecord) -> bool:
-        labels = job.definition.labels
-        hits = (any(label.name == name and (not eq or label.value == value) for label in labels)
-                for name, eq, value in wanted)  # fmt: skip
-        return all(hits) if op == "and" else any(hits)
-
-    return matches
-
-
-def _worker_filter(request: web.Request) -> Callable[[Worker], bool] | None:
-    stage = query_opt_int(request, "stageNumber")
-    index = query_opt_int(request, "workerIndex")
-    number = query_opt_int(request, "workerNumber")
-    terminal = _state_filter(request, "workerState")
-    if stage is None and index is None and number is None and terminal is None:
-        return None
-    return lambda w: (
-        (stage is None or w.stage == stage) and (index is None or w.index == index)
-        and (number is None or w.number == number)
-        and (terminal is None or w.terminal is terminal)
-    )  # fmt: skip
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -136,12 +100,12 @@ async def list_jobs(request: web.Request) -> web.Response:
     name = request.match_info.get("name")
     if name is not None:
         plane.cluster(name)
-    terminal = _state_filter(request, "jobState")
+    terminal = state_filter(request, "jobState")
     if "jobState" not in request.query and query_bool(request, "activeOnly", True):
         terminal = False
     pattern = query_regex(request)
-    labels = _label_filter(request)
-    workers = _worker_filter(request)
+    labels = label_filter(request)
+    workers = worker_filter(request)
     limit = query_opt_int(request, "limit")
     jobs = list(plane.jobs.values())
     if not query_bool(request, "ascending", False):
@@ -178,7 +142,7 @@ async def archived_workers(request: web.Request) -> web.Response:
     master = request.app[MASTER]
     plane = master.plane if job.job_id in master.plane.jobs else master.archived_plane(job.job_id)
     assert plane is not None
-    ended = [w for w in job_workers(plane, job) if w.terminal]
+    ended = [w for w in _job_workers(plane, job) if w.terminal]
     return json_response(page(request, [render_worker(w, job) for w in ended[:limit]]))
 
 

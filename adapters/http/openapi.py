@@ -8,20 +8,12 @@ and booleans as strings, as Mantis does).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from adapters.http.views import (
-    MAX_NAME,
-    MAX_REGEX,
-    MAX_URL,
-    MAX_VALUE,
-    SAFE_ARTIFACT_NAME,
-    json_response,
-)
+from adapters.http.parsing import MAX_NAME, MAX_URL, MAX_VALUE, SAFE_ARTIFACT_NAME
+from adapters.http.queries import MAX_REGEX
+from adapters.http.responses import Json, json_response
 
-Json = dict[str, Any]
 PATH = "/api/v1/openapi.json"
 DOCUMENT = web.AppKey("openapi_document", dict)
 JSON_TYPE = "application/json"
@@ -60,7 +52,7 @@ def arr(items: Json) -> Json:
 
 
 STR: Json = {"type": "string"}
-# Request strings, as views.py bounds them (a name has no control characters).
+# Request strings, as parsing.py bounds them (a name has no control characters).
 _NO_CONTROL = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 NAME_IN: Json = {"type": "string", "maxLength": MAX_NAME, "pattern": _NO_CONTROL}
 TEXT_IN: Json = {"type": "string", "maxLength": MAX_NAME}

@@ -26,14 +26,14 @@ uploaded, a job submitted, code run as the user. A DNS-rebinding page (its own n
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from adapters.http.views import json_response
+from adapters.http.responses import error_response
 
 log = structlog.get_logger()
 
@@ -41,11 +41,9 @@ MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 JSON_ONLY = frozenset({"application/json"})
 LOOPBACK_NAMES = frozenset({"localhost"})
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def refuse(status: int, field: str, message: str) -> web.Response:
-    return json_response({"error": f"{field}: {message}", "field": field}, status=status)
+    return error_response(status, f"{field}: {message}", field)
 
 
 def _loopback(address: str) -> bool:

@@ -1,7 +1,7 @@
 """Mantis' postJobStatus body (io.mantisrx.server.core.Status) parsed into one ControlPlane call.
 
 Every field is checked before anything runs, so a bad body raises `InvalidRequest` naming
-the field and changes nothing. Strings are bounded (views.MAX_NAME, MAX_VALUE) except the
+the field and changes nothing. Strings are bounded (parsing.MAX_NAME, MAX_VALUE) except the
 `message`, which is cut to MAX_MESSAGE characters instead: a worker's failure, whatever its
 exception said, must still reach the job's status.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from adapters.http.views import MAX_NAME, MAX_VALUE, check_text
+from adapters.http.parsing import MAX_NAME, MAX_VALUE, check_text
 from core.control import ControlPlane, Outcome
 from core.errors import InvalidRequest
 from core.model import CompletedReason, worker_id

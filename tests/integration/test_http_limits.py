@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from adapters.http.app import MAX_FIELD_BYTES, MAX_URL_BYTES, create_app, serve
-from adapters.http.views import MAX_NAME, MAX_URL, MAX_VALUE
+from adapters.http.parsing import MAX_NAME, MAX_URL, MAX_VALUE
 from tests.integration.http_helpers import (
     HOST,
     ApiClient,

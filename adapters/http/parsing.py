@@ -1,32 +1,28 @@
-"""Mantis' JSON <-> core values: parse definitions and requests, render clusters, jobs, workers.
+"""Mantis' JSON request bodies -> core values, every field checked, a bad one named by its path.
 
-Field names are Mantis' own (MantisJobDefinition, JobClusterDefinitionImpl,
-MantisWorkerMetadataImpl). Parsing checks every field before any command runs and raises
-`InvalidRequest` naming the JSON path, e.g.
+Field names are Mantis' own (MantisJobDefinition, JobClusterDefinitionImpl). Parsing checks
+every field before any command runs and raises `InvalidRequest` naming the JSON path, e.g.
 `jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores`. As Jackson does for Mantis,
 numbers and booleans may also come as strings (`"1"`, `"true"`): Mantis' own examples send them
 so. Stage `"0"` (the job master) is accepted and ignored: Mantis' master adds it by itself.
-Times are rendered as epoch milliseconds, -1 when unset, as Mantis does. Query parameters
-(paging, filters) are read here too, with the same 400s.
+Strings are bounded (MAX_NAME, MAX_VALUE, MAX_URL).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import orjson
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 from aiohttp import web
 
-from core.control import ControlPlane, JobCluster
+from adapters.http.responses import Json
 from core.errors import InvalidRequest
-from core.job import JobRecord
 from core.model import (
     ClusterSla,
     CronPolicy,
@@ -46,15 +42,8 @@ from core.model import (
     StageSchedulingInfo,
     check_name,
 )
-from core.worker import Worker
-from service.master import MasterService
 
-Json = dict[str, Any]
-# Every handler's master; defined here, not in app.py, so that the route modules need not
-# import the module that registers them.
-MASTER = web.AppKey("master", MasterService)
 MAX_JSON_INT = 2**53  # larger integers do not survive a round trip through JSON numbers
-MAX_REGEX = 256
 # Longest strings taken from a body or query (Mantis' own names are short): a 900 KB `user`
 # would otherwise be stored in every event that names it.
 MAX_NAME = 256
@@ -66,26 +55,9 @@ MAX_URL = 2048
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SAFE_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
 RESERVED_ARTIFACT_NAMES = frozenset({"names"})  # GET /api/v1/jobArtifacts/names lists them
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a bad pattern is the client's 400, not a line on stderr
-_RE2_OPTIONS.max_mem = 1 << 20  # per pattern; past it RE2 refuses the pattern (a 400)
 E = TypeVar("E", bound=Enum)
 T = TypeVar("T")
 Named = TypeVar("Named", ParameterValue, Label)
-
-
-class Searcher(Protocol):
-    """A compiled pattern as the filters use it (an RE2 `_Regexp`)."""
-
-    def search(self, text: str) -> object: ...
-
-
-def no_content(status: int = 204) -> web.Response:
-    return web.Response(status=status)
-
-
-def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 # ---------------------------------------------------------------------- reading fields
@@ -427,201 +399,3 @@ def check_same(o: Json, key: str, expected: str) -> None:
     given = get_name(o, key)
     if given is not None and given != expected:
         raise InvalidRequest(key, f"must equal {expected!r} from the path, got {given!r}")
-
-
-# ---------------------------------------------------------------------- query parameters
-
-
-def query_int(request: web.Request, name: str, default: int, minimum: int = 0) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    value = to_int(raw, name)
-    if value < minimum:
-        raise InvalidRequest(name, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def query_opt_int(request: web.Request, name: str, minimum: int = 0) -> int | None:
-    return query_int(request, name, -1, minimum) if request.query.get(name) else None
-
-
-def query_bool(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
-    return default if raw is None or raw == "" else to_bool(raw, name)
-
-
-def query_regex(request: web.Request, name: str = "matching") -> Searcher | None:
-    """A RE2 pattern (https://github.com/google/re2/wiki/Syntax): searched in linear time,
-    so `(.|.|.|.|.)*X` cannot freeze the master as Python's backtracking `re` would."""
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    if len(raw) > MAX_REGEX:
-        raise InvalidRequest(name, f"at most {MAX_REGEX} characters")
-    try:
-        pattern: Searcher = re2.compile(raw, _RE2_OPTIONS)
-    except re2.error as e:
-        reason = e.args[0].decode("utf-8", "replace") if e.args else "invalid"
-        raise InvalidRequest(name, f"not a valid RE2 regular expression: {reason}") from None
-    except UnicodeError:
-        raise InvalidRequest(name, "must be valid Unicode") from None
-    return pattern
-
-
-def page(request: web.Request, items: Sequence[Json]) -> Json:
-    """Mantis' paging: `pageSize` (0: all) from `offset`, as `{list, prev, next, total}`."""
-    size = query_int(request, "pageSize", 0)
-    offset = query_int(request, "offset", 0)
-    if size == 0:
-        return {"list": list(items[offset:]), "prev": None, "next": None, "total": len(items)}
-
-    def link(at: int) -> str:
-        return str(request.rel_url.update_query(pageSize=size, offset=at))
-
-    return {
-        "list": list(items[offset : offset + size]),
-        "prev": link(max(offset - size, 0)) if offset > 0 else None,
-        "next": link(offset + size) if offset + size < len(items) else None,
-        "total": len(items),
-    }
-
-
-# ---------------------------------------------------------------------- rendering
-
-
-def ms(t: float | None) -> int:
-    return -1 if t is None else round(t * 1000)
-
-
-def render_named(items: Sequence[ParameterValue] | Sequence[Label]) -> list[Json]:
-    return [{"name": i.name, "value": i.value} for i in items]
-
-
-def render_machine(m: MachineDefinition) -> Json:
-    return {"cpuCores": m.cpu_cores, "memoryMB": m.memory_mb, "networkMbps": m.network_mbps,
-            "diskMB": m.disk_mb, "numPorts": m.num_ports}  # fmt: skip
-
-
-def render_scaling_policy(p: StageScalingPolicy | None) -> Json | None:
-    if p is None:
-        return None
-    return {
-        "stage": p.stage, "min": p.min, "max": p.max, "increment": p.increment,
-        "decrement": p.decrement, "coolDownSecs": p.cool_down_secs, "enabled": p.enabled,
-        "strategies": {s.reason: {
-            "reason": s.reason, "scaleDownBelowPct": s.scale_down_below_pct,
-            "scaleUpAbovePct": s.scale_up_above_pct,
-            "rollingCount": {"count": s.rolling_count, "of": s.rolling_of},
-        } for s in p.strategies},
-    }  # fmt: skip
-
-
-def render_stage(s: StageSchedulingInfo) -> Json:
-    return {
-        "numberOfInstances": s.number_of_instances,
-        "machineDefinition": render_machine(s.machine_definition),
-        "hardConstraints": [c.value for c in s.hard_constraints],
-        "softConstraints": [c.value for c in s.soft_constraints],
-        "scalingPolicy": render_scaling_policy(s.scaling_policy),
-        "scalable": s.scalable,
-    }
-
-
-def render_scheduling_info(info: SchedulingInfo) -> Json:
-    return {"stages": {str(n): render_stage(s) for n, s in enumerate(info.stages, start=1)}}
-
-
-def render_job_sla(sla: JobSla) -> Json:
-    return {"runtimeLimitSecs": sla.runtime_limit_secs, "minRuntimeSecs": sla.min_runtime_secs,
-            "slaType": sla.sla_type, "durationType": sla.duration_type.value,
-            "userProvidedType": sla.user_provided_type}  # fmt: skip
-
-
-def render_cluster(c: JobCluster) -> Json:
-    """Mantis' job cluster view (MantisJobClusterMetadataView), plus `artifactName` per jar."""
-    d = c.definition
-    return {
-        "name": d.name,
-        "jars": [{"url": j.job_jar_url or j.artifact_name, "artifactName": j.artifact_name,
-                  "uploadedAt": ms(j.uploaded_at), "version": j.version,
-                  "schedulingInfo": render_scheduling_info(j.scheduling_info)} for j in d.configs],
-        "sla": {"min": d.sla.min, "max": d.sla.max, "cronSpec": d.sla.cron_spec or None,
-                "cronPolicy": d.sla.cron_policy.value if d.sla.cron_policy else None},
-        "jobSla": render_job_sla(d.job_sla),
-        "parameters": render_named(d.parameters),
-        "owner": {"name": d.owner.name, "teamName": d.owner.team_name,
-                  "description": d.owner.description, "contactEmail": d.owner.contact_email,
-                  "repo": d.owner.repo},
-        "user": d.user,
-        "lastJobCount": c.last_job_count,
-        "disabled": c.disabled,
-        "isReadyForJobMaster": False,
-        "labels": render_named(d.labels),
-        "cronActive": c.cron_next_at is not None and not c.disabled,
-        "latestVersion": d.latest.version,
-    }  # fmt: skip
-
-
-def render_worker(w: Worker, job: JobRecord) -> Json:
-    """Mantis' worker metadata; `ports` are all the ports the worker was given. Added:
-    `message`, the worker's last status message (why it failed or ended, as its postJobStatus
-    or the resource manager said: Mantis' Status.message), `pendingReason`, why the last
-    offer round could not place it (Fenzo's assignment failure), and `resubmitReason` and
-    `resubmitMessage`, how the worker it replaces ended."""
-    machine = job.definition.scheduling_info.stage(w.stage).machine_definition
-    return {
-        "workerIndex": w.index, "workerNumber": w.number, "jobId": w.job_id,
-        "stageNum": w.stage, "numberOfPorts": machine.ports_needed,
-        "metricsPort": -1, "consolePort": -1, "debugPort": -1, "customPort": -1,
-        "ports": list(w.ports), "state": w.state.value,
-        "slave": w.hostname or None, "slaveID": w.agent_id or None, "cluster": None,
-        "acceptedAt": ms(w.accepted_at), "launchedAt": ms(w.launched_at), "startingAt": -1,
-        "startedAt": ms(w.started_at), "completedAt": ms(w.completed_at),
-        "reason": w.reason.value if w.reason else "Normal",
-        "resubmitOf": w.resubmit_of, "totalResubmitCount": w.resubmit_count,
-        "message": w.message, "pendingReason": w.pending_reason,
-        "resubmitReason": w.replaced_reason.value if w.replaced_reason else None,
-        "resubmitMessage": w.replaced_message,
-    }  # fmt: skip
-
-
-def render_job(job: JobRecord, workers: Sequence[Worker] | None = None) -> Json:
-    """Mantis' job view: `jobMetadata`, `stageMetadataList`, `workerMetadataList`, `version`."""
-    d = job.definition
-    stages = d.scheduling_info.stages
-    return {
-        "jobMetadata": {
-            "jobId": job.job_id, "name": job.cluster, "user": d.user,
-            "submittedAt": ms(job.submitted_at), "startedAt": ms(job.started_at),
-            "endedAt": ms(job.ended_at), "jarUrl": d.job_jar_url or d.artifact_name,
-            "artifactName": d.artifact_name, "numStages": len(stages),
-            "sla": render_job_sla(d.job_sla), "state": job.state.value,
-            "reason": job.reason.value if job.reason else None, "message": job.message,
-            "subscriptionTimeoutSecs": d.subscription_timeout_secs,
-            "parameters": render_named(d.parameters),
-            "nextWorkerNumberToUse": job.next_worker_number,
-            "labels": render_named(d.labels),
-        },
-        "stageMetadataList": [{
-            "jobId": job.job_id, "stageNum": n, "numStages": len(stages),
-            "machineDefinition": render_machine(s.machine_definition),
-            "numWorkers": len(job.stages.get(n, ())),
-            "hardConstraints": [c.value for c in s.hard_constraints],
-            "softConstraints": [c.value for c in s.soft_constraints],
-            "scalingPolicy": render_scaling_policy(s.scaling_policy), "scalable": s.scalable,
-        } for n, s in enumerate(stages, start=1)],
-        "workerMetadataList": [
-            render_worker(w, job) for w in (job.current_workers() if workers is None else workers)
-        ],
-        "version": d.version,
-    }  # fmt: skip
-
-
-def job_workers(plane: ControlPlane, job: JobRecord) -> list[Worker]:
-    """Every worker the job ever had, by worker number."""
-    prefix = f"{job.job_id}-worker-"
-    found = [
-        w for wid, w in plane.workers.items() if wid.startswith(prefix) and w.job_id == job.job_id
-    ]
-    return sorted(found, key=lambda w: w.number)

@@ -1,0 +1,136 @@
+"""Mantis' list query parameters: paging, `matching` (an RE2 pattern) and the job list's filters.
+
+Each parameter is read with the same 400 as a body field: `InvalidRequest` naming the
+parameter. The filters are Mantis' v1 JobsRoute ones (`jobState`, `labels` + `labels.op`,
+`stageNumber`/`workerIndex`/`workerNumber`/`workerState`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
+from aiohttp import web
+
+from adapters.http.parsing import to_bool, to_int
+from adapters.http.responses import Json
+from core.errors import InvalidRequest
+from core.job import JobRecord
+from core.worker import Worker
+
+MAX_REGEX = 256
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is the client's 400, not a line on stderr
+_RE2_OPTIONS.max_mem = 1 << 20  # per pattern; past it RE2 refuses the pattern (a 400)
+STATE_FILTERS = {"active": False, "terminal": True}  # filter value -> wanted `terminal`
+
+
+class Searcher(Protocol):
+    """A compiled pattern as the filters use it (an RE2 `_Regexp`)."""
+
+    def search(self, text: str) -> object: ...
+
+
+def query_int(request: web.Request, name: str, default: int, minimum: int = 0) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    value = to_int(raw, name)
+    if value < minimum:
+        raise InvalidRequest(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def query_opt_int(request: web.Request, name: str, minimum: int = 0) -> int | None:
+    return query_int(request, name, -1, minimum) if request.query.get(name) else None
+
+
+def query_bool(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    return default if raw is None or raw == "" else to_bool(raw, name)
+
+
+def query_regex(request: web.Request, name: str = "matching") -> Searcher | None:
+    """A RE2 pattern (https://github.com/google/re2/wiki/Syntax): searched in linear time,
+    so `(.|.|.|.|.)*X` cannot freeze the master as Python's backtracking `re` would."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if len(raw) > MAX_REGEX:
+        raise InvalidRequest(name, f"at most {MAX_REGEX} characters")
+    try:
+        pattern: Searcher = re2.compile(raw, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode("utf-8", "replace") if e.args else "invalid"
+        raise InvalidRequest(name, f"not a valid RE2 regular expression: {reason}") from None
+    except UnicodeError:
+        raise InvalidRequest(name, "must be valid Unicode") from None
+    return pattern
+
+
+def page(request: web.Request, items: Sequence[Json]) -> Json:
+    """Mantis' paging: `pageSize` (0: all) from `offset`, as `{list, prev, next, total}`."""
+    size = query_int(request, "pageSize", 0)
+    offset = query_int(request, "offset", 0)
+    if size == 0:
+        return {"list": list(items[offset:]), "prev": None, "next": None, "total": len(items)}
+
+    def link(at: int) -> str:
+        return str(request.rel_url.update_query(pageSize=size, offset=at))
+
+    return {
+        "list": list(items[offset : offset + size]),
+        "prev": link(max(offset - size, 0)) if offset > 0 else None,
+        "next": link(offset + size) if offset + size < len(items) else None,
+        "total": len(items),
+    }
+
+
+# ---------------------------------------------------------------------- the job list's filters
+
+
+def state_filter(request: web.Request, name: str) -> bool | None:
+    """`Active`/`Terminal` -> the `terminal` value wanted; `Noop` or nothing -> None."""
+    raw = request.query.get(name, "")
+    if raw.lower() in ("", "noop"):
+        return None
+    if raw.lower() not in STATE_FILTERS:
+        raise InvalidRequest(name, f"must be Active or Terminal, got {raw!r}")
+    return STATE_FILTERS[raw.lower()]
+
+
+def label_filter(request: web.Request) -> Callable[[JobRecord], bool] | None:
+    """`labels=a=1,b` (a bare name matches any value) with `labels.op=or` (default) or `and`."""
+    raw = request.query.get("labels")
+    op = request.query.get("labels.op", "or").lower()
+    if op not in ("and", "or"):
+        raise InvalidRequest("labels.op", f"must be and or or, got {op!r}")
+    if not raw:
+        return None
+    wanted = [term.partition("=") for term in raw.split(",") if term]
+    if any(not name for name, _, _ in wanted):
+        raise InvalidRequest("labels", "each label is name=value or name")
+
+    def matches(job: JobRecord) -> bool:
+        labels = job.definition.labels
+        hits = (any(label.name == name and (not eq or label.value == value) for label in labels)
+                for name, eq, value in wanted)  # fmt: skip
+        return all(hits) if op == "and" else any(hits)
+
+    return matches
+
+
+def worker_filter(request: web.Request) -> Callable[[Worker], bool] | None:
+    """`stageNumber`, `workerIndex`, `workerNumber`, `workerState`: which workers are shown."""
+    stage = query_opt_int(request, "stageNumber")
+    index = query_opt_int(request, "workerIndex")
+    number = query_opt_int(request, "workerNumber")
+    terminal = state_filter(request, "workerState")
+    if stage is None and index is None and number is None and terminal is None:
+        return None
+    return lambda w: (
+        (stage is None or w.stage == stage) and (index is None or w.index == index)
+        and (number is None or w.number == number)
+        and (terminal is None or w.terminal is terminal)
+    )  # fmt: skip
