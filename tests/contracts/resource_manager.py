@@ -3,7 +3,7 @@
 An adapter's test module subclasses `ResourceManagerContract` and provides a `cluster`
 fixture yielding a `Cluster`: a started resource manager with at least two agents of at
 least 2 CPUs and 1 GB each, and a way to wait (virtual time in the simulation, polling with a
-deadline against real processes).
+deadline, tests.eventually.wait_until, against real processes).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class Cluster(Protocol):
     events: Recorder
     resend_after: float  # the longest wait before an unacknowledged update is sent again
 
-    def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
-        """Let the cluster run until `condition` holds (True) or `seconds` pass (False)."""
+    def wait_for(self, condition: Callable[[], bool], what: str, seconds: float) -> None:
+        """Let the cluster run until `condition` holds; fail naming `what` once `seconds` pass."""
 
     def run_for(self, seconds: float) -> None: ...
 
@@ -79,12 +79,13 @@ class ResourceManagerContract:
     """Behaviour every ResourceManager adapter shows (Mesos semantics, reference B and D)."""
 
     def first_offers(self, cluster: Cluster) -> list[Offer]:
-        assert cluster.wait_for(lambda: bool(cluster.events.offer_batches), 30), "no offers arrived"
+        cluster.wait_for(lambda: bool(cluster.events.offer_batches), "offers", 30)
         return cluster.events.offer_batches[-1]
 
     def test_registers_then_offers_every_agent(self, cluster: Cluster) -> None:
         assert cluster.events.framework_ids, "start() must report the registration"
-        assert cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) >= 2, 30)
+        cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) >= 2,
+                         "offers of 2 agents", 30)  # fmt: skip
         for offer in cluster.events.offers_since(0):
             assert offer.offer_id and offer.hostname and offer.cpus >= 2 and offer.mem >= 1024
 
@@ -92,11 +93,12 @@ class ResourceManagerContract:
         offer = self.first_offers(cluster)[0]
         task_id = "contract-1-worker-0-1"
         cluster.rm.launch([launch_on(offer, task_id, cpus=1.0)])
-        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), 30)
+        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30)
         batch = len(cluster.events.offer_batches)
-        assert cluster.wait_for(
-            lambda: any(o.agent_id == offer.agent_id for o in cluster.events.offers_since(batch)), 30
-        )
+        cluster.wait_for(
+            lambda: any(o.agent_id == offer.agent_id for o in cluster.events.offers_since(batch)),
+            "the task's agent offered again", 30,
+        )  # fmt: skip
         later = [o for o in cluster.events.offers_since(batch) if o.agent_id == offer.agent_id]
         assert all(o.cpus <= offer.cpus - 1.0 + 1e-6 for o in later)
 
@@ -104,9 +106,9 @@ class ResourceManagerContract:
         offer = self.first_offers(cluster)[0]
         task_id = "contract-2-worker-0-1"
         cluster.rm.launch([launch_on(offer, task_id)])
-        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), 30)
+        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30)
         cluster.rm.kill(task_id, offer.agent_id)
-        assert cluster.wait_for(lambda: "TASK_KILLED" in cluster.events.states(task_id), 30)
+        cluster.wait_for(lambda: "TASK_KILLED" in cluster.events.states(task_id), "TASK_KILLED", 30)
 
     def test_declined_agent_is_not_offered_again_until_revive(self, cluster: Cluster) -> None:
         offers = self.first_offers(cluster)
@@ -118,14 +120,16 @@ class ResourceManagerContract:
         cluster.run_for(10)
         assert declined.agent_id not in {o.agent_id for o in cluster.events.offers_since(batch)}
         cluster.rm.revive()
-        assert cluster.wait_for(
-            lambda: declined.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)}, 30
-        )
+        cluster.wait_for(
+            lambda: declined.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)},
+            "the declined agent offered again after revive", 30,
+        )  # fmt: skip
 
     def test_reconciling_an_unknown_task_reports_it_lost(self, cluster: Cluster) -> None:
         offer = self.first_offers(cluster)[0]
         cluster.rm.reconcile([("contract-9-worker-0-1", offer.agent_id)])
-        assert cluster.wait_for(lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"), 30)
+        cluster.wait_for(lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"),
+                         "TASK_LOST", 30)  # fmt: skip
 
     def test_updates_come_again_until_acknowledged(self, cluster: Cluster) -> None:
         """The oldest unacknowledged update of a task is sent again (Mesos holds newer ones
@@ -138,13 +142,13 @@ class ResourceManagerContract:
         def updates() -> list[TaskStatus]:
             return [s for s in cluster.events.statuses if s.task_id == task_id]
 
-        assert cluster.wait_for(lambda: len(updates()) >= 2, 6 * cluster.resend_after), updates()
+        cluster.wait_for(lambda: len(updates()) >= 2, "an update sent again", 6 * cluster.resend_after)
         first, again = updates()[:2]
         assert (again.state, again.uuid) == (first.state, first.uuid), "the same update, re-sent"
         cluster.events.auto_ack = True
         cluster.rm.acknowledge(first)
-        assert cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id),
-                                6 * cluster.resend_after)  # fmt: skip
+        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id),
+                         "TASK_RUNNING once the first update is acknowledged", 6 * cluster.resend_after)  # fmt: skip
         for status in updates():
             cluster.rm.acknowledge(status)
         seen = len(updates())

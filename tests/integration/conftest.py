@@ -9,10 +9,11 @@ from pytest_aiohttp import AiohttpClient
 
 from adapters.http.app import create_app
 from service.master import MasterService
+from tests.integration.cli_fixtures import api, cli_loop, mantis, quiet_logs, workers
 from tests.integration.disk import disk
 from tests.integration.http_helpers import HOST, ApiClient, Client
 
-__all__ = ["api_client", "disk"]
+__all__ = ["api", "api_client", "cli_loop", "disk", "mantis", "quiet_logs", "workers"]
 
 
 @pytest.fixture

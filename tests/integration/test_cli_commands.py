@@ -8,147 +8,22 @@ Commands run through `main(argv)`; their stdout and stderr are captured.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
-import structlog
-from aiohttp import web
 
-from adapters.cli.main import main
-from adapters.http.app import create_app, serve
-from adapters.http.artifacts import ArtifactStore
-from common.logs import configure as configure_logging
-from tests.fakes import memory_master
+from tests.eventually import wait_until
+from tests.integration.cli_fixtures import TICKS_JOB, TOKEN, Loop, Run, plain_master
 from tests.integration.workers import HOST, ROOT, LocalMaster
 
-pytestmark = pytest.mark.timeout(120)
-T = TypeVar("T")
-TOKEN = "cli-s3cret"
-
-# One stage: a slow counter, so that a running job costs almost no CPU.
-TICKS_JOB = """
-import asyncio
-import itertools
-
-from runtime.job import Job, ServerSentEventsSink
-from runtime.parameters import IntParameter
-from runtime.stages import ScalarStage
-
-
-async def ticks(context):
-    every = context.param("every_ms", int) / 1000
-    for i in itertools.count():
-        yield [{"i": i}]
-        await asyncio.sleep(every)
-
-
-def job():
-    return Job(source=ticks, stages=[ScalarStage(batch_fn=lambda events, context: events)],
-               sink=ServerSentEventsSink(), name="ticks",
-               parameters=[IntParameter("every_ms", default=20, minimum=1)])
-"""
-
-
-class Loop:
-    """An asyncio loop on a thread: servers live there while the test thread runs the CLI."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_logs() -> Iterator[None]:
-    """Only errors from the background master, also before a test's first command (which
-    configures logging again, as `mantis` does); structlog's defaults again afterwards."""
-    configure_logging(level="error")
-    yield
-    structlog.reset_defaults()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[Loop]:
-    background = Loop()
-    yield background
-    background.close()
-
-
-async def _plain(folder: Path, api_token: str | None) -> tuple[web.AppRunner, str]:
-    app = create_app(memory_master(), artifacts=ArtifactStore(folder), api_token=api_token)
-    runner, port = await serve(app, HOST)
-    return runner, f"http://{HOST}:{port}"
-
-
-def plain_master(loop: Loop, folder: Path, api_token: str | None = None) -> Iterator[str]:
-    runner, url = loop.run(_plain(folder, api_token))
-    yield url
-    loop.run(runner.cleanup())
-
-
-@pytest.fixture
-def api(loop: Loop, tmp_path: Path) -> Iterator[str]:
-    """The URL of a master API without workers (nothing gets placed)."""
-    yield from plain_master(loop, tmp_path / "artifacts")
-
-
-@pytest.fixture(scope="module")
-def workers(loop: Loop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMaster]:
-    """A master that runs workers as processes; `ticks.py` in its folder is a job artifact."""
-    tmp = tmp_path_factory.mktemp("workers")
-    (tmp / "ticks.py").write_text(TICKS_JOB)
-    master = LocalMaster(tmp, api_token=TOKEN)
-    loop.run(master.start())
-    yield master
-    loop.run(master.close())
-
-
-class Run:
-    """What one command did: exit status, stdout, stderr."""
-
-    def __init__(self, status: int, out: str, err: str) -> None:
-        self.status, self.out, self.err = status, out, err
-
-    def json(self) -> Any:
-        assert self.status == 0, self.err
-        return orjson.loads(self.out)
-
-
-@pytest.fixture
-def mantis(capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*argv: str) -> Run:
-        status = main(["--log-level", "error", *argv])
-        captured = capsys.readouterr()
-        return Run(status, captured.out, captured.err)
-
-    return run
-
-
-def until(predicate: Any, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("quiet_logs")]
 
 
 def one_error_line(r: Run, command: str, message: str) -> None:
@@ -247,9 +122,9 @@ def test_a_master_not_running_is_one_clear_line() -> None:
 
 
 def test_changes_need_the_token_when_the_master_has_one(
-    loop: Loop, tmp_path: Path, mantis: Any, monkeypatch: pytest.MonkeyPatch
+    cli_loop: Loop, tmp_path: Path, mantis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for url in plain_master(loop, tmp_path, api_token=TOKEN):
+    for url in plain_master(cli_loop, tmp_path, api_token=TOKEN):
         args = ("cluster", "create", "guarded", "--artifact", "a.py", "--url", url)
         one_error_line(mantis(*args), "cluster", "401 Authorization: a valid bearer token is "
                        "required (give --token or set $MANTIS_API_TOKEN)")  # fmt: skip
@@ -322,8 +197,8 @@ def test_submit_wait_connect_and_kill(workers: LocalMaster, mantis: Any) -> None
     assert r.status == 0 and len(r.out.splitlines()) == 3, r.err
 
     assert mantis("job", "kill", "ticks-1", "--reason", "done", *auth).out == "killing job ticks-1\n"
-    until(lambda: mantis("job", "get", "ticks-1", "--json", *auth).json()["jobMetadata"]["state"]
-          == "Completed", "ticks-1 Completed")  # fmt: skip
+    wait_until(lambda: mantis("job", "get", "ticks-1", "--json", *auth).json()["jobMetadata"]["state"]
+               == "Completed", "ticks-1 Completed", timeout=20)  # fmt: skip
     assert mantis("job", "list", *auth).out == "no jobs\n"
     assert "ticks-1  Completed" in mantis("job", "list", "--all", "--cluster", "ticks", *auth).out
 
@@ -342,13 +217,13 @@ def test_scale_and_resubmit_a_worker(workers: LocalMaster, mantis: Any) -> None:
 
     r = mantis("job", "scale", jid, "--stage", "1", "--workers", "2", "--reason", "more", *auth)
     assert r.out == f"scaled stage 1 of job {jid} to 2 workers\n", r.err
-    until(lambda: len(started()) == 2, "2 workers Started")
+    wait_until(lambda: len(started()) == 2, "2 workers Started", timeout=20)
 
     number = started()[0]["workerNumber"]
     r = mantis("job", "resubmit-worker", jid, "--worker-number", str(number), *auth)
     assert r.out == f"resubmitted worker {number} of job {jid}\n", r.err
-    until(lambda: len(started()) == 2 and number not in {w["workerNumber"] for w in started()},
-          "a replacement Started")  # fmt: skip
+    wait_until(lambda: len(started()) == 2 and number not in {w["workerNumber"] for w in started()},
+               "a replacement Started", timeout=20)  # fmt: skip
 
     one_error_line(mantis("job", "scale", jid, "--stage", "2", "--workers", "1", *auth), "job",
                    "400 stageNumber: job has stages 1..1, not 2")  # fmt: skip

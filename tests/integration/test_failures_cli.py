@@ -9,16 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.test_cli_commands import (  # noqa: F401 (fixtures)
-    TOKEN,
-    _quiet_logs,
-    loop,
-    mantis,
-    workers,
-)
+from tests.integration.cli_fixtures import TOKEN
 from tests.integration.workers import LocalMaster
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("quiet_logs")]
 
 # Raised while the job module is imported: a message with an escape sequence that, printed
 # raw, would clear the screen.
@@ -26,8 +20,8 @@ BROKEN_JOB = 'raise ValueError("bad config \\x1b[2J\\x1b]0;owned\\x07 here")\n'
 
 
 def test_wait_stops_at_the_failing_worker_and_get_shows_why_escaped(
-    workers: LocalMaster,  # noqa: F811
-    mantis: Any,  # noqa: F811
+    workers: LocalMaster,
+    mantis: Any,
 ) -> None:
     auth = ("--url", workers.url, "--token", TOKEN, "--user", "alice")
     artifact = workers.tmp / "broken.py"
@@ -53,8 +47,8 @@ def test_wait_stops_at_the_failing_worker_and_get_shows_why_escaped(
 
 
 def test_wait_and_get_say_why_a_worker_cannot_be_placed(
-    workers: LocalMaster,  # noqa: F811
-    mantis: Any,  # noqa: F811
+    workers: LocalMaster,
+    mantis: Any,
 ) -> None:
     """Two workers of a stage with hard UniqueHost, and one agent: the second never fits."""
     auth = ("--url", workers.url, "--token", TOKEN, "--user", "alice")

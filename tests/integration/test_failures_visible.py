@@ -71,7 +71,9 @@ async def test_a_failed_workers_message_is_in_job_get_and_archived_workers_and_s
         await c.close()  # this master stops
 
 
-async def test_a_worker_that_cannot_be_placed_says_why_until_it_is_placed(tmp_path: Path, api_client: ApiClient) -> None:
+async def test_a_worker_that_cannot_be_placed_says_why_until_it_is_placed(
+    tmp_path: Path, api_client: ApiClient
+) -> None:
     with EventLog(tmp_path / "store", snapshot_every=None) as store:
         master = master_on(store)
         c = await api_client(master)

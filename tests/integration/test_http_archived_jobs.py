@@ -15,7 +15,9 @@ def master_on(store: EventLog) -> MasterService:
     return MasterService(store, RecordingResourceManager(), archive=store.archived_job_events)
 
 
-async def test_an_archived_job_is_served_after_a_restart(tmp_path: Path, api_client: ApiClient) -> None:
+async def test_an_archived_job_is_served_after_a_restart(
+    tmp_path: Path, api_client: ApiClient
+) -> None:
     with EventLog(tmp_path / "store", snapshot_every=None) as store:
         c = await api_client(master_on(store))
         assert (await c.post("/api/v1/jobClusters", json=cluster_body())).status == 201

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.timeout(50)
-async def test_status_stream_replays_history_follows_the_job_and_ends_with_it(tmp_path: Path) -> None:
+async def test_status_stream_replays_history_follows_the_job_and_ends_with_it(
+    tmp_path: Path
+) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
         messages: list[dict[str, Any]] = []

@@ -55,7 +55,9 @@ async def test_a_pattern_still_filters_by_name(api_client: ApiClient) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["(", "(?<=a)b", "(a)\\1", "a{1001}", "x" * 257])
-async def test_an_invalid_unsupported_or_long_pattern_is_a_400(pattern: str, api_client: ApiClient) -> None:
+async def test_an_invalid_unsupported_or_long_pattern_is_a_400(
+    pattern: str, api_client: ApiClient
+) -> None:
     master = new_master()
     client = await api_client(master)
     for path in (CLUSTERS, "/api/v1/jobs"):
@@ -96,7 +98,9 @@ CLUSTER_CASES = [
 
 
 @pytest.mark.parametrize(("body", "field"), CLUSTER_CASES, ids=[f for _, f in CLUSTER_CASES])
-async def test_long_or_control_character_fields_of_a_cluster_are_400(body: Any, field: str, api_client: ApiClient) -> None:
+async def test_long_or_control_character_fields_of_a_cluster_are_400(
+    body: Any, field: str, api_client: ApiClient
+) -> None:
     master = new_master()
     client = await api_client(master)
     await expect_error(client, master, "POST", CLUSTERS, 400, field, json=body)

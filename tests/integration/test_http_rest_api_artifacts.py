@@ -39,7 +39,9 @@ def files(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------ artifacts
 
 
-async def test_upload_then_download_with_etag_and_304(tmp_path: Path, artifact_api: ApiClient) -> None:
+async def test_upload_then_download_with_etag_and_304(
+    tmp_path: Path, artifact_api: ApiClient
+) -> None:
     client = await artifact_api(tmp_path)
     data = b"PK\x03\x04 pretend zip"
     resp = await client.post(f"{ARTIFACTS}?name=job-1.0.zip", data=data)
@@ -98,7 +100,9 @@ async def test_multipart_upload_names_and_listing(tmp_path: Path, artifact_api: 
 
 @pytest.mark.parametrize("name", ["../escape.zip", "a/b.zip", ".hidden", "names", "", "x" * 256,
                                   "sp ace.zip", "semi;colon", "é.zip"])  # fmt: skip
-async def test_unsafe_names_are_400_naming_name_and_write_nothing(tmp_path: Path, name: str, artifact_api: ApiClient) -> None:
+async def test_unsafe_names_are_400_naming_name_and_write_nothing(
+    tmp_path: Path, name: str, artifact_api: ApiClient
+) -> None:
     client = await artifact_api(tmp_path / "artifacts")
     resp = await client.post(ARTIFACTS, params={"name": name}, data=b"data")
     assert resp.status == 400, await resp.text()
@@ -106,7 +110,9 @@ async def test_unsafe_names_are_400_naming_name_and_write_nothing(tmp_path: Path
     assert files(tmp_path) == []  # not even the artifact folder was made
 
 
-async def test_size_limit_is_413_and_leaves_nothing(tmp_path: Path, artifact_api: ApiClient) -> None:
+async def test_size_limit_is_413_and_leaves_nothing(
+    tmp_path: Path, artifact_api: ApiClient
+) -> None:
     client = await artifact_api(tmp_path, max_bytes=1000)
     resp = await client.post(f"{ARTIFACTS}?name=big.zip", data=b"x" * 1001)
     assert resp.status == 413 and "1000" in (await resp.json())["error"]
@@ -145,7 +151,9 @@ async def test_without_a_store_there_are_no_artifact_routes(api_client: ApiClien
 # ------------------------------------------------------------------------ auth
 
 
-async def test_with_a_token_every_mutating_call_needs_it(tmp_path: Path, artifact_api: ApiClient) -> None:
+async def test_with_a_token_every_mutating_call_needs_it(
+    tmp_path: Path, artifact_api: ApiClient
+) -> None:
     client = await artifact_api(tmp_path, api_token=TOKEN)
     calls: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/api/v1/jobClusters", {"json": cluster_body()}),
@@ -179,7 +187,9 @@ async def test_without_a_token_nothing_is_asked(tmp_path: Path, artifact_api: Ap
     assert resp.status == 201
 
 
-async def test_tokens_never_appear_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_tokens_never_appear_in_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Over a real server (aiohttp's access log included), with good, bad and failing calls."""
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as events:

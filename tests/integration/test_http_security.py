@@ -75,7 +75,9 @@ def refused(status: int, body: Any, expected: int, field: str) -> None:
 # ------------------------------------------------------------------------ cross-site mutations
 
 
-async def test_a_cross_site_page_cannot_create_a_cluster_submit_a_job_or_upload(tmp_path: Path) -> None:
+async def test_a_cross_site_page_cannot_create_a_cluster_submit_a_job_or_upload(
+    tmp_path: Path
+) -> None:
     """The no-preflight requests a page can send: refused before any handler runs."""
     async with server(tmp_path) as s:
         text = orjson.dumps(cluster_body()).decode()

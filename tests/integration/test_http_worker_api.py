@@ -73,7 +73,9 @@ def state(master: MasterService, wid: str) -> WorkerState:
 # ------------------------------------------------------------------------ postJobStatus
 
 
-async def test_statuses_and_heartbeats_move_workers_and_are_persisted_first(api_client: ApiClient) -> None:
+async def test_statuses_and_heartbeats_move_workers_and_are_persisted_first(
+    api_client: ApiClient
+) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
 
@@ -138,7 +140,9 @@ BAD_BODIES: list[tuple[Any, str]] = [
 ]  # fmt: skip
 
 
-async def test_bad_bodies_are_400_naming_the_field_and_change_nothing(api_client: ApiClient) -> None:
+async def test_bad_bodies_are_400_naming_the_field_and_change_nothing(
+    api_client: ApiClient
+) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
     before, events = master.plane.snapshot(), len(master.store.events)
@@ -169,7 +173,9 @@ class FillingStore(MemoryStore):
         super().append(events)
 
 
-async def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself(api_client: ApiClient) -> None:
+async def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself(
+    api_client: ApiClient
+) -> None:
     store = FillingStore()
     master = demo_master(store=store)
     launch(master, W1)
@@ -212,7 +218,9 @@ async def test_unexpected_errors_are_500_without_internals(api_client: ApiClient
 # ------------------------------------------------------------------------ jobDiscoveryStream
 
 
-async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job(api_client: ApiClient) -> None:
+async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job(
+    api_client: ApiClient
+) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
     master.run(lambda p, now: p.worker_status(W1, WorkerState.Started, now))

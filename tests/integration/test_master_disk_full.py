@@ -43,7 +43,9 @@ async def start(data_dir: Path) -> MasterProcess:
 
 
 @pytest.mark.timeout(60)
-async def test_a_full_disk_refuses_changes_and_the_master_recovers_when_space_returns(disk: Path) -> None:
+async def test_a_full_disk_refuses_changes_and_the_master_recovers_when_space_returns(
+    disk: Path
+) -> None:
     master = await start(disk / "data")
     url = master.url
     try:

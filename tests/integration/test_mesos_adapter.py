@@ -3,7 +3,8 @@
 Each test gets a fresh LocalCluster (a master and 2 agent processes on 127.0.0.1) with short
 allocation, heartbeat and update-retry intervals, and a PymesosResourceManager subscribed to
 it without an asyncio loop: the contract's Recorder is then called on pymesos' IO thread, and
-the test thread polls it with deadlines (list appends and reads are atomic under the GIL).
+the test thread polls it with deadlines (tests.eventually.wait_until; list appends and reads
+are atomic under the GIL).
 
 One contract test is adapted, not skipped: `test_updates_come_again_until_acknowledged` waits
 for TASK_RUNNING twice while acknowledging nothing. Mesos (and mesoslite) deliver a task's
@@ -27,6 +28,7 @@ import pytest
 
 from mesoslite.local import AgentSpec, LocalCluster
 from tests.contracts.resource_manager import Recorder, ResourceManagerContract, launch_on
+from tests.eventually import wait_until
 
 pytest.importorskip("pymesos")
 
@@ -57,18 +59,13 @@ class MesosliteCluster:
                                              user="test", **options)  # fmt: skip
             self.events = Recorder(self.rm)
             self.rm.start(self.events)
-            assert self.wait_for(lambda: bool(self.events.framework_ids), 15), "no SUBSCRIBED"
+            self.wait_for(lambda: bool(self.events.framework_ids), "SUBSCRIBED", 15)
         except BaseException:
             self.local.stop()
             raise
 
-    def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+    def wait_for(self, condition: Callable[[], bool], what: str, seconds: float) -> None:
+        wait_until(condition, what, seconds)
 
     def run_for(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -103,9 +100,8 @@ def cluster(tmp_path: Path) -> Iterator[MesosliteCluster]:
 
 
 def test_offers_translate_agents_resources_and_attributes(cluster: MesosliteCluster) -> None:
-    assert cluster.wait_for(
-        lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2, 15
-    )
+    cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
+                     "offers of both agents", 15)  # fmt: skip
     for offer in cluster.events.offers_since(0):
         assert (offer.cpus, offer.mem, offer.disk) == (2.0, 1024.0, 1000.0)
         assert offer.ports == ((31000, 31099),)
@@ -144,13 +140,12 @@ def test_offer_and_status_json_translation() -> None:
 
 
 def test_a_stale_offer_is_never_launched_on(cluster: MesosliteCluster) -> None:
-    assert cluster.wait_for(
-        lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2, 15
-    )
+    cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
+                     "offers of both agents", 15)  # fmt: skip
     first, second = cluster.events.offers_since(0)[:2]
     cluster.rm.decline([first.offer_id], 0.0)  # no longer held: launching on it must not happen
     cluster.rm.launch([launch_on(first, "stale-1-worker-0-1")])
-    assert cluster.wait_for(lambda: bool(cluster.events.states("stale-1-worker-0-1")), 10)
+    cluster.wait_for(lambda: bool(cluster.events.states("stale-1-worker-0-1")), "stale-1's status", 10)
     lost = [s for s in cluster.events.statuses if s.task_id == "stale-1-worker-0-1"]
     assert [(s.state, s.reason, s.agent_id) for s in lost] == [
         ("TASK_LOST", "REASON_INVALID_OFFERS", first.agent_id)]  # fmt: skip
@@ -160,11 +155,10 @@ def test_a_stale_offer_is_never_launched_on(cluster: MesosliteCluster) -> None:
         task.task.assignment, offer_ids=(second.offer_id, "no-such-offer"))))  # fmt: skip
     batch = len(cluster.events.offer_batches)
     cluster.rm.launch([task])
-    assert cluster.wait_for(lambda: bool(cluster.events.states("stale-2-worker-0-1")), 10)
+    cluster.wait_for(lambda: bool(cluster.events.states("stale-2-worker-0-1")), "stale-2's status", 10)
     assert cluster.events.states("stale-2-worker-0-1") == ["TASK_LOST"]
-    assert cluster.wait_for(
-        lambda: second.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)}, 10
-    ), "the held offer was declined, so the agent is offered again"
+    cluster.wait_for(lambda: second.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)},
+                     "the held offer declined, so its agent offered again", 10)  # fmt: skip
     state = cluster.local.state()
     assert all(not fw["tasks"] and not fw["completed_tasks"] for fw in state["frameworks"])
 
@@ -174,11 +168,11 @@ def test_a_task_runs_its_command_with_its_environment(tmp_path: Path) -> None:
     environment = (("MANTIS_JOB_ID", "env-1"), ("MANTIS_PORTS", "31000,31001"))
     c = MesosliteCluster(tmp_path)
     try:
-        assert c.wait_for(lambda: bool(c.events.offer_batches), 15)
+        c.wait_for(lambda: bool(c.events.offer_batches), "offers", 15)
         offer = c.events.offer_batches[0][0]
         c.rm.launch([launch_on(offer, "env-1-worker-0-1", command=check, environment=environment)])
         terminal = {"TASK_FINISHED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR"}
-        assert c.wait_for(lambda: bool(terminal & set(c.events.states("env-1-worker-0-1"))), 15)
+        c.wait_for(lambda: bool(terminal & set(c.events.states("env-1-worker-0-1"))), "the task's end", 15)
         assert c.events.states("env-1-worker-0-1")[-1] == "TASK_FINISHED"
     finally:
         c.close()
@@ -208,10 +202,7 @@ def test_with_a_loop_every_callback_runs_on_the_loops_thread(tmp_path: Path) -> 
     events.threads = set()
     try:
         rm.start(events)
-        deadline = time.monotonic() + 15
-        while not (events.framework_ids and events.offer_batches) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert events.framework_ids and events.offer_batches
+        wait_until(lambda: events.framework_ids and events.offer_batches, "SUBSCRIBED and offers", 15)
         assert events.threads == {thread.ident}
     finally:
         rm.stop()

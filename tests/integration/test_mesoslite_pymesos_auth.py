@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mesoslite.local import LocalCluster
-from tests.integration.test_mesoslite import FAST, PymesosFramework, RecordingScheduler, agents
+from tests.eventually import wait_until
+from tests.integration.mesoslite_framework import FAST, PymesosFramework, RecordingScheduler, agents
 
 pymesos = pytest.importorskip("pymesos")
 pymesos_process = pytest.importorskip("pymesos.process")
@@ -76,10 +76,7 @@ def test_a_pymesos_driver_is_refused_without_valid_credentials(
             driver.start()
             # The error is delivered between two bytecodes of this thread, not into a blocked
             # wait: wait in short steps until it comes (or the framework registers: a failure).
-            deadline = time.monotonic() + 30
-            while scheduler.framework_id is None and time.monotonic() < deadline:
-                with scheduler.cond:
-                    scheduler.cond.wait(0.05)
+            wait_until(lambda: scheduler.framework_id is not None, "the driver's error", timeout=30)
     finally:
         driver.stop()
         driver.join()

@@ -184,7 +184,9 @@ async def test_sigterm_stops_a_worker_cleanly_without_completing_it_with_an_api_
 
 
 @pytest.mark.timeout(90)
-async def test_a_cluster_shutdown_does_not_end_the_job_its_workers_are_replaced(tmp_path: Path) -> None:
+async def test_a_cluster_shutdown_does_not_end_the_job_its_workers_are_replaced(
+    tmp_path: Path
+) -> None:
     """Every worker SIGTERMed, as when the agents shut down, and reported as an agent does."""
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
@@ -244,7 +246,9 @@ async def test_client_ids_load_balance_within_a_group_and_broadcast_across_group
 
 
 @pytest.mark.timeout(60)
-async def test_a_transient_job_without_subscribers_is_killed_by_its_sink_worker(tmp_path: Path) -> None:
+async def test_a_transient_job_without_subscribers_is_killed_by_its_sink_worker(
+    tmp_path: Path
+) -> None:
     async with local_master(tmp_path) as m:
         jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1],
                        job_sla=JobSla(duration_type=DurationType.Transient),

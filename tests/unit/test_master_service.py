@@ -115,22 +115,19 @@ def test_a_failed_write_changes_nothing_and_the_next_one_works() -> None:
     assert ControlPlane.replay(store.load()).snapshot() == master.plane.snapshot()
 
 
-def test_grouped_commits_share_writes_and_a_failure_voids_what_was_built_on_it() -> None:
-    async def main() -> None:
-        store = FillingStore()
-        master = service(store, group_commit=True)
-        submit = lambda p, now: p.submit_job("demo", JobRequest(), "alice", now)  # noqa: E731
-        await asyncio.gather(*(master.call(submit) for _ in range(10)))
-        assert len(master.plane.jobs) == 10 and store.commits <= 3
-        before, events = master.plane.snapshot(), len(store.events)
-        store.full = True
-        results = await asyncio.gather(*(master.call(submit) for _ in range(5)), return_exceptions=True)
-        assert all(isinstance(r, NotPersisted) for r in results)
-        assert master.plane.snapshot() == before and len(store.events) == events
-        store.full = False
-        assert (await master.call(submit)).job_id == "demo-11"
-
-    asyncio.run(main())
+async def test_grouped_commits_share_writes_and_a_failure_voids_what_was_built_on_it() -> None:
+    store = FillingStore()
+    master = service(store, group_commit=True)
+    submit = lambda p, now: p.submit_job("demo", JobRequest(), "alice", now)  # noqa: E731
+    await asyncio.gather(*(master.call(submit) for _ in range(10)))
+    assert len(master.plane.jobs) == 10 and store.commits <= 3
+    before, events = master.plane.snapshot(), len(store.events)
+    store.full = True
+    results = await asyncio.gather(*(master.call(submit) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, NotPersisted) for r in results)
+    assert master.plane.snapshot() == before and len(store.events) == events
+    store.full = False
+    assert (await master.call(submit)).job_id == "demo-11"
 
 
 def test_registration_reconciles_placed_tasks_then_all_and_asks_for_offers() -> None:

@@ -23,8 +23,9 @@ class SimCluster:
         self.events = Recorder(self.rm)
         self.rm.start(self.events)
 
-    def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
-        return self.clock.run_until(self.clock.now + seconds, condition)
+    def wait_for(self, condition: Callable[[], bool], what: str, seconds: float) -> None:
+        held = self.clock.run_until(self.clock.now + seconds, condition)
+        assert held, f"{what} did not happen within {seconds:g} virtual seconds"
 
     def run_for(self, seconds: float) -> None:
         self.clock.run_until(self.clock.now + seconds)

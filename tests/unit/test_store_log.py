@@ -27,6 +27,7 @@ from core.errors import NotFound
 from core.events import Event, JobAccepted
 from core.model import parse_job_id
 from tests.contracts.store import control_plane_batches, events, without
+from tests.eventually import eventually
 
 
 def segments(folder: Path) -> list[Path]:
@@ -269,7 +270,7 @@ def test_archive_files_of_a_compaction_killed_before_its_snapshot_do_not_count(
 # ---------------------------------------------------------------- group commit, failures
 
 
-def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
+async def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventLog(tmp_path)
@@ -295,15 +296,10 @@ def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
         assert syncs and syncs[-1] >= size, "returned before its events were fsynced"
         done.append(n)
 
-    async def main() -> None:
-        tasks = [asyncio.create_task(one(n)) for n in range(100)]
-        deadline = asyncio.get_running_loop().time() + 5
-        while not in_first_sync.is_set() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.001)
-        first_sync_may_end.set()
-        await asyncio.gather(*tasks)
-
-    asyncio.run(main())
+    tasks = [asyncio.create_task(one(n)) for n in range(100)]
+    await eventually(in_first_sync.is_set, "the first fsync to begin", timeout=5, interval=0.001)
+    first_sync_may_end.set()
+    await asyncio.gather(*tasks)
     assert loop_ran_during_sync == [True]
     assert sorted(done) == list(range(100))
     assert len(syncs) < 10, f"{len(syncs)} fsyncs for 100 concurrent commits"
@@ -420,17 +416,14 @@ def test_leftover_temp_files_are_removed_on_open(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_a_sync_append_after_queued_commits_keeps_call_order(tmp_path: Path) -> None:
+async def test_a_sync_append_after_queued_commits_keeps_call_order(tmp_path: Path) -> None:
     """A master appends observations and commits requests on one loop: the log keeps order."""
     store = EventLog(tmp_path)
 
-    async def main() -> None:
-        first = asyncio.create_task(store.commit(events(2, "commit")))
-        await asyncio.sleep(0)  # the commit is queued; its write has not started
-        store.append(events(1, "append"))
-        await first
-
-    asyncio.run(main())
+    first = asyncio.create_task(store.commit(events(2, "commit")))
+    await asyncio.sleep(0)  # the commit is queued; its write has not started
+    store.append(events(1, "append"))
+    await first
     assert store.load() == events(2, "commit") + events(1, "append")
     store.close()
 
