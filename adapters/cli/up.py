@@ -266,7 +266,6 @@ class Child:
         """When it died before it was up, within the last GIVE_UP_WINDOW_SECS."""
         self.ready = False
         """Seen up since its last start (the supervisor decides what "up" means)."""
-        self.starts = 0
         self._log: IO[bytes] | None = None
 
     @property
@@ -287,7 +286,6 @@ class Child:
         )  # fmt: skip
         self.started_at = time.monotonic()
         self.ready = False
-        self.starts += 1
 
     def exited(self) -> int | None:
         """The exit status if the process has ended (it is then forgotten), else None."""
@@ -367,7 +365,6 @@ class LocalUp:
         self.api_token = api_token
         self.instance_id = secrets.token_hex(16)
         self.err = err
-        self.gave_up = ""
         self.up = False
         hosts = [f"127.0.0.{i + 2}" for i in range(agents)]
         if "ports:" not in agent_resources:
@@ -495,7 +492,6 @@ class LocalUp:
         return lines[-1][len(prefix):].strip() if lines else ""
 
     def _give_up(self, message: str) -> bool:
-        self.gave_up = message
         self._say(f"{message}; stopping")
         return False
 
@@ -585,6 +581,7 @@ class LocalUp:
 
 EXAMPLE = ROOT / "examples" / "synthetic_counts.py"
 EXAMPLE_CLUSTER = "synthetic-counts"
+EXAMPLE_RETRY_SECS = 1.0
 
 
 def start_example(client: MantisClient, user: str) -> str:
@@ -645,11 +642,18 @@ def stream_example(up: LocalUp, stream: ExampleStream, out: TextIO,
     """Start the example and print its output; reconnect if the master restarts."""
     client = MantisClient(up.url, up.api_token or "")
     user = os.environ.get("USER") or "mantis"
-    try:
-        job_id = start_example(client, user)
-    except (ApiError, MasterUnreachable, OSError) as e:
-        log.error("example_failed", error=str(e))
-        return
+    while True:  # again while the master is unreachable or fails (it may be restarting)
+        try:
+            job_id = start_example(client, user)
+            break
+        except (ApiError, MasterUnreachable, OSError, http.client.HTTPException) as e:
+            if isinstance(e, ApiError) and e.status < 500:
+                log.error("example_refused", error=str(e))
+                return
+            if stopped():
+                return
+            log.warning("example_not_started", error=str(e), retry_in=EXAMPLE_RETRY_SECS)
+            time.sleep(EXAMPLE_RETRY_SECS)
     out.write(f"example job {job_id} submitted: its workers start, then every second one line "
               f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n")  # fmt: skip
     out.flush()
@@ -661,7 +665,7 @@ def stream_example(up: LocalUp, stream: ExampleStream, out: TextIO,
         except (ApiError, MasterUnreachable, OSError, http.client.HTTPException) as e:
             if not stopped():
                 log.info("example_stream_reconnecting", error=repr(e))
-        time.sleep(1.0)
+        time.sleep(EXAMPLE_RETRY_SECS)
 
 
 # ---------------------------------------------------------------------- the command

@@ -16,11 +16,13 @@ import re
 import socket
 import subprocess
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.integration.up_process import UpProcess, nothing_left, until
+from tests.eventually import wait_until
+from tests.integration.up_process import UpProcess, nothing_left
 
 SEED = 20261204
 MOMENTS = 20
@@ -40,6 +42,13 @@ def phase(console: str) -> str:
     if '{"key"' not in console:
         return "submission"
     return "streaming"
+
+
+def explain(up: UpProcess) -> str:
+    """What a failure message shows: the console and the end of the master's log."""
+    log = (up.data / "master.log").read_text(errors="replace").splitlines()
+    return "console:\n" + up.console() + "\nmaster.log (end):\n" + "\n".join(
+        line[:300] for line in log[-15:])
 
 
 def ctrl_c(up: UpProcess) -> str:
@@ -78,8 +87,9 @@ def test_ctrl_c_at_any_moment_leaves_nothing_running_and_the_job_intact(tmp_path
             again = UpProcess(data, port, "--example", "--agents", "1",
                               console=tmp_path / f"{moment:02d}-restarted.out")  # fmt: skip
             runs.append(again)
-            until(lambda: again.example_lines() or None,  # noqa: B023 - used in this iteration
-                  f"the example's output after Ctrl-C number {moment + 1} ({delay:.1f} s)", 60)
+            wait_until(again.example_lines,
+                       f"the example's output after Ctrl-C number {moment + 1} ({delay:.1f} s)",
+                       60, describe=partial(explain, again))  # fmt: skip
             phases[phase(again.console())] += 1
             jobs.update(re.findall(r"example job (\S+) submitted", ctrl_c(again)))
     finally:

@@ -28,13 +28,13 @@ from adapters.cli.client import cluster_definition
 from adapters.cli.up import GIVE_UP_DEATHS, LocalUp
 from adapters.store.log import EventLog
 from tests.contracts.store import events
+from tests.eventually import wait_until
 from tests.integration.up_process import (
     UpProcess,
     environment,
     nothing_left,
     process_named,
     started_in,
-    until,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -124,7 +124,7 @@ def test_what_mantis_up_started_dies_with_it_even_by_sigkill(
 ) -> None:
     up = UpProcess(tmp_path / "data", free_port(), "--agents", "1", "--example")
     runs.append(up)
-    until(lambda: up.example_lines() or None, "the example's output", 60)
+    wait_until(up.example_lines, "the example's output", 60, describe=up.console)
     assert len(started_in(up.data)) >= 6  # mesoslite, an agent, the master, 3 workers
     os.kill(up.process.pid, signal.SIGKILL)  # no chance to stop anything itself
     assert up.wait() == -signal.SIGKILL
@@ -151,9 +151,9 @@ def test_every_child_killed_is_started_again_and_reported(
         pid = process_named(up.data, word)
         os.kill(pid, signal.SIGKILL)
         up.wait_for(f"mantis up: {name} exited (killed by SIGKILL); starting it again", 20)
-        until(partial(_replaced, up.data, word, pid), f"a new {name}", 20)
-        until(agents_active, "the agent active again", 30)
-        until(lambda: _answers(up.url + "/api/v1/healthcheck"), "the API answering", 30)
+        wait_until(partial(_replaced, up.data, word, pid), f"a new {name}", 20)
+        wait_until(agents_active, "the agent active again", 30)
+        wait_until(partial(_answers, up.url + "/api/v1/healthcheck"), "the API answering", 30)
     up.interrupt()
     assert up.wait() == 0
     nothing_left(up.data)

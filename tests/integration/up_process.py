@@ -14,26 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
+from tests.eventually import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def until(check: Callable[[], T | None], what: str, timeout: float) -> T:
-    """Call `check` until it returns something other than None or False; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -63,16 +51,15 @@ class UpProcess:
     def wait_for(self, text: str, timeout: float = 60) -> str:
         """The console once it contains `text` (fails early if `mantis up` exits first)."""
 
-        def check() -> str | None:
+        def printed() -> bool:
             seen = self.console()
-            if text in seen:
-                return seen
-            if self.process.poll() is not None:
+            if text not in seen and self.process.poll() is not None:
                 raise AssertionError(f"mantis up exited ({self.process.returncode}) before "
                                      f"printing {text!r}:\n{seen}")  # fmt: skip
-            return None
+            return text in seen
 
-        return until(check, repr(text), timeout)
+        wait_until(printed, repr(text), timeout, describe=self.console)
+        return self.console()
 
     def example_lines(self) -> list[Any]:
         """The example job's output lines printed so far."""
