@@ -46,9 +46,9 @@ def phase(console: str) -> str:
 
 def explain(up: UpProcess) -> str:
     """What a failure message shows: the console and the end of the master's log."""
-    log = (up.data / "master.log").read_text(errors="replace").splitlines()
-    return "console:\n" + up.console() + "\nmaster.log (end):\n" + "\n".join(
-        line[:300] for line in log[-15:])
+    log = [line[:300] for line in (up.data / "master.log").read_text(errors="replace").splitlines()
+           if "upstream_lost" not in line]  # fmt: skip
+    return "console:\n" + up.console() + "\nmaster.log (end):\n" + "\n".join(log[-15:])
 
 
 def ctrl_c(up: UpProcess) -> str:
