@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError
@@ -207,6 +208,16 @@ def test_logs_are_json_lines_with_json_true(capsys: pytest.CaptureFixture[str]) 
     assert record["timestamp"].endswith("Z")
 
 
+@pytest.fixture
+def sigint_handler_kept() -> Iterator[None]:
+    """`mantis master` stops on SIGINT through its loop, whose removal of the handler leaves
+    Python's default one: put back the handler from before (pymesos' in a full run)."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+@pytest.mark.usefixtures("sigint_handler_kept")
 def test_master_refuses_a_damaged_store_in_one_line_naming_the_way_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
