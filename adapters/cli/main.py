@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -76,32 +75,6 @@ def _run_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--steps-delay",
-        type=_non_negative,
-        default=0.0,
-        metavar="SECONDS",
-        help="pause between steps so that a person can follow (default: 0)",
-    )
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from adapters.cli import demo  # imported when run, as every subcommand's module
-
-    return demo.run(sys.stdout, steps_delay=args.steps_delay, sleep=time.sleep)
-
-
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("version", "print the version", __name__, "_add_version_arguments", "_run_version"),
     Subcommand("mesoslite", "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
@@ -113,8 +86,6 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("up",
                "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
                "adapters.cli.up"),
-    Subcommand("demo", "drive the control plane through a job's lifecycle on a virtual clock",
-               __name__, "_add_demo_arguments", "_run_demo"),
     Subcommand("cluster",
                "job clusters on a master: create, list, get, update, delete, enable, disable",
                "adapters.cli.commands", "add_cluster_arguments"),

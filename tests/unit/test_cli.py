@@ -1,11 +1,10 @@
-"""The `mantis` command: version, demo, usage errors, and the logging setup."""
+"""The `mantis` command: version, usage errors, and the logging setup."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
-import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
@@ -13,13 +12,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from adapters.cli import demo, main
+from adapters.cli import main
 from adapters.store.log import EventLog
 from common.logs import configure as configure_logging
 from core.errors import NotFound
-from core.events import WorkerStateChanged
-from core.model import CompletedReason
-from core.worker import WorkerState
 from tests.contracts.store import events
 
 
@@ -27,19 +23,6 @@ from tests.contracts.store import events
 def _reset_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
-
-
-def run_demo(capsys: pytest.CaptureFixture[str]) -> list[str]:
-    assert main.main(["demo"]) == 0
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    return captured.out.splitlines()
-
-
-def line_after(lines: list[str], pattern: str) -> tuple[str, str]:
-    """The first line matching `pattern`, and the line after it."""
-    i = next(i for i, line in enumerate(lines) if re.search(pattern, line))
-    return lines[i], lines[i + 1]
 
 
 def test_version_prints_the_installed_version(
@@ -66,7 +49,7 @@ def test_help_lists_the_subcommands_and_exits_zero(capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert out.startswith("usage: mantis")
     assert re.search(r"^\s+version\s", out, re.M)
-    assert re.search(r"^\s+demo\s", out, re.M)
+    assert re.search(r"^\s+up\s", out, re.M)
     assert "--log-json" in out
 
 
@@ -75,10 +58,7 @@ def test_help_lists_the_subcommands_and_exits_zero(capsys: pytest.CaptureFixture
     [
         (["bogus"], "mantis: error: argument COMMAND: invalid choice: 'bogus'"),
         ([], "mantis: error: the following arguments are required: COMMAND"),
-        (
-            ["demo", "--steps-delay", "-1"],
-            "mantis demo: error: argument --steps-delay: must be >= 0",
-        ),
+        (["master", "--port", "x"], "mantis master: error: argument --port: invalid int value: 'x'"),
         (["--log-level", "loud", "version"], "mantis: error: argument --log-level: invalid choice"),
     ],
 )
@@ -98,89 +78,9 @@ def test_a_rejected_command_is_one_line_on_stderr_with_status_1(
     def rejected(*args: object, **kwargs: object) -> int:
         raise NotFound("job cluster", "nope")
 
-    monkeypatch.setattr(demo, "run", rejected)
-    assert main.main(["demo"]) == 1
-    assert capsys.readouterr().err == "mantis demo: error: job cluster 'nope' not found\n"
-
-
-def test_demo_shows_the_job_launched_once_every_worker_started(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lines = run_demo(capsys)
-    started = [
-        line for line in lines if re.search(r"heartbeat \S+ +-> WorkerStateChanged Started", line)
-    ]
-    assert len(started) == 7  # 3 at submit, 2 after scaling, 2 replacements
-    assert sum("JobStateChanged Launched" in line for line in lines) == 1
-    assert "JobStateChanged Launched" in started[2]
-    _, stage_1 = line_after(lines, r"JobSchedulingInfo of demo-1")
-    assert re.search(r"stage 1, 2 workers: 0-1@host-1:31000  1-2@host-2:31000$", stage_1)
-
-
-def test_demo_scales_stage_2_to_three_workers(capsys: pytest.CaptureFixture[str]) -> None:
-    lines = run_demo(capsys)
-    scaled, effects = line_after(lines, r"scale stage 2 of demo-1 to 3")
-    assert "StageScaled stage 2 to 3; WorkerAccepted x2" in scaled
-    assert "LaunchRequest x2" in effects
-    assert any(re.search(r"stage 2, 3 workers: (\S+@host-\d:\d+  ){2}\S+$", line) for line in lines)
-
-
-def test_demo_shows_a_silent_worker_lost_and_replaced_with_back_off(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lines = run_demo(capsys)
-    tick, accepted = line_after(lines, r"^t=\+100\.0s +tick")
-    assert tick.endswith("-> WorkerStateChanged demo-1-worker-1-2 Failed (Lost);")
-    assert accepted.strip() == "WorkerAccepted demo-1-worker-1-6 ready_at=+100.0s (back-off 0s)"
-    crash, again = line_after(lines, r"status demo-1-worker-1-6 Failed")
-    assert crash.endswith("WorkerStateChanged Failed (Error);")
-    assert again.strip() == "WorkerAccepted demo-1-worker-1-7 ready_at=+110.0s (back-off 5s)"
-    assert any(re.match(r"t=\+110\.0s +launch demo-1-worker-1-7 ", line) for line in lines)
-
-
-def test_demo_kills_the_job_and_replays_to_an_identical_state(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lines = run_demo(capsys)
-    kill, workers = line_after(lines, r"kill demo-1")
-    assert kill.endswith("-> JobStateChanged Completed (Killed);")
-    assert workers.strip() == "WorkerStateChanged Completed (Killed) x5"
-    replay = next(line for line in lines if line.startswith("replayed"))
-    events = re.fullmatch(r"replayed (\d+) events into a new ControlPlane: state identical", replay)
-    assert events
-    assert lines[-1].startswith("summary: 22 steps, ")
-    assert f", {events[1]} events, " in lines[-1]
-    assert lines[-1].endswith("7 workers (1 Error, 5 Killed, 1 Lost)")
-    assert len(lines) <= 60
-
-
-def test_demo_output_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_demo(capsys) == run_demo(capsys)
-
-
-def test_steps_delay_sleeps_between_steps(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    assert main.main(["demo", "--steps-delay", "0.25"]) == 0
-    summary = re.search(r"summary: (\d+) steps", capsys.readouterr().out)
-    assert summary
-    assert slept == [0.25] * (int(summary[1]) - 1)
-
-
-def test_summarise_counts_runs_that_differ_only_by_worker() -> None:
-    killed = [
-        WorkerStateChanged(
-            f"j-1-worker-{i}-{i + 1}", WorkerState.Completed, 5.0, CompletedReason.Killed
-        )
-        for i in range(3)
-    ]
-    assert demo.summarise(killed) == ["WorkerStateChanged Completed (Killed) x3"]
-    assert demo.summarise(killed[:1]) == ["WorkerStateChanged j-1-worker-0-1 Completed (Killed)"]
-    assert demo.summarise(killed[:1], subject="j-1-worker-0-1") == [
-        "WorkerStateChanged Completed (Killed)"
-    ]
+    monkeypatch.setattr(main, "_run_version", rejected)
+    assert main.main(["version"]) == 1
+    assert capsys.readouterr().err == "mantis version: error: job cluster 'nope' not found\n"
 
 
 def test_logs_are_key_value_on_stderr_event_first_iso_utc(
