@@ -139,12 +139,15 @@ def test_every_child_killed_is_started_again_and_reported(
     up.wait_for("mantis is up")
     mesos_url = _mesos_url(up.console())
 
-    def agents_active() -> bool:
+    def all_there() -> bool:
+        """mesoslite has the agent and the master's framework (subscribed with credentials)."""
         try:
             with urllib.request.urlopen(mesos_url + "/master/state", timeout=2) as r:
-                return bool(orjson.loads(r.read())["activated_slaves"] == 1)
+                state = orjson.loads(r.read())
         except OSError:
             return False
+        frameworks = [f["name"] for f in state["frameworks"] if f.get("active")]
+        return bool(state["activated_slaves"] == 1 and frameworks == ["mantis"])
 
     for word, name in (("mesoslite.master", "mesoslite"), ("mesoslite.agent", "agent 1 (127.0.0.2)"),
                        (" master --data-dir", "the master")):  # fmt: skip
@@ -152,7 +155,7 @@ def test_every_child_killed_is_started_again_and_reported(
         os.kill(pid, signal.SIGKILL)
         up.wait_for(f"mantis up: {name} exited (killed by SIGKILL); starting it again", 20)
         wait_until(partial(_replaced, up.data, word, pid), f"a new {name}", 20)
-        wait_until(agents_active, "the agent active again", 30)
+        wait_until(all_there, "the agent and the framework active again", 30)
         wait_until(partial(_answers, up.url + "/api/v1/healthcheck"), "the API answering", 30)
     up.interrupt()
     assert up.wait() == 0
