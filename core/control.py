@@ -786,7 +786,7 @@ class ControlPlane:
         else:
             slots.append(w)
         job.next_worker_number = e.number + 1
-        if e.backoff_step >= 0:
+        if e.backoff_step >= 0 and self._live:  # volatile: a restarted master starts afresh
             job.backoff[(e.stage, e.index)] = (e.backoff_step, e.ready_at + self.config.resubmit_expiry_secs)
 
     def _on_worker_launched(self, e: WorkerLaunched) -> None:
@@ -809,7 +809,8 @@ class ControlPlane:
             w.completed_at, w.reason, w.message = e.at, e.reason, e.message
             self._pending.pop(e.worker_id, None)
             self._placed.pop(e.worker_id, None)
-            if e.reason is CompletedReason.Error or e.reason is CompletedReason.Lost:
+            lost = e.reason is CompletedReason.Error or e.reason is CompletedReason.Lost
+            if lost and self._live:  # volatile, as Mantis' WorkerResubmitRateLimiter
                 self.jobs[w.job_id].failure_times.append(e.at)
 
     def _on_job_state_changed(self, e: JobStateChanged) -> None:

@@ -76,6 +76,8 @@ class JobRecord:
     reason: CompletedReason | None = None
     message: str = ""
     next_worker_number: int = 1
+    # Volatile, as Mantis keeps its WorkerResubmitRateLimiter in the JobActor's memory: a
+    # restarted master starts afresh, so workers lost to a cluster shutdown are not held back.
     failure_times: list[float] = field(default_factory=list)  # errors, for the hourly limit
     backoff: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # (stage, index) -> (step, expires)
     # Current workers per stage, by index: the one non-terminal (or last) worker of each slot.
@@ -105,6 +107,5 @@ class JobRecord:
             self.job_id, self.definition, self.submitted_at, self.submitted_by,
             self.heartbeat_interval_secs, self.worker_timeout_secs, self.state, self.started_at,
             self.ended_at, self.reason, self.message, self.next_worker_number,
-            tuple(self.failure_times), dict(self.backoff),
             {s: [w.worker_id for w in ws] for s, ws in self.stages.items()},
         )  # fmt: skip

@@ -1,6 +1,10 @@
 """Record the golden event logs in tests/golden/: real store folders and their state digests.
 
     .venv/bin/python -m scripts.record_golden_logs      (from the repository root)
+    .venv/bin/python -m scripts.record_golden_logs --digests-only
+
+`--digests-only` keeps the recorded stores and recomputes their digests: for a change of what
+the state holds (a field made volatile, say) that leaves every old store loading.
 
 Each store is written by `adapters.store.log.EventLog` (segments, a snapshot, the archive of
 terminal jobs it moved out of the log) from the events of:
@@ -19,6 +23,7 @@ state, knowing that stores written before it then replay differently.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from collections.abc import Callable
@@ -205,7 +210,24 @@ def record(name: str, batches: list[list[Event]]) -> dict[str, object]:
     return {"digest": state_digest(loaded), "events": len(loaded), "archived": archived}
 
 
-def main() -> None:
+def redigest(name: str) -> dict[str, object]:
+    """The digest entry of a recorded store, as the current code replays it."""
+    with EventLog(STORES / name, **STORE_OPTIONS) as store:  # type: ignore[arg-type]
+        loaded = store.load()
+        archived = {jid: len(store.archived_job_events(jid)) for jid in store.archived_job_ids()}
+    return {"digest": state_digest(loaded), "events": len(loaded), "archived": archived}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.record_golden_logs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--digests-only", action="store_true",
+                        help="keep the stores, recompute their digests")  # fmt: skip
+    if parser.parse_args(argv).digests_only:
+        names = sorted(p.name for p in STORES.iterdir() if p.is_dir())
+        DIGESTS.write_text(json.dumps({n: redigest(n) for n in names}, indent=2, sort_keys=True) + "\n")
+        print(f"recomputed the digests of {len(names)} stores")  # noqa: T201
+        return
     STORES.mkdir(parents=True, exist_ok=True)
     digests = {f"sim-{seed}": record(f"sim-{seed}", sim_batches(seed)) for seed in SIM_SEEDS}
     digests["examples"] = record("examples", examples_batches())

@@ -97,7 +97,7 @@ def _keeps_what_it_could_not_persist(self: MasterService, cause: BaseException) 
 @pytest.mark.parametrize(
     ("mutation", "method", "seed", "kind"),
     [
-        (_acts_before_it_persists, "run", 13, "stray"),
+        (_acts_before_it_persists, "run", 190, "stray"),
         (_keeps_what_it_could_not_persist, "_failed", 1, "replay"),
     ],
 )
