@@ -56,6 +56,8 @@ class MasterSettings:
     framework_name: str = "mantis"
     recover_from_snapshot: bool = False
     """Open a store whose log is damaged from its last good snapshot (see adapters.store)."""
+    instance_id: str = ""
+    """Echoed by masterInfo (`mantis up` sets MANTIS_INSTANCE_ID to know its own master)."""
 
 
 ResourceManagerFactory = Callable[[MasterSettings, asyncio.AbstractEventLoop], ResourceManager]
@@ -106,7 +108,8 @@ class MasterProcess:
         plane = service.plane
         log.info("master_recovered", jobs=len(plane.jobs), active=len(plane.active_jobs()),
                  seconds=round(time.monotonic() - t0, 3))  # fmt: skip
-        app = create_app(service, artifacts=self.artifacts, api_token=s.api_token)
+        app = create_app(service, artifacts=self.artifacts, api_token=s.api_token,
+                         instance_id=s.instance_id)  # fmt: skip
         self._runner, port = await serve(app, s.host, s.port)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         service.worker_tasks = WorkerTaskSettings(
@@ -195,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         public_url=args.public_url, api_token=args.api_token or None,
         worker_command=args.worker_command, tick_secs=args.tick_secs,
         recover_from_snapshot=args.recover_from_snapshot,
+        instance_id=os.environ.get("MANTIS_INSTANCE_ID", ""),
     )  # fmt: skip
     try:
         return asyncio.run(run_master(settings))

@@ -28,8 +28,8 @@ not started again: that line is shown and `mantis up` stops.
 Telling the truth: the API and mesoslite ports are checked free before anything starts (one
 line naming the port and `--port` if not), the data folder is locked (two `mantis up` on one
 store would corrupt it), and the master is recognised by an instance id (MANTIS_INSTANCE_ID,
-echoed as `instanceId` by GET /api/v1/masterInfo; from a master that does not echo it, by the
-pid it writes to `<data>/master.pid`), so another server on the port is never taken for it.
+echoed as `instanceId` by GET /api/v1/masterInfo), so another server on the port is never
+taken for it.
 
 Security: unless `--api-token` or `--no-token`, the API gets a random token
 (`secrets.token_urlsafe`), written to `<data>/api-token` (mode 0600, where the `mantis` client
@@ -510,8 +510,7 @@ class LocalUp:
             return None
 
     def own_master_answers(self) -> bool:
-        """Our master serves the API: it echoes our instance id (or, from a master that
-        does not echo one, the pid in master.pid is our child's)."""
+        """Our master serves the API: it echoes our instance id."""
         body = self._get(self.url + "/api/v1/masterInfo")
         if body is None or self.master.process is None:
             return False
@@ -521,13 +520,7 @@ class LocalUp:
             return False
         if not isinstance(info, dict):
             return False
-        if INSTANCE_FIELD in info:
-            return bool(info[INSTANCE_FIELD] == self.instance_id)
-        try:
-            pid = int((self.data_dir / "master.pid").read_text())
-        except (OSError, ValueError):
-            return False
-        return pid == self.master.process.pid
+        return bool(info.get(INSTANCE_FIELD) == self.instance_id)
 
     def _active_agents(self) -> int:
         body = self._get(self.mesos_url + "/master/state")

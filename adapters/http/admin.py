@@ -12,10 +12,14 @@ from adapters.http.responses import json_response
 from adapters.http.worker_api import STATUS_PATH
 
 CREATED_AT = web.AppKey("created_at", float)
+INSTANCE_ID = web.AppKey("instance_id", str)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, instance_id: str = "") -> None:
+    """`instance_id` is echoed as `instanceId`, so that a supervisor (mantis up) can tell its
+    own master from another server answering on the same port."""
     app[CREATED_AT] = app[MASTER].clock()
+    app[INSTANCE_ID] = instance_id
     app.router.add_get("/api/v1/masterInfo", master_info)
     app.router.add_get("/api/v1/healthcheck", healthcheck)
 
@@ -30,6 +34,7 @@ async def master_info(request: web.Request) -> web.Response:
         "schedInfoPort": port, "apiPortV2": port, "consolePort": port,
         "apiStatusUri": STATUS_PATH.lstrip("/"), "createTime": ms(request.app[CREATED_AT]),
         "fullApiStatusUri": f"http://{authority}{STATUS_PATH}",
+        **({"instanceId": request.app[INSTANCE_ID]} if request.app[INSTANCE_ID] else {}),
     })  # fmt: skip
 
 

@@ -36,11 +36,13 @@ def create_app(
     api_token: str | None = None,
     allowed_hosts: Iterable[str] = (),
     allowed_origins: Iterable[str] = (),
+    instance_id: str = "",
 ) -> web.Application:
     """The master's HTTP API; artifact routes only with an `artifacts` store.
 
     `allowed_hosts` (names besides loopback ones) and `allowed_origins` (e.g. a console's
     `https://mantis.example` behind a proxy) widen what security.py lets through.
+    `instance_id`: echoed by masterInfo as `instanceId`.
     """
     guard = security.guard(allowed_hosts, allowed_origins, {ARTIFACTS_PATH: UPLOAD_TYPES})
     middlewares = [error_middleware, guard] + ([bearer_auth(api_token)] if api_token else [])
@@ -55,7 +57,7 @@ def create_app(
         add_artifact_routes(app.router)
     job_output.add_routes(app, master)
     app.router.add_get("/api/v1/jobStatusStream/{jobId}", job_status_stream)
-    admin.add_routes(app)
+    admin.add_routes(app, instance_id)
     openapi.add_route(app, with_artifacts=artifacts is not None)
     app.on_shutdown.append(_close_streams)
     return app

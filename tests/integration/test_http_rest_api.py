@@ -505,3 +505,10 @@ async def test_master_info_and_healthcheck(api_client: ApiClient) -> None:
     assert await resp.json() == {"isHealthy": True, "failureReason": None}
     master.watchers.close()
     assert (await client.get("/api/v1/healthcheck")).status == 503
+    assert "instanceId" not in info
+
+
+async def test_master_info_echoes_the_instance_id_its_supervisor_gave(api_client: ApiClient) -> None:
+    client = await api_client(new_master(), instance_id="up-7f3a")
+    info = await (await client.get("/api/v1/masterInfo")).json()
+    assert info["instanceId"] == "up-7f3a"
