@@ -1,29 +1,33 @@
 """Polling with a deadline, the one way tests wait for something: a test never sleeps blindly.
 
-`eventually` is for asyncio tests, `wait_until` for blocking ones (subprocesses, pymesos'
-threads); both run the same deadline loop, `_polls`, and fail naming what they waited for
-and, with `describe`, what the test can tell about why (the workers' logs, say).
+`eventually` (a condition) and `eventually_value` (an awaited check whose truthy answer is
+returned) are for asyncio tests, `wait_until` for blocking ones (subprocesses, pymesos'
+threads); all share one deadline, `_deadline`, and fail naming what they waited for and, with
+`describe`, what the test can tell about why (the workers' logs, say).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+T = TypeVar("T")
 Predicate = Callable[[], object]
 Describe = Callable[[], str]
 
 
-def _polls(predicate: Predicate, what: str, timeout: float, describe: Describe | None) -> Iterator[None]:
-    """Yield (the caller then waits `interval`) until `predicate()` is truthy; past `timeout`
-    seconds raise an AssertionError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
+def _deadline(what: str, timeout: float, describe: Describe | None) -> Callable[[], None]:
+    """A check that raises an AssertionError naming `what` once `timeout` seconds have passed."""
+    end = time.monotonic() + timeout
+
+    def check() -> None:
+        if time.monotonic() > end:
             detail = f"\n{describe()}" if describe is not None else ""
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{detail}")
-        yield
+
+    return check
 
 
 async def eventually(
@@ -31,8 +35,22 @@ async def eventually(
     describe: Describe | None = None,
 ) -> None:  # fmt: skip
     """Return once `predicate()` holds, polling every `interval` seconds without blocking the loop."""
-    for _ in _polls(predicate, what, timeout, describe):
+    expired = _deadline(what, timeout, describe)
+    while not predicate():
+        expired()
         await asyncio.sleep(interval)
+
+
+async def eventually_value(
+    check: Callable[[], Awaitable[T]], what: str, timeout: float = 10.0, interval: float = 0.05,
+    describe: Describe | None = None,
+) -> T:  # fmt: skip
+    """Await `check()` every `interval` seconds until its answer is truthy, and return it."""
+    expired = _deadline(what, timeout, describe)
+    while not (value := await check()):
+        expired()
+        await asyncio.sleep(interval)
+    return value
 
 
 def wait_until(
@@ -40,5 +58,7 @@ def wait_until(
     describe: Describe | None = None,
 ) -> None:  # fmt: skip
     """Return once `predicate()` holds, polling every `interval` seconds on this thread."""
-    for _ in _polls(predicate, what, timeout, describe):
+    expired = _deadline(what, timeout, describe)
+    while not predicate():
+        expired()
         time.sleep(interval)

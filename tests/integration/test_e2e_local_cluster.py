@@ -13,7 +13,7 @@ import random
 import signal
 import subprocess
 import sys
-import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 
 from common.sse_client import sse_payloads
 from mesoslite.local import free_port
-from tests.integration.aio import run
+from tests.eventually import eventually_value, wait_until
 from tests.integration.up_process import nothing_left
 from tests.integration.workers import JOBS, ROOT
 
@@ -97,37 +97,26 @@ class Up:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     data = tmp_path_factory.mktemp("e2e") / "data"
     cluster_up = Up(data)
-    run(healthy(cluster_up.url), timeout=60)
+    wait_until(lambda: answers_healthy(cluster_up.url), f"{cluster_up.url} healthy", 60)
     yield cluster_up
     assert cluster_up.stop() == 0
     nothing_left(data)
 
 
+def answers_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/api/v1/healthcheck", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
 async def healthy(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url + "/api/v1/healthcheck") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} not healthy after {timeout} s")
-            await asyncio.sleep(0.05)
+    await eventually_value(lambda: asyncio.to_thread(answers_healthy, url), f"{url} healthy", timeout)
 
 
 async def poll(check: Any, what: str, timeout: float = 60) -> Any:
-    """Await `check()` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await eventually_value(check, what, timeout)
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -145,96 +134,90 @@ async def stream(http: aiohttp.ClientSession, url: str, into: list[Any]) -> None
         into.extend(orjson.loads(p) for p in payloads)
 
 
-def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
-    async def main() -> None:
-        async with up.session() as http:
-            async with http.post(up.url + "/api/v1/jobClusters",
-                                 json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1)) as r:
-                assert r.status == 201, await r.text()
-            async with http.post(up.url + "/api/v1/jobs", json={"name": "counter", **USER}) as r:
-                assert r.status == 201, await r.text()
-                jid = (await r.json())["jobMetadata"]["jobId"]
-            job_url = f"{up.url}/api/v1/jobs/{jid}"
-            await poll(lambda: _all_started(http, job_url, 3), "3 workers Started")
-            got: list[Any] = []
-            reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
-            await poll(lambda: _true(len(got) > 200), "output")
+@pytest.mark.timeout(120)
+async def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
+    async with up.session() as http:
+        async with http.post(up.url + "/api/v1/jobClusters",
+                             json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1)) as r:
+            assert r.status == 201, await r.text()
+        async with http.post(up.url + "/api/v1/jobs", json={"name": "counter", **USER}) as r:
+            assert r.status == 201, await r.text()
+            jid = (await r.json())["jobMetadata"]["jobId"]
+        job_url = f"{up.url}/api/v1/jobs/{jid}"
+        await poll(lambda: _all_started(http, job_url, 3), "3 workers Started")
+        got: list[Any] = []
+        reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
+        await poll(lambda: _true(len(got) > 200), "output")
 
-            pids = up.workers(jid)
-            ((sink_key, sink_pid),) = [(k, p) for k, p in pids.items() if k[0] == 3]
-            os.kill(sink_pid, signal.SIGKILL)
+        pids = up.workers(jid)
+        ((sink_key, sink_pid),) = [(k, p) for k, p in pids.items() if k[0] == 3]
+        os.kill(sink_pid, signal.SIGKILL)
 
-            async def replaced() -> bool:
-                job = await get_json(http, job_url)
-                return any(w["stageNum"] == 3 and n > sink_key[2] for n, w in started(job).items())
+        async def replaced() -> bool:
+            job = await get_json(http, job_url)
+            return any(w["stageNum"] == 3 and n > sink_key[2] for n, w in started(job).items())
 
-            await poll(replaced, "a replacement sink worker Started")
-            new = max(k[2] for k in up.workers(jid) if k[0] == 3)
-            await poll(lambda: _true(any(e["s3"] == new for e in got)), "output through it")
-            reader.cancel()
-
-    run(main(), timeout=120)
+        await poll(replaced, "a replacement sink worker Started")
+        new = max(k[2] for k in up.workers(jid) if k[0] == 3)
+        await poll(lambda: _true(any(e["s3"] == new for e in got)), "output through it")
+        reader.cancel()
 
 
-def test_master_sigkill_keeps_jobs_and_running_workers(up: Up) -> None:
-    async def main() -> None:
-        async with up.session() as http:
-            jobs = await get_json(http, up.url + "/api/v1/jobs")
-            (job,) = [j for j in jobs["list"] if j["jobMetadata"]["name"] == "counter"]
-            jid = job["jobMetadata"]["jobId"]
-            before = started(await get_json(http, f"{up.url}/api/v1/jobs/{jid}"))
-            pids = up.workers(jid)
-            old_master = up.master_pid()
-            os.kill(old_master, signal.SIGKILL)
-            await poll(lambda: _true(_pid_changed(up, old_master)), "a new master")
-            await healthy(up.url)
-            # give the master a few heartbeat rounds: nothing may be replaced or killed
-            after = await poll(lambda: _all_started(http, f"{up.url}/api/v1/jobs/{jid}", 3),
-                               "the job's workers, recovered")  # fmt: skip
-            assert set(started(after)) == set(before), "the same workers, none replaced"
-            assert up.workers(jid) == pids, "the same worker processes"
-            got: list[Any] = []
-            reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
-            await poll(lambda: _true(len(got) > 100), "output after the restart")
-            reader.cancel()
-
-    run(main(), timeout=120)
+@pytest.mark.timeout(120)
+async def test_master_sigkill_keeps_jobs_and_running_workers(up: Up) -> None:
+    async with up.session() as http:
+        jobs = await get_json(http, up.url + "/api/v1/jobs")
+        (job,) = [j for j in jobs["list"] if j["jobMetadata"]["name"] == "counter"]
+        jid = job["jobMetadata"]["jobId"]
+        before = started(await get_json(http, f"{up.url}/api/v1/jobs/{jid}"))
+        pids = up.workers(jid)
+        old_master = up.master_pid()
+        os.kill(old_master, signal.SIGKILL)
+        await poll(lambda: _true(_pid_changed(up, old_master)), "a new master")
+        await healthy(up.url)
+        # give the master a few heartbeat rounds: nothing may be replaced or killed
+        after = await poll(lambda: _all_started(http, f"{up.url}/api/v1/jobs/{jid}", 3),
+                           "the job's workers, recovered")  # fmt: skip
+        assert set(started(after)) == set(before), "the same workers, none replaced"
+        assert up.workers(jid) == pids, "the same worker processes"
+        got: list[Any] = []
+        reader = asyncio.create_task(stream(http, f"{up.url}/jobconnectbyid/{jid}", got))
+        await poll(lambda: _true(len(got) > 100), "output after the restart")
+        reader.cancel()
 
 
-def test_every_acknowledged_submission_survives_random_master_kills(up: Up) -> None:
+@pytest.mark.timeout(200)
+async def test_every_acknowledged_submission_survives_random_master_kills(up: Up) -> None:
     rng = random.Random(7)
 
-    async def main() -> None:
-        async with up.session() as http:
-            # workers that cannot be placed (more memory than an agent has): no processes
-            async with http.post(up.url + "/api/v1/jobClusters",
-                                 json=cluster("parked", str(JOBS / "counter.py"), 1,
-                                              memory=20000)) as r:  # fmt: skip
-                assert r.status == 201, await r.text()
-            acknowledged: list[str] = []
-            killed: list[int] = []
-            kill_at = sorted(rng.sample(range(10, 290), 4))
-            for i in range(300):
-                if kill_at and i == kill_at[0]:
-                    kill_at.pop(0)
-                    await healthy(up.url)  # kill a serving master, not one still starting
-                    killed.append(up.master_pid())
-                    os.kill(killed[-1], signal.SIGKILL)
-                try:
-                    async with http.post(up.url + "/api/v1/jobs",
-                                         json={"name": "parked", **USER}) as r:  # fmt: skip
-                        if r.status == 201:
-                            acknowledged.append((await r.json())["jobMetadata"]["jobId"])
-                except (aiohttp.ClientError, ConnectionError):
-                    await healthy(up.url)  # the master is coming back; go on submitting
-            await healthy(up.url)
-            assert len(set(killed)) == 4 and up.master_pid() not in killed
-            assert len(acknowledged) >= 250 and len(set(acknowledged)) == len(acknowledged)
-            missing = [j for j in acknowledged
-                       if await get_json(http, f"{up.url}/api/v1/jobs/{j}") is None]  # fmt: skip
-            assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {missing[:3]}"
-
-    run(main(), timeout=200)
+    async with up.session() as http:
+        # workers that cannot be placed (more memory than an agent has): no processes
+        async with http.post(up.url + "/api/v1/jobClusters",
+                             json=cluster("parked", str(JOBS / "counter.py"), 1,
+                                          memory=20000)) as r:  # fmt: skip
+            assert r.status == 201, await r.text()
+        acknowledged: list[str] = []
+        killed: list[int] = []
+        kill_at = sorted(rng.sample(range(10, 290), 4))
+        for i in range(300):
+            if kill_at and i == kill_at[0]:
+                kill_at.pop(0)
+                await healthy(up.url)  # kill a serving master, not one still starting
+                killed.append(up.master_pid())
+                os.kill(killed[-1], signal.SIGKILL)
+            try:
+                async with http.post(up.url + "/api/v1/jobs",
+                                     json={"name": "parked", **USER}) as r:  # fmt: skip
+                    if r.status == 201:
+                        acknowledged.append((await r.json())["jobMetadata"]["jobId"])
+            except (aiohttp.ClientError, ConnectionError):
+                await healthy(up.url)  # the master is coming back; go on submitting
+        await healthy(up.url)
+        assert len(set(killed)) == 4 and up.master_pid() not in killed
+        assert len(acknowledged) >= 250 and len(set(acknowledged)) == len(acknowledged)
+        missing = [j for j in acknowledged
+                   if await get_json(http, f"{up.url}/api/v1/jobs/{j}") is None]  # fmt: skip
+        assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {missing[:3]}"
 
 
 async def _all_started(http: aiohttp.ClientSession, url: str, n: int) -> Any:
@@ -253,7 +236,8 @@ def _pid_changed(up: Up, old: int) -> bool:
         return False
 
 
-def test_mantis_up_example_prints_the_example_jobs_output(tmp_path: Path) -> None:
+@pytest.mark.timeout(120)
+async def test_mantis_up_example_prints_the_example_jobs_output(tmp_path: Path) -> None:
     """What `make run` does: the example job's counts per key and second reach stdout."""
     example = Up(tmp_path / "data", "--example")
     try:
@@ -262,12 +246,8 @@ def test_mantis_up_example_prints_the_example_jobs_output(tmp_path: Path) -> Non
             lines = example.out.read_bytes().splitlines()
             return [orjson.loads(line) for line in lines if line.startswith(b'{"key"')]
 
-        windows = run_result(poll(counts, "the example's output", timeout=60))
+        windows = await poll(counts, "the example's output", timeout=60)
         assert {"key", "count", "start", "end"} <= set(windows[0])
     finally:
         assert example.stop() == 0
     assert b"mantis stopped." in example.out.read_bytes()
-
-
-def run_result(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 90))

@@ -64,7 +64,7 @@ def test_appends_on_a_full_disk_change_nothing_and_work_again_when_space_returns
         assert store.load() == acked + big("kept")
 
 
-def test_every_commit_of_a_failed_group_gets_the_error_and_the_next_group_lands(
+async def test_every_commit_of_a_failed_group_gets_the_error_and_the_next_group_lands(
     disk: Path,
 ) -> None:
     folder = disk / "store"
@@ -77,11 +77,11 @@ def test_every_commit_of_a_failed_group_gets_the_error_and_the_next_group_lands(
             *(store.commit(big(f"{name}{i}", 10)) for i in range(8)), return_exceptions=True
         )
 
-    failed = asyncio.run(commits("lost"))
+    failed = await commits("lost")
     assert all(isinstance(r, StoreWriteFailed) and r.errno == errno.ENOSPC for r in failed)
     assert store.load() == events(2, "acked")
     filler.unlink()
-    assert asyncio.run(commits("kept")) == [None] * 8
+    assert await commits("kept") == [None] * 8
     store.close()
     with EventLog(folder, snapshot_every=None) as store:
         assert store.load() == events(2, "acked") + [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -267,7 +266,7 @@ def test_job_built_directly_and_fluently_are_equal() -> None:
         built.stage(0)
 
 
-def test_key_by_shorthand_and_function_source() -> None:
+async def test_key_by_shorthand_and_function_source() -> None:
     async def gen(ctx: Context) -> AsyncIterator[list[Any]]:
         yield [ctx.param("n", int)]
 
@@ -283,14 +282,14 @@ def test_key_by_shorthand_and_function_source() -> None:
     async def collect() -> list[list[Any]]:
         return [b async for b in job.source.batches(Context(parameters={"n": 5}))]
 
-    assert asyncio.run(collect()) == [[5]]
+    assert await collect() == [[5]]
 
 
-def test_iterable_source_batches() -> None:
+async def test_iterable_source_batches() -> None:
     async def collect() -> list[list[int]]:
         return [b async for b in IterableSource(range(5), batch_size=2).batches(Context())]
 
-    assert asyncio.run(collect()) == [[0, 1], [2, 3], [4]]
+    assert await collect() == [[0, 1], [2, 3], [4]]
 
 
 @pytest.mark.parametrize(
@@ -461,8 +460,8 @@ def test_local_pipeline_wires_stages_in_virtual_time() -> None:
     assert snap["stage.3.events_out"] == 3
 
 
-def test_run_local_runs_the_source_through_every_stage() -> None:
-    out = asyncio.run(run_local(keyed_count_job()))
+async def test_run_local_runs_the_source_through_every_stage() -> None:
+    out = await run_local(keyed_count_job())
     assert sorted(out) == [("k0", 4), ("k1", 3), ("k2", 3)]
     with pytest.raises(ParameterError, match="parameter 'mod': expected an integer"):
-        asyncio.run(run_local(keyed_count_job(), {"mod": "x"}))
+        await run_local(keyed_count_job(), {"mod": "x"})

@@ -7,7 +7,7 @@ import base64
 import os
 import random
 import zlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,6 @@ from runtime.sources import (
 from runtime.sources.jobs import last_stage_workers, master_url_from_env, sink_url
 from runtime.sources.merge import Merger
 from runtime.sources.sse import EventDecoder
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def take(stream: AsyncIterator[list[Any]], n: int) -> list[list[Any]]:
@@ -73,31 +69,31 @@ class VirtualClock:
         self.now += seconds
 
 
-def test_synthetic_is_deterministic_for_a_seed_whatever_the_batching() -> None:
-    def events(seed: int, batch_size: int) -> list[Any]:
+async def test_synthetic_is_deterministic_for_a_seed_whatever_the_batching() -> None:
+    async def events(seed: int, batch_size: int) -> list[Any]:
         src = SyntheticSource(batch_size=batch_size, total=1000, seed=seed)
-        return [e for b in run(drain(src.batches(Context()))) for e in b]
+        return [e for b in await drain(src.batches(Context())) for e in b]
 
-    a = events(7, 100)
+    a = await events(7, 100)
     assert len(a) == 1000 and [e["id"] for e in a] == list(range(1000))
-    assert a == events(7, 33) == events(7, 1000)
-    assert a != events(8, 100)
+    assert a == await events(7, 33) == await events(7, 1000)
+    assert a != await events(8, 100)
     assert {e["key"] for e in a} == {f"k{n}" for n in range(16)}
     assert all(0 <= e["value"] < 100 for e in a)
     rng = random.Random(7)
     assert a[:3] == [default_event(i, rng) for i in range(3)]
 
 
-def test_synthetic_custom_factory_total_batches_and_metric() -> None:
+async def test_synthetic_custom_factory_total_batches_and_metric() -> None:
     ctx = Context()
     src = SyntheticSource(batch_size=4, total=10, make=lambda i, rng: i * i)
-    batches = run(drain(src.batches(ctx)))
+    batches = await drain(src.batches(ctx))
     assert batches == [[0, 1, 4, 9], [16, 25, 36, 49], [64, 81]]
     assert ctx.metrics.snapshot()["events_emitted"] == 10
-    assert run(drain(SyntheticSource(total=0).batches(Context()))) == []
+    assert await drain(SyntheticSource(total=0).batches(Context())) == []
 
 
-def test_synthetic_keeps_the_rate_by_the_clock_without_spinning() -> None:
+async def test_synthetic_keeps_the_rate_by_the_clock_without_spinning() -> None:
     clock = VirtualClock()
     src = SyntheticSource(
         events_per_s=1000, batch_size=50, total=2000, clock=clock, sleep=clock.sleep
@@ -109,7 +105,7 @@ def test_synthetic_keeps_the_rate_by_the_clock_without_spinning() -> None:
         async for batch in src.batches(Context()):
             emitted_at.append((clock.now, batch[0]["id"], batch[-1]["id"]))
 
-    run(main())
+    await main()
     assert emitted_at[-1][2] == 1999
     for t, first, last in emitted_at:
         elapsed = t - start
@@ -121,7 +117,7 @@ def test_synthetic_keeps_the_rate_by_the_clock_without_spinning() -> None:
     assert len(clock.sleeps) <= 2001 and min(clock.sleeps) >= 0.001
 
 
-def test_synthetic_catches_up_after_a_stall_in_full_batches() -> None:
+async def test_synthetic_catches_up_after_a_stall_in_full_batches() -> None:
     clock = VirtualClock()
     src = SyntheticSource(events_per_s=1000, batch_size=100, clock=clock, sleep=clock.sleep)
 
@@ -139,12 +135,12 @@ def test_synthetic_catches_up_after_a_stall_in_full_batches() -> None:
         await stream.aclose()  # type: ignore[attr-defined]
         return sizes
 
-    sizes = run(main())
+    sizes = await main()
     assert sizes[1:6] == [100, 100, 100, 100, 100]
     assert sum(sizes[:6]) == 501 and sizes[6] <= 2  # caught up: back to what a sleep brings
 
 
-def test_synthetic_real_rate_is_close_and_never_ahead() -> None:
+async def test_synthetic_real_rate_is_close_and_never_ahead() -> None:
     async def main() -> tuple[int, float]:
         loop = asyncio.get_running_loop()
         ctx = Context()
@@ -161,7 +157,7 @@ def test_synthetic_real_rate_is_close_and_never_ahead() -> None:
         assert ctx.metrics.counter("events_emitted").value == count
         return count, elapsed
 
-    count, elapsed = run(main())
+    count, elapsed = await main()
     assert count <= 4000 * elapsed + 1  # never ahead of the clock
     assert count >= 0.5 * 4000 * 0.3  # generous: a busy machine may lag, but catches up
 
@@ -175,43 +171,43 @@ def test_synthetic_rejects_bad_settings() -> None:
 # ------------------------------------------------------------------------ files
 
 
-def test_file_lines_in_batches_with_the_last_line_unterminated(tmp_path: Path) -> None:
+async def test_file_lines_in_batches_with_the_last_line_unterminated(tmp_path: Path) -> None:
     path = tmp_path / "in.txt"
     path.write_bytes(b"one\ntwo\r\n\nthr\xffee\nlast")
     ctx = Context()
-    batches = run(drain(FileSource(path, batch_size=2).batches(ctx)))
+    batches = await drain(FileSource(path, batch_size=2).batches(ctx))
     assert batches == [["one", "two"], ["", "thr\ufffdee"], ["last"]]
     assert ctx.metrics.snapshot()["events_emitted"] == 5
 
 
-def test_file_json_lines_skip_blank_and_count_bad_ones(tmp_path: Path) -> None:
+async def test_file_json_lines_skip_blank_and_count_bad_ones(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n\n[2, 3]\nnot json\n"s"\n')
     ctx = Context()
-    events = [e for b in run(drain(FileSource(str(path), json=True).batches(ctx))) for e in b]
+    events = [e for b in await drain(FileSource(str(path), json=True).batches(ctx)) for e in b]
     assert events == [{"a": 1}, [2, 3], "s"]
     assert ctx.metrics.snapshot()["decode_errors"] == 1
 
 
-def test_a_big_file_arrives_whole_and_in_order(tmp_path: Path) -> None:
+async def test_a_big_file_arrives_whole_and_in_order(tmp_path: Path) -> None:
     path = tmp_path / "big.txt"
     path.write_text("".join(f"line {i}\n" for i in range(50_000)))
-    batches = run(drain(FileSource(path, batch_size=1000).batches(Context())))
+    batches = await drain(FileSource(path, batch_size=1000).batches(Context()))
     assert [e for b in batches for e in b] == [f"line {i}" for i in range(50_000)]
     assert max(map(len, batches)) == 1000
 
 
-def test_a_missing_file_or_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+async def test_a_missing_file_or_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        run(drain(FileSource(missing).batches(Context())))
+        await drain(FileSource(missing).batches(Context()))
     with pytest.raises(ValueError, match="is a directory"):
-        run(drain(FileSource(tmp_path, follow=True).batches(Context())))
+        await drain(FileSource(tmp_path, follow=True).batches(Context()))
     with pytest.raises(ValueError):
         FileSource(missing, batch_size=0)
 
 
-def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(tmp_path: Path) -> None:
+async def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(tmp_path: Path) -> None:
     path = tmp_path / "log.txt"
     path.write_text("a\nb\n")
     ctx = Context()
@@ -239,7 +235,7 @@ def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(tmp_pat
         assert await nxt() == ["new 1", "new 2"]
         await stream.aclose()  # type: ignore[attr-defined]
 
-    run(main())
+    await main()
 
 
 # ------------------------------------------------------------------------ SSE decoding
@@ -268,14 +264,14 @@ def test_decoder_unpacks_the_binary_format() -> None:
 # ------------------------------------------------------------------------ merging
 
 
-def test_merged_source_ends_when_every_source_ends() -> None:
+async def test_merged_source_ends_when_every_source_ends() -> None:
     src = MergedSource([IterableSource(range(5), batch_size=2), IterableSource("ab")])
-    batches = run(drain(src.batches(Context())))
+    batches = await drain(src.batches(Context()))
     assert sorted(e for b in batches for e in b if isinstance(e, int)) == [0, 1, 2, 3, 4]
     assert [b for b in batches if b and isinstance(b[0], str)] == [["a", "b"]]
 
 
-def test_a_failing_producer_fails_the_consumer_and_close_cancels_the_rest() -> None:
+async def test_a_failing_producer_fails_the_consumer_and_close_cancels_the_rest() -> None:
     async def main() -> None:
         merger = Merger()
         forever = asyncio.Event()
@@ -295,7 +291,7 @@ def test_a_failing_producer_fails_the_consumer_and_close_cancels_the_rest() -> N
         await merger.close()
         assert blocked.cancelled()
 
-    run(main())
+    await main()
 
 
 # ------------------------------------------------------------------------ job source settings
@@ -398,12 +394,12 @@ def test_duplicate_source_and_client_id_pairs_get_suffixes_as_in_mantis() -> Non
     ]  # fmt: skip
 
 
-def test_target_source_checks_a_given_target_at_once_and_a_parameter_when_started() -> None:
+async def test_target_source_checks_a_given_target_at_once_and_a_parameter_when_started() -> None:
     with pytest.raises(ValueError, match="sourceJobName"):
         TargetSource('{"targets": [{}]}')
     with pytest.raises(SourceError, match="no job parameter 'target'"):
-        run(drain(TargetSource().batches(Context())))
+        await drain(TargetSource().batches(Context()))
     with pytest.raises(ValueError, match="MQL"):
         ctx = Context(parameters={"target": {"targets": [{"sourceJobName": "a",
                                                           "criterion": "select x"}]}})  # fmt: skip
-        run(drain(TargetSource().batches(ctx)))
+        await drain(TargetSource().batches(ctx))

@@ -307,7 +307,7 @@ async def test_group_commit_shares_fsyncs_keeps_order_and_the_loop_serving(
     store.close()
 
 
-def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next_write_works(
+async def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next_write_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventLog(tmp_path)
@@ -325,7 +325,7 @@ def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next_write
         return await asyncio.gather(*(store.commit(events(1, f"f{i}")) for i in range(5)),
                                     return_exceptions=True)  # fmt: skip
 
-    results = asyncio.run(main())
+    results = await main()
     assert all(isinstance(r, StoreWriteFailed) for r in results), results
     failed = results[0]
     assert isinstance(failed, StoreWriteFailed) and failed.errno == errno.EIO
