@@ -22,6 +22,7 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy core service common mesoslite runtime adapters
 	$(VENV)/bin/lint-imports
 

@@ -46,9 +46,9 @@ def used_on(i: int) -> Resources:
     return USED + Resources(ports=tuple((first + 61 * k, first + 61 * k) for k in range(16)))
 
 
-def build(cls: type[HierarchicalAllocator], agents: int, frameworks: int) -> tuple[
-    HierarchicalAllocator, list[str], float, float
-]:  # fmt: skip
+def build(
+    cls: type[HierarchicalAllocator], agents: int, frameworks: int
+) -> tuple[HierarchicalAllocator, list[str], float, float]:
     """An allocator with the frameworks and agents added; returns it, the framework ids and timings."""
     alloc = cls()
     fids = [f"framework-{j:05d}" for j in range(frameworks)]
@@ -127,24 +127,34 @@ def main() -> None:
     n, f = args.agents, args.frameworks
     scale = n / 10_000  # Mesos' figures are for 10,000 agents; scaled linearly for other sizes
     mesos = MESOS_CYCLE_S * scale
-    print(f"DeclineOffers shape: {n:,} agents of {AGENT}, {f:,} frameworks in role '*';"
-          f" each agent has {USED} and 16 ports in use")  # fmt: skip
+    print(
+        f"DeclineOffers shape: {n:,} agents of {AGENT}, {f:,} frameworks in role '*';"
+        f" each agent has {USED} and 16 ports in use"
+    )
     if scale != 1:
         print(f"(Mesos figures scaled by {scale:g} for {n:,} agents)")
 
     drf, _, add_f_s, add_a_s = build(HierarchicalDRF, n, f)
     row(f"add {f:,} frameworks", add_f_s)
-    row(f"add {n:,} agents", add_a_s,
-        f"Mesos {MESOS_ADD_AGENTS_S * scale:.2f} s   x{MESOS_ADD_AGENTS_S * scale / add_a_s:.2f}")  # fmt: skip
+    row(
+        f"add {n:,} agents",
+        add_a_s,
+        f"Mesos {MESOS_ADD_AGENTS_S * scale:.2f} s   x{MESOS_ADD_AGENTS_S * scale / add_a_s:.2f}",
+    )
     times, offers, decline_s = decline_rounds(drf, args.rounds)
     for r, (t, o) in enumerate(zip(times, offers, strict=True)):
         what = "no filters yet" if r == 0 else f"up to {r} filter{'s' * (r > 1)} per agent"
-        row(f"drf round {r} allocate()", t,
-            f"Mesos {mesos:.2f} s   x{mesos / t:.2f}   {o:,} offers, {what}")  # fmt: skip
+        row(
+            f"drf round {r} allocate()",
+            t,
+            f"Mesos {mesos:.2f} s   x{mesos / t:.2f}   {o:,} offers, {what}",
+        )
     print(f"{'decline (recover + filter), each':<34} {decline_s * 1e6:8.1f} us")
     lo, hi = (b * scale / times[0] for b in MESOS_BEFORE_S)
-    print(f"Mesos before 86653356d: {MESOS_BEFORE_S[0] * scale:.2f}-{MESOS_BEFORE_S[1] * scale:.2f} s"
-          f" per round: round 0 is x{lo:.1f}-{hi:.1f} faster")  # fmt: skip
+    print(
+        f"Mesos before 86653356d: {MESOS_BEFORE_S[0] * scale:.2f}-{MESOS_BEFORE_S[1] * scale:.2f} s"
+        f" per round: round 0 is x{lo:.1f}-{hi:.1f} faster"
+    )
     target = TARGET_CYCLE_S * scale
     verdict = "met" if times[0] <= target else "MISSED"
     print(f"target round 0 <= {target:.2f} s: {verdict} (x{target / times[0]:.2f})")
@@ -154,19 +164,32 @@ def main() -> None:
     row("priority round 0 allocate()", p_times[0], f"{p_offers[0]:,} offers")
     sample = min(n, 200)
     naive = naive_round0(n, f, sample) * n
-    row("naive DRF round 0 (extrapolated)", naive,
-        f"every share recomputed per agent ({sample} agents timed): x{naive / times[0]:.0f} slower")  # fmt: skip
+    row(
+        "naive DRF round 0 (extrapolated)",
+        naive,
+        f"every share recomputed per agent ({sample} agents timed): x{naive / times[0]:.0f} slower",
+    )
     if args.json:
-        print(json.dumps({
-            "drf_cycle_s": round(times[0], 4),
-            "drf_rounds_s": [round(t, 4) for t in times], "offers": offers,
-            "drf_later_rounds_median_s": round(statistics.median(times[1:] or times), 4),
-            "add_agents_s": round(add_a_s, 4), "add_frameworks_s": round(add_f_s, 4),
-            "decline_us": round(decline_s * 1e6, 2), "priority_cycle_s": round(p_times[0], 4),
-            "naive_cycle_s": round(naive, 3), "agents": n, "frameworks": f,
-            "mesos_cycle_s": round(mesos, 4), "ratio_vs_mesos": round(mesos / times[0], 2),
-            "target_cycle_s": round(target, 4),
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "drf_cycle_s": round(times[0], 4),
+                    "drf_rounds_s": [round(t, 4) for t in times],
+                    "offers": offers,
+                    "drf_later_rounds_median_s": round(statistics.median(times[1:] or times), 4),
+                    "add_agents_s": round(add_a_s, 4),
+                    "add_frameworks_s": round(add_f_s, 4),
+                    "decline_us": round(decline_s * 1e6, 2),
+                    "priority_cycle_s": round(p_times[0], 4),
+                    "naive_cycle_s": round(naive, 3),
+                    "agents": n,
+                    "frameworks": f,
+                    "mesos_cycle_s": round(mesos, 4),
+                    "ratio_vs_mesos": round(mesos / times[0], 2),
+                    "target_cycle_s": round(target, 4),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -91,10 +91,15 @@ GRACE_SECONDS = 1.0  # clients read this long after the window for its late even
 PARTS = ["submit", "up"]  # "up": up_to_first_output, then the SSE clients on the same cluster
 STAGE = {
     "numberOfInstances": 1,
-    "machineDefinition": {"cpuCores": 0.1, "memoryMB": 64, "networkMbps": 1, "diskMB": 10,
-                          "numPorts": 1},
+    "machineDefinition": {
+        "cpuCores": 0.1,
+        "memoryMB": 64,
+        "networkMbps": 1,
+        "diskMB": 10,
+        "numPorts": 1,
+    },
     "scalable": False,
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,17 @@ class ApiSizes:
     sse_warm_seconds: float
 
 
-FULL = ApiSizes(submits=1000, concurrency=16, clients=1000, client_procs=4, sse_seconds=10.0,
-             sse_warm_seconds=2.0)  # fmt: skip
-QUICK = ApiSizes(submits=200, concurrency=16, clients=1000, client_procs=4, sse_seconds=3.0,
-              sse_warm_seconds=1.0)  # fmt: skip
+FULL = ApiSizes(
+    submits=1000,
+    concurrency=16,
+    clients=1000,
+    client_procs=4,
+    sse_seconds=10.0,
+    sse_warm_seconds=2.0,
+)
+QUICK = ApiSizes(
+    submits=200, concurrency=16, clients=1000, client_procs=4, sse_seconds=3.0, sse_warm_seconds=1.0
+)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -120,8 +132,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def cluster_body(name: str, artifact: str) -> dict[str, Any]:
     """A NamedJobDefinition of one stage of one worker running `artifact`."""
-    definition = {"name": name, "user": "bench", "jobJarFileLocation": artifact, "version": "1",
-                  "schedulingInfo": {"stages": {"1": STAGE}}}  # fmt: skip
+    definition = {
+        "name": name,
+        "user": "bench",
+        "jobJarFileLocation": artifact,
+        "version": "1",
+        "schedulingInfo": {"stages": {"1": STAGE}},
+    }
     return {"jobDefinition": definition, "owner": {"name": "bench"}}
 
 
@@ -195,7 +212,9 @@ def submit_server(kind: str, folder: Path, port_q: Queue[int], stop_q: Queue[str
 
     async def run() -> None:
         if kind == "master":
-            master = MasterProcess(MasterSettings(data_dir=folder, port=0), resource_manager=no_resources)
+            master = MasterProcess(
+                MasterSettings(data_dir=folder, port=0), resource_manager=no_resources
+            )
             await master.start()
             port_q.put(int(master.url.rsplit(":", 1)[1]))
             await asyncio.to_thread(stop_q.get)
@@ -333,16 +352,24 @@ def descendants(root: int) -> dict[int, str]:
     while todo:
         pid = todo.pop()
         with contextlib.suppress(OSError):
-            found[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                          .decode(errors="replace").strip())  # fmt: skip
+            found[pid] = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+                .strip()
+            )
         todo.extend(children.get(pid, []))
     return found
 
 
 def worker_pid(tree: dict[int, str]) -> int:
     """The worker's Python process (the agent starts it through a shell)."""
-    return next(p for p, cmd in tree.items()
-                if "runtime.worker" in cmd and not cmd.split()[0].endswith("sh"))  # fmt: skip
+    return next(
+        p
+        for p, cmd in tree.items()
+        if "runtime.worker" in cmd and not cmd.split()[0].endswith("sh")
+    )
 
 
 def proc_cpu(pid: int) -> float:
@@ -408,8 +435,18 @@ def mantis_up(folder: Path) -> Iterator[Up]:
     port, (lo, hi) = free_port(), agent_ports()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     resources = AGENT_RESOURCES.replace("[31000-32999]", f"[{lo}-{hi}]")
-    argv = [sys.executable, "-m", "adapters.cli.main", "up", "--data-dir", str(folder / "data"),
-            "--port", str(port), "--agent-resources", resources]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "adapters.cli.main",
+        "up",
+        "--data-dir",
+        str(folder / "data"),
+        "--port",
+        str(port),
+        "--agent-resources",
+        resources,
+    ]
     with (folder / "up.out").open("wb") as out:
         t0, wall0 = time.monotonic(), time.time()
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -503,9 +540,14 @@ class ClientsReport:
 
 
 def sse_clients(
-    host: str, port: int, path: str, n: int, ready_q: Queue[int],
-    window: Any, result_q: Queue[ClientsReport],
-) -> None:  # fmt: skip
+    host: str,
+    port: int,
+    path: str,
+    n: int,
+    ready_q: Queue[int],
+    window: Any,
+    result_q: Queue[ClientsReport],
+) -> None:
     """`n` connections GET `path`; once each has had a frame, say so on `ready_q`; time the
     frames stamped between window[0] and window[1] (time.time(); 0 until the parent sets
     them), read until GRACE_SECONDS after the window so that late ones count too, then
@@ -577,9 +619,13 @@ class SseRun:
 
 
 def bench_sse(
-    ctx: mp.context.SpawnContext, host: str, port: int, path: str, sizes: ApiSizes,
+    ctx: mp.context.SpawnContext,
+    host: str,
+    port: int,
+    path: str,
+    sizes: ApiSizes,
     watch: dict[str, int],
-) -> SseRun:  # fmt: skip
+) -> SseRun:
     """`sizes.clients` clients in `sizes.client_procs` processes on host:port/path; once every
     one has had a frame, a warm-up, then the measured window. `watch`: processes (name ->
     pid) whose CPU share over the window is reported."""
@@ -599,7 +645,7 @@ def bench_sse(
                 result_q,
             ),
             name=f"clients{i}",
-        )  # fmt: skip
+        )
         for i in range(sizes.client_procs)
     ]
     for p in procs:
@@ -649,8 +695,10 @@ def wait_for(procs: list[Any], q: Queue[Any], n: int, what: str) -> list[Any]:
 def show(name: str, value: float, unit: str) -> None:
     """A figure against its target (all three are upper bounds): x > 1 is within it."""
     target = TARGETS[name]
-    print(f"{name:30s} {value:>10.2f} {unit:2s}  target <= {target:.0f} {unit}   "
-          f"x{target / value:.2f}")  # fmt: skip
+    print(
+        f"{name:30s} {value:>10.2f} {unit:2s}  target <= {target:.0f} {unit}   "
+        f"x{target / value:.2f}"
+    )
 
 
 def shares(cpu: dict[str, float]) -> str:
@@ -660,74 +708,95 @@ def shares(cpu: dict[str, float]) -> str:
 def per_frame(run: SseRun, name: str) -> str:
     """The process's CPU per frame delivered, and what a core of its own would deliver."""
     share = run.cpu[name]
-    return (f"{name} CPU per frame delivered: {share / run.per_s * 1e6:.1f} us; with a core "
-            f"of its own: {run.per_s / share:,.0f} frames/s")  # fmt: skip
+    return (
+        f"{name} CPU per frame delivered: {share / run.per_s * 1e6:.1f} us; with a core "
+        f"of its own: {run.per_s / share:,.0f} frames/s"
+    )
 
 
 def report_submit(runs: dict[str, SubmitRun], sizes: ApiSizes, figures: dict[str, float]) -> None:
     seq, conc = runs["master_1"], runs[f"master_{sizes.concurrency}"]
     bare_seq, bare_conc = runs["bare_1"], runs[f"bare_{sizes.concurrency}"]
-    figures.update({
-        "submit_p50_ms": round(seq.p(50), 3), "submit_p99_ms": round(seq.p(99), 3),
-        "submit_per_s": round(seq.per_s),
-        "submit_16_clients_p50_ms": round(conc.p(50), 3),
-        "submit_16_clients_p99_ms": round(conc.p(99), 3),
-        "submit_16_clients_per_s": round(conc.per_s),
-        "bare_submit_p99_ms": round(bare_seq.p(99), 3),
-        "bare_submit_16_clients_per_s": round(bare_conc.per_s),
-        "fdatasync_p99_ms": round(runs["fsync"].p(99), 3),
-    })  # fmt: skip
+    figures.update(
+        {
+            "submit_p50_ms": round(seq.p(50), 3),
+            "submit_p99_ms": round(seq.p(99), 3),
+            "submit_per_s": round(seq.per_s),
+            "submit_16_clients_p50_ms": round(conc.p(50), 3),
+            "submit_16_clients_p99_ms": round(conc.p(99), 3),
+            "submit_16_clients_per_s": round(conc.per_s),
+            "bare_submit_p99_ms": round(bare_seq.p(99), 3),
+            "bare_submit_16_clients_per_s": round(bare_conc.per_s),
+            "fdatasync_p99_ms": round(runs["fsync"].p(99), 3),
+        }
+    )
     show("submit_p99_ms", seq.p(99), "ms")
     n = len(seq.latencies)
-    print(f"  one client, {n:,} jobs: p50 {seq.p(50):.2f} ms, p99.9 {seq.p(99.9):.2f} ms, max "
-          f"{max(seq.latencies) * 1e3:.2f} ms; {seq.per_s:,.0f} submissions/s")  # fmt: skip
-    print(f"  {sizes.concurrency} clients: p50 {conc.p(50):.2f} ms, p99 {conc.p(99):.2f} ms; "
-          f"{conc.per_s:,.0f} submissions/s (group commit: x{conc.per_s / seq.per_s:.1f} "
-          f"one client's)")  # fmt: skip
+    print(
+        f"  one client, {n:,} jobs: p50 {seq.p(50):.2f} ms, p99.9 {seq.p(99.9):.2f} ms, max "
+        f"{max(seq.latencies) * 1e3:.2f} ms; {seq.per_s:,.0f} submissions/s"
+    )
+    print(
+        f"  {sizes.concurrency} clients: p50 {conc.p(50):.2f} ms, p99 {conc.p(99):.2f} ms; "
+        f"{conc.per_s:,.0f} submissions/s (group commit: x{conc.per_s / seq.per_s:.1f} "
+        f"one client's)"
+    )
     fs = runs["fsync"]
-    print(f"  floor, fdatasync of a 200-byte append alone: p50 {fs.p(50):.2f} ms, p99 "
-          f"{fs.p(99):.2f} ms")  # fmt: skip
+    print(
+        f"  floor, fdatasync of a 200-byte append alone: p50 {fs.p(50):.2f} ms, p99 "
+        f"{fs.p(99):.2f} ms"
+    )
     print(
         f"  floor, bare aiohttp handler + one fdatasync'd append: one client p50 "
         f"{bare_seq.p(50):.2f} ms, p99 {bare_seq.p(99):.2f} ms ({bare_seq.per_s:,.0f}/s); "
         f"{sizes.concurrency} clients p99 {bare_conc.p(99):.2f} ms ({bare_conc.per_s:,.0f}/s)"
     )
-    print(f"  the master's p99 is x{seq.p(99) / bare_seq.p(99):.2f} the bare handler's; with "
-          f"{sizes.concurrency} clients it serves x{conc.per_s / bare_conc.per_s:.2f} its "
-          f"submissions/s")  # fmt: skip
+    print(
+        f"  the master's p99 is x{seq.p(99) / bare_seq.p(99):.2f} the bare handler's; with "
+        f"{sizes.concurrency} clients it serves x{conc.per_s / bare_conc.per_s:.2f} its "
+        f"submissions/s"
+    )
 
 
 def report_up(up: Up, first: FirstOutput, number: int, figures: dict[str, float]) -> None:
     figures["up_to_first_output_s"] = round(first.first_s, 3)
     figures["up_worker_attempts"] = number
     show("up_to_first_output_s", first.first_s, "s")
-    print(f"  API answering at {first.api_s:.2f} s, job submitted at {first.submitted_s:.2f} s, "
-          f"first event made by the worker at {first.made_s:.2f} s, received at "
-          f"{first.first_s:.2f} s; the worker started at attempt {number}; agents offer "
-          f"ports {up.agent_ports[0]}-{up.agent_ports[1]}")  # fmt: skip
+    print(
+        f"  API answering at {first.api_s:.2f} s, job submitted at {first.submitted_s:.2f} s, "
+        f"first event made by the worker at {first.made_s:.2f} s, received at "
+        f"{first.first_s:.2f} s; the worker started at attempt {number}; agents offer "
+        f"ports {up.agent_ports[0]}-{up.agent_ports[1]}"
+    )
 
 
 def report_sse(run: SseRun, peer: SseRun, sizes: ApiSizes, figures: dict[str, float]) -> None:
-    figures.update({
-        "sse_1000_clients_p99_ms": round(run.p(99), 3),
-        "sse_1000_clients_p50_ms": round(run.p(50), 3),
-        "sse_1000_clients_events_per_s": round(run.per_s),
-        "sse_1000_clients_min_client_events_per_s": round(min(run.counts) / run.seconds, 1),
-        "sse_direct_1000_clients_p99_ms": round(peer.p(99), 3),
-    })  # fmt: skip
+    figures.update(
+        {
+            "sse_1000_clients_p99_ms": round(run.p(99), 3),
+            "sse_1000_clients_p50_ms": round(run.p(50), 3),
+            "sse_1000_clients_events_per_s": round(run.per_s),
+            "sse_1000_clients_min_client_events_per_s": round(min(run.counts) / run.seconds, 1),
+            "sse_direct_1000_clients_p99_ms": round(peer.p(99), 3),
+        }
+    )
     show("sse_1000_clients_p99_ms", run.p(99), "ms")
     want = sizes.clients * RATE
-    print(f"  {sizes.clients:,} clients on /jobconnectbyid, one shared upstream to the sink: "
-          f"{run.per_s:,.0f} events/s delivered (x{run.per_s / want:.2f} of {want:,.0f}), each "
-          f"client {min(run.counts) / run.seconds:.1f}-{max(run.counts) / run.seconds:.1f}/s; "
-          f"p50 {run.p(50):.2f} ms, p99.9 {run.p(99.9):.2f} ms, max "
-          f"{max(run.latencies) * 1e3:.2f} ms over {len(run.latencies):,} receipts in "
-          f"{run.seconds:.0f} s")  # fmt: skip
+    print(
+        f"  {sizes.clients:,} clients on /jobconnectbyid, one shared upstream to the sink: "
+        f"{run.per_s:,.0f} events/s delivered (x{run.per_s / want:.2f} of {want:,.0f}), each "
+        f"client {min(run.counts) / run.seconds:.1f}-{max(run.counts) / run.seconds:.1f}/s; "
+        f"p50 {run.p(50):.2f} ms, p99.9 {run.p(99.9):.2f} ms, max "
+        f"{max(run.latencies) * 1e3:.2f} ms over {len(run.latencies):,} receipts in "
+        f"{run.seconds:.0f} s"
+    )
     print(f"  CPU, share of a core: {shares(run.cpu)}")
     print(f"  {per_frame(run, 'master')}")
-    print(f"  peer, the same clients on the sink worker's own SSE port (no master): "
-          f"{peer.per_s:,.0f} events/s, p50 {peer.p(50):.2f} ms, p99 {peer.p(99):.2f} ms; the "
-          f"master's p99 is x{run.p(99) / peer.p(99):.2f} of it")  # fmt: skip
+    print(
+        f"  peer, the same clients on the sink worker's own SSE port (no master): "
+        f"{peer.per_s:,.0f} events/s, p50 {peer.p(50):.2f} ms, p99 {peer.p(99):.2f} ms; the "
+        f"master's p99 is x{run.p(99) / peer.p(99):.2f} of it"
+    )
     print(f"  CPU, share of a core: {shares(peer.cpu)}")
     print(f"  {per_frame(peer, 'worker')}")
 
@@ -736,16 +805,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS,
-                        help="run only these parts (the JSON then has only their keys)")  # fmt: skip
-    parser.add_argument("--clients", type=int, default=None,
-                        help="SSE clients (default 1,000; the JSON keys keep their names)")  # fmt: skip
-    parser.add_argument("--client-procs", type=int, default=None,
-                        help="processes the SSE clients are spread over (default 4)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=PARTS,
+        help="run only these parts (the JSON then has only their keys)",
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=None,
+        help="SSE clients (default 1,000; the JSON keys keep their names)",
+    )
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=None,
+        help="processes the SSE clients are spread over (default 4)",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    sizes = replace(sizes, clients=args.clients or sizes.clients,
-                    client_procs=args.client_procs or sizes.client_procs)  # fmt: skip
+    sizes = replace(
+        sizes,
+        clients=args.clients or sizes.clients,
+        client_procs=args.client_procs or sizes.client_procs,
+    )
     ctx = mp.get_context("spawn")
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     figures: dict[str, float] = {}
@@ -757,18 +842,28 @@ def main() -> None:
                 first = asyncio.run(first_output(up))
                 host, port, number = asyncio.run(sink_address(up, first.job_id))
                 tree = descendants(up.proc.pid)
-                watch = {"master": int((up.data_dir / "master.pid").read_text()),
-                         "worker": worker_pid(tree)}  # fmt: skip
-                run = bench_sse(ctx, HOST, int(up.url.rsplit(":", 1)[1]),
-                                f"/jobconnectbyid/{first.job_id}", sizes, watch)  # fmt: skip
+                watch = {
+                    "master": int((up.data_dir / "master.pid").read_text()),
+                    "worker": worker_pid(tree),
+                }
+                run = bench_sse(
+                    ctx,
+                    HOST,
+                    int(up.url.rsplit(":", 1)[1]),
+                    f"/jobconnectbyid/{first.job_id}",
+                    sizes,
+                    watch,
+                )
                 peer = bench_sse(ctx, host, port, "/", sizes, {"worker": watch["worker"]})
             report_up(up, first, number, figures)
             report_sse(run, peer, sizes, figures)
             left = up.left or {}
             figures["up_processes_left"] = len(left)
-            print(f"  mantis up stopped by SIGTERM in {up.stop_s:.2f} s; of its {up.processes} "
-                  f"processes {len(left)} left" + "".join(f"\n    left: {p} {c}"
-                                                          for p, c in left.items()))  # fmt: skip
+            print(
+                f"  mantis up stopped by SIGTERM in {up.stop_s:.2f} s; of its {up.processes} "
+                f"processes {len(left)} left"
+                + "".join(f"\n    left: {p} {c}" for p, c in left.items())
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(figures))

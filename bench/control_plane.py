@@ -178,21 +178,35 @@ def main() -> None:
     print(f"submit: {args.jobs:,} jobs, {len(wids):,} workers: {args.jobs / submit_s:,.0f} jobs/s")
     print(f"observations: {events:,} worker events in {core_s:.2f} s")
     print(f"worker events/s      {eps:>9,.0f}   target 50,000   x{eps / TARGET_EVENTS_PER_S:.2f}")
-    print(f"  fleet need         {FLEET_EVENTS_PER_S:>9,.0f}   (100,000 workers, 1 heartbeat / 20 s)"
-          f"   x{eps / FLEET_EVENTS_PER_S:.2f}")  # fmt: skip
+    print(
+        f"  fleet need         {FLEET_EVENTS_PER_S:>9,.0f}   (100,000 workers, 1 heartbeat / 20 s)"
+        f"   x{eps / FLEET_EVENTS_PER_S:.2f}"
+    )
     print(f"  naive baseline     {base_eps:>9,.0f}   core costs x{base_eps / eps:.1f} over it")
-    print(f"replay log: {len(log):,} events of {len(live.jobs):,} jobs, logged live at"
-          f" {len(log) / build_s:,.0f} events/s; replayed full log == live snapshot")  # fmt: skip
-    print(f"replay 1M events (s) {replay_1m:>9.2f}   target 10 s     x{TARGET_REPLAY_S / replay_1m:.2f}"
-          f"   ({args.replay_events:,} events in {replay_s:.2f} s)")  # fmt: skip
+    print(
+        f"replay log: {len(log):,} events of {len(live.jobs):,} jobs, logged live at"
+        f" {len(log) / build_s:,.0f} events/s; replayed full log == live snapshot"
+    )
+    print(
+        f"replay 1M events (s) {replay_1m:>9.2f}   target 10 s     x{TARGET_REPLAY_S / replay_1m:.2f}"
+        f"   ({args.replay_events:,} events in {replay_s:.2f} s)"
+    )
     if args.json:
-        print(json.dumps({
-            "worker_events_per_s": round(eps), "replay_1m_events_s": round(replay_1m, 3),
-            "submit_jobs_per_s": round(args.jobs / submit_s), "baseline_events_per_s": round(base_eps),
-            "core_cost_vs_baseline": round(base_eps / eps, 2), "worker_events": events,
-            "replay_events": args.replay_events, "replay_log_events": len(log),
-            "live_log_events_per_s": round(len(log) / build_s),
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "worker_events_per_s": round(eps),
+                    "replay_1m_events_s": round(replay_1m, 3),
+                    "submit_jobs_per_s": round(args.jobs / submit_s),
+                    "baseline_events_per_s": round(base_eps),
+                    "core_cost_vs_baseline": round(base_eps / eps, 2),
+                    "worker_events": events,
+                    "replay_events": args.replay_events,
+                    "replay_log_events": len(log),
+                    "live_log_events_per_s": round(len(log) / build_s),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -90,11 +90,15 @@ class LaunchAll(pymesos.Scheduler):  # type: ignore[misc]
                 while self.pending and len(tasks) < per_offer and free.contains(TASK):
                     task_id = self.pending.pop()
                     free = free - TASK
-                    tasks.append({
-                        "name": task_id, "task_id": {"value": task_id},
-                        "agent_id": offer["agent_id"], "resources": TASK.to_mesos(),
-                        "command": {"value": COMMAND},
-                    })  # fmt: skip
+                    tasks.append(
+                        {
+                            "name": task_id,
+                            "task_id": {"value": task_id},
+                            "agent_id": offer["agent_id"],
+                            "resources": TASK.to_mesos(),
+                            "command": {"value": COMMAND},
+                        }
+                    )
                 if not tasks:
                     driver.declineOffer(offer["id"], {"refuse_seconds": 600})
                     continue
@@ -127,8 +131,9 @@ def through_mesoslite(n: int, agents: int, work_dir: Path, allocator: str) -> di
     master_args = ["--allocator", allocator, "--allocation-interval", "1"]
     with LocalCluster(work_dir, specs, master_args=master_args, log_level="warning") as cluster:
         scheduler = LaunchAll(n)
-        driver = pymesos.MesosSchedulerDriver(scheduler, {"user": "bench", "name": "bench"},
-                                              cluster.address)
+        driver = pymesos.MesosSchedulerDriver(
+            scheduler, {"user": "bench", "name": "bench"}, cluster.address
+        )
         subscribed = time.perf_counter()
         driver.start()
         try:
@@ -140,18 +145,23 @@ def through_mesoslite(n: int, agents: int, work_dir: Path, allocator: str) -> di
             driver.stop()  # TEARDOWN: the agents kill the 1,000 sleeps
             driver.join()
         assert scheduler.first_offer is not None
-        latencies = [scheduler.running_at[t] - scheduler.launched_at[t] for t in scheduler.running_at]
-        to_starting = [scheduler.starting_at[t] - scheduler.launched_at[t] for t in scheduler.starting_at]
+        latencies = [
+            scheduler.running_at[t] - scheduler.launched_at[t] for t in scheduler.running_at
+        ]
+        to_starting = [
+            scheduler.starting_at[t] - scheduler.launched_at[t] for t in scheduler.starting_at
+        ]
         span = max(scheduler.running_at.values()) - scheduler.first_offer
         return {
-            "tasks_per_s": n / span, "span_s": span,
+            "tasks_per_s": n / span,
+            "span_s": span,
             "p50_ms": statistics.median(latencies) * 1000,
             "p99_ms": percentile(latencies, 99) * 1000,
             "first_offer_ms": (scheduler.first_offer - subscribed) * 1000,
             "updates_per_s": scheduler.updates / span,
             "starting_p50_ms": statistics.median(to_starting) * 1000,
             "starting_p99_ms": percentile(to_starting, 99) * 1000,
-        }  # fmt: skip
+        }
 
 
 async def bare_processes(n: int, work_dir: Path) -> dict[str, float]:
@@ -160,8 +170,12 @@ async def bare_processes(n: int, work_dir: Path) -> dict[str, float]:
 
     async def one(i: int) -> tuple[float, TaskProcess]:
         sandbox = work_dir / f"bare-{i:05d}"
-        proc = await spawn("/bin/sh", ["/bin/sh", "-c", COMMAND],
-                           sandbox, {**env, "MESOS_TASK_ID": f"bare-{i}", "MESOS_SANDBOX": str(sandbox)})
+        proc = await spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", COMMAND],
+            sandbox,
+            {**env, "MESOS_TASK_ID": f"bare-{i}", "MESOS_SANDBOX": str(sandbox)},
+        )
         return time.perf_counter() - start, proc
 
     results = await asyncio.gather(*(one(i) for i in range(n)))
@@ -172,9 +186,11 @@ async def bare_processes(n: int, work_dir: Path) -> dict[str, float]:
     await asyncio.gather(*(proc.wait() for _, proc in results))
     latencies = [t for t, _ in results]
     return {
-        "tasks_per_s": n / span, "span_s": span, "p50_ms": statistics.median(latencies) * 1000,
+        "tasks_per_s": n / span,
+        "span_s": span,
+        "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -182,8 +198,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--allocator", default="drf")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where sandboxes go (default: a temporary folder; try /dev/shm)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where sandboxes go (default: a temporary folder; try /dev/shm)",
+    )
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
 
@@ -197,32 +217,47 @@ def main() -> None:
     n = args.tasks
     print(f"{n:,} tasks, {args.agents} agents, {os.cpu_count()} CPUs, allocator {args.allocator}")
     print("                     mesoslite+pymesos   bare spawn (peer)   ratio")
-    print(f"tasks/s              {lite['tasks_per_s']:>17,.0f}   {bare['tasks_per_s']:>17,.0f}"
-          f"   x{lite['tasks_per_s'] / bare['tasks_per_s']:.2f}")  # fmt: skip
-    print(f"p50 to RUNNING (ms)  {lite['p50_ms']:>17,.0f}   {bare['p50_ms']:>17,.0f}"
-          f"   x{lite['p50_ms'] / bare['p50_ms']:.1f}")  # fmt: skip
-    print(f"p99 to RUNNING (ms)  {lite['p99_ms']:>17,.0f}   {bare['p99_ms']:>17,.0f}"
-          f"   x{lite['p99_ms'] / bare['p99_ms']:.1f}")  # fmt: skip
+    print(
+        f"tasks/s              {lite['tasks_per_s']:>17,.0f}   {bare['tasks_per_s']:>17,.0f}"
+        f"   x{lite['tasks_per_s'] / bare['tasks_per_s']:.2f}"
+    )
+    print(
+        f"p50 to RUNNING (ms)  {lite['p50_ms']:>17,.0f}   {bare['p50_ms']:>17,.0f}"
+        f"   x{lite['p50_ms'] / bare['p50_ms']:.1f}"
+    )
+    print(
+        f"p99 to RUNNING (ms)  {lite['p99_ms']:>17,.0f}   {bare['p99_ms']:>17,.0f}"
+        f"   x{lite['p99_ms'] / bare['p99_ms']:.1f}"
+    )
     print(f"all RUNNING (s)      {lite['span_s']:>17.2f}   {bare['span_s']:>17.2f}")
-    print(f"subscribe -> first offer: {lite['first_offer_ms']:.0f} ms; launch -> TASK_STARTING"
-          f" (master, agent, the update back; no spawn yet): p50 {lite['starting_p50_ms']:,.0f} ms,"
-          f" p99 {lite['starting_p99_ms']:,.0f} ms")  # fmt: skip
-    print(f"the framework took {lite['updates_per_s']:,.0f} status updates/s (pymesos handles them one"
-          " by one on its IO thread, each with a synchronous ACKNOWLEDGE; RUNNING is sent once"
-          " STARTING is acknowledged)")  # fmt: skip
+    print(
+        f"subscribe -> first offer: {lite['first_offer_ms']:.0f} ms; launch -> TASK_STARTING"
+        f" (master, agent, the update back; no spawn yet): p50 {lite['starting_p50_ms']:,.0f} ms,"
+        f" p99 {lite['starting_p99_ms']:,.0f} ms"
+    )
+    print(
+        f"the framework took {lite['updates_per_s']:,.0f} status updates/s (pymesos handles them one"
+        " by one on its IO thread, each with a synchronous ACKNOWLEDGE; RUNNING is sent once"
+        " STARTING is acknowledged)"
+    )
     if args.json:
-        print(json.dumps({
-            "tasks_per_s": round(lite["tasks_per_s"], 1),
-            "running_p99_ms": round(lite["p99_ms"], 1),
-            "running_p50_ms": round(lite["p50_ms"], 1),
-            "starting_p99_ms": round(lite["starting_p99_ms"], 1),
-            "framework_updates_per_s": round(lite["updates_per_s"], 1),
-            "bare_tasks_per_s": round(bare["tasks_per_s"], 1),
-            "bare_p99_ms": round(bare["p99_ms"], 1),
-            "tasks_per_s_vs_bare": round(lite["tasks_per_s"] / bare["tasks_per_s"], 3),
-            "p99_vs_bare": round(lite["p99_ms"] / bare["p99_ms"], 2),
-            "tasks": n, "agents": args.agents,
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "tasks_per_s": round(lite["tasks_per_s"], 1),
+                    "running_p99_ms": round(lite["p99_ms"], 1),
+                    "running_p50_ms": round(lite["p50_ms"], 1),
+                    "starting_p99_ms": round(lite["starting_p99_ms"], 1),
+                    "framework_updates_per_s": round(lite["updates_per_s"], 1),
+                    "bare_tasks_per_s": round(bare["tasks_per_s"], 1),
+                    "bare_p99_ms": round(bare["p99_ms"], 1),
+                    "tasks_per_s_vs_bare": round(lite["tasks_per_s"] / bare["tasks_per_s"], 3),
+                    "p99_vs_bare": round(lite["p99_ms"] / bare["p99_ms"], 2),
+                    "tasks": n,
+                    "agents": args.agents,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -127,24 +127,37 @@ def main() -> None:
     assert loaded == len(events)
     p50, p99 = quantile_ms(fsync_lat, 50), quantile_ms(fsync_lat, 99)
     g50, g99 = quantile_ms(group_lat, 50), quantile_ms(group_lat, 99)
-    print(f"events: {len(events):,} from ControlPlane runs, {sum(map(len, map(encode, events))) / len(events):.0f} B each encoded")  # fmt: skip
+    print(
+        f"events: {len(events):,} from ControlPlane runs, {sum(map(len, map(encode, events))) / len(events):.0f} B each encoded"
+    )
     print(
         f"fsync per append     {fsync_rate:>9,.0f} appends/s   p50 {p50:.3f} ms  p99 {p99:.3f} ms"
     )
     print(
         f"  bare write+fsync   {floor:>9,.0f} /s           store costs x{floor / fsync_rate:.2f} over it"
     )
-    print(f"group commit ({CALLERS} callers) {group_rate:>9,.0f} appends/s   p50 {g50:.3f} ms  p99 {g99:.3f} ms"
-          f"   {len(events) / syncs:.1f} events per fsync   x{group_rate / fsync_rate:.1f} over fsync per append")  # fmt: skip
+    print(
+        f"group commit ({CALLERS} callers) {group_rate:>9,.0f} appends/s   p50 {g50:.3f} ms  p99 {g99:.3f} ms"
+        f"   {len(events) / syncs:.1f} events per fsync   x{group_rate / fsync_rate:.1f} over fsync per append"
+    )
     print(f"load (read + decode) {loaded_rate:>9,.0f} events/s")
     if args.json:
-        print(json.dumps({
-            "fsync_appends_per_s": round(fsync_rate), "group_commit_appends_per_s": round(group_rate),
-            "append_p50_ms": round(p50, 3), "append_p99_ms": round(p99, 3),
-            "group_commit_p50_ms": round(g50, 3), "group_commit_p99_ms": round(g99, 3),
-            "events_per_fsync": round(len(events) / syncs, 1), "bare_fsync_per_s": round(floor),
-            "load_events_per_s": round(loaded_rate), "events": len(events),
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "fsync_appends_per_s": round(fsync_rate),
+                    "group_commit_appends_per_s": round(group_rate),
+                    "append_p50_ms": round(p50, 3),
+                    "append_p99_ms": round(p99, 3),
+                    "group_commit_p50_ms": round(g50, 3),
+                    "group_commit_p99_ms": round(g99, 3),
+                    "events_per_fsync": round(len(events) / syncs, 1),
+                    "bare_fsync_per_s": round(floor),
+                    "load_events_per_s": round(loaded_rate),
+                    "events": len(events),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

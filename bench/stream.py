@@ -99,7 +99,9 @@ TARGETS = {
     "job_vs_bytewax": 1.5,
     "e2e_p99_ms": 20.0,
 }
-BARE_LINK_ORJSON = 1_660_000.0  # measured earlier (2 cores): the same link, orjson per event, batch 1024
+BARE_LINK_ORJSON = (
+    1_660_000.0  # measured earlier (2 cores): the same link, orjson per event, batch 1024
+)
 BYTEWAX_BATCH_1 = "0.21-0.28 M"  # measured earlier (2 cores): bytewax 0.21, one worker, batch 1
 E2E_RATE = 10_000.0
 PROCESS_TIMEOUT = 300.0
@@ -587,7 +589,8 @@ async def job_throughput(total: int) -> JobRun:
         reader = asyncio.create_task(read_frames(http, f"http://{HOST}:{sink.ports[0]}/", got))
         await until(master, lambda: alive(master) and bool(got), "the first window", 60)
         c0, n0 = [proc_cpu(p) for p in pids], counted()
-        await until(master,
+        await until(
+            master,
             lambda: alive(master) and counted() >= expected,
             f"{expected:,} events counted",
             PROCESS_TIMEOUT,

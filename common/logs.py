@@ -47,7 +47,9 @@ def configure(json: bool = False, level: str = "info") -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--log-json` and `--log-level`: the one spelling of the logging flags for every process."""
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
+    parser.add_argument(
+        "--log-json", action="store_true", help="log JSON lines instead of key=value"
+    )
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="default: info")
 
 

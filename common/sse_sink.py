@@ -67,6 +67,7 @@ EARLY_FLUSH_EVENTS = 1024
 turn: a publisher that does not yield would otherwise build writes of many megabytes, and
 copying those (to join, to frame, into the transport) cost more than the syscalls saved."""
 
+
 class InvalidQuery(ValueError):
     """A sink query parameter is wrong (answered 400, naming it)."""
 

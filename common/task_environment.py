@@ -129,8 +129,10 @@ class TaskEnvironment:
             ports=ports,
             job_name=env.get("MANTIS_JOB_NAME", "") or job_id.rpartition("-")[0] or job_id,
             stage_workers=_int(env, "MANTIS_STAGE_WORKERS", 1, minimum=1),
-            parameters={str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
-                        for k, v in params.items()},  # fmt: skip
+            parameters={
+                str(k): v if isinstance(v, str) else orjson.dumps(v).decode()
+                for k, v in params.items()
+            },
             heartbeat_secs=heartbeat,
             host=env.get("MANTIS_HOST", "") or "127.0.0.1",
             hostname=env.get("MANTIS_HOSTNAME", ""),
@@ -143,15 +145,21 @@ class TaskEnvironment:
     def environ(self) -> dict[str, str]:
         """These settings as MANTIS_* variables (what a launcher sets)."""
         return {
-            "MANTIS_JOB_ID": self.job_id, "MANTIS_STAGE": str(self.stage),
-            "MANTIS_WORKER_INDEX": str(self.index), "MANTIS_WORKER_NUMBER": str(self.number),
-            "MANTIS_MASTER_URL": self.master_url, "MANTIS_ARTIFACT_URL": self.artifact,
+            "MANTIS_JOB_ID": self.job_id,
+            "MANTIS_STAGE": str(self.stage),
+            "MANTIS_WORKER_INDEX": str(self.index),
+            "MANTIS_WORKER_NUMBER": str(self.number),
+            "MANTIS_MASTER_URL": self.master_url,
+            "MANTIS_ARTIFACT_URL": self.artifact,
             "MANTIS_PORTS": ",".join(str(p) for p in self.ports),
-            "MANTIS_JOB_NAME": self.job_name, "MANTIS_STAGE_WORKERS": str(self.stage_workers),
+            "MANTIS_JOB_NAME": self.job_name,
+            "MANTIS_STAGE_WORKERS": str(self.stage_workers),
             "MANTIS_PARAMETERS": orjson.dumps(dict(self.parameters)).decode(),
-            "MANTIS_HEARTBEAT_SECS": str(self.heartbeat_secs), "MANTIS_HOST": self.host,
-            "MANTIS_HOSTNAME": self.hostname, "MANTIS_ARTIFACT_CACHE": str(self.artifact_cache),
+            "MANTIS_HEARTBEAT_SECS": str(self.heartbeat_secs),
+            "MANTIS_HOST": self.host,
+            "MANTIS_HOSTNAME": self.hostname,
+            "MANTIS_ARTIFACT_CACHE": str(self.artifact_cache),
             "MANTIS_SUBSCRIPTION_TIMEOUT_SECS": str(self.subscription_timeout_secs),
             "MANTIS_MIN_RUNTIME_SECS": str(self.min_runtime_secs),
             **({"MANTIS_API_TOKEN": self.api_token} if self.api_token else {}),
-        }  # fmt: skip
+        }

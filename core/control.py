@@ -78,11 +78,18 @@ _TASK_OBSERVATION: dict[str, tuple[WorkerState, CompletedReason | None]] = {
     "TASK_FAILED": (WorkerState.Failed, CompletedReason.Error),
     "TASK_ERROR": (WorkerState.Failed, CompletedReason.Error),
     "TASK_KILLED": (WorkerState.Failed, CompletedReason.Killed),
-    **{s: (WorkerState.Failed, CompletedReason.Lost) for s in (
-        "TASK_LOST", "TASK_DROPPED", "TASK_UNREACHABLE", "TASK_GONE", "TASK_GONE_BY_OPERATOR",
-        "TASK_UNKNOWN",
-    )},
-}  # fmt: skip
+    **{
+        s: (WorkerState.Failed, CompletedReason.Lost)
+        for s in (
+            "TASK_LOST",
+            "TASK_DROPPED",
+            "TASK_UNREACHABLE",
+            "TASK_GONE",
+            "TASK_GONE_BY_OPERATOR",
+            "TASK_UNKNOWN",
+        )
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +126,14 @@ class JobCluster:
     cron_next_at: float | None = None
 
     def durable(self) -> tuple[object, ...]:
-        return (self.definition, self.created_at, self.disabled, self.last_job_count,
-                tuple(self.job_ids), self.cron_next_at)  # fmt: skip
+        return (
+            self.definition,
+            self.created_at,
+            self.disabled,
+            self.last_job_count,
+            tuple(self.job_ids),
+            self.cron_next_at,
+        )
 
 
 def _cron_next(sla: ClusterSla, after: float) -> float | None:
@@ -276,14 +289,24 @@ class ControlPlane:
         return self._update(replace(definition, configs=configs), "update", user, now)
 
     def update_artifact(
-        self, name: str, artifact_name: str, version: str, user: str, now: float,
-        job_jar_url: str = "", skip_submit: bool = False,
-    ) -> Outcome:  # fmt: skip
+        self,
+        name: str,
+        artifact_name: str,
+        version: str,
+        user: str,
+        now: float,
+        job_jar_url: str = "",
+        skip_submit: bool = False,
+    ) -> Outcome:
         """A new version with a new artifact; submits a job from it unless `skip_submit`."""
         cluster = self.cluster(name)
         old = cluster.definition
         config = JobClusterConfig(
-            artifact_name, version, now, old.latest.scheduling_info, job_jar_url or old.latest.job_jar_url
+            artifact_name,
+            version,
+            now,
+            old.latest.scheduling_info,
+            job_jar_url or old.latest.job_jar_url,
         )
         new = replace(old, configs=old.with_config(config))
         if not skip_submit:
@@ -297,8 +320,12 @@ class ControlPlane:
         self, name: str, scheduling_info: SchedulingInfo, version: str, user: str, now: float
     ) -> Outcome:
         old = self.cluster(name).definition
-        config = replace(old.latest, version=version, uploaded_at=now, scheduling_info=scheduling_info)
-        return self._update(replace(old, configs=old.with_config(config)), "updateSchedulingInfo", user, now)
+        config = replace(
+            old.latest, version=version, uploaded_at=now, scheduling_info=scheduling_info
+        )
+        return self._update(
+            replace(old, configs=old.with_config(config)), "updateSchedulingInfo", user, now
+        )
 
     def update_sla(
         self, name: str, sla: ClusterSla, user: str, now: float, force_enable: bool = False
@@ -313,7 +340,9 @@ class ControlPlane:
         cluster = self.cluster(name)
         return self._update(replace(cluster.definition, labels=labels), "updateLabels", user, now)
 
-    def _update(self, definition: JobClusterDefinition, action: str, user: str, now: float) -> Outcome:
+    def _update(
+        self, definition: JobClusterDefinition, action: str, user: str, now: float
+    ) -> Outcome:
         self._worker_timing(definition.parameters)
         out = self._begin()
         self._emit(ClusterUpdated(definition, action, user, now))
@@ -383,7 +412,9 @@ class ControlPlane:
         if not info.scalable:
             raise InvalidRequest("StageNumber", f"stage {stage} of job {jid} is not scalable")
         if not 1 <= workers <= MAX_WORKERS_PER_STAGE:
-            raise InvalidRequest("NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}")
+            raise InvalidRequest(
+                "NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}"
+            )
         out = self._begin()
         current = job.stages[stage]
         old = len(current)
@@ -391,8 +422,15 @@ class ControlPlane:
             return out
         for w in current[workers:]:
             if not w.terminal:
-                self._emit(WorkerStateChanged(w.worker_id, WorkerState.Completed, now,
-                                              CompletedReason.Killed, "scaled down"))  # fmt: skip
+                self._emit(
+                    WorkerStateChanged(
+                        w.worker_id,
+                        WorkerState.Completed,
+                        now,
+                        CompletedReason.Killed,
+                        "scaled down",
+                    )
+                )
                 out.effects.append(KillTask(w.worker_id, w.agent_id, "scaled down"))
         self._emit(StageScaled(jid, stage, workers, user, reason, now))
         for index in range(old, workers):
@@ -413,8 +451,11 @@ class ControlPlane:
         old = found[0]
         out = self._begin()
         message = reason or f"resubmitted by {user}"
-        self._emit(WorkerStateChanged(old.worker_id, WorkerState.Failed, now,
-                                      CompletedReason.Relaunched, message))  # fmt: skip
+        self._emit(
+            WorkerStateChanged(
+                old.worker_id, WorkerState.Failed, now, CompletedReason.Relaunched, message
+            )
+        )
         out.effects.append(KillTask(old.worker_id, old.agent_id, message))
         self._new_worker(job, old.stage, old.index, now, ready_at=now, replaces=old)
         self._publish(job, f"worker {old.worker_id} resubmitted: {message}", now)
@@ -434,23 +475,35 @@ class ControlPlane:
         return out
 
     def worker_status(
-        self, wid: str, state: WorkerState, now: float,
-        reason: CompletedReason | None = None, message: str = "",
-    ) -> Outcome:  # fmt: skip
+        self,
+        wid: str,
+        state: WorkerState,
+        now: float,
+        reason: CompletedReason | None = None,
+        message: str = "",
+    ) -> Outcome:
         """A status from the worker itself (postJobStatus) or from the resource manager."""
-        if state not in (WorkerState.StartInitiated, WorkerState.Started,
-                         WorkerState.Completed, WorkerState.Failed):  # fmt: skip
+        if state not in (
+            WorkerState.StartInitiated,
+            WorkerState.Started,
+            WorkerState.Completed,
+            WorkerState.Failed,
+        ):
             raise InvalidRequest("state", f"a worker cannot report {state.value}")
         out = self._begin()
         w = self.workers.get(wid)
         if w is None or w.terminal:
             if state in (WorkerState.StartInitiated, WorkerState.Started):
-                out.effects.append(KillTask(wid, w.agent_id if w else "", "worker no longer wanted"))
+                out.effects.append(
+                    KillTask(wid, w.agent_id if w else "", "worker no longer wanted")
+                )
             return out
         if state is WorkerState.Failed:
             self._fail(w, reason or CompletedReason.Error, message, now)
         elif state is WorkerState.Completed:
-            self._emit(WorkerStateChanged(wid, state, now, reason or CompletedReason.Normal, message))
+            self._emit(
+                WorkerStateChanged(wid, state, now, reason or CompletedReason.Normal, message)
+            )
             self._after_worker_ended(self.jobs[w.job_id], now)
         elif w.state is not state and (w.state, state) in WORKER_MOVES:
             self._emit(WorkerStateChanged(wid, state, now, None, message))
@@ -472,8 +525,9 @@ class ControlPlane:
             self._agent_attributes[offer.agent_id] = offer.attributes
         requests = [
             self._launch_request(self.jobs[w.job_id], w)
-            for w in self._pending.values() if w.ready_at <= now
-        ]  # fmt: skip
+            for w in self._pending.values()
+            if w.ready_at <= now
+        ]
         placements = [self._placement(w) for w in self._placed.values()]
         result = match(requests, offers, placements, now)
         by_worker = {r.worker_id: r for r in requests}
@@ -502,7 +556,9 @@ class ControlPlane:
         out = self._begin()
         w = self.workers.get(wid)
         if w is None or w.terminal:
-            out.effects.append(KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker"))
+            out.effects.append(
+                KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker")
+            )
             return out
         w.last_heartbeat_at = now
         if payloads:
@@ -524,8 +580,13 @@ class ControlPlane:
         for job in list(self._active.values()):
             limit = job.definition.job_sla.runtime_limit_secs
             if limit and job.started_at is not None and now >= job.started_at + limit:
-                self._end_job(job, CompletedReason.Killed, f"runtime limit of {limit}s reached",
-                              SYSTEM_USER, now)  # fmt: skip
+                self._end_job(
+                    job,
+                    CompletedReason.Killed,
+                    f"runtime limit of {limit}s reached",
+                    SYSTEM_USER,
+                    now,
+                )
         enabled = [c for c in self.clusters.values() if not c.disabled]
         for cluster in enabled:
             self._enforce_sla_max(cluster, now)
@@ -562,9 +623,13 @@ class ControlPlane:
         launched = [j for j in active if j.state is JobState.Launched]
         accepted = [j for j in active if j.state is JobState.Accepted]
         keep = max(sla.max - len(launched), 0) + self.config.sla_headroom_accepted
-        excess = launched[: max(len(launched) - sla.max, 0)] + accepted[: max(len(accepted) - keep, 0)]
+        excess = (
+            launched[: max(len(launched) - sla.max, 0)] + accepted[: max(len(accepted) - keep, 0)]
+        )
         for job in excess:
-            self._end_job(job, CompletedReason.Killed, f"SLA max {sla.max} exceeded", SYSTEM_USER, now)
+            self._end_job(
+                job, CompletedReason.Killed, f"SLA max {sla.max} exceeded", SYSTEM_USER, now
+            )
 
     def _enforce_sla_min(self, cluster: JobCluster, now: float) -> None:
         for _ in range(cluster.definition.sla.min - len(self._cluster_active(cluster))):
@@ -604,28 +669,47 @@ class ControlPlane:
         if source is None and jobs:
             d = jobs[0].definition
             # The last job ended: keep its settings but take the cluster's newest artifact.
-            return JobRequest(scheduling_info=d.scheduling_info, parameters=d.parameters,
-                              labels=d.labels, job_sla=d.job_sla,
-                              subscription_timeout_secs=d.subscription_timeout_secs)  # fmt: skip
+            return JobRequest(
+                scheduling_info=d.scheduling_info,
+                parameters=d.parameters,
+                labels=d.labels,
+                job_sla=d.job_sla,
+                subscription_timeout_secs=d.subscription_timeout_secs,
+            )
         if source is None:
             return JobRequest()
         d = source.definition
         if d.version not in {c.version for c in cluster.definition.configs}:
-            return JobRequest(scheduling_info=d.scheduling_info, parameters=d.parameters,
-                              labels=d.labels, job_sla=d.job_sla,
-                              subscription_timeout_secs=d.subscription_timeout_secs)  # fmt: skip
-        return JobRequest(d.artifact_name, d.version, d.job_jar_url, d.scheduling_info,
-                          d.parameters, d.labels, d.job_sla, d.subscription_timeout_secs)  # fmt: skip
+            return JobRequest(
+                scheduling_info=d.scheduling_info,
+                parameters=d.parameters,
+                labels=d.labels,
+                job_sla=d.job_sla,
+                subscription_timeout_secs=d.subscription_timeout_secs,
+            )
+        return JobRequest(
+            d.artifact_name,
+            d.version,
+            d.job_jar_url,
+            d.scheduling_info,
+            d.parameters,
+            d.labels,
+            d.job_sla,
+            d.subscription_timeout_secs,
+        )
 
     def _resolve(self, cluster: JobCluster, request: JobRequest, user: str) -> JobDefinition:
         d = cluster.definition
         config = d.config(request.version) if request.version else d.latest
         artifact = request.artifact_name or config.artifact_name
-        labels = _merge(_merge(d.labels, request.labels), (
-            Label("_mantis.artifact", artifact),
-            Label("_mantis.version", config.version),
-            Label("_mantis.submitter", user),
-        ))  # fmt: skip
+        labels = _merge(
+            _merge(d.labels, request.labels),
+            (
+                Label("_mantis.artifact", artifact),
+                Label("_mantis.version", config.version),
+                Label("_mantis.submitter", user),
+            ),
+        )
         return JobDefinition(
             cluster_name=d.name,
             user=user,
@@ -658,17 +742,31 @@ class ControlPlane:
         return jid
 
     def _new_worker(
-        self, job: JobRecord, stage: int, index: int, now: float, ready_at: float,
-        replaces: Worker | None = None, backoff_step: int = -1,
-    ) -> None:  # fmt: skip
+        self,
+        job: JobRecord,
+        stage: int,
+        index: int,
+        now: float,
+        ready_at: float,
+        replaces: Worker | None = None,
+        backoff_step: int = -1,
+    ) -> None:
         number = job.next_worker_number
         wid = worker_id(job.job_id, index, number)
-        self._emit(WorkerAccepted(
-            wid, job.job_id, stage, index, number, ready_at, now,
-            resubmit_of=replaces.number if replaces else 0,
-            resubmit_count=replaces.resubmit_count + 1 if replaces else 0,
-            backoff_step=backoff_step,
-        ))  # fmt: skip
+        self._emit(
+            WorkerAccepted(
+                wid,
+                job.job_id,
+                stage,
+                index,
+                number,
+                ready_at,
+                now,
+                resubmit_of=replaces.number if replaces else 0,
+                resubmit_count=replaces.resubmit_count + 1 if replaces else 0,
+                backoff_step=backoff_step,
+            )
+        )
         self._out.effects.append(self._launch_request(job, self.workers[wid]))
 
     def _placement(self, w: Worker) -> Placement:
@@ -676,17 +774,33 @@ class ControlPlane:
         info = job.definition.scheduling_info.stage(w.stage)
         m = info.machine_definition
         return Placement(
-            w.worker_id, w.job_id, w.stage, w.agent_id, w.hostname,
-            self._agent_attributes.get(w.agent_id, ()), job.definition.job_sla.duration_type,
-            m.cpu_cores, m.memory_mb, m.disk_mb, m.network_mbps, info.hard_constraints,
+            w.worker_id,
+            w.job_id,
+            w.stage,
+            w.agent_id,
+            w.hostname,
+            self._agent_attributes.get(w.agent_id, ()),
+            job.definition.job_sla.duration_type,
+            m.cpu_cores,
+            m.memory_mb,
+            m.disk_mb,
+            m.network_mbps,
+            info.hard_constraints,
             info.soft_constraints,
-        )  # fmt: skip
+        )
 
     def _launch_request(self, job: JobRecord, w: Worker) -> LaunchRequest:
         info = job.definition.scheduling_info.stage(w.stage)
         return LaunchRequest(
-            w.worker_id, job.job_id, w.stage, w.index, w.number, info.machine_definition,
-            info.hard_constraints, info.soft_constraints, job.definition.job_sla.duration_type,
+            w.worker_id,
+            job.job_id,
+            w.stage,
+            w.index,
+            w.number,
+            info.machine_definition,
+            info.hard_constraints,
+            info.soft_constraints,
+            job.definition.job_sla.duration_type,
             w.ready_at,
         )
 
@@ -699,20 +813,31 @@ class ControlPlane:
             return
         recent = sum(1 for t in job.failure_times if t > now - HOUR)
         if recent >= self.config.max_worker_failures_per_hour:
-            self._end_job(job, CompletedReason.Error,
-                          f"{recent} worker failures in the last hour", SYSTEM_USER, now)  # fmt: skip
+            self._end_job(
+                job,
+                CompletedReason.Error,
+                f"{recent} worker failures in the last hour",
+                SYSTEM_USER,
+                now,
+            )
             return
         delays = self.config.resubmit_delays_secs
         step, expires_at = job.backoff.get((w.stage, w.index), (-1, now))
         step = min(step + 1, len(delays) - 1) if now < expires_at else 0
-        self._new_worker(job, w.stage, w.index, now, now + delays[step], replaces=w, backoff_step=step)
-        self._publish(job, f"worker {w.worker_id} failed ({reason.value}): {message}", now, w.worker_id)
+        self._new_worker(
+            job, w.stage, w.index, now, now + delays[step], replaces=w, backoff_step=step
+        )
+        self._publish(
+            job, f"worker {w.worker_id} failed ({reason.value}): {message}", now, w.worker_id
+        )
         if w.started_at is not None:
             self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
     def _after_worker_started(self, job: JobRecord, now: float) -> None:
         if job.state is JobState.Accepted and job.all_started():
-            self._emit(JobStateChanged(job.job_id, JobState.Launched, now, None, "all workers started"))
+            self._emit(
+                JobStateChanged(job.job_id, JobState.Launched, now, None, "all workers started")
+            )
             self._publish(job, "all workers started", now)
         self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
@@ -722,12 +847,17 @@ class ControlPlane:
         elif not job.terminal:
             self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
-    def _end_job(self, job: JobRecord, reason: CompletedReason, message: str, user: str, now: float) -> None:
+    def _end_job(
+        self, job: JobRecord, reason: CompletedReason, message: str, user: str, now: float
+    ) -> None:
         self._emit(JobStateChanged(job.job_id, end_state(reason), now, reason, message, user))
         for w in job.current_workers():
             if not w.terminal:
-                self._emit(WorkerStateChanged(w.worker_id, WorkerState.Completed, now,
-                                              CompletedReason.Killed, message))  # fmt: skip
+                self._emit(
+                    WorkerStateChanged(
+                        w.worker_id, WorkerState.Completed, now, CompletedReason.Killed, message
+                    )
+                )
                 self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
         self._publish(job, message, now)
         self._out.effects.append(PublishSchedulingInfo(job.job_id))
@@ -737,9 +867,11 @@ class ControlPlane:
     def _on_cluster_created(self, e: ClusterCreated) -> None:
         name = e.definition.name
         self.clusters[name] = JobCluster(
-            e.definition, e.at, last_job_count=self._deleted_job_counts.pop(name, 0),
+            e.definition,
+            e.at,
+            last_job_count=self._deleted_job_counts.pop(name, 0),
             cron_next_at=_cron_next(e.definition.sla, e.at),
-        )  # fmt: skip
+        )
 
     def _on_cluster_updated(self, e: ClusterUpdated) -> None:
         cluster = self.clusters[e.definition.name]
@@ -762,9 +894,15 @@ class ControlPlane:
     def _on_job_accepted(self, e: JobAccepted) -> None:
         cluster = self.clusters[e.definition.cluster_name]
         job = JobRecord(
-            e.job_id, cluster.definition.name, e.number, e.definition, e.at, e.user,
-            e.heartbeat_interval_secs, e.worker_timeout_secs,
-        )  # fmt: skip
+            e.job_id,
+            cluster.definition.name,
+            e.number,
+            e.definition,
+            e.at,
+            e.user,
+            e.heartbeat_interval_secs,
+            e.worker_timeout_secs,
+        )
         job.stages = {s: [] for s in range(1, len(e.definition.scheduling_info.stages) + 1)}
         cluster.last_job_count = e.number
         cluster.job_ids.append(e.job_id)
@@ -774,9 +912,16 @@ class ControlPlane:
     def _on_worker_accepted(self, e: WorkerAccepted) -> None:
         job = self.jobs[e.job_id]
         w = Worker(
-            e.worker_id, e.job_id, e.stage, e.index, e.number, e.at, e.ready_at,
-            e.resubmit_of, e.resubmit_count,
-        )  # fmt: skip
+            e.worker_id,
+            e.job_id,
+            e.stage,
+            e.index,
+            e.number,
+            e.at,
+            e.ready_at,
+            e.resubmit_of,
+            e.resubmit_count,
+        )
         self.workers[e.worker_id] = w
         self._pending[e.worker_id] = w
         slots = job.stages[e.stage]
@@ -787,7 +932,10 @@ class ControlPlane:
             slots.append(w)
         job.next_worker_number = e.number + 1
         if e.backoff_step >= 0 and self._live:  # volatile: a restarted master starts afresh
-            job.backoff[(e.stage, e.index)] = (e.backoff_step, e.ready_at + self.config.resubmit_expiry_secs)
+            job.backoff[(e.stage, e.index)] = (
+                e.backoff_step,
+                e.ready_at + self.config.resubmit_expiry_secs,
+            )
 
     def _on_worker_launched(self, e: WorkerLaunched) -> None:
         w = self.workers[e.worker_id]
@@ -826,7 +974,7 @@ class ControlPlane:
             self._active.pop(e.job_id, None)
 
     def _on_stage_scaled(self, e: StageScaled) -> None:
-        del self.jobs[e.job_id].stages[e.stage][e.workers:]
+        del self.jobs[e.job_id].stages[e.stage][e.workers :]
 
     def _move_worker(self, w: Worker, dest: WorkerState) -> None:
         if self._live:

@@ -119,11 +119,29 @@ class StageScaled:
 
 
 Event = (
-    ClusterCreated | ClusterUpdated | ClusterDeleted | ClusterEnabled | CronFired | JobAccepted
-    | WorkerAccepted | WorkerLaunched | WorkerStateChanged | JobStateChanged | StageScaled
-)  # fmt: skip
+    ClusterCreated
+    | ClusterUpdated
+    | ClusterDeleted
+    | ClusterEnabled
+    | CronFired
+    | JobAccepted
+    | WorkerAccepted
+    | WorkerLaunched
+    | WorkerStateChanged
+    | JobStateChanged
+    | StageScaled
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    ClusterCreated, ClusterUpdated, ClusterDeleted, ClusterEnabled, CronFired, JobAccepted,
-    WorkerAccepted, WorkerLaunched, WorkerStateChanged, JobStateChanged, StageScaled,
-)  # fmt: skip
+    ClusterCreated,
+    ClusterUpdated,
+    ClusterDeleted,
+    ClusterEnabled,
+    CronFired,
+    JobAccepted,
+    WorkerAccepted,
+    WorkerLaunched,
+    WorkerStateChanged,
+    JobStateChanged,
+    StageScaled,
+)

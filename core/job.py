@@ -79,7 +79,9 @@ class JobRecord:
     # Volatile, as Mantis keeps its WorkerResubmitRateLimiter in the JobActor's memory: a
     # restarted master starts afresh, so workers lost to a cluster shutdown are not held back.
     failure_times: list[float] = field(default_factory=list)  # errors, for the hourly limit
-    backoff: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # (stage, index) -> (step, expires)
+    backoff: dict[tuple[int, int], tuple[int, float]] = field(
+        default_factory=dict
+    )  # (stage, index) -> (step, expires)
     # Current workers per stage, by index: the one non-terminal (or last) worker of each slot.
     stages: dict[int, list[Worker]] = field(default_factory=dict)
     started_workers: int = 0  # current workers in Started, kept by the appliers so checks are O(1)
@@ -104,8 +106,17 @@ class JobRecord:
 
     def durable(self) -> tuple[object, ...]:
         return (
-            self.job_id, self.definition, self.submitted_at, self.submitted_by,
-            self.heartbeat_interval_secs, self.worker_timeout_secs, self.state, self.started_at,
-            self.ended_at, self.reason, self.message, self.next_worker_number,
+            self.job_id,
+            self.definition,
+            self.submitted_at,
+            self.submitted_by,
+            self.heartbeat_interval_secs,
+            self.worker_timeout_secs,
+            self.state,
+            self.started_at,
+            self.ended_at,
+            self.reason,
+            self.message,
+            self.next_worker_number,
             {s: [w.worker_id for w in ws] for s, ws in self.stages.items()},
-        )  # fmt: skip
+        )

@@ -86,9 +86,13 @@ class MachineDefinition:
 
     def __post_init__(self) -> None:
         if not 0 < self.cpu_cores <= MAX_CPU_CORES:
-            raise InvalidRequest("cpuCores", f"must be in (0, {MAX_CPU_CORES:g}], got {self.cpu_cores}")
+            raise InvalidRequest(
+                "cpuCores", f"must be in (0, {MAX_CPU_CORES:g}], got {self.cpu_cores}"
+            )
         if not 0 < self.memory_mb <= MAX_MEMORY_MB:
-            raise InvalidRequest("memoryMB", f"must be in (0, {MAX_MEMORY_MB:g}], got {self.memory_mb}")
+            raise InvalidRequest(
+                "memoryMB", f"must be in (0, {MAX_MEMORY_MB:g}], got {self.memory_mb}"
+            )
         if not 0 <= self.network_mbps <= MAX_NETWORK_MBPS:
             raise InvalidRequest(
                 "networkMbps", f"must be in [0, {MAX_NETWORK_MBPS:g}], got {self.network_mbps}"
@@ -180,7 +184,9 @@ class SchedulingInfo:
 
     def stage(self, number: int) -> StageSchedulingInfo:
         if not 1 <= number <= len(self.stages):
-            raise InvalidRequest("stageNumber", f"job has stages 1..{len(self.stages)}, not {number}")
+            raise InvalidRequest(
+                "stageNumber", f"job has stages 1..{len(self.stages)}, not {number}"
+            )
         return self.stages[number - 1]
 
 
@@ -265,7 +271,9 @@ class Label:
     value: str
 
 
-def _check_unique_names(field_name: str, items: tuple[ParameterValue, ...] | tuple[Label, ...]) -> None:
+def _check_unique_names(
+    field_name: str, items: tuple[ParameterValue, ...] | tuple[Label, ...]
+) -> None:
     names = [i.name for i in items]
     if len(set(names)) != len(names):
         raise InvalidRequest(field_name, "names must be unique")
@@ -327,7 +335,7 @@ class JobClusterDefinition:
         """The config list after adding a new version: the last three plus the new one."""
         if any(c.version == config.version for c in self.configs):
             raise InvalidRequest("version", f"version {config.version!r} already exists")
-        return (*self.configs[-(MAX_CLUSTER_VERSIONS - 1):], config)
+        return (*self.configs[-(MAX_CLUSTER_VERSIONS - 1) :], config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,5 +403,7 @@ def parse_worker_id(value: str) -> tuple[str, int, int]:
     job, sep, rest = value.rpartition("-worker-")
     index, _, number = rest.partition("-")
     if not sep or not job or not index.isdigit() or not number.isdigit():
-        raise InvalidRequest("workerId", f"{value!r} is not of the form <job>-worker-<index>-<number>")
+        raise InvalidRequest(
+            "workerId", f"{value!r} is not of the form <job>-worker-<index>-<number>"
+        )
     return job, int(index), int(number)

@@ -16,11 +16,24 @@ from core.events import Event
 from core.scheduling import Offer
 
 # Mesos TaskState names (include/mesos/v1/mesos.proto).
-TASK_STATES = frozenset({
-    "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
-    "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_UNREACHABLE",
-    "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN",
-})  # fmt: skip
+TASK_STATES = frozenset(
+    {
+        "TASK_STAGING",
+        "TASK_STARTING",
+        "TASK_RUNNING",
+        "TASK_KILLING",
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_ERROR",
+        "TASK_LOST",
+        "TASK_DROPPED",
+        "TASK_UNREACHABLE",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+        "TASK_UNKNOWN",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

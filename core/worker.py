@@ -111,8 +111,23 @@ class Worker:
     def durable(self) -> tuple[object, ...]:
         """Everything that replay must rebuild (the volatile heartbeat fields excluded)."""
         return (
-            self.worker_id, self.stage, self.index, self.number, self.accepted_at,
-            self.ready_at, self.resubmit_of, self.resubmit_count, self.state, self.agent_id,
-            self.hostname, self.ports, self.launched_at, self.started_at, self.completed_at,
-            self.reason, self.message, self.replaced_reason, self.replaced_message,
-        )  # fmt: skip
+            self.worker_id,
+            self.stage,
+            self.index,
+            self.number,
+            self.accepted_at,
+            self.ready_at,
+            self.resubmit_of,
+            self.resubmit_count,
+            self.state,
+            self.agent_id,
+            self.hostname,
+            self.ports,
+            self.launched_at,
+            self.started_at,
+            self.completed_at,
+            self.reason,
+            self.message,
+            self.replaced_reason,
+            self.replaced_message,
+        )

@@ -251,17 +251,24 @@ def _pdeathsig_prefix() -> tuple[str, ...]:
     if setpriv is None:
         return ()
     try:
-        probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"],
-                               capture_output=True, timeout=5, check=False)
+        probe = subprocess.run(
+            [setpriv, "--pdeathsig", "KILL", "--", "true"],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return ()
     return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
 def _spawn_sync(
-    executable: str, argv: list[str], sandbox: Path, env: dict[str, str],
+    executable: str,
+    argv: list[str],
+    sandbox: Path,
+    env: dict[str, str],
     spawned: Callable[[int], None] | None,
-) -> subprocess.Popen[bytes]:  # fmt: skip
+) -> subprocess.Popen[bytes]:
     if "/" not in executable and shutil.which(executable, path=env.get("PATH")) is None:
         raise FileNotFoundError(f"{executable!r} not found on PATH")
     if "/" in executable and not os.access(executable, os.X_OK):
@@ -275,9 +282,16 @@ def _spawn_sync(
         preexec = _die_with_parent
     with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
         popen = subprocess.Popen(
-            argv, executable=executable, cwd=sandbox, env=env, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=err, start_new_session=True, preexec_fn=preexec,
-        )  # fmt: skip
+            argv,
+            executable=executable,
+            cwd=sandbox,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
     if spawned is not None:
         spawned(popen.pid)
     return popen
@@ -288,9 +302,12 @@ SPAWN_THREADS = 2
 
 
 async def spawn(
-    executable: str, argv: list[str], sandbox: Path, env: dict[str, str],
+    executable: str,
+    argv: list[str],
+    sandbox: Path,
+    env: dict[str, str],
     spawned: Callable[[int], None] | None = None,
-) -> TaskProcess:  # fmt: skip
+) -> TaskProcess:
     """Start a task's process: own session, sandbox as cwd, stdout/stderr files in it;
     `spawned(pid)` is called on the spawning thread once it runs.
 
@@ -430,8 +447,12 @@ class MesosliteAgent:
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
                 failures += 1
                 level = log.info if failures == 1 or failures % 50 == 0 else log.debug
-                level("agent_master_unreachable", master=self.config.master, error=str(e),
-                      attempts=failures)
+                level(
+                    "agent_master_unreachable",
+                    master=self.config.master,
+                    error=str(e),
+                    attempts=failures,
+                )
             except Exception:
                 log.exception("agent_stream_failed")
             self.session = None
@@ -449,10 +470,15 @@ class MesosliteAgent:
         }
         if self.id is not None:
             info["id"] = {"value": self.id}
-        tasks = [{
-            "framework_info": run.framework_info, "task": run.info, "state": run.state,
-            "updates": list(run.updates),
-        } for run in self.tasks.values()]  # fmt: skip
+        tasks = [
+            {
+                "framework_info": run.framework_info,
+                "task": run.info,
+                "state": run.state,
+                "updates": list(run.updates),
+            }
+            for run in self.tasks.values()
+        ]
         return {"type": "REGISTER", "register": {"agent_info": info, "tasks": tasks}}
 
     async def _register_and_follow(self) -> None:
@@ -471,8 +497,9 @@ class MesosliteAgent:
             while True:
                 read = asyncio.ensure_future(resp.content.readany())
                 nudge = asyncio.ensure_future(self._reconnect.wait())
-                done, _ = await asyncio.wait({read, nudge}, timeout=idle_limit,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {read, nudge}, timeout=idle_limit, return_when=asyncio.FIRST_COMPLETED
+                )
                 if read not in done:
                     read.cancel()
                     nudge.cancel()
@@ -496,8 +523,12 @@ class MesosliteAgent:
         self.id = registered["agent_id"]["value"]
         self.session = session
         self.registrations += 1
-        log.info("agent_registered", agent_id=self.id, tasks=len(self.tasks),
-                 registrations=self.registrations)
+        log.info(
+            "agent_registered",
+            agent_id=self.id,
+            tasks=len(self.tasks),
+            registrations=self.registrations,
+        )
         if self._outbox:
             self._outbox_ready.set()
 
@@ -512,11 +543,12 @@ class MesosliteAgent:
             self._posting = len(batch)
             session = self.session
             body = {
-                "type": "UPDATE", "agent_id": {"value": self.id},
-                "update": {"updates": [
-                    {"framework_id": {"value": fid}, "status": s} for fid, s in batch
-                ]},
-            }  # fmt: skip
+                "type": "UPDATE",
+                "agent_id": {"value": self.id},
+                "update": {
+                    "updates": [{"framework_id": {"value": fid}, "status": s} for fid, s in batch]
+                },
+            }
             delay = 0.05
             try:
                 while self.session == session:
@@ -534,12 +566,17 @@ class MesosliteAgent:
             return 0
         headers = {"Content-Type": "application/json", SESSION_HEADER: session}
         try:
-            async with self._http.post(self.url, data=orjson.dumps(body), headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with self._http.post(
+                self.url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
                 if resp.status >= 400:
                     text = await resp.text()
-                    log.warning("agent_call_rejected", type=body["type"], status=resp.status,
-                                error=text)
+                    log.warning(
+                        "agent_call_rejected", type=body["type"], status=resp.status, error=text
+                    )
                     if resp.status in (404, 409) and self.session == session:
                         self.session = None
                         self._reconnect.set()
@@ -556,14 +593,21 @@ class MesosliteAgent:
     def handle_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "PING":
-            self._call_soon({"type": "PONG", "agent_id": {"value": self.id},
-                             "pong": {"seq": event["ping"]["seq"]}})
+            self._call_soon(
+                {
+                    "type": "PONG",
+                    "agent_id": {"value": self.id},
+                    "pong": {"seq": event["ping"]["seq"]},
+                }
+            )
         elif kind == "RUN_TASK":
             self.run_task(event["run_task"]["framework_info"], event["run_task"]["task"])
         elif kind == "KILL_TASK":
             kill = event["kill_task"]
             key = (kill["framework_id"]["value"], kill["task_id"]["value"])
-            self.kill_task(key, duration_seconds((kill.get("kill_policy") or {}).get("grace_period")))
+            self.kill_task(
+                key, duration_seconds((kill.get("kill_policy") or {}).get("grace_period"))
+            )
         elif kind == "SHUTDOWN_FRAMEWORK":
             fid = event["shutdown_framework"]["framework_id"]["value"]
             log.info("framework_shutdown", framework_id=fid)
@@ -575,8 +619,11 @@ class MesosliteAgent:
         elif kind == "FRAMEWORK_MESSAGE":
             msg = event["framework_message"]
             # The command executor ignores framework messages, as Mesos' does.
-            log.info("framework_message_ignored", framework_id=msg["framework_id"]["value"],
-                     executor_id=msg["executor_id"]["value"])
+            log.info(
+                "framework_message_ignored",
+                framework_id=msg["framework_id"]["value"],
+                executor_id=msg["executor_id"]["value"],
+            )
         elif kind == "ERROR":
             log.error("master_error", message=event.get("error", {}).get("message"))
         else:
@@ -593,13 +640,24 @@ class MesosliteAgent:
         if run.terminal and not run.updates:
             del self.tasks[key]
 
-    def _status(self, run: TaskRun, state: str, reason: str | None = None,
-                message: str | None = None, source: str = SOURCE_EXECUTOR) -> None:  # fmt: skip
+    def _status(
+        self,
+        run: TaskRun,
+        state: str,
+        reason: str | None = None,
+        message: str | None = None,
+        source: str = SOURCE_EXECUTOR,
+    ) -> None:
         run.state = state
         status = task_status(
-            run.id, state, agent_id=self.id, source=source, reason=reason, message=message,
+            run.id,
+            state,
+            agent_id=self.id,
+            source=source,
+            reason=reason,
+            message=message,
             executor_id=run.id,
-        )  # fmt: skip
+        )
         run.updates.append(status)
         self._outbox.append((run.framework_id, status))
         self._outbox_ready.set()
@@ -630,23 +688,33 @@ class MesosliteAgent:
         except ResourceError:
             fits = False
         if not fits:
-            self._status(run, ERROR, REASON_TASK_INVALID, source=SOURCE_AGENT,
-                         message=f"Task would take the agent beyond its resources {self.config.resources}")
+            self._status(
+                run,
+                ERROR,
+                REASON_TASK_INVALID,
+                source=SOURCE_AGENT,
+                message=f"Task would take the agent beyond its resources {self.config.resources}",
+            )
             return
         self._status(run, STARTING)  # now, not when its turn to spawn comes
         self._spawn(self._launch(run))
 
     def _environment(self, run: TaskRun, sandbox: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "MESOS_TASK_ID": run.id, "MESOS_FRAMEWORK_ID": run.framework_id,
-            "MESOS_EXECUTOR_ID": run.id, "MESOS_AGENT_ID": self.id or "",
-            "MESOS_SLAVE_ID": self.id or "", "MESOS_SANDBOX": str(sandbox),
-            "MESOS_DIRECTORY": str(sandbox),
-            "MESOS_ALLOCATION_ROLE": framework_role(run.framework_info),
-            "MESOS_AGENT_ENDPOINT": f"{self.config.host}:{self.endpoint_port}",
-            "HOST": self.config.hostname,
-        })  # fmt: skip
+        env.update(
+            {
+                "MESOS_TASK_ID": run.id,
+                "MESOS_FRAMEWORK_ID": run.framework_id,
+                "MESOS_EXECUTOR_ID": run.id,
+                "MESOS_AGENT_ID": self.id or "",
+                "MESOS_SLAVE_ID": self.id or "",
+                "MESOS_SANDBOX": str(sandbox),
+                "MESOS_DIRECTORY": str(sandbox),
+                "MESOS_ALLOCATION_ROLE": framework_role(run.framework_info),
+                "MESOS_AGENT_ENDPOINT": f"{self.config.host}:{self.endpoint_port}",
+                "HOST": self.config.hostname,
+            }
+        )
         env.update(port_variables(run.resources))
         command_env = run.info.get("command", {}).get("environment") or {}
         for var in command_env.get("variables") or []:
@@ -656,13 +724,22 @@ class MesosliteAgent:
 
     def sandbox_of(self, run: TaskRun) -> Path:
         return (
-            self.config.work_dir / "slaves" / (self.id or "unregistered") / "frameworks"
-            / run.framework_id / "executors" / run.id / "runs" / str(uuid.uuid4())
-        )  # fmt: skip
+            self.config.work_dir
+            / "slaves"
+            / (self.id or "unregistered")
+            / "frameworks"
+            / run.framework_id
+            / "executors"
+            / run.id
+            / "runs"
+            / str(uuid.uuid4())
+        )
 
     async def _launch(self, run: TaskRun) -> None:
         if run.kill_requested or run.agent_shutdown:
-            message = "Agent shut down before launch" if run.agent_shutdown else "Killed before launch"
+            message = (
+                "Agent shut down before launch" if run.agent_shutdown else "Killed before launch"
+            )
             self._status(run, KILLED, REASON_TASK_KILLED_DURING_LAUNCH, message)
             return
         command = run.info.get("command") or {}
@@ -670,8 +747,9 @@ class MesosliteAgent:
         try:
             executable, argv = command_argv(command)
             record = functools.partial(self._record_group, run.id)
-            run.process = await spawn(executable, argv, sandbox, self._environment(run, sandbox),
-                                      record)  # fmt: skip
+            run.process = await spawn(
+                executable, argv, sandbox, self._environment(run, sandbox), record
+            )
         except (OSError, KeyError, ValueError) as e:
             log.info("task_launch_failed", task_id=run.id, error=str(e))
             self._status(run, FAILED, REASON_CONTAINER_LAUNCH_FAILED, f"Failed to launch: {e}")
@@ -705,12 +783,17 @@ class MesosliteAgent:
 
     def _finished(self, run: TaskRun, code: int) -> None:
         message = (
-            f"Command exited with status {code}" if code >= 0
+            f"Command exited with status {code}"
+            if code >= 0
             else f"Command terminated with signal {_signal_name(-code)}"
-        )  # fmt: skip
+        )
         if run.timed_out:
-            self._status(run, FAILED, REASON_MAX_COMPLETION_TIME_REACHED,
-                         f"Task exceeded its max_completion_time; {message}")
+            self._status(
+                run,
+                FAILED,
+                REASON_MAX_COMPLETION_TIME_REACHED,
+                f"Task exceeded its max_completion_time; {message}",
+            )
         elif run.kill_requested:
             self._status(run, KILLED, None, message)
         elif run.agent_shutdown:
@@ -723,8 +806,13 @@ class MesosliteAgent:
     def kill_task(self, key: tuple[str, str], grace: float | None) -> None:
         run = self.tasks.get(key)
         if run is None:
-            status = task_status(key[1], LOST, agent_id=self.id, source=SOURCE_AGENT,
-                                 message="Kill of a task unknown to the agent")
+            status = task_status(
+                key[1],
+                LOST,
+                agent_id=self.id,
+                source=SOURCE_AGENT,
+                message="Kill of a task unknown to the agent",
+            )
             self._outbox.append((key[0], status))
             self._outbox_ready.set()
             return
@@ -768,8 +856,11 @@ class MesosliteAgent:
         while any(not r.terminal for r in running) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         flush_deadline = time.monotonic() + 2.0
-        while ((self._outbox or self._posting) and self.session is not None
-               and time.monotonic() < flush_deadline):  # fmt: skip
+        while (
+            (self._outbox or self._posting)
+            and self.session is not None
+            and time.monotonic() < flush_deadline
+        ):
             await asyncio.sleep(0.02)
         if self.session is not None:
             await self._post({"type": "UNREGISTER", "agent_id": {"value": self.id}}, self.session)
@@ -779,17 +870,26 @@ class MesosliteAgent:
 
     def state(self) -> dict[str, Any]:
         return {
-            "id": self.id, "hostname": self.config.hostname, "version": MESOS_VERSION,
-            "master": self.config.master, "registered": self.session is not None,
-            "resources": str(self.config.resources), "used": str(self.used()),
+            "id": self.id,
+            "hostname": self.config.hostname,
+            "version": MESOS_VERSION,
+            "master": self.config.master,
+            "registered": self.session is not None,
+            "resources": str(self.config.resources),
+            "used": str(self.used()),
             "attributes": dict(self.config.attributes),
-            "tasks": [{
-                "id": r.id, "framework_id": r.framework_id, "state": r.state,
-                "pid": r.process.pid if r.process else None,
-                "sandbox": str(r.sandbox) if r.sandbox else None,
-                "unacknowledged_updates": len(r.updates),
-            } for r in self.tasks.values()],
-        }  # fmt: skip
+            "tasks": [
+                {
+                    "id": r.id,
+                    "framework_id": r.framework_id,
+                    "state": r.state,
+                    "pid": r.process.pid if r.process else None,
+                    "sandbox": str(r.sandbox) if r.sandbox else None,
+                    "unacknowledged_updates": len(r.updates),
+                }
+                for r in self.tasks.values()
+            ],
+        }
 
     def executor_message(self, call: dict[str, Any]) -> None:
         fid = id_of(call, "framework_id")
@@ -797,10 +897,17 @@ class MesosliteAgent:
         data = (call.get("message") or {}).get("data")
         if not isinstance(data, str):
             raise ValueError("Expecting 'message.data' (base64) to be present")
-        self._call_soon({"type": "EXECUTOR_MESSAGE", "agent_id": {"value": self.id},
-                         "executor_message": {"framework_id": {"value": fid},
-                                              "executor_id": {"value": executor_id},
-                                              "data": data}})  # fmt: skip
+        self._call_soon(
+            {
+                "type": "EXECUTOR_MESSAGE",
+                "agent_id": {"value": self.id},
+                "executor_message": {
+                    "framework_id": {"value": fid},
+                    "executor_id": {"value": executor_id},
+                    "data": data,
+                },
+            }
+        )
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -827,10 +934,13 @@ async def _executor_api(request: web.Request) -> web.Response:
     except orjson.JSONDecodeError as e:
         return web.Response(status=400, text=f"Failed to parse body into JSON: {e}")
     if not isinstance(call, dict) or call.get("type") != "MESSAGE":
-        return web.Response(status=501, text=(
-            "mesoslite agents run tasks with the command executor; of the executor API only"
-            " MESSAGE is supported"
-        ))  # fmt: skip
+        return web.Response(
+            status=501,
+            text=(
+                "mesoslite agents run tasks with the command executor; of the executor API only"
+                " MESSAGE is supported"
+            ),
+        )
     try:
         agent.executor_message(call)
     except ValueError as e:
@@ -839,7 +949,9 @@ async def _executor_api(request: web.Request) -> web.Response:
 
 
 async def _state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[AGENT_KEY].state(), dumps=lambda o: orjson.dumps(o).decode())
+    return web.json_response(
+        request.app[AGENT_KEY].state(), dumps=lambda o: orjson.dumps(o).decode()
+    )
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -872,9 +984,15 @@ async def serve(config: AgentConfig, ready: Callable[[MesosliteAgent], None] | N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("agent_started", master=config.master, resources=str(config.resources),
-             attributes=dict(config.attributes), work_dir=str(config.work_dir),
-             endpoint=f"{config.host}:{agent.endpoint_port}", tasks_die_with_agent=die_with_agent)
+    log.info(
+        "agent_started",
+        master=config.master,
+        resources=str(config.resources),
+        attributes=dict(config.attributes),
+        work_dir=str(config.work_dir),
+        endpoint=f"{config.host}:{agent.endpoint_port}",
+        tasks_die_with_agent=die_with_agent,
+    )
     if ready is not None:
         ready(agent)
     try:
@@ -913,35 +1031,73 @@ def _positive(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The agent's options (`mantis agent ...`, `python -m mesoslite.agent ...`)."""
     d = AgentConfig()
-    parser.add_argument("--master", default=d.master,
-                        help="master URL or host:port (default: %(default)s)")
-    parser.add_argument("--resources", type=_resources, default=d.resources, metavar="SPEC",
-                        help=f"what this agent offers (default: {DEFAULT_RESOURCES}); "
-                             "accounted, not isolated")
-    parser.add_argument("--attributes", type=_attributes, default=(), metavar="SPEC",
-                        help="text attributes, e.g. 'zone:a;rack:r1'")
-    parser.add_argument("--work-dir", type=Path, required=True,
-                        help="folder for task sandboxes (created if missing)")
-    parser.add_argument("--hostname", default=d.hostname,
-                        help="hostname in offers: where tasks are reached (default: %(default)s)")
-    parser.add_argument("--host", default=d.host,
-                        help="address of the agent's executor endpoint (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=d.port,
-                        help="port of the agent's executor endpoint (default: 0, any free port)")
-    parser.add_argument("--kill-grace-period", type=_positive, default=d.kill_grace_period,
-                        metavar="SECONDS",
-                        help="SIGTERM to SIGKILL delay when a task is killed (default: %(default)s)")
-    parser.add_argument("--reconnect-backoff-max", type=_positive, default=d.reconnect_backoff_max,
-                        metavar="SECONDS",
-                        help="longest wait between attempts to reach the master (default: %(default)s)")
+    parser.add_argument(
+        "--master", default=d.master, help="master URL or host:port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--resources",
+        type=_resources,
+        default=d.resources,
+        metavar="SPEC",
+        help=f"what this agent offers (default: {DEFAULT_RESOURCES}); accounted, not isolated",
+    )
+    parser.add_argument(
+        "--attributes",
+        type=_attributes,
+        default=(),
+        metavar="SPEC",
+        help="text attributes, e.g. 'zone:a;rack:r1'",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        required=True,
+        help="folder for task sandboxes (created if missing)",
+    )
+    parser.add_argument(
+        "--hostname",
+        default=d.hostname,
+        help="hostname in offers: where tasks are reached (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host",
+        default=d.host,
+        help="address of the agent's executor endpoint (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=d.port,
+        help="port of the agent's executor endpoint (default: 0, any free port)",
+    )
+    parser.add_argument(
+        "--kill-grace-period",
+        type=_positive,
+        default=d.kill_grace_period,
+        metavar="SECONDS",
+        help="SIGTERM to SIGKILL delay when a task is killed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reconnect-backoff-max",
+        type=_positive,
+        default=d.reconnect_backoff_max,
+        metavar="SECONDS",
+        help="longest wait between attempts to reach the master (default: %(default)s)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     return AgentConfig(
-        master=args.master, resources=args.resources, attributes=args.attributes,
-        work_dir=args.work_dir.resolve(), hostname=args.hostname, host=args.host, port=args.port,
-        kill_grace_period=args.kill_grace_period, reconnect_backoff_max=args.reconnect_backoff_max,
-    )  # fmt: skip
+        master=args.master,
+        resources=args.resources,
+        attributes=args.attributes,
+        work_dir=args.work_dir.resolve(),
+        hostname=args.hostname,
+        host=args.host,
+        port=args.port,
+        kill_grace_period=args.kill_grace_period,
+        reconnect_backoff_max=args.reconnect_backoff_max,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

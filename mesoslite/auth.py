@@ -86,9 +86,9 @@ def load_credentials(location: str) -> Credentials:
     entries = document.get("credentials") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise CredentialsError(
-            f"credentials file {path}: expected {{\"credentials\": [{{\"principal\": ..., "
-            f"\"secret\": ...}}, ...]}} with at least one credential"
-        )  # fmt: skip
+            f'credentials file {path}: expected {{"credentials": [{{"principal": ..., '
+            f'"secret": ...}}, ...]}} with at least one credential'
+        )
     secrets: dict[str, bytes] = {}
     for i, entry in enumerate(entries):
         principal = entry.get("principal") if isinstance(entry, dict) else None
@@ -97,8 +97,10 @@ def load_credentials(location: str) -> Credentials:
             raise CredentialsError(
                 f"credentials file {path}: credentials[{i}].principal must be a non-empty"
                 " string without ':'"
-            )  # fmt: skip
+            )
         if not isinstance(secret, str):
-            raise CredentialsError(f"credentials file {path}: credentials[{i}].secret must be a string")
+            raise CredentialsError(
+                f"credentials file {path}: credentials[{i}].secret must be a string"
+            )
         secrets[principal] = secret.encode()
     return Credentials(secrets)

@@ -30,9 +30,12 @@ class CallFailed(RuntimeError):
 
 class SchedulerClient:
     def __init__(
-        self, master_url: str, path: str = "/api/v1/scheduler",
-        principal: str | None = None, secret: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        master_url: str,
+        path: str = "/api/v1/scheduler",
+        principal: str | None = None,
+        secret: str | None = None,
+    ) -> None:
         """With `principal` and `secret`, every request presents them (HTTP Basic), as
         pymesos' MesosSchedulerDriver does."""
         self.url = master_url.rstrip("/") + path
@@ -49,22 +52,33 @@ class SchedulerClient:
         self.closed = asyncio.Event()
 
     async def subscribe(
-        self, framework_info: dict[str, Any], framework_id: str | None = None,
-        timeout: float = 10.0, **subscribe: Any,
-    ) -> Event:  # fmt: skip
+        self,
+        framework_info: dict[str, Any],
+        framework_id: str | None = None,
+        timeout: float = 10.0,
+        **subscribe: Any,
+    ) -> Event:
         """SUBSCRIBE and wait for SUBSCRIBED; CallFailed if refused, the ERROR event if errored."""
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None), headers=self.headers
-            )  # fmt: skip
+            )
         info = dict(framework_info)
-        body: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": info, **subscribe}}
+        body: dict[str, Any] = {
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": info, **subscribe},
+        }
         if framework_id is not None:
             info["id"] = {"value": framework_id}
             body["framework_id"] = {"value": framework_id}
-        resp = await self._http.post(self.url, data=orjson.dumps(body), headers={
-            "Content-Type": "application/json", "Accept": "application/json",
-        })  # fmt: skip
+        resp = await self._http.post(
+            self.url,
+            data=orjson.dumps(body),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
         if resp.status != 200:
             text = await resp.text()
             resp.release()
@@ -94,8 +108,11 @@ class SchedulerClient:
             self._arrived.set()
 
     async def next_event(
-        self, *types: str, timeout: float = 5.0, where: Callable[[Event], bool] | None = None,
-    ) -> Event:  # fmt: skip
+        self,
+        *types: str,
+        timeout: float = 5.0,
+        where: Callable[[Event], bool] | None = None,
+    ) -> Event:
         """The first unread event of one of `types` (any type if none) that `where` accepts."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -105,7 +122,9 @@ class SchedulerClient:
                     del self._unread[i]
                     return event
             if self.closed.is_set():
-                raise ConnectionError(f"event stream closed while waiting for {types or 'an event'}")
+                raise ConnectionError(
+                    f"event stream closed while waiting for {types or 'an event'}"
+                )
             self._arrived.clear()
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -120,7 +139,9 @@ class SchedulerClient:
         self._unread = [e for e in self._unread if types and e["type"] not in types]
         return taken
 
-    async def call(self, call: dict[str, Any], stream_id: str | None = "current") -> tuple[int, str]:
+    async def call(
+        self, call: dict[str, Any], stream_id: str | None = "current"
+    ) -> tuple[int, str]:
         """POST a call with this framework's id and stream id; (HTTP status, body text)."""
         assert self._http is not None, "subscribe first"
         body = dict(call)
@@ -141,9 +162,11 @@ class SchedulerClient:
     # -- the common calls -----------------------------------------------------------------------
 
     async def accept(
-        self, offer_ids: list[str], tasks: list[dict[str, Any]],
+        self,
+        offer_ids: list[str],
+        tasks: list[dict[str, Any]],
         refuse_seconds: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         accept: dict[str, Any] = {
             "offer_ids": [{"value": o} for o in offer_ids],
             "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
@@ -160,10 +183,16 @@ class SchedulerClient:
 
     async def acknowledge(self, status: dict[str, Any]) -> None:
         if "uuid" in status:
-            await self.must({"type": "ACKNOWLEDGE", "acknowledge": {
-                "agent_id": status["agent_id"], "task_id": status["task_id"],
-                "uuid": status["uuid"],
-            }})  # fmt: skip
+            await self.must(
+                {
+                    "type": "ACKNOWLEDGE",
+                    "acknowledge": {
+                        "agent_id": status["agent_id"],
+                        "task_id": status["task_id"],
+                        "uuid": status["uuid"],
+                    },
+                }
+            )
 
     async def kill(self, task_id: str) -> None:
         await self.must({"type": "KILL", "kill": {"task_id": {"value": task_id}}})
@@ -185,18 +214,32 @@ class SchedulerClient:
 
 
 def command_task(
-    task_id: str, agent_id: str, command: str, cpus: float = 0.1, mem: float = 32,
-    ports: list[tuple[int, int]] | None = None, **extra: Any,
-) -> dict[str, Any]:  # fmt: skip
+    task_id: str,
+    agent_id: str,
+    command: str,
+    cpus: float = 0.1,
+    mem: float = 32,
+    ports: list[tuple[int, int]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A TaskInfo running `command` through the shell."""
     resources: list[dict[str, Any]] = [
         {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
         {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
     ]
     if ports:
-        resources.append({"name": "ports", "type": "RANGES",
-                          "ranges": {"range": [{"begin": b, "end": e} for b, e in ports]}})
+        resources.append(
+            {
+                "name": "ports",
+                "type": "RANGES",
+                "ranges": {"range": [{"begin": b, "end": e} for b, e in ports]},
+            }
+        )
     return {
-        "name": task_id, "task_id": {"value": task_id}, "agent_id": {"value": agent_id},
-        "resources": resources, "command": {"shell": True, "value": command}, **extra,
-    }  # fmt: skip
+        "name": task_id,
+        "task_id": {"value": task_id},
+        "agent_id": {"value": agent_id},
+        "resources": resources,
+        "command": {"shell": True, "value": command},
+        **extra,
+    }

@@ -36,13 +36,66 @@ RECORDS = "task-groups"
 LOCK_FILE = "agent.lock"
 
 # dash's reserved words and builtins: `exec` would skip the builtin or break the syntax.
-_SHELL_WORDS = frozenset((
-    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then",
-    "until", "while", ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "command", "continue",
-    "echo", "eval", "exec", "exit", "export", "false", "fc", "fg", "getopts", "hash", "jobs",
-    "kill", "local", "printf", "pwd", "read", "readonly", "return", "set", "shift", "test",
-    "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "wait",
-))  # fmt: skip
+_SHELL_WORDS = frozenset(
+    (
+        "!",
+        "{",
+        "}",
+        "case",
+        "do",
+        "done",
+        "elif",
+        "else",
+        "esac",
+        "fi",
+        "for",
+        "if",
+        "in",
+        "then",
+        "until",
+        "while",
+        ".",
+        ":",
+        "[",
+        "alias",
+        "bg",
+        "break",
+        "cd",
+        "chdir",
+        "command",
+        "continue",
+        "echo",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fc",
+        "fg",
+        "getopts",
+        "hash",
+        "jobs",
+        "kill",
+        "local",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+    )
+)
 _OPERATOR = re.compile(r"[();<>|&]+")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -145,7 +198,11 @@ class TaskGroups:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
                     killed.append(pgid)
-                log.warning("agent_reaped_leftover_task", pgid=pgid, task_id=record.get("task_id"),
-                            processes=sorted(group))  # fmt: skip
+                log.warning(
+                    "agent_reaped_leftover_task",
+                    pgid=pgid,
+                    task_id=record.get("task_id"),
+                    processes=sorted(group),
+                )
             path.unlink(missing_ok=True)
         return killed

@@ -76,7 +76,7 @@ def framework_credentials(config: MasterConfig) -> Credentials | None:
     if credentials is None:
         raise CredentialsError(
             f"--authenticate-http-frameworks needs --credentials (or {CREDENTIALS_ENV})"
-        )  # fmt: skip
+        )
     return credentials
 
 
@@ -107,46 +107,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The master's options (`mantis mesoslite ...`, `python -m mesoslite master ...`)."""
     d = MasterConfig()
     parser.add_argument("--host", default=d.host, help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=d.port, help="port (default: %(default)s; 0 picks one)")
-    parser.add_argument("--hostname", default=None, help="name advertised to frameworks (default: --host)")
-    parser.add_argument("--allocator", default=d.allocator,
-                        help="allocation module: drf, priority, or package.module:Factory (default: %(default)s)")
-    parser.add_argument("--allocation-interval", type=_positive, default=d.allocation_interval,
-                        metavar="SECONDS", help="seconds between allocation cycles (default: %(default)s)")
-    parser.add_argument("--heartbeat-interval", type=_positive, default=d.heartbeat_interval,
-                        metavar="SECONDS", help="HEARTBEAT period to frameworks (default: %(default)s)")
-    parser.add_argument("--agent-ping-timeout", type=_positive, default=d.agent_ping_timeout,
-                        metavar="SECONDS", help="time an agent has to answer a ping (default: %(default)s)")
-    parser.add_argument("--max-agent-ping-timeouts", type=int, default=d.max_agent_ping_timeouts,
-                        metavar="N", help="unanswered pings before an agent is removed (default: %(default)s)")
-    parser.add_argument("--agent-reregister-timeout", type=float, default=d.agent_reregister_timeout,
-                        metavar="SECONDS",
-                        help="after start, how long reconciliation waits for agents to re-register (default: %(default)s)")
-    parser.add_argument("--status-update-retry-min", type=_positive, default=d.status_update_retry_min,
-                        metavar="SECONDS", help="first re-send of an unacknowledged update (default: %(default)s)")
-    parser.add_argument("--status-update-retry-max", type=_positive, default=d.status_update_retry_max,
-                        metavar="SECONDS", help="cap of the re-send back-off (default: %(default)s)")
-    parser.add_argument("--offer-timeout", type=_positive, default=None, metavar="SECONDS",
-                        help="rescind offers not used within this time (default: never)")
-    parser.add_argument("--weights", type=_weights, default={}, metavar="ROLE=W,...",
-                        help="role weights for the allocator, e.g. 'prod=2,dev=1'")
-    parser.add_argument("--authenticate-http-frameworks", action="store_true",
-                        help="frameworks must authenticate with HTTP Basic credentials of --credentials")
-    parser.add_argument("--credentials", default=None, metavar="PATH",
-                        help="JSON credentials file, {\"credentials\": [{\"principal\": ..., \"secret\": ...}]}"
-                             f" (default: ${CREDENTIALS_ENV})")
+    parser.add_argument(
+        "--port", type=int, default=d.port, help="port (default: %(default)s; 0 picks one)"
+    )
+    parser.add_argument(
+        "--hostname", default=None, help="name advertised to frameworks (default: --host)"
+    )
+    parser.add_argument(
+        "--allocator",
+        default=d.allocator,
+        help="allocation module: drf, priority, or package.module:Factory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allocation-interval",
+        type=_positive,
+        default=d.allocation_interval,
+        metavar="SECONDS",
+        help="seconds between allocation cycles (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=_positive,
+        default=d.heartbeat_interval,
+        metavar="SECONDS",
+        help="HEARTBEAT period to frameworks (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--agent-ping-timeout",
+        type=_positive,
+        default=d.agent_ping_timeout,
+        metavar="SECONDS",
+        help="time an agent has to answer a ping (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-agent-ping-timeouts",
+        type=int,
+        default=d.max_agent_ping_timeouts,
+        metavar="N",
+        help="unanswered pings before an agent is removed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--agent-reregister-timeout",
+        type=float,
+        default=d.agent_reregister_timeout,
+        metavar="SECONDS",
+        help="after start, how long reconciliation waits for agents to re-register (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--status-update-retry-min",
+        type=_positive,
+        default=d.status_update_retry_min,
+        metavar="SECONDS",
+        help="first re-send of an unacknowledged update (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--status-update-retry-max",
+        type=_positive,
+        default=d.status_update_retry_max,
+        metavar="SECONDS",
+        help="cap of the re-send back-off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--offer-timeout",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="rescind offers not used within this time (default: never)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=_weights,
+        default={},
+        metavar="ROLE=W,...",
+        help="role weights for the allocator, e.g. 'prod=2,dev=1'",
+    )
+    parser.add_argument(
+        "--authenticate-http-frameworks",
+        action="store_true",
+        help="frameworks must authenticate with HTTP Basic credentials of --credentials",
+    )
+    parser.add_argument(
+        "--credentials",
+        default=None,
+        metavar="PATH",
+        help='JSON credentials file, {"credentials": [{"principal": ..., "secret": ...}]}'
+        f" (default: ${CREDENTIALS_ENV})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> MasterConfig:
     return MasterConfig(
-        host=args.host, port=args.port, hostname=args.hostname, allocator=args.allocator,
-        allocation_interval=args.allocation_interval, heartbeat_interval=args.heartbeat_interval,
+        host=args.host,
+        port=args.port,
+        hostname=args.hostname,
+        allocator=args.allocator,
+        allocation_interval=args.allocation_interval,
+        heartbeat_interval=args.heartbeat_interval,
         agent_ping_timeout=args.agent_ping_timeout,
         max_agent_ping_timeouts=max(1, args.max_agent_ping_timeouts),
         agent_reregister_timeout=max(0.0, args.agent_reregister_timeout),
         status_update_retry_min=args.status_update_retry_min,
         status_update_retry_max=max(args.status_update_retry_max, args.status_update_retry_min),
-        offer_timeout=args.offer_timeout, weights=args.weights,
+        offer_timeout=args.offer_timeout,
+        weights=args.weights,
         authenticate_http_frameworks=args.authenticate_http_frameworks,
         credentials=args.credentials or os.environ.get(CREDENTIALS_ENV) or None,
-    )  # fmt: skip
+    )

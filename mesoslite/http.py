@@ -47,6 +47,8 @@ SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
 AGENT_PATH = "/mesoslite/api/v1/agent"
 MASTER_KEY = web.AppKey("master", MesosliteMaster)
 CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)  # absent: no authentication
+
+
 def _text(status: int, message: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=message, headers=headers)
 
@@ -60,11 +62,11 @@ async def _read_call(request: web.Request) -> dict[str, Any] | web.Response:
         return _text(400, "Expecting 'Content-Type' to be present")
     mime = content_type.split(";")[0].strip().lower()
     if mime == "application/x-protobuf":
-        return _text(415, "mesoslite speaks JSON only: expecting 'Content-Type' of application/json")
-    if mime != "application/json":
         return _text(
-            415, "Expecting 'Content-Type' of application/json or application/x-protobuf"
-        )  # fmt: skip
+            415, "mesoslite speaks JSON only: expecting 'Content-Type' of application/json"
+        )
+    if mime != "application/json":
+        return _text(415, "Expecting 'Content-Type' of application/json or application/x-protobuf")
     body = await request.read()
     try:
         call = orjson.loads(body)
@@ -98,7 +100,7 @@ def _authenticated(request: web.Request, realm: str) -> str | None:
         raise web.HTTPUnauthorized(
             text="Expecting HTTP Basic credentials of a known principal in 'Authorization'",
             headers={"WWW-Authenticate": challenge(realm)},
-        )  # fmt: skip
+        )
     return principal
 
 
@@ -138,12 +140,19 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve_stream(
-    request: web.Request, stream: EventStream, headers: dict[str, str],
+    request: web.Request,
+    stream: EventStream,
+    headers: dict[str, str],
     on_close: Callable[[], Any],
-) -> web.StreamResponse:  # fmt: skip
-    response = web.StreamResponse(status=200, headers={
-        "Content-Type": "application/json", "Cache-Control": "no-cache", **headers,
-    })  # fmt: skip
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "application/json",
+            "Cache-Control": "no-cache",
+            **headers,
+        },
+    )
     response.enable_chunked_encoding()
     try:
         await response.prepare(request)
@@ -163,8 +172,12 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
     try:
         if call.get("type") == "REGISTER":
             agent, stream = master.register_agent(call)
-            return await _serve_stream(request, stream, {AGENT_SESSION_HEADER: stream.id},
-                                       lambda: master.agent_stream_closed(agent, stream))
+            return await _serve_stream(
+                request,
+                stream,
+                {AGENT_SESSION_HEADER: stream.id},
+                lambda: master.agent_stream_closed(agent, stream),
+            )
         master.agent_call(call, request.headers.get(AGENT_SESSION_HEADER))
     except InvalidCall as e:
         log.info("agent_call_rejected", type=call.get("type"), status=e.status, error=e.message)
@@ -233,12 +246,11 @@ def create_app(master: MesosliteMaster, credentials: Credentials | None = None) 
     return app
 
 
-
-
 async def serve(
-    config: MasterConfig, ready: Callable[[MesosliteMaster], None] | None = None,
+    config: MasterConfig,
+    ready: Callable[[MesosliteMaster], None] | None = None,
     credentials: Credentials | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Run a master until SIGTERM or SIGINT."""
     master = MesosliteMaster(config, resolve_allocator(config.allocator))
     app = create_app(master, credentials)
@@ -249,8 +261,13 @@ async def serve(
     sockets = getattr(site._server, "sockets", None) or []
     if sockets:
         master.port = sockets[0].getsockname()[1]
-    log.info("master_started", url=f"http://{config.host}:{master.port}", id=master.id,
-             allocator=config.allocator, authenticate_http_frameworks=credentials is not None)
+    log.info(
+        "master_started",
+        url=f"http://{config.host}:{master.port}",
+        id=master.id,
+        allocator=config.allocator,
+        authenticate_http_frameworks=credentials is not None,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,13 +54,21 @@ class ClusterError(RuntimeError):
 
 class LocalCluster:
     def __init__(
-        self, work_dir: Path, agents: Sequence[AgentSpec] | int = 1, *,
-        master_args: Sequence[str] = (), port: int | None = None, log_level: str = "info",
-        python: str = sys.executable, env: dict[str, str] | None = None,
+        self,
+        work_dir: Path,
+        agents: Sequence[AgentSpec] | int = 1,
+        *,
+        master_args: Sequence[str] = (),
+        port: int | None = None,
+        log_level: str = "info",
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
         credentials: Path | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.work_dir = Path(work_dir)
-        self.agent_specs = [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
+        self.agent_specs = (
+            [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
+        )
         self.master_args = list(master_args)
         if credentials is not None:
             self.master_args.append("--authenticate-http-frameworks")
@@ -71,7 +79,7 @@ class LocalCluster:
         self.env = dict(os.environ if env is None else env)
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, self.env.get("PYTHONPATH", "")) if p
-        )  # fmt: skip
+        )
         self.master_env = dict(self.env)  # the agents (and their tasks) do not get the path
         if credentials is not None:
             self.master_env[CREDENTIALS_ENV] = str(Path(credentials).resolve())
@@ -96,29 +104,60 @@ class LocalCluster:
     # -- processes ------------------------------------------------------------------------------
 
     def _popen(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         return subprocess.Popen(
-            [self.python, *argv, "--log-level", self.log_level], stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, env=self.env if env is None else env, cwd=self.work_dir,
-        )  # fmt: skip
+            [self.python, *argv, "--log-level", self.log_level],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=self.env if env is None else env,
+            cwd=self.work_dir,
+        )
 
     def start_master(self, timeout: float = 15.0) -> None:
-        argv = ["-m", "mesoslite", "master", "--host", HOST, "--port", str(self.port), *self.master_args]
+        argv = [
+            "-m",
+            "mesoslite",
+            "master",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            *self.master_args,
+        ]
         self.master = self._popen("master", argv, self.master_env)
-        self.wait_until(lambda: self._get("/health") is not None, timeout, "master to answer /health",
-                        watch=self.master, log="master")
+        self.wait_until(
+            lambda: self._get("/health") is not None,
+            timeout,
+            "master to answer /health",
+            watch=self.master,
+            log="master",
+        )
 
     def start_agent(self, i: int) -> None:
         spec = self.agent_specs[i]
         argv = [
-            "-m", "mesoslite.agent", "--master", self.url, "--resources", spec.resources,
-            "--work-dir", str(self.work_dir / f"agent-{i}"), "--host", HOST,
-            "--reconnect-backoff-max", "0.5", *spec.args,
-        ]  # fmt: skip
+            "-m",
+            "mesoslite.agent",
+            "--master",
+            self.url,
+            "--resources",
+            spec.resources,
+            "--work-dir",
+            str(self.work_dir / f"agent-{i}"),
+            "--host",
+            HOST,
+            "--reconnect-backoff-max",
+            "0.5",
+            *spec.args,
+        ]
         if spec.attributes:
             argv += ["--attributes", spec.attributes]
         self.agents[i] = self._popen(f"agent-{i}", argv)
@@ -168,9 +207,11 @@ class LocalCluster:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.stop()
 
     # -- observing ------------------------------------------------------------------------------
@@ -191,8 +232,11 @@ class LocalCluster:
         return state
 
     def wait_for_state(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+    ) -> dict[str, Any]:
         """Poll /master/state until `predicate` holds; the last state, or ClusterError."""
         last: dict[str, Any] = {}
 
@@ -208,18 +252,25 @@ class LocalCluster:
         return last
 
     def wait_until(
-        self, condition: Callable[[], bool], timeout: float, what: str,
-        watch: subprocess.Popen[bytes] | None = None, log: str = "master",
-    ) -> None:  # fmt: skip
+        self,
+        condition: Callable[[], bool],
+        timeout: float,
+        what: str,
+        watch: subprocess.Popen[bytes] | None = None,
+        log: str = "master",
+    ) -> None:
         deadline = time.monotonic() + timeout
         delay = 0.01
         while not condition():
             if watch is not None and watch.poll() is not None:
-                raise ClusterError(f"{log} exited with {watch.returncode} while waiting for "
-                                   f"{what}; see {self.log_path(log)}")
+                raise ClusterError(
+                    f"{log} exited with {watch.returncode} while waiting for "
+                    f"{what}; see {self.log_path(log)}"
+                )
             if time.monotonic() > deadline:
-                raise ClusterError(f"timed out after {timeout} s waiting for {what}; "
-                                   f"see {self.log_path(log)}")
+                raise ClusterError(
+                    f"timed out after {timeout} s waiting for {what}; see {self.log_path(log)}"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 

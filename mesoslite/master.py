@@ -116,9 +116,11 @@ class MesosliteMaster:
     """All master state and behaviour; HTTP handlers call into it, it never awaits mid-change."""
 
     def __init__(
-        self, config: MasterConfig, allocator: Allocator,
+        self,
+        config: MasterConfig,
+        allocator: Allocator,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.config = config
         self.allocator = allocator
         self.clock = clock
@@ -170,10 +172,14 @@ class MesosliteMaster:
     def master_info(self) -> dict[str, Any]:
         host = self.config.advertised_host
         return {
-            "id": self.id, "ip": ipv4_as_uint32(self.config.host), "port": self.port,
-            "pid": self.pid, "hostname": host, "version": MESOS_VERSION,
+            "id": self.id,
+            "ip": ipv4_as_uint32(self.config.host),
+            "port": self.port,
+            "pid": self.pid,
+            "hostname": host,
+            "version": MESOS_VERSION,
             "address": {"hostname": host, "ip": self.config.host, "port": self.port},
-        }  # fmt: skip
+        }
 
     # -- allocator calls: a failing allocation module is logged, never a failed HTTP call -------
 
@@ -202,8 +208,10 @@ class MesosliteMaster:
     # -- frameworks: subscribe, disconnect, remove ----------------------------------------------
 
     def subscribe(
-        self, call: dict[str, Any], principal: str | None = None,
-    ) -> tuple[FrameworkRecord | None, EventStream]:  # fmt: skip
+        self,
+        call: dict[str, Any],
+        principal: str | None = None,
+    ) -> tuple[FrameworkRecord | None, EventStream]:
         """SUBSCRIBE: validate (InvalidCall), then a stream that starts with SUBSCRIBED or ERROR.
 
         `principal` is the one the request authenticated as (None: frameworks are not
@@ -223,13 +231,18 @@ class MesosliteMaster:
         if info_id is not None and info_id in self.removed_framework_ids:
             error = "Framework has been removed"
         elif (
-            principal is not None and info_id in self.frameworks
+            principal is not None
+            and info_id in self.frameworks
             and self.frameworks[info_id].info.get("principal") != principal
-        ):  # fmt: skip
+        ):
             # Mesos' validation::framework::validateUpdate: a known id is not taken over by
             # another principal.
-            log.warning("framework_principal_change_refused", framework_id=info_id,
-                        principal=principal, was=self.frameworks[info_id].info.get("principal"))
+            log.warning(
+                "framework_principal_change_refused",
+                framework_id=info_id,
+                principal=principal,
+                was=self.frameworks[info_id].info.get("principal"),
+            )
             error = "Changing framework's principal is not allowed."
         if error is not None:
             stream.send({"type": "ERROR", "error": {"message": error}})
@@ -252,21 +265,25 @@ class MesosliteMaster:
                     fw.stream.close()
                 # Offers made to the previous subscription are void (Mesos removes them too).
                 self._rescind_offers(fw.offers.values(), notify=False)
-                keep: dict[str, Any] = {k: fw.info[k] for k in _IMMUTABLE_FRAMEWORK_FIELDS if k in fw.info}
+                keep: dict[str, Any] = {
+                    k: fw.info[k] for k in _IMMUTABLE_FRAMEWORK_FIELDS if k in fw.info
+                }
                 fw.info = {**info, **keep}
                 fw.reregistered_time = now_wall
             fw.recovered = False
             fw.failover_deadline = None
             log.info("framework_resubscribed", framework_id=fid, name=info["name"])
         fw.stream = stream
-        stream.send({
-            "type": "SUBSCRIBED",
-            "subscribed": {
-                "framework_id": {"value": fid},
-                "heartbeat_interval_seconds": self.config.heartbeat_interval,
-                "master_info": self.master_info(),
-            },
-        })  # fmt: skip
+        stream.send(
+            {
+                "type": "SUBSCRIBED",
+                "subscribed": {
+                    "framework_id": {"value": fid},
+                    "heartbeat_interval_seconds": self.config.heartbeat_interval,
+                    "master_info": self.master_info(),
+                },
+            }
+        )
         self._alloc("add_framework", fid, fw.role, self.clock())
         fw.suppressed = fw.role in subscription.suppressed_roles
         if fw.suppressed:
@@ -301,9 +318,13 @@ class MesosliteMaster:
             if not task.terminal:
                 agents_to_tell.add(task.agent_id)
                 status = task_status(
-                    task.id, KILLED, agent_id=task.agent_id, reason=REASON_FRAMEWORK_REMOVED,
-                    message=f"Framework removed: {why}", reliable=False,
-                )  # fmt: skip
+                    task.id,
+                    KILLED,
+                    agent_id=task.agent_id,
+                    reason=REASON_FRAMEWORK_REMOVED,
+                    message=f"Framework removed: {why}",
+                    reliable=False,
+                )
                 self._apply_status(task, status, recover=True)
             if agent is not None:
                 agent.tasks.pop((fw.id, task.id), None)
@@ -313,10 +334,12 @@ class MesosliteMaster:
         for aid in sorted(agents_to_tell):
             agent = self.agents.get(aid)
             if agent is not None and agent.stream is not None:
-                agent.stream.send({
-                    "type": "SHUTDOWN_FRAMEWORK",
-                    "shutdown_framework": {"framework_id": {"value": fw.id}},
-                })  # fmt: skip
+                agent.stream.send(
+                    {
+                        "type": "SHUTDOWN_FRAMEWORK",
+                        "shutdown_framework": {"framework_id": {"value": fw.id}},
+                    }
+                )
         self._alloc("remove_framework", fw.id)
         if fw.stream is not None:
             fw.stream.close()
@@ -329,8 +352,11 @@ class MesosliteMaster:
     # -- calls from subscribed frameworks -------------------------------------------------------
 
     def framework_for_call(
-        self, call: dict[str, Any], stream_id: str | None, principal: str | None = None,
-    ) -> FrameworkRecord:  # fmt: skip
+        self,
+        call: dict[str, Any],
+        stream_id: str | None,
+        principal: str | None = None,
+    ) -> FrameworkRecord:
         """The subscribed framework a non-SUBSCRIBE call is from, or InvalidCall saying why not."""
         fid = id_of(call, "framework_id")
         fw = self.frameworks.get(fid)
@@ -346,7 +372,7 @@ class MesosliteMaster:
             raise InvalidCall(
                 f"The stream ID '{stream_id}' included in this request didn't match the stream"
                 f" ID currently associated with framework ID {fid}"
-            )  # fmt: skip
+            )
         return fw
 
     def handle_call(self, fw: FrameworkRecord, call: dict[str, Any]) -> dict[str, Any] | None:
@@ -381,7 +407,10 @@ class MesosliteMaster:
             self.update_framework(fw, sub_message(call, "update_framework"))
             return {}
         elif kind == "RECONCILE_OPERATIONS":
-            return {"type": "RECONCILE_OPERATIONS", "reconcile_operations": {"operation_statuses": []}}
+            return {
+                "type": "RECONCILE_OPERATIONS",
+                "reconcile_operations": {"operation_statuses": []},
+            }
         # REQUEST (Mesos' allocator ignores it too), inverse offers (mesoslite makes none) and
         # operation acknowledgements (no operation feedback) are accepted and have no effect.
         return None
@@ -412,11 +441,17 @@ class MesosliteMaster:
             for _kind, tinfo in launches:
                 # agent_id as the TaskInfo names it: schedulers echo it in the ACKNOWLEDGE
                 # (pymesos' acknowledgeStatusUpdate needs it in every status with a uuid).
-                self._forward(fw, task_status(
-                    task_id_of(tinfo), state, agent_id=tinfo["agent_id"]["value"],
-                    reason=REASON_INVALID_OFFERS,
-                    message=f"Task launched with invalid offers: {error}",
-                ), from_agent=False)  # fmt: skip
+                self._forward(
+                    fw,
+                    task_status(
+                        task_id_of(tinfo),
+                        state,
+                        agent_id=tinfo["agent_id"]["value"],
+                        reason=REASON_INVALID_OFFERS,
+                        message=f"Task launched with invalid offers: {error}",
+                    ),
+                    from_agent=False,
+                )
             return
 
         agent = self.agents[taken[0].agent_id]
@@ -427,31 +462,41 @@ class MesosliteMaster:
         for kind, tinfo in launches:
             problem = (
                 "LAUNCH_GROUP is not supported by mesoslite (use LAUNCH)"
-                if kind == "LAUNCH_GROUP" else self._task_problem(fw, agent, tinfo, seen)
-            )  # fmt: skip
+                if kind == "LAUNCH_GROUP"
+                else self._task_problem(fw, agent, tinfo, seen)
+            )
             task_id = task_id_of(tinfo)
             seen.add(task_id)
             resources = Resources()
             if problem is None:
                 resources = Resources.from_mesos(tinfo.get("resources") or [])
                 if not remaining.contains(resources):
-                    problem = (
-                        f"Task uses more resources {resources} than available {remaining}"
-                    )  # fmt: skip
+                    problem = f"Task uses more resources {resources} than available {remaining}"
             if problem is not None:
                 log.info("task_invalid", framework_id=fw.id, task_id=task_id, error=problem)
-                self._forward(fw, task_status(
-                    task_id, ERROR, agent_id=agent.id, reason=REASON_TASK_INVALID,
-                    message=problem,
-                ), from_agent=False)  # fmt: skip
+                self._forward(
+                    fw,
+                    task_status(
+                        task_id,
+                        ERROR,
+                        agent_id=agent.id,
+                        reason=REASON_TASK_INVALID,
+                        message=problem,
+                    ),
+                    from_agent=False,
+                )
                 continue
             remaining = remaining - resources
             self._launch(fw, agent, tinfo, resources)
         self._recover(fw.id, agent.id, remaining, refuse)
 
     def _task_problem(
-        self, fw: FrameworkRecord, agent: AgentRecord, tinfo: dict[str, Any], seen: set[str],
-    ) -> str | None:  # fmt: skip
+        self,
+        fw: FrameworkRecord,
+        agent: AgentRecord,
+        tinfo: dict[str, Any],
+        seen: set[str],
+    ) -> str | None:
         """Why this TaskInfo cannot run (TASK_ERROR), or None."""
         task_id = tinfo["task_id"]["value"]
         if "/" in task_id or task_id in (".", "..") or any(c.isspace() for c in task_id):
@@ -462,7 +507,7 @@ class MesosliteMaster:
             return (
                 f"Task uses agent ID {tinfo['agent_id']['value']} but its offers are"
                 f" from agent {agent.id}"
-            )  # fmt: skip
+            )
         if "executor" in tinfo:
             return "mesoslite runs tasks with the command executor only: set TaskInfo.command"
         command = tinfo.get("command")
@@ -477,7 +522,7 @@ class MesosliteMaster:
         variables = env.get("variables", []) if isinstance(env, dict) else None
         if not isinstance(variables, list) or not all(
             isinstance(v, dict) and isinstance(v.get("name"), str) for v in variables
-        ):  # fmt: skip
+        ):
             return "CommandInfo.environment.variables must be a list of {name, value}"
         resources = tinfo.get("resources") or []
         for r in resources:
@@ -489,14 +534,18 @@ class MesosliteMaster:
             return f"Invalid resources: {e}"
         return None
 
-    def _launch(self, fw: FrameworkRecord, agent: AgentRecord, tinfo: dict[str, Any], r: Resources) -> None:
+    def _launch(
+        self, fw: FrameworkRecord, agent: AgentRecord, tinfo: dict[str, Any], r: Resources
+    ) -> None:
         task = TaskRecord(fw.id, agent.id, tinfo, r)
         task.statuses.append({"state": STAGING, "timestamp": time.time()})
         fw.tasks[task.id] = task
         agent.tasks[(fw.id, task.id)] = task
         agent.used = agent.used + r
         if agent.stream is not None:
-            agent.stream.send({"type": "RUN_TASK", "run_task": {"framework_info": fw.info, "task": tinfo}})
+            agent.stream.send(
+                {"type": "RUN_TASK", "run_task": {"framework_info": fw.info, "task": tinfo}}
+            )
 
     def decline(self, fw: FrameworkRecord, decline: dict[str, Any]) -> None:
         ids, refuse = parse_decline(decline)
@@ -516,10 +565,17 @@ class MesosliteMaster:
                 unreachable.kill_requested = True  # when (if) its agent comes back
                 return
             state = UNKNOWN if fw.partition_aware else LOST
-            fw.send(update_event(task_status(
-                task_id, state, reason=REASON_RECONCILIATION,
-                message="Attempted to kill an unknown task", reliable=False,
-            )))  # fmt: skip
+            fw.send(
+                update_event(
+                    task_status(
+                        task_id,
+                        state,
+                        reason=REASON_RECONCILIATION,
+                        message="Attempted to kill an unknown task",
+                        reliable=False,
+                    )
+                )
+            )
             return
         if task.terminal:
             return
@@ -532,8 +588,9 @@ class MesosliteMaster:
 
     def _send_kill(self, agent: AgentRecord, task: TaskRecord) -> None:
         kill: dict[str, Any] = {
-            "framework_id": {"value": task.framework_id}, "task_id": {"value": task.id},
-        }  # fmt: skip
+            "framework_id": {"value": task.framework_id},
+            "task_id": {"value": task.id},
+        }
         if task.kill_policy:
             kill["kill_policy"] = task.kill_policy
         if agent.stream is not None:
@@ -548,10 +605,16 @@ class MesosliteMaster:
         if update.from_agent:
             agent = self.agents.get(str(update.status.get("agent_id", {}).get("value", "")))
             if agent is not None and agent.stream is not None:
-                agent.stream.send({"type": "ACKNOWLEDGE", "acknowledge": {
-                    "framework_id": {"value": fw.id}, "task_id": {"value": task_id},
-                    "uuid": status_uuid,
-                }})  # fmt: skip
+                agent.stream.send(
+                    {
+                        "type": "ACKNOWLEDGE",
+                        "acknowledge": {
+                            "framework_id": {"value": fw.id},
+                            "task_id": {"value": task_id},
+                            "uuid": status_uuid,
+                        },
+                    }
+                )
         if queue:
             self._send_update(fw, queue[0])
         else:
@@ -586,25 +649,44 @@ class MesosliteMaster:
         else:
             self._send_reconciled(fw, task_id, UNKNOWN if fw.partition_aware else LOST, None)
 
-    def _send_reconciled(self, fw: FrameworkRecord, task_id: str, state: str, agent_id: str | None) -> None:
-        fw.send(update_event(task_status(
-            task_id, state, agent_id=agent_id, reason=REASON_RECONCILIATION,
-            message="Reconciliation: latest task state", reliable=False,
-        )))  # fmt: skip
+    def _send_reconciled(
+        self, fw: FrameworkRecord, task_id: str, state: str, agent_id: str | None
+    ) -> None:
+        fw.send(
+            update_event(
+                task_status(
+                    task_id,
+                    state,
+                    agent_id=agent_id,
+                    reason=REASON_RECONCILIATION,
+                    message="Reconciliation: latest task state",
+                    reliable=False,
+                )
+            )
+        )
 
     def message(self, fw: FrameworkRecord, agent_id: str, executor_id: str, data: str) -> None:
         agent = self.agents.get(agent_id)
         if agent is None or agent.stream is None:
             log.info("framework_message_dropped", framework_id=fw.id, agent_id=agent_id)
             return
-        agent.stream.send({"type": "FRAMEWORK_MESSAGE", "framework_message": {
-            "framework_id": {"value": fw.id}, "executor_id": {"value": executor_id},
-            "data": data,
-        }})  # fmt: skip
+        agent.stream.send(
+            {
+                "type": "FRAMEWORK_MESSAGE",
+                "framework_message": {
+                    "framework_id": {"value": fw.id},
+                    "executor_id": {"value": executor_id},
+                    "data": data,
+                },
+            }
+        )
 
     def update_framework(self, fw: FrameworkRecord, update: dict[str, Any]) -> None:
         info = update.get("framework_info")
-        if not isinstance(info, dict) or id_of(info, "id", "update_framework.framework_info") != fw.id:
+        if (
+            not isinstance(info, dict)
+            or id_of(info, "id", "update_framework.framework_info") != fw.id
+        ):
             raise InvalidCall("'update_framework.framework_info.id' must be the framework's id")
         if framework_role(info) != fw.role:
             raise InvalidCall("mesoslite does not support changing a framework's role")
@@ -705,11 +787,18 @@ class MesosliteMaster:
                 except ResourceError:
                     problem = "agent accounting over-committed"
             if problem is not None or fw is None or agent is None:
-                log.warning("grant_dropped", framework_id=grant.framework_id,
-                            agent_id=grant.agent_id, resources=str(grant.resources), why=problem)
+                log.warning(
+                    "grant_dropped",
+                    framework_id=grant.framework_id,
+                    agent_id=grant.agent_id,
+                    resources=str(grant.resources),
+                    why=problem,
+                )
                 self._recover(grant.framework_id, grant.agent_id, grant.resources)
                 continue
-            offer = OfferRecord(f"{self.id}-O{next(self._offer_seq)}", fw.id, agent.id, grant.resources, now)
+            offer = OfferRecord(
+                f"{self.id}-O{next(self._offer_seq)}", fw.id, agent.id, grant.resources, now
+            )
             self.offers[offer.id] = offer
             fw.offers[offer.id] = offer
             agent.offered = agent.offered + offer.resources
@@ -724,15 +813,24 @@ class MesosliteMaster:
         """REGISTER (first time, or again with its id after a disconnection or a master restart)."""
         reg = parse_registration(call)
         aid, hostname, port, total, attributes = (
-            reg.agent_id, reg.hostname, reg.port, reg.total, reg.attributes
-        )  # fmt: skip
+            reg.agent_id,
+            reg.hostname,
+            reg.port,
+            reg.total,
+            reg.attributes,
+        )
         stream = EventStream()
         now_wall = time.time()
         lost_keys: set[tuple[str, str]] = set()
         agent = self.agents.get(aid) if aid else None
         if agent is not None:  # a reconnection: drop the old incarnation's offers and stream
             self._deactivate_agent(agent)
-            agent.hostname, agent.port, agent.total, agent.attributes = hostname, port, total, attributes
+            agent.hostname, agent.port, agent.total, agent.attributes = (
+                hostname,
+                port,
+                total,
+                attributes,
+            )
             agent.reregistered_time = now_wall
             event = "agent_reregistered"
         else:
@@ -745,28 +843,43 @@ class MesosliteMaster:
             agent = self.agents[aid] = AgentRecord(aid, hostname, port, total, attributes, now_wall)
         agent.stream = stream
         agent.ping_seq = agent.pong_seq = agent.missed_pings = 0
-        stream.send({"type": "REGISTERED", "registered": {
-            "agent_id": {"value": aid}, "master_info": self.master_info(),
-            "ping_interval_seconds": self.config.agent_ping_timeout,
-        }})  # fmt: skip
+        stream.send(
+            {
+                "type": "REGISTERED",
+                "registered": {
+                    "agent_id": {"value": aid},
+                    "master_info": self.master_info(),
+                    "ping_interval_seconds": self.config.agent_ping_timeout,
+                },
+            }
+        )
 
         self._reconcile_agent_tasks(agent, reg.tasks, lost_keys)
         agent.recompute_used()
         allocated: dict[str, Resources] = {}
         for task in agent.tasks.values():
             if not task.terminal:
-                allocated[task.framework_id] = allocated.get(task.framework_id, Resources()) + task.resources
+                allocated[task.framework_id] = (
+                    allocated.get(task.framework_id, Resources()) + task.resources
+                )
         # A failure here leaves the agent connected but never offered (logged as an error).
         agent.in_allocator = self._alloc_ok("add_agent", aid, total, allocated)
-        log.info(event, agent_id=aid, hostname=hostname, resources=str(total),
-                 tasks=sum(1 for t in agent.tasks.values() if not t.terminal))
+        log.info(
+            event,
+            agent_id=aid,
+            hostname=hostname,
+            resources=str(total),
+            tasks=sum(1 for t in agent.tasks.values() if not t.terminal),
+        )
         self.trigger_allocation()
         return agent, stream
 
     def _reconcile_agent_tasks(
-        self, agent: AgentRecord, reported: dict[tuple[str, str], dict[str, Any]],
+        self,
+        agent: AgentRecord,
+        reported: dict[tuple[str, str], dict[str, Any]],
         lost_keys: set[tuple[str, str]],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Make the master's view of the agent's tasks match what the agent reports."""
         for key, missing in list(agent.tasks.items()):
             if key in reported or missing.terminal:
@@ -776,9 +889,12 @@ class MesosliteMaster:
                 continue
             state = (DROPPED if missing.state == STAGING else GONE) if fw.partition_aware else LOST
             status = task_status(
-                missing.id, state, agent_id=agent.id, reason=REASON_AGENT_RESTARTED,
+                missing.id,
+                state,
+                agent_id=agent.id,
+                reason=REASON_AGENT_RESTARTED,
                 message="The agent re-registered without this task",
-            )  # fmt: skip
+            )
             self._apply_status(missing, status, recover=False)
             self._forward(fw, status, from_agent=False)
 
@@ -817,19 +933,28 @@ class MesosliteMaster:
             for status in entry["updates"]:
                 self._forward(fw, status, from_agent=True)
             if readopted:
-                self._forward(fw, task_status(
-                    tid, state, agent_id=agent.id, source=SOURCE_MASTER,
-                    message="The agent of this task re-registered",
-                ), from_agent=False)  # fmt: skip
+                self._forward(
+                    fw,
+                    task_status(
+                        tid,
+                        state,
+                        agent_id=agent.id,
+                        source=SOURCE_MASTER,
+                        message="The agent of this task re-registered",
+                    ),
+                    from_agent=False,
+                )
             if task.kill_requested and not task.terminal:
                 task.kill_requested = False
                 self._send_kill(agent, task)
         for fid in sorted(kill_frameworks):
             if agent.stream is not None:
-                agent.stream.send({
-                    "type": "SHUTDOWN_FRAMEWORK",
-                    "shutdown_framework": {"framework_id": {"value": fid}},
-                })  # fmt: skip
+                agent.stream.send(
+                    {
+                        "type": "SHUTDOWN_FRAMEWORK",
+                        "shutdown_framework": {"framework_id": {"value": fid}},
+                    }
+                )
 
     def _recover_framework(self, fid: str, info: dict[str, Any]) -> FrameworkRecord:
         """A framework known only from an agent's report (the master restarted)."""
@@ -844,9 +969,16 @@ class MesosliteMaster:
 
     def _ack_to_agent(self, agent: AgentRecord, fid: str, tid: str, status_uuid: str) -> None:
         if agent.stream is not None:
-            agent.stream.send({"type": "ACKNOWLEDGE", "acknowledge": {
-                "framework_id": {"value": fid}, "task_id": {"value": tid}, "uuid": status_uuid,
-            }})  # fmt: skip
+            agent.stream.send(
+                {
+                    "type": "ACKNOWLEDGE",
+                    "acknowledge": {
+                        "framework_id": {"value": fid},
+                        "task_id": {"value": tid},
+                        "uuid": status_uuid,
+                    },
+                }
+            )
 
     def agent_stream_closed(self, agent: AgentRecord, stream: EventStream) -> None:
         stream.close()
@@ -887,9 +1019,12 @@ class MesosliteMaster:
                     del fw.updates[tid]
             state = UNREACHABLE if fw.partition_aware else LOST
             status = task_status(
-                tid, state, agent_id=agent.id, reason=REASON_AGENT_REMOVED,
+                tid,
+                state,
+                agent_id=agent.id,
+                reason=REASON_AGENT_REMOVED,
                 message=f"Agent {agent.hostname} ({agent.id}) removed: {why}",
-            )  # fmt: skip
+            )
             self._apply_status(task, status, recover=False)
             fw.tasks.pop(tid, None)
             if fw.partition_aware:
@@ -925,10 +1060,16 @@ class MesosliteMaster:
             executor_id = id_of(msg, "executor_id", "executor_message")
             fw = self.frameworks.get(fid)
             if fw is not None and isinstance(msg.get("data"), str):
-                fw.send({"type": "MESSAGE", "message": {
-                    "agent_id": {"value": aid}, "executor_id": {"value": executor_id},
-                    "data": msg["data"],
-                }})  # fmt: skip
+                fw.send(
+                    {
+                        "type": "MESSAGE",
+                        "message": {
+                            "agent_id": {"value": aid},
+                            "executor_id": {"value": executor_id},
+                            "data": msg["data"],
+                        },
+                    }
+                )
         elif kind == "UNREGISTER":
             self.remove_agent(agent, "the agent shut down")
         else:
@@ -941,8 +1082,13 @@ class MesosliteMaster:
         if fw is None or task is None or task.agent_id != agent.id:
             # Its framework was removed or the task written off: nobody to tell. Acknowledge it
             # for the framework, or the agent would keep it forever.
-            log.info("update_for_unknown_task", agent_id=agent.id, framework_id=fid, task_id=tid,
-                     state=status["state"])
+            log.info(
+                "update_for_unknown_task",
+                agent_id=agent.id,
+                framework_id=fid,
+                task_id=tid,
+                state=status["state"],
+            )
             if "uuid" in status:
                 self._ack_to_agent(agent, fid, tid, status["uuid"])
             return
@@ -987,7 +1133,7 @@ class MesosliteMaster:
             if agent.missed_pings >= self.config.max_agent_ping_timeouts:
                 self.remove_agent(
                     agent, f"health check timed out ({agent.missed_pings} pings unanswered)"
-                )  # fmt: skip
+                )
                 continue
             if agent.stream is not None:
                 agent.ping_seq += 1
@@ -1004,17 +1150,26 @@ class MesosliteMaster:
     def check_timers(self) -> None:
         now = self.clock()
         for fw in list(self.frameworks.values()):
-            if fw.failover_deadline is not None and not fw.connected and now >= fw.failover_deadline:
+            if (
+                fw.failover_deadline is not None
+                and not fw.connected
+                and now >= fw.failover_deadline
+            ):
                 self.remove_framework(fw, "failover timeout")
                 continue
             if fw.connected:
                 for queue in fw.updates.values():
                     if queue[0].attempts and now >= queue[0].next_send:
-                        log.debug("status_update_resent", framework_id=fw.id,
-                                  task_id=queue[0].status["task_id"]["value"])
+                        log.debug(
+                            "status_update_resent",
+                            framework_id=fw.id,
+                            task_id=queue[0].status["task_id"]["value"],
+                        )
                         self._send_update(fw, queue[0])
         if self.config.offer_timeout is not None:
-            expired = [o for o in self.offers.values() if now - o.created >= self.config.offer_timeout]
+            expired = [
+                o for o in self.offers.values() if now - o.created >= self.config.offer_timeout
+            ]
             self._rescind_offers(expired)
         if self.deferred_reconciles and now >= self.started + self.config.agent_reregister_timeout:
             deferred, self.deferred_reconciles = self.deferred_reconciles, []
@@ -1042,7 +1197,9 @@ class MesosliteMaster:
             "flags": flags,
             "slaves": [agent_json(a) for a in self.agents.values()],
             "frameworks": [framework_json(f, now_wall) for f in self.frameworks.values()],
-            "completed_frameworks": [framework_json(f, now_wall) for f in self.completed_frameworks],
+            "completed_frameworks": [
+                framework_json(f, now_wall) for f in self.completed_frameworks
+            ],
             "unregistered_frameworks": [],
             "orphan_tasks": [],
         }
@@ -1052,7 +1209,7 @@ def _principal_mismatch(principal: str, claimed: str) -> str:
     return (
         f"Authenticated principal '{principal}' does not match principal '{claimed}'"
         " set in `FrameworkInfo`"
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":  # `python -m mesoslite.master`, as adapters/cli/up.py starts it

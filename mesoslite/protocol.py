@@ -29,10 +29,24 @@ GONE = "TASK_GONE"
 GONE_BY_OPERATOR = "TASK_GONE_BY_OPERATOR"
 UNKNOWN = "TASK_UNKNOWN"
 
-TASK_STATES = frozenset({
-    STAGING, STARTING, RUNNING, KILLING, FINISHED, FAILED, KILLED, ERROR, LOST, DROPPED,
-    UNREACHABLE, GONE, GONE_BY_OPERATOR, UNKNOWN,
-})  # fmt: skip
+TASK_STATES = frozenset(
+    {
+        STAGING,
+        STARTING,
+        RUNNING,
+        KILLING,
+        FINISHED,
+        FAILED,
+        KILLED,
+        ERROR,
+        LOST,
+        DROPPED,
+        UNREACHABLE,
+        GONE,
+        GONE_BY_OPERATOR,
+        UNKNOWN,
+    }
+)
 # Mesos' isTerminalState (src/common/protobuf_utils.cpp).
 TERMINAL = frozenset({FINISHED, FAILED, KILLED, LOST, ERROR, DROPPED, GONE, GONE_BY_OPERATOR})
 
@@ -58,16 +72,41 @@ REASON_MAX_COMPLETION_TIME_REACHED = "REASON_MAX_COMPLETION_TIME_REACHED"
 PARTITION_AWARE = "PARTITION_AWARE"
 TASK_KILLING_STATE = "TASK_KILLING_STATE"
 
-SCHEDULER_CALLS = frozenset({
-    "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "ACCEPT_INVERSE_OFFERS",
-    "DECLINE_INVERSE_OFFERS", "REVIVE", "KILL", "SHUTDOWN", "ACKNOWLEDGE",
-    "ACKNOWLEDGE_OPERATION_STATUS", "RECONCILE", "RECONCILE_OPERATIONS", "MESSAGE", "REQUEST",
-    "SUPPRESS", "UPDATE_FRAMEWORK",
-})  # fmt: skip
-OPERATION_TYPES = frozenset({
-    "LAUNCH", "LAUNCH_GROUP", "RESERVE", "UNRESERVE", "CREATE", "DESTROY", "GROW_VOLUME",
-    "SHRINK_VOLUME", "CREATE_DISK", "DESTROY_DISK",
-})  # fmt: skip
+SCHEDULER_CALLS = frozenset(
+    {
+        "SUBSCRIBE",
+        "TEARDOWN",
+        "ACCEPT",
+        "DECLINE",
+        "ACCEPT_INVERSE_OFFERS",
+        "DECLINE_INVERSE_OFFERS",
+        "REVIVE",
+        "KILL",
+        "SHUTDOWN",
+        "ACKNOWLEDGE",
+        "ACKNOWLEDGE_OPERATION_STATUS",
+        "RECONCILE",
+        "RECONCILE_OPERATIONS",
+        "MESSAGE",
+        "REQUEST",
+        "SUPPRESS",
+        "UPDATE_FRAMEWORK",
+    }
+)
+OPERATION_TYPES = frozenset(
+    {
+        "LAUNCH",
+        "LAUNCH_GROUP",
+        "RESERVE",
+        "UNRESERVE",
+        "CREATE",
+        "DESTROY",
+        "GROW_VOLUME",
+        "SHRINK_VOLUME",
+        "CREATE_DISK",
+        "DESTROY_DISK",
+    }
+)
 
 DEFAULT_REFUSE_SECONDS = 5.0  # Filters.refuse_seconds (mesos.proto)
 MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
@@ -139,10 +178,17 @@ def duration_seconds(duration: Any) -> float | None:
 
 
 def task_status(
-    task_id: str, state: str, *, agent_id: str | None = None, source: str = SOURCE_MASTER,
-    reason: str | None = None, message: str | None = None, reliable: bool = True,
-    executor_id: str | None = None, timestamp: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    task_id: str,
+    state: str,
+    *,
+    agent_id: str | None = None,
+    source: str = SOURCE_MASTER,
+    reason: str | None = None,
+    message: str | None = None,
+    reliable: bool = True,
+    executor_id: str | None = None,
+    timestamp: float | None = None,
+) -> dict[str, Any]:
     """A TaskStatus; `reliable` ones carry a uuid and must be acknowledged."""
     status: dict[str, Any] = {
         "task_id": {"value": task_id},

@@ -47,7 +47,7 @@ class Decoder:
             newline = buf.find(b"\n", pos, pos + _MAX_DIGITS + 1)
             if newline < 0:
                 if len(buf) - pos > _MAX_DIGITS:
-                    raise RecordIOError(f"no record length in {bytes(buf[pos:pos + 20])!r}")
+                    raise RecordIOError(f"no record length in {bytes(buf[pos : pos + 20])!r}")
                 break
             digits = bytes(buf[pos:newline])
             if not digits.isdigit():
@@ -58,7 +58,7 @@ class Decoder:
             end = newline + 1 + size
             if end > len(buf):
                 break
-            yield bytes(buf[newline + 1:end])
+            yield bytes(buf[newline + 1 : end])
             pos = end
         del buf[:pos]
 

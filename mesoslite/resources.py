@@ -72,8 +72,14 @@ class Resources:
     ports: tuple[Range, ...] = ()
 
     @classmethod
-    def of(cls, cpus: float = 0, mem: float = 0, disk: float = 0, gpus: float = 0,
-           ports: Iterable[Range] = ()) -> Resources:  # fmt: skip
+    def of(
+        cls,
+        cpus: float = 0,
+        mem: float = 0,
+        disk: float = 0,
+        gpus: float = 0,
+        ports: Iterable[Range] = (),
+    ) -> Resources:
         values = {"cpus": cpus, "mem": mem, "disk": disk, "gpus": gpus}
         for name, value in values.items():
             if value < 0:
@@ -105,25 +111,33 @@ class Resources:
 
     def contains(self, other: Resources) -> bool:
         return (
-            self.cpus_m >= other.cpus_m and self.mem_m >= other.mem_m
-            and self.disk_m >= other.disk_m and self.gpus_m >= other.gpus_m
+            self.cpus_m >= other.cpus_m
+            and self.mem_m >= other.mem_m
+            and self.disk_m >= other.disk_m
+            and self.gpus_m >= other.gpus_m
             and ranges_contain(self.ports, other.ports)
-        )  # fmt: skip
+        )
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(
-            self.cpus_m + other.cpus_m, self.mem_m + other.mem_m, self.disk_m + other.disk_m,
-            self.gpus_m + other.gpus_m, normalize(self.ports + other.ports),
-        )  # fmt: skip
+            self.cpus_m + other.cpus_m,
+            self.mem_m + other.mem_m,
+            self.disk_m + other.disk_m,
+            self.gpus_m + other.gpus_m,
+            normalize(self.ports + other.ports),
+        )
 
     def __sub__(self, other: Resources) -> Resources:
         """`self` minus `other`; `other` must be contained in `self`."""
         if not self.contains(other):
             raise ResourceError(f"cannot subtract {other} from {self}")
         return Resources(
-            self.cpus_m - other.cpus_m, self.mem_m - other.mem_m, self.disk_m - other.disk_m,
-            self.gpus_m - other.gpus_m, subtract_ranges(self.ports, other.ports),
-        )  # fmt: skip
+            self.cpus_m - other.cpus_m,
+            self.mem_m - other.mem_m,
+            self.disk_m - other.disk_m,
+            self.gpus_m - other.gpus_m,
+            subtract_ranges(self.ports, other.ports),
+        )
 
     def __str__(self) -> str:
         parts = [f"{n}:{v / 1000:g}" for n, v in self.scalars().items() if v]
@@ -149,14 +163,17 @@ class Resources:
                 except ValueError:
                     raise ResourceError(f"{name}: {value!r} is not a number") from None
             else:
-                raise ResourceError(f"unknown resource {name!r} (known: {', '.join(SCALARS)}, ports)")
+                raise ResourceError(
+                    f"unknown resource {name!r} (known: {', '.join(SCALARS)}, ports)"
+                )
         return cls.of(**values, ports=ports)
 
     def to_mesos(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
             {"name": n, "type": "SCALAR", "scalar": {"value": v / 1000}, "role": "*"}
-            for n, v in self.scalars().items() if v
-        ]  # fmt: skip
+            for n, v in self.scalars().items()
+            if v
+        ]
         if self.ports:
             rs = [{"begin": b, "end": e} for b, e in self.ports]
             out.append({"name": "ports", "type": "RANGES", "ranges": {"range": rs}, "role": "*"})

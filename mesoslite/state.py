@@ -84,7 +84,9 @@ class FrameworkRecord:
     unregistered_time: float | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     unreachable_tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    completed_tasks: deque[TaskRecord] = field(default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT))
+    completed_tasks: deque[TaskRecord] = field(
+        default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT)
+    )
     offers: dict[str, OfferRecord] = field(default_factory=dict)
     updates: dict[str, deque[Update]] = field(default_factory=dict)  # per task, FIFO
 
@@ -182,9 +184,11 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
 
 def offer_json(offer: OfferRecord) -> dict[str, Any]:
     return {
-        "id": offer.id, "framework_id": offer.framework_id, "slave_id": offer.agent_id,
+        "id": offer.id,
+        "framework_id": offer.framework_id,
+        "slave_id": offer.agent_id,
         "resources": resources_json(offer.resources),
-    }  # fmt: skip
+    }
 
 
 def framework_json(fw: FrameworkRecord, now_wall: float) -> dict[str, Any]:
@@ -210,7 +214,9 @@ def framework_json(fw: FrameworkRecord, now_wall: float) -> dict[str, Any]:
         "suppressed": fw.suppressed,
         "failover_timeout": fw.failover_timeout,
         "checkpoint": bool(info.get("checkpoint", False)),
-        "capabilities": [c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)],
+        "capabilities": [
+            c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)
+        ],
         "registered_time": fw.registered_time,
         "used_resources": resources_json(used),
         "offered_resources": resources_json(offered),

@@ -173,7 +173,7 @@ def parse_operations(operations: list[Any]) -> list[Launch]:
             if not isinstance(resources, list) or not all(
                 isinstance(r, dict) and isinstance(r.get("name"), str) and "type" in r
                 for r in resources
-            ):  # fmt: skip
+            ):
                 raise InvalidCall(f"'{at}.resources' must be a list of Resource with name and type")
             launches.append((kind, tinfo))
     return launches
@@ -247,9 +247,12 @@ def parse_reported_tasks(tasks: Any) -> dict[tuple[str, str], dict[str, Any]]:
         except ResourceError as e:
             raise InvalidCall(f"'{where}.task.resources': {e}") from None
         out[(fid, tid)] = {
-            "framework_info": finfo, "task": tinfo, "state": state, "updates": updates,
+            "framework_info": finfo,
+            "task": tinfo,
+            "state": state,
+            "updates": updates,
             "resources": resources,
-        }  # fmt: skip
+        }
     return out
 
 
@@ -282,11 +285,12 @@ def offer_message(offer: OfferRecord, agent: AgentRecord, role: str) -> dict[str
         "agent_id": {"value": agent.id},
         "hostname": agent.hostname,
         "url": {
-            "scheme": "http", "path": f"/slave({agent.id})",
+            "scheme": "http",
+            "path": f"/slave({agent.id})",
             "address": {"hostname": agent.hostname, "port": agent.port},
         },
         "resources": resources,
         "attributes": attributes_to_mesos(agent.attributes),
         "executor_ids": [],
         "allocation_info": {"role": role},
-    }  # fmt: skip
+    }

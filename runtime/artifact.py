@@ -183,8 +183,10 @@ def _unzip(path: Path, into: Path, location: str) -> None:
         with zipfile.ZipFile(path) as z:
             entries = z.infolist()
             if len(entries) > MAX_ZIP_ENTRIES:
-                raise ArtifactError(location, f"zip has {len(entries)} entries, more than "
-                                    f"the {MAX_ZIP_ENTRIES} allowed")  # fmt: skip
+                raise ArtifactError(
+                    location,
+                    f"zip has {len(entries)} entries, more than the {MAX_ZIP_ENTRIES} allowed",
+                )
             written = 0
             for entry in entries:
                 name = entry.filename
@@ -192,8 +194,11 @@ def _unzip(path: Path, into: Path, location: str) -> None:
                     raise ArtifactError(location, f"unsafe path in zip: {name!r}")
                 ratio = entry.file_size / max(entry.compress_size, 1)
                 if entry.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_ZIP_RATIO:
-                    raise ArtifactError(location, f"zip entry {name!r} expands {ratio:.0f} times "
-                                        f"(more than {MAX_ZIP_RATIO}): a zip bomb?")  # fmt: skip
+                    raise ArtifactError(
+                        location,
+                        f"zip entry {name!r} expands {ratio:.0f} times "
+                        f"(more than {MAX_ZIP_RATIO}): a zip bomb?",
+                    )
                 target = into / name
                 if entry.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -203,11 +208,18 @@ def _unzip(path: Path, into: Path, location: str) -> None:
                     while chunk := source.read(CHUNK):
                         written += len(chunk)
                         if written > MAX_UNPACKED_BYTES:
-                            raise ArtifactError(location, "zip unpacks to more than "
-                                                f"{MAX_UNPACKED_BYTES} bytes: a zip bomb?")  # fmt: skip
+                            raise ArtifactError(
+                                location,
+                                f"zip unpacks to more than {MAX_UNPACKED_BYTES} bytes: a zip bomb?",
+                            )
                         sink.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
-            RuntimeError) as e:  # RuntimeError: an encrypted entry  # fmt: skip
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        EOFError,
+        RuntimeError,
+    ) as e:  # RuntimeError: an encrypted entry
         raise ArtifactError(location, f"not a valid zip file: {e}") from e
 
 

@@ -64,10 +64,15 @@ class MasterClient:
     ) -> dict[str, Any]:
         """Mantis' postJobStatus body for this worker."""
         status: dict[str, Any] = {
-            "jobId": self.job_id, "stageNum": self.stage, "workerIndex": self.index,
-            "workerNumber": self.number, "hostname": self.hostname, "type": type_,
-            "message": message, "timestamp": int(time.time() * 1000),
-        }  # fmt: skip
+            "jobId": self.job_id,
+            "stageNum": self.stage,
+            "workerIndex": self.index,
+            "workerNumber": self.number,
+            "hostname": self.hostname,
+            "type": type_,
+            "message": message,
+            "timestamp": int(time.time() * 1000),
+        }
         if state is not None:
             status["state"] = state
         if reason is not None:
@@ -94,16 +99,22 @@ class MasterClient:
         for attempt in range(1, attempts + 1):
             try:
                 async with self.session.post(
-                    self.base_url + STATUS_PATH, data=body,
+                    self.base_url + STATUS_PATH,
+                    data=body,
                     headers={"Content-Type": "application/json", **self._auth},
                     timeout=aiohttp.ClientTimeout(total=10),
-                ) as resp:  # fmt: skip
+                ) as resp:
                     if resp.status < 300:
                         return True
                     text = (await resp.text())[:300]
                     if resp.status < 500:
-                        log.warning("master_refused_status", status=resp.status, body=text,
-                                    state=state, type=type_)  # fmt: skip
+                        log.warning(
+                            "master_refused_status",
+                            status=resp.status,
+                            body=text,
+                            state=state,
+                            type=type_,
+                        )
                         return False
                     log.warning("master_status_error", status=resp.status, body=text)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -117,13 +128,16 @@ class MasterClient:
         params = {"user": f"{self.job_id}-worker-{self.index}-{self.number}", "reason": reason}
         try:
             async with self.session.delete(
-                f"{self.base_url}/api/v1/jobs/{self.job_id}", params=params, headers=self._auth,
+                f"{self.base_url}/api/v1/jobs/{self.job_id}",
+                params=params,
+                headers=self._auth,
                 timeout=aiohttp.ClientTimeout(total=10),
-            ) as resp:  # fmt: skip
+            ) as resp:
                 if resp.status < 300:
                     return True
-                log.warning("master_refused_kill", status=resp.status,
-                            body=(await resp.text())[:300])  # fmt: skip
+                log.warning(
+                    "master_refused_kill", status=resp.status, body=(await resp.text())[:300]
+                )
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             log.warning("master_unreachable", error=repr(e))
         return False

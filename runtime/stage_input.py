@@ -256,8 +256,13 @@ class StageInput:
         if self.refusal is not None:
             return
         self.refusal = reason
-        log.error("transport_refused", upstream=str(endpoint), slot=self.slot,
-                  worker=str(self.worker), reason=reason)  # fmt: skip
+        log.error(
+            "transport_refused",
+            upstream=str(endpoint),
+            slot=self.slot,
+            worker=str(self.worker),
+            reason=reason,
+        )
         self._closed = True
         for task in self._tasks.values():
             task.cancel()

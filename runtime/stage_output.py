@@ -547,14 +547,20 @@ class StageOutputServer:
             return f"this is an upstream worker of stage {me.stage + 1}, not of stage {peer.stage}"
         newest = self._newest.get(peer.index, 0)
         if peer.number < newest:
-            return (f"worker {peer.number} of stage {peer.stage} index {peer.index} was replaced "
-                    f"by worker {newest}")  # fmt: skip
+            return (
+                f"worker {peer.number} of stage {peer.stage} index {peer.index} was replaced "
+                f"by worker {newest}"
+            )
         return None
 
     def _refuse(self, conn: _Downstream, reason: str) -> None:
         self.refused_count += 1
-        log.warning("transport_downstream_refused", worker=str(conn.worker), reason=reason,
-                    peer=conn._peer())  # fmt: skip
+        log.warning(
+            "transport_downstream_refused",
+            worker=str(conn.worker),
+            reason=reason,
+            peer=conn._peer(),
+        )
         self._unroute(conn)
         conn.refuse(reason)
 
@@ -591,8 +597,12 @@ class StageOutputServer:
             self.lost_in_flight += max(in_flight, 0)
             conn.pending = []
         if self._unroute(conn):
-            log.info("transport_downstream_lost", slot=conn.slot, connections=len(self._conns),
-                     lost_in_flight=max(in_flight, 0))  # fmt: skip
+            log.info(
+                "transport_downstream_lost",
+                slot=conn.slot,
+                connections=len(self._conns),
+                lost_in_flight=max(in_flight, 0),
+            )
 
     def _unroute(self, conn: _Downstream) -> bool:
         """Route nothing more to `conn`; False if nothing was routed to it."""

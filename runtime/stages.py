@@ -286,7 +286,13 @@ class GroupToScalarStage(Stage):
         name = self._label(context)
         if self.window is not None:
             return WindowedRunning(
-                name, context, emit, self.window, self.reduce, self.initial, self.output,
+                name,
+                context,
+                emit,
+                self.window,
+                self.reduce,
+                self.initial,
+                self.output,
                 self.config.key_expiry,
             )
         if self.per_key_rx is not None:

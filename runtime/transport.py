@@ -95,7 +95,12 @@ class WorkerId:
             worker = orjson.loads(payload).get("worker")
             if worker is None:
                 return None
-            job, stage, index, number = worker["job"], worker["stage"], worker["index"], worker["number"]
+            job, stage, index, number = (
+                worker["job"],
+                worker["stage"],
+                worker["index"],
+                worker["number"],
+            )
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
             raise FrameError("malformed HELLO worker") from None
         if not isinstance(job, str) or not all(type(v) is int for v in (stage, index, number)):
@@ -104,7 +109,6 @@ class WorkerId:
 
     def __str__(self) -> str:
         return f"{self.job_id} stage {self.stage} index {self.index} worker {self.number}"
-
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,15 @@ class WorkerProcess:
     def __init__(self, env: TaskEnvironment, session: aiohttp.ClientSession) -> None:
         self.env = env
         self.master = MasterClient(
-            session, env.master_url, env.job_id, env.stage, env.index, env.number,
-            env.hostname or None, env.api_token or None,
-        )  # fmt: skip
+            session,
+            env.master_url,
+            env.job_id,
+            env.stage,
+            env.index,
+            env.number,
+            env.hostname or None,
+            env.api_token or None,
+        )
         self.session = session
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
@@ -161,8 +167,14 @@ class WorkerProcess:
     async def run(self) -> int:
         """Start, serve until stopped, report how it ended; returns the exit status."""
         env = self.env
-        log.info("worker_starting", job_id=env.job_id, stage=env.stage, index=env.index,
-                 number=env.number, artifact=env.artifact)  # fmt: skip
+        log.info(
+            "worker_starting",
+            job_id=env.job_id,
+            stage=env.stage,
+            index=env.index,
+            number=env.number,
+            artifact=env.artifact,
+        )
         try:
             started = await self._unless_stopped(self._start_up())
         except WorkerFailed as e:
@@ -237,8 +249,9 @@ class WorkerProcess:
             info = await asyncio.wait_for(anext(self.master.scheduling_changes()), 10.0)
             submitted = len(info.get("workerAssignments") or ())
             if submitted and submitted != job.stage_count:
-                raise WorkerFailed(f"the job defines {job.stage_count} stages but was "
-                                   f"submitted with {submitted}")  # fmt: skip
+                raise WorkerFailed(
+                    f"the job defines {job.stage_count} stages but was submitted with {submitted}"
+                )
         if not 1 <= env.stage <= job.stage_count:
             raise WorkerFailed(
                 f"MANTIS_STAGE is {env.stage} but the job {job.name or env.artifact!r} has "
@@ -250,13 +263,25 @@ class WorkerProcess:
             raise WorkerFailed(f"bad job parameters: {e}") from e
         self.context = Context(
             parameters=parameters,
-            worker=WorkerInfo(env.job_name, env.job_id, env.stage, env.index, env.number,
-                              env.stage_workers, job.stage_count),  # fmt: skip
+            worker=WorkerInfo(
+                env.job_name,
+                env.job_id,
+                env.stage,
+                env.index,
+                env.number,
+                env.stage_workers,
+                job.stage_count,
+            ),
             metrics=self.metrics,
             on_complete=self.complete,
         )
-        log.info("artifact_loaded", artifact=env.artifact, source=fetched.source,
-                 job=job.name, stages=job.stage_count)  # fmt: skip
+        log.info(
+            "artifact_loaded",
+            artifact=env.artifact,
+            source=fetched.source,
+            job=job.name,
+            stages=job.stage_count,
+        )
         return job
 
     async def _start(self, job: Job) -> None:
@@ -269,11 +294,13 @@ class WorkerProcess:
         try:
             if env.stage < job.stage_count:
                 self.output = StageOutputServer(
-                    env.host, port,
+                    env.host,
+                    port,
                     routing=Routing.KEYED if stage.output_keyed else Routing.ROUND_ROBIN,
-                    backpressure=stage.config.backpressure, codec=stage.config.codec,
+                    backpressure=stage.config.backpressure,
+                    codec=stage.config.codec,
                     worker=self.identity,
-                )  # fmt: skip
+                )
                 await self.output.start()
                 self._blocking = stage.config.backpressure is Backpressure.BLOCKING
                 out = self.output
@@ -291,10 +318,13 @@ class WorkerProcess:
             raise WorkerFailed(f"cannot listen on {env.host}:{port}: {e.strerror or e}") from e
         try:
             scheduler = AsyncIOScheduler(asyncio.get_running_loop())
-            self.running = Instances([
-                stage.start(context, self._pending.extend, scheduler)
-                for _ in range(stage.config.concurrency)
-            ], keyed=stage.input_keyed)  # fmt: skip
+            self.running = Instances(
+                [
+                    stage.start(context, self._pending.extend, scheduler)
+                    for _ in range(stage.config.concurrency)
+                ],
+                keyed=stage.input_keyed,
+            )
         except Exception as e:
             raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
         if env.stage > 1:
@@ -364,6 +394,7 @@ class WorkerProcess:
             assert self._downstream_workers is not None
             await self.output.wait_for_connections(self._downstream_workers)
         self._blocking = False  # once: later, routing follows whoever is connected
+
     async def _follow_scheduling_info(self) -> None:
         """Keep the worker map (and, past stage 1, the upstream connections) current."""
         context = self.context
@@ -390,8 +421,9 @@ class WorkerProcess:
 
     async def _heartbeats(self) -> None:
         while True:
-            await self.master.post_status(None, "HEARTBEAT", "heartbeat",
-                                          payloads=self.payloads(), attempts=1)  # fmt: skip
+            await self.master.post_status(
+                None, "HEARTBEAT", "heartbeat", payloads=self.payloads(), attempts=1
+            )
             await asyncio.sleep(self.env.heartbeat_secs)
 
     async def _subscription_timeout(self) -> None:
@@ -403,8 +435,11 @@ class WorkerProcess:
             await asyncio.sleep(1.0)
             idle = sink.idle_since
             now = time.monotonic()
-            if (idle is not None and now - idle >= env.subscription_timeout_secs
-                    and now - started >= env.min_runtime_secs):  # fmt: skip
+            if (
+                idle is not None
+                and now - idle >= env.subscription_timeout_secs
+                and now - started >= env.min_runtime_secs
+            ):
                 reason = f"no subscriber for {env.subscription_timeout_secs:g}s"
                 log.info("subscription_timeout", job_id=env.job_id, reason=reason)
                 if await self.master.kill_job(reason):
@@ -422,10 +457,12 @@ class WorkerProcess:
             on_next, dropped = 0, 0
         out["DataDrop"] = orjson.dumps({"onNextCount": on_next, "droppedCount": dropped}).decode()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        out["ResourceUsage"] = orjson.dumps({
-            "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 3),
-            "maxRssMB": round(usage.ru_maxrss / 1024, 1),
-        }).decode()  # fmt: skip
+        out["ResourceUsage"] = orjson.dumps(
+            {
+                "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 3),
+                "maxRssMB": round(usage.ru_maxrss / 1024, 1),
+            }
+        ).decode()
         return out
 
     # -- ending -----------------------------------------------------------------------------------
@@ -454,8 +491,13 @@ class WorkerProcess:
             await self.master.post_status("Completed", "INFO", "the job completed", reason="Normal")
             log.info("worker_completed", job_id=env.job_id, stage=env.stage, index=env.index)
         else:  # stopped: the master hears it from Mesos, and decides whether to replace us
-            log.info("worker_stopped", job_id=env.job_id, stage=env.stage, index=env.index,
-                     number=env.number)  # fmt: skip
+            log.info(
+                "worker_stopped",
+                job_id=env.job_id,
+                stage=env.stage,
+                index=env.index,
+                number=env.number,
+            )
         return 0
 
     async def _failed(self, message: str) -> int:
@@ -501,13 +543,16 @@ async def run_worker(env: TaskEnvironment) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime.worker", description="One worker of a job, set by MANTIS_* variables."
+        prog="python -m runtime.worker",
+        description="One worker of a job, set by MANTIS_* variables.",
     )
     logs.add_arguments(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_json, args.log_level)
     if not die_with_parent():
-        log.error("worker_orphaned", reason="its parent (the agent or its shell) died before it started")
+        log.error(
+            "worker_orphaned", reason="its parent (the agent or its shell) died before it started"
+        )
         return 1
     try:
         env = TaskEnvironment.from_environ()

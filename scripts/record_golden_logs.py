@@ -70,18 +70,27 @@ def sim_batches(seed: int) -> list[list[Event]]:
 
 
 def definition(
-    name: str, artifact: str, stages: dict[int, int], parameters: dict[str, str],
-    sla: ClusterSla | None = None, now: float = 0.0,
-) -> JobClusterDefinition:  # fmt: skip
+    name: str,
+    artifact: str,
+    stages: dict[int, int],
+    parameters: dict[str, str],
+    sla: ClusterSla | None = None,
+    now: float = 0.0,
+) -> JobClusterDefinition:
     """A cluster as `mantis cluster create` makes it: 0.5 cpu and 256 MB per worker."""
-    info = SchedulingInfo(tuple(
-        StageSchedulingInfo(count, MachineDefinition(0.5, 256.0), scalable=True)
-        for _, count in sorted(stages.items())
-    ))  # fmt: skip
+    info = SchedulingInfo(
+        tuple(
+            StageSchedulingInfo(count, MachineDefinition(0.5, 256.0), scalable=True)
+            for _, count in sorted(stages.items())
+        )
+    )
     return JobClusterDefinition(
-        name, (JobClusterConfig(artifact, "1", now, info),), user="you", sla=sla or ClusterSla(),
+        name,
+        (JobClusterConfig(artifact, "1", now, info),),
+        user="you",
+        sla=sla or ClusterSla(),
         parameters=tuple(ParameterValue(k, v) for k, v in parameters.items()),
-    )  # fmt: skip
+    )
 
 
 class Scenario:
@@ -103,12 +112,22 @@ class Scenario:
 
     def offers(self) -> None:
         """Both agents of `mantis up` offer; pending workers are placed (launched)."""
-        self.run(self.plane.on_offers, [
-            Offer(f"o-{self.now:.0f}-{n}", f"agent-{n}", f"127.0.0.{n + 2}", 8.0, 16_384.0,
-                  disk=10_000.0, network_mbps=1_000.0,
-                  ports=((41000 + 1000 * n, 41999 + 1000 * n),))
-            for n in range(2)
-        ])  # fmt: skip
+        self.run(
+            self.plane.on_offers,
+            [
+                Offer(
+                    f"o-{self.now:.0f}-{n}",
+                    f"agent-{n}",
+                    f"127.0.0.{n + 2}",
+                    8.0,
+                    16_384.0,
+                    disk=10_000.0,
+                    network_mbps=1_000.0,
+                    ports=((41000 + 1000 * n, 41999 + 1000 * n),),
+                )
+                for n in range(2)
+            ],
+        )
 
     def heartbeats(self) -> None:
         """Every live worker heartbeats (a launched one is Started by its first)."""
@@ -123,32 +142,57 @@ class Scenario:
         self.later(10.0)
 
     def workers_of(self, job_id: str) -> list[str]:
-        return sorted(w for w, wk in self.plane.workers.items()
-                      if wk.job_id == job_id and not wk.terminal)  # fmt: skip
+        return sorted(
+            w for w, wk in self.plane.workers.items() if wk.job_id == job_id and not wk.terminal
+        )
 
     def killed(self, job_id: str) -> None:
         """The agents report the job's workers killed, as Mesos does after a kill."""
         for wid in sorted(w for w, wk in self.plane.workers.items() if wk.job_id == job_id):
             if not self.plane.workers[wid].terminal:
-                self.run(self.plane.worker_status, wid, WorkerState.Failed,
-                         reason=CompletedReason.Killed, message="TASK_KILLED")  # fmt: skip
+                self.run(
+                    self.plane.worker_status,
+                    wid,
+                    WorkerState.Failed,
+                    reason=CompletedReason.Killed,
+                    message="TASK_KILLED",
+                )
 
 
 def examples_batches() -> list[list[Event]]:
     s = Scenario()
     plane = s.plane
-    s.run(plane.create_cluster, definition(
-        "synthetic-counts", "synthetic_counts.py", {1: 1, 2: 2}, {"eventsPerSecond": "2000"},
-        now=s.now,
-    ))  # fmt: skip
-    s.run(plane.create_cluster, definition(
-        "hot-keys", "hot_keys.py", {1: 1},
-        {"threshold": "110", "sourceCluster": "synthetic-counts"}, now=s.now,
-    ))  # fmt: skip
-    s.run(plane.create_cluster, definition(
-        "nightly-counts", "synthetic_counts.py", {1: 1, 2: 1}, {"eventsPerSecond": "100"},
-        sla=ClusterSla(cron_spec="0 */5 * * * ?", cron_policy=CronPolicy.KEEP_NEW), now=s.now,
-    ))  # fmt: skip
+    s.run(
+        plane.create_cluster,
+        definition(
+            "synthetic-counts",
+            "synthetic_counts.py",
+            {1: 1, 2: 2},
+            {"eventsPerSecond": "2000"},
+            now=s.now,
+        ),
+    )
+    s.run(
+        plane.create_cluster,
+        definition(
+            "hot-keys",
+            "hot_keys.py",
+            {1: 1},
+            {"threshold": "110", "sourceCluster": "synthetic-counts"},
+            now=s.now,
+        ),
+    )
+    s.run(
+        plane.create_cluster,
+        definition(
+            "nightly-counts",
+            "synthetic_counts.py",
+            {1: 1, 2: 1},
+            {"eventsPerSecond": "100"},
+            sla=ClusterSla(cron_spec="0 */5 * * * ?", cron_policy=CronPolicy.KEEP_NEW),
+            now=s.now,
+        ),
+    )
     s.later(1.0)
     s.run(plane.submit_job, "synthetic-counts", JobRequest(), "you")
     s.run(plane.submit_job, "hot-keys", JobRequest(), "you")
@@ -160,14 +204,25 @@ def examples_batches() -> list[list[Event]]:
     s.run(plane.scale_stage, "synthetic-counts-1", 2, 3, "you", "more keys")
     s.place_and_start()
     lost = s.workers_of("synthetic-counts-1")[0]
-    s.run(plane.worker_status, lost, WorkerState.Failed, reason=CompletedReason.Lost,
-          message="TASK_LOST")
+    s.run(
+        plane.worker_status,
+        lost,
+        WorkerState.Failed,
+        reason=CompletedReason.Lost,
+        message="TASK_LOST",
+    )
     s.later(1.0)
     s.run(plane.tick)
     s.place_and_start()
     s.run(plane.scale_stage, "synthetic-counts-1", 2, 1, "you", "quiet hour")
-    s.run(plane.update_artifact, "synthetic-counts", "synthetic_counts.py", "2", "you",
-          skip_submit=True)
+    s.run(
+        plane.update_artifact,
+        "synthetic-counts",
+        "synthetic_counts.py",
+        "2",
+        "you",
+        skip_submit=True,
+    )
     for _ in range(2):  # the cron submits a nightly job, then a new one replaces it
         s.later(300.0)
         s.heartbeats()
@@ -219,13 +274,19 @@ def redigest(name: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m scripts.record_golden_logs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--digests-only", action="store_true",
-                        help="keep the stores, recompute their digests")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.record_golden_logs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--digests-only", action="store_true", help="keep the stores, recompute their digests"
+    )
     if parser.parse_args(argv).digests_only:
         names = sorted(p.name for p in STORES.iterdir() if p.is_dir())
-        DIGESTS.write_text(json.dumps({n: redigest(n) for n in names}, indent=2, sort_keys=True) + "\n")
+        DIGESTS.write_text(
+            json.dumps({n: redigest(n) for n in names}, indent=2, sort_keys=True) + "\n"
+        )
         print(f"recomputed the digests of {len(names)} stores")  # noqa: T201
         return
     STORES.mkdir(parents=True, exist_ok=True)

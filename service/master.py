@@ -228,10 +228,14 @@ class MasterService:
                 self.watchers.keep_status(effect)
         if launches:
             settings = self.worker_tasks
-            self.rm.launch([
-                worker_task(self.plane.job(t.request.job_id), t, settings) if settings else TaskLaunch(t)
-                for t in launches
-            ])  # fmt: skip
+            self.rm.launch(
+                [
+                    worker_task(self.plane.job(t.request.job_id), t, settings)
+                    if settings
+                    else TaskLaunch(t)
+                    for t in launches
+                ]
+            )
         if revive:
             self.rm.revive()
         for jid in changed:

@@ -46,7 +46,9 @@ def artifact_location(definition: JobDefinition, settings: WorkerTaskSettings) -
     return name
 
 
-def task_environment(job: JobRecord, task: LaunchTask, settings: WorkerTaskSettings) -> TaskEnvironment:
+def task_environment(
+    job: JobRecord, task: LaunchTask, settings: WorkerTaskSettings
+) -> TaskEnvironment:
     """What a worker is told: who it is, where the master and artifact are, its job's
     parameters and timings; a transient job's sink workers also get its subscription timeout."""
     d, r, a = job.definition, task.request, task.assignment

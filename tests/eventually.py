@@ -31,9 +31,12 @@ def _deadline(what: str, timeout: float, describe: Describe | None) -> Callable[
 
 
 async def eventually(
-    predicate: Predicate, what: str, timeout: float = 10.0, interval: float = 0.02,
+    predicate: Predicate,
+    what: str,
+    timeout: float = 10.0,
+    interval: float = 0.02,
     describe: Describe | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Return once `predicate()` holds, polling every `interval` seconds without blocking the loop."""
     expired = _deadline(what, timeout, describe)
     while not predicate():
@@ -42,9 +45,12 @@ async def eventually(
 
 
 async def eventually_value(
-    check: Callable[[], Awaitable[T]], what: str, timeout: float = 10.0, interval: float = 0.05,
+    check: Callable[[], Awaitable[T]],
+    what: str,
+    timeout: float = 10.0,
+    interval: float = 0.05,
     describe: Describe | None = None,
-) -> T:  # fmt: skip
+) -> T:
     """Await `check()` every `interval` seconds until its answer is truthy, and return it."""
     expired = _deadline(what, timeout, describe)
     while not (value := await check()):
@@ -54,9 +60,12 @@ async def eventually_value(
 
 
 def wait_until(
-    predicate: Predicate, what: str, timeout: float = 10.0, interval: float = 0.05,
+    predicate: Predicate,
+    what: str,
+    timeout: float = 10.0,
+    interval: float = 0.05,
     describe: Describe | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Return once `predicate()` holds, polling every `interval` seconds on this thread."""
     expired = _deadline(what, timeout, describe)
     while not predicate():

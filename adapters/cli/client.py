@@ -80,8 +80,13 @@ class MantisClient:
     """The master's REST API at `url`; `token` is sent as a bearer token with every call
     (None: the one `discover_token` finds, with `data_dir`; "": none)."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 10.0,
-                 data_dir: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        timeout: float = 10.0,
+        data_dir: Path | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = discover_token(self.url, data_dir) if token is None else token
         self.timeout = timeout
@@ -121,9 +126,14 @@ class MantisClient:
     # ---------------------------------------------------------------------- jobs
 
     def submit_job(
-        self, cluster: str, user: str, *, parameters: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None, artifact: str | None = None,
-    ) -> Json:  # fmt: skip
+        self,
+        cluster: str,
+        user: str,
+        *,
+        parameters: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        artifact: str | None = None,
+    ) -> Json:
         """Submit a job of `cluster`; what is not given comes from the cluster. Returns the job."""
         body: Json = {"name": cluster, "user": user}
         if parameters is not None:
@@ -148,8 +158,13 @@ class MantisClient:
         self._call("DELETE", f"/api/v1/jobs/{_quote(job_id)}", query=query)
 
     def scale_stage(self, job_id: str, stage: int, workers: int, user: str, reason: str) -> None:
-        body = {"JobId": job_id, "StageNumber": stage, "NumWorkers": workers, "User": user,
-                "Reason": reason}  # fmt: skip
+        body = {
+            "JobId": job_id,
+            "StageNumber": stage,
+            "NumWorkers": workers,
+            "User": user,
+            "Reason": reason,
+        }
         self._call("POST", f"/api/v1/jobs/{_quote(job_id)}/actions/scaleStage", body=body)
 
     def resubmit_worker(self, job_id: str, worker_number: int, user: str, reason: str) -> None:
@@ -174,9 +189,12 @@ class MantisClient:
     # ---------------------------------------------------------------------- job output
 
     def connect(
-        self, job_id: str | None = None, *, cluster: str | None = None,
+        self,
+        job_id: str | None = None,
+        *,
+        cluster: str | None = None,
         params: Mapping[str, str] | None = None,
-    ) -> Generator[Any, None, None]:  # fmt: skip
+    ) -> Generator[Any, None, None]:
         """The output of a job (or of a cluster's newest job), one decoded event at a time.
 
         `params` go to the sink workers (clientId, sample, ...). The stream has no read
@@ -195,9 +213,15 @@ class MantisClient:
     # ---------------------------------------------------------------------- transport
 
     def _request(
-        self, method: str, path: str, *, query: Mapping[str, str] | None = None,
-        body: object = None, data: bytes | None = None, accept: str = "application/json",
-    ) -> urllib.request.Request:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        data: bytes | None = None,
+        accept: str = "application/json",
+    ) -> urllib.request.Request:
         url = self.url + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": accept}
         if body is not None:
@@ -240,7 +264,9 @@ class MantisClient:
 
     def _json(self, value: Any) -> Json:
         if not isinstance(value, dict):
-            raise ApiError(200, f"expected a JSON object from {self.url}, got {type(value).__name__}")
+            raise ApiError(
+                200, f"expected a JSON object from {self.url}, got {type(value).__name__}"
+            )
         return value
 
     def _list(self, value: Any) -> list[Json]:
@@ -332,31 +358,41 @@ def artifact_fields(artifact: str) -> Json:
     return {"artifactName": artifact}
 
 
-def stage_definition(
-    workers: int, cpus: float, memory: float, scalable: bool = False
-) -> Json:
-    return {"numberOfInstances": workers, "scalable": scalable,
-            "machineDefinition": {"cpuCores": cpus, "memoryMB": memory}}  # fmt: skip
+def stage_definition(workers: int, cpus: float, memory: float, scalable: bool = False) -> Json:
+    return {
+        "numberOfInstances": workers,
+        "scalable": scalable,
+        "machineDefinition": {"cpuCores": cpus, "memoryMB": memory},
+    }
 
 
 def cluster_definition(
-    name: str, artifact: str, user: str, *, stages: Mapping[int, int] | None = None,
-    cpus: float = 1.0, memory: float = 512.0, scalable: bool = False,
-    parameters: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+    name: str,
+    artifact: str,
+    user: str,
+    *,
+    stages: Mapping[int, int] | None = None,
+    cpus: float = 1.0,
+    memory: float = 512.0,
+    scalable: bool = False,
+    parameters: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
     version: str | None = None,
-) -> Json:  # fmt: skip
+) -> Json:
     """A NamedJobDefinition: every stage gets `cpus` and `memory` (MB) per worker."""
     definition: Json = {
         "name": name,
         "user": user,
         **artifact_fields(artifact),
-        "schedulingInfo": {"stages": {
-            str(n): stage_definition(w, cpus, memory, scalable)
-            for n, w in sorted((stages or {1: 1}).items())
-        }},
+        "schedulingInfo": {
+            "stages": {
+                str(n): stage_definition(w, cpus, memory, scalable)
+                for n, w in sorted((stages or {1: 1}).items())
+            }
+        },
         "parameters": named(parameters or {}),
         "labels": named(labels or {}),
-    }  # fmt: skip
+    }
     if version:
         definition["version"] = version
     return {"jobDefinition": definition}
@@ -372,12 +408,18 @@ def latest_jar(cluster: Json) -> Json:
 
 
 def updated_definition(
-    cluster: Json, user: str, *, artifact: str | None = None,
-    stages: Mapping[int, int] | None = None, cpus: float | None = None,
-    memory: float | None = None, scalable: bool | None = None,
-    parameters: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+    cluster: Json,
+    user: str,
+    *,
+    artifact: str | None = None,
+    stages: Mapping[int, int] | None = None,
+    cpus: float | None = None,
+    memory: float | None = None,
+    scalable: bool | None = None,
+    parameters: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
     version: str | None = None,
-) -> Json:  # fmt: skip
+) -> Json:
     """A NamedJobDefinition for a full update of `cluster` (as GET renders it): what is not
     given stays; `stages` sets the worker counts (new stages copy the last one's machine);
     parameters and labels given are added or replace those of the same name."""
@@ -393,9 +435,11 @@ def updated_definition(
         if memory is not None:
             machine["memoryMB"] = memory
         new_stages[str(n)] = {
-            **base, "numberOfInstances": counts[n], "machineDefinition": machine,
+            **base,
+            "numberOfInstances": counts[n],
+            "machineDefinition": machine,
             "scalable": base.get("scalable", False) if scalable is None else scalable,
-        }  # fmt: skip
+        }
     if artifact is None:
         where = {"artifactName": jar["artifactName"]}
         if jar.get("url") and jar["url"] != jar["artifactName"]:
@@ -406,14 +450,18 @@ def updated_definition(
     old_labels = {label["name"]: label["value"] for label in cluster.get("labels") or []}
     sla, job_sla = cluster.get("sla") or {}, cluster.get("jobSla") or {}
     definition: Json = {
-        "name": cluster["name"], "user": user, **where,
+        "name": cluster["name"],
+        "user": user,
+        **where,
         "schedulingInfo": {"stages": new_stages},
         "parameters": named({**old_params, **(parameters or {})}),
         "labels": named({**old_labels, **(labels or {})}),
-        "slaMin": sla.get("min", 0), "slaMax": sla.get("max", 0),
-        "cronSpec": sla.get("cronSpec"), "cronPolicy": sla.get("cronPolicy"),
+        "slaMin": sla.get("min", 0),
+        "slaMax": sla.get("max", 0),
+        "cronSpec": sla.get("cronSpec"),
+        "cronPolicy": sla.get("cronPolicy"),
         "jobSla": job_sla or None,
-    }  # fmt: skip
+    }
     if version:
         definition["version"] = version
     owner = cluster.get("owner")

@@ -44,8 +44,11 @@ from core.errors import CommandRejected
 # bidirectional embeddings, overrides and isolates, which reorder what a terminal shows.
 _BIDI = (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL = (*range(0x20), 0x7F, *range(0x80, 0xA0))
-_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROL} | {c: f"\\u{c:04x}" for c in _BIDI} | {
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}  # fmt: skip
+_ESCAPES = (
+    {c: f"\\x{c:02x}" for c in _CONTROL}
+    | {c: f"\\u{c:04x}" for c in _BIDI}
+    | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+)
 # Inside JSON strings (orjson escapes C0 itself): \uXXXX keeps the document valid JSON.
 _JSON_ESCAPES = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI)}
 FAILED_REASONS = frozenset({"Error", "Lost"})
@@ -107,15 +110,28 @@ def _default_user() -> str:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     env = os.environ
-    parser.add_argument("--url", default=env.get("MANTIS_URL") or DEFAULT_URL,
-                        help="the master's API (default: $MANTIS_URL, else %(default)s)")  # fmt: skip
-    parser.add_argument("--token", default=env.get("MANTIS_API_TOKEN"),
-                        help="bearer token for changes (default: $MANTIS_API_TOKEN, else for a "
-                             "local master DATA_DIR/api-token)")  # fmt: skip
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="the `mantis up` data folder holding api-token (default: %(default)s)")
-    parser.add_argument("--user", default=_default_user(),
-                        help="who does this, for the master's records (default: $USER)")  # fmt: skip
+    parser.add_argument(
+        "--url",
+        default=env.get("MANTIS_URL") or DEFAULT_URL,
+        help="the master's API (default: $MANTIS_URL, else %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=env.get("MANTIS_API_TOKEN"),
+        help="bearer token for changes (default: $MANTIS_API_TOKEN, else for a "
+        "local master DATA_DIR/api-token)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="the `mantis up` data folder holding api-token (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--user",
+        default=_default_user(),
+        help="who does this, for the master's records (default: $USER)",
+    )
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -134,21 +150,53 @@ def _actions(parser: argparse.ArgumentParser) -> Callable[..., argparse.Argument
 
 def _add_definition_options(p: argparse.ArgumentParser, update: bool) -> None:
     keep = " (default: as now)" if update else ""
-    p.add_argument("--artifact", required=not update,
-                   help="a URL, a local path (anything with a '/') or an uploaded artifact's "
-                        "name" + keep)  # fmt: skip
-    p.add_argument("--stages", type=_stages, default=None if update else {1: 1}, metavar="N:W,...",
-                   help="workers per stage, e.g. 1:2,2:1" + (keep or " (default: 1:1)"))  # fmt: skip
-    p.add_argument("--cpus", type=_number(0.01), default=None if update else 1.0,
-                   help="CPU cores per worker" + (keep or " (default: 1)"))  # fmt: skip
-    p.add_argument("--memory", type=_number(1), default=None if update else 512.0, metavar="MB",
-                   help="memory per worker, MB" + (keep or " (default: 512)"))  # fmt: skip
-    p.add_argument("--scalable", action="store_true", default=None if update else False,
-                   help="let every stage be scaled (job scale)")  # fmt: skip
-    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="K=V",
-                   help="a job parameter (repeatable)" + (", added or replaced" if update else ""))  # fmt: skip
-    p.add_argument("--label", type=_key_value, action="append", default=[], metavar="K=V",
-                   help="a label (repeatable)" + (", added or replaced" if update else ""))  # fmt: skip
+    p.add_argument(
+        "--artifact",
+        required=not update,
+        help="a URL, a local path (anything with a '/') or an uploaded artifact's name" + keep,
+    )
+    p.add_argument(
+        "--stages",
+        type=_stages,
+        default=None if update else {1: 1},
+        metavar="N:W,...",
+        help="workers per stage, e.g. 1:2,2:1" + (keep or " (default: 1:1)"),
+    )
+    p.add_argument(
+        "--cpus",
+        type=_number(0.01),
+        default=None if update else 1.0,
+        help="CPU cores per worker" + (keep or " (default: 1)"),
+    )
+    p.add_argument(
+        "--memory",
+        type=_number(1),
+        default=None if update else 512.0,
+        metavar="MB",
+        help="memory per worker, MB" + (keep or " (default: 512)"),
+    )
+    p.add_argument(
+        "--scalable",
+        action="store_true",
+        default=None if update else False,
+        help="let every stage be scaled (job scale)",
+    )
+    p.add_argument(
+        "--param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a job parameter (repeatable)" + (", added or replaced" if update else ""),
+    )
+    p.add_argument(
+        "--label",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a label (repeatable)" + (", added or replaced" if update else ""),
+    )
     p.add_argument("--version", help="the new version's name (default: a timestamp)")
 
 
@@ -174,12 +222,24 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     add = _actions(parser)
     p = add("submit", "submit a job of a job cluster", _job_submit)
     p.add_argument("cluster")
-    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="K=V",
-                   help="a job parameter (repeatable; default: the cluster's)")  # fmt: skip
-    p.add_argument("--wait", action="store_true",
-                   help="show the workers' progress until all are Started")  # fmt: skip
-    p.add_argument("--timeout", type=_number(0), default=DEFAULT_WAIT_SECS, metavar="S",
-                   help="with --wait: give up after S seconds (default: %(default)g)")  # fmt: skip
+    p.add_argument(
+        "--param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a job parameter (repeatable; default: the cluster's)",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="show the workers' progress until all are Started"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_number(0),
+        default=DEFAULT_WAIT_SECS,
+        metavar="S",
+        help="with --wait: give up after S seconds (default: %(default)g)",
+    )
     p = add("list", "list jobs, newest first", _job_list)
     p.add_argument("--cluster", help="only this cluster's jobs")
     p.add_argument("--all", action="store_true", help="also jobs that ended")
@@ -201,8 +261,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("job_id", nargs="?", metavar="ID")
     target.add_argument("--cluster", help="the output of the cluster's newest job")
     p.add_argument("--client-id", help="connections with one id share the output")
-    p.add_argument("--sample", type=_number(0.05), metavar="S",
-                   help="only the newest event every S seconds")  # fmt: skip
+    p.add_argument(
+        "--sample", type=_number(0.05), metavar="S", help="only the newest event every S seconds"
+    )
     p.add_argument("--limit", type=_count(1), metavar="N", help="stop after N events")
 
 
@@ -292,17 +353,22 @@ def _workers(n: int) -> str:
 
 def _definition_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "stages": args.stages, "cpus": args.cpus, "memory": args.memory,
-        "scalable": args.scalable, "parameters": dict(args.param), "labels": dict(args.label),
+        "stages": args.stages,
+        "cpus": args.cpus,
+        "memory": args.memory,
+        "scalable": args.scalable,
+        "parameters": dict(args.param),
+        "labels": dict(args.label),
         "version": args.version,
-    }  # fmt: skip
+    }
 
 
 def _cluster_create(client: MantisClient, args: argparse.Namespace) -> int:
     definition = cluster_definition(args.name, args.artifact, args.user, **_definition_args(args))
     cluster = client.create_cluster(definition)
-    return _say(args, f"created job cluster {cluster['name']} (version {cluster['latestVersion']})",
-                cluster)  # fmt: skip
+    return _say(
+        args, f"created job cluster {cluster['name']} (version {cluster['latestVersion']})", cluster
+    )
 
 
 def _cluster_list(client: MantisClient, args: argparse.Namespace) -> int:
@@ -317,14 +383,24 @@ def _cluster_list(client: MantisClient, args: argparse.Namespace) -> int:
             jar = _latest(c)
             stages = jar.get("schedulingInfo", {}).get("stages", {})
             workers = ",".join(f"{n}:{s['numberOfInstances']}" for n, s in sorted(stages.items()))
-            rows.append([c["name"], c["latestVersion"], jar.get("artifactName", "-"), workers,
-                         c["lastJobCount"], "disabled" if c["disabled"] else "enabled"])  # fmt: skip
+            rows.append(
+                [
+                    c["name"],
+                    c["latestVersion"],
+                    jar.get("artifactName", "-"),
+                    workers,
+                    c["lastJobCount"],
+                    "disabled" if c["disabled"] else "enabled",
+                ]
+            )
         sys.stdout.write(table(["NAME", "VERSION", "ARTIFACT", "STAGES", "JOBS", "STATE"], rows))
     return 0
 
 
 def _latest(cluster: Json) -> Json:
-    jars = [j for j in cluster.get("jars") or [] if j.get("version") == cluster.get("latestVersion")]
+    jars = [
+        j for j in cluster.get("jars") or [] if j.get("version") == cluster.get("latestVersion")
+    ]
     return jars[-1] if jars else {}
 
 
@@ -335,29 +411,41 @@ def _cluster_get(client: MantisClient, args: argparse.Namespace) -> int:
         return 0
     jar = _latest(c)
     stages = jar.get("schedulingInfo", {}).get("stages", {})
-    sys.stdout.write(_facts([
-        ("name", c["name"]),
-        ("version", c["latestVersion"]),
-        ("artifact", jar.get("url") or "-"),
-        *((f"stage {n}", f"{_workers(s['numberOfInstances'])} x "
-           f"{_machine(s['machineDefinition'])}" + (", scalable" if s.get("scalable") else ""))
-          for n, s in sorted(stages.items(), key=lambda kv: int(kv[0]))),
-        ("parameters", _pairs(c.get("parameters") or [])),
-        ("labels", _pairs(c.get("labels") or [])),
-        ("user", c.get("user") or "-"),
-        ("jobs", f"{c['lastJobCount']} submitted"),
-        ("state", "disabled" if c["disabled"] else "enabled"),
-    ]))  # fmt: skip
+    sys.stdout.write(
+        _facts(
+            [
+                ("name", c["name"]),
+                ("version", c["latestVersion"]),
+                ("artifact", jar.get("url") or "-"),
+                *(
+                    (
+                        f"stage {n}",
+                        f"{_workers(s['numberOfInstances'])} x "
+                        f"{_machine(s['machineDefinition'])}"
+                        + (", scalable" if s.get("scalable") else ""),
+                    )
+                    for n, s in sorted(stages.items(), key=lambda kv: int(kv[0]))
+                ),
+                ("parameters", _pairs(c.get("parameters") or [])),
+                ("labels", _pairs(c.get("labels") or [])),
+                ("user", c.get("user") or "-"),
+                ("jobs", f"{c['lastJobCount']} submitted"),
+                ("state", "disabled" if c["disabled"] else "enabled"),
+            ]
+        )
+    )
     return 0
 
 
 def _cluster_update(client: MantisClient, args: argparse.Namespace) -> int:
     current = client.get_cluster(args.name)
-    definition = updated_definition(current, args.user, artifact=args.artifact,
-                                    **_definition_args(args))  # fmt: skip
+    definition = updated_definition(
+        current, args.user, artifact=args.artifact, **_definition_args(args)
+    )
     cluster = client.update_cluster(args.name, definition)
-    return _say(args, f"updated job cluster {args.name} to version {cluster['latestVersion']}",
-                cluster)  # fmt: skip
+    return _say(
+        args, f"updated job cluster {args.name} to version {cluster['latestVersion']}", cluster
+    )
 
 
 def _cluster_delete(client: MantisClient, args: argparse.Namespace) -> int:
@@ -398,9 +486,13 @@ def progress(job: Json) -> tuple[int, int, int]:
 
 
 def wait_until_started(
-    client: MantisClient, jid: str, timeout: float, out: Any,
-    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-) -> Json:  # fmt: skip
+    client: MantisClient,
+    jid: str,
+    timeout: float,
+    out: Any,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Json:
     """Poll the job until every worker is Started, writing a line whenever that moves on and
     why a worker is not placed yet (the matcher's reason); the job's view then. A worker
     that fails (its replacement says how), a job that ends first, or a timeout is an error
@@ -415,7 +507,9 @@ def wait_until_started(
         line = f"{jid}: {placed}/{wanted} workers placed, {started}/{wanted} started"
         lines = [line] if line != last else []
         last = line
-        lines += [n for n in (f"{jid}: {note}" for note in pending_notes(workers)) if n not in shown]
+        lines += [
+            n for n in (f"{jid}: {note}" for note in pending_notes(workers)) if n not in shown
+        ]
         shown.update(lines)
         out.write("".join(escape(line) + "\n" for line in lines))
         out.flush()
@@ -434,9 +528,7 @@ def wait_until_started(
             out.write(escape(f"{jid}: all {_workers(wanted)} Started") + "\n")
             return job
         if clock() >= deadline:
-            raise TimeoutError(
-                f"job {jid}: {started}/{wanted} workers Started after {timeout:g} s"
-            )
+            raise TimeoutError(f"job {jid}: {started}/{wanted} workers Started after {timeout:g} s")
         sleep(POLL_SECS)
 
 
@@ -455,11 +547,14 @@ def ended_notes(workers: Sequence[Json]) -> list[str]:
     for w in workers:
         name = f"worker {w['workerIndex']} of stage {w['stageNum']}"
         if w["state"] in ("Failed", "Completed") and w.get("message"):
-            notes.append(f"{name} (number {w['workerNumber']}) {w['state']} ({w['reason']}): "
-                         f"{w['message']}")  # fmt: skip
+            notes.append(
+                f"{name} (number {w['workerNumber']}) {w['state']} ({w['reason']}): {w['message']}"
+            )
         if w.get("resubmitReason"):
-            notes.append(f"{name} replaces number {w['resubmitOf']}, which ended "
-                         f"({w['resubmitReason']}): {w.get('resubmitMessage') or '-'}")  # fmt: skip
+            notes.append(
+                f"{name} replaces number {w['resubmitOf']}, which ended "
+                f"({w['resubmitReason']}): {w.get('resubmitMessage') or '-'}"
+            )
     return notes
 
 
@@ -474,8 +569,15 @@ def _job_list(client: MantisClient, args: argparse.Namespace) -> int:
         for job in jobs:
             meta = job["jobMetadata"]
             _, started, wanted = progress(job)
-            rows.append([meta["jobId"], meta["state"], f"{started}/{wanted}",
-                         when(meta["submittedAt"]), meta["user"]])  # fmt: skip
+            rows.append(
+                [
+                    meta["jobId"],
+                    meta["state"],
+                    f"{started}/{wanted}",
+                    when(meta["submittedAt"]),
+                    meta["user"],
+                ]
+            )
         sys.stdout.write(table(["JOB ID", "STATE", "STARTED", "SUBMITTED (UTC)", "USER"], rows))
     return 0
 
@@ -487,28 +589,50 @@ def _job_get(client: MantisClient, args: argparse.Namespace) -> int:
         return 0
     meta = job["jobMetadata"]
     state = meta["state"] + (f" ({meta['reason']})" if meta.get("reason") else "")
-    sys.stdout.write(_facts([
-        ("job", meta["jobId"]),
-        ("cluster", meta["name"]),
-        ("state", state + (f": {meta['message']}" if meta.get("message") else "")),
-        ("artifact", meta.get("jarUrl") or "-"),
-        ("version", job.get("version") or "-"),
-        ("user", meta["user"]),
-        ("submitted", when(meta["submittedAt"])),
-        ("started", when(meta["startedAt"])),
-        ("ended", when(meta["endedAt"])),
-        ("parameters", _pairs(meta.get("parameters") or [])),
-        *((f"stage {s['stageNum']}", f"{_workers(s['numWorkers'])} x "
-           f"{_machine(s['machineDefinition'])}" + (", scalable" if s.get("scalable") else ""))
-          for s in job.get("stageMetadataList") or []),
-    ]))  # fmt: skip
+    sys.stdout.write(
+        _facts(
+            [
+                ("job", meta["jobId"]),
+                ("cluster", meta["name"]),
+                ("state", state + (f": {meta['message']}" if meta.get("message") else "")),
+                ("artifact", meta.get("jarUrl") or "-"),
+                ("version", job.get("version") or "-"),
+                ("user", meta["user"]),
+                ("submitted", when(meta["submittedAt"])),
+                ("started", when(meta["startedAt"])),
+                ("ended", when(meta["endedAt"])),
+                ("parameters", _pairs(meta.get("parameters") or [])),
+                *(
+                    (
+                        f"stage {s['stageNum']}",
+                        f"{_workers(s['numWorkers'])} x "
+                        f"{_machine(s['machineDefinition'])}"
+                        + (", scalable" if s.get("scalable") else ""),
+                    )
+                    for s in job.get("stageMetadataList") or []
+                ),
+            ]
+        )
+    )
     workers = job.get("workerMetadataList") or []
     if workers:
-        sys.stdout.write("\n" + table(
-            ["STAGE", "INDEX", "NUMBER", "STATE", "HOST", "PORTS"],
-            ([w["stageNum"], w["workerIndex"], w["workerNumber"], w["state"], w.get("slave") or "-",
-              ",".join(str(p) for p in w.get("ports") or []) or "-"] for w in workers),
-        ))  # fmt: skip
+        sys.stdout.write(
+            "\n"
+            + table(
+                ["STAGE", "INDEX", "NUMBER", "STATE", "HOST", "PORTS"],
+                (
+                    [
+                        w["stageNum"],
+                        w["workerIndex"],
+                        w["workerNumber"],
+                        w["state"],
+                        w.get("slave") or "-",
+                        ",".join(str(p) for p in w.get("ports") or []) or "-",
+                    ]
+                    for w in workers
+                ),
+            )
+        )
         notes = pending_notes(workers) + ended_notes(workers)
         if notes:
             sys.stdout.write("\n" + "".join(escape(n) + "\n" for n in notes))
@@ -555,8 +679,12 @@ def _job_connect(client: MantisClient, args: argparse.Namespace) -> int:
 
 def _artifact_upload(client: MantisClient, args: argparse.Namespace) -> int:
     stored = client.upload_artifact(args.path, args.name)
-    return _say(args, f"uploaded {stored['name']} ({stored['size']} bytes, "
-                      f"sha256 {stored['sha256'][:12]}...): {stored['url']}", stored)  # fmt: skip
+    return _say(
+        args,
+        f"uploaded {stored['name']} ({stored['size']} bytes, "
+        f"sha256 {stored['sha256'][:12]}...): {stored['url']}",
+        stored,
+    )
 
 
 def _artifact_list(client: MantisClient, args: argparse.Namespace) -> int:

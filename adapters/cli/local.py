@@ -37,8 +37,13 @@ STEP_SECS = 0.02
 class ProcessMaster:
     """See the module docstring. `env` is added to every worker's environment."""
 
-    def __init__(self, work_dir: Path, heartbeat_secs: float = 0.5, api_token: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        work_dir: Path,
+        heartbeat_secs: float = 0.5,
+        api_token: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.heartbeat_secs = heartbeat_secs
         self.api_token = api_token
@@ -53,10 +58,12 @@ class ProcessMaster:
         self._runner, port = await serve(app, HOST)
         self.url = f"http://{HOST}:{port}"
         self.service.worker_tasks = WorkerTaskSettings(
-            master_url=self.url, command=f"{sys.executable} -m runtime.worker",
-            artifact_cache=self.work_dir / "artifact-cache", api_token=self.api_token or "",
+            master_url=self.url,
+            command=f"{sys.executable} -m runtime.worker",
+            artifact_cache=self.work_dir / "artifact-cache",
+            api_token=self.api_token or "",
             heartbeat_secs=self.heartbeat_secs,
-        )  # fmt: skip
+        )
         self.service.start()
         self._stepper = asyncio.create_task(self._step_forever())
 
@@ -74,15 +81,19 @@ class ProcessMaster:
             await self._runner.cleanup()
 
     def submit(
-        self, cluster: str, artifact: str | Path, stages: list[int],
-        parameters: Mapping[str, Any] | None = None, **request: Any,
-    ) -> str:  # fmt: skip
+        self,
+        cluster: str,
+        artifact: str | Path,
+        stages: list[int],
+        parameters: Mapping[str, Any] | None = None,
+        **request: Any,
+    ) -> str:
         """Create `cluster` (if new) with one stage per entry (its worker count) and submit a
         job running `artifact` (more JobRequest fields in `request`); returns the job id."""
         if cluster not in self.service.plane.clusters:
-            info = SchedulingInfo(tuple(
-                StageSchedulingInfo(n, MachineDefinition(0.1, 64)) for n in stages
-            ))  # fmt: skip
+            info = SchedulingInfo(
+                tuple(StageSchedulingInfo(n, MachineDefinition(0.1, 64)) for n in stages)
+            )
             config = JobClusterConfig("job.py", "1", time.time(), info, job_jar_url=str(artifact))
             definition = JobClusterDefinition(cluster, (config,))
             self.service.run(lambda p, now: p.create_cluster(definition, now))
@@ -97,12 +108,16 @@ class ProcessMaster:
         return self.agent.tasks
 
     def workers(self, jid: str, state: WorkerState | None = None) -> list[Worker]:
-        return [w for w in self.service.plane.workers.values()
-                if w.job_id == jid and (state is None or w.state is state)]  # fmt: skip
+        return [
+            w
+            for w in self.service.plane.workers.values()
+            if w.job_id == jid and (state is None or w.state is state)
+        ]
 
     def started(self, jid: str, stage: int | None = None) -> list[Worker]:
-        return [w for w in self.workers(jid, WorkerState.Started)
-                if stage is None or w.stage == stage]  # fmt: skip
+        return [
+            w for w in self.workers(jid, WorkerState.Started) if stage is None or w.stage == stage
+        ]
 
     def process(self, jid: str, stage: int, index: int) -> LocalTask:
         """The live process of a job's (stage, index)."""
@@ -113,5 +128,6 @@ class ProcessMaster:
 
     def logs(self) -> str:
         """Every worker's output, for assertion messages."""
-        return "\n".join(f"--- {p.task_id}\n{p.log.read_text()[-3000:]}"
-                         for p in self.processes.values())  # fmt: skip
+        return "\n".join(
+            f"--- {p.task_id}\n{p.log.read_text()[-3000:]}" for p in self.processes.values()
+        )

@@ -53,8 +53,9 @@ class Subcommand:
     add_arguments: str = "add_arguments"
     run: str = "run"
 
-    def load(self) -> tuple[Callable[[argparse.ArgumentParser], None],
-                            Callable[[argparse.Namespace], int]]:  # fmt: skip
+    def load(
+        self,
+    ) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
         module = importlib.import_module(self.module)
         return getattr(module, self.add_arguments), getattr(module, self.run)
 
@@ -77,23 +78,41 @@ def _run_version(args: argparse.Namespace) -> int:
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("version", "print the version", __name__, "_add_version_arguments", "_run_version"),
-    Subcommand("mesoslite", "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
-               "mesoslite.master_main"),
+    Subcommand(
+        "mesoslite",
+        "run a mesoslite master: Mesos' v1 scheduler API on 127.0.0.1:5050",
+        "mesoslite.master_main",
+    ),
     Subcommand("agent", "run a mesoslite agent that runs tasks as processes", "mesoslite.agent"),
-    Subcommand("master",
-               "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",
-               "adapters.cli.master"),
-    Subcommand("up",
-               "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
-               "adapters.cli.up"),
-    Subcommand("cluster",
-               "job clusters on a master: create, list, get, update, delete, enable, disable",
-               "adapters.cli.commands", "add_cluster_arguments"),
-    Subcommand("job", "jobs on a master: submit, list, get, kill, scale, resubmit-worker, connect",
-               "adapters.cli.commands", "add_job_arguments"),
-    Subcommand("artifact", "job artifacts on a master: upload, list", "adapters.cli.commands",
-               "add_artifact_arguments"),
-)  # fmt: skip
+    Subcommand(
+        "master",
+        "run the Mantis master: control plane, store, HTTP API, on Mesos or mesoslite",
+        "adapters.cli.master",
+    ),
+    Subcommand(
+        "up",
+        "start a local cluster (mesoslite, agents, master) and keep it running until Ctrl-C",
+        "adapters.cli.up",
+    ),
+    Subcommand(
+        "cluster",
+        "job clusters on a master: create, list, get, update, delete, enable, disable",
+        "adapters.cli.commands",
+        "add_cluster_arguments",
+    ),
+    Subcommand(
+        "job",
+        "jobs on a master: submit, list, get, kill, scale, resubmit-worker, connect",
+        "adapters.cli.commands",
+        "add_job_arguments",
+    ),
+    Subcommand(
+        "artifact",
+        "job artifacts on a master: upload, list",
+        "adapters.cli.commands",
+        "add_artifact_arguments",
+    ),
+)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

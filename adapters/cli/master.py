@@ -106,10 +106,15 @@ class MasterProcess:
         rm = self._make_rm(s, asyncio.get_running_loop())
         self.service = service = MasterService(store, rm, archive=store.archived_job_events)
         plane = service.plane
-        log.info("master_recovered", jobs=len(plane.jobs), active=len(plane.active_jobs()),
-                 seconds=round(time.monotonic() - t0, 3))  # fmt: skip
-        app = create_app(service, artifacts=self.artifacts, api_token=s.api_token,
-                         instance_id=s.instance_id)  # fmt: skip
+        log.info(
+            "master_recovered",
+            jobs=len(plane.jobs),
+            active=len(plane.active_jobs()),
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        app = create_app(
+            service, artifacts=self.artifacts, api_token=s.api_token, instance_id=s.instance_id
+        )
         self._runner, port = await serve(app, s.host, s.port)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         service.worker_tasks = WorkerTaskSettings(
@@ -172,34 +177,62 @@ async def run_master(settings: MasterSettings) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("mantis-data"),
-                        help="store, artifacts and framework id (default: %(default)s)")
-    parser.add_argument("--mesos", default="127.0.0.1:5050",
-                        help="Mesos or mesoslite master, host:port or zk://... (default: %(default)s)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("mantis-data"),
+        help="store, artifacts and framework id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mesos",
+        default="127.0.0.1:5050",
+        help="Mesos or mesoslite master, host:port or zk://... (default: %(default)s)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="API port (default: %(default)s)")
-    parser.add_argument("--public-url", default="",
-                        help="how workers reach the API (default: http://HOST:PORT)")
-    parser.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
-                        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)")
-    parser.add_argument("--worker-command", default=WORKER_COMMAND,
-                        help="the command agents run for a worker (default: %(default)s)")
-    parser.add_argument("--tick-secs", type=float, default=1.0,
-                        help="timer resolution: heartbeats, SLA, cron (default: %(default)s)")
-    parser.add_argument("--recover-from-snapshot", action="store_true",
-                        help="open a damaged store: keep its last good snapshot and every whole "
-                             "batch after the damage that still applies, set the damaged files "
-                             "aside and print what was dropped")  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="API port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--public-url", default="", help="how workers reach the API (default: http://HOST:PORT)"
+    )
+    parser.add_argument(
+        "--api-token",
+        default=os.environ.get("MANTIS_API_TOKEN"),
+        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN)",
+    )
+    parser.add_argument(
+        "--worker-command",
+        default=WORKER_COMMAND,
+        help="the command agents run for a worker (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tick-secs",
+        type=float,
+        default=1.0,
+        help="timer resolution: heartbeats, SLA, cron (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--recover-from-snapshot",
+        action="store_true",
+        help="open a damaged store: keep its last good snapshot and every whole "
+        "batch after the damage that still applies, set the damaged files "
+        "aside and print what was dropped",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = MasterSettings(
-        data_dir=args.data_dir.resolve(), mesos=args.mesos, host=args.host, port=args.port,
-        public_url=args.public_url, api_token=args.api_token or None,
-        worker_command=args.worker_command, tick_secs=args.tick_secs,
+        data_dir=args.data_dir.resolve(),
+        mesos=args.mesos,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        api_token=args.api_token or None,
+        worker_command=args.worker_command,
+        tick_secs=args.tick_secs,
         recover_from_snapshot=args.recover_from_snapshot,
         instance_id=os.environ.get("MANTIS_INSTANCE_ID", ""),
-    )  # fmt: skip
+    )
     try:
         return asyncio.run(run_master(settings))
     except StoreCorrupted as e:

@@ -119,28 +119,55 @@ class UpError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("mantis-data"),
-                        help="where the store, artifacts, API token and logs live "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("mantis-data"),
+        help="where the store, artifacts, API token and logs live (default: %(default)s)",
+    )
     parser.add_argument("--agents", type=int, default=2, help="agent processes (default: 2)")
-    parser.add_argument("--agent-resources", default=AGENT_RESOURCES, metavar="SPEC",
-                        help="each agent's resources (default: %(default)s, plus a block of "
-                             f"{AGENT_PORTS} free ports unless SPEC has ports)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="the Mantis API port (default: %(default)s; 0 picks a free one)")
-    parser.add_argument("--mesos-port", type=int, default=0,
-                        help="the mesoslite master's port (default: a free one)")
+    parser.add_argument(
+        "--agent-resources",
+        default=AGENT_RESOURCES,
+        metavar="SPEC",
+        help="each agent's resources (default: %(default)s, plus a block of "
+        f"{AGENT_PORTS} free ports unless SPEC has ports)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="the Mantis API port (default: %(default)s; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--mesos-port",
+        type=int,
+        default=0,
+        help="the mesoslite master's port (default: a free one)",
+    )
     token = parser.add_mutually_exclusive_group()
-    token.add_argument("--api-token", default=os.environ.get("MANTIS_API_TOKEN"),
-                       help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN, "
-                            f"else a random one, written to DATA_DIR/{TOKEN_FILE})")
-    token.add_argument("--no-token", action="store_true",
-                       help="no token: anyone who can reach 127.0.0.1 may change the cluster")
-    parser.add_argument("--recover-from-snapshot", action="store_true",
-                        help="passed to the master: open a damaged store from its last good "
-                             "snapshot (events after the damage are lost)")
-    parser.add_argument("--example", action="store_true",
-                        help="run the example job and print its output until Ctrl-C")  # fmt: skip
+    token.add_argument(
+        "--api-token",
+        default=os.environ.get("MANTIS_API_TOKEN"),
+        help="bearer token for mutating API calls (default: $MANTIS_API_TOKEN, "
+        f"else a random one, written to DATA_DIR/{TOKEN_FILE})",
+    )
+    token.add_argument(
+        "--no-token",
+        action="store_true",
+        help="no token: anyone who can reach 127.0.0.1 may change the cluster",
+    )
+    parser.add_argument(
+        "--recover-from-snapshot",
+        action="store_true",
+        help="passed to the master: open a damaged store from its last good "
+        "snapshot (events after the damage are lost)",
+    )
+    parser.add_argument(
+        "--example",
+        action="store_true",
+        help="run the example job and print its output until Ctrl-C",
+    )
 
 
 # ---------------------------------------------------------------------- ports and files
@@ -165,7 +192,9 @@ def port_in_use(host: str, port: int) -> bool:
         return False
 
 
-def free_port_block(hosts: list[str], size: int, rng: random.Random | None = None) -> tuple[int, int]:
+def free_port_block(
+    hosts: list[str], size: int, rng: random.Random | None = None
+) -> tuple[int, int]:
     """A range of `size` ports that none of `hosts` has in use right now (probed by binding)."""
     rng = rng or random.Random()
     for _ in range(50):
@@ -203,8 +232,10 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         lock.seek(0)
         holder = lock.read().strip() or "?"
         lock.close()
-        raise UpError(f"another `mantis up` (pid {holder}) uses {data_dir}; stop it, or "
-                      "choose another folder with --data-dir") from None  # fmt: skip
+        raise UpError(
+            f"another `mantis up` (pid {holder}) uses {data_dir}; stop it, or "
+            "choose another folder with --data-dir"
+        ) from None
     lock.truncate(0)
     lock.write(str(os.getpid()))
     lock.flush()
@@ -239,7 +270,7 @@ def _die_with(parent: int) -> Callable[[], None]:
 
 
 def describe_status(status: int) -> str:
-    """"exit status 1" or "killed by SIGKILL" for a Popen returncode."""
+    """ "exit status 1" or "killed by SIGKILL" for a Popen returncode."""
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"
@@ -251,8 +282,9 @@ def describe_status(status: int) -> str:
 class Child:
     """One supervised child process: its command, log, and its recent deaths before it was up."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str],
-                 cwd: Path) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str], cwd: Path
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -280,10 +312,15 @@ class Child:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
         self.log_offset = self._log.tell()
         self.process = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=self.env, cwd=self.cwd, start_new_session=True,
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
             preexec_fn=_die_with(os.getpid()) if _PRCTL is not None else None,
-        )  # fmt: skip
+        )
         self.started_at = time.monotonic()
         self.ready = False
 
@@ -345,20 +382,30 @@ class LocalUp:
     stops them in order; `on_up` is called once the cluster is up."""
 
     def __init__(
-        self, data_dir: Path, agents: int = 2, *, port: int = DEFAULT_PORT, mesos_port: int = 0,
-        agent_resources: str = AGENT_RESOURCES, api_token: str | None = None,
-        recover_from_snapshot: bool = False, log_level: str = "info", log_json: bool = False,
+        self,
+        data_dir: Path,
+        agents: int = 2,
+        *,
+        port: int = DEFAULT_PORT,
+        mesos_port: int = 0,
+        agent_resources: str = AGENT_RESOURCES,
+        api_token: str | None = None,
+        recover_from_snapshot: bool = False,
+        log_level: str = "info",
+        log_json: bool = False,
         err: TextIO = sys.stderr,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if agents < 1:
             raise UpError("--agents must be >= 1")
         if agents > 250:
             raise UpError("--agents must be <= 250 (one loopback address each)")
         for flag, wanted in (("--port", port), ("--mesos-port", mesos_port)):
             if wanted and port_in_use(HOST, wanted):
-                raise UpError(f"port {wanted} on {HOST} ({flag}) is in use, maybe by another "
-                              f"`mantis up`; choose another with {flag} PORT (0 picks a free "
-                              "one)")  # fmt: skip
+                raise UpError(
+                    f"port {wanted} on {HOST} ({flag}) is in use, maybe by another "
+                    f"`mantis up`; choose another with {flag} PORT (0 picks a free "
+                    "one)"
+                )
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.mesos_port = mesos_port or free_port()
@@ -374,29 +421,91 @@ class LocalUp:
         mesos.mkdir(parents=True, exist_ok=True)
         mesos_secret = secrets.token_urlsafe(32)
         credentials = mesos / MESOS_CREDENTIALS
-        write_secret(credentials, orjson.dumps({"credentials": [
-            {"principal": MESOS_PRINCIPAL, "secret": mesos_secret}]}).decode())  # fmt: skip
+        write_secret(
+            credentials,
+            orjson.dumps(
+                {"credentials": [{"principal": MESOS_PRINCIPAL, "secret": mesos_secret}]}
+            ).decode(),
+        )
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != INSTANCE_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         log_flags = ["--log-level", log_level, *(["--log-json"] if log_json else [])]
-        self.mesos = Child("mesoslite", [
-            sys.executable, "-m", "mesoslite.master", "--host", HOST, "--port",
-            str(self.mesos_port), "--agent-reregister-timeout", str(AGENT_REREGISTER_SECS),
-            "--authenticate-http-frameworks", "--credentials", str(credentials), *log_flags], mesos / "master.log", env, mesos)  # fmt: skip
-        self.agents = [Child(f"agent {i + 1} ({h})", [
-            sys.executable, "-m", "mesoslite.agent", "--master", self.mesos_url, "--resources",
-            agent_resources, "--work-dir", str(mesos / f"agent-{i}"), "--host", HOST,
-            "--hostname", h, "--reconnect-backoff-max", "0.5", *log_flags],
-            mesos / f"agent-{i}.log", env, mesos) for i, h in enumerate(hosts)]  # fmt: skip
-        master_env = {**env, INSTANCE_ENV: self.instance_id,
-                      "MANTIS_MESOS_PRINCIPAL": MESOS_PRINCIPAL, "MANTIS_MESOS_SECRET": mesos_secret}
+        self.mesos = Child(
+            "mesoslite",
+            [
+                sys.executable,
+                "-m",
+                "mesoslite.master",
+                "--host",
+                HOST,
+                "--port",
+                str(self.mesos_port),
+                "--agent-reregister-timeout",
+                str(AGENT_REREGISTER_SECS),
+                "--authenticate-http-frameworks",
+                "--credentials",
+                str(credentials),
+                *log_flags,
+            ],
+            mesos / "master.log",
+            env,
+            mesos,
+        )
+        self.agents = [
+            Child(
+                f"agent {i + 1} ({h})",
+                [
+                    sys.executable,
+                    "-m",
+                    "mesoslite.agent",
+                    "--master",
+                    self.mesos_url,
+                    "--resources",
+                    agent_resources,
+                    "--work-dir",
+                    str(mesos / f"agent-{i}"),
+                    "--host",
+                    HOST,
+                    "--hostname",
+                    h,
+                    "--reconnect-backoff-max",
+                    "0.5",
+                    *log_flags,
+                ],
+                mesos / f"agent-{i}.log",
+                env,
+                mesos,
+            )
+            for i, h in enumerate(hosts)
+        ]
+        master_env = {
+            **env,
+            INSTANCE_ENV: self.instance_id,
+            "MANTIS_MESOS_PRINCIPAL": MESOS_PRINCIPAL,
+            "MANTIS_MESOS_SECRET": mesos_secret,
+        }
         if api_token:
             master_env["MANTIS_API_TOKEN"] = api_token
-        self.master = Child("the master", [
-            sys.executable, "-m", "adapters.cli.main", *log_flags, "master", "--data-dir",
-            str(self.data_dir), "--mesos", f"{HOST}:{self.mesos_port}", "--port", str(self.port),
-            *(["--recover-from-snapshot"] if recover_from_snapshot else [])],
-            self.data_dir / "master.log", master_env, self.data_dir)  # fmt: skip
+        self.master = Child(
+            "the master",
+            [
+                sys.executable,
+                "-m",
+                "adapters.cli.main",
+                *log_flags,
+                "master",
+                "--data-dir",
+                str(self.data_dir),
+                "--mesos",
+                f"{HOST}:{self.mesos_port}",
+                "--port",
+                str(self.port),
+                *(["--recover-from-snapshot"] if recover_from_snapshot else []),
+            ],
+            self.data_dir / "master.log",
+            master_env,
+            self.data_dir,
+        )
 
     @property
     def url(self) -> str:
@@ -412,8 +521,12 @@ class LocalUp:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def run(self, should_stop: Callable[[], bool], on_up: Callable[[], None],
-            start_timeout: float = START_TIMEOUT_SECS) -> int:  # fmt: skip
+    def run(
+        self,
+        should_stop: Callable[[], bool],
+        on_up: Callable[[], None],
+        start_timeout: float = START_TIMEOUT_SECS,
+    ) -> int:
         """Start, supervise until `should_stop()` (0) or until giving up (1), then stop."""
         deadline = time.monotonic() + start_timeout
         mesos_ready = False
@@ -430,9 +543,11 @@ class LocalUp:
                         self.up = True
                         on_up()
                     elif time.monotonic() > deadline:
-                        self._give_up(f"the cluster did not come up within {start_timeout:g} s "
-                                      f"({self._missing(mesos_ready)}); see the logs in "
-                                      f"{self.data_dir}")  # fmt: skip
+                        self._give_up(
+                            f"the cluster did not come up within {start_timeout:g} s "
+                            f"({self._missing(mesos_ready)}); see the logs in "
+                            f"{self.data_dir}"
+                        )
                         return 1
                 time.sleep(0.2 if self.up else 0.05)
             return 0
@@ -463,7 +578,8 @@ class LocalUp:
                 return self._give_up(
                     f"{child.name} died {quick} times in {GIVE_UP_WINDOW_SECS:g} s, each time "
                     f"before it was up (last: {what}"
-                    f"{f', {last.strip()[:200]!r}' if last else ''}); see {child.log_path}")  # fmt: skip
+                    f"{f', {last.strip()[:200]!r}' if last else ''}); see {child.log_path}"
+                )
             delay = min(BACKOFF_FIRST_SECS * 2 ** (quick - 1), BACKOFF_MAX_SECS)
         else:
             child.quick_deaths.clear()
@@ -489,7 +605,7 @@ class LocalUp:
         """The one-line error of a master that refused to start (`mantis master: ...`)."""
         prefix = "mantis master: "
         lines = [x for x in master.output_since_start() if x.startswith(prefix)]
-        return lines[-1][len(prefix):].strip() if lines else ""
+        return lines[-1][len(prefix) :].strip() if lines else ""
 
     def _give_up(self, message: str) -> bool:
         self._say(f"{message}; stopping")
@@ -540,10 +656,12 @@ class LocalUp:
         n = len(self.agents)
         token = ""
         if self.api_token:
-            token = (f"  API token    {self.api_token}\n"
-                     f"               (in {self.data_dir / TOKEN_FILE}; mantis job/cluster/"
-                     "artifact send it; with curl: -H \"Authorization: Bearer $(cat "
-                     f"{self.data_dir / TOKEN_FILE})\")\n")  # fmt: skip
+            token = (
+                f"  API token    {self.api_token}\n"
+                f"               (in {self.data_dir / TOKEN_FILE}; mantis job/cluster/"
+                'artifact send it; with curl: -H "Authorization: Bearer $(cat '
+                f'{self.data_dir / TOKEN_FILE})")\n'
+            )
         out.write(
             f"mantis is up:\n"
             f"  API          {self.url}/api/v1/jobClusters   (OpenAPI: {self.url}/api/v1/openapi.json)\n"
@@ -566,8 +684,12 @@ class LocalUp:
         stop_children(self.agents, STOP_AGENTS_SECS)
         t2 = time.monotonic()
         stop_children([self.mesos], STOP_MESOS_SECS)
-        log.info("up_stopped", master_secs=round(t1 - t0, 3), agents_secs=round(t2 - t1, 3),
-                 mesoslite_secs=round(time.monotonic() - t2, 3))  # fmt: skip
+        log.info(
+            "up_stopped",
+            master_secs=round(t1 - t0, 3),
+            agents_secs=round(t2 - t1, 3),
+            mesoslite_secs=round(time.monotonic() - t2, 3),
+        )
 
 
 # ---------------------------------------------------------------------- the example
@@ -583,10 +705,17 @@ def start_example(client: MantisClient, user: str) -> str:
         raise FileNotFoundError(f"the example job is missing: {EXAMPLE}")
     client.upload_artifact(EXAMPLE)
     if EXAMPLE_CLUSTER not in {c.get("name") for c in client.list_clusters()}:
-        client.create_cluster(cluster_definition(
-            EXAMPLE_CLUSTER, EXAMPLE.name, user, stages={1: 1, 2: 2}, cpus=0.5, memory=256,
-            parameters={"eventsPerSecond": "2000"},
-        ))  # fmt: skip
+        client.create_cluster(
+            cluster_definition(
+                EXAMPLE_CLUSTER,
+                EXAMPLE.name,
+                user,
+                stages={1: 1, 2: 2},
+                cpus=0.5,
+                memory=256,
+                parameters={"eventsPerSecond": "2000"},
+            )
+        )
     running = client.list_jobs(EXAMPLE_CLUSTER)
     job = running[0] if running else client.submit_job(EXAMPLE_CLUSTER, user)
     return str(job["jobMetadata"]["jobId"])
@@ -630,8 +759,9 @@ class ExampleStream:
                 conn.sock.shutdown(socket.SHUT_RDWR)
 
 
-def stream_example(up: LocalUp, stream: ExampleStream, out: TextIO,
-                   stopped: Callable[[], bool]) -> None:  # fmt: skip
+def stream_example(
+    up: LocalUp, stream: ExampleStream, out: TextIO, stopped: Callable[[], bool]
+) -> None:
     """Start the example and print its output; reconnect if the master restarts."""
     client = MantisClient(up.url, up.api_token or "")
     user = os.environ.get("USER") or "mantis"
@@ -647,8 +777,10 @@ def stream_example(up: LocalUp, stream: ExampleStream, out: TextIO,
                 return
             log.warning("example_not_started", error=str(e), retry_in=EXAMPLE_RETRY_SECS)
             time.sleep(EXAMPLE_RETRY_SECS)
-    out.write(f"example job {job_id} submitted: its workers start, then every second one line "
-              f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n")  # fmt: skip
+    out.write(
+        f"example job {job_id} submitted: its workers start, then every second one line "
+        f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n"
+    )
     out.flush()
     while not stopped():
         try:
@@ -688,17 +820,28 @@ def run(args: argparse.Namespace) -> int:
         data_dir = args.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_data_dir(data_dir)
-        up = LocalUp(data_dir, args.agents, port=args.port, mesos_port=args.mesos_port,
-                     agent_resources=args.agent_resources, api_token=api_token(args, data_dir),
-                     recover_from_snapshot=args.recover_from_snapshot,
-                     log_level=args.log_level, log_json=args.log_json)  # fmt: skip
+        up = LocalUp(
+            data_dir,
+            args.agents,
+            port=args.port,
+            mesos_port=args.mesos_port,
+            agent_resources=args.agent_resources,
+            api_token=api_token(args, data_dir),
+            recover_from_snapshot=args.recover_from_snapshot,
+            log_level=args.log_level,
+            log_json=args.log_json,
+        )
     except UpError as e:
         sys.stderr.write(f"mantis up: {e}\n")
         return 1
 
     stream = ExampleStream(up)
-    example = threading.Thread(target=stream_example, args=(up, stream, sys.stdout, lambda: stop),
-                               daemon=True, name="example")  # fmt: skip
+    example = threading.Thread(
+        target=stream_example,
+        args=(up, stream, sys.stdout, lambda: stop),
+        daemon=True,
+        name="example",
+    )
 
     def on_up() -> None:
         up.describe(sys.stdout)

@@ -29,13 +29,20 @@ async def master_info(request: web.Request) -> web.Response:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     host_ip, port = (str(sockname[0]), int(sockname[1])) if sockname else ("127.0.0.1", 0)
     authority = f"[{host_ip}]:{port}" if ":" in host_ip else f"{host_ip}:{port}"
-    return json_response({
-        "hostname": socket.gethostname(), "hostIP": host_ip, "apiPort": port,
-        "schedInfoPort": port, "apiPortV2": port, "consolePort": port,
-        "apiStatusUri": STATUS_PATH.lstrip("/"), "createTime": ms(request.app[CREATED_AT]),
-        "fullApiStatusUri": f"http://{authority}{STATUS_PATH}",
-        **({"instanceId": request.app[INSTANCE_ID]} if request.app[INSTANCE_ID] else {}),
-    })  # fmt: skip
+    return json_response(
+        {
+            "hostname": socket.gethostname(),
+            "hostIP": host_ip,
+            "apiPort": port,
+            "schedInfoPort": port,
+            "apiPortV2": port,
+            "consolePort": port,
+            "apiStatusUri": STATUS_PATH.lstrip("/"),
+            "createTime": ms(request.app[CREATED_AT]),
+            "fullApiStatusUri": f"http://{authority}{STATUS_PATH}",
+            **({"instanceId": request.app[INSTANCE_ID]} if request.app[INSTANCE_ID] else {}),
+        }
+    )
 
 
 async def healthcheck(request: web.Request) -> web.Response:

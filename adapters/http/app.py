@@ -73,8 +73,13 @@ async def serve(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Start `app` on host:port (loopback by default); returns the runner and the bound port."""
-    runner = JsonErrorRunner(app, handler_cancellation=True, access_log=None,
-                             max_line_size=MAX_URL_BYTES, max_field_size=MAX_FIELD_BYTES)  # fmt: skip
+    runner = JsonErrorRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        max_line_size=MAX_URL_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -34,9 +34,16 @@ log = structlog.get_logger()
 BASE = "/api/v1/jobArtifacts"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 CHUNK = 1 << 16
-UPLOAD_TYPES = frozenset({"application/octet-stream", "application/zip",
-                          "application/x-zip-compressed", "text/x-python",
-                          "application/x-python-code", "multipart/form-data"})  # fmt: skip
+UPLOAD_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/zip",
+        "application/x-zip-compressed",
+        "text/x-python",
+        "application/x-python-code",
+        "multipart/form-data",
+    }
+)
 """The body types an upload takes (checked by adapters.http.security): never `text/plain`."""
 
 
@@ -125,9 +132,17 @@ async def upload_artifact(request: web.Request) -> web.Response:
     st = target.stat()
     log.info("artifact_uploaded", name=name, bytes=size)
     url = request.url.with_path(f"{BASE}/{name}").with_query(None)
-    return json_response({"name": name, "size": size, "sha256": digest.hexdigest(),
-                          "etag": etag_of(st), "createdAt": st.st_mtime_ns // 1_000_000,
-                          "url": str(url)}, status=201)  # fmt: skip
+    return json_response(
+        {
+            "name": name,
+            "size": size,
+            "sha256": digest.hexdigest(),
+            "etag": etag_of(st),
+            "createdAt": st.st_mtime_ns // 1_000_000,
+            "url": str(url),
+        },
+        status=201,
+    )
 
 
 def _stored(request: web.Request) -> list[tuple[str, os.stat_result]]:
@@ -139,18 +154,29 @@ def _stored(request: web.Request) -> list[tuple[str, os.stat_result]]:
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if (SAFE_ARTIFACT_NAME.fullmatch(entry.name) and entry.is_file() and entry.name.startswith(prefix)
-                    and contains in entry.name):  # fmt: skip
+            if (
+                SAFE_ARTIFACT_NAME.fullmatch(entry.name)
+                and entry.is_file()
+                and entry.name.startswith(prefix)
+                and contains in entry.name
+            ):
                 found.append((entry.name, entry.stat()))
     return sorted(found)
 
 
 async def list_artifacts(request: web.Request) -> web.Response:
-    return json_response([
-        {"name": name, "size": st.st_size, "createdAt": st.st_mtime_ns // 1_000_000,
-         "etag": etag_of(st), "url": f"{BASE}/{name}"}
-        for name, st in _stored(request)
-    ])  # fmt: skip
+    return json_response(
+        [
+            {
+                "name": name,
+                "size": st.st_size,
+                "createdAt": st.st_mtime_ns // 1_000_000,
+                "etag": etag_of(st),
+                "url": f"{BASE}/{name}",
+            }
+            for name, st in _stored(request)
+        ]
+    )
 
 
 async def artifact_names(request: web.Request) -> web.Response:
@@ -162,5 +188,6 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
     path = request.app[ARTIFACTS].path(name)
     if not path.is_file():
         raise NotFound("artifact", name)
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream",
-                                           "Cache-Control": "no-cache"})  # fmt: skip
+    return web.FileResponse(
+        path, headers={"Content-Type": "application/octet-stream", "Cache-Control": "no-cache"}
+    )

@@ -130,8 +130,11 @@ async def update_artifact(request: web.Request) -> web.Response:
         raise InvalidRequest("url", "an artifact URL (or artifactName) is required")
     version = need_str(body, "version")
     skip = get(body, "skipsubmit", "", to_bool, False)
-    await request.app[MASTER].call(lambda plane, now: plane.update_artifact(
-        name, artifact, version, user, now, job_jar_url=url, skip_submit=skip))  # fmt: skip
+    await request.app[MASTER].call(
+        lambda plane, now: plane.update_artifact(
+            name, artifact, version, user, now, job_jar_url=url, skip_submit=skip
+        )
+    )
     return no_content()
 
 

@@ -61,9 +61,13 @@ class _JsonErrorHandler(web.RequestHandler):
 
     __slots__ = ()
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:  # fmt: skip
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         field: str | None = None
         if status >= 500:
             super().handle_error(request, status, exc, message)  # logged with its traceback
@@ -73,7 +77,11 @@ class _JsonErrorHandler(web.RequestHandler):
         elif isinstance(exc, LineTooLong) and exc.args[1] == self.max_line_size:
             status, field, message = 414, "url", f"longer than {self.max_line_size} bytes"
         elif isinstance(exc, LineTooLong):
-            status, field, message = 431, "headers", f"a field is longer than {self.max_field_size} bytes"
+            status, field, message = (
+                431,
+                "headers",
+                f"a field is longer than {self.max_field_size} bytes",
+            )
         elif isinstance(exc, BadHttpMessage) and "headers" in exc.message.lower():
             status, field, message = 431, "headers", f"at most {self.max_headers} header fields"
         else:

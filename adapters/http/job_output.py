@@ -130,9 +130,12 @@ class Subscription:
                         client.put(payloads)
             except RETRYABLE as e:  # said once per loss, not per retry
                 (log.info if attempt == 0 else log.debug)(
-                    "job_output_upstream_lost", job_id=self.job_id, url=url, error=repr(e),
+                    "job_output_upstream_lost",
+                    job_id=self.job_id,
+                    url=url,
+                    error=repr(e),
                     attempt=attempt,
-                )  # fmt: skip
+                )
             finally:
                 self.connections -= 1
             await asyncio.sleep(self.hub.backoff.delay(attempt, rng))

@@ -35,8 +35,9 @@ def ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def obj(required: tuple[str, ...] = (), nullable: bool = False, extra: bool = True,
-        **props: Json) -> Json:  # fmt: skip
+def obj(
+    required: tuple[str, ...] = (), nullable: bool = False, extra: bool = True, **props: Json
+) -> Json:
     schema: Json = {"type": "object", "properties": props}
     if required:
         schema["required"] = list(required)
@@ -58,130 +59,283 @@ NAME_IN: Json = {"type": "string", "maxLength": MAX_NAME, "pattern": _NO_CONTROL
 TEXT_IN: Json = {"type": "string", "maxLength": MAX_NAME}
 VALUE_IN: Json = {"type": "string", "maxLength": MAX_VALUE}
 URL_IN: Json = {"type": "string", "maxLength": MAX_URL, "pattern": _NO_CONTROL}
-ARTIFACT_IN: Json = {"type": "string", "pattern": f"^{SAFE_ARTIFACT_NAME.pattern}$",
-                     "description": "an artifact's file name, or a module name"}  # fmt: skip
+ARTIFACT_IN: Json = {
+    "type": "string",
+    "pattern": f"^{SAFE_ARTIFACT_NAME.pattern}$",
+    "description": "an artifact's file name, or a module name",
+}
 NSTR: Json = {"type": "string", "nullable": True}
 INT: Json = {"type": "integer"}
 NUM: Json = {"type": "number"}
 BOOL: Json = {"type": "boolean"}
 MILLIS: Json = {"type": "integer", "description": "epoch milliseconds; -1 when unset"}
-CONSTRAINT: Json = {"type": "string", "enum": ["UniqueHost", "ExclusiveHost", "ZoneBalance",
-                                               "M3Cluster", "M4Cluster", "M5Cluster"]}  # fmt: skip
-JOB_STATE: Json = {"type": "string", "enum": ["Accepted", "Launched", "Terminating_abnormal",
-                                              "Terminating_normal", "Failed", "Completed", "Noop"]}  # fmt: skip
-WORKER_STATE: Json = {"type": "string", "enum": ["Accepted", "Launched", "StartInitiated", "Started",
-                                                 "Failed", "Completed", "Noop", "Unknown"]}  # fmt: skip
+CONSTRAINT: Json = {
+    "type": "string",
+    "enum": ["UniqueHost", "ExclusiveHost", "ZoneBalance", "M3Cluster", "M4Cluster", "M5Cluster"],
+}
+JOB_STATE: Json = {
+    "type": "string",
+    "enum": [
+        "Accepted",
+        "Launched",
+        "Terminating_abnormal",
+        "Terminating_normal",
+        "Failed",
+        "Completed",
+        "Noop",
+    ],
+}
+WORKER_STATE: Json = {
+    "type": "string",
+    "enum": [
+        "Accepted",
+        "Launched",
+        "StartInitiated",
+        "Started",
+        "Failed",
+        "Completed",
+        "Noop",
+        "Unknown",
+    ],
+}
 REASON: Json = {"type": "string", "enum": ["Normal", "Error", "Lost", "Killed", "Relaunched"]}
 
 
 def _scaling_policy() -> Json:
-    strategy = obj(reason=STR, scaleDownBelowPct=NUM, scaleUpAbovePct=NUM,
-                   rollingCount=obj(count=INT, of=INT))  # fmt: skip
-    return obj(nullable=True, stage=INT, min=INT, max=INT, increment=INT, decrement=INT,
-               coolDownSecs=INT, enabled=BOOL,
-               strategies={"type": "object", "additionalProperties": strategy})  # fmt: skip
+    strategy = obj(
+        reason=STR, scaleDownBelowPct=NUM, scaleUpAbovePct=NUM, rollingCount=obj(count=INT, of=INT)
+    )
+    return obj(
+        nullable=True,
+        stage=INT,
+        min=INT,
+        max=INT,
+        increment=INT,
+        decrement=INT,
+        coolDownSecs=INT,
+        enabled=BOOL,
+        strategies={"type": "object", "additionalProperties": strategy},
+    )
 
 
 SCHEMAS: dict[str, Json] = {
     "Error": obj(("error",), error=STR, field=STR),
     "NameValue": obj(("name", "value"), name=NAME_IN, value=VALUE_IN),
-    "MachineDefinition": obj(("cpuCores", "memoryMB"), cpuCores=NUM, memoryMB=NUM,
-                             networkMbps=NUM, diskMB=NUM, numPorts=INT),
-    "StageSchedulingInfo": obj(
-        ("numberOfInstances", "machineDefinition"), numberOfInstances=INT,
-        machineDefinition=ref("MachineDefinition"), hardConstraints=arr(CONSTRAINT),
-        softConstraints=arr(CONSTRAINT), scalingPolicy=_scaling_policy(), scalable=BOOL,
+    "MachineDefinition": obj(
+        ("cpuCores", "memoryMB"),
+        cpuCores=NUM,
+        memoryMB=NUM,
+        networkMbps=NUM,
+        diskMB=NUM,
+        numPorts=INT,
     ),
-    "SchedulingInfo": obj(("stages",), stages={
-        "type": "object", "additionalProperties": ref("StageSchedulingInfo"),
-        "description": "stage number (1..N; 0, the job master, is ignored) -> stage",
-    }),
-    "JobSla": obj(runtimeLimitSecs=INT, minRuntimeSecs=INT, slaType=NAME_IN,
-                  durationType={"type": "string", "enum": ["Perpetual", "Transient"]},
-                  userProvidedType=NAME_IN),
-    "Owner": obj(name=TEXT_IN, teamName=TEXT_IN, description=VALUE_IN, contactEmail=TEXT_IN,
-                 repo={"type": "string", "maxLength": MAX_URL}),
+    "StageSchedulingInfo": obj(
+        ("numberOfInstances", "machineDefinition"),
+        numberOfInstances=INT,
+        machineDefinition=ref("MachineDefinition"),
+        hardConstraints=arr(CONSTRAINT),
+        softConstraints=arr(CONSTRAINT),
+        scalingPolicy=_scaling_policy(),
+        scalable=BOOL,
+    ),
+    "SchedulingInfo": obj(
+        ("stages",),
+        stages={
+            "type": "object",
+            "additionalProperties": ref("StageSchedulingInfo"),
+            "description": "stage number (1..N; 0, the job master, is ignored) -> stage",
+        },
+    ),
+    "JobSla": obj(
+        runtimeLimitSecs=INT,
+        minRuntimeSecs=INT,
+        slaType=NAME_IN,
+        durationType={"type": "string", "enum": ["Perpetual", "Transient"]},
+        userProvidedType=NAME_IN,
+    ),
+    "Owner": obj(
+        name=TEXT_IN,
+        teamName=TEXT_IN,
+        description=VALUE_IN,
+        contactEmail=TEXT_IN,
+        repo={"type": "string", "maxLength": MAX_URL},
+    ),
     "MantisJobDefinition": obj(
-        name=NAME_IN, user=NAME_IN, jobJarFileLocation=URL_IN, url=URL_IN, artifactName=ARTIFACT_IN,
+        name=NAME_IN,
+        user=NAME_IN,
+        jobJarFileLocation=URL_IN,
+        url=URL_IN,
+        artifactName=ARTIFACT_IN,
         version=NAME_IN,
-        schedulingInfo=ref("SchedulingInfo"), parameters=arr(ref("NameValue")),
-        labels=arr(ref("NameValue")), jobSla=ref("JobSla"), subscriptionTimeoutSecs=INT,
-        slaMin=INT, slaMax=INT, cronSpec=NAME_IN,
+        schedulingInfo=ref("SchedulingInfo"),
+        parameters=arr(ref("NameValue")),
+        labels=arr(ref("NameValue")),
+        jobSla=ref("JobSla"),
+        subscriptionTimeoutSecs=INT,
+        slaMin=INT,
+        slaMax=INT,
+        cronSpec=NAME_IN,
         cronPolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
         isReadyForJobMaster=BOOL,
     ),
-    "NamedJobDefinition": obj(("jobDefinition",), jobDefinition=ref("MantisJobDefinition"),
-                              owner=ref("Owner")),
+    "NamedJobDefinition": obj(
+        ("jobDefinition",), jobDefinition=ref("MantisJobDefinition"), owner=ref("Owner")
+    ),
     "Cluster": obj(
         ("name", "jars", "sla", "parameters", "labels", "disabled", "latestVersion"),
         name=STR,
-        jars=arr(obj(("url", "version", "uploadedAt", "schedulingInfo"), url=STR,
-                     artifactName=STR, uploadedAt=MILLIS, version=STR,
-                     schedulingInfo=ref("SchedulingInfo"))),
+        jars=arr(
+            obj(
+                ("url", "version", "uploadedAt", "schedulingInfo"),
+                url=STR,
+                artifactName=STR,
+                uploadedAt=MILLIS,
+                version=STR,
+                schedulingInfo=ref("SchedulingInfo"),
+            )
+        ),
         sla=obj(("min", "max"), min=INT, max=INT, cronSpec=NSTR, cronPolicy=NSTR),
-        jobSla=ref("JobSla"), parameters=arr(ref("NameValue")), owner=ref("Owner"), user=STR,
-        lastJobCount=INT, disabled=BOOL, isReadyForJobMaster=BOOL,
-        labels=arr(ref("NameValue")), cronActive=BOOL, latestVersion=STR,
+        jobSla=ref("JobSla"),
+        parameters=arr(ref("NameValue")),
+        owner=ref("Owner"),
+        user=STR,
+        lastJobCount=INT,
+        disabled=BOOL,
+        isReadyForJobMaster=BOOL,
+        labels=arr(ref("NameValue")),
+        cronActive=BOOL,
+        latestVersion=STR,
     ),
     "Worker": obj(
         ("workerIndex", "workerNumber", "jobId", "stageNum", "state"),
-        workerIndex=INT, workerNumber=INT, jobId=STR, stageNum=INT, numberOfPorts=INT,
-        metricsPort=INT, consolePort=INT, debugPort=INT, customPort=INT, ports=arr(INT),
-        state=WORKER_STATE, slave=NSTR, slaveID=NSTR, cluster=NSTR, acceptedAt=MILLIS,
-        launchedAt=MILLIS, startingAt=MILLIS, startedAt=MILLIS, completedAt=MILLIS,
-        reason=REASON, resubmitOf=INT, totalResubmitCount=INT, message=STR, pendingReason=STR,
-        resubmitReason={**REASON, "nullable": True}, resubmitMessage=STR,
+        workerIndex=INT,
+        workerNumber=INT,
+        jobId=STR,
+        stageNum=INT,
+        numberOfPorts=INT,
+        metricsPort=INT,
+        consolePort=INT,
+        debugPort=INT,
+        customPort=INT,
+        ports=arr(INT),
+        state=WORKER_STATE,
+        slave=NSTR,
+        slaveID=NSTR,
+        cluster=NSTR,
+        acceptedAt=MILLIS,
+        launchedAt=MILLIS,
+        startingAt=MILLIS,
+        startedAt=MILLIS,
+        completedAt=MILLIS,
+        reason=REASON,
+        resubmitOf=INT,
+        totalResubmitCount=INT,
+        message=STR,
+        pendingReason=STR,
+        resubmitReason={**REASON, "nullable": True},
+        resubmitMessage=STR,
     ),
     "Job": obj(
         ("jobMetadata", "stageMetadataList", "workerMetadataList"),
         jobMetadata=obj(
-            ("jobId", "name", "state"), jobId=STR, name=STR, user=STR, submittedAt=MILLIS,
-            startedAt=MILLIS, endedAt=MILLIS, jarUrl=STR, artifactName=STR, numStages=INT,
-            sla=ref("JobSla"), state=JOB_STATE, reason={**REASON, "nullable": True},
-            message=STR, subscriptionTimeoutSecs=INT, parameters=arr(ref("NameValue")),
-            nextWorkerNumberToUse=INT, labels=arr(ref("NameValue")),
+            ("jobId", "name", "state"),
+            jobId=STR,
+            name=STR,
+            user=STR,
+            submittedAt=MILLIS,
+            startedAt=MILLIS,
+            endedAt=MILLIS,
+            jarUrl=STR,
+            artifactName=STR,
+            numStages=INT,
+            sla=ref("JobSla"),
+            state=JOB_STATE,
+            reason={**REASON, "nullable": True},
+            message=STR,
+            subscriptionTimeoutSecs=INT,
+            parameters=arr(ref("NameValue")),
+            nextWorkerNumberToUse=INT,
+            labels=arr(ref("NameValue")),
         ),
-        stageMetadataList=arr(obj(
-            ("jobId", "stageNum", "numWorkers"), jobId=STR, stageNum=INT, numStages=INT,
-            machineDefinition=ref("MachineDefinition"), numWorkers=INT,
-            hardConstraints=arr(CONSTRAINT), softConstraints=arr(CONSTRAINT),
-            scalingPolicy=_scaling_policy(), scalable=BOOL,
-        )),
+        stageMetadataList=arr(
+            obj(
+                ("jobId", "stageNum", "numWorkers"),
+                jobId=STR,
+                stageNum=INT,
+                numStages=INT,
+                machineDefinition=ref("MachineDefinition"),
+                numWorkers=INT,
+                hardConstraints=arr(CONSTRAINT),
+                softConstraints=arr(CONSTRAINT),
+                scalingPolicy=_scaling_policy(),
+                scalable=BOOL,
+            )
+        ),
         workerMetadataList=arr(ref("Worker")),
         version=STR,
     ),
     "MasterInfo": obj(
-        ("hostname", "hostIP", "apiPort", "createTime"), hostname=STR, hostIP=STR,
-        apiPort=INT, schedInfoPort=INT, apiPortV2=INT, consolePort=INT, apiStatusUri=STR,
-        createTime=MILLIS, fullApiStatusUri=STR,
+        ("hostname", "hostIP", "apiPort", "createTime"),
+        hostname=STR,
+        hostIP=STR,
+        apiPort=INT,
+        schedInfoPort=INT,
+        apiPortV2=INT,
+        consolePort=INT,
+        apiStatusUri=STR,
+        createTime=MILLIS,
+        fullApiStatusUri=STR,
     ),
     "Health": obj(("isHealthy",), isHealthy=BOOL, failureReason=NSTR),
-    "Artifact": obj(("name", "size", "etag"), name=STR, size=INT, createdAt=MILLIS,
-                    etag=STR, url=STR, sha256=STR),
-    "JobStatus": obj(
-        ("jobId", "status"), jobId=NAME_IN,
-        status=obj(("jobId", "stageNum", "workerIndex", "workerNumber", "type"), jobId=NAME_IN,
-                   stageNum=INT, workerIndex=INT, workerNumber=INT,
-                   type={"type": "string", "enum": ["ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"]},
-                   message={"type": "string", "description": "cut to 4096 characters"},
-                   state=WORKER_STATE, hostname={**NAME_IN, "nullable": True}, timestamp=INT,
-                   reason={**REASON, "nullable": True}, payloads={**arr(obj(("type", "data"), type=NAME_IN, data=VALUE_IN)), "maxItems": 32}),
+    "Artifact": obj(
+        ("name", "size", "etag"),
+        name=STR,
+        size=INT,
+        createdAt=MILLIS,
+        etag=STR,
+        url=STR,
+        sha256=STR,
     ),
-}  # fmt: skip
+    "JobStatus": obj(
+        ("jobId", "status"),
+        jobId=NAME_IN,
+        status=obj(
+            ("jobId", "stageNum", "workerIndex", "workerNumber", "type"),
+            jobId=NAME_IN,
+            stageNum=INT,
+            workerIndex=INT,
+            workerNumber=INT,
+            type={"type": "string", "enum": ["ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"]},
+            message={"type": "string", "description": "cut to 4096 characters"},
+            state=WORKER_STATE,
+            hostname={**NAME_IN, "nullable": True},
+            timestamp=INT,
+            reason={**REASON, "nullable": True},
+            payloads={**arr(obj(("type", "data"), type=NAME_IN, data=VALUE_IN)), "maxItems": 32},
+        ),
+    ),
+}
 
 
 def page_of(item: str) -> Json:
-    return obj(("list", "prev", "next", "total"), list=arr(ref(item)), prev=NSTR, next=NSTR,
-               total=INT)  # fmt: skip
+    return obj(
+        ("list", "prev", "next", "total"), list=arr(ref(item)), prev=NSTR, next=NSTR, total=INT
+    )
 
 
 # ---------------------------------------------------------------------- operations
 
 
-def query(name: str, schema: Json, description: str = "", required: bool = False,
-          example: object = None) -> Json:  # fmt: skip
-    param = {"name": name, "in": "query", "required": required, "schema": schema,
-             "description": description}  # fmt: skip
+def query(
+    name: str, schema: Json, description: str = "", required: bool = False, example: object = None
+) -> Json:
+    param = {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
     if example is not None:
         param["example"] = example
     return param
@@ -191,30 +345,48 @@ def path_param(name: str, example: str) -> Json:
     return {"name": name, "in": "path", "required": True, "schema": STR, "example": example}
 
 
-PAGING = [query("pageSize", {"type": "integer", "minimum": 0}, "records per page; 0: all"),
-          query("offset", {"type": "integer", "minimum": 0}, "first record")]  # fmt: skip
+PAGING = [
+    query("pageSize", {"type": "integer", "minimum": 0}, "records per page; 0: all"),
+    query("offset", {"type": "integer", "minimum": 0}, "first record"),
+]
 NAME, JOB_ID = path_param("name", "demo"), path_param("jobId", "demo-1")
 ARTIFACT = path_param("name", "demo-1.0.zip")
 USER = query("user", NAME_IN, "who asks", required=True, example="alice")
 MATCHING = {"type": "string", "maxLength": MAX_REGEX}
-_STAGE = {"numberOfInstances": 1, "machineDefinition": {"cpuCores": 1, "memoryMB": 512},
-          "scalable": True}  # fmt: skip
+_STAGE = {
+    "numberOfInstances": 1,
+    "machineDefinition": {"cpuCores": 1, "memoryMB": 512},
+    "scalable": True,
+}
 CLUSTER_EXAMPLE: Json = {
     "jobDefinition": {
-        "name": "demo", "user": "alice", "version": "2",
+        "name": "demo",
+        "user": "alice",
+        "version": "2",
         "jobJarFileLocation": "http://127.0.0.1:7101/api/v1/jobArtifacts/demo-1.0.zip",
         "schedulingInfo": {"stages": {"1": _STAGE}},
-        "parameters": [{"name": "rate", "value": "10"}], "labels": [{"name": "team", "value": "a"}],
-        "slaMin": 0, "slaMax": 2,
+        "parameters": [{"name": "rate", "value": "10"}],
+        "labels": [{"name": "team", "value": "a"}],
+        "slaMin": 0,
+        "slaMax": 2,
     },
     "owner": {"name": "Alice", "contactEmail": "alice@example.com"},
-}  # fmt: skip
-JOB_EXAMPLE: Json = {"name": "demo", "user": "alice", "subscriptionTimeoutSecs": 60,
-                     "jobSla": {"durationType": "Transient", "runtimeLimitSecs": 3600}}  # fmt: skip
-ERRORS = {400: "bad input (the field is named)", 401: "bearer token missing or wrong",
-          403: "Host not a name of this server, or a cross-site call changing something",
-          404: "not found", 409: "conflicts with the current state",
-          413: "body too large", 415: "body of a type this call does not take"}  # fmt: skip
+}
+JOB_EXAMPLE: Json = {
+    "name": "demo",
+    "user": "alice",
+    "subscriptionTimeoutSecs": 60,
+    "jobSla": {"durationType": "Transient", "runtimeLimitSecs": 3600},
+}
+ERRORS = {
+    400: "bad input (the field is named)",
+    401: "bearer token missing or wrong",
+    403: "Host not a name of this server, or a cross-site call changing something",
+    404: "not found",
+    409: "conflicts with the current state",
+    413: "body too large",
+    415: "body of a type this call does not take",
+}
 JOB_LIST_FILTERS = [
     query("jobState", {"type": "string", "enum": ["Active", "Terminal"]}, "over activeOnly"),
     query("activeOnly", BOOL, "default true"),
@@ -232,18 +404,25 @@ JOB_LIST_FILTERS = [
 
 
 def op(
-    operation_id: str, summary: str, ok: dict[int, Json | None], errors: tuple[int, ...] = (400,),
-    params: list[Json] | None = None, body: Json | None = None, tags: tuple[str, ...] = (),
+    operation_id: str,
+    summary: str,
+    ok: dict[int, Json | None],
+    errors: tuple[int, ...] = (400,),
+    params: list[Json] | None = None,
+    body: Json | None = None,
+    tags: tuple[str, ...] = (),
     content: str = JSON_TYPE,
-) -> Json:  # fmt: skip
+) -> Json:
     responses: Json = {}
     for status, schema in ok.items():
         responses[str(status)] = {"description": "success"}
         if schema is not None:
             responses[str(status)]["content"] = {content: {"schema": schema}}
     for status in errors:
-        responses[str(status)] = {"description": ERRORS[status],
-                                  "content": {JSON_TYPE: {"schema": ref("Error")}}}  # fmt: skip
+        responses[str(status)] = {
+            "description": ERRORS[status],
+            "content": {JSON_TYPE: {"schema": ref("Error")}},
+        }
     operation: Json = {"operationId": operation_id, "summary": summary, "responses": responses}
     if tags:
         operation["tags"] = list(tags)
@@ -262,8 +441,10 @@ def json_body(schema: Json, example: Json | None = None) -> Json:
 
 
 def _error_response(operation: Json, status: int) -> None:
-    operation["responses"][str(status)] = {"description": ERRORS[status],
-                                           "content": {JSON_TYPE: {"schema": ref("Error")}}}  # fmt: skip
+    operation["responses"][str(status)] = {
+        "description": ERRORS[status],
+        "content": {JSON_TYPE: {"schema": ref("Error")}},
+    }
 
 
 def _mutating(operation: Json) -> Json:
@@ -278,19 +459,41 @@ def _job_output(sse: Json) -> dict[str, dict[str, Json]]:
     paths: dict[str, dict[str, Json]] = {}
     for prefix in ("", "/api/v1"):
         n = "V1" if prefix else ""
-        paths[prefix + "/jobconnectbyid/{jobId}"] = {"get": op(
-            f"jobConnectById{n}", "The job's output (SSE, or WebSocket on Upgrade)",
-            {200: sse}, (400, 404), params=[JOB_ID, *sink], tags=("stream",),
-            content="text/event-stream")}
-        paths[prefix + "/jobconnectbyname/{cluster}"] = {"get": op(
-            f"jobConnectByName{n}", "The output of the cluster's newest job, switching to newer",
-            {200: sse}, (400, 404), params=[path_param("cluster", "demo"), *sink],
-            tags=("stream",), content="text/event-stream")}
-        paths[prefix + "/jobsubmitandconnect"] = {"post": op(
-            f"jobSubmitAndConnect{n}", "Submit a job (as POST /api/v1/jobs), then its output",
-            {200: sse}, (400, 404, 409), params=sink, tags=("stream",),
-            content="text/event-stream", body=json_body(ref("MantisJobDefinition")))}
-    return paths  # fmt: skip
+        paths[prefix + "/jobconnectbyid/{jobId}"] = {
+            "get": op(
+                f"jobConnectById{n}",
+                "The job's output (SSE, or WebSocket on Upgrade)",
+                {200: sse},
+                (400, 404),
+                params=[JOB_ID, *sink],
+                tags=("stream",),
+                content="text/event-stream",
+            )
+        }
+        paths[prefix + "/jobconnectbyname/{cluster}"] = {
+            "get": op(
+                f"jobConnectByName{n}",
+                "The output of the cluster's newest job, switching to newer",
+                {200: sse},
+                (400, 404),
+                params=[path_param("cluster", "demo"), *sink],
+                tags=("stream",),
+                content="text/event-stream",
+            )
+        }
+        paths[prefix + "/jobsubmitandconnect"] = {
+            "post": op(
+                f"jobSubmitAndConnect{n}",
+                "Submit a job (as POST /api/v1/jobs), then its output",
+                {200: sse},
+                (400, 404, 409),
+                params=sink,
+                tags=("stream",),
+                content="text/event-stream",
+                body=json_body(ref("MantisJobDefinition")),
+            )
+        }
+    return paths
 
 
 def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
@@ -299,118 +502,302 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
     sse = {"type": "string", "description": "Server-Sent Events: data: <json> frames"}
     paths: dict[str, dict[str, Json]] = {
         c: {
-            "get": op("listJobClusters", "Job clusters by name", {200: page_of("Cluster")},
-                      params=[query("matching", MATCHING, "RE2 regular expression searched in the name"),
-                              *PAGING]),
-            "post": op("createJobCluster", "Create a job cluster", {201: ref("Cluster")},
-                       (400, 409), body=json_body(ref("NamedJobDefinition"), CLUSTER_EXAMPLE)),
+            "get": op(
+                "listJobClusters",
+                "Job clusters by name",
+                {200: page_of("Cluster")},
+                params=[
+                    query("matching", MATCHING, "RE2 regular expression searched in the name"),
+                    *PAGING,
+                ],
+            ),
+            "post": op(
+                "createJobCluster",
+                "Create a job cluster",
+                {201: ref("Cluster")},
+                (400, 409),
+                body=json_body(ref("NamedJobDefinition"), CLUSTER_EXAMPLE),
+            ),
         },
         c + "/{name}": {
-            "get": op("getJobCluster", "One job cluster", {200: ref("Cluster")}, (400, 404),
-                      params=[NAME]),
-            "put": op("updateJobCluster", "Full update: a new version, the rest overwritten",
-                      {200: ref("Cluster")}, (400, 404), params=[NAME],
-                      body=json_body(ref("NamedJobDefinition"), CLUSTER_EXAMPLE)),
-            "delete": op("deleteJobCluster", "Delete a job cluster without active jobs",
-                         {204: None}, (400, 404, 409),
-                         params=[NAME, USER]),
+            "get": op(
+                "getJobCluster", "One job cluster", {200: ref("Cluster")}, (400, 404), params=[NAME]
+            ),
+            "put": op(
+                "updateJobCluster",
+                "Full update: a new version, the rest overwritten",
+                {200: ref("Cluster")},
+                (400, 404),
+                params=[NAME],
+                body=json_body(ref("NamedJobDefinition"), CLUSTER_EXAMPLE),
+            ),
+            "delete": op(
+                "deleteJobCluster",
+                "Delete a job cluster without active jobs",
+                {204: None},
+                (400, 404, 409),
+                params=[NAME, USER],
+            ),
         },
-        c + "/{name}/actions/updateArtifact": {"post": op(
-            "updateJobClusterArtifact", "A new version with a new artifact; submits a job "
-            "unless skipsubmit", {204: None}, (400, 404, 409), params=[NAME],
-            body=json_body(obj(("version", "user"), name=NAME_IN, url=URL_IN,
-                               artifactName=ARTIFACT_IN, version=NAME_IN, skipsubmit=BOOL,
-                               user=NAME_IN),
-                           {"url": "http://example.com/demo-3.zip", "version": "3", "user": "a"}))},
-        c + "/{name}/actions/updateSchedulingInfo": {"post": op(
-            "updateJobClusterSchedulingInfo", "A new version with new scheduling info",
-            {204: None}, (400, 404), params=[NAME],
-            body=json_body(obj(("schedulingInfo", "version", "user"), name=NAME_IN,
-                               schedulingInfo=ref("SchedulingInfo"), version=NAME_IN,
-                               user=NAME_IN),
-                           {"schedulingInfo": {"stages": {"1": _STAGE}}, "version": "4", "user": "a"}))},
-        c + "/{name}/actions/updateSla": {"post": op(
-            "updateJobClusterSla", "The cluster's SLA (min/max jobs or a cron)", {204: None},
-            (400, 404), params=[NAME],
-            body=json_body(obj(("user",), name=NAME_IN, user=NAME_IN, min=INT, max=INT,
-                               cronspec=NAME_IN,
-                               cronpolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
-                               forceenable=BOOL), {"user": "alice", "min": 0, "max": 3}))},
-        c + "/{name}/actions/updateLabel": {"post": op(
-            "updateJobClusterLabels", "Replace the cluster's labels", {204: None}, (400, 404),
-            params=[NAME], body=json_body(obj(("labels", "user"), name=NAME_IN, user=NAME_IN,
-                                              labels=arr(ref("NameValue"))),
-                                          {"user": "a", "labels": [{"name": "x", "value": "1"}]}))},
-        c + "/{name}/actions/enableCluster": {"post": op(
-            "enableJobCluster", "Enable the cluster", {204: None}, (400, 404), params=[NAME],
-            body=json_body(action, {"name": "demo", "user": "alice"}))},
-        c + "/{name}/actions/disableCluster": {"post": op(
-            "disableJobCluster", "Disable the cluster (its active jobs are killed)",
-            {204: None}, (400, 404), params=[NAME],
-            body=json_body(action, {"name": "demo", "user": "alice"}))},
+        c + "/{name}/actions/updateArtifact": {
+            "post": op(
+                "updateJobClusterArtifact",
+                "A new version with a new artifact; submits a job unless skipsubmit",
+                {204: None},
+                (400, 404, 409),
+                params=[NAME],
+                body=json_body(
+                    obj(
+                        ("version", "user"),
+                        name=NAME_IN,
+                        url=URL_IN,
+                        artifactName=ARTIFACT_IN,
+                        version=NAME_IN,
+                        skipsubmit=BOOL,
+                        user=NAME_IN,
+                    ),
+                    {"url": "http://example.com/demo-3.zip", "version": "3", "user": "a"},
+                ),
+            )
+        },
+        c + "/{name}/actions/updateSchedulingInfo": {
+            "post": op(
+                "updateJobClusterSchedulingInfo",
+                "A new version with new scheduling info",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(
+                    obj(
+                        ("schedulingInfo", "version", "user"),
+                        name=NAME_IN,
+                        schedulingInfo=ref("SchedulingInfo"),
+                        version=NAME_IN,
+                        user=NAME_IN,
+                    ),
+                    {"schedulingInfo": {"stages": {"1": _STAGE}}, "version": "4", "user": "a"},
+                ),
+            )
+        },
+        c + "/{name}/actions/updateSla": {
+            "post": op(
+                "updateJobClusterSla",
+                "The cluster's SLA (min/max jobs or a cron)",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(
+                    obj(
+                        ("user",),
+                        name=NAME_IN,
+                        user=NAME_IN,
+                        min=INT,
+                        max=INT,
+                        cronspec=NAME_IN,
+                        cronpolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
+                        forceenable=BOOL,
+                    ),
+                    {"user": "alice", "min": 0, "max": 3},
+                ),
+            )
+        },
+        c + "/{name}/actions/updateLabel": {
+            "post": op(
+                "updateJobClusterLabels",
+                "Replace the cluster's labels",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(
+                    obj(
+                        ("labels", "user"), name=NAME_IN, user=NAME_IN, labels=arr(ref("NameValue"))
+                    ),
+                    {"user": "a", "labels": [{"name": "x", "value": "1"}]},
+                ),
+            )
+        },
+        c + "/{name}/actions/enableCluster": {
+            "post": op(
+                "enableJobCluster",
+                "Enable the cluster",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(action, {"name": "demo", "user": "alice"}),
+            )
+        },
+        c + "/{name}/actions/disableCluster": {
+            "post": op(
+                "disableJobCluster",
+                "Disable the cluster (its active jobs are killed)",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(action, {"name": "demo", "user": "alice"}),
+            )
+        },
         c + "/{name}/jobs": {
-            "get": op("listJobClusterJobs", "The cluster's jobs", {200: page_of("Job")},
-                      (400, 404), params=[NAME, *JOB_LIST_FILTERS]),
-            "post": op("submitJobClusterJob", "Submit a job of the cluster", {201: ref("Job")},
-                       (400, 404, 409), params=[NAME],
-                       body=json_body(ref("MantisJobDefinition"), JOB_EXAMPLE)),
+            "get": op(
+                "listJobClusterJobs",
+                "The cluster's jobs",
+                {200: page_of("Job")},
+                (400, 404),
+                params=[NAME, *JOB_LIST_FILTERS],
+            ),
+            "post": op(
+                "submitJobClusterJob",
+                "Submit a job of the cluster",
+                {201: ref("Job")},
+                (400, 404, 409),
+                params=[NAME],
+                body=json_body(ref("MantisJobDefinition"), JOB_EXAMPLE),
+            ),
         },
-        c + "/{name}/jobs/{jobId}": {"get": op(
-            "getJobClusterJob", "One job of the cluster", {200: ref("Job")}, (400, 404),
-            params=[NAME, JOB_ID])},
+        c + "/{name}/jobs/{jobId}": {
+            "get": op(
+                "getJobClusterJob",
+                "One job of the cluster",
+                {200: ref("Job")},
+                (400, 404),
+                params=[NAME, JOB_ID],
+            )
+        },
         "/api/v1/jobs": {
-            "get": op("listJobs", "Jobs, with Mantis' filters", {200: page_of("Job")},
-                      params=JOB_LIST_FILTERS),
-            "post": op("submitJob", "Submit a job of the cluster `name`", {201: ref("Job")},
-                       (400, 404, 409), body=json_body(ref("MantisJobDefinition"), JOB_EXAMPLE)),
+            "get": op(
+                "listJobs",
+                "Jobs, with Mantis' filters",
+                {200: page_of("Job")},
+                params=JOB_LIST_FILTERS,
+            ),
+            "post": op(
+                "submitJob",
+                "Submit a job of the cluster `name`",
+                {201: ref("Job")},
+                (400, 404, 409),
+                body=json_body(ref("MantisJobDefinition"), JOB_EXAMPLE),
+            ),
         },
-        "/api/v1/jobs/actions/quickSubmit": {"post": op(
-            "quickSubmitJob", "Submit a job like the cluster's last one", {201: ref("Job")},
-            (400, 404, 409), body=json_body(obj(("name", "user"), name=NAME_IN, user=NAME_IN,
-                                                submitLatestJobCluster=BOOL),
-                                            {"name": "demo", "user": "alice"}))},
-        "/api/v1/jobs/actions/postJobStatus": {"post": op(
-            "postJobStatus", "A worker's status or heartbeat", {204: None}, (400,),
-            body=json_body(ref("JobStatus")), tags=("worker",))},
+        "/api/v1/jobs/actions/quickSubmit": {
+            "post": op(
+                "quickSubmitJob",
+                "Submit a job like the cluster's last one",
+                {201: ref("Job")},
+                (400, 404, 409),
+                body=json_body(
+                    obj(("name", "user"), name=NAME_IN, user=NAME_IN, submitLatestJobCluster=BOOL),
+                    {"name": "demo", "user": "alice"},
+                ),
+            )
+        },
+        "/api/v1/jobs/actions/postJobStatus": {
+            "post": op(
+                "postJobStatus",
+                "A worker's status or heartbeat",
+                {204: None},
+                (400,),
+                body=json_body(ref("JobStatus")),
+                tags=("worker",),
+            )
+        },
         "/api/v1/jobs/{jobId}": {
             "get": op("getJob", "One job", {200: ref("Job")}, (400, 404), params=[JOB_ID]),
-            "delete": op("killJob", "Kill a job", {202: None}, (400, 404, 409),
-                         params=[JOB_ID, USER,
-                                 query("reason", VALUE_IN, "why", required=True, example="done")]),
+            "delete": op(
+                "killJob",
+                "Kill a job",
+                {202: None},
+                (400, 404, 409),
+                params=[
+                    JOB_ID,
+                    USER,
+                    query("reason", VALUE_IN, "why", required=True, example="done"),
+                ],
+            ),
         },
-        "/api/v1/jobs/{jobId}/archivedWorkers": {"get": op(
-            "listArchivedWorkers", "The job's ended workers", {200: page_of("Worker")},
-            (400, 404), params=[JOB_ID, query("limit", {"type": "integer", "minimum": 0}),
-                                *PAGING])},
-        "/api/v1/jobs/{jobId}/actions/scaleStage": {"post": op(
-            "scaleJobStage", "Set a scalable stage's number of workers", {204: None},
-            (400, 404, 409), params=[JOB_ID],
-            body=json_body(obj(("StageNumber", "NumWorkers"), JobId=NAME_IN,
-                               StageNumber=INT, NumWorkers=INT, User=NAME_IN, Reason=VALUE_IN),
-                           {"StageNumber": 1, "NumWorkers": 2, "User": "a", "Reason": "load"}))},
-        "/api/v1/jobs/{jobId}/actions/resubmitWorker": {"post": op(
-            "resubmitJobWorker", "Replace a worker by a new one at its index", {204: None},
-            (400, 404, 409), params=[JOB_ID],
-            body=json_body(obj(("workerNumber", "user"), workerNumber=INT, user=NAME_IN,
-                               reason=VALUE_IN), {"workerNumber": 1, "user": "a", "reason": "stuck"}))},
-        "/api/v1/jobDiscoveryStream/{jobId}": {"get": op(
-            "jobDiscoveryStream", "SSE of the job's scheduling info (Started workers)",
-            {200: sse}, (400, 404), params=[JOB_ID, query("sendHB", BOOL)],
-            tags=("stream",), content="text/event-stream")},
-        "/api/v1/lastSubmittedJobIdStream/{cluster}": {"get": op(
-            "lastSubmittedJobIdStream", "SSE of the cluster's last submitted job id",
-            {200: sse}, (400, 404), params=[path_param("cluster", "demo"), query("sendHB", BOOL)],
-            tags=("stream",), content="text/event-stream")},
+        "/api/v1/jobs/{jobId}/archivedWorkers": {
+            "get": op(
+                "listArchivedWorkers",
+                "The job's ended workers",
+                {200: page_of("Worker")},
+                (400, 404),
+                params=[JOB_ID, query("limit", {"type": "integer", "minimum": 0}), *PAGING],
+            )
+        },
+        "/api/v1/jobs/{jobId}/actions/scaleStage": {
+            "post": op(
+                "scaleJobStage",
+                "Set a scalable stage's number of workers",
+                {204: None},
+                (400, 404, 409),
+                params=[JOB_ID],
+                body=json_body(
+                    obj(
+                        ("StageNumber", "NumWorkers"),
+                        JobId=NAME_IN,
+                        StageNumber=INT,
+                        NumWorkers=INT,
+                        User=NAME_IN,
+                        Reason=VALUE_IN,
+                    ),
+                    {"StageNumber": 1, "NumWorkers": 2, "User": "a", "Reason": "load"},
+                ),
+            )
+        },
+        "/api/v1/jobs/{jobId}/actions/resubmitWorker": {
+            "post": op(
+                "resubmitJobWorker",
+                "Replace a worker by a new one at its index",
+                {204: None},
+                (400, 404, 409),
+                params=[JOB_ID],
+                body=json_body(
+                    obj(("workerNumber", "user"), workerNumber=INT, user=NAME_IN, reason=VALUE_IN),
+                    {"workerNumber": 1, "user": "a", "reason": "stuck"},
+                ),
+            )
+        },
+        "/api/v1/jobDiscoveryStream/{jobId}": {
+            "get": op(
+                "jobDiscoveryStream",
+                "SSE of the job's scheduling info (Started workers)",
+                {200: sse},
+                (400, 404),
+                params=[JOB_ID, query("sendHB", BOOL)],
+                tags=("stream",),
+                content="text/event-stream",
+            )
+        },
+        "/api/v1/lastSubmittedJobIdStream/{cluster}": {
+            "get": op(
+                "lastSubmittedJobIdStream",
+                "SSE of the cluster's last submitted job id",
+                {200: sse},
+                (400, 404),
+                params=[path_param("cluster", "demo"), query("sendHB", BOOL)],
+                tags=("stream",),
+                content="text/event-stream",
+            )
+        },
         **_job_output(sse),
-        "/api/v1/jobStatusStream/{jobId}": {"get": op(
-            "jobStatusStream", "WebSocket of the job's lifecycle messages {status: {...}}",
-            {101: None}, (400, 404), params=[JOB_ID], tags=("stream",))},
-        "/api/v1/masterInfo": {"get": op("masterInfo", "This master", {200: ref("MasterInfo")},
-                                         ())},
-        "/api/v1/healthcheck": {"get": op("healthcheck", "200 while serving",
-                                          {200: ref("Health"), 503: ref("Health")}, ())},
+        "/api/v1/jobStatusStream/{jobId}": {
+            "get": op(
+                "jobStatusStream",
+                "WebSocket of the job's lifecycle messages {status: {...}}",
+                {101: None},
+                (400, 404),
+                params=[JOB_ID],
+                tags=("stream",),
+            )
+        },
+        "/api/v1/masterInfo": {
+            "get": op("masterInfo", "This master", {200: ref("MasterInfo")}, ())
+        },
+        "/api/v1/healthcheck": {
+            "get": op(
+                "healthcheck", "200 while serving", {200: ref("Health"), 503: ref("Health")}, ()
+            )
+        },
         PATH: {"get": op("openapi", "This document", {200: {"type": "object"}}, ())},
-    }  # fmt: skip
+    }
     if with_artifacts:
         a = "/api/v1/jobArtifacts"
         prefix = [query("prefix", STR, "names starting so"), query("contains", STR)]
@@ -427,10 +814,13 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 "Store an artifact (raw body, or multipart with a file)",
                 {201: ref("Artifact")},
                 (400, 413),
-                params=[query("name", ARTIFACT_IN, "the artifact's file name",
-                              example="demo-1.0.zip")],
-                body={kind: {"schema": {"type": "string", "format": "binary"}}
-                      for kind in ("application/octet-stream", "application/zip", "text/x-python")},
+                params=[
+                    query("name", ARTIFACT_IN, "the artifact's file name", example="demo-1.0.zip")
+                ],
+                body={
+                    kind: {"schema": {"type": "string", "format": "binary"}}
+                    for kind in ("application/octet-stream", "application/zip", "text/x-python")
+                },
             ),
         }
         paths[a + "/names"] = {
@@ -465,11 +855,14 @@ def document(with_artifacts: bool = True) -> Json:
     """The whole OpenAPI 3.0 document; the artifact paths only when the app serves them."""
     return {
         "openapi": "3.0.3",
-        "info": {"title": "mantis-py master API", "version": "1",
-                 "description": "Netflix Mantis' v1 REST API paths, field names and status codes."},
+        "info": {
+            "title": "mantis-py master API",
+            "version": "1",
+            "description": "Netflix Mantis' v1 REST API paths, field names and status codes.",
+        },
         "paths": _operations(with_artifacts),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-    }  # fmt: skip
+    }

@@ -110,8 +110,9 @@ def check_artifact_name(name: str, where: str = "name") -> str:
     return name
 
 
-def get_str(o: Json, key: str, prefix: str = "", limit: int = MAX_VALUE,
-            name: bool = False) -> str | None:  # fmt: skip
+def get_str(
+    o: Json, key: str, prefix: str = "", limit: int = MAX_VALUE, name: bool = False
+) -> str | None:
     value = o.get(key)
     if value is None:
         return None
@@ -125,8 +126,7 @@ def get_name(o: Json, key: str, prefix: str = "") -> str | None:
     return get_str(o, key, prefix, MAX_NAME, name=True)
 
 
-def need_str(o: Json, key: str, prefix: str = "", limit: int = MAX_NAME,
-             name: bool = True) -> str:  # fmt: skip
+def need_str(o: Json, key: str, prefix: str = "", limit: int = MAX_NAME, name: bool = True) -> str:
     """A string that must be given and not empty; a name unless told otherwise."""
     value = get_str(o, key, prefix, limit, name)
     if not value:
@@ -248,13 +248,15 @@ def parse_scaling_policy(value: object, prefix: str, stage: int) -> StageScaling
         s = as_object(item, at.rstrip("."))
         rolling = as_object(s.get("rollingCount") or {}, at + "rollingCount")
         with within(at):
-            strategies.append(ScalingStrategy(
-                str(reason),
-                get(s, "scaleDownBelowPct", at, to_float, 0.0),
-                get(s, "scaleUpAbovePct", at, to_float, 0.0),
-                get(rolling, "count", at + "rollingCount.", to_int, 1),
-                get(rolling, "of", at + "rollingCount.", to_int, 1),
-            ))  # fmt: skip
+            strategies.append(
+                ScalingStrategy(
+                    str(reason),
+                    get(s, "scaleDownBelowPct", at, to_float, 0.0),
+                    get(s, "scaleUpAbovePct", at, to_float, 0.0),
+                    get(rolling, "count", at + "rollingCount.", to_int, 1),
+                    get(rolling, "of", at + "rollingCount.", to_int, 1),
+                )
+            )
     with within(prefix.removesuffix("scalingPolicy.")):
         return StageScalingPolicy(
             stage,
@@ -298,9 +300,11 @@ def parse_scheduling_info(value: object, where: str) -> SchedulingInfo:
         raise InvalidRequest(
             f"{where}.stages", f"stages must be numbered 1..N, got {sorted(stages)}"
         )
-    return SchedulingInfo(tuple(
-        parse_stage(numbers[n], f"{where}.stages.{n}.", n) for n in range(1, len(numbers) + 1)
-    ))  # fmt: skip
+    return SchedulingInfo(
+        tuple(
+            parse_stage(numbers[n], f"{where}.stages.{n}.", n) for n in range(1, len(numbers) + 1)
+        )
+    )
 
 
 def parse_job_sla(value: object, where: str) -> JobSla:
@@ -354,21 +358,34 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
     version = get_name(d, "version", p) or str(int(now * 1000))
     cron_policy = get(d, "cronPolicy", p, lambda v, w: to_enum(CronPolicy, v, w), None)
     owner = as_object(body.get("owner") or {}, "owner")
-    job_owner = JobOwner(*(get_str(owner, k, "owner.", limit) or "" for k, limit in
-                           (("name", MAX_NAME), ("teamName", MAX_NAME), ("description", MAX_VALUE),
-                            ("contactEmail", MAX_NAME), ("repo", MAX_URL))))  # fmt: skip
+    job_owner = JobOwner(
+        *(
+            get_str(owner, k, "owner.", limit) or ""
+            for k, limit in (
+                ("name", MAX_NAME),
+                ("teamName", MAX_NAME),
+                ("description", MAX_VALUE),
+                ("contactEmail", MAX_NAME),
+                ("repo", MAX_URL),
+            )
+        )
+    )
     with within(p):
         return JobClusterDefinition(
             name=name,
             configs=(JobClusterConfig(artifact, version, now, info, url or ""),),
             owner=job_owner,
             user=user,
-            sla=ClusterSla(get(d, "slaMin", p, to_int, 0), get(d, "slaMax", p, to_int, 0),
-                           get_str(d, "cronSpec", p, MAX_NAME, name=True) or "", cron_policy),
+            sla=ClusterSla(
+                get(d, "slaMin", p, to_int, 0),
+                get(d, "slaMax", p, to_int, 0),
+                get_str(d, "cronSpec", p, MAX_NAME, name=True) or "",
+                cron_policy,
+            ),
             job_sla=parse_job_sla(d["jobSla"], p + "jobSla") if d.get("jobSla") else JobSla(),
             parameters=parse_named(ParameterValue, d.get("parameters") or [], p + "parameters"),
             labels=parse_named(Label, d.get("labels") or [], p + "labels"),
-        ), user  # fmt: skip
+        ), user
 
 
 def parse_job_request(o: Json, prefix: str = "") -> JobRequest:

@@ -114,8 +114,10 @@ def label_filter(request: web.Request) -> Callable[[JobRecord], bool] | None:
 
     def matches(job: JobRecord) -> bool:
         labels = job.definition.labels
-        hits = (any(label.name == name and (not eq or label.value == value) for label in labels)
-                for name, eq, value in wanted)  # fmt: skip
+        hits = (
+            any(label.name == name and (not eq or label.value == value) for label in labels)
+            for name, eq, value in wanted
+        )
         return all(hits) if op == "and" else any(hits)
 
     return matches
@@ -130,7 +132,8 @@ def worker_filter(request: web.Request) -> Callable[[Worker], bool] | None:
     if stage is None and index is None and number is None and terminal is None:
         return None
     return lambda w: (
-        (stage is None or w.stage == stage) and (index is None or w.index == index)
+        (stage is None or w.stage == stage)
+        and (index is None or w.index == index)
         and (number is None or w.number == number)
         and (terminal is None or w.terminal is terminal)
-    )  # fmt: skip
+    )

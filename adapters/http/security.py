@@ -96,8 +96,8 @@ def guard(
 
     def host_allowed(value: str) -> bool:
         url = _authority(value)
-        return url is not None and url.host is not None and (
-            url.host in hosts or _loopback(url.host)
+        return (
+            url is not None and url.host is not None and (url.host in hosts or _loopback(url.host))
         )
 
     @web.middleware
@@ -105,8 +105,12 @@ def guard(
         host = request.headers.get("Host")
         if host is not None and _arrived_on_loopback(request) and not host_allowed(host):
             log.warning("http_refused", why="host", method=request.method, path=request.path)
-            return refuse(403, "Host", f"{host[:100]!r} is not a name of this server "
-                          "(a loopback name, or one of the master's allowed hosts)")  # fmt: skip
+            return refuse(
+                403,
+                "Host",
+                f"{host[:100]!r} is not a name of this server "
+                "(a loopback name, or one of the master's allowed hosts)",
+            )
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             return refuse(403, "Origin", "cross-origin calls are not allowed (no CORS)")
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -116,20 +120,29 @@ def guard(
             log.warning("http_refused", why="cross-site", method=request.method, path=request.path)
             return refuse(403, "Sec-Fetch-Site", "cross-site calls may not change anything")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.lower().rstrip("/") not in origins and not (
-            host is not None and _same_origin(origin, host)
+        if (
+            origin is not None
+            and origin.lower().rstrip("/") not in origins
+            and not (host is not None and _same_origin(origin, host))
         ):
             log.warning("http_refused", why="origin", method=request.method, path=request.path)
-            return refuse(403, "Origin", f"{origin[:100]!r} is not this server's origin: "
-                          "cross-origin pages may not change anything nor open WebSockets")  # fmt: skip
+            return refuse(
+                403,
+                "Origin",
+                f"{origin[:100]!r} is not this server's origin: "
+                "cross-origin pages may not change anything nor open WebSockets",
+            )
         routed = request.match_info.http_exception is None  # else the 404 or 405 it is
         if routed and not websocket and (request.body_exists or "Content-Type" in request.headers):
             resource = request.match_info.route.resource
             accepted = types.get(resource.canonical, JSON_ONLY) if resource else JSON_ONLY
             given = request.headers.get("Content-Type")
             if given is None or request.content_type not in accepted:
-                return refuse(415, "Content-Type", f"must be one of {sorted(accepted)}, "
-                              f"got {(given or 'none')[:100]!r}")  # fmt: skip
+                return refuse(
+                    415,
+                    "Content-Type",
+                    f"must be one of {sorted(accepted)}, got {(given or 'none')[:100]!r}",
+                )
         return await handler(request)
 
     return guard_middleware

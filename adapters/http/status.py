@@ -18,8 +18,9 @@ from core.model import CompletedReason, worker_id
 from core.worker import WorkerState
 
 STATUS_TYPES = frozenset({"ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"})  # Mantis Status.TYPE
-REPORTED = frozenset({WorkerState.StartInitiated, WorkerState.Started,
-                      WorkerState.Completed, WorkerState.Failed})  # fmt: skip
+REPORTED = frozenset(
+    {WorkerState.StartInitiated, WorkerState.Started, WorkerState.Completed, WorkerState.Failed}
+)
 
 Command = Callable[[ControlPlane, float], Outcome]
 MAX_MESSAGE = 4096
@@ -30,8 +31,9 @@ def _ignored(plane: ControlPlane, now: float) -> Outcome:
     return Outcome()
 
 
-def _get(obj: dict[str, Any], key: str, prefix: str, kind: type | tuple[type, ...],
-         required: bool = True) -> Any:  # fmt: skip
+def _get(
+    obj: dict[str, Any], key: str, prefix: str, kind: type | tuple[type, ...], required: bool = True
+) -> Any:
     field = f"{prefix}{key}"
     value = obj.get(key)
     if value is None:
@@ -71,8 +73,9 @@ def parse_status(body: object) -> Command:
     message: str = _get(status, "message", p, str, required=False) or ""
     if len(message) > MAX_MESSAGE:
         message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} characters cut)"
-    check_text(_get(status, "hostname", p, str, required=False) or "", p + "hostname",
-               MAX_NAME, name=True)  # fmt: skip
+    check_text(
+        _get(status, "hostname", p, str, required=False) or "", p + "hostname", MAX_NAME, name=True
+    )
     _get(status, "timestamp", p, (int, float), required=False)
     raw_state: str | None = _get(status, "state", p, str, required=kind != "HEARTBEAT")
     state = None

@@ -73,9 +73,13 @@ async def _open_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, signal: asyncio.Event, current: Callable[[ControlPlane], object | None],
-    done: Callable[[ControlPlane], bool], heartbeat: object, send_hb: bool,
-) -> web.StreamResponse:  # fmt: skip
+    request: web.Request,
+    signal: asyncio.Event,
+    current: Callable[[ControlPlane], object | None],
+    done: Callable[[ControlPlane], bool],
+    heartbeat: object,
+    send_hb: bool,
+) -> web.StreamResponse:
     """Send `current` when it changes (after each wake-up) until `done`; heartbeats between."""
     master = request.app[MASTER]
     interval = request.app[HEARTBEAT_SECS]
@@ -114,12 +118,13 @@ async def job_discovery_stream(request: web.Request) -> web.StreamResponse:
     send_hb = _send_hb(request)  # a 400 must come before the stream starts
     with master.watchers.job(jid) as signal:
         return await _stream(
-            request, signal,
+            request,
+            signal,
             lambda plane: render_job_scheduling_info(plane.scheduling_info(jid)),
             lambda plane: plane.job(jid).terminal,
             {"jobId": HB_JOB_ID, "workerAssignments": {}},
             send_hb,
-        )  # fmt: skip
+        )
 
 
 async def last_submitted_stream(request: web.Request) -> web.StreamResponse:

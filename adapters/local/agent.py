@@ -47,8 +47,14 @@ class LocalTask:
 class LocalAgent:
     """See the module docstring; `step()` makes offers and reports exits."""
 
-    def __init__(self, work_dir: Path, cpus: float = 64.0, mem: float = 65536.0,
-                 env: dict[str, str] | None = None, max_refuse: float = 0.2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        work_dir: Path,
+        cpus: float = 64.0,
+        mem: float = 65536.0,
+        env: dict[str, str] | None = None,
+        max_refuse: float = 0.2,
+    ) -> None:
         self.work_dir = work_dir
         self.cpus, self.mem = cpus, mem
         self.env = env or {}
@@ -78,8 +84,15 @@ class LocalAgent:
             log = self.work_dir / f"{a.worker_id}.log"
             environ = {**os.environ, **dict(launch.environment), **self.env}
             with log.open("wb") as out:
-                popen = subprocess.Popen(f"exec {launch.command}", shell=True, env=environ, cwd=self.work_dir,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                popen = subprocess.Popen(
+                    f"exec {launch.command}",
+                    shell=True,
+                    env=environ,
+                    cwd=self.work_dir,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.tasks[a.worker_id] = LocalTask(a.worker_id, popen, log, a.cpus, a.mem)
             self._report(a.worker_id, "TASK_RUNNING", "", "")
         for launch in tasks:
@@ -92,7 +105,9 @@ class LocalAgent:
     def kill(self, task_id: str, agent_id: str) -> None:
         task = self.tasks.get(task_id)
         if task is None:
-            self._report(task_id, "TASK_LOST", "REASON_RECONCILIATION", "Attempted to kill an unknown task")
+            self._report(
+                task_id, "TASK_LOST", "REASON_RECONCILIATION", "Attempted to kill an unknown task"
+            )
         elif task.popen.poll() is None:
             task.killed = True
             os.killpg(task.popen.pid, signal.SIGTERM)
@@ -138,8 +153,20 @@ class LocalAgent:
         self._offers = {offer_id}
         self._offered_at = now
         ports = tuple((p, p) for p in sorted({free_port() for _ in range(8)}))
-        self.events.offers([Offer(offer_id, AGENT_ID, HOST, round(cpus, 3), round(mem, 3),
-                                  100_000.0, 10_000.0, ports)])  # fmt: skip
+        self.events.offers(
+            [
+                Offer(
+                    offer_id,
+                    AGENT_ID,
+                    HOST,
+                    round(cpus, 3),
+                    round(mem, 3),
+                    100_000.0,
+                    10_000.0,
+                    ports,
+                )
+            ]
+        )
 
     def close(self) -> None:
         """Kill every task's process group and wait for it."""

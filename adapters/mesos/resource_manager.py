@@ -102,20 +102,28 @@ def offer_from_mesos(offer: Json, default_network_mbps: float = 1000.0) -> Offer
         sorted((str(a["name"]), _attribute_text(a)) for a in offer.get("attributes", []))
     )
     return Offer(
-        offer_id=_value(offer.get("id")), agent_id=_value(offer.get("agent_id")),
-        hostname=str(offer.get("hostname", "")), cpus=scalars["cpus"], mem=scalars["mem"],
-        disk=scalars["disk"], network_mbps=network, ports=tuple(merge_ranges(ports)),
+        offer_id=_value(offer.get("id")),
+        agent_id=_value(offer.get("agent_id")),
+        hostname=str(offer.get("hostname", "")),
+        cpus=scalars["cpus"],
+        mem=scalars["mem"],
+        disk=scalars["disk"],
+        network_mbps=network,
+        ports=tuple(merge_ranges(ports)),
         attributes=attributes,
-    )  # fmt: skip
+    )
 
 
 def status_from_mesos(status: Json) -> TaskStatus:
     """A Mesos TaskStatus (proto JSON) as a core TaskStatus; `uuid` stays as sent (base64)."""
     return TaskStatus(
-        task_id=_value(status.get("task_id")), state=str(status.get("state", "")),
-        agent_id=_value(status.get("agent_id")), message=str(status.get("message", "")),
-        reason=str(status.get("reason", "")), uuid=str(status.get("uuid", "")),
-    )  # fmt: skip
+        task_id=_value(status.get("task_id")),
+        state=str(status.get("state", "")),
+        agent_id=_value(status.get("agent_id")),
+        message=str(status.get("message", "")),
+        reason=str(status.get("reason", "")),
+        uuid=str(status.get("uuid", "")),
+    )
 
 
 def _scalar(name: str, value: float) -> Json:
@@ -139,10 +147,16 @@ def task_info(launch: TaskLaunch) -> Json:
         resources.append({"name": "ports", "type": "RANGES", "ranges": {"range": ranges}})
     variables = [{"name": k, "value": v} for k, v in launch.environment]
     return {
-        "name": a.worker_id, "task_id": {"value": a.worker_id},
-        "agent_id": {"value": a.agent_id}, "resources": resources,
-        "command": {"shell": True, "value": launch.command, "environment": {"variables": variables}},
-    }  # fmt: skip
+        "name": a.worker_id,
+        "task_id": {"value": a.worker_id},
+        "agent_id": {"value": a.agent_id},
+        "resources": resources,
+        "command": {
+            "shell": True,
+            "value": launch.command,
+            "environment": {"variables": variables},
+        },
+    }
 
 
 # -- the driver and its callbacks --------------------------------------------------------------
@@ -163,8 +177,13 @@ class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
         if not self.connected:
             return
         wanted = [{k: t[k] for k in ("task_id", "agent_id") if k in t} for t in tasks]
-        self._send({"type": "RECONCILE", "framework_id": {"value": self.framework_id},
-                    "reconcile": {"tasks": wanted}})  # fmt: skip
+        self._send(
+            {
+                "type": "RECONCILE",
+                "framework_id": {"value": self.framework_id},
+                "reconcile": {"tasks": wanted},
+            }
+        )
 
 
 class _Callbacks(pymesos.Scheduler):  # type: ignore[misc]
@@ -218,13 +237,22 @@ class PymesosResourceManager:
     """`core.ports.ResourceManager` on pymesos; see the module docstring for threads."""
 
     def __init__(
-        self, master: str, framework_name: str = "mantis", user: str | None = None,
-        role: str = "*", failover_timeout: float = WEEK, *,
+        self,
+        master: str,
+        framework_name: str = "mantis",
+        user: str | None = None,
+        role: str = "*",
+        failover_timeout: float = WEEK,
+        *,
         default_network_mbps: float = 1000.0,
-        loop: asyncio.AbstractEventLoop | None = None, framework_id_file: Path | None = None,
-        hostname: str | None = None, principal: str | None = None, secret: str | None = None,
-        checkpoint: bool = True, launch_refuse_seconds: float = 5.0,
-    ) -> None:  # fmt: skip
+        loop: asyncio.AbstractEventLoop | None = None,
+        framework_id_file: Path | None = None,
+        hostname: str | None = None,
+        principal: str | None = None,
+        secret: str | None = None,
+        checkpoint: bool = True,
+        launch_refuse_seconds: float = 5.0,
+    ) -> None:
         """`master`: `host:port` or `zk://...`. `framework_id_file` keeps the framework id
         across restarts, so a master that fails over re-subscribes as the same framework and
         keeps its tasks. `principal`/`secret`: HTTP Basic credentials when the master
@@ -239,9 +267,12 @@ class PymesosResourceManager:
             framework_id = framework_id_file.read_text().strip() or None
         self.launch_refuse_seconds = launch_refuse_seconds
         self.framework_info: Json = {
-            "user": user if user is not None else getpass.getuser(), "name": framework_name,
-            "role": role, "failover_timeout": float(failover_timeout), "checkpoint": checkpoint,
-        }  # fmt: skip
+            "user": user if user is not None else getpass.getuser(),
+            "name": framework_name,
+            "role": role,
+            "failover_timeout": float(failover_timeout),
+            "checkpoint": checkpoint,
+        }
         if hostname:
             self.framework_info["hostname"] = hostname
         if framework_id:
@@ -263,9 +294,14 @@ class PymesosResourceManager:
             raise RuntimeError("already started")
         self._events = events
         self._driver = _Driver(
-            _Callbacks(self), dict(self.framework_info), self.master, use_addict=False,
-            implicit_acknowledgements=False, principal=self._principal, secret=self._secret,
-        )  # fmt: skip
+            _Callbacks(self),
+            dict(self.framework_info),
+            self.master,
+            use_addict=False,
+            implicit_acknowledgements=False,
+            principal=self._principal,
+            secret=self._secret,
+        )
         log.info("mesos_starting", master=self.master, framework=self.framework_info["name"])
         self._driver.start()
 
@@ -297,20 +333,37 @@ class PymesosResourceManager:
                 for o in held:
                     del self._held[o]
             if stale:
-                log.warning("mesos_stale_offers", agent_id=agent_id, stale=stale,
-                            tasks=[t.task.assignment.worker_id for t in group])  # fmt: skip
-                self._report_lost(group, REASON_INVALID_OFFERS,
-                                  f"Offers {', '.join(stale)} are no longer valid")  # fmt: skip
+                log.warning(
+                    "mesos_stale_offers",
+                    agent_id=agent_id,
+                    stale=stale,
+                    tasks=[t.task.assignment.worker_id for t in group],
+                )
+                self._report_lost(
+                    group, REASON_INVALID_OFFERS, f"Offers {', '.join(stale)} are no longer valid"
+                )
                 if held:
-                    self._call("decline", "declineOffer",
-                               [{"value": o} for o in held], {"refuse_seconds": 0.0})  # fmt: skip
+                    self._call(
+                        "decline",
+                        "declineOffer",
+                        [{"value": o} for o in held],
+                        {"refuse_seconds": 0.0},
+                    )
                 continue
-            ok = self._call("launch", "launchTasks",
-                            [{"value": o} for o in held], infos,
-                            {"refuse_seconds": float(self.launch_refuse_seconds)})  # fmt: skip
+            ok = self._call(
+                "launch",
+                "launchTasks",
+                [{"value": o} for o in held],
+                infos,
+                {"refuse_seconds": float(self.launch_refuse_seconds)},
+            )
             if ok:
-                log.info("mesos_launch", agent_id=agent_id, offers=held,
-                         tasks=[t.task.assignment.worker_id for t in group])  # fmt: skip
+                log.info(
+                    "mesos_launch",
+                    agent_id=agent_id,
+                    offers=held,
+                    tasks=[t.task.assignment.worker_id for t in group],
+                )
             else:
                 self._report_lost(group, REASON_MASTER_DISCONNECTED, "The ACCEPT call failed")
 
@@ -319,12 +372,22 @@ class PymesosResourceManager:
             for o in offer_ids:
                 self._held.pop(o, None)
         if offer_ids:
-            self._queue(self._call, "decline", "declineOffer",
-                       [{"value": o} for o in offer_ids], {"refuse_seconds": float(refuse_seconds)})  # fmt: skip
+            self._queue(
+                self._call,
+                "decline",
+                "declineOffer",
+                [{"value": o} for o in offer_ids],
+                {"refuse_seconds": float(refuse_seconds)},
+            )
 
     def kill(self, task_id: str, agent_id: str) -> None:
-        self._queue(self._call, "kill", "killTask", {"value": task_id},
-                   {"value": agent_id} if agent_id else None)  # fmt: skip
+        self._queue(
+            self._call,
+            "kill",
+            "killTask",
+            {"value": task_id},
+            {"value": agent_id} if agent_id else None,
+        )
 
     def revive(self) -> None:
         self._queue(self._call, "revive", "reviveOffers")
@@ -344,8 +407,11 @@ class PymesosResourceManager:
         with self._lock:
             original = self._unacked.pop((status.task_id, status.uuid), None)
         if original is None:  # from before a restart, say: rebuild what ACKNOWLEDGE needs
-            original = {"task_id": {"value": status.task_id}, "agent_id": {"value": status.agent_id},
-                        "uuid": status.uuid}  # fmt: skip
+            original = {
+                "task_id": {"value": status.task_id},
+                "agent_id": {"value": status.agent_id},
+                "uuid": status.uuid,
+            }
         self._queue(self._call, "acknowledge", "acknowledgeStatusUpdate", original)
 
     # -- driver calls ---------------------------------------------------------------------------
@@ -383,7 +449,9 @@ class PymesosResourceManager:
     def _report_lost(self, group: Sequence[TaskLaunch], reason: str, message: str) -> None:
         for t in group:
             a = t.task.assignment
-            self._deliver("task_status", TaskStatus(a.worker_id, "TASK_LOST", a.agent_id, message, reason))
+            self._deliver(
+                "task_status", TaskStatus(a.worker_id, "TASK_LOST", a.agent_id, message, reason)
+            )
 
     # -- callbacks (pymesos' IO thread) -------------------------------------------------------
 
@@ -404,8 +472,12 @@ class PymesosResourceManager:
         self.framework_info["id"] = {"value": framework_id}
         if self.framework_id_file is not None:
             self.framework_id_file.write_text(framework_id)
-        log.info("mesos_registered", framework_id=framework_id, reregistered=again,
-                 master=f"{master_info.get('hostname')}:{master_info.get('port')}")  # fmt: skip
+        log.info(
+            "mesos_registered",
+            framework_id=framework_id,
+            reregistered=again,
+            master=f"{master_info.get('hostname')}:{master_info.get('port')}",
+        )
         self._deliver("registered", framework_id)
 
     def _on_disconnected(self) -> None:
@@ -432,6 +504,10 @@ class PymesosResourceManager:
         if translated.uuid:
             with self._lock:
                 self._unacked[(translated.task_id, translated.uuid)] = status
-        log.debug("mesos_status", task_id=translated.task_id, state=translated.state,
-                  reason=translated.reason)  # fmt: skip
+        log.debug(
+            "mesos_status",
+            task_id=translated.task_id,
+            state=translated.state,
+            reason=translated.reason,
+        )
         self._deliver("task_status", translated)

@@ -49,11 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adapters.sim", description=__doc__)
     parser.add_argument("--seed", type=int, help="run one world with this seed")
     parser.add_argument("--seeds", type=_seed_range, help="run every seed in A..B (inclusive)")
-    parser.add_argument("--steps", type=int, default=1_000_000, help="at most this many steps per world")
-    parser.add_argument("--soak", type=float, metavar="SECONDS", help="run seeds for this wall time")
+    parser.add_argument(
+        "--steps", type=int, default=1_000_000, help="at most this many steps per world"
+    )
+    parser.add_argument(
+        "--soak", type=float, metavar="SECONDS", help="run seeds for this wall time"
+    )
     parser.add_argument("--json", action="store_true", help="last line: one JSON summary object")
     args = parser.parse_args(argv)
-    configure_logging(level="critical")  # the master's own lines (a full disk, say) are the sim's faults
+    configure_logging(
+        level="critical"
+    )  # the master's own lines (a full disk, say) are the sim's faults
     started = time.perf_counter()
     runs = failures = events = 0
     digests = []
@@ -66,13 +72,21 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             _report_failure(result, args.steps)
         elif not (args.seeds or args.soak):
-            sys.stdout.write(f"seed {seed}: ok, {result.steps} steps, {result.events} persisted events, "
-                             f"t={result.now:.0f}s, digest {result.digest}\n")  # fmt: skip
+            sys.stdout.write(
+                f"seed {seed}: ok, {result.steps} steps, {result.events} persisted events, "
+                f"t={result.now:.0f}s, digest {result.digest}\n"
+            )
     elapsed = time.perf_counter() - started
-    summary = {"seeds": runs, "violations": failures, "events": events,
-               "events_per_s": round(events / elapsed) if elapsed else 0}  # fmt: skip
-    sys.stdout.write(f"{runs} seeds, {failures} with violations, {events:,} simulated events "
-                     f"in {elapsed:.1f}s ({summary['events_per_s']:,}/s)\n")  # fmt: skip
+    summary = {
+        "seeds": runs,
+        "violations": failures,
+        "events": events,
+        "events_per_s": round(events / elapsed) if elapsed else 0,
+    }
+    sys.stdout.write(
+        f"{runs} seeds, {failures} with violations, {events:,} simulated events "
+        f"in {elapsed:.1f}s ({summary['events_per_s']:,}/s)\n"
+    )
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     return 1 if failures else 0

@@ -72,9 +72,16 @@ def _ranges(ports: list[int]) -> tuple[tuple[int, int], ...]:
 class SimResourceManager:
     """One framework's view of a simulated Mesos cluster; see the module docstring."""
 
-    def __init__(self, rng: random.Random, schedule: Schedule, clock: Callable[[], float],
-                 agents: Sequence[SimAgent], status_loss: float, status_dup: float,
-                 on_running: Callable[[SimTask], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rng: random.Random,
+        schedule: Schedule,
+        clock: Callable[[], float],
+        agents: Sequence[SimAgent],
+        status_loss: float,
+        status_dup: float,
+        on_running: Callable[[SimTask], None],
+    ) -> None:
         self.rng = rng
         self.schedule = schedule
         self.clock = clock
@@ -110,12 +117,20 @@ class SimResourceManager:
         for t in tasks:
             a = t.task.assignment
             agent = self.agents.get(a.agent_id)
-            if agent is None or not agent.up or any(o not in self._outstanding for o in a.offer_ids):
+            if (
+                agent is None
+                or not agent.up
+                or any(o not in self._outstanding for o in a.offer_ids)
+            ):
                 self._status(a.worker_id, a.agent_id, "TASK_LOST", "REASON_INVALID_OFFERS")
                 continue
             task = SimTask(a.worker_id, a.agent_id, a.cpus, a.mem, a.ports)
             free_cpus, free_mem, free_ports = agent.free()
-            if task.cpus > free_cpus + 1e-9 or task.mem > free_mem + 1e-9 or not set(a.ports) <= set(free_ports):
+            if (
+                task.cpus > free_cpus + 1e-9
+                or task.mem > free_mem + 1e-9
+                or not set(a.ports) <= set(free_ports)
+            ):
                 self._status(a.worker_id, a.agent_id, "TASK_ERROR", "REASON_TASK_INVALID")
                 continue
             agent.tasks[task.task_id] = task
@@ -139,7 +154,9 @@ class SimResourceManager:
             if agent.partitioned:
                 agent.pending_kills.append(task_id)
             else:
-                self.schedule(self.rng.uniform(0.1, 3.0), partial(self._end, agent, task, "TASK_KILLED"))
+                self.schedule(
+                    self.rng.uniform(0.1, 3.0), partial(self._end, agent, task, "TASK_KILLED")
+                )
             return
 
     def revive(self) -> None:
@@ -155,7 +172,9 @@ class SimResourceManager:
             for agent in self.agents.values():
                 for task in agent.tasks.values():
                     if agent.up:
-                        self._status(task.task_id, agent.agent_id, task.state, "REASON_RECONCILIATION")
+                        self._status(
+                            task.task_id, agent.agent_id, task.state, "REASON_RECONCILIATION"
+                        )
 
     def acknowledge(self, status: TaskStatus) -> None:
         self.unacked.pop(status.uuid, None)
@@ -192,8 +211,19 @@ class SimResourceManager:
             self._offer_seq += 1
             offer_id = f"offer-{self._offer_seq}"
             self._outstanding[offer_id] = agent.agent_id
-            offers.append(Offer(offer_id, agent.agent_id, agent.hostname, cpus, mem, 10_000.0, 1_000.0,
-                                _ranges(ports), (("zone", agent.zone),)))  # fmt: skip
+            offers.append(
+                Offer(
+                    offer_id,
+                    agent.agent_id,
+                    agent.hostname,
+                    cpus,
+                    mem,
+                    10_000.0,
+                    1_000.0,
+                    _ranges(ports),
+                    (("zone", agent.zone),),
+                )
+            )
         self.last_offers = offers
         return offers
 
@@ -203,8 +233,12 @@ class SimResourceManager:
         lost = list(agent.tasks.values())
         agent.tasks.clear()
         for task in lost:
-            self.schedule(AGENT_LOST_AFTER, partial(self._status, task.task_id, task.agent_id, "TASK_LOST",
-                                                        "REASON_AGENT_REMOVED"))
+            self.schedule(
+                AGENT_LOST_AFTER,
+                partial(
+                    self._status, task.task_id, task.agent_id, "TASK_LOST", "REASON_AGENT_REMOVED"
+                ),
+            )
 
     def fail_task(self, task_id: str) -> None:
         for agent in self.agents.values():
@@ -239,13 +273,19 @@ class SimResourceManager:
 
     def _status(self, task_id: str, agent_id: str, state: str, reason: str) -> None:
         self._update_seq += 1
-        status = TaskStatus(task_id, state, agent_id, reason.lower(), reason, f"u{self._update_seq}")
+        status = TaskStatus(
+            task_id, state, agent_id, reason.lower(), reason, f"u{self._update_seq}"
+        )
         self.unacked[status.uuid] = status
         self._deliver(status)
 
     def _deliver(self, status: TaskStatus) -> None:
         agent = self.agents.get(status.agent_id)
-        if self.events is None or not self.master_reachable or (agent is not None and agent.partitioned):
+        if (
+            self.events is None
+            or not self.master_reachable
+            or (agent is not None and agent.partitioned)
+        ):
             return
         if self.rng.random() < self.status_loss:
             return

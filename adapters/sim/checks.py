@@ -46,8 +46,14 @@ def check_core(cp: ControlPlane) -> Found:
                 unique_hosts[(w.job_id, w.stage, w.hostname)] += 1
         started = sum(1 for ws in job.stages.values() for w in ws if w.state.value == "Started")
         if started != job.started_workers:
-            found.append(("started", f"{job.job_id} counts {job.started_workers} Started, has {started}"))
-    found += [("constraint", f"UniqueHost broken: {k} has {n} workers") for k, n in unique_hosts.items() if n > 1]
+            found.append(
+                ("started", f"{job.job_id} counts {job.started_workers} Started, has {started}")
+            )
+    found += [
+        ("constraint", f"UniqueHost broken: {k} has {n} workers")
+        for k, n in unique_hosts.items()
+        if n > 1
+    ]
     return found
 
 
@@ -86,18 +92,27 @@ def check_outcome(cp: ControlPlane, out: Outcome, offers: Sequence[Offer] | None
             mem = sum(o.mem for o in offered)
             ports = [p for lt in group for p in lt.assignment.ports]
             free = {p for o in offered for b, e in o.ports for p in range(b, e + 1)}
-            if sum(lt.assignment.cpus for lt in group) > cpus + 1e-9 or sum(lt.assignment.mem for lt in group) > mem + 1e-9:
+            if (
+                sum(lt.assignment.cpus for lt in group) > cpus + 1e-9
+                or sum(lt.assignment.mem for lt in group) > mem + 1e-9
+            ):
                 found.append(("resources", f"assignments on {agent_id} exceed its offers"))
             if len(ports) != len(set(ports)) or not set(ports) <= free:
                 found.append(("ports", f"assignments on {agent_id} reuse or invent ports"))
     killed = {e.worker_id for e in out.effects if isinstance(e, KillTask)}
-    ended = {e.job_id for e in out.events if isinstance(e, JobStateChanged) and e.reason is not None}
+    ended = {
+        e.job_id for e in out.events if isinstance(e, JobStateChanged) and e.reason is not None
+    }
     for jid in sorted(ended):
         alive = [w.worker_id for w in cp.jobs[jid].current_workers() if not w.terminal]
         if alive:
             found.append(("kill", f"{jid} ended with live workers {alive}"))
     for e in out.events:
-        if (isinstance(e, WorkerStateChanged) and e.reason is CompletedReason.Killed
-                and cp.workers[e.worker_id].job_id in ended and e.worker_id not in killed):  # fmt: skip
+        if (
+            isinstance(e, WorkerStateChanged)
+            and e.reason is CompletedReason.Killed
+            and cp.workers[e.worker_id].job_id in ended
+            and e.worker_id not in killed
+        ):
             found.append(("kill", f"{e.worker_id} of an ended job got no kill"))
     return found

@@ -84,8 +84,13 @@ class SimMaster:
 
     def _new_service(self) -> MasterService:
         w = self.world
-        return MasterService(self.store, w.rm, lambda: w.now, group_commit=False,
-                             audit=lambda out: w.check_core(out, w.rm.last_offers))  # fmt: skip
+        return MasterService(
+            self.store,
+            w.rm,
+            lambda: w.now,
+            group_commit=False,
+            audit=lambda out: w.check_core(out, w.rm.last_offers),
+        )
 
     @property
     def cp(self) -> ControlPlane:
@@ -121,7 +126,9 @@ class SimMaster:
             self.world.violation("replay", f"the persisted events do not replay: {e!r}")
             return
         if self.service.plane.snapshot() != old.snapshot():
-            self.world.violation("replay", "replaying the persisted events differs from the live state")
+            self.world.violation(
+                "replay", "replaying the persisted events differs from the live state"
+            )
         self.up = True
         self.world.rm.master_reachable = True
         self.service.start()
@@ -141,8 +148,15 @@ class World:
         self.violations: list[Violation] = []
         self._generation = dict.fromkeys(range(c.agents), 0)
         agents = [self._new_agent(i) for i in range(c.agents)]
-        self.rm = SimResourceManager(self.rng, self.after, lambda: self.now, agents,
-                                     c.status_loss, c.status_dup, self._task_running)  # fmt: skip
+        self.rm = SimResourceManager(
+            self.rng,
+            self.after,
+            lambda: self.now,
+            agents,
+            c.status_loss,
+            c.status_dup,
+            self._task_running,
+        )
         self.master = SimMaster(self)
         self.master.service.start()
 
@@ -182,11 +196,16 @@ class World:
                 if self.now >= c.fault_until and self.master.up and self._all_started():
                     break
             if not self.violations and self.steps < max_steps and not self._all_started():
-                self.violation("liveness", f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
-                                           f"{self._unstarted()}")  # fmt: skip
+                self.violation(
+                    "liveness",
+                    f"jobs not fully Started {c.settle:.0f}s after faults stopped: "
+                    f"{self._unstarted()}",
+                )
             if not self.violations and self.steps < max_steps:
                 agents = self.rm.agents.values()
-                self.clock.run_until(self.now + 400.0, lambda: not any(a.partitioned for a in agents))
+                self.clock.run_until(
+                    self.now + 400.0, lambda: not any(a.partitioned for a in agents)
+                )
                 self.clock.run_until(self.now + c.quiesce, lambda: bool(self.violations))
                 self._check_no_strays()
         except Exception as e:  # a crash of the master is a finding, with its seed
@@ -201,8 +220,15 @@ class World:
             if not same and not self.violations:
                 self.violation("replay", "replay of the final log differs from the live state")
         digest = hashlib.sha256("\n".join(map(repr, log)).encode()).hexdigest()[:16]
-        return RunResult(self.seed, self.steps, len(log), self.now, digest,
-                         list(self.violations), list(self.trace))  # fmt: skip
+        return RunResult(
+            self.seed,
+            self.steps,
+            len(log),
+            self.now,
+            digest,
+            list(self.violations),
+            list(self.trace),
+        )
 
     def _round(self) -> None:
         if self.master.up:
@@ -218,7 +244,11 @@ class World:
         agent = self.rm.agents[task.agent_id]
         if agent.tasks.get(task.task_id) is not task or not agent.up or task.hung:
             return  # the process is gone, or hangs
-        if self.master.up and not agent.partitioned and self.rng.random() >= self.config.heartbeat_loss:
+        if (
+            self.master.up
+            and not agent.partitioned
+            and self.rng.random() >= self.config.heartbeat_loss
+        ):
             self.master.observe(lambda p, now: p.heartbeat(task.task_id, now))
         worker = self.master.cp.workers.get(task.task_id)
         interval = self.master.cp.jobs[worker.job_id].heartbeat_interval_secs if worker else 20.0
@@ -230,19 +260,22 @@ class World:
         rng = self.rng
         stages = tuple(
             StageSchedulingInfo(
-                rng.randint(1, 3), MachineDefinition(rng.choice([0.5, 1.0, 2.0]), rng.choice([256, 1024])),
+                rng.randint(1, 3),
+                MachineDefinition(rng.choice([0.5, 1.0, 2.0]), rng.choice([256, 1024])),
                 hard_constraints=(JobConstraint.UniqueHost,) if rng.random() < 0.3 else (),
                 soft_constraints=(JobConstraint.ZoneBalance,) if rng.random() < 0.3 else (),
                 scalable=True,
             )
             for _ in range(rng.randint(1, 2))
-        )  # fmt: skip
+        )
         sla = ClusterSla(min=1, max=2) if i == 0 else ClusterSla()
         duration = DurationType.Transient if rng.random() < 0.2 else DurationType.Perpetual
         definition = JobClusterDefinition(
-            f"cluster{i}", (JobClusterConfig(f"c{i}.zip", "1", self.now, SchedulingInfo(stages)),),
-            sla=sla, job_sla=JobSla(duration_type=duration),
-        )  # fmt: skip
+            f"cluster{i}",
+            (JobClusterConfig(f"c{i}.zip", "1", self.now, SchedulingInfo(stages)),),
+            sla=sla,
+            job_sla=JobSla(duration_type=duration),
+        )
         self.master.command(f"create cluster{i}", lambda p, now: p.create_cluster(definition, now))
 
     def _room(self) -> float:
@@ -250,8 +283,9 @@ class World:
         cp = self.master.cp
         used = sum(
             j.definition.scheduling_info.stage(w.stage).machine_definition.cpu_cores
-            for j in cp.active_jobs() for w in j.current_workers()
-        )  # fmt: skip
+            for j in cp.active_jobs()
+            for w in j.current_workers()
+        )
         return self.config.agents * self.config.agent_cpus / 2 - used
 
     def _submit(self) -> None:
@@ -259,10 +293,15 @@ class World:
         cluster = self.master.cp.clusters.get(name)
         if cluster is not None:
             stages = cluster.definition.latest.scheduling_info.stages
-            if sum(s.number_of_instances * s.machine_definition.cpu_cores for s in stages) > self._room():
+            if (
+                sum(s.number_of_instances * s.machine_definition.cpu_cores for s in stages)
+                > self._room()
+            ):
                 self.note(f"submit {name} skipped: not enough room")
                 return
-        self.master.command(f"submit {name}", lambda p, now: p.submit_job(name, JobRequest(), "sim", now))
+        self.master.command(
+            f"submit {name}", lambda p, now: p.submit_job(name, JobRequest(), "sim", now)
+        )
 
     def _user_action(self) -> None:
         cp = self.master.cp
@@ -273,7 +312,9 @@ class World:
             return
         jid = self.rng.choice(jobs)
         if kind == "kill":
-            self.master.command(f"kill {jid}", lambda p, now: p.kill_job(jid, "sim", "user kill", now))
+            self.master.command(
+                f"kill {jid}", lambda p, now: p.kill_job(jid, "sim", "user kill", now)
+            )
         elif kind == "scale":
             stage = self.rng.randint(1, 2)
             n = self.rng.randint(1, 4)
@@ -282,12 +323,16 @@ class World:
                 cpu = job.definition.scheduling_info.stage(stage).machine_definition.cpu_cores
                 if (n - len(job.stages[stage])) * cpu > self._room():
                     return
-            self.master.command(f"scale {jid} stage {stage} to {n}",
-                                lambda p, now: p.scale_stage(jid, stage, n, "sim", "test", now))  # fmt: skip
+            self.master.command(
+                f"scale {jid} stage {stage} to {n}",
+                lambda p, now: p.scale_stage(jid, stage, n, "sim", "test", now),
+            )
         else:
             number = self.rng.randint(1, 10)
-            self.master.command(f"resubmit {jid} worker {number}",
-                                lambda p, now: p.resubmit_worker(jid, number, "sim", "test", now))  # fmt: skip
+            self.master.command(
+                f"resubmit {jid} worker {number}",
+                lambda p, now: p.resubmit_worker(jid, number, "sim", "test", now),
+            )
 
     # faults -----------------------------------------------------------------------------
 
@@ -337,8 +382,14 @@ class World:
         gen = self._generation[i]
         self._generation[i] = gen + 1
         # A restarted agent registers under a new agent id, as a Mesos agent without recovery does.
-        return SimAgent(f"agent-{i}-{gen}", f"host-{i}", "abc"[i % 3], c.agent_cpus, c.agent_mem,
-                        (31000 + 100 * i, 31000 + 100 * i + 99))  # fmt: skip
+        return SimAgent(
+            f"agent-{i}-{gen}",
+            f"host-{i}",
+            "abc"[i % 3],
+            c.agent_cpus,
+            c.agent_mem,
+            (31000 + 100 * i, 31000 + 100 * i + 99),
+        )
 
     def _agent_returns(self, old: SimAgent) -> None:
         index = int(old.hostname.split("-")[1])
@@ -387,21 +438,27 @@ class World:
                 if task_id in seen:
                     self.violation("stray", f"task {task_id} runs on two agents")
                 elif w is None or w.terminal or w.agent_id != agent.agent_id:
-                    where = "unknown" if w is None else f"{w.state.value} on {w.agent_id or 'no agent'}"
-                    self.violation("stray", f"{agent.agent_id} runs {task_id}, which the master has as {where}")
+                    where = (
+                        "unknown" if w is None else f"{w.state.value} on {w.agent_id or 'no agent'}"
+                    )
+                    self.violation(
+                        "stray", f"{agent.agent_id} runs {task_id}, which the master has as {where}"
+                    )
                 seen.add(task_id)
 
     def _unstarted(self) -> list[str]:
         cp = self.master.cp
         return [
-            j.job_id for j in cp.active_jobs()
+            j.job_id
+            for j in cp.active_jobs()
             if j.definition.job_sla.duration_type is DurationType.Perpetual
             and not (j.state is JobState.Launched and j.all_started())
-        ]  # fmt: skip
+        ]
 
     def _all_started(self) -> bool:
         return not self._unstarted() and all(
             w.state is WorkerState.Started
-            for j in self.master.cp.active_jobs() for w in j.current_workers()
+            for j in self.master.cp.active_jobs()
+            for w in j.current_workers()
             if j.definition.job_sla.duration_type is DurationType.Perpetual
-        )  # fmt: skip
+        )

@@ -285,9 +285,11 @@ class EventLog:
         found = scan(buf, PAYLOAD_PREFIX)
         if not found.clean:
             raise StoreCorrupted(
-                path, found.damage or found.complete, "damaged archive file",
+                path,
+                found.damage or found.complete,
+                "damaged archive file",
                 "Restore this file from a backup: the job's events are no longer in the log",
-            )  # fmt: skip
+            )
         return _decode_all(buf, found.complete)
 
     def close(self) -> None:
@@ -346,9 +348,11 @@ class EventLog:
             except OSError as e:
                 self._last_error = error = StoreWriteFailed(self.path / segment_name(start), e)
                 log.error(
-                    "store_write_failed", path=str(error.path), error=str(error),
+                    "store_write_failed",
+                    path=str(error.path),
+                    error=str(error),
                     free_bytes=_free_bytes(self.path),
-                )  # fmt: skip
+                )
                 raise error from e
             if fd != current:
                 os.close(current)
@@ -458,9 +462,12 @@ class EventLog:
                 os.unlink(self.path / segment_name(start))
         _fsync(self.path)
         log.info(
-            "store_compacted", path=str(self.path), covered=covered, live=len(result.live),
+            "store_compacted",
+            path=str(self.path),
+            covered=covered,
+            live=len(result.live),
             archived_jobs=len(result.archived),
-        )  # fmt: skip
+        )
 
     def _index_archive(self) -> None:
         """Archive files of the snapshot in use or older count; newer ones (a compaction that
@@ -511,9 +518,11 @@ class EventLog:
             path = self.path / segment_name(start)
             if start != expected:
                 raise StoreCorrupted(
-                    path, 0, f"the segment starts at event {start}, but {expected} was expected: "
+                    path,
+                    0,
+                    f"the segment starts at event {start}, but {expected} was expected: "
                     "a segment is missing",
-                )  # fmt: skip
+                )
             buf = path.read_bytes()
             found = scan(buf, PAYLOAD_PREFIX)
             expected += found.records
@@ -524,15 +533,18 @@ class EventLog:
             if last and not found.valid_after:
                 _truncate(path, found.complete)
                 log.warning(
-                    "store_torn_tail_truncated", path=str(path), offset=found.complete,
+                    "store_torn_tail_truncated",
+                    path=str(path),
+                    offset=found.complete,
                     bytes=found.size - found.complete,
-                )  # fmt: skip
+                )
                 continue
             if not from_snapshot:
                 problem = (
-                    "damaged record followed by valid records" if found.valid_after
+                    "damaged record followed by valid records"
+                    if found.valid_after
                     else "damaged or unfinished records before the next segment"
-                )  # fmt: skip
+                )
                 raise StoreCorrupted(path, where, problem)
             self._salvage(segments[:k], segments[k:])
             break
@@ -543,9 +555,12 @@ class EventLog:
             self.recovery = RecoveryReport(set_aside=tuple(self._set_aside))
         self._fd, self._segment_size = self._create_segment(self._segments[-1])
         log.info(
-            "store_opened", path=str(self.path), snapshot=self._snapshot, events=self._next,
+            "store_opened",
+            path=str(self.path),
+            snapshot=self._snapshot,
+            events=self._next,
             segments=len(self._segments),
-        )  # fmt: skip
+        )
 
     def _choose_snapshot(self, from_snapshot: bool) -> int | None:
         """The newest snapshot whose records are sound; older ones only when recovering."""
@@ -578,10 +593,14 @@ class EventLog:
         self._snapshot, self._segments, self._next = covered, [covered], covered
         self.recovery = report = RecoveryReport(tuple(dropped), tuple(self._set_aside), covered)
         log.warning(
-            "store_recovered", path=str(self.path), snapshot=covered, kept_events=len(kept),
-            batches_dropped=report.batches_dropped, records_dropped=report.records_dropped,
+            "store_recovered",
+            path=str(self.path),
+            snapshot=covered,
+            kept_events=len(kept),
+            batches_dropped=report.batches_dropped,
+            records_dropped=report.records_dropped,
             dropped=[str(d) for d in dropped],
-        )  # fmt: skip
+        )
 
     def _quarantine(self, path: Path, move: Callable[[Path, Path], object]) -> None:
         folder = self.path / QUARANTINE

@@ -70,8 +70,11 @@ class RecoveryReport:
         )
         if self.snapshot is not None:
             head += f"; what was kept is in snapshot {self.snapshot}"
-        return [head, *(f"  dropped {d}" for d in self.dropped),
-                *(f"  set aside {p}" for p in self.set_aside)]  # fmt: skip
+        return [
+            head,
+            *(f"  dropped {d}" for d in self.dropped),
+            *(f"  set aside {p}" for p in self.set_aside),
+        ]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -105,8 +108,9 @@ def _dropped(path: Path, buf: bytes, piece: Piece, reason: str) -> Dropped:
             parts.append((start, f"undecodable record at byte {start}"))
     parts += [(gap.start, _describe_gap(buf, gap)) for gap in piece.gaps]
     records = len(piece.payloads) + sum(gap.records or 1 for gap in piece.gaps)
-    return Dropped(path, piece.start, piece.end, records, reason,
-                   tuple(text for _, text in sorted(parts)))  # fmt: skip
+    return Dropped(
+        path, piece.start, piece.end, records, reason, tuple(text for _, text in sorted(parts))
+    )
 
 
 def salvage(

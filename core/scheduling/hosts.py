@@ -86,12 +86,32 @@ class Host:
     """One agent: free resources (its offers less this iteration's assignments) and its tasks."""
 
     __slots__ = (
-        "agent_id", "hostname", "attributes", "offers", "placed",
-        "cpus", "mem", "disk", "net", "ports", "nports",
-        "total_cpus", "total_mem", "total_disk", "total_net",
-        "placed_cpus", "placed_mem", "placed_disk", "placed_net",
-        "tasks", "perpetual", "machine", "key", "indexes", "counted",
-    )  # fmt: skip
+        "agent_id",
+        "hostname",
+        "attributes",
+        "offers",
+        "placed",
+        "cpus",
+        "mem",
+        "disk",
+        "net",
+        "ports",
+        "nports",
+        "total_cpus",
+        "total_mem",
+        "total_disk",
+        "total_net",
+        "placed_cpus",
+        "placed_mem",
+        "placed_disk",
+        "placed_net",
+        "tasks",
+        "perpetual",
+        "machine",
+        "key",
+        "indexes",
+        "counted",
+    )
 
     def __init__(self, agent_id: str, hostname: str, machine: Machine) -> None:
         self.agent_id = agent_id

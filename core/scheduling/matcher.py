@@ -114,12 +114,28 @@ class Matcher(Search):
             hard = tuple(resolve(c, asg) for c in r.hard_constraints) if r.hard_constraints else ()
             soft = tuple(resolve(c, asg) for c in r.soft_constraints) if r.soft_constraints else ()
             m = r.machine
-            tasks.append(TaskRequest(
-                r.worker_id, r.job_id, r.stage, r.index, r.number, r.ready_at,
-                m.cpu_cores, m.memory_mb, m.disk_mb, m.network_mbps, m.ports_needed,
-                r.duration_type == DurationType.Perpetual, preferred.get(r.worker_id, ""),
-                hard, soft, _EXCLUSIVE in hard, _EXCLUSIVE in soft, _BALANCE in hard + soft,
-            ))  # fmt: skip
+            tasks.append(
+                TaskRequest(
+                    r.worker_id,
+                    r.job_id,
+                    r.stage,
+                    r.index,
+                    r.number,
+                    r.ready_at,
+                    m.cpu_cores,
+                    m.memory_mb,
+                    m.disk_mb,
+                    m.network_mbps,
+                    m.ports_needed,
+                    r.duration_type == DurationType.Perpetual,
+                    preferred.get(r.worker_id, ""),
+                    hard,
+                    soft,
+                    _EXCLUSIVE in hard,
+                    _EXCLUSIVE in soft,
+                    _BALANCE in hard + soft,
+                )
+            )
         tasks.sort(key=_order)
         return tasks, unplaced
 
@@ -134,8 +150,20 @@ class Matcher(Search):
         zones: tuple[tuple[str, int], ...] = ()
         if t.balanced:
             zones = tuple(sorted(self.stage_zones.get((t.job_id, t.stage), {}).items()))
-        return (t.job_id, t.stage, t.cpus, t.mem, t.disk, t.net, t.nports, t.perpetual,
-                t.preferred_cluster, t.hard, t.soft, zones)  # fmt: skip
+        return (
+            t.job_id,
+            t.stage,
+            t.cpus,
+            t.mem,
+            t.disk,
+            t.net,
+            t.nports,
+            t.perpetual,
+            t.preferred_cluster,
+            t.hard,
+            t.soft,
+            zones,
+        )
 
     def _why(self, t: TaskRequest) -> PlacementFailure:
         """Why no host took the task: what every agent on offer lacks, else per reason how
@@ -146,8 +174,9 @@ class Matcher(Search):
             return _NO_OFFERS
         first = self.index.start(t.cpus, float("-inf"))  # all before it lack CPUs
         if first == len(hosts):
-            return PlacementFailure("resource", "cpus", t.cpus, hosts[-1].cpus, 0.0, len(hosts),
-                                    (("cpus", first),))  # fmt: skip
+            return PlacementFailure(
+                "resource", "cpus", t.cpus, hosts[-1].cpus, 0.0, len(hosts), (("cpus", first),)
+            )
         scope = self._scope(t)
         tests = [(label(c), host_test(c, scope)) for c in t.hard]
         counts: dict[str, int] = {}
@@ -168,11 +197,13 @@ class Matcher(Search):
         if others or (attr is None and reason not in dict(tests)):
             return PlacementFailure("mixed", agents=len(hosts), ruled_out=ruled_out)
         if attr is None:
-            return PlacementFailure("constraint", reason, with_cpus=with_cpus,
-                                    agents=len(hosts), ruled_out=ruled_out)  # fmt: skip
+            return PlacementFailure(
+                "constraint", reason, with_cpus=with_cpus, agents=len(hosts), ruled_out=ruled_out
+            )
         largest = max(getattr(h, attr) for h in hosts[first:])
-        return PlacementFailure("resource", reason, getattr(t, attr), largest, with_cpus,
-                                len(hosts), ruled_out)  # fmt: skip
+        return PlacementFailure(
+            "resource", reason, getattr(t, attr), largest, with_cpus, len(hosts), ruled_out
+        )
 
     # ------------------------------------------------------------------ results
 
@@ -184,8 +215,18 @@ class Matcher(Search):
         ports = take_ports(h.ports, t.nports)
         h.nports -= t.nports
         zone = h.attributes.get(self.config.zone_attribute, "")
-        held = Held(t.cpus, t.mem, t.disk, t.net, t.job_id, t.stage, zone, t.perpetual,
-                    t.exclusive, t.soft_exclusive)  # fmt: skip
+        held = Held(
+            t.cpus,
+            t.mem,
+            t.disk,
+            t.net,
+            t.job_id,
+            t.stage,
+            zone,
+            t.perpetual,
+            t.exclusive,
+            t.soft_exclusive,
+        )
         self.count_task(h, held, +1)
         self.rekey(h)
         return ports, held
@@ -206,10 +247,20 @@ class Matcher(Search):
             offer_ids = tuple(sorted(h.offers))
             attributes = tuple(sorted(h.attributes.items()))
             for t, ports, held in items:
-                assignments.append(Assignment(
-                    t.worker_id, agent, h.hostname, offer_ids, ports,
-                    t.cpus, t.mem, t.disk, t.net, attributes,
-                ))  # fmt: skip
+                assignments.append(
+                    Assignment(
+                        t.worker_id,
+                        agent,
+                        h.hostname,
+                        offer_ids,
+                        ports,
+                        t.cpus,
+                        t.mem,
+                        t.disk,
+                        t.net,
+                        attributes,
+                    )
+                )
                 h.placed[t.worker_id] = held  # a placement from now on, counted already
                 self.placement_agent[t.worker_id] = agent
         self.use_offers(used)  # Mesos launches on all of a host's offers

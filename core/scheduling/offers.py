@@ -74,8 +74,13 @@ class Assignment:
 
 # How a resource is named in a reason: Fenzo's AssignmentFailure names the resource, the
 # amount asked and what the host has; we print units.
-_UNITS = {"cpus": "CPUs", "mem": "MB memory", "network": "Mbps network", "disk": "MB disk",
-          "ports": "ports"}  # fmt: skip
+_UNITS = {
+    "cpus": "CPUs",
+    "mem": "MB memory",
+    "network": "Mbps network",
+    "disk": "MB disk",
+    "ports": "ports",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +110,10 @@ class PlacementFailure:
             return kind
         among = f" with {_amount(self.with_cpus, 'cpus')} free" if self.with_cpus else ""
         if kind == "resource":
-            return (f"no agent{among} offers {_amount(self.asked, name)} "
-                    f"(largest offer: {_amount(self.largest, name)})")  # fmt: skip
+            return (
+                f"no agent{among} offers {_amount(self.asked, name)} "
+                f"(largest offer: {_amount(self.largest, name)})"
+            )
         if kind == "constraint":
             lacking = dict(self.ruled_out).get("cpus", 0) if self.with_cpus else 0
             others = f" ({lacking} more lack CPUs)" if lacking else ""

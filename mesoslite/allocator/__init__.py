@@ -44,9 +44,13 @@ class Allocator(Protocol):
         """One allocation cycle: offers to make. Granted resources count as allocated."""
 
     def recover(
-        self, framework_id: str, agent_id: str, resources: Resources, now: float,
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        now: float,
         refuse_seconds: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Resources come back (declined, unused in an accept, task ended, offer rescinded).
 
         With `refuse_seconds`, the framework is not offered a subset of these resources on

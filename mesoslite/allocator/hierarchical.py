@@ -129,9 +129,10 @@ class HierarchicalAllocator(ABC):
     """Whole-agent offers to the first unfiltered framework; role order left to subclasses."""
 
     def __init__(
-        self, allocation_interval: float = ALLOCATION_INTERVAL,
+        self,
+        allocation_interval: float = ALLOCATION_INTERVAL,
         min_allocatable: Iterable[Resources] = MIN_ALLOCATABLE,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.allocation_interval = allocation_interval
         self._min = [(*scalars(r), r.ports) for r in min_allocatable]
         self._agents: dict[str, _Agent] = {}
@@ -192,7 +193,7 @@ class HierarchicalAllocator(ABC):
         in_use = merged(r for _, r in used)
         overlap = len(used) > 1 and range_count(in_use.ports) != sum(
             range_count(r.ports) for _, r in used
-        )  # fmt: skip
+        )
         try:
             free = total - in_use if used else total
         except ResourceError:
@@ -256,7 +257,7 @@ class HierarchicalAllocator(ABC):
                         fw_filters = agent_filters.get(fw_key[2])
                         if fw_filters is not None and self._refused(
                             aid, fw_key[2], fw_filters, free, now
-                        ):  # fmt: skip
+                        ):
                             continue
                     chosen = frameworks[fw_key[2]]
                     break
@@ -276,9 +277,13 @@ class HierarchicalAllocator(ABC):
         return grants
 
     def recover(
-        self, framework_id: str, agent_id: str, resources: Resources, now: float,
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        now: float,
         refuse_seconds: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         agent = self._agents.get(agent_id)
         if agent is None:
             return  # the agent is gone, and its resources with it
@@ -291,7 +296,7 @@ class HierarchicalAllocator(ABC):
                 raise AllocatorError(
                     f"framework {framework_id!r} does not hold {resources} on agent {agent_id!r}"
                     f" (it holds {held if pieces else 'nothing'})"
-                )  # fmt: skip
+                )
             rest = held - resources
             pieces[:] = [] if rest.is_empty() else [rest]
         fw = self._frameworks[framework_id]
@@ -304,7 +309,7 @@ class HierarchicalAllocator(ABC):
         if timeout and fw.role is not None and not resources.is_empty():
             self._filters.setdefault(agent_id, {}).setdefault(framework_id, []).append(
                 (now + timeout, resources)
-            )  # fmt: skip
+            )
             fw.filtered[agent_id] = None
         self._forget_if_idle(fw)
 
@@ -358,16 +363,23 @@ class HierarchicalAllocator(ABC):
         """Mesos' `allocatable()`: at least one of the min-allocatable sets fits."""
         for cpus, mem, disk, gpus, ports in self._min:
             if (
-                free.cpus_m >= cpus and free.mem_m >= mem and free.disk_m >= disk
-                and free.gpus_m >= gpus and (not ports or ranges_contain(free.ports, ports))
-            ):  # fmt: skip
+                free.cpus_m >= cpus
+                and free.mem_m >= mem
+                and free.disk_m >= disk
+                and free.gpus_m >= gpus
+                and (not ports or ranges_contain(free.ports, ports))
+            ):
                 return True
         return False
 
     def _refused(
-        self, agent_id: str, framework_id: str, fw_filters: list[Filter], offer: Resources,
+        self,
+        agent_id: str,
+        framework_id: str,
+        fw_filters: list[Filter],
+        offer: Resources,
         now: float,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Whether a live filter refuses `offer`; expired filters are dropped on the way."""
         live = [f for f in fw_filters if f[0] > now]
         if len(live) != len(fw_filters):
@@ -409,8 +421,12 @@ class HierarchicalAllocator(ABC):
         self._place_role(r_)
 
     def _add_to_role(
-        self, role: RoleState, amounts: Iterable[int], sign: int, counted: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        role: RoleState,
+        amounts: Iterable[int],
+        sign: int,
+        counted: bool = False,
+    ) -> None:
         for i, v in enumerate(amounts):
             role.alloc[i] += sign * v
         if counted:

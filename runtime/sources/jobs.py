@@ -284,15 +284,23 @@ class _Subscription:
         self.workers_gauge.set(len(self.workers))
         if gone or added:
             log.info(
-                "job_source_workers", job=self.job_id, connected=[f"{h}:{p}" for h, p, _ in added],
-                closed=[f"{h}:{p}" for h, p, _ in gone], total=len(self.workers),
-            )  # fmt: skip
+                "job_source_workers",
+                job=self.job_id,
+                connected=[f"{h}:{p}" for h, p, _ in added],
+                closed=[f"{h}:{p}" for h, p, _ in gone],
+                total=len(self.workers),
+            )
 
     async def read_worker(self, worker: WorkerHost) -> None:
         stream = reconnecting_batches(
-            self.session, sink_url(worker.host, worker.port), self.params, self.decoder,
-            self.metrics, self.source.backoff, rng=self.rng,
-        )  # fmt: skip
+            self.session,
+            sink_url(worker.host, worker.port),
+            self.params,
+            self.decoder,
+            self.metrics,
+            self.source.backoff,
+            rng=self.rng,
+        )
         keep = self.source.criterion
         async with closing(stream):
             async for batch in stream:

@@ -64,14 +64,37 @@ class Cluster(Protocol):
 
 
 def launch_on(
-    offer: Offer, task_id: str, cpus: float = 1.0, mem: float = 128.0, command: str = "sleep 60",
+    offer: Offer,
+    task_id: str,
+    cpus: float = 1.0,
+    mem: float = 128.0,
+    command: str = "sleep 60",
     environment: tuple[tuple[str, str], ...] = (),
-) -> TaskLaunch:  # fmt: skip
+) -> TaskLaunch:
     port = offer.ports[0][0] if offer.ports else 0
-    request = LaunchRequest(task_id, task_id.rsplit("-worker-", 1)[0], 1, 0, 1,
-                            MachineDefinition(cpus, mem, num_ports=0), (), (), DurationType.Perpetual, 0.0)  # fmt: skip
-    assignment = Assignment(task_id, offer.agent_id, offer.hostname, (offer.offer_id,),
-                            (port,) if port else (), cpus, mem, 0.0, 0.0)  # fmt: skip
+    request = LaunchRequest(
+        task_id,
+        task_id.rsplit("-worker-", 1)[0],
+        1,
+        0,
+        1,
+        MachineDefinition(cpus, mem, num_ports=0),
+        (),
+        (),
+        DurationType.Perpetual,
+        0.0,
+    )
+    assignment = Assignment(
+        task_id,
+        offer.agent_id,
+        offer.hostname,
+        (offer.offer_id,),
+        (port,) if port else (),
+        cpus,
+        mem,
+        0.0,
+        0.0,
+    )
     return TaskLaunch(LaunchTask(request, assignment), command, environment)
 
 
@@ -84,8 +107,11 @@ class ResourceManagerContract:
 
     def test_registers_then_offers_every_agent(self, cluster: Cluster) -> None:
         assert cluster.events.framework_ids, "start() must report the registration"
-        cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) >= 2,
-                         "offers of 2 agents", 30)  # fmt: skip
+        cluster.wait_for(
+            lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) >= 2,
+            "offers of 2 agents",
+            30,
+        )
         for offer in cluster.events.offers_since(0):
             assert offer.offer_id and offer.hostname and offer.cpus >= 2 and offer.mem >= 1024
 
@@ -93,12 +119,15 @@ class ResourceManagerContract:
         offer = self.first_offers(cluster)[0]
         task_id = "contract-1-worker-0-1"
         cluster.rm.launch([launch_on(offer, task_id, cpus=1.0)])
-        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30)
+        cluster.wait_for(
+            lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30
+        )
         batch = len(cluster.events.offer_batches)
         cluster.wait_for(
             lambda: any(o.agent_id == offer.agent_id for o in cluster.events.offers_since(batch)),
-            "the task's agent offered again", 30,
-        )  # fmt: skip
+            "the task's agent offered again",
+            30,
+        )
         later = [o for o in cluster.events.offers_since(batch) if o.agent_id == offer.agent_id]
         assert all(o.cpus <= offer.cpus - 1.0 + 1e-6 for o in later)
 
@@ -106,7 +135,9 @@ class ResourceManagerContract:
         offer = self.first_offers(cluster)[0]
         task_id = "contract-2-worker-0-1"
         cluster.rm.launch([launch_on(offer, task_id)])
-        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30)
+        cluster.wait_for(
+            lambda: "TASK_RUNNING" in cluster.events.states(task_id), "TASK_RUNNING", 30
+        )
         cluster.rm.kill(task_id, offer.agent_id)
         cluster.wait_for(lambda: "TASK_KILLED" in cluster.events.states(task_id), "TASK_KILLED", 30)
 
@@ -122,14 +153,16 @@ class ResourceManagerContract:
         cluster.rm.revive()
         cluster.wait_for(
             lambda: declined.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)},
-            "the declined agent offered again after revive", 30,
-        )  # fmt: skip
+            "the declined agent offered again after revive",
+            30,
+        )
 
     def test_reconciling_an_unknown_task_reports_it_lost(self, cluster: Cluster) -> None:
         offer = self.first_offers(cluster)[0]
         cluster.rm.reconcile([("contract-9-worker-0-1", offer.agent_id)])
-        cluster.wait_for(lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"),
-                         "TASK_LOST", 30)  # fmt: skip
+        cluster.wait_for(
+            lambda: "TASK_LOST" in cluster.events.states("contract-9-worker-0-1"), "TASK_LOST", 30
+        )
 
     def test_updates_come_again_until_acknowledged(self, cluster: Cluster) -> None:
         """The oldest unacknowledged update of a task is sent again (Mesos holds newer ones
@@ -142,13 +175,18 @@ class ResourceManagerContract:
         def updates() -> list[TaskStatus]:
             return [s for s in cluster.events.statuses if s.task_id == task_id]
 
-        cluster.wait_for(lambda: len(updates()) >= 2, "an update sent again", 6 * cluster.resend_after)
+        cluster.wait_for(
+            lambda: len(updates()) >= 2, "an update sent again", 6 * cluster.resend_after
+        )
         first, again = updates()[:2]
         assert (again.state, again.uuid) == (first.state, first.uuid), "the same update, re-sent"
         cluster.events.auto_ack = True
         cluster.rm.acknowledge(first)
-        cluster.wait_for(lambda: "TASK_RUNNING" in cluster.events.states(task_id),
-                         "TASK_RUNNING once the first update is acknowledged", 6 * cluster.resend_after)  # fmt: skip
+        cluster.wait_for(
+            lambda: "TASK_RUNNING" in cluster.events.states(task_id),
+            "TASK_RUNNING once the first update is acknowledged",
+            6 * cluster.resend_after,
+        )
         for status in updates():
             cluster.rm.acknowledge(status)
         seen = len(updates())

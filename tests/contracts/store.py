@@ -49,21 +49,29 @@ def events(n: int, name: str = "c") -> list[Event]:
 def _definition(rng: random.Random, name: str, now: float) -> JobClusterDefinition:
     stages = tuple(
         StageSchedulingInfo(
-            rng.randint(1, 3), MachineDefinition(rng.choice([0.5, 1, 2]), 256.0),
+            rng.randint(1, 3),
+            MachineDefinition(rng.choice([0.5, 1, 2]), 256.0),
             scalable=rng.random() < 0.5,
             scaling_policy=StageScalingPolicy(n + 1, 1, 4) if rng.random() < 0.3 else None,
         )
         for n in range(rng.randint(1, 2))
-    )  # fmt: skip
-    sla = rng.choice([
-        ClusterSla(), ClusterSla(min=1, max=2), ClusterSla(max=1),
-        ClusterSla(cron_spec="0 */2 * * * ?", cron_policy=rng.choice(list(CronPolicy))),
-    ])  # fmt: skip
+    )
+    sla = rng.choice(
+        [
+            ClusterSla(),
+            ClusterSla(min=1, max=2),
+            ClusterSla(max=1),
+            ClusterSla(cron_spec="0 */2 * * * ?", cron_policy=rng.choice(list(CronPolicy))),
+        ]
+    )
     params = (ParameterValue("mantis.job.worker.timeout.secs", rng.choice(["30", "inf"])),)
     return JobClusterDefinition(
-        name, (JobClusterConfig(f"{name}.zip", "v1", now, SchedulingInfo(stages)),), sla=sla,
-        parameters=params, labels=(Label("team", rng.choice(["a", "b"])),),
-    )  # fmt: skip
+        name,
+        (JobClusterConfig(f"{name}.zip", "v1", now, SchedulingInfo(stages)),),
+        sla=sla,
+        parameters=params,
+        labels=(Label("team", rng.choice(["a", "b"])),),
+    )
 
 
 def control_plane_run(
@@ -112,8 +120,15 @@ def control_plane_batches(
         if action == 0:
             run(plane.create_cluster, _definition(rng, name, now), now)
         elif action == 1:
-            run(plane.update_artifact, name, f"{name}.zip", f"v{rng.randint(2, 9)}", "bob", now,
-                skip_submit=rng.random() < 0.5)  # fmt: skip
+            run(
+                plane.update_artifact,
+                name,
+                f"{name}.zip",
+                f"v{rng.randint(2, 9)}",
+                "bob",
+                now,
+                skip_submit=rng.random() < 0.5,
+            )
         elif action == 2:
             run(
                 plane.update_sla,
@@ -160,12 +175,15 @@ def without(snapshot: dict[str, Any], archived: set[str]) -> dict[str, Any]:
     """A plane's snapshot with the archived jobs, their workers and their ids taken out."""
     return {
         **snapshot,
-        "clusters": {n: (*c[:4], tuple(j for j in c[4] if j not in archived), c[5])
-                     for n, c in snapshot["clusters"].items()},
+        "clusters": {
+            n: (*c[:4], tuple(j for j in c[4] if j not in archived), c[5])
+            for n, c in snapshot["clusters"].items()
+        },
         "jobs": {j: job for j, job in snapshot["jobs"].items() if j not in archived},
-        "workers": {w: wk for w, wk in snapshot["workers"].items()
-                    if parse_worker_id(w)[0] not in archived},
-    }  # fmt: skip
+        "workers": {
+            w: wk for w, wk in snapshot["workers"].items() if parse_worker_id(w)[0] not in archived
+        },
+    }
 
 
 class StoreContract:

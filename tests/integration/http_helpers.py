@@ -40,12 +40,18 @@ def new_master() -> MasterService:
 def stage(instances: int = 1, scalable: bool = False, **machine: Any) -> dict[str, Any]:
     return {
         "numberOfInstances": instances,
-        "machineDefinition": {"cpuCores": 1, "memoryMB": 512, "networkMbps": 128,
-                              "diskMB": 100, "numPorts": 1, **machine},
+        "machineDefinition": {
+            "cpuCores": 1,
+            "memoryMB": 512,
+            "networkMbps": 128,
+            "diskMB": 100,
+            "numPorts": 1,
+            **machine,
+        },
         "scalable": scalable,
         "hardConstraints": [],
         "softConstraints": None,
-    }  # fmt: skip
+    }
 
 
 def cluster_body(name: str = "demo", version: str = "1", **extra: Any) -> dict[str, Any]:
@@ -83,9 +89,14 @@ async def submit(client: Client, cluster: str = "demo", **body: Any) -> str:
 
 
 async def expect_error(
-    client: Client, master: MasterService, method: str, path: str, status: int,
-    field: str | None = None, **kwargs: Any,
-) -> dict[str, Any]:  # fmt: skip
+    client: Client,
+    master: MasterService,
+    method: str,
+    path: str,
+    status: int,
+    field: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """The call fails with `status` as JSON naming `field`, and changes nothing."""
     before = (len(master.store.events), master.plane.snapshot())
     resp = await client.request(method, path, **kwargs)

@@ -25,16 +25,36 @@ pymesos = pytest.importorskip("pymesos")
 
 ALLOCATOR = os.environ.get("MESOSLITE_TEST_ALLOCATOR", "drf")
 FAST = [
-    "--allocator", ALLOCATOR, "--allocation-interval", "0.1", "--heartbeat-interval", "1",
-    "--agent-ping-timeout", "0.5", "--max-agent-ping-timeouts", "3",
-    "--agent-reregister-timeout", "3", "--status-update-retry-min", "1",
-]  # fmt: skip
-TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR", "TASK_DROPPED"}
+    "--allocator",
+    ALLOCATOR,
+    "--allocation-interval",
+    "0.1",
+    "--heartbeat-interval",
+    "1",
+    "--agent-ping-timeout",
+    "0.5",
+    "--max-agent-ping-timeouts",
+    "3",
+    "--agent-reregister-timeout",
+    "3",
+    "--status-update-retry-min",
+    "1",
+]
+TERMINAL = {
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_DROPPED",
+}
 
 logging.getLogger("pymesos").setLevel(logging.CRITICAL)  # it logs a master restart as errors
 
 
-def agents(n: int, resources: str = "cpus:4;mem:4096;disk:1000;ports:[31000-31999]") -> list[AgentSpec]:
+def agents(
+    n: int, resources: str = "cpus:4;mem:4096;disk:1000;ports:[31000-31999]"
+) -> list[AgentSpec]:
     return [AgentSpec(resources, f"name:agent-{i};zone:z{i % 2}") for i in range(n)]
 
 
@@ -44,8 +64,9 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc,name-defined]
     An offer it has no use for is declined for 30 s: queue the tasks before the driver starts.
     """
 
-    def __init__(self, cpus: float = 0.1, mem: float = 32, per_offer: int = 1000,
-                 relaunch_lost: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, cpus: float = 0.1, mem: float = 32, per_offer: int = 1000, relaunch_lost: bool = False
+    ) -> None:
         self.cond = threading.Condition()
         self.queue: deque[tuple[str, str]] = deque()  # (task id, shell command)
         self.cpus, self.mem, self.per_offer = cpus, mem, per_offer
@@ -95,10 +116,15 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc,name-defined]
                 task_id, command = self.queue.popleft()
                 free = free - need
                 self.launched_on[task_id] = offer["agent_id"]["value"]
-                tasks.append({
-                    "name": task_id, "task_id": {"value": task_id}, "agent_id": offer["agent_id"],
-                    "resources": need.to_mesos(), "command": {"value": command},
-                })  # fmt: skip
+                tasks.append(
+                    {
+                        "name": task_id,
+                        "task_id": {"value": task_id},
+                        "agent_id": offer["agent_id"],
+                        "resources": need.to_mesos(),
+                        "command": {"value": command},
+                    }
+                )
             self.cond.notify_all()
         return tasks
 
@@ -145,8 +171,10 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc,name-defined]
                 counts: defaultdict[str, int] = defaultdict(int)
                 for states in self.states.values():
                     counts[states[-1]] += 1
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
-                                     f"last states: {dict(counts)}; errors: {self.errors}")
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; "
+                    f"last states: {dict(counts)}; errors: {self.errors}"
+                )
             assert not self.errors, self.errors
 
     def last(self, task_id: str) -> str | None:
@@ -157,12 +185,22 @@ class RecordingScheduler(pymesos.Scheduler):  # type: ignore[misc,name-defined]
 class PymesosFramework:
     """A pymesos driver around a RecordingScheduler, stopped (TEARDOWN) at the end."""
 
-    def __init__(self, address: str, scheduler: RecordingScheduler, principal: str | None = None,
-                 secret: str | None = None, **info: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        address: str,
+        scheduler: RecordingScheduler,
+        principal: str | None = None,
+        secret: str | None = None,
+        **info: Any,
+    ) -> None:
         self.scheduler = scheduler
         self.driver = scheduler.driver = pymesos.MesosSchedulerDriver(
-            scheduler, {"user": "test", "name": "mesoslite-it", **info}, address,
-            principal=principal, secret=secret)
+            scheduler,
+            {"user": "test", "name": "mesoslite-it", **info},
+            address,
+            principal=principal,
+            secret=secret,
+        )
 
     def __enter__(self) -> RecordingScheduler:
         self.driver.start()

@@ -86,16 +86,22 @@ async def launch(client: SchedulerClient, tasks: list[tuple[str, str, dict[str, 
     infos = []
     for task_id, command, env in tasks:
         variables = [{"name": k, "value": v} for k, v in env.items()]
-        infos.append({**command_task(task_id, aid, command), "command": {
-            "value": command, "environment": {"variables": variables}}})  # fmt: skip
+        infos.append(
+            {
+                **command_task(task_id, aid, command),
+                "command": {"value": command, "environment": {"variables": variables}},
+            }
+        )
     await client.accept([offer["id"]["value"]], infos)
 
 
 async def next_status(client: SchedulerClient, task_id: str, timeout: float = 20) -> dict[str, Any]:
     """The task's next status update, acknowledged (the next one comes only then)."""
     event = await client.next_event(
-        "UPDATE", timeout=timeout,
-        where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id)  # fmt: skip
+        "UPDATE",
+        timeout=timeout,
+        where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id,
+    )
     status: dict[str, Any] = event["update"]["status"]
     await client.acknowledge(status)
     return status
@@ -109,11 +115,16 @@ async def until_running(client: SchedulerClient, task_id: str) -> None:
 def worker_env(index: int) -> dict[str, str]:
     """A stage-1 worker of a job whose master does not answer: it starts and runs on."""
     return {
-        "MANTIS_JOB_ID": "contained-1", "MANTIS_STAGE": "1", "MANTIS_WORKER_INDEX": str(index),
-        "MANTIS_WORKER_NUMBER": str(index + 1), "MANTIS_STAGE_WORKERS": "2",
-        "MANTIS_MASTER_URL": f"http://127.0.0.1:{free_port()}", "MANTIS_ARTIFACT_URL": str(COUNTER),
-        "MANTIS_PORTS": str(free_port()), "PYTHONPATH": str(ROOT),
-    }  # fmt: skip
+        "MANTIS_JOB_ID": "contained-1",
+        "MANTIS_STAGE": "1",
+        "MANTIS_WORKER_INDEX": str(index),
+        "MANTIS_WORKER_NUMBER": str(index + 1),
+        "MANTIS_STAGE_WORKERS": "2",
+        "MANTIS_MASTER_URL": f"http://127.0.0.1:{free_port()}",
+        "MANTIS_ARTIFACT_URL": str(COUNTER),
+        "MANTIS_PORTS": str(free_port()),
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 @pytest.mark.timeout(90)
@@ -122,10 +133,13 @@ async def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_be
 ) -> None:
     async with cluster_and_client(tmp_path) as (cluster, client):
         worker = f"{sys.executable} -m runtime.worker"
-        await launch(client, [
-            ("exec", worker, worker_env(0)),  # one simple command: the shell execs it
-            ("shell", f"{worker}; exit $?", worker_env(1)),  # the shell stays its parent
-        ])  # fmt: skip
+        await launch(
+            client,
+            [
+                ("exec", worker, worker_env(0)),  # one simple command: the shell execs it
+                ("shell", f"{worker}; exit $?", worker_env(1)),  # the shell stays its parent
+            ],
+        )
         for tid in ("exec", "shell"):
             await until_running(client, tid)
 
@@ -141,8 +155,11 @@ async def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_be
             runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
             return any("worker_starting" in p.read_text() for p in runs)
 
-        await eventually(lambda: len(workers()) == 2 and started("exec") and started("shell"),
-                    "both workers started", timeout=30)  # fmt: skip
+        await eventually(
+            lambda: len(workers()) == 2 and started("exec") and started("shell"),
+            "both workers started",
+            timeout=30,
+        )
         pids = workers()
         shell_pids = [p for p in task_pids("shell") if p != pids["shell"]]
         assert session_of(pids["exec"]) == pids["exec"], "exec'd: the worker leads the task"
@@ -153,8 +170,11 @@ async def test_workers_die_with_their_sigkilled_agent_with_or_without_a_shell_be
 
         await asyncio.to_thread(cluster.kill_agent, 0, signal.SIGKILL)
         everything = [*pids.values(), *shell_pids]
-        await eventually(lambda: not any(alive(p) for p in everything),
-                    "the workers to die with their agent", timeout=20)  # fmt: skip
+        await eventually(
+            lambda: not any(alive(p) for p in everything),
+            "the workers to die with their agent",
+            timeout=20,
+        )
         for tid in ("exec", "shell"):  # SIGTERMed, they stopped cleanly
             runs = tmp_path.glob(f"agent-0/slaves/*/frameworks/*/executors/{tid}/runs/*/std*")
             assert any("worker_stopped" in p.read_text() for p in runs), tid
@@ -169,7 +189,9 @@ async def test_an_agent_kills_what_an_earlier_agent_on_its_work_dir_left_and_not
     try:
         async with cluster_and_client(tmp_path) as (cluster, client):
             # The background sleep has no parent-death signal: it outlives the killed agent.
-            escaper = f"sleep 300 & echo $$ $! > {pids_file}.tmp; mv {pids_file}.tmp {pids_file}; wait"
+            escaper = (
+                f"sleep 300 & echo $$ $! > {pids_file}.tmp; mv {pids_file}.tmp {pids_file}; wait"
+            )
             await launch(client, [("escaper", escaper, {})])
             await until_running(client, "escaper")
             await eventually(pids_file.exists, "the task to write its pids", timeout=10)
@@ -183,12 +205,14 @@ async def test_an_agent_kills_what_an_earlier_agent_on_its_work_dir_left_and_not
             records = tmp_path / "agent-0" / RECORDS
             stat = proc_stat(decoy.pid)
             assert stat is not None
-            (records / str(decoy.pid)).write_bytes(orjson.dumps(
-                {"pgid": decoy.pid, "start_time": stat[2] + 1, "task_id": "reused"}))
+            (records / str(decoy.pid)).write_bytes(
+                orjson.dumps({"pgid": decoy.pid, "start_time": stat[2] + 1, "task_id": "reused"})
+            )
 
             await asyncio.to_thread(cluster.start_agent, 0)
-            await eventually(lambda: not alive(orphan), "the new agent to kill the leftover",
-                        timeout=15)  # fmt: skip
+            await eventually(
+                lambda: not alive(orphan), "the new agent to kill the leftover", timeout=15
+            )
             assert decoy.poll() is None and alive(decoy.pid)
             log = cluster.log_path("agent-0").read_text()
             assert "agent_reaped_leftover_task" in log and "escaper" in log

@@ -35,13 +35,23 @@ USER = {"user": "e2e"}
 
 def stages(*workers: int, memory: int = 128) -> dict[str, Any]:
     machine = {"cpuCores": 0.2, "memoryMB": memory}
-    return {"stages": {str(n): {"numberOfInstances": k, "machineDefinition": machine}
-                       for n, k in enumerate(workers, 1)}}  # fmt: skip
+    return {
+        "stages": {
+            str(n): {"numberOfInstances": k, "machineDefinition": machine}
+            for n, k in enumerate(workers, 1)
+        }
+    }
 
 
 def cluster(name: str, artifact: str, *workers: int, memory: int = 128) -> dict[str, Any]:
-    return {"jobDefinition": {"name": name, "user": "e2e", "jobJarFileLocation": artifact,
-                              "schedulingInfo": stages(*workers, memory=memory)}}  # fmt: skip
+    return {
+        "jobDefinition": {
+            "name": name,
+            "user": "e2e",
+            "jobJarFileLocation": artifact,
+            "schedulingInfo": stages(*workers, memory=memory),
+        }
+    }
 
 
 class Up:
@@ -54,11 +64,24 @@ class Up:
         self.out = data.parent / "up.out"
         self.log = self.out.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli.main", "up", "--data-dir", str(data),
-             "--port", str(self.port), "--agents", "2", *options],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "adapters.cli.main",
+                "up",
+                "--data-dir",
+                str(data),
+                "--port",
+                str(self.port),
+                "--agents",
+                "2",
+                *options,
+            ],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        )
 
     def session(self) -> aiohttp.ClientSession:
         """An HTTP session that sends the API token `mantis up` wrote to the data folder."""
@@ -80,8 +103,10 @@ class Up:
                 continue
             env = dict(v.split(b"=", 1) for v in raw.split(b"\0") if b"=" in v)
             if env.get(b"MANTIS_JOB_ID") == job_id.encode():
-                key = tuple(int(env[k]) for k in (b"MANTIS_STAGE", b"MANTIS_WORKER_INDEX",
-                                                  b"MANTIS_WORKER_NUMBER"))  # fmt: skip
+                key = tuple(
+                    int(env[k])
+                    for k in (b"MANTIS_STAGE", b"MANTIS_WORKER_INDEX", b"MANTIS_WORKER_NUMBER")
+                )
                 found[key] = int(entry.name)  # type: ignore[index]
         return found
 
@@ -112,7 +137,9 @@ def answers_healthy(url: str) -> bool:
 
 
 async def healthy(url: str, timeout: float = 60) -> None:
-    await eventually_value(lambda: asyncio.to_thread(answers_healthy, url), f"{url} healthy", timeout)
+    await eventually_value(
+        lambda: asyncio.to_thread(answers_healthy, url), f"{url} healthy", timeout
+    )
 
 
 async def poll(check: Any, what: str, timeout: float = 60) -> Any:
@@ -137,8 +164,10 @@ async def stream(http: aiohttp.ClientSession, url: str, into: list[Any]) -> None
 @pytest.mark.timeout(120)
 async def test_submit_stream_and_a_sigkilled_worker_is_replaced(up: Up) -> None:
     async with up.session() as http:
-        async with http.post(up.url + "/api/v1/jobClusters",
-                             json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1)) as r:
+        async with http.post(
+            up.url + "/api/v1/jobClusters",
+            json=cluster("counter", str(JOBS / "counter.py"), 1, 1, 1),
+        ) as r:
             assert r.status == 201, await r.text()
         async with http.post(up.url + "/api/v1/jobs", json={"name": "counter", **USER}) as r:
             assert r.status == 201, await r.text()
@@ -176,8 +205,10 @@ async def test_master_sigkill_keeps_jobs_and_running_workers(up: Up) -> None:
         await poll(lambda: _true(_pid_changed(up, old_master)), "a new master")
         await healthy(up.url)
         # give the master a few heartbeat rounds: nothing may be replaced or killed
-        after = await poll(lambda: _all_started(http, f"{up.url}/api/v1/jobs/{jid}", 3),
-                           "the job's workers, recovered")  # fmt: skip
+        after = await poll(
+            lambda: _all_started(http, f"{up.url}/api/v1/jobs/{jid}", 3),
+            "the job's workers, recovered",
+        )
         assert set(started(after)) == set(before), "the same workers, none replaced"
         assert up.workers(jid) == pids, "the same worker processes"
         got: list[Any] = []
@@ -192,9 +223,10 @@ async def test_every_acknowledged_submission_survives_random_master_kills(up: Up
 
     async with up.session() as http:
         # workers that cannot be placed (more memory than an agent has): no processes
-        async with http.post(up.url + "/api/v1/jobClusters",
-                             json=cluster("parked", str(JOBS / "counter.py"), 1,
-                                          memory=20000)) as r:  # fmt: skip
+        async with http.post(
+            up.url + "/api/v1/jobClusters",
+            json=cluster("parked", str(JOBS / "counter.py"), 1, memory=20000),
+        ) as r:
             assert r.status == 201, await r.text()
         acknowledged: list[str] = []
         killed: list[int] = []
@@ -206,8 +238,7 @@ async def test_every_acknowledged_submission_survives_random_master_kills(up: Up
                 killed.append(up.master_pid())
                 os.kill(killed[-1], signal.SIGKILL)
             try:
-                async with http.post(up.url + "/api/v1/jobs",
-                                     json={"name": "parked", **USER}) as r:  # fmt: skip
+                async with http.post(up.url + "/api/v1/jobs", json={"name": "parked", **USER}) as r:
                     if r.status == 201:
                         acknowledged.append((await r.json())["jobMetadata"]["jobId"])
             except (aiohttp.ClientError, ConnectionError):
@@ -215,8 +246,9 @@ async def test_every_acknowledged_submission_survives_random_master_kills(up: Up
         await healthy(up.url)
         assert len(set(killed)) == 4 and up.master_pid() not in killed
         assert len(acknowledged) >= 250 and len(set(acknowledged)) == len(acknowledged)
-        missing = [j for j in acknowledged
-                   if await get_json(http, f"{up.url}/api/v1/jobs/{j}") is None]  # fmt: skip
+        missing = [
+            j for j in acknowledged if await get_json(http, f"{up.url}/api/v1/jobs/{j}") is None
+        ]
         assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {missing[:3]}"
 
 

@@ -19,11 +19,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.timeout(100)
 async def test_synthetic_counts_and_the_chained_hot_keys_job(tmp_path: Path) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-        counts = m.submit("synthetic-counts", EXAMPLES / "synthetic_counts.py", [2, 2],
-                          {"eventsPerSecond": 1000, "minValue": 50})  # fmt: skip
+        counts = m.submit(
+            "synthetic-counts",
+            EXAMPLES / "synthetic_counts.py",
+            [2, 2],
+            {"eventsPerSecond": 1000, "minValue": 50},
+        )
         hot = m.submit("hot-keys", EXAMPLES / "hot_keys.py", [1], {"threshold": 20})
-        await m.until(lambda: len(m.started(counts)) == 4 and len(m.started(hot)) == 1,
-                      "both jobs Started")  # fmt: skip
+        await m.until(
+            lambda: len(m.started(counts)) == 4 and len(m.started(hot)) == 1, "both jobs Started"
+        )
         windows: list[Any] = []
         hot_windows: list[Any] = []
         readers = [

@@ -26,10 +26,15 @@ def master_on(store: EventLog) -> MasterService:
 
 
 def one_stage_cluster(memory_mb: float = 512) -> dict[str, Any]:
-    return {"jobDefinition": {
-        "name": "demo", "user": "alice", "artifactName": "demo.py", "version": "1",
-        "schedulingInfo": {"stages": {"1": stage(1, memoryMB=memory_mb)}},
-    }}  # fmt: skip
+    return {
+        "jobDefinition": {
+            "name": "demo",
+            "user": "alice",
+            "artifactName": "demo.py",
+            "version": "1",
+            "schedulingInfo": {"stages": {"1": stage(1, memoryMB=memory_mb)}},
+        }
+    }
 
 
 async def job_views(c: Client) -> tuple[list[Any], list[Any]]:
@@ -40,15 +45,14 @@ async def job_views(c: Client) -> tuple[list[Any], list[Any]]:
 
 
 async def test_a_failed_workers_message_is_in_job_get_and_archived_workers_and_survives_replay(
-    tmp_path: Path, api_client: ApiClient,
+    tmp_path: Path,
+    api_client: ApiClient,
 ) -> None:
     with EventLog(tmp_path / "store", snapshot_every=None) as store:
         master = master_on(store)
         c = await api_client(master)
         assert (await c.post("/api/v1/jobClusters", json=one_stage_cluster())).status == 201
-        assert (
-            await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})
-        ).status == 201
+        assert (await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})).status == 201
         wid = "demo-1-worker-0-1"
         master.run(lambda p, now: p.worker_launched(wid, "agent-1", "h1", (31000,), now))
         body = status(wid, type_="ERROR", state="Failed", message=MESSAGE, reason="Error")
@@ -79,14 +83,14 @@ async def test_a_worker_that_cannot_be_placed_says_why_until_it_is_placed(
         c = await api_client(master)
         cluster = one_stage_cluster(memory_mb=28000)
         assert (await c.post("/api/v1/jobClusters", json=cluster)).status == 201
-        assert (
-            await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})
-        ).status == 201
+        assert (await c.post("/api/v1/jobs", json={"name": "demo", "user": "a"})).status == 201
         (worker,), _ = await job_views(c)
         assert worker["pendingReason"] == ""  # no offer round yet
         stored = len(store.load())
-        small = [Offer("o1", "agent-1", "h1", 8, 15000, 1000, 1000, ((31000, 31999),)),
-                 Offer("o2", "agent-2", "h2", 8, 12000, 1000, 1000, ((31000, 31999),))]  # fmt: skip
+        small = [
+            Offer("o1", "agent-1", "h1", 8, 15000, 1000, 1000, ((31000, 31999),)),
+            Offer("o2", "agent-2", "h2", 8, 12000, 1000, 1000, ((31000, 31999),)),
+        ]
         master.run(lambda p, now: p.on_offers(small, now))
         (worker,), _ = await job_views(c)
         assert worker["state"] == "Accepted"

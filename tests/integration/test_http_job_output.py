@@ -39,8 +39,12 @@ async def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_conne
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
         got: list[list[Any]] = [[], [], []]
-        urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"]
-        readers = [asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)]
+        urls = [f"{m.url}/jobconnectbyid/{jid}"] * 2 + [
+            f"{m.url}/api/v1/jobconnectbyid/{jid}?clientId=x"
+        ]
+        readers = [
+            asyncio.create_task(read_sse(http, u, g)) for u, g in zip(urls, got, strict=True)
+        ]
         await m.until(lambda: all(len(g) > 100 for g in got), "output to 3 clients")
         assert len(hub(m).subscriptions) == 2  # the two identical requests share one
         assert hub(m).upstream_connections == 2
@@ -50,8 +54,10 @@ async def test_clients_share_upstreams_follow_a_replaced_sink_and_leave_no_conne
         await m.until(lambda: sink.state is WorkerState.Failed, "the kill noticed")
         await m.until(lambda: len(m.started(jid, stage=3)) == 1, "a replacement Started")
         (new,) = m.started(jid, stage=3)
-        await m.until(lambda: all(any(e["s3"] == new.number for e in g) for g in got),
-                      "every client reading the replacement")  # fmt: skip
+        await m.until(
+            lambda: all(any(e["s3"] == new.number for e in g) for g in got),
+            "every client reading the replacement",
+        )
         assert hub(m).upstream_connections == 2
 
         for r in readers:
@@ -83,13 +89,16 @@ async def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_
         assert all(e["job"] == second and "s3" in e for e in messages)
         m.kill(second)
 
-        async with http.post(f"{m.url}/jobsubmitandconnect",
-                             json={"name": "counter", "user": "t"}) as resp:  # fmt: skip
+        async with http.post(
+            f"{m.url}/jobsubmitandconnect", json={"name": "counter", "user": "t"}
+        ) as resp:
             assert resp.status == 200
             line = await asyncio.wait_for(first_data(resp), 60)
         assert "i" in orjson.loads(line)
 
-        async with http.post(f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}) as resp:
+        async with http.post(
+            f"{m.url}/jobsubmitandconnect", json={"name": "nope", "user": "t"}
+        ) as resp:
             assert resp.status == 404
         async with http.get(f"{m.url}/jobconnectbyid/nope-1") as resp:
             assert resp.status == 404

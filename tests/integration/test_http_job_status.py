@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.mark.timeout(50)
 async def test_status_stream_replays_history_follows_the_job_and_ends_with_it(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
@@ -23,8 +23,9 @@ async def test_status_stream_replays_history_follows_the_job_and_ends_with_it(
         async with http.ws_connect(f"{m.url}/api/v1/jobStatusStream/{jid}") as ws:
             for _ in range(2):
                 messages.append((await ws.receive_json(timeout=10))["status"])
-            async with http.delete(f"{m.url}/api/v1/jobs/{jid}",
-                                   params={"user": "t", "reason": "done"}) as resp:  # fmt: skip
+            async with http.delete(
+                f"{m.url}/api/v1/jobs/{jid}", params={"user": "t", "reason": "done"}
+            ) as resp:
                 assert resp.status == 202
             async for msg in ws:
                 messages.append(msg.json()["status"])

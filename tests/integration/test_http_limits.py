@@ -61,8 +61,9 @@ async def test_an_invalid_unsupported_or_long_pattern_is_a_400(
     master = new_master()
     client = await api_client(master)
     for path in (CLUSTERS, "/api/v1/jobs"):
-        await expect_error(client, master, "GET", path, 400, "matching",
-                           params={"matching": pattern})  # fmt: skip
+        await expect_error(
+            client, master, "GET", path, 400, "matching", params={"matching": pattern}
+        )
 
 
 # ------------------------------------------------------------------------ string fields
@@ -87,8 +88,14 @@ CLUSTER_CASES = [
     (_cluster(artifactName="names"), "jobDefinition.artifactName"),
     (_cluster(artifactName="a b.zip"), "jobDefinition.artifactName"),
     (_cluster(parameters=[{"name": LONG_NAME, "value": "1"}]), "jobDefinition.parameters[0].name"),
-    (_cluster(parameters=[{"name": "p\x1b[31m", "value": "1"}]), "jobDefinition.parameters[0].name"),
-    (_cluster(parameters=[{"name": "p", "value": LONG_VALUE}]), "jobDefinition.parameters[0].value"),
+    (
+        _cluster(parameters=[{"name": "p\x1b[31m", "value": "1"}]),
+        "jobDefinition.parameters[0].name",
+    ),
+    (
+        _cluster(parameters=[{"name": "p", "value": LONG_VALUE}]),
+        "jobDefinition.parameters[0].value",
+    ),
     (_cluster(labels=[{"name": "team\r\n", "value": "a"}]), "jobDefinition.labels[0].name"),
     (_cluster(labels=[{"name": "t", "value": LONG_VALUE}]), "jobDefinition.labels[0].value"),
     (_cluster(cronSpec="x" * (MAX_NAME + 1)), "jobDefinition.cronSpec"),
@@ -112,8 +119,12 @@ async def test_the_longest_accepted_fields_are_stored_whole(api_client: ApiClien
     master = new_master()
     client = await api_client(master)
     user, value = "u" * MAX_NAME, "v\n" * (MAX_VALUE // 2)
-    cluster = await create(client, user=user, artifactName="demo-1.0.zip",
-                           parameters=[{"name": "p" * MAX_NAME, "value": value}])  # fmt: skip
+    cluster = await create(
+        client,
+        user=user,
+        artifactName="demo-1.0.zip",
+        parameters=[{"name": "p" * MAX_NAME, "value": value}],
+    )
     assert cluster["user"] == user and cluster["parameters"][0]["value"] == value
 
 
@@ -125,34 +136,73 @@ async def test_long_or_control_character_fields_of_job_calls_are_400(api_client:
     cases: list[tuple[str, str, str, dict[str, Any]]] = [
         ("POST", jobs, "user", {"json": {"name": "demo", "user": LONG_NAME}}),
         ("POST", jobs, "user", {"json": {"name": "demo", "user": "a\tb"}}),
-        ("POST", jobs, "artifactName",
-         {"json": {"name": "demo", "user": "a", "artifactName": "/tmp/x.py"}}),
-        ("POST", jobs, "parameters[0].value",
-         {"json": {"name": "demo", "user": "a", "parameters": [{"name": "p", "value": LONG_VALUE}]}}),
-        ("POST", f"{jobs}/actions/quickSubmit", "user", {"json": {"name": "demo", "user": LONG_NAME}}),
-        ("POST", f"{CLUSTERS}/demo/actions/updateLabel", "labels[0].name",
-         {"json": {"user": "a", "labels": [{"name": "k\x00", "value": "v"}]}}),
-        ("POST", f"{CLUSTERS}/demo/actions/updateArtifact", "artifactName",
-         {"json": {"user": "a", "version": "2", "artifactName": "../x.zip"}}),
-        ("POST", f"{CLUSTERS}/demo/actions/updateArtifact", "url",
-         {"json": {"user": "a", "version": "2", "url": "http://" + LONG_URL}}),
+        (
+            "POST",
+            jobs,
+            "artifactName",
+            {"json": {"name": "demo", "user": "a", "artifactName": "/tmp/x.py"}},
+        ),
+        (
+            "POST",
+            jobs,
+            "parameters[0].value",
+            {
+                "json": {
+                    "name": "demo",
+                    "user": "a",
+                    "parameters": [{"name": "p", "value": LONG_VALUE}],
+                }
+            },
+        ),
+        (
+            "POST",
+            f"{jobs}/actions/quickSubmit",
+            "user",
+            {"json": {"name": "demo", "user": LONG_NAME}},
+        ),
+        (
+            "POST",
+            f"{CLUSTERS}/demo/actions/updateLabel",
+            "labels[0].name",
+            {"json": {"user": "a", "labels": [{"name": "k\x00", "value": "v"}]}},
+        ),
+        (
+            "POST",
+            f"{CLUSTERS}/demo/actions/updateArtifact",
+            "artifactName",
+            {"json": {"user": "a", "version": "2", "artifactName": "../x.zip"}},
+        ),
+        (
+            "POST",
+            f"{CLUSTERS}/demo/actions/updateArtifact",
+            "url",
+            {"json": {"user": "a", "version": "2", "url": "http://" + LONG_URL}},
+        ),
         ("POST", f"{CLUSTERS}/demo/actions/disableCluster", "user", {"json": {"user": LONG_NAME}}),
         ("DELETE", f"{CLUSTERS}/demo", "user", {"params": {"user": "a\x7fb"}}),
-    ]  # fmt: skip
+    ]
     for method, path, field, kwargs in cases:
         await expect_error(client, master, method, path, 400, field, **kwargs)
     jid = await submit(client)
     start_all(master, jid)
-    for params, field in (({"user": LONG_NAME, "reason": "r"}, "user"),
-                          ({"user": "a", "reason": LONG_VALUE}, "reason")):  # fmt: skip
-        await expect_error(client, master, "DELETE", f"{jobs}/{jid}", 400, field,
-                           params=params)  # fmt: skip
+    for params, field in (
+        ({"user": LONG_NAME, "reason": "r"}, "user"),
+        ({"user": "a", "reason": LONG_VALUE}, "reason"),
+    ):
+        await expect_error(client, master, "DELETE", f"{jobs}/{jid}", 400, field, params=params)
     scale = {"StageNumber": 2, "NumWorkers": 2, "User": LONG_NAME, "Reason": "r"}
-    await expect_error(client, master, "POST", f"{jobs}/{jid}/actions/scaleStage", 400,
-                       "User", json=scale)  # fmt: skip
-    await expect_error(client, master, "POST", f"{jobs}/{jid}/actions/resubmitWorker",
-                       400, "reason", json={"workerNumber": 1, "user": "a",
-                                            "reason": LONG_VALUE})  # fmt: skip
+    await expect_error(
+        client, master, "POST", f"{jobs}/{jid}/actions/scaleStage", 400, "User", json=scale
+    )
+    await expect_error(
+        client,
+        master,
+        "POST",
+        f"{jobs}/{jid}/actions/resubmitWorker",
+        400,
+        "reason",
+        json={"workerNumber": 1, "user": "a", "reason": LONG_VALUE},
+    )
 
 
 async def test_a_workers_long_failure_message_is_cut_not_lost(api_client: ApiClient) -> None:
@@ -162,19 +212,39 @@ async def test_a_workers_long_failure_message_is_cut_not_lost(api_client: ApiCli
     jid = await submit(client)
     start_all(master, jid)
     worker = master.plane.job(jid).current_workers()[0]
-    status = {"jobId": jid, "stageNum": worker.stage, "workerIndex": worker.index,
-              "workerNumber": worker.number, "type": "ERROR", "state": "Failed",
-              "reason": "Error", "message": "ValueError: " + "x" * 100_000}  # fmt: skip
-    resp = await client.post("/api/v1/jobs/actions/postJobStatus",
-                             json={"jobId": jid, "status": status})  # fmt: skip
+    status = {
+        "jobId": jid,
+        "stageNum": worker.stage,
+        "workerIndex": worker.index,
+        "workerNumber": worker.number,
+        "type": "ERROR",
+        "state": "Failed",
+        "reason": "Error",
+        "message": "ValueError: " + "x" * 100_000,
+    }
+    resp = await client.post(
+        "/api/v1/jobs/actions/postJobStatus", json={"jobId": jid, "status": status}
+    )
     assert resp.status == 204, await resp.text()
     message = master.plane.workers[worker.worker_id].message
     assert message.startswith("ValueError: xxx") and message.endswith("characters cut)")
     assert len(message) < MAX_VALUE + 100
-    status = {**status, "state": "Started", "type": "INFO", "message": "",
-              "hostname": "h" * (MAX_NAME + 1)}  # fmt: skip
-    await expect_error(client, master, "POST", "/api/v1/jobs/actions/postJobStatus", 400,
-                       "status.hostname", json={"jobId": jid, "status": status})  # fmt: skip
+    status = {
+        **status,
+        "state": "Started",
+        "type": "INFO",
+        "message": "",
+        "hostname": "h" * (MAX_NAME + 1),
+    }
+    await expect_error(
+        client,
+        master,
+        "POST",
+        "/api/v1/jobs/actions/postJobStatus",
+        400,
+        "status.hostname",
+        json={"jobId": jid, "status": status},
+    )
 
 
 # ------------------------------------------------------------------------ URL and headers
@@ -201,13 +271,17 @@ async def test_parse_errors_are_json_414_431_and_400() -> None:
             async with session.get("/api/v1/jobs?matching=" + "a" * MAX_URL_BYTES) as resp:
                 assert resp.status == 414
                 assert (await resp.json())["field"] == "url"
-            async with session.get("/api/v1/jobs", headers={"X-Big": "b" * (MAX_FIELD_BYTES + 100)}) as resp:
+            async with session.get(
+                "/api/v1/jobs", headers={"X-Big": "b" * (MAX_FIELD_BYTES + 100)}
+            ) as resp:
                 assert resp.status == 431
                 assert (await resp.json())["field"] == "headers"
             async with session.get("/api/v1/jobs?matching=" + "a" * 200) as resp:
                 assert resp.status == 200  # a long but bounded URL is served
         many = b"".join(b"X-%d: 1\r\n" % i for i in range(200))
-        status, body = await _raw(port, b"GET /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n" + many + b"\r\n")
+        status, body = await _raw(
+            port, b"GET /api/v1/jobs HTTP/1.1\r\nHost: localhost\r\n" + many + b"\r\n"
+        )
         assert status == 431 and body["field"] == "headers"
         status, body = await _raw(port, b"BREW /coffee HTCPCP/1.0\r\n\r\n")
         assert status == 400 and body["error"].startswith("malformed request")

@@ -75,7 +75,9 @@ def test_document_is_well_formed_openapi_3(with_artifacts: bool) -> None:
         assert target.startswith("#/components/schemas/") and target.rpartition("/")[2] in schemas
     operation_ids = []
     for path, item in doc["paths"].items():
-        assert path.startswith(("/api/v1/", "/jobconnectby", "/jobsubmitandconnect"))  # Mantis API's
+        assert path.startswith(
+            ("/api/v1/", "/jobconnectby", "/jobsubmitandconnect")
+        )  # Mantis API's
         in_path = set(re.findall(r"{(\w+)}", path))
         for method, operation in item.items():
             assert method in METHODS, (path, method)
@@ -184,7 +186,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
                 "--workers",
                 "1",
                 "--no-color",
-            ],  # fmt: skip
+            ],
             capture_output=True,
             text=True,
             timeout=120,

@@ -42,9 +42,13 @@ async def test_create_then_get_shows_mantis_cluster_view(api_client: ApiClient) 
     assert sorted(stages) == ["1", "2"]  # stage 0 (the job master) is Mantis' own
     assert stages["1"]["numberOfInstances"] == 2
     assert stages["2"]["scalable"] is True
-    assert stages["1"]["machineDefinition"] == {"cpuCores": 1.0, "memoryMB": 512.0,
-                                                "networkMbps": 128.0, "diskMB": 100.0,
-                                                "numPorts": 1}  # fmt: skip
+    assert stages["1"]["machineDefinition"] == {
+        "cpuCores": 1.0,
+        "memoryMB": 512.0,
+        "networkMbps": 128.0,
+        "diskMB": 100.0,
+        "numPorts": 1,
+    }
     assert created["parameters"] == [{"name": "useRandom", "value": "false"}]
     assert created["sla"] == {"min": 0, "max": 0, "cronSpec": None, "cronPolicy": None}
     assert created["owner"]["contactEmail"] == "a@x"
@@ -55,9 +59,21 @@ async def test_create_then_get_shows_mantis_cluster_view(api_client: ApiClient) 
 
 async def test_scaling_policy_round_trips(api_client: ApiClient) -> None:
     master = new_master()
-    policy = {"min": 1, "max": 5, "increment": 2, "decrement": 1, "coolDownSecs": 60,
-              "strategies": {"CPU": {"reason": "CPU", "scaleDownBelowPct": 20,
-                                     "scaleUpAbovePct": 70, "rollingCount": {"count": 3, "of": 4}}}}  # fmt: skip
+    policy = {
+        "min": 1,
+        "max": 5,
+        "increment": 2,
+        "decrement": 1,
+        "coolDownSecs": 60,
+        "strategies": {
+            "CPU": {
+                "reason": "CPU",
+                "scaleDownBelowPct": 20,
+                "scaleUpAbovePct": 70,
+                "rollingCount": {"count": 3, "of": 4},
+            }
+        },
+    }
     info = {"stages": {"1": {**stage(2, scalable=True), "scalingPolicy": policy}}}
     client = await api_client(master)
     view = await create(client, schedulingInfo=info)
@@ -66,14 +82,32 @@ async def test_scaling_policy_round_trips(api_client: ApiClient) -> None:
     assert got["strategies"]["CPU"]["rollingCount"] == {"count": 3, "of": 4}
     assert got["strategies"]["CPU"]["scaleUpAbovePct"] == 70
     bad = {"stages": {"1": {**stage(), "scalingPolicy": {**policy, "min": -1}}}}
-    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
-                       "jobDefinition.schedulingInfo.stages.1.scalingPolicy.min",
-                       json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
-    bad = {"stages": {"1": {**stage(), "scalingPolicy": {
-        "strategies": {"CPU": {"rollingCount": {"count": 5, "of": 4}}}}}}}  # fmt: skip
-    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400,
-                       "jobDefinition.schedulingInfo.stages.1.scalingPolicy.strategies.CPU.rollingCount",
-                       json=cluster_body("other", schedulingInfo=bad))  # fmt: skip
+    await expect_error(
+        client,
+        master,
+        "POST",
+        "/api/v1/jobClusters",
+        400,
+        "jobDefinition.schedulingInfo.stages.1.scalingPolicy.min",
+        json=cluster_body("other", schedulingInfo=bad),
+    )
+    bad = {
+        "stages": {
+            "1": {
+                **stage(),
+                "scalingPolicy": {"strategies": {"CPU": {"rollingCount": {"count": 5, "of": 4}}}},
+            }
+        }
+    }
+    await expect_error(
+        client,
+        master,
+        "POST",
+        "/api/v1/jobClusters",
+        400,
+        "jobDefinition.schedulingInfo.stages.1.scalingPolicy.strategies.CPU.rollingCount",
+        json=cluster_body("other", schedulingInfo=bad),
+    )
 
 
 async def test_list_clusters_matches_a_regex_and_pages(api_client: ApiClient) -> None:
@@ -96,11 +130,12 @@ async def test_list_clusters_matches_a_regex_and_pages(api_client: ApiClient) ->
     assert second["next"] == "/api/v1/jobClusters?pageSize=1&offset=2"
     last = await (await client.get(second["next"])).json()
     assert names(last) == ["beta"] and last["next"] is None
-    for query, field in (("pageSize=-1", "pageSize"), ("offset=x", "offset"),
-                         ("matching=(", "matching")):  # fmt: skip
-        await expect_error(
-            client, master, "GET", f"/api/v1/jobClusters?{query}", 400, field
-        )
+    for query, field in (
+        ("pageSize=-1", "pageSize"),
+        ("offset=x", "offset"),
+        ("matching=(", "matching"),
+    ):
+        await expect_error(client, master, "GET", f"/api/v1/jobClusters?{query}", 400, field)
 
 
 BAD_CLUSTERS: list[tuple[str, Any, str]] = [
@@ -111,32 +146,61 @@ BAD_CLUSTERS: list[tuple[str, Any, str]] = [
     ("no user", cluster_body(user=None), "jobDefinition.user"),
     ("no artifact", cluster_body(jobJarFileLocation=None), "jobDefinition.jobJarFileLocation"),
     ("no scheduling info", cluster_body(schedulingInfo=None), "jobDefinition.schedulingInfo"),
-    ("cpu not a number", cluster_body(schedulingInfo={"stages": {"1": stage(cpuCores="x")}}),
-     "jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores"),
-    ("too many cores", cluster_body(schedulingInfo={"stages": {"1": stage(cpuCores=64)}}),
-     "jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores"),
-    ("no instances", cluster_body(schedulingInfo={"stages": {"1": stage(0)}}),
-     "jobDefinition.schedulingInfo.stages.1.numberOfInstances"),
-    ("a stage not numbered",
-     cluster_body(schedulingInfo={"stages": {"\u00b9": stage()}}), "jobDefinition.schedulingInfo.stages"),
-    ("a gap in stages", cluster_body(schedulingInfo={"stages": {"1": stage(), "3": stage()}}),
-     "jobDefinition.schedulingInfo.stages"),
-    ("unknown constraint",
-     cluster_body(schedulingInfo={"stages": {"1": {**stage(), "hardConstraints": ["Nowhere"]}}}),
-     "jobDefinition.schedulingInfo.stages.1.hardConstraints[0]"),
+    (
+        "cpu not a number",
+        cluster_body(schedulingInfo={"stages": {"1": stage(cpuCores="x")}}),
+        "jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores",
+    ),
+    (
+        "too many cores",
+        cluster_body(schedulingInfo={"stages": {"1": stage(cpuCores=64)}}),
+        "jobDefinition.schedulingInfo.stages.1.machineDefinition.cpuCores",
+    ),
+    (
+        "no instances",
+        cluster_body(schedulingInfo={"stages": {"1": stage(0)}}),
+        "jobDefinition.schedulingInfo.stages.1.numberOfInstances",
+    ),
+    (
+        "a stage not numbered",
+        cluster_body(schedulingInfo={"stages": {"\u00b9": stage()}}),
+        "jobDefinition.schedulingInfo.stages",
+    ),
+    (
+        "a gap in stages",
+        cluster_body(schedulingInfo={"stages": {"1": stage(), "3": stage()}}),
+        "jobDefinition.schedulingInfo.stages",
+    ),
+    (
+        "unknown constraint",
+        cluster_body(schedulingInfo={"stages": {"1": {**stage(), "hardConstraints": ["Nowhere"]}}}),
+        "jobDefinition.schedulingInfo.stages.1.hardConstraints[0]",
+    ),
     ("sla min too high", cluster_body(slaMin=6, slaMax=10), "jobDefinition.slaMin"),
     ("bad cron", cluster_body(cronSpec="every tuesday"), "jobDefinition.cronSpec"),
     ("bad cron policy", cluster_body(cronPolicy="KEEP_ALL"), "jobDefinition.cronPolicy"),
     ("label without name", cluster_body(labels=[{"value": "x"}]), "jobDefinition.labels[0].name"),
-    ("duplicate parameters", cluster_body(parameters=[{"name": "a", "value": 1}] * 2),
-     "jobDefinition.parameters"),
-    ("bad duration type", cluster_body(jobSla={"durationType": "Forever"}),
-     "jobDefinition.jobSla.durationType"),
-    ("huge integer", cluster_body(schedulingInfo={"stages": {"1": stage(2**64)}}),
-     "jobDefinition.schedulingInfo.stages.1.numberOfInstances"),
-    ("boolean as number", cluster_body(schedulingInfo={"stages": {"1": stage(True)}}),
-     "jobDefinition.schedulingInfo.stages.1.numberOfInstances"),
-]  # fmt: skip
+    (
+        "duplicate parameters",
+        cluster_body(parameters=[{"name": "a", "value": 1}] * 2),
+        "jobDefinition.parameters",
+    ),
+    (
+        "bad duration type",
+        cluster_body(jobSla={"durationType": "Forever"}),
+        "jobDefinition.jobSla.durationType",
+    ),
+    (
+        "huge integer",
+        cluster_body(schedulingInfo={"stages": {"1": stage(2**64)}}),
+        "jobDefinition.schedulingInfo.stages.1.numberOfInstances",
+    ),
+    (
+        "boolean as number",
+        cluster_body(schedulingInfo={"stages": {"1": stage(True)}}),
+        "jobDefinition.schedulingInfo.stages.1.numberOfInstances",
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "body", "field"), BAD_CLUSTERS, ids=[c[0] for c in BAD_CLUSTERS])
@@ -151,19 +215,32 @@ async def test_bad_cluster_definitions_are_400_naming_the_field(
 async def test_bad_json_duplicates_and_unknown_clusters(api_client: ApiClient) -> None:
     master = new_master()
     client = await api_client(master)
-    await expect_error(client, master, "POST", "/api/v1/jobClusters", 400, "body",
-                       data=b"{not json", headers=JSON_TYPE)  # fmt: skip
+    await expect_error(
+        client,
+        master,
+        "POST",
+        "/api/v1/jobClusters",
+        400,
+        "body",
+        data=b"{not json",
+        headers=JSON_TYPE,
+    )
     await create(client)
-    body = await expect_error(client, master, "POST", "/api/v1/jobClusters", 409,
-                              json=cluster_body(version="2"))  # fmt: skip
+    body = await expect_error(
+        client, master, "POST", "/api/v1/jobClusters", 409, json=cluster_body(version="2")
+    )
     assert "already exists" in body["error"]
-    for method, path in (("GET", ""), ("PUT", ""), ("DELETE", "?user=a"),
-                         ("POST", "/actions/enableCluster"), ("GET", "/jobs")):  # fmt: skip
+    for method, path in (
+        ("GET", ""),
+        ("PUT", ""),
+        ("DELETE", "?user=a"),
+        ("POST", "/actions/enableCluster"),
+        ("GET", "/jobs"),
+    ):
         kwargs: dict[str, Any] = {"json": {**cluster_body("nope"), "user": "a"}}
         if method == "GET":
             kwargs = {}
-        await expect_error(client, master, method, f"/api/v1/jobClusters/nope{path}", 404,
-                           **kwargs)  # fmt: skip
+        await expect_error(client, master, method, f"/api/v1/jobClusters/nope{path}", 404, **kwargs)
     await expect_error(client, master, "PATCH", "/api/v1/jobClusters/demo", 405)
 
 
@@ -178,10 +255,24 @@ async def test_put_adds_a_version_and_overwrites_the_rest(api_client: ApiClient)
     assert [j["version"] for j in view["jars"]] == ["1", "2"]
     assert view["latestVersion"] == "2"
     assert view["labels"] == [{"name": "team", "value": "other"}]
-    await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
-                       "jobDefinition.version", json=cluster_body(version="2"))  # fmt: skip
-    await expect_error(client, master, "PUT", "/api/v1/jobClusters/demo", 400,
-                       "jobDefinition.name", json=cluster_body("other", version="3"))  # fmt: skip
+    await expect_error(
+        client,
+        master,
+        "PUT",
+        "/api/v1/jobClusters/demo",
+        400,
+        "jobDefinition.version",
+        json=cluster_body(version="2"),
+    )
+    await expect_error(
+        client,
+        master,
+        "PUT",
+        "/api/v1/jobClusters/demo",
+        400,
+        "jobDefinition.name",
+        json=cluster_body("other", version="3"),
+    )
 
 
 async def test_cluster_actions_answer_204_and_take_effect(api_client: ApiClient) -> None:
@@ -189,9 +280,16 @@ async def test_cluster_actions_answer_204_and_take_effect(api_client: ApiClient)
     client = await api_client(master)
     await create(client)
     base = "/api/v1/jobClusters/demo/actions"
-    resp = await client.post(f"{base}/updateArtifact", json={
-        "name": "demo", "url": "http://a.example/demo-2.zip", "version": "2",
-        "skipsubmit": True, "user": "alice"})  # fmt: skip
+    resp = await client.post(
+        f"{base}/updateArtifact",
+        json={
+            "name": "demo",
+            "url": "http://a.example/demo-2.zip",
+            "version": "2",
+            "skipsubmit": True,
+            "user": "alice",
+        },
+    )
     assert resp.status == 204
     assert master.plane.cluster("demo").definition.latest.artifact_name == "demo-2.zip"
     assert master.plane.jobs == {}
@@ -209,17 +307,13 @@ async def test_cluster_actions_answer_204_and_take_effect(api_client: ApiClient)
     )
     assert resp.status == 204
     latest = master.plane.cluster("demo").definition.latest
-    assert (
-        latest.version == "4" and latest.scheduling_info.stages[0].number_of_instances == 3
-    )
+    assert latest.version == "4" and latest.scheduling_info.stages[0].number_of_instances == 3
 
     resp = await client.post(f"{base}/updateSla", json={"user": "a", "min": 0, "max": 2})
     assert resp.status == 204
     view = await (await client.get("/api/v1/jobClusters/demo")).json()
     assert view["sla"] == {"min": 0, "max": 2, "cronSpec": None, "cronPolicy": None}
-    resp = await client.post(
-        f"{base}/updateSla", json={"user": "a", "cronspec": "0 0 12 * * ?"}
-    )
+    resp = await client.post(f"{base}/updateSla", json={"user": "a", "cronspec": "0 0 12 * * ?"})
     view = await (await client.get("/api/v1/jobClusters/demo")).json()
     assert resp.status == 204 and view["cronActive"] is True
     assert view["sla"]["cronPolicy"] == "KEEP_EXISTING"
@@ -232,8 +326,9 @@ async def test_cluster_actions_answer_204_and_take_effect(api_client: ApiClient)
     resp = await client.post(f"{base}/disableCluster", json={"name": "demo", "user": "a"})
     assert resp.status == 204 and master.plane.cluster("demo").disabled
     assert master.plane.job("demo-1").terminal  # disabling kills the active jobs
-    await expect_error(client, master, "POST", "/api/v1/jobClusters/demo/jobs", 409,
-                       json={"user": "bob"})  # fmt: skip
+    await expect_error(
+        client, master, "POST", "/api/v1/jobClusters/demo/jobs", 409, json={"user": "bob"}
+    )
     resp = await client.post(f"{base}/enableCluster", json={"user": "a"})
     assert resp.status == 204 and not master.plane.cluster("demo").disabled
 
@@ -242,11 +337,17 @@ BAD_ACTIONS: list[tuple[str, dict[str, Any], str]] = [
     ("updateArtifact", {"url": "http://x/y.zip", "user": "a"}, "version"),
     ("updateArtifact", {"version": "9", "user": "a"}, "url"),
     ("updateArtifact", {"url": "http://x/y.zip", "version": "1", "user": "a"}, "version"),
-    ("updateArtifact", {"url": "http://x/y.zip", "version": "9", "user": "a", "skipsubmit": "maybe"},
-     "skipsubmit"),
+    (
+        "updateArtifact",
+        {"url": "http://x/y.zip", "version": "9", "user": "a", "skipsubmit": "maybe"},
+        "skipsubmit",
+    ),
     ("updateSchedulingInfo", {"version": "9", "user": "a"}, "schedulingInfo"),
-    ("updateSchedulingInfo", {"schedulingInfo": {"stages": {}}, "version": "9", "user": "a"},
-     "schedulingInfo.stages"),
+    (
+        "updateSchedulingInfo",
+        {"schedulingInfo": {"stages": {}}, "version": "9", "user": "a"},
+        "schedulingInfo.stages",
+    ),
     ("updateSla", {"user": "a", "min": 3, "max": 1}, "max"),
     ("updateSla", {"user": "a", "min": "x"}, "min"),
     ("updateSla", {"user": "a", "cronspec": "nope"}, "cronspec"),
@@ -255,19 +356,21 @@ BAD_ACTIONS: list[tuple[str, dict[str, Any], str]] = [
     ("updateLabel", {"user": "a", "labels": [{"name": 3, "value": "x"}]}, "labels[0].name"),
     ("enableCluster", {"name": "demo"}, "user"),
     ("disableCluster", {"name": "other", "user": "a"}, "name"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("action", "body", "field"), BAD_ACTIONS,
-                         ids=[f"{a}-{f}" for a, _, f in BAD_ACTIONS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("action", "body", "field"), BAD_ACTIONS, ids=[f"{a}-{f}" for a, _, f in BAD_ACTIONS]
+)
 async def test_bad_cluster_actions_are_400_naming_the_field(
     action: str, body: dict[str, Any], field: str, api_client: ApiClient
 ) -> None:
     master = new_master()
     client = await api_client(master)
     await create(client)
-    await expect_error(client, master, "POST", f"/api/v1/jobClusters/demo/actions/{action}",
-                       400, field, json=body)  # fmt: skip
+    await expect_error(
+        client, master, "POST", f"/api/v1/jobClusters/demo/actions/{action}", 400, field, json=body
+    )
 
 
 async def test_delete_cluster_needs_a_user_and_no_active_jobs(api_client: ApiClient) -> None:
@@ -291,11 +394,16 @@ async def test_submit_answers_201_with_mantis_job_view(api_client: ApiClient) ->
     master = new_master()
     client = await api_client(master)
     await create(client)
-    resp = await client.post("/api/v1/jobClusters/demo/jobs", json={
-        "name": "demo", "user": "bob", "subscriptionTimeoutSecs": "30",
-        "parameters": [{"name": "useRandom", "value": "true"}],
-        "jobSla": {"runtimeLimitSecs": "0", "durationType": "Transient"},
-    })  # fmt: skip
+    resp = await client.post(
+        "/api/v1/jobClusters/demo/jobs",
+        json={
+            "name": "demo",
+            "user": "bob",
+            "subscriptionTimeoutSecs": "30",
+            "parameters": [{"name": "useRandom", "value": "true"}],
+            "jobSla": {"runtimeLimitSecs": "0", "durationType": "Transient"},
+        },
+    )
     assert resp.status == 201, await resp.text()
     view = await resp.json()
     meta = view["jobMetadata"]
@@ -309,7 +417,10 @@ async def test_submit_answers_201_with_mantis_job_view(api_client: ApiClient) ->
     assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 1]
     workers = view["workerMetadataList"]
     assert [(w["stageNum"], w["workerIndex"], w["workerNumber"]) for w in workers] == [
-        (1, 0, 1), (1, 1, 2), (2, 0, 3)]  # fmt: skip
+        (1, 0, 1),
+        (1, 1, 2),
+        (2, 0, 3),
+    ]
     assert workers[0]["state"] == "Accepted" and workers[0]["launchedAt"] == -1
     assert workers[0]["numberOfPorts"] == 5 and workers[0]["slave"] is None
     assert view["version"] == "1"
@@ -319,9 +430,7 @@ async def test_submit_answers_201_with_mantis_job_view(api_client: ApiClient) ->
     assert (await resp.json())["jobMetadata"]["jobId"] == "demo-2"
     for path in ("/api/v1/jobs/demo-1", "/api/v1/jobClusters/demo/jobs/demo-1"):
         resp = await client.get(path)
-        assert (
-            resp.status == 200 and (await resp.json())["jobMetadata"]["jobId"] == "demo-1"
-        )
+        assert resp.status == 200 and (await resp.json())["jobMetadata"]["jobId"] == "demo-1"
 
 
 async def test_job_errors_name_the_field_and_change_nothing(api_client: ApiClient) -> None:
@@ -331,20 +440,34 @@ async def test_job_errors_name_the_field_and_change_nothing(api_client: ApiClien
     await create(client, "other")
     jobs = "/api/v1/jobClusters/demo/jobs"
     await expect_error(client, master, "POST", jobs, 400, "user", json={})
-    await expect_error(client, master, "POST", jobs, 400, "name",
-                       json={"name": "other", "user": "b"})  # fmt: skip
-    await expect_error(client, master, "POST", jobs, 400, "version",
-                       json={"user": "b", "version": "7"})  # fmt: skip
-    await expect_error(client, master, "POST", jobs, 400, "subscriptionTimeoutSecs",
-                       json={"user": "b", "subscriptionTimeoutSecs": -1})  # fmt: skip
-    await expect_error(client, master, "POST", jobs, 400,
-                       "schedulingInfo.stages.1.machineDefinition.memoryMB",
-                       json={"user": "b", "schedulingInfo": {"stages": {"1": stage(memoryMB=-1)}}})  # fmt: skip
     await expect_error(
-        client, master, "POST", "/api/v1/jobs", 400, "name", json={"user": "b"}
+        client, master, "POST", jobs, 400, "name", json={"name": "other", "user": "b"}
     )
-    await expect_error(client, master, "POST", "/api/v1/jobs", 404,
-                       json={"name": "nope", "user": "b"})  # fmt: skip
+    await expect_error(
+        client, master, "POST", jobs, 400, "version", json={"user": "b", "version": "7"}
+    )
+    await expect_error(
+        client,
+        master,
+        "POST",
+        jobs,
+        400,
+        "subscriptionTimeoutSecs",
+        json={"user": "b", "subscriptionTimeoutSecs": -1},
+    )
+    await expect_error(
+        client,
+        master,
+        "POST",
+        jobs,
+        400,
+        "schedulingInfo.stages.1.machineDefinition.memoryMB",
+        json={"user": "b", "schedulingInfo": {"stages": {"1": stage(memoryMB=-1)}}},
+    )
+    await expect_error(client, master, "POST", "/api/v1/jobs", 400, "name", json={"user": "b"})
+    await expect_error(
+        client, master, "POST", "/api/v1/jobs", 404, json={"name": "nope", "user": "b"}
+    )
     await submit(client)
     await expect_error(client, master, "GET", "/api/v1/jobs/demo-9", 404)
     await expect_error(client, master, "GET", "/api/v1/jobs/demo", 400, "jobId")
@@ -357,12 +480,8 @@ async def test_kill_needs_user_and_reason_and_answers_202(api_client: ApiClient)
     client = await api_client(master)
     await create(client)
     jid = await submit(client)
-    await expect_error(
-        client, master, "DELETE", f"/api/v1/jobs/{jid}?reason=x", 400, "user"
-    )
-    await expect_error(
-        client, master, "DELETE", f"/api/v1/jobs/{jid}?user=x", 400, "reason"
-    )
+    await expect_error(client, master, "DELETE", f"/api/v1/jobs/{jid}?reason=x", 400, "user")
+    await expect_error(client, master, "DELETE", f"/api/v1/jobs/{jid}?user=x", 400, "reason")
     await expect_error(client, master, "DELETE", "/api/v1/jobs/demo-7?user=a&reason=b", 404)
     resp = await client.delete(f"/api/v1/jobs/{jid}?user=alice&reason=enough")
     assert resp.status == 202
@@ -410,16 +529,23 @@ async def test_list_jobs_with_mantis_filters(api_client: ApiClient) -> None:
     resp = await client.get("/api/v1/jobs?stageNumber=1&workerIndex=1&activeOnly=false")
     jobs = (await resp.json())["list"]
     assert [j["jobMetadata"]["jobId"] for j in jobs] == [labelled, active, killed]
-    assert {(w["stageNum"], w["workerIndex"]) for j in jobs
-            for w in j["workerMetadataList"]} == {(1, 1)}  # fmt: skip
+    assert {(w["stageNum"], w["workerIndex"]) for j in jobs for w in j["workerMetadataList"]} == {
+        (1, 1)
+    }
     assert await ids("workerState=Terminal&activeOnly=false") == [killed]
     assert await ids("workerNumber=3&stageNumber=1") == []
 
-    for query, field in (("jobState=Running", "jobState"), ("activeOnly=maybe", "activeOnly"),
-                         ("labels.op=xor", "labels.op"), ("labels==x", "labels"),
-                         ("workerIndex=-1", "workerIndex"), ("limit=z", "limit"),
-                         ("matching=[", "matching"), ("pageSize=1.5", "pageSize"),
-                         ("workerState=Gone", "workerState")):  # fmt: skip
+    for query, field in (
+        ("jobState=Running", "jobState"),
+        ("activeOnly=maybe", "activeOnly"),
+        ("labels.op=xor", "labels.op"),
+        ("labels==x", "labels"),
+        ("workerIndex=-1", "workerIndex"),
+        ("limit=z", "limit"),
+        ("matching=[", "matching"),
+        ("pageSize=1.5", "pageSize"),
+        ("workerState=Gone", "workerState"),
+    ):
         await expect_error(client, master, "GET", f"/api/v1/jobs?{query}", 400, field)
 
 
@@ -428,16 +554,24 @@ async def test_quick_submit_inherits_from_the_last_job(api_client: ApiClient) ->
     client = await api_client(master)
     await create(client)
     await submit(client, subscriptionTimeoutSecs=45)
-    resp = await client.post("/api/v1/jobs/actions/quickSubmit",
-                             json={"name": "demo", "user": "dave"})  # fmt: skip
+    resp = await client.post(
+        "/api/v1/jobs/actions/quickSubmit", json={"name": "demo", "user": "dave"}
+    )
     assert resp.status == 201, await resp.text()
     meta = (await resp.json())["jobMetadata"]
     assert meta["jobId"] == "demo-2" and meta["user"] == "dave"
     assert meta["subscriptionTimeoutSecs"] == 45
     quick = "/api/v1/jobs/actions/quickSubmit"
     await expect_error(client, master, "POST", quick, 400, "user", json={"name": "demo"})
-    await expect_error(client, master, "POST", quick, 400, "jobSla",
-                       json={"name": "demo", "user": "d", "jobSla": {}})  # fmt: skip
+    await expect_error(
+        client,
+        master,
+        "POST",
+        quick,
+        400,
+        "jobSla",
+        json={"name": "demo", "user": "d", "jobSla": {}},
+    )
     await expect_error(client, master, "POST", quick, 404, json={"name": "x", "user": "d"})
 
 
@@ -451,41 +585,61 @@ async def test_scale_stage_and_resubmit_worker(api_client: ApiClient) -> None:
         client, master, "POST", scale, 409, json={"StageNumber": 2, "NumWorkers": 3}
     )  # not Launched yet
     start_all(master, jid)
-    resp = await client.post(scale, json={"JobId": jid, "StageNumber": 2, "NumWorkers": 3,
-                                          "User": "ops", "Reason": "load"})  # fmt: skip
+    resp = await client.post(
+        scale,
+        json={"JobId": jid, "StageNumber": 2, "NumWorkers": 3, "User": "ops", "Reason": "load"},
+    )
     assert resp.status == 204, await resp.text()
     view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
     assert [s["numWorkers"] for s in view["stageMetadataList"]] == [2, 3]
-    for body, field in (({"StageNumber": 2}, "NumWorkers"),
-                        ({"StageNumber": 2, "NumWorkers": 1501}, "NumWorkers"),
-                        ({"StageNumber": 1, "NumWorkers": 3}, "StageNumber"),
-                        ({"StageNumber": 9, "NumWorkers": 3}, "stageNumber"),
-                        ({"JobId": "demo-9", "StageNumber": 2, "NumWorkers": 1}, "JobId")):  # fmt: skip
+    for body, field in (
+        ({"StageNumber": 2}, "NumWorkers"),
+        ({"StageNumber": 2, "NumWorkers": 1501}, "NumWorkers"),
+        ({"StageNumber": 1, "NumWorkers": 3}, "StageNumber"),
+        ({"StageNumber": 9, "NumWorkers": 3}, "stageNumber"),
+        ({"JobId": "demo-9", "StageNumber": 2, "NumWorkers": 1}, "JobId"),
+    ):
         await expect_error(client, master, "POST", scale, 400, field, json=body)
 
     resubmit = f"/api/v1/jobs/{jid}/actions/resubmitWorker"
-    resp = await client.post(resubmit, json={"workerNumber": 1, "user": "ops",
-                                             "reason": "stuck"})  # fmt: skip
+    resp = await client.post(resubmit, json={"workerNumber": 1, "user": "ops", "reason": "stuck"})
     assert resp.status == 204, await resp.text()
     archived = await (await client.get(f"/api/v1/jobs/{jid}/archivedWorkers")).json()
     assert [(w["workerNumber"], w["state"], w["reason"]) for w in archived["list"]] == [
-        (1, "Failed", "Relaunched")]  # fmt: skip
+        (1, "Failed", "Relaunched")
+    ]
     view = await (await client.get(f"/api/v1/jobs/{jid}")).json()
     replacement = view["workerMetadataList"][0]
     assert (replacement["workerIndex"], replacement["resubmitOf"]) == (0, 1)
     assert replacement["totalResubmitCount"] == 1
-    await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
-                       json={"workerNumber": 1, "user": "ops"})  # fmt: skip
     await expect_error(
-        client, master, "POST", resubmit, 400, "user", json={"workerNumber": 2}
+        client,
+        master,
+        "POST",
+        resubmit,
+        400,
+        "workerNumber",
+        json={"workerNumber": 1, "user": "ops"},
     )
-    await expect_error(client, master, "POST", resubmit, 400, "workerNumber",
-                       json={"workerNumber": "two", "user": "ops"})  # fmt: skip
-    await expect_error(client, master, "POST", "/api/v1/jobs/demo-8/actions/resubmitWorker",
-                       404, json={"workerNumber": 2, "user": "ops"})  # fmt: skip
+    await expect_error(client, master, "POST", resubmit, 400, "user", json={"workerNumber": 2})
     await expect_error(
-        client, master, "GET", "/api/v1/jobs/x/archivedWorkers", 400, "jobId"
+        client,
+        master,
+        "POST",
+        resubmit,
+        400,
+        "workerNumber",
+        json={"workerNumber": "two", "user": "ops"},
     )
+    await expect_error(
+        client,
+        master,
+        "POST",
+        "/api/v1/jobs/demo-8/actions/resubmitWorker",
+        404,
+        json={"workerNumber": 2, "user": "ops"},
+    )
+    await expect_error(client, master, "GET", "/api/v1/jobs/x/archivedWorkers", 400, "jobId")
 
 
 # ------------------------------------------------------------------------ admin
@@ -508,7 +662,9 @@ async def test_master_info_and_healthcheck(api_client: ApiClient) -> None:
     assert "instanceId" not in info
 
 
-async def test_master_info_echoes_the_instance_id_its_supervisor_gave(api_client: ApiClient) -> None:
+async def test_master_info_echoes_the_instance_id_its_supervisor_gave(
+    api_client: ApiClient,
+) -> None:
     client = await api_client(new_master(), instance_id="up-7f3a")
     info = await (await client.get("/api/v1/masterInfo")).json()
     assert info["instanceId"] == "up-7f3a"

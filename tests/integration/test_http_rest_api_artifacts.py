@@ -57,16 +57,14 @@ async def test_upload_then_download_with_etag_and_304(
     assert resp.status == 200 and await resp.read() == data
     assert resp.headers["ETag"] == stored["etag"]
     assert resp.headers["Content-Type"] == "application/octet-stream"
-    resp = await client.get(f"{ARTIFACTS}/job-1.0.zip",
-                            headers={"If-None-Match": stored["etag"]})  # fmt: skip
+    resp = await client.get(f"{ARTIFACTS}/job-1.0.zip", headers={"If-None-Match": stored["etag"]})
     assert resp.status == 304 and await resp.read() == b""
 
     resp = await client.post(f"{ARTIFACTS}?name=job-1.0.zip", data=b"a new build")
     assert resp.status == 201
     replaced = await resp.json()
     assert replaced["etag"] != stored["etag"]
-    resp = await client.get(f"{ARTIFACTS}/job-1.0.zip",
-                            headers={"If-None-Match": stored["etag"]})  # fmt: skip
+    resp = await client.get(f"{ARTIFACTS}/job-1.0.zip", headers={"If-None-Match": stored["etag"]})
     assert resp.status == 200 and await resp.read() == b"a new build"
 
 
@@ -85,12 +83,8 @@ async def test_multipart_upload_names_and_listing(tmp_path: Path, artifact_api: 
 
     names = await (await client.get(f"{ARTIFACTS}/names")).json()
     assert names == ["hello.py", "renamed.zip"]
-    assert await (await client.get(f"{ARTIFACTS}/names?prefix=re")).json() == [
-        "renamed.zip"
-    ]
-    assert await (await client.get(f"{ARTIFACTS}/names?contains=.py")).json() == [
-        "hello.py"
-    ]
+    assert await (await client.get(f"{ARTIFACTS}/names?prefix=re")).json() == ["renamed.zip"]
+    assert await (await client.get(f"{ARTIFACTS}/names?contains=.py")).json() == ["hello.py"]
     listing = await (await client.get(ARTIFACTS)).json()
     assert [(a["name"], a["size"]) for a in listing] == [
         ("hello.py", 12),
@@ -98,8 +92,20 @@ async def test_multipart_upload_names_and_listing(tmp_path: Path, artifact_api: 
     ]
 
 
-@pytest.mark.parametrize("name", ["../escape.zip", "a/b.zip", ".hidden", "names", "", "x" * 256,
-                                  "sp ace.zip", "semi;colon", "é.zip"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../escape.zip",
+        "a/b.zip",
+        ".hidden",
+        "names",
+        "",
+        "x" * 256,
+        "sp ace.zip",
+        "semi;colon",
+        "é.zip",
+    ],
+)
 async def test_unsafe_names_are_400_naming_name_and_write_nothing(
     tmp_path: Path, name: str, artifact_api: ApiClient
 ) -> None:
@@ -162,8 +168,12 @@ async def test_with_a_token_every_mutating_call_needs_it(
         ("POST", "/api/v1/jobs/actions/postJobStatus", {"json": {}}),
         ("POST", f"{ARTIFACTS}?name=a.zip", {"data": b"x"}),
     ]
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                    {"Authorization": f"Basic {TOKEN}"}):  # fmt: skip
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ):
         for method, path, kwargs in calls:
             resp = await client.request(method, path, headers=headers, **kwargs)
             assert resp.status == 401, (method, path, headers)

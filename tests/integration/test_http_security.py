@@ -76,15 +76,16 @@ def refused(status: int, body: Any, expected: int, field: str) -> None:
 
 
 async def test_a_cross_site_page_cannot_create_a_cluster_submit_a_job_or_upload(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """The no-preflight requests a page can send: refused before any handler runs."""
     async with server(tmp_path) as s:
         text = orjson.dumps(cluster_body()).decode()
         before = s.state()
         # fetch(url, {method: "POST", mode: "no-cors", body: text}): text/plain, with Origin
-        status, body, _ = await s.call("POST", CLUSTERS, data=text,
-                                       headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST", CLUSTERS, data=text, headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}
+        )
         refused(status, body, 403, "Sec-Fetch-Site")
         status, body, _ = await s.call("POST", CLUSTERS, data=text, headers={"Origin": EVIL})
         refused(status, body, 403, "Origin")
@@ -92,16 +93,23 @@ async def test_a_cross_site_page_cannot_create_a_cluster_submit_a_job_or_upload(
         form = {"Origin": "null", "Content-Type": "application/x-www-form-urlencoded"}
         status, body, _ = await s.call("POST", CLUSTERS, data=text, headers=form)
         refused(status, body, 403, "Origin")
-        status, body, _ = await s.call("POST", "/api/v1/jobs", headers={"Origin": EVIL},
-                                       json={"name": "demo", "user": "mallory"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST",
+            "/api/v1/jobs",
+            headers={"Origin": EVIL},
+            json={"name": "demo", "user": "mallory"},
+        )
         refused(status, body, 403, "Origin")
         upload = aiohttp.FormData()
         upload.add_field("file", b"import os", filename="evil.py")
-        status, body, _ = await s.call("POST", ARTIFACTS, data=upload,
-                                       headers={"Origin": EVIL})  # fmt: skip
+        status, body, _ = await s.call("POST", ARTIFACTS, data=upload, headers={"Origin": EVIL})
         refused(status, body, 403, "Origin")
-        status, body, _ = await s.call("POST", f"{ARTIFACTS}?name=evil.py",
-                                       data=b"import os", headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST",
+            f"{ARTIFACTS}?name=evil.py",
+            data=b"import os",
+            headers={"Sec-Fetch-Site": "cross-site"},
+        )
         refused(status, body, 403, "Sec-Fetch-Site")
         assert s.unchanged_since(before)
         assert (await s.call("GET", f"{CLUSTERS}/demo"))[0] == 404
@@ -114,14 +122,23 @@ async def test_simple_request_bodies_are_refused_even_without_an_origin(tmp_path
         await s.call("POST", CLUSTERS, json=cluster_body())
         before = s.state()
         text = orjson.dumps(cluster_body("other")).decode()
-        for ctype in ("text/plain", "text/plain; charset=utf-8",
-                      "application/x-www-form-urlencoded", None):  # fmt: skip
+        for ctype in (
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            None,
+        ):
             headers = {"Content-Type": ctype} if ctype else {}
             skip = () if ctype else ("Content-Type",)
-            for path in (CLUSTERS, "/api/v1/jobs", f"{CLUSTERS}/demo/actions/disableCluster",
-                         f"{ARTIFACTS}?name=x.py"):  # fmt: skip
-                async with s.session.post(s.origin + path, data=text.encode(), headers=headers,
-                                          skip_auto_headers=skip) as resp:  # fmt: skip
+            for path in (
+                CLUSTERS,
+                "/api/v1/jobs",
+                f"{CLUSTERS}/demo/actions/disableCluster",
+                f"{ARTIFACTS}?name=x.py",
+            ):
+                async with s.session.post(
+                    s.origin + path, data=text.encode(), headers=headers, skip_auto_headers=skip
+                ) as resp:
                     body = await resp.json()
                 refused(resp.status, body, 415, "Content-Type")
         status, body, _ = await s.call("PUT", f"{CLUSTERS}/demo", data=text)
@@ -134,8 +151,7 @@ async def test_simple_request_bodies_are_refused_even_without_an_origin(tmp_path
 async def test_same_origin_pages_curl_and_the_cli_still_work(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
         same = {"Origin": s.origin, "Sec-Fetch-Site": "same-origin"}
-        status, body, headers = await s.call("POST", CLUSTERS, json=cluster_body("a"),
-                                             headers=same)  # fmt: skip
+        status, body, headers = await s.call("POST", CLUSTERS, json=cluster_body("a"), headers=same)
         assert status == 201, body
         assert not [h for h in headers if h.lower().startswith("access-control-")]
         assert (await s.call("POST", CLUSTERS, json=cluster_body("b")))[0] == 201  # curl
@@ -143,8 +159,12 @@ async def test_same_origin_pages_curl_and_the_cli_still_work(tmp_path: Path) -> 
         form.add_field("file", b"x = 1\n", filename="page.py", content_type="text/x-python")
         status, body, _ = await s.call("POST", ARTIFACTS, data=form, headers=same)
         assert status == 201, body
-        status, body, _ = await s.call("POST", f"{ARTIFACTS}?name=z.zip", data=b"PK",
-                                       headers={"Content-Type": "application/zip"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST",
+            f"{ARTIFACTS}?name=z.zip",
+            data=b"PK",
+            headers={"Content-Type": "application/zip"},
+        )
         assert status == 201, body
         # localhost names the same server: a page on http://localhost:<port> is its own origin
         local = {"Host": f"localhost:{s.port}", "Origin": f"http://localhost:{s.port}"}
@@ -172,18 +192,26 @@ async def test_same_origin_pages_curl_and_the_cli_still_work(tmp_path: Path) -> 
 
 async def test_allowed_origins_are_let_through(tmp_path: Path) -> None:
     async with server(tmp_path, allowed_origins=["https://console.example"]) as s:
-        status, body, _ = await s.call("POST", CLUSTERS, json=cluster_body(),
-                                       headers={"Origin": "https://console.example"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST", CLUSTERS, json=cluster_body(), headers={"Origin": "https://console.example"}
+        )
         assert status == 201, body
-        status, body, _ = await s.call("POST", CLUSTERS, json=cluster_body("b"),
-                                       headers={"Origin": "https://console.example:8443"})  # fmt: skip
+        status, body, _ = await s.call(
+            "POST",
+            CLUSTERS,
+            json=cluster_body("b"),
+            headers={"Origin": "https://console.example:8443"},
+        )
         refused(status, body, 403, "Origin")
 
 
 async def test_preflights_are_refused_without_cors_headers(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
-        headers = {"Origin": EVIL, "Access-Control-Request-Method": "POST",
-                   "Access-Control-Request-Headers": "content-type"}  # fmt: skip
+        headers = {
+            "Origin": EVIL,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
         for path in (CLUSTERS, "/api/v1/jobs", ARTIFACTS):
             status, body, got = await s.call("OPTIONS", path, headers=headers)
             refused(status, body, 403, "Origin")
@@ -193,29 +221,51 @@ async def test_preflights_are_refused_without_cors_headers(tmp_path: Path) -> No
 # ------------------------------------------------------------------------ DNS rebinding
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
-                                  "localhost.evil.example", "10.0.0.1:{port}", "", "a b"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example",
+        "10.0.0.1:{port}",
+        "",
+        "a b",
+    ],
+)
 async def test_a_rebinding_page_can_neither_read_nor_write(tmp_path: Path, host: str) -> None:
     async with server(tmp_path) as s:
         await s.call("POST", CLUSTERS, json=cluster_body())
         before = s.state()
         evil = {"Host": host.format(port=s.port)}
         for method, path, kwargs in (
-            ("GET", "/api/v1/jobs", {}), ("GET", f"{CLUSTERS}/demo", {}),
-            ("GET", "/jobconnectbyname/demo", {}), ("GET", f"{ARTIFACTS}/names", {}),
+            ("GET", "/api/v1/jobs", {}),
+            ("GET", f"{CLUSTERS}/demo", {}),
+            ("GET", "/jobconnectbyname/demo", {}),
+            ("GET", f"{ARTIFACTS}/names", {}),
             ("POST", "/api/v1/jobs", {"json": {"name": "demo", "user": "mallory"}}),
-        ):  # fmt: skip
+        ):
             status, body, _ = await s.call(method, path, headers=evil, **kwargs)
             refused(status, body, 403, "Host")
         assert s.unchanged_since(before)
 
 
-@pytest.mark.parametrize("host", ["localhost:{port}", "LOCALHOST", "127.0.0.1", "127.1.2.3:{port}",
-                                  "[::1]:{port}", "mantis.internal:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost:{port}",
+        "LOCALHOST",
+        "127.0.0.1",
+        "127.1.2.3:{port}",
+        "[::1]:{port}",
+        "mantis.internal:{port}",
+    ],
+)
 async def test_loopback_and_allowed_hosts_are_served(tmp_path: Path, host: str) -> None:
     async with server(tmp_path, allowed_hosts=["Mantis.Internal"]) as s:
-        status, body, _ = await s.call("GET", "/api/v1/jobs",
-                                       headers={"Host": host.format(port=s.port)})  # fmt: skip
+        status, body, _ = await s.call(
+            "GET", "/api/v1/jobs", headers={"Host": host.format(port=s.port)}
+        )
         assert status == 200, body
 
 

@@ -74,7 +74,7 @@ def state(master: MasterService, wid: str) -> WorkerState:
 
 
 async def test_statuses_and_heartbeats_move_workers_and_are_persisted_first(
-    api_client: ApiClient
+    api_client: ApiClient,
 ) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
@@ -88,8 +88,10 @@ async def test_statuses_and_heartbeats_move_workers_and_are_persisted_first(
     await post(status(W1, state="StartInitiated"))
     assert state(master, W1) is WorkerState.StartInitiated
     master.clock.now = T0 + 5  # type: ignore[attr-defined]
-    payloads = [{"type": "SubscriptionState", "data": "true"},
-                {"type": "IncomingDataDrop", "data": '{"onNextCount":3,"droppedCount":1}'}]  # fmt: skip
+    payloads = [
+        {"type": "SubscriptionState", "data": "true"},
+        {"type": "IncomingDataDrop", "data": '{"onNextCount":3,"droppedCount":1}'},
+    ]
     await post(status(W1, "HEARTBEAT", "Noop", payloads=payloads))
     w1 = master.plane.workers[W1]
     assert (w1.state, w1.last_heartbeat_at, w1.is_subscribed) == (
@@ -135,13 +137,15 @@ BAD_BODIES: list[tuple[Any, str]] = [
     (status(W1, timestamp="now"), "status.timestamp"),
     (status(W1, payloads={"type": "x"}), "status.payloads"),
     (status(W1, "HEARTBEAT", payloads=["x"]), "status.payloads[0]"),
-    (status(W1, "HEARTBEAT", payloads=[{"type": "SubscriptionState", "data": True}]),
-     "status.payloads[0].data"),
-]  # fmt: skip
+    (
+        status(W1, "HEARTBEAT", payloads=[{"type": "SubscriptionState", "data": True}]),
+        "status.payloads[0].data",
+    ),
+]
 
 
 async def test_bad_bodies_are_400_naming_the_field_and_change_nothing(
-    api_client: ApiClient
+    api_client: ApiClient,
 ) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
@@ -150,9 +154,7 @@ async def test_bad_bodies_are_400_naming_the_field_and_change_nothing(
     client = await api_client(master)
     for body, field in BAD_BODIES:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
-        resp = await client.post(
-            STATUS, data=raw, headers={"Content-Type": "application/json"}
-        )
+        resp = await client.post(STATUS, data=raw, headers={"Content-Type": "application/json"})
         assert resp.status == 400, (field, await resp.text())
         assert resp.content_type == "application/json"
         got = await resp.json()
@@ -174,7 +176,7 @@ class FillingStore(MemoryStore):
 
 
 async def test_a_write_that_is_not_persisted_changes_nothing_and_the_master_recovers_by_itself(
-    api_client: ApiClient
+    api_client: ApiClient,
 ) -> None:
     store = FillingStore()
     master = demo_master(store=store)
@@ -219,7 +221,7 @@ async def test_unexpected_errors_are_500_without_internals(api_client: ApiClient
 
 
 async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_with_the_job(
-    api_client: ApiClient
+    api_client: ApiClient,
 ) -> None:
     master = demo_master()
     launch(master, W1, W2, W3)
@@ -238,8 +240,15 @@ async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_
     # A worker starts through the HTTP API: one new frame.
     assert (await client.post(STATUS, json=status(W3, "HEARTBEAT", "Noop"))).status == 204
     hosts = data(await frame(resp))["workerAssignments"]["2"]["hosts"]
-    assert hosts == {"3": {"host": "host-3", "state": "Started", "workerIndex": 0,
-                           "workerNumber": 3, "port": [31002, 32002]}}  # fmt: skip
+    assert hosts == {
+        "3": {
+            "host": "host-3",
+            "state": "Started",
+            "workerIndex": 0,
+            "workerNumber": 3,
+            "port": [31002, 32002],
+        }
+    }
     # A burst between two reads is coalesced into one frame.
     master.run(lambda p, now: p.worker_status(W2, WorkerState.Started, now))
     master.run(lambda p, now: p.worker_status(W3, WorkerState.Failed, now))
@@ -274,13 +283,15 @@ async def test_not_found_and_bad_parameters_are_json(api_client: ApiClient) -> N
     client = await api_client(master)
     for path, code, body in [
         ("/api/v1/jobDiscoveryStream/demo-9", 404, {"error": "job 'demo-9' not found"}),
-        ("/api/v1/lastSubmittedJobIdStream/nope", 404,
-         {"error": "job cluster 'nope' not found"}),
-        ("/api/v1/jobDiscoveryStream/demo-1?sendHB=yes", 400,
-         {"error": "sendHB: must be true or false, got 'yes'", "field": "sendHB"}),
+        ("/api/v1/lastSubmittedJobIdStream/nope", 404, {"error": "job cluster 'nope' not found"}),
+        (
+            "/api/v1/jobDiscoveryStream/demo-1?sendHB=yes",
+            400,
+            {"error": "sendHB: must be true or false, got 'yes'", "field": "sendHB"},
+        ),
         ("/api/v1/nothing", 404, {"error": "Not Found"}),
         (STATUS, 405, {"error": "Method Not Allowed"}),
-    ]:  # fmt: skip
+    ]:
         resp = await client.get(path)
         assert (resp.status, await resp.json()) == (code, body), path
     assert (await client.get(STATUS)).headers["Allow"] == "POST"

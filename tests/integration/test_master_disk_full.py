@@ -22,11 +22,16 @@ from tests.integration.disk import fill
 
 def cluster(name: str) -> dict[str, Any]:
     stage = {"numberOfInstances": 1, "machineDefinition": {"cpuCores": 0.5, "memoryMB": 256}}
-    return {"jobDefinition": {
-        "name": name, "user": "alice", "jobJarFileLocation": f"http://artifacts.example/{name}.zip",
-        "version": "1", "schedulingInfo": {"stages": {"1": stage}},
-        "labels": [{"name": "padding", "value": "x" * 4000}],
-    }}  # fmt: skip
+    return {
+        "jobDefinition": {
+            "name": name,
+            "user": "alice",
+            "jobJarFileLocation": f"http://artifacts.example/{name}.zip",
+            "version": "1",
+            "schedulingInfo": {"stages": {"1": stage}},
+            "labels": [{"name": "padding", "value": "x" * 4000}],
+        }
+    }
 
 
 async def names(http: aiohttp.ClientSession, url: str) -> list[str]:
@@ -36,21 +41,25 @@ async def names(http: aiohttp.ClientSession, url: str) -> list[str]:
 
 
 async def start(data_dir: Path) -> MasterProcess:
-    master = MasterProcess(MasterSettings(data_dir=data_dir, port=0),
-                           resource_manager=lambda settings, loop: RecordingResourceManager())  # fmt: skip
+    master = MasterProcess(
+        MasterSettings(data_dir=data_dir, port=0),
+        resource_manager=lambda settings, loop: RecordingResourceManager(),
+    )
     await master.start()
     return master
 
 
 @pytest.mark.timeout(60)
 async def test_a_full_disk_refuses_changes_and_the_master_recovers_when_space_returns(
-    disk: Path
+    disk: Path,
 ) -> None:
     master = await start(disk / "data")
     url = master.url
     try:
         async with aiohttp.ClientSession() as http:
-            assert (await http.post(f"{url}/api/v1/jobClusters", json=cluster("kept"))).status == 201
+            assert (
+                await http.post(f"{url}/api/v1/jobClusters", json=cluster("kept"))
+            ).status == 201
             filler = fill(disk)
             refused = []
             for i in range(5):  # a few, in case the first still fits in a page

@@ -39,10 +39,21 @@ from adapters.mesos.resource_manager import (  # noqa: E402
 )
 
 FAST = [
-    "--allocation-interval", "0.1", "--heartbeat-interval", "1", "--agent-ping-timeout", "0.5",
-    "--max-agent-ping-timeouts", "3", "--agent-reregister-timeout", "0.2",
-    "--status-update-retry-min", "1", "--status-update-retry-max", "2",
-]  # fmt: skip
+    "--allocation-interval",
+    "0.1",
+    "--heartbeat-interval",
+    "1",
+    "--agent-ping-timeout",
+    "0.5",
+    "--max-agent-ping-timeouts",
+    "3",
+    "--agent-reregister-timeout",
+    "0.2",
+    "--status-update-retry-min",
+    "1",
+    "--status-update-retry-max",
+    "2",
+]
 AGENTS = [
     AgentSpec("cpus:2;mem:1024;disk:1000;ports:[31000-31099]", f"zone:z{i}") for i in range(2)
 ]
@@ -55,8 +66,9 @@ class MesosliteCluster:
         options = {"launch_refuse_seconds": 0.5, **options}
         self.local = LocalCluster(work_dir, AGENTS, master_args=FAST).start()
         try:
-            self.rm = PymesosResourceManager(self.local.address, framework_name="contract",
-                                             user="test", **options)  # fmt: skip
+            self.rm = PymesosResourceManager(
+                self.local.address, framework_name="contract", user="test", **options
+            )
             self.events = Recorder(self.rm)
             self.rm.start(self.events)
             self.wait_for(lambda: bool(self.events.framework_ids), "SUBSCRIBED", 15)
@@ -100,8 +112,11 @@ def cluster(tmp_path: Path) -> Iterator[MesosliteCluster]:
 
 
 def test_offers_translate_agents_resources_and_attributes(cluster: MesosliteCluster) -> None:
-    cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
-                     "offers of both agents", 15)  # fmt: skip
+    cluster.wait_for(
+        lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
+        "offers of both agents",
+        15,
+    )
     for offer in cluster.events.offers_since(0):
         assert (offer.cpus, offer.mem, offer.disk) == (2.0, 1024.0, 1000.0)
         assert offer.ports == ((31000, 31099),)
@@ -113,52 +128,99 @@ def test_offers_translate_agents_resources_and_attributes(cluster: MesosliteClus
 
 
 def test_offer_and_status_json_translation() -> None:
-    offer = offer_from_mesos({
-        "id": {"value": "o1"}, "agent_id": {"value": "a1"}, "hostname": "h1",
-        "resources": [
-            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.5}, "role": "*"},
-            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}, "role": "prod"},
-            {"name": "mem", "type": "SCALAR", "scalar": {"value": 512}},
-            {"name": "network", "type": "SCALAR", "scalar": {"value": 250}},
-            {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 5, "end": 9},
-                                                                       {"begin": 1, "end": 4}]}},
-        ],
-        "attributes": [{"name": "zone", "type": "TEXT", "text": {"value": "a"}},
-                       {"name": "rack", "type": "SCALAR", "scalar": {"value": 3}}],
-    }, default_network_mbps=1000.0)  # fmt: skip
+    offer = offer_from_mesos(
+        {
+            "id": {"value": "o1"},
+            "agent_id": {"value": "a1"},
+            "hostname": "h1",
+            "resources": [
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.5}, "role": "*"},
+                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}, "role": "prod"},
+                {"name": "mem", "type": "SCALAR", "scalar": {"value": 512}},
+                {"name": "network", "type": "SCALAR", "scalar": {"value": 250}},
+                {
+                    "name": "ports",
+                    "type": "RANGES",
+                    "ranges": {"range": [{"begin": 5, "end": 9}, {"begin": 1, "end": 4}]},
+                },
+            ],
+            "attributes": [
+                {"name": "zone", "type": "TEXT", "text": {"value": "a"}},
+                {"name": "rack", "type": "SCALAR", "scalar": {"value": 3}},
+            ],
+        },
+        default_network_mbps=1000.0,
+    )
     assert offer == dataclasses.replace(
-        offer, offer_id="o1", agent_id="a1", hostname="h1", cpus=2.0, mem=512.0, disk=0.0,
-        network_mbps=250.0, ports=((1, 9),), attributes=(("rack", "3"), ("zone", "a")),
-    )  # fmt: skip
-    status = status_from_mesos({
-        "task_id": {"value": "t"}, "state": "TASK_FAILED", "agent_id": {"value": "a1"},
-        "message": "Command exited with status 1", "reason": "REASON_COMMAND_EXECUTOR_FAILED",
-        "uuid": "AAEC", "source": "SOURCE_EXECUTOR",
-    })  # fmt: skip
+        offer,
+        offer_id="o1",
+        agent_id="a1",
+        hostname="h1",
+        cpus=2.0,
+        mem=512.0,
+        disk=0.0,
+        network_mbps=250.0,
+        ports=((1, 9),),
+        attributes=(("rack", "3"), ("zone", "a")),
+    )
+    status = status_from_mesos(
+        {
+            "task_id": {"value": "t"},
+            "state": "TASK_FAILED",
+            "agent_id": {"value": "a1"},
+            "message": "Command exited with status 1",
+            "reason": "REASON_COMMAND_EXECUTOR_FAILED",
+            "uuid": "AAEC",
+            "source": "SOURCE_EXECUTOR",
+        }
+    )
     assert (status.task_id, status.state, status.agent_id, status.reason, status.uuid) == (
-        "t", "TASK_FAILED", "a1", "REASON_COMMAND_EXECUTOR_FAILED", "AAEC")  # fmt: skip
+        "t",
+        "TASK_FAILED",
+        "a1",
+        "REASON_COMMAND_EXECUTOR_FAILED",
+        "AAEC",
+    )
 
 
 def test_a_stale_offer_is_never_launched_on(cluster: MesosliteCluster) -> None:
-    cluster.wait_for(lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
-                     "offers of both agents", 15)  # fmt: skip
+    cluster.wait_for(
+        lambda: len({o.agent_id for o in cluster.events.offers_since(0)}) == 2,
+        "offers of both agents",
+        15,
+    )
     first, second = cluster.events.offers_since(0)[:2]
     cluster.rm.decline([first.offer_id], 0.0)  # no longer held: launching on it must not happen
     cluster.rm.launch([launch_on(first, "stale-1-worker-0-1")])
-    cluster.wait_for(lambda: bool(cluster.events.states("stale-1-worker-0-1")), "stale-1's status", 10)
+    cluster.wait_for(
+        lambda: bool(cluster.events.states("stale-1-worker-0-1")), "stale-1's status", 10
+    )
     lost = [s for s in cluster.events.statuses if s.task_id == "stale-1-worker-0-1"]
     assert [(s.state, s.reason, s.agent_id) for s in lost] == [
-        ("TASK_LOST", "REASON_INVALID_OFFERS", first.agent_id)]  # fmt: skip
+        ("TASK_LOST", "REASON_INVALID_OFFERS", first.agent_id)
+    ]
     # A held offer named with an unknown one: nothing launched, the held offer declined.
     task = launch_on(second, "stale-2-worker-0-1")
-    task = dataclasses.replace(task, task=dataclasses.replace(task.task, assignment=dataclasses.replace(
-        task.task.assignment, offer_ids=(second.offer_id, "no-such-offer"))))  # fmt: skip
+    task = dataclasses.replace(
+        task,
+        task=dataclasses.replace(
+            task.task,
+            assignment=dataclasses.replace(
+                task.task.assignment, offer_ids=(second.offer_id, "no-such-offer")
+            ),
+        ),
+    )
     batch = len(cluster.events.offer_batches)
     cluster.rm.launch([task])
-    cluster.wait_for(lambda: bool(cluster.events.states("stale-2-worker-0-1")), "stale-2's status", 10)
+    cluster.wait_for(
+        lambda: bool(cluster.events.states("stale-2-worker-0-1")), "stale-2's status", 10
+    )
     assert cluster.events.states("stale-2-worker-0-1") == ["TASK_LOST"]
-    cluster.wait_for(lambda: second.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)},
-                     "the held offer declined, so its agent offered again", 10)  # fmt: skip
+    cluster.wait_for(
+        lambda: second.agent_id in {o.agent_id for o in cluster.events.offers_since(batch)},
+        "the held offer declined, so its agent offered again",
+        10,
+    )
     state = cluster.local.state()
     assert all(not fw["tasks"] and not fw["completed_tasks"] for fw in state["frameworks"])
 
@@ -172,7 +234,9 @@ def test_a_task_runs_its_command_with_its_environment(tmp_path: Path) -> None:
         offer = c.events.offer_batches[0][0]
         c.rm.launch([launch_on(offer, "env-1-worker-0-1", command=check, environment=environment)])
         terminal = {"TASK_FINISHED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR"}
-        c.wait_for(lambda: bool(terminal & set(c.events.states("env-1-worker-0-1"))), "the task's end", 15)
+        c.wait_for(
+            lambda: bool(terminal & set(c.events.states("env-1-worker-0-1"))), "the task's end", 15
+        )
         assert c.events.states("env-1-worker-0-1")[-1] == "TASK_FINISHED"
     finally:
         c.close()
@@ -202,7 +266,9 @@ def test_with_a_loop_every_callback_runs_on_the_loops_thread(tmp_path: Path) -> 
     events.threads = set()
     try:
         rm.start(events)
-        wait_until(lambda: events.framework_ids and events.offer_batches, "SUBSCRIBED and offers", 15)
+        wait_until(
+            lambda: events.framework_ids and events.offer_batches, "SUBSCRIBED and offers", 15
+        )
         assert events.threads == {thread.ident}
     finally:
         rm.stop()

@@ -49,10 +49,17 @@ def test_a_pymesos_framework_runs_100_short_tasks_to_completion(cluster: LocalCl
     scheduler = RecordingScheduler()
     scheduler.submit({f"short-{i:03d}": "sleep 0.2" for i in range(100)})  # before any offer
     with PymesosFramework(cluster.address, scheduler) as sched:
-        sched.wait(lambda: sum(sched.last(f"short-{i:03d}") in TERMINAL for i in range(100)) == 100,
-                   90, "100 tasks to end")  # generous: a loaded machine spawns slowly
+        sched.wait(
+            lambda: sum(sched.last(f"short-{i:03d}") in TERMINAL for i in range(100)) == 100,
+            90,
+            "100 tasks to end",
+        )  # generous: a loaded machine spawns slowly
         for i in range(100):
-            assert sched.states[f"short-{i:03d}"] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+            assert sched.states[f"short-{i:03d}"] == [
+                "TASK_STARTING",
+                "TASK_RUNNING",
+                "TASK_FINISHED",
+            ]
         used_agents = set(sched.launched_on.values())
         assert len(used_agents) == 3, "offers of every agent were used"
         offer = sched.offers[0]
@@ -65,21 +72,29 @@ def test_a_pymesos_framework_runs_100_short_tasks_to_completion(cluster: LocalCl
 
 
 @pytest.mark.timeout(60)
-def test_a_killed_agent_has_its_tasks_lost_and_they_are_relaunched_elsewhere(tmp_path: Path) -> None:
+def test_a_killed_agent_has_its_tasks_lost_and_they_are_relaunched_elsewhere(
+    tmp_path: Path,
+) -> None:
     with LocalCluster(tmp_path, agents(3), master_args=FAST) as cluster:
         state = cluster.state()
         index_of = {s["id"]: int(s["attributes"]["name"].split("-")[1]) for s in state["slaves"]}
         scheduler = RecordingScheduler(cpus=1, per_offer=2, relaunch_lost=True)
         scheduler.submit({f"long-{i}": "sleep 60" for i in range(6)})
         with PymesosFramework(cluster.address, scheduler) as sched:
-            sched.wait(lambda: sum(sched.last(f"long-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
-                       20, "6 tasks RUNNING")
+            sched.wait(
+                lambda: sum(sched.last(f"long-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
+                20,
+                "6 tasks RUNNING",
+            )
             victim = sched.agent_of["long-0"]
             on_victim = sorted(t for t, a in sched.agent_of.items() if a == victim)
             assert on_victim
             cluster.kill_agent(index_of[victim], signal.SIGKILL)
-            sched.wait(lambda: all(sched.last(t) == "TASK_LOST" for t in on_victim), 10,
-                       f"TASK_LOST for {on_victim}")
+            sched.wait(
+                lambda: all(sched.last(t) == "TASK_LOST" for t in on_victim),
+                10,
+                f"TASK_LOST for {on_victim}",
+            )
             lost = [s for s in sched.statuses if s["state"] == "TASK_LOST"]
             assert {s["task_id"]["value"] for s in lost} == set(on_victim)
             assert {s["reason"] for s in lost} == {"REASON_AGENT_REMOVED"}
@@ -87,8 +102,11 @@ def test_a_killed_agent_has_its_tasks_lost_and_they_are_relaunched_elsewhere(tmp
             assert all(sched.last(t) == "TASK_RUNNING" for t in survivors)
             sched.wait(lambda: victim in sched.lost_agents, 5, "slaveLost")
             again = [t + "-again" for t in on_victim]
-            sched.wait(lambda: all(sched.last(t) == "TASK_RUNNING" for t in again), 15,
-                       "the lost tasks relaunched")
+            sched.wait(
+                lambda: all(sched.last(t) == "TASK_RUNNING" for t in again),
+                15,
+                "the lost tasks relaunched",
+            )
             assert victim not in {sched.agent_of[t] for t in again}
             state = cluster.state()
             assert victim not in {s["id"] for s in state["slaves"]}
@@ -102,36 +120,57 @@ def test_a_restarted_master_gets_agents_and_tasks_back_and_the_framework_reconci
         scheduler = RecordingScheduler(cpus=1, per_offer=2)
         scheduler.submit({f"keep-{i}": "sleep 60" for i in range(6)})
         with PymesosFramework(cluster.address, scheduler, failover_timeout=60.0) as sched:
-            sched.wait(lambda: sum(sched.last(f"keep-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
-                       20, "6 tasks RUNNING")
+            sched.wait(
+                lambda: sum(sched.last(f"keep-{i}") == "TASK_RUNNING" for i in range(6)) == 6,
+                20,
+                "6 tasks RUNNING",
+            )
             before = cluster.state()
             used_before = {s["id"]: s["used_resources"] for s in before["slaves"]}
 
             cluster.restart_master(signal.SIGKILL)
             state = cluster.wait_for_state(
-                lambda s: s["activated_slaves"] == 3 and sum(
-                    len(f["tasks"]) for f in s["frameworks"]) == 6,
-                15, "3 agents back with 6 tasks",
-            )  # fmt: skip
+                lambda s: (
+                    s["activated_slaves"] == 3
+                    and sum(len(f["tasks"]) for f in s["frameworks"]) == 6
+                ),
+                15,
+                "3 agents back with 6 tasks",
+            )
             assert {s["id"] for s in state["slaves"]} == set(used_before)
             assert {s["id"]: s["used_resources"] for s in state["slaves"]} == used_before
             fw = state["frameworks"][0]
             assert fw["id"] == sched.framework_id
             assert {t["id"]: t["state"] for t in fw["tasks"]} == {
-                f"keep-{i}": "TASK_RUNNING" for i in range(6)}
+                f"keep-{i}": "TASK_RUNNING" for i in range(6)
+            }
 
             sched.wait(lambda: "reregistered" in sched.registrations, 20, "re-registration")
             seen = len(sched.statuses)
             sched.driver.reconcileTasks([])
-            sched.wait(lambda: len({
-                s["task_id"]["value"] for s in sched.statuses[seen:]
-                if s.get("reason") == "REASON_RECONCILIATION" and s["state"] == "TASK_RUNNING"
-            }) == 6, 10, "implicit reconciliation of 6 RUNNING tasks")  # fmt: skip
+            sched.wait(
+                lambda: (
+                    len(
+                        {
+                            s["task_id"]["value"]
+                            for s in sched.statuses[seen:]
+                            if s.get("reason") == "REASON_RECONCILIATION"
+                            and s["state"] == "TASK_RUNNING"
+                        }
+                    )
+                    == 6
+                ),
+                10,
+                "implicit reconciliation of 6 RUNNING tasks",
+            )
             # The rebuilt allocation: new offers leave out what the 6 tasks hold (1 cpu each).
             offers_seen = len(sched.offers)
             sched.driver.reviveOffers()
-            sched.wait(lambda: len({o["agent_id"]["value"] for o in sched.offers[offers_seen:]}) == 3,
-                       10, "offers from the 3 re-registered agents")
+            sched.wait(
+                lambda: len({o["agent_id"]["value"] for o in sched.offers[offers_seen:]}) == 3,
+                10,
+                "offers from the 3 re-registered agents",
+            )
             for o in sched.offers[offers_seen:]:
                 held = used_before[o["agent_id"]["value"]]["cpus"]
                 assert Resources.from_mesos(o["resources"]).cpus <= 4 - held
@@ -144,11 +183,16 @@ def test_two_frameworks_get_fair_shares_under_drf(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path, agents(3), master_args=FAST)
     try:
         cluster.start_master()
-        first, second = RecordingScheduler(cpus=1, per_offer=1), RecordingScheduler(cpus=1, per_offer=1)
+        first, second = (
+            RecordingScheduler(cpus=1, per_offer=1),
+            RecordingScheduler(cpus=1, per_offer=1),
+        )
         first.submit({f"a-{i:02d}": "sleep 60" for i in range(20)})
         second.submit({f"b-{i:02d}": "sleep 60" for i in range(20)})
-        with PymesosFramework(cluster.address, first, name="first") as a, \
-                PymesosFramework(cluster.address, second, name="second") as b:  # fmt: skip
+        with (
+            PymesosFramework(cluster.address, first, name="first") as a,
+            PymesosFramework(cluster.address, second, name="second") as b,
+        ):
             for i in range(3):  # the agents come after both frameworks are there
                 cluster.start_agent(i)
 
@@ -171,10 +215,12 @@ async def test_decline_with_a_filter_is_honoured(cluster: LocalCluster) -> None:
     first = (await client.next_event("OFFERS", timeout=10))["offers"]["offers"]
     target = first[0]["agent_id"]["value"]
     declined_at = loop.time()
-    await client.decline([o["id"]["value"] for o in first if o["agent_id"]["value"] == target],
-                         refuse_seconds=1.5)
-    await client.decline([o["id"]["value"] for o in first if o["agent_id"]["value"] != target],
-                         refuse_seconds=0)
+    await client.decline(
+        [o["id"]["value"] for o in first if o["agent_id"]["value"] == target], refuse_seconds=1.5
+    )
+    await client.decline(
+        [o["id"]["value"] for o in first if o["agent_id"]["value"] != target], refuse_seconds=0
+    )
     others = 0
     while True:  # the other agents keep coming back; the refused one only after 1.5 s
         offers = (await client.next_event("OFFERS", timeout=5))["offers"]["offers"]

@@ -67,8 +67,14 @@ class FirstFit:
                 self.free[aid] = Resources()
         return grants
 
-    def recover(self, framework_id: str, agent_id: str, resources: Resources, now: float,
-                refuse_seconds: float | None = None) -> None:  # fmt: skip
+    def recover(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        now: float,
+        refuse_seconds: float | None = None,
+    ) -> None:
         if agent_id in self.free:
             self.free[agent_id] = self.free[agent_id] + resources
             if refuse_seconds:
@@ -83,16 +89,27 @@ class FirstFit:
 
 
 @contextlib.asynccontextmanager
-async def node(work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31009]",
-               kill_grace: float = 3.0) -> AsyncIterator[tuple[SchedulerClient, MesosliteAgent]]:  # fmt: skip
-    master = MesosliteMaster(MasterConfig(allocation_interval=0.02, heartbeat_interval=60.0,
-                                 agent_reregister_timeout=0.0), FirstFit())
+async def node(
+    work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31009]", kill_grace: float = 3.0
+) -> AsyncIterator[tuple[SchedulerClient, MesosliteAgent]]:
+    master = MesosliteMaster(
+        MasterConfig(
+            allocation_interval=0.02, heartbeat_interval=60.0, agent_reregister_timeout=0.0
+        ),
+        FirstFit(),
+    )
     server = TestServer(create_app(master), host="127.0.0.1")
     await server.start_server()
     master.port = server.port or 0
     url = f"http://127.0.0.1:{server.port}"
-    agent = MesosliteAgent(AgentConfig(master=url, resources=Resources.parse(resources), work_dir=work_dir,
-                              kill_grace_period=kill_grace))
+    agent = MesosliteAgent(
+        AgentConfig(
+            master=url,
+            resources=Resources.parse(resources),
+            work_dir=work_dir,
+            kill_grace_period=kill_grace,
+        )
+    )
     endpoint = TestServer(create_agent_app(agent), host="127.0.0.1")
     await endpoint.start_server()
     agent.endpoint_port = endpoint.port or 0
@@ -110,7 +127,6 @@ async def node(work_dir: Path, resources: str = "cpus:2;mem:1024;ports:[31000-31
         await server.close()
 
 
-
 async def launch(client: SchedulerClient, task_id: str, command: str, **kw: Any) -> str:
     offers = (await client.next_event("OFFERS"))["offers"]["offers"]
     o = offers[0]
@@ -119,12 +135,16 @@ async def launch(client: SchedulerClient, task_id: str, command: str, **kw: Any)
     return str(o["agent_id"]["value"])
 
 
-async def states_until_terminal(client: SchedulerClient, task_id: str,
-                                timeout: float = 10.0) -> list[dict[str, Any]]:  # fmt: skip
+async def states_until_terminal(
+    client: SchedulerClient, task_id: str, timeout: float = 10.0
+) -> list[dict[str, Any]]:
     seen = []
     while True:
         event = await client.next_event(
-            "UPDATE", timeout=timeout, where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id)
+            "UPDATE",
+            timeout=timeout,
+            where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id,
+        )
         status = event["update"]["status"]
         seen.append(status)
         await client.acknowledge(status)
@@ -136,7 +156,8 @@ async def until_state(client: SchedulerClient, task_id: str, state: str) -> None
     """Acknowledge the task's updates (the next one comes only then) until it is in `state`."""
     while True:
         event = await client.next_event(
-            "UPDATE", where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id)
+            "UPDATE", where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id
+        )
         await client.acknowledge(event["update"]["status"])
         if event["update"]["status"]["state"] == state:
             return
@@ -145,19 +166,31 @@ async def until_state(client: SchedulerClient, task_id: str, state: str) -> None
 @pytest.mark.timeout(30)
 async def test_a_shell_task_runs_in_its_sandbox_with_the_mesos_environment(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
-        env = {"variables": [{"name": "GREETING", "value": "hello"}, {"name": "HOST", "value": "mine"}]}
+        env = {
+            "variables": [{"name": "GREETING", "value": "hello"}, {"name": "HOST", "value": "mine"}]
+        }
         task_id = "env-1"
         await client.accept(
             [(o := (await client.next_event("OFFERS"))["offers"]["offers"][0])["id"]["value"]],
-            [{**command_task(task_id, o["agent_id"]["value"], 'env; pwd; echo oops >&2',
-                             ports=[(31002, 31003)]),
-              "command": {"value": "env; pwd; echo oops >&2", "environment": env}}],
-        )  # fmt: skip
+            [
+                {
+                    **command_task(
+                        task_id,
+                        o["agent_id"]["value"],
+                        "env; pwd; echo oops >&2",
+                        ports=[(31002, 31003)],
+                    ),
+                    "command": {"value": "env; pwd; echo oops >&2", "environment": env},
+                }
+            ],
+        )
         statuses = await states_until_terminal(client, task_id)
         assert [s["state"] for s in statuses] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
         assert statuses[-1]["message"] == "Command exited with status 0"
         assert all(s["agent_id"]["value"] == agent.id and "uuid" in s for s in statuses)
-        sandboxes = list(tmp_path.glob(f"slaves/{agent.id}/frameworks/*/executors/{task_id}/runs/*"))
+        sandboxes = list(
+            tmp_path.glob(f"slaves/{agent.id}/frameworks/*/executors/{task_id}/runs/*")
+        )
         assert len(sandboxes) == 1
         out = (sandboxes[0] / "stdout").read_text()
         lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -165,7 +198,11 @@ async def test_a_shell_task_runs_in_its_sandbox_with_the_mesos_environment(tmp_p
         assert lines["MESOS_FRAMEWORK_ID"] == client.framework_id
         assert lines["MESOS_AGENT_ID"] == agent.id
         assert (lines["PORTS"], lines["PORT0"], lines["PORT1"], lines["PORT"]) == (
-            "31002,31003", "31002", "31003", "31002")
+            "31002,31003",
+            "31002",
+            "31003",
+            "31002",
+        )
         assert lines["GREETING"] == "hello" and lines["HOST"] == "mine"  # CommandInfo wins
         assert out.splitlines()[-1] == str(sandboxes[0])
         assert (sandboxes[0] / "stderr").read_text() == "oops\n"
@@ -180,15 +217,22 @@ async def test_argv_commands_and_failures_carry_reasons(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
         o = (await client.next_event("OFFERS"))["offers"]["offers"][0]
         aid = o["agent_id"]["value"]
-        failing = {**command_task("exit3", aid, ""), "command": {
-            "shell": False, "value": "/bin/sh", "arguments": ["sh", "-c", "exit 3"]}}
-        missing = {**command_task("missing", aid, ""), "command": {
-            "shell": False, "value": "/nonexistent/binary"}}
+        failing = {
+            **command_task("exit3", aid, ""),
+            "command": {"shell": False, "value": "/bin/sh", "arguments": ["sh", "-c", "exit 3"]},
+        }
+        missing = {
+            **command_task("missing", aid, ""),
+            "command": {"shell": False, "value": "/nonexistent/binary"},
+        }
         signalled = command_task("segv", aid, "kill -SEGV $$")
         await client.accept([o["id"]["value"]], [failing, missing, signalled])
         exit3 = (await states_until_terminal(client, "exit3"))[-1]
         assert (exit3["state"], exit3["reason"], exit3["message"]) == (
-            "TASK_FAILED", "REASON_COMMAND_EXECUTOR_FAILED", "Command exited with status 3")
+            "TASK_FAILED",
+            "REASON_COMMAND_EXECUTOR_FAILED",
+            "Command exited with status 3",
+        )
         gone = (await states_until_terminal(client, "missing"))[-1]
         assert (gone["state"], gone["reason"]) == ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED")
         segv = (await states_until_terminal(client, "segv"))[-1]
@@ -202,22 +246,30 @@ async def test_kill_is_sigterm_then_sigkill_after_the_grace_period(tmp_path: Pat
         aid = o["agent_id"]["value"]
         polite = command_task("polite", aid, "sleep 60")
         trapped = tmp_path / "trapped"  # the shell ignores SIGTERM from here on
-        stubborn = {**command_task("stubborn", aid, f"trap '' TERM; touch {trapped}; sleep 60; :"),
-                    "kill_policy": {"grace_period": {"nanoseconds": 300_000_000}}}
+        stubborn = {
+            **command_task("stubborn", aid, f"trap '' TERM; touch {trapped}; sleep 60; :"),
+            "kill_policy": {"grace_period": {"nanoseconds": 300_000_000}},
+        }
         await client.accept([o["id"]["value"]], [polite, stubborn])
         for tid in ("polite", "stubborn"):
             await until_state(client, tid, "TASK_RUNNING")
-        await eventually(trapped.exists, "the shell to ignore SIGTERM", timeout=10)  # load can delay it
+        await eventually(
+            trapped.exists, "the shell to ignore SIGTERM", timeout=10
+        )  # load can delay it
         loop = asyncio.get_running_loop()
         started = loop.time()
         await client.kill("polite")
         await client.kill("stubborn")
         polite_end = (await states_until_terminal(client, "polite"))[-1]
         assert (polite_end["state"], polite_end["message"]) == (
-            "TASK_KILLED", "Command terminated with signal SIGTERM")
+            "TASK_KILLED",
+            "Command terminated with signal SIGTERM",
+        )
         stubborn_end = (await states_until_terminal(client, "stubborn"))[-1]
         assert (stubborn_end["state"], stubborn_end["message"]) == (
-            "TASK_KILLED", "Command terminated with signal SIGKILL")
+            "TASK_KILLED",
+            "Command terminated with signal SIGKILL",
+        )
         assert 0.3 <= loop.time() - started < 10
 
 
@@ -226,7 +278,10 @@ async def test_max_completion_time_fails_the_task(tmp_path: Path) -> None:
     async with node(tmp_path) as (client, agent):
         await launch(client, "slow", "sleep 60", max_completion_time={"nanoseconds": 200_000_000})
         end = (await states_until_terminal(client, "slow"))[-1]
-        assert (end["state"], end["reason"]) == ("TASK_FAILED", "REASON_MAX_COMPLETION_TIME_REACHED")
+        assert (end["state"], end["reason"]) == (
+            "TASK_FAILED",
+            "REASON_MAX_COMPLETION_TIME_REACHED",
+        )
 
 
 @pytest.mark.timeout(30)
@@ -238,16 +293,25 @@ async def test_a_task_can_message_its_framework_through_the_agent(tmp_path: Path
         "req = urllib.request.Request('http://' + os.environ['MESOS_AGENT_ENDPOINT'] + '/api/v1/executor',"
         " body.encode(), {'Content-Type': 'application/json'})\n"
         "assert urllib.request.urlopen(req).status == 202\n"
-    )  # fmt: skip
+    )
     async with node(tmp_path) as (client, agent):
         o = (await client.next_event("OFFERS"))["offers"]["offers"][0]
-        task = {**command_task("talker", o["agent_id"]["value"], ""), "command": {
-            "shell": False, "value": sys.executable, "arguments": ["python", "-c", script],
-            "environment": {"variables": [{"name": "NO_PROXY", "value": "127.0.0.1"}]}}}
+        task = {
+            **command_task("talker", o["agent_id"]["value"], ""),
+            "command": {
+                "shell": False,
+                "value": sys.executable,
+                "arguments": ["python", "-c", script],
+                "environment": {"variables": [{"name": "NO_PROXY", "value": "127.0.0.1"}]},
+            },
+        }
         await client.accept([o["id"]["value"]], [task])
         message = (await client.next_event("MESSAGE", timeout=10))["message"]
-        assert message == {"agent_id": {"value": agent.id}, "executor_id": {"value": "talker"},
-                           "data": "aGVsbG8="}
+        assert message == {
+            "agent_id": {"value": agent.id},
+            "executor_id": {"value": "talker"},
+            "data": "aGVsbG8=",
+        }
         assert (await states_until_terminal(client, "talker"))[-1]["state"] == "TASK_FINISHED"
 
 
@@ -273,7 +337,7 @@ def test_spawned_tasks_die_with_their_agent(tmp_path: Path) -> None:
         f" Path({str(tmp_path)!r}) / 'sandbox', {{'PATH': '/usr/bin:/bin'}})\n"
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n"
-    )  # fmt: skip
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     parent = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:

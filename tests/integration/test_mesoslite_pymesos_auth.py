@@ -30,7 +30,9 @@ PRINCIPAL, SECRET = "mantis", "a secret: with spaces and a colon"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     work = tmp_path_factory.mktemp("mesoslite-auth")
     credentials = work / "credentials.json"
-    credentials.write_text(json.dumps({"credentials": [{"principal": PRINCIPAL, "secret": SECRET}]}))
+    credentials.write_text(
+        json.dumps({"credentials": [{"principal": PRINCIPAL, "secret": SECRET}]})
+    )
     with LocalCluster(work, agents(1), master_args=FAST, credentials=credentials) as c:
         yield c
 
@@ -53,24 +55,33 @@ def test_a_pymesos_driver_with_the_right_credentials_runs_a_task(cluster: LocalC
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("principal", "secret", "info", "status"), [
-    (PRINCIPAL, "wrong", {}, 401),
-    (None, None, {}, 401),
-    (PRINCIPAL, SECRET, {"principal": "someone-else"}, 400),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("principal", "secret", "info", "status"),
+    [
+        (PRINCIPAL, "wrong", {}, 401),
+        (None, None, {}, 401),
+        (PRINCIPAL, SECRET, {"principal": "someone-else"}, 400),
+    ],
+)
 def test_a_pymesos_driver_is_refused_without_valid_credentials(
-    cluster: LocalCluster, principal: str | None, secret: str | None, info: dict[str, str],
+    cluster: LocalCluster,
+    principal: str | None,
+    secret: str | None,
+    info: dict[str, str],
     status: int,
-) -> None:  # fmt: skip
+) -> None:
     # pymesos re-raises its IO thread's error in the main thread through its SIGINT handler;
     # with another handler in place the error would arrive as a KeyboardInterrupt instead.
     assert signal.getsignal(signal.SIGINT) is pymesos_process._handle_sigint
     before = len(cluster.state()["completed_frameworks"]) + len(cluster.state()["frameworks"])
     scheduler = RecordingScheduler()
     driver = pymesos.MesosSchedulerDriver(
-        scheduler, {"user": "test", "name": "refused", **info}, cluster.address,
-        principal=principal, secret=secret,
-    )  # fmt: skip
+        scheduler,
+        {"user": "test", "name": "refused", **info},
+        cluster.address,
+        principal=principal,
+        secret=secret,
+    )
     try:
         with pytest.raises(RuntimeError, match=f"Failed with HTTP {status}"):
             driver.start()

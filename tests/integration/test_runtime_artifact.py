@@ -90,14 +90,20 @@ async def test_download_then_revalidate_then_use_the_cache_when_the_server_is_go
 
 
 async def test_zip_artifacts_hold_one_package_or_one_module(tmp_path: Path) -> None:
-    server = ArtifactServer({
-        "pkg.zip": zipped({"mypkg/__init__.py": "from .jobdef import job\n",
-                           "mypkg/jobdef.py": JOB.format(name="zipped-package")}),
-        "mod.zip": zipped({"only.py": JOB.format(name="zipped-module")}),
-        "two.zip": zipped({"a.py": "", "b.py": ""}),
-        "evil.zip": zipped({"../escape.py": ""}),
-        "bad.zip": b"not a zip at all",
-    })  # fmt: skip
+    server = ArtifactServer(
+        {
+            "pkg.zip": zipped(
+                {
+                    "mypkg/__init__.py": "from .jobdef import job\n",
+                    "mypkg/jobdef.py": JOB.format(name="zipped-package"),
+                }
+            ),
+            "mod.zip": zipped({"only.py": JOB.format(name="zipped-module")}),
+            "two.zip": zipped({"a.py": "", "b.py": ""}),
+            "evil.zip": zipped({"../escape.py": ""}),
+            "bad.zip": b"not a zip at all",
+        }
+    )
     await server.start()
     pkg = await fetch_artifact(server.base + "pkg.zip", tmp_path)
     assert load_job(pkg.spec).name == "zipped-package"
@@ -172,8 +178,10 @@ async def test_too_many_bytes_or_entries_in_all_are_refused(
     with pytest.raises(ArtifactError, match="11 entries, more than the 10 allowed"):
         await fetch_artifact(str(many), cache)
     assert unpacked(cache) == []
-    fits = zip_file(tmp_path / "fits.zip", {"pkg/__init__.py": JOB.format(name="fits").encode(),
-                                            "pkg/data.bin": os.urandom(900_000)})  # fmt: skip
+    fits = zip_file(
+        tmp_path / "fits.zip",
+        {"pkg/__init__.py": JOB.format(name="fits").encode(), "pkg/data.bin": os.urandom(900_000)},
+    )
     assert load_job((await fetch_artifact(str(fits), cache)).spec).name == "fits"
 
 

@@ -362,8 +362,11 @@ async def test_a_replaced_downstream_worker_is_refused_and_its_input_stops() -> 
     assert out.offer_many(list(range(5))) == 0, "nobody to send to"
 
     # Refused at HELLO: the old number again, another job, a stage that is not the next.
-    for worker in (WorkerId("job-1", 2, 0, 5), WorkerId("job-2", 2, 0, 9),
-                   WorkerId("job-1", 3, 0, 9)):  # fmt: skip
+    for worker in (
+        WorkerId("job-1", 2, 0, 5),
+        WorkerId("job-2", 2, 0, 9),
+        WorkerId("job-1", 3, 0, 9),
+    ):
         stale = StageInput("stage_2_index_0", worker=worker)
         stale.set_upstreams([Endpoint(HOST, out.port)])
         assert await asyncio.wait_for(refused_reader(stale, []), 5)
@@ -382,6 +385,7 @@ async def test_a_replaced_downstream_worker_is_refused_and_its_input_stops() -> 
     newest = StageInput("stage_2_index_0", worker=WorkerId("job-1", 2, 0, 7))
     newest.set_upstreams([Endpoint(HOST, out.port)])
     assert await asyncio.wait_for(new_task, 5) == (
-        "worker 6 of stage 2 index 0 was replaced by worker 7")
+        "worker 6 of stage 2 index 0 was replaced by worker 7"
+    )
     await eventually(lambda: out.connection_count == 1, "worker 7 connected alone")
     await stop(newest, out)

@@ -77,8 +77,10 @@ async def test_bad_artifacts_parameters_and_code_fail_the_worker_with_a_clear_me
         (tmp_path / name).write_text(text)
 
     async with local_master(tmp_path) as m:
-        jobs = {name: m.submit(name.removesuffix(".py").replace("_", "-"), tmp_path / name, [1])
-                for name in bad}  # fmt: skip
+        jobs = {
+            name: m.submit(name.removesuffix(".py").replace("_", "-"), tmp_path / name, [1])
+            for name in bad
+        }
         missing = m.submit("missing", tmp_path / "nope.py", [1])
         bad_parameter = m.submit("bad-parameter", tmp_path / "raises_later.py", [1], {"n": "x"})
 
@@ -119,8 +121,10 @@ async def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss
         await m.until(lambda: len(m.started(jid, stage=2)) == 1, "a replacement Started")
         (replacement,) = m.started(jid, stage=2)
         assert replacement.number > middle.number and replacement.index == middle.index
-        await m.until(lambda: any(e["s2"] == replacement.number for e in got[seen_at_kill:]),
-                      "output through the replacement")  # fmt: skip
+        await m.until(
+            lambda: any(e["s2"] == replacement.number for e in got[seen_at_kill:]),
+            "output through the replacement",
+        )
         reader.cancel()
         ids = [e["i"] for e in got]
         assert ids == sorted(ids), "one path, in order"
@@ -129,8 +133,11 @@ async def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss
         # Stage 1 counted what it could not deliver (its heartbeats report it): all but
         # what the dead worker had acknowledged and not yet passed on (one batch or so).
         (source,) = m.started(jid, stage=1)
-        await m.until(lambda: drops(source) >= missing - 500,
-                      f"stage 1 to report ~{missing} dropped events", timeout=10)  # fmt: skip
+        await m.until(
+            lambda: drops(source) >= missing - 500,
+            f"stage 1 to report ~{missing} dropped events",
+            timeout=10,
+        )
 
 
 @pytest.mark.timeout(90)
@@ -185,7 +192,7 @@ async def test_sigterm_stops_a_worker_cleanly_without_completing_it_with_an_api_
 
 @pytest.mark.timeout(90)
 async def test_a_cluster_shutdown_does_not_end_the_job_its_workers_are_replaced(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """Every worker SIGTERMed, as when the agents shut down, and reported as an agent does."""
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
@@ -200,14 +207,22 @@ async def test_a_cluster_shutdown_does_not_end_the_job_its_workers_are_replaced(
         assert m.job_state(jid) is JobState.Launched
         assert all(w.state is WorkerState.Started for w in before.values())
         for wid in before:
-            status = TaskStatus(wid, "TASK_KILLED", "local",
-                                "Agent shut down; Command exited with status 0")
+            status = TaskStatus(
+                wid, "TASK_KILLED", "local", "Agent shut down; Command exited with status 0"
+            )
             m.master.run(lambda plane, now, s=status: plane.task_status(s, now))
-        await m.until(lambda: len(m.started(jid)) == 3 and not set(
-            w.worker_id for w in m.started(jid)) & before.keys(), "3 replacements Started")
+        await m.until(
+            lambda: (
+                len(m.started(jid)) == 3
+                and not set(w.worker_id for w in m.started(jid)) & before.keys()
+            ),
+            "3 replacements Started",
+        )
         assert m.job_state(jid) is JobState.Launched
-        assert all(w.state is WorkerState.Failed and w.reason is CompletedReason.Killed
-                   for w in before.values())  # fmt: skip
+        assert all(
+            w.state is WorkerState.Failed and w.reason is CompletedReason.Killed
+            for w in before.values()
+        )
         (sink,) = m.started(jid, stage=3)
         got: list[Any] = []
         reader = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", got))
@@ -247,13 +262,18 @@ async def test_client_ids_load_balance_within_a_group_and_broadcast_across_group
 
 @pytest.mark.timeout(60)
 async def test_a_transient_job_without_subscribers_is_killed_by_its_sink_worker(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     async with local_master(tmp_path) as m:
-        jid = m.submit("counter", JOBS / "counter.py", [1, 1, 1],
-                       job_sla=JobSla(duration_type=DurationType.Transient),
-                       subscription_timeout_secs=1)  # fmt: skip
-        await m.until(lambda: m.job_state(jid).name in ("Completed", "Failed"),
-                      "the job killed", timeout=15)  # fmt: skip
+        jid = m.submit(
+            "counter",
+            JOBS / "counter.py",
+            [1, 1, 1],
+            job_sla=JobSla(duration_type=DurationType.Transient),
+            subscription_timeout_secs=1,
+        )
+        await m.until(
+            lambda: m.job_state(jid).name in ("Completed", "Failed"), "the job killed", timeout=15
+        )
         job = m.master.plane.job(jid)
         assert job.reason is CompletedReason.Killed and "no subscriber for 1s" in job.message

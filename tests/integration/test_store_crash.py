@@ -30,9 +30,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_until_killed(folder: Path, seed: int, mode: str, kind: str, kill_after: int) -> int:
     """Start a writer, SIGKILL it just after ack number `kill_after`; the highest ack seen."""
     writer = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.store_writer", str(folder), str(seed), mode, kind],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.store_writer",
+            str(folder),
+            str(seed),
+            mode,
+            kind,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert writer.stdout is not None
     acked, deadline = -1, time.monotonic() + 60
     try:

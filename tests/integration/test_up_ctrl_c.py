@@ -46,8 +46,11 @@ def phase(console: str) -> str:
 
 def explain(up: UpProcess) -> str:
     """What a failure message shows: the console and the end of the master's log."""
-    log = [line[:300] for line in (up.data / "master.log").read_text(errors="replace").splitlines()
-           if "upstream_lost" not in line]  # fmt: skip
+    log = [
+        line[:300]
+        for line in (up.data / "master.log").read_text(errors="replace").splitlines()
+        if "upstream_lost" not in line
+    ]
     return "console:\n" + up.console() + "\nmaster.log (end):\n" + "\n".join(log[-15:])
 
 
@@ -58,8 +61,10 @@ def ctrl_c(up: UpProcess) -> str:
     status = up.wait(timeout=40)
     console = up.console()
     assert "Traceback" not in console, console
-    assert (status, console.splitlines()[-1:]) in ((0, ["mantis stopped."]),
-                                                   (130, ["mantis up: interrupted"])), console
+    assert (status, console.splitlines()[-1:]) in (
+        (0, ["mantis stopped."]),
+        (130, ["mantis up: interrupted"]),
+    ), console
     nothing_left(up.data)
     return console
 
@@ -76,20 +81,35 @@ def test_ctrl_c_at_any_moment_leaves_nothing_running_and_the_job_intact(tmp_path
     try:
         for moment in range(MOMENTS):
             delay = rng.uniform(EARLIEST, LATEST)
-            up = UpProcess(data, port, "--example", "--agents", "1",
-                           console=tmp_path / f"{moment:02d}-interrupted.out")  # fmt: skip
+            up = UpProcess(
+                data,
+                port,
+                "--example",
+                "--agents",
+                "1",
+                console=tmp_path / f"{moment:02d}-interrupted.out",
+            )
             runs.append(up)
             with pytest.raises(subprocess.TimeoutExpired):
                 up.process.wait(timeout=delay)  # the Ctrl-C moment; it must still run then
             phases[phase(up.console())] += 1
             jobs.update(re.findall(r"example job (\S+) submitted", ctrl_c(up)))
 
-            again = UpProcess(data, port, "--example", "--agents", "1",
-                              console=tmp_path / f"{moment:02d}-restarted.out")  # fmt: skip
+            again = UpProcess(
+                data,
+                port,
+                "--example",
+                "--agents",
+                "1",
+                console=tmp_path / f"{moment:02d}-restarted.out",
+            )
             runs.append(again)
-            wait_until(again.example_lines,
-                       f"the example's output after Ctrl-C number {moment + 1} ({delay:.1f} s)",
-                       60, describe=partial(explain, again))  # fmt: skip
+            wait_until(
+                again.example_lines,
+                f"the example's output after Ctrl-C number {moment + 1} ({delay:.1f} s)",
+                60,
+                describe=partial(explain, again),
+            )
             phases[phase(again.console())] += 1
             jobs.update(re.findall(r"example job (\S+) submitted", ctrl_c(again)))
     finally:

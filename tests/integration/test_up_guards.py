@@ -96,7 +96,9 @@ def test_a_taken_api_port_fails_fast_naming_the_port_and_the_way_out(
 def test_a_taken_mesoslite_port_fails_fast_too(
     tmp_path: Path, other_server: int, runs: list[UpProcess]
 ) -> None:
-    up = UpProcess(tmp_path / "data", free_port(), "--agents", "1", "--mesos-port", str(other_server))
+    up = UpProcess(
+        tmp_path / "data", free_port(), "--agents", "1", "--mesos-port", str(other_server)
+    )
     runs.append(up)
     assert up.wait(timeout=15) == 1
     assert f"port {other_server} on 127.0.0.1 (--mesos-port) is in use" in up.console()
@@ -109,11 +111,15 @@ def test_a_second_mantis_up_on_the_same_data_folder_is_refused(
     first = UpProcess(tmp_path / "data", free_port(), "--agents", "1")
     runs.append(first)
     first.wait_for("mantis is up")
-    second = UpProcess(tmp_path / "data", free_port(), "--agents", "1",
-                       console=tmp_path / "second.out")  # fmt: skip
+    second = UpProcess(
+        tmp_path / "data", free_port(), "--agents", "1", console=tmp_path / "second.out"
+    )
     runs.append(second)
     assert second.wait(timeout=15) == 1
-    assert f"another `mantis up` (pid {first.process.pid}) uses {tmp_path / 'data'}" in second.console()
+    assert (
+        f"another `mantis up` (pid {first.process.pid}) uses {tmp_path / 'data'}"
+        in second.console()
+    )
     first.interrupt()
     assert first.wait() == 0
     nothing_left(first.data)
@@ -149,8 +155,11 @@ def test_every_child_killed_is_started_again_and_reported(
         frameworks = [f["name"] for f in state["frameworks"] if f.get("active")]
         return bool(state["activated_slaves"] == 1 and frameworks == ["mantis"])
 
-    for word, name in (("mesoslite.master", "mesoslite"), ("mesoslite.agent", "agent 1 (127.0.0.2)"),
-                       (" master --data-dir", "the master")):  # fmt: skip
+    for word, name in (
+        ("mesoslite.master", "mesoslite"),
+        ("mesoslite.agent", "agent 1 (127.0.0.2)"),
+        (" master --data-dir", "the master"),
+    ):
         pid = process_named(up.data, word)
         os.kill(pid, signal.SIGKILL)
         up.wait_for(f"mantis up: {name} exited (killed by SIGKILL); starting it again", 20)
@@ -164,13 +173,17 @@ def test_every_child_killed_is_started_again_and_reported(
 
 def _mesos_url(console: str) -> str:
     """mesoslite's URL, from the console's `mesoslite  http://.../master/state` line."""
-    return next(line.split()[1] for line in console.splitlines()
-                if line.strip().startswith("mesoslite ")).removesuffix("/master/state")  # fmt: skip
+    return next(
+        line.split()[1] for line in console.splitlines() if line.strip().startswith("mesoslite ")
+    ).removesuffix("/master/state")
 
 
 def _replaced(data: Path, word: str, old: int) -> bool:
-    now = [p for p in started_in(data) if word in Path(f"/proc/{p}/cmdline").read_text()
-           .replace("\0", " ")]  # fmt: skip
+    now = [
+        p
+        for p in started_in(data)
+        if word in Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
+    ]
     return len(now) == 1 and now[0] != old
 
 
@@ -196,8 +209,12 @@ def test_the_api_needs_the_generated_token_and_the_cli_finds_it(
     assert token.encode() not in Path(f"/proc/{master}/cmdline").read_bytes()
 
     body = orjson.dumps(cluster_definition("c", "x.py", "u"))
-    request = urllib.request.Request(up.url + "/api/v1/jobClusters", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        up.url + "/api/v1/jobClusters",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
@@ -206,18 +223,31 @@ def test_the_api_needs_the_generated_token_and_the_cli_finds_it(
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     (secret,) = [c["secret"] for c in orjson.loads(credentials.read_bytes())["credentials"]]
     assert secret.encode() not in Path(f"/proc/{master}/cmdline").read_bytes()
-    subscribe = orjson.dumps({"type": "SUBSCRIBE", "subscribe": {
-        "framework_info": {"user": "intruder", "name": "intruder"}}})  # fmt: skip
-    request = urllib.request.Request(_mesos_url(console) + "/api/v1/scheduler", data=subscribe,
-                                     method="POST", headers={"Content-Type": "application/json"})
+    subscribe = orjson.dumps(
+        {
+            "type": "SUBSCRIBE",
+            "subscribe": {"framework_info": {"user": "intruder", "name": "intruder"}},
+        }
+    )
+    request = urllib.request.Request(
+        _mesos_url(console) + "/api/v1/scheduler",
+        data=subscribe,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401, "mesoslite takes frameworks without credentials"
 
     def mantis(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "adapters.cli.main", *args, "--url", up.url],
-                              cwd=tmp_path, env=environment(), capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "adapters.cli.main", *args, "--url", up.url],
+            cwd=tmp_path,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     created = mantis("cluster", "create", "tokened", "--artifact", "x.py")
     assert created.returncode == 0, created.stderr  # with the token of ./mantis-data
@@ -236,10 +266,26 @@ def test_the_cli_reads_the_token_from_the_data_folder_it_is_given(
     up.wait_for("mantis is up")
 
     def create(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "adapters.cli.main", "cluster", "create",
-                               name, "--artifact", "x.py", "--url", up.url, *extra],
-                              cwd=tmp_path, env=environment(), capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "adapters.cli.main",
+                "cluster",
+                "create",
+                name,
+                "--artifact",
+                "x.py",
+                "--url",
+                up.url,
+                *extra,
+            ],
+            cwd=tmp_path,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     refused = create("without")  # ./mantis-data does not exist here
     assert refused.returncode == 1 and "401" in refused.stderr
@@ -259,8 +305,12 @@ def test_no_token_leaves_the_api_open_and_removes_the_token_file(
     console = up.wait_for("mantis is up")
     assert "API token" not in console and not (up.data / "api-token").exists()
     body = orjson.dumps(cluster_definition("open", "x.py", "u"))
-    request = urllib.request.Request(up.url + "/api/v1/jobClusters", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        up.url + "/api/v1/jobClusters",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as r:
         assert r.status == 201
     up.interrupt()
@@ -310,10 +360,19 @@ def test_a_child_that_keeps_dying_is_given_up_on_after_backing_off(tmp_path: Pat
     status = up.run(lambda: False, lambda: None, start_timeout=60)
     lines = err.getvalue().splitlines()
     assert status == 1
-    restarts = [x for x in lines if "agent 1 (127.0.0.2) exited (exit status 3); starting it again" in x]
-    assert [x.split(" in ")[-1].split(" (log")[0] for x in restarts] == ["0.5 s", "1 s", "2 s", "4 s"]
-    assert lines[-1].startswith(f"mantis up: agent 1 (127.0.0.2) died {GIVE_UP_DEATHS} times in "
-                                "60 s, each time before it was up (last: exit status 3")  # fmt: skip
+    restarts = [
+        x for x in lines if "agent 1 (127.0.0.2) exited (exit status 3); starting it again" in x
+    ]
+    assert [x.split(" in ")[-1].split(" (log")[0] for x in restarts] == [
+        "0.5 s",
+        "1 s",
+        "2 s",
+        "4 s",
+    ]
+    assert lines[-1].startswith(
+        f"mantis up: agent 1 (127.0.0.2) died {GIVE_UP_DEATHS} times in "
+        "60 s, each time before it was up (last: exit status 3"
+    )
     assert lines[-1].endswith("; stopping")
     assert all(child.process is None for child in up.children)
     nothing_left(tmp_path / "data")

@@ -39,11 +39,24 @@ class UpProcess:
         self.console_path = console or data.parent / f"up-{time.monotonic_ns()}.out"
         self._console = self.console_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli.main", "up", "--data-dir", str(data),
-             "--port", str(port), *options],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
-            env=environment(), start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "adapters.cli.main",
+                "up",
+                "--data-dir",
+                str(data),
+                "--port",
+                str(port),
+                *options,
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._console,
+            stderr=subprocess.STDOUT,
+            env=environment(),
+            start_new_session=True,
+        )
 
     def console(self) -> str:
         return self.console_path.read_bytes().decode("utf-8", "replace")
@@ -54,8 +67,10 @@ class UpProcess:
         def printed() -> bool:
             seen = self.console()
             if text not in seen and self.process.poll() is not None:
-                raise AssertionError(f"mantis up exited ({self.process.returncode}) before "
-                                     f"printing {text!r}:\n{seen}")  # fmt: skip
+                raise AssertionError(
+                    f"mantis up exited ({self.process.returncode}) before "
+                    f"printing {text!r}:\n{seen}"
+                )
             return text in seen
 
         wait_until(printed, repr(text), timeout, describe=self.console)
@@ -63,8 +78,9 @@ class UpProcess:
 
     def example_lines(self) -> list[Any]:
         """The example job's output lines printed so far."""
-        return [orjson.loads(line) for line in self.console().splitlines()
-                if line.startswith('{"key"')]  # fmt: skip
+        return [
+            orjson.loads(line) for line in self.console().splitlines() if line.startswith('{"key"')
+        ]
 
     def interrupt(self) -> None:
         """Ctrl-C in the terminal: SIGINT to every process of the foreground group."""

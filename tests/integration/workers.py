@@ -29,7 +29,9 @@ __all__ = ["HOST", "JOBS", "ROOT", "LocalMaster", "free_port", "local_master", "
 class LocalMaster(ProcessMaster):
     """See the module docstring; `master` is the service."""
 
-    def __init__(self, tmp: Path, heartbeat_secs: float = 0.5, api_token: str | None = None) -> None:
+    def __init__(
+        self, tmp: Path, heartbeat_secs: float = 0.5, api_token: str | None = None
+    ) -> None:
         super().__init__(tmp, heartbeat_secs, api_token, env={"PYTHONPATH": str(ROOT)})
         self.master = self.service
         self.tmp = tmp

@@ -118,7 +118,7 @@ class Model:
         return not any(
             f == fid and a == aid and expires > now and refused.contains(offer)
             for f, a, expires, refused in self.filters
-        )  # fmt: skip
+        )
 
     def expected(self, aid: str, now: float) -> str | None:
         offer = self.free(aid)
@@ -281,10 +281,10 @@ class AllocatorMachine(RuleBasedStateMachine):
             assert g.framework_id == expected, (
                 f"{g.agent_id} went to {g.framework_id}, lowest share eligible is {expected}:"
                 f" {[(f, model.key(f)) for f in sorted(model.role_of)]}"
-            )  # fmt: skip
+            )
             blocked = [f for f in model.role_of if f not in model.suppressed] != [
                 f for f in model.role_of if model.eligible(f, g.agent_id, free, now)
-            ]  # fmt: skip
+            ]
             event("grant past a filter or suppression" if blocked else "grant")
             model.give(g.framework_id, g.agent_id, g.resources)
         for aid in sorted(set(model.agents) - seen):
@@ -293,7 +293,7 @@ class AllocatorMachine(RuleBasedStateMachine):
             if model.allocatable(free) and any(
                 f not in model.suppressed and not model.eligible(f, aid, free, now)
                 for f in model.role_of
-            ):  # fmt: skip
+            ):
                 event("agent held back by filters")
 
     @precondition(lambda self: self.model.held)

@@ -50,11 +50,17 @@ STEPS = st.sampled_from([0.5, 3.0, 20.0, 61.0, 95.0, 301.0, 3600.0])
 @st.composite
 def scheduling_infos(draw: st.DrawFn) -> SchedulingInfo:
     stages = draw(st.integers(1, 3))
-    return SchedulingInfo(tuple(
-        StageSchedulingInfo(draw(st.integers(1, 3)), MachineDefinition(1, 256), scalable=draw(st.booleans()),
-                            hard_constraints=draw(st.sampled_from([(), (JobConstraint.UniqueHost,)])))
-        for _ in range(stages)
-    ))  # fmt: skip
+    return SchedulingInfo(
+        tuple(
+            StageSchedulingInfo(
+                draw(st.integers(1, 3)),
+                MachineDefinition(1, 256),
+                scalable=draw(st.booleans()),
+                hard_constraints=draw(st.sampled_from([(), (JobConstraint.UniqueHost,)])),
+            )
+            for _ in range(stages)
+        )
+    )
 
 
 @st.composite
@@ -64,7 +70,9 @@ def slas(draw: st.DrawFn) -> ClusterSla:
         low = draw(st.integers(0, 2))
         return ClusterSla(min=low, max=draw(st.integers(low, 3)))
     if kind == "cron":
-        return ClusterSla(cron_spec="0 */2 * * * ?", cron_policy=draw(st.sampled_from(list(CronPolicy))))
+        return ClusterSla(
+            cron_spec="0 */2 * * * ?", cron_policy=draw(st.sampled_from(list(CronPolicy)))
+        )
     return ClusterSla()
 
 
@@ -111,33 +119,57 @@ class ControlPlaneMachine(RuleBasedStateMachine):
         for jid, job in self.cp.jobs.items():
             if job.terminal and jid not in self.dead_jobs:
                 # The job ended in this step: every worker that was alive got a kill.
-                alive_before = [w for w in job.current_workers()
-                                if w.completed_at == job.ended_at and w.reason is CompletedReason.Killed]
+                alive_before = [
+                    w
+                    for w in job.current_workers()
+                    if w.completed_at == job.ended_at and w.reason is CompletedReason.Killed
+                ]
                 assert all(w.worker_id in killed for w in alive_before)
                 self.dead_jobs.add(jid)
         self.events.extend(out.events)
         self.replayed.apply_persisted(out.events)
 
     def workers(self, states: set[WorkerState] | None = None) -> list[str]:
-        return sorted(w.worker_id for w in self.cp.workers.values() if states is None or w.state in states)
+        return sorted(
+            w.worker_id for w in self.cp.workers.values() if states is None or w.state in states
+        )
 
     # ---------------------------------------------------------------- cluster commands
 
-    @rule(target=clusters, name=NAMES, info=scheduling_infos(), sla=slas(),
-          timeout=st.sampled_from(["", "30", "0", "abc"]))
+    @rule(
+        target=clusters,
+        name=NAMES,
+        info=scheduling_infos(),
+        sla=slas(),
+        timeout=st.sampled_from(["", "30", "0", "abc"]),
+    )
     def create_cluster(self, name, info, sla, timeout) -> str:
         params = (ParameterValue("mantis.job.worker.timeout.secs", timeout),) if timeout else ()
         definition = JobClusterDefinition(
-            name, (JobClusterConfig(f"{name}.zip", "v1", self.now, info),), sla=sla, parameters=params
+            name,
+            (JobClusterConfig(f"{name}.zip", "v1", self.now, info),),
+            sla=sla,
+            parameters=params,
         )
         self.call(self.cp.create_cluster, definition, self.now)
         return name
 
-    @rule(name=clusters, version=st.sampled_from(["v1", "v2", "v3", "v4", "v5"]), skip=st.booleans(),
-          user=USERS)
+    @rule(
+        name=clusters,
+        version=st.sampled_from(["v1", "v2", "v3", "v4", "v5"]),
+        skip=st.booleans(),
+        user=USERS,
+    )
     def update_artifact(self, name, version, skip, user) -> None:
-        self.call(self.cp.update_artifact, name, f"{name}-{version}.zip", version, user, self.now,
-                  skip_submit=skip)  # fmt: skip
+        self.call(
+            self.cp.update_artifact,
+            name,
+            f"{name}-{version}.zip",
+            version,
+            user,
+            self.now,
+            skip_submit=skip,
+        )
 
     @rule(name=clusters, sla=slas(), force=st.booleans())
     def update_sla(self, name, sla, force) -> None:
@@ -158,13 +190,24 @@ class ControlPlaneMachine(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------- job commands
 
-    @rule(target=jobs, name=clusters, user=USERS, tag=st.sampled_from(["", "x"]),
-          version=st.sampled_from([None, "v1", "v9"]),
-          transient=st.booleans(), limit=st.sampled_from([0, 0, 200]))
+    @rule(
+        target=jobs,
+        name=clusters,
+        user=USERS,
+        tag=st.sampled_from(["", "x"]),
+        version=st.sampled_from([None, "v1", "v9"]),
+        transient=st.booleans(),
+        limit=st.sampled_from([0, 0, 200]),
+    )
     def submit(self, name, user, tag, version, transient, limit) -> str:
-        sla = JobSla(runtime_limit_secs=limit, duration_type="Transient" if transient else "Perpetual",
-                     user_provided_type=f'{{"unique": "{tag}"}}' if tag else "")  # fmt: skip
-        out = self.call(self.cp.submit_job, name, JobRequest(version=version, job_sla=sla), user, self.now)
+        sla = JobSla(
+            runtime_limit_secs=limit,
+            duration_type="Transient" if transient else "Perpetual",
+            user_provided_type=f'{{"unique": "{tag}"}}' if tag else "",
+        )
+        out = self.call(
+            self.cp.submit_job, name, JobRequest(version=version, job_sla=sla), user, self.now
+        )
         return out.job_id if out else f"{name}-999"
 
     @rule(target=jobs, name=clusters)
@@ -198,13 +241,24 @@ class ControlPlaneMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.cp.workers)
     @rule(data=st.data())
     def heartbeat_all_running(self, data) -> None:
-        for wid in self.workers({WorkerState.Launched, WorkerState.StartInitiated, WorkerState.Started}):
+        for wid in self.workers(
+            {WorkerState.Launched, WorkerState.StartInitiated, WorkerState.Started}
+        ):
             if data.draw(st.booleans()):
                 self.record(self.cp.heartbeat(wid, self.now, {"SubscriptionState": "true"}))
 
     @precondition(lambda self: self.cp.workers)
-    @rule(data=st.data(), state=st.sampled_from(
-        [WorkerState.StartInitiated, WorkerState.Started, WorkerState.Failed, WorkerState.Completed]))
+    @rule(
+        data=st.data(),
+        state=st.sampled_from(
+            [
+                WorkerState.StartInitiated,
+                WorkerState.Started,
+                WorkerState.Failed,
+                WorkerState.Completed,
+            ]
+        ),
+    )
     def worker_status(self, data, state) -> None:
         wid = data.draw(st.sampled_from(self.workers()))
         reason = data.draw(st.sampled_from([None, CompletedReason.Error, CompletedReason.Lost]))
@@ -216,12 +270,33 @@ class ControlPlaneMachine(RuleBasedStateMachine):
         wid = data.draw(st.sampled_from(self.workers()))  # possibly a duplicate or late launch
         self.record(self.cp.worker_launched(wid, "agent-2", "host-2", (31001,), self.now))
 
-    @rule(agents=st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3"]), st.sampled_from([0.5, 2.0, 8.0]),
-                                    st.sampled_from(["z1", "z2"])), min_size=1, max_size=3,
-                          unique_by=lambda t: t[0]))
+    @rule(
+        agents=st.lists(
+            st.tuples(
+                st.sampled_from(["a1", "a2", "a3"]),
+                st.sampled_from([0.5, 2.0, 8.0]),
+                st.sampled_from(["z1", "z2"]),
+            ),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda t: t[0],
+        )
+    )
     def offers(self, agents) -> None:
-        offers = [Offer(f"o-{self.now}-{a}", a, f"host-{a}", cpus, 4096.0, 1000.0, 1000.0,
-                        ((31000, 31020),), (("zone", z),)) for a, cpus, z in agents]  # fmt: skip
+        offers = [
+            Offer(
+                f"o-{self.now}-{a}",
+                a,
+                f"host-{a}",
+                cpus,
+                4096.0,
+                1000.0,
+                1000.0,
+                ((31000, 31020),),
+                (("zone", z),),
+            )
+            for a, cpus, z in agents
+        ]
         out = self.cp.on_offers(offers, self.now)
         self.record(out)
         launches = [e for e in out.effects if isinstance(e, LaunchTask)]
@@ -298,9 +373,15 @@ class ControlPlaneMachine(RuleBasedStateMachine):
             if job.terminal:
                 assert all(w.terminal for w in workers), f"{job.job_id} ended with live workers"
             started = sum(w.state is WorkerState.Started for w in workers)
-            assert job.started_workers == started == self.replayed.jobs.get(job.job_id, job).started_workers
+            assert (
+                job.started_workers
+                == started
+                == self.replayed.jobs.get(job.job_id, job).started_workers
+            )
             if job.state is JobState.Accepted:
-                assert not job.all_started(), f"{job.job_id} has all workers Started but is Accepted"
+                assert not job.all_started(), (
+                    f"{job.job_id} has all workers Started but is Accepted"
+                )
         assert set(j.job_id for j in self.cp.active_jobs()) == {
             j for j, job in self.cp.jobs.items() if not job.terminal
         }
@@ -312,7 +393,11 @@ class ControlPlaneMachine(RuleBasedStateMachine):
             job = self.cp.jobs[w.job_id]
             stage = job.definition.scheduling_info.stage(w.stage)
             placed_by_matcher = w.hostname.startswith("host-a")  # not by launch_ready_workers
-            if w.running and placed_by_matcher and JobConstraint.UniqueHost in stage.hard_constraints:
+            if (
+                w.running
+                and placed_by_matcher
+                and JobConstraint.UniqueHost in stage.hard_constraints
+            ):
                 key = (w.job_id, w.stage, w.hostname)
                 assert key not in seen, f"UniqueHost broken for {key}"
                 seen.add(key)

@@ -59,8 +59,11 @@ def dest_of(machine: object, trigger: str) -> object:
     return machine.get_state(dest).value
 
 
-@pytest.mark.parametrize(("name", "machine", "table", "state", "trigger"), CASES,
-                         ids=[f"{c[0]}-{c[3].name}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "machine", "table", "state", "trigger"),
+    CASES,
+    ids=[f"{c[0]}-{c[3].name}-{c[4]}" for c in CASES],
+)
 def test_every_trigger_from_every_state(name, machine, table, state, trigger) -> None:
     thing = Thing(state)
     dest = dest_of(machine, trigger)
@@ -75,8 +78,12 @@ def test_every_trigger_from_every_state(name, machine, table, state, trigger) ->
 
 @pytest.mark.parametrize(("name", "machine", "table"), MACHINES, ids=["worker", "job"])
 def test_every_mantis_transition_has_a_trigger(name, machine, table) -> None:
-    reachable = {(s, dest_of(machine, t)) for s in table for t in machine.events
-                 if dest_of(machine, t) in table[s]}
+    reachable = {
+        (s, dest_of(machine, t))
+        for s in table
+        for t in machine.events
+        if dest_of(machine, t) in table[s]
+    }
     assert reachable == {(s, d) for s, ds in table.items() for d in ds}
 
 
@@ -98,4 +105,4 @@ def test_random_trigger_sequences_follow_mantis(name, machine, table, data) -> N
     terminal = [s for s in path if not table[s] or table[s] <= {s}]
     # Once terminal, a lifecycle never leaves its terminal state.
     if terminal:
-        assert all(s is terminal[0] for s in path[path.index(terminal[0]):])
+        assert all(s is terminal[0] for s in path[path.index(terminal[0]) :])

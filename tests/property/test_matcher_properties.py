@@ -343,7 +343,9 @@ class Running:
     new: bool
 
 
-def world(inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str], by: str) -> list[Running]:
+def world(
+    inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str], by: str
+) -> list[Running]:
     out = [
         Running(
             p.job_id,
@@ -395,7 +397,11 @@ def keeps(c: object, t: Running, tasks: list[Running], hosts: dict[str, OracleAg
 
 
 def broken(
-    inst: Instance, hosts: dict[str, OracleAgent], where: dict[str, str], soft: bool, by: str = "hostname"
+    inst: Instance,
+    hosts: dict[str, OracleAgent],
+    where: dict[str, str],
+    soft: bool,
+    by: str = "hostname",
 ) -> list[str]:
     """The constraints the placement `where` breaks, hard ones or soft ones; hosts `by`
     hostname or by agent."""
@@ -670,7 +676,14 @@ def test_an_unplaced_request_names_what_every_offer_lacks(inst: Instance, config
             assert c in r.hard_constraints
             for agent in hosts:
                 h = hosts[agent]
-                me = Running(r.job_id, r.stage, agent, h.hostname if by == "hostname" else agent,
-                             h.attrs.get("zone", ""), r.hard_constraints, r.soft_constraints,
-                             True)  # fmt: skip
+                me = Running(
+                    r.job_id,
+                    r.stage,
+                    agent,
+                    h.hostname if by == "hostname" else agent,
+                    h.attrs.get("zone", ""),
+                    r.hard_constraints,
+                    r.soft_constraints,
+                    True,
+                )
                 assert lacks_cpus(agent) or not keeps(c, me, [*tasks, me], hosts), agent

@@ -22,7 +22,14 @@ from core.control import Outcome
 from service.master import Command, MasterService, NotPersisted
 
 SIM_SEEDS = int(os.environ.get("SIM_SEEDS", "1000"))
-REGRESSIONS = [9, 75, 77, 292, 328, 533]  # seeds that once failed (UniqueHost per hostname), kept forever
+REGRESSIONS = [
+    9,
+    75,
+    77,
+    292,
+    328,
+    533,
+]  # seeds that once failed (UniqueHost per hostname), kept forever
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,8 +39,10 @@ def failures(seeds: list[int]) -> list[str]:
         result = World(seed).run()
         if not result.ok:
             v = result.violations[0]
-            out.append(f"seed {seed}: {v.kind} at t={v.at:.1f}: {v.message} "
-                       f"(replay: python -m adapters.sim --seed {seed})")  # fmt: skip
+            out.append(
+                f"seed {seed}: {v.kind} at t={v.at:.1f}: {v.message} "
+                f"(replay: python -m adapters.sim --seed {seed})"
+            )
     return out
 
 
@@ -53,7 +62,9 @@ def test_many_seeds_have_no_violations() -> None:
     assert total_steps >= SIM_SEEDS * 1000, "each world should simulate at least 1,000 events"
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow])
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow]
+)
 @given(rng=st.randoms(use_true_random=False))
 def test_worlds_driven_by_hypothesis_have_no_violations(rng) -> None:
     """Hypothesis owns every random choice, so a failure shrinks to a short fault schedule."""
@@ -70,8 +81,15 @@ def test_same_seed_same_run() -> None:
 @pytest.mark.parametrize("hash_seed", ["1", "987654"])
 def test_digest_does_not_depend_on_hash_randomisation(hash_seed: str) -> None:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    run = subprocess.run([sys.executable, "-m", "adapters.sim", "--seed", "42"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "adapters.sim", "--seed", "42"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert f"digest {World(42).run().digest}" in run.stdout
 
 

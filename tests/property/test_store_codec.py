@@ -57,9 +57,13 @@ REASON = st.none() | st.sampled_from(CompletedReason)
 CONSTRAINTS = st.lists(st.sampled_from(JobConstraint), max_size=2, unique=True).map(tuple)
 
 machines = st.builds(
-    MachineDefinition, st.floats(0.01, 8), st.floats(1, 28000), st.floats(0, 1024),
-    st.floats(0, 1e6), st.integers(0, 100),
-)  # fmt: skip
+    MachineDefinition,
+    st.floats(0.01, 8),
+    st.floats(1, 28000),
+    st.floats(0, 1024),
+    st.floats(0, 1e6),
+    st.integers(0, 100),
+)
 strategies = st.builds(
     ScalingStrategy,
     TEXT,
@@ -68,35 +72,76 @@ strategies = st.builds(
     st.just(1),
     SMALL.map(lambda n: n + 1),
 )
-policies = st.builds(StageScalingPolicy, SMALL, SMALL, SMALL, st.integers(-3, 3), st.integers(-3, 3),
-                     SMALL, st.lists(strategies, max_size=2).map(tuple))  # fmt: skip
-stages = CONSTRAINTS.flatmap(lambda c: st.builds(
-    StageSchedulingInfo, st.integers(1, 1500), machines, st.just(c[:1]), st.just(c[1:]),
-    st.booleans(), st.none() | policies,
-))  # fmt: skip
-scheduling = st.lists(stages, min_size=1, max_size=3).map(lambda s: SchedulingInfo(tuple(s)))
-params = st.lists(st.builds(ParameterValue, NAME, TEXT), max_size=3, unique_by=lambda p: p.name).map(
-    tuple
+policies = st.builds(
+    StageScalingPolicy,
+    SMALL,
+    SMALL,
+    SMALL,
+    st.integers(-3, 3),
+    st.integers(-3, 3),
+    SMALL,
+    st.lists(strategies, max_size=2).map(tuple),
 )
+stages = CONSTRAINTS.flatmap(
+    lambda c: st.builds(
+        StageSchedulingInfo,
+        st.integers(1, 1500),
+        machines,
+        st.just(c[:1]),
+        st.just(c[1:]),
+        st.booleans(),
+        st.none() | policies,
+    )
+)
+scheduling = st.lists(stages, min_size=1, max_size=3).map(lambda s: SchedulingInfo(tuple(s)))
+params = st.lists(
+    st.builds(ParameterValue, NAME, TEXT), max_size=3, unique_by=lambda p: p.name
+).map(tuple)
 labels = st.lists(st.builds(Label, NAME, TEXT), max_size=3, unique_by=lambda p: p.name).map(tuple)
 job_slas = st.builds(
-    JobSla, st.integers(0, 2**70), st.integers(0, 10**6), TEXT,
-    st.sampled_from(DurationType) | st.sampled_from(["Perpetual", "Transient"]),  # plain strings happen
+    JobSla,
+    st.integers(0, 2**70),
+    st.integers(0, 10**6),
+    TEXT,
+    st.sampled_from(DurationType)
+    | st.sampled_from(["Perpetual", "Transient"]),  # plain strings happen
     st.sampled_from(["", '{"unique": "x"}']),
-)  # fmt: skip
+)
 cluster_slas = st.one_of(
     st.builds(ClusterSla, st.integers(0, 5), st.integers(5, 100)),
-    st.builds(ClusterSla, st.just(0), st.just(0), st.just("0 */2 * * * ?"),
-              st.none() | st.sampled_from(CronPolicy)),
-)  # fmt: skip
+    st.builds(
+        ClusterSla,
+        st.just(0),
+        st.just(0),
+        st.just("0 */2 * * * ?"),
+        st.none() | st.sampled_from(CronPolicy),
+    ),
+)
 configs = st.builds(JobClusterConfig, NAME, NAME, TIME, scheduling, TEXT)
 clusters = st.builds(
-    JobClusterDefinition, NAME,
+    JobClusterDefinition,
+    NAME,
     st.lists(configs, min_size=1, max_size=4, unique_by=lambda c: c.version).map(tuple),
-    st.builds(JobOwner, TEXT, TEXT, TEXT, TEXT, TEXT), TEXT, cluster_slas, job_slas, params, labels,
-)  # fmt: skip
-jobs = st.builds(JobDefinition, NAME, TEXT, NAME, NAME, scheduling, TEXT, params, labels, job_slas,
-                 st.integers(0, 10**6))  # fmt: skip
+    st.builds(JobOwner, TEXT, TEXT, TEXT, TEXT, TEXT),
+    TEXT,
+    cluster_slas,
+    job_slas,
+    params,
+    labels,
+)
+jobs = st.builds(
+    JobDefinition,
+    NAME,
+    TEXT,
+    NAME,
+    NAME,
+    scheduling,
+    TEXT,
+    params,
+    labels,
+    job_slas,
+    st.integers(0, 10**6),
+)
 
 BUILDERS: dict[type, st.SearchStrategy[Event]] = {
     ClusterCreated: st.builds(ClusterCreated, clusters, TIME),
@@ -106,14 +151,22 @@ BUILDERS: dict[type, st.SearchStrategy[Event]] = {
     CronFired: st.builds(CronFired, NAME, TIME),
     JobAccepted: st.builds(JobAccepted, TEXT, INT, jobs, TEXT, TIME, TIME, TIME),
     WorkerAccepted: st.builds(WorkerAccepted, TEXT, TEXT, INT, INT, INT, TIME, TIME, INT, INT, INT),
-    WorkerLaunched: st.builds(WorkerLaunched, TEXT, TEXT, TEXT,
-                              st.lists(st.integers(0, 65535), max_size=5).map(tuple), TIME),
-    WorkerStateChanged: st.builds(WorkerStateChanged, TEXT, st.sampled_from(WorkerState), TIME,
-                                  REASON, TEXT),
-    JobStateChanged: st.builds(JobStateChanged, TEXT, st.sampled_from(JobState), TIME, REASON,
-                               TEXT, TEXT),
+    WorkerLaunched: st.builds(
+        WorkerLaunched,
+        TEXT,
+        TEXT,
+        TEXT,
+        st.lists(st.integers(0, 65535), max_size=5).map(tuple),
+        TIME,
+    ),
+    WorkerStateChanged: st.builds(
+        WorkerStateChanged, TEXT, st.sampled_from(WorkerState), TIME, REASON, TEXT
+    ),
+    JobStateChanged: st.builds(
+        JobStateChanged, TEXT, st.sampled_from(JobState), TIME, REASON, TEXT, TEXT
+    ),
     StageScaled: st.builds(StageScaled, TEXT, INT, INT, TEXT, TEXT, TIME),
-}  # fmt: skip
+}
 
 
 def test_the_strategy_covers_every_event_type() -> None:

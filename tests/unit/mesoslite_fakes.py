@@ -61,16 +61,24 @@ class FirstFitAllocator:
             if not (free.contains(MIN_CPUS) or free.contains(MIN_MEM)):
                 continue
             for fid in sorted(f for f, on in self.active.items() if on):
-                if any(f == fid and a == aid and until > now and r.contains(free)
-                       for f, a, until, r in self.filters):
+                if any(
+                    f == fid and a == aid and until > now and r.contains(free)
+                    for f, a, until, r in self.filters
+                ):
                     continue
                 grants.append(Grant(fid, aid, free))
                 self.held[aid][fid] = self.held[aid].get(fid, Resources()) + free
                 break
         return grants
 
-    def recover(self, framework_id: str, agent_id: str, resources: Resources, now: float,
-                refuse_seconds: float | None = None) -> None:
+    def recover(
+        self,
+        framework_id: str,
+        agent_id: str,
+        resources: Resources,
+        now: float,
+        refuse_seconds: float | None = None,
+    ) -> None:
         if agent_id not in self.held:
             return
         self.held[agent_id][framework_id] = self.held[agent_id][framework_id] - resources
@@ -98,19 +106,25 @@ class FakeAgent:
         self.reader: asyncio.Task[None] | None = None
         self.pongs: set[asyncio.Future[int]] = set()
 
-    async def register(self, resources: str = "cpus:4;mem:4096;ports:[31000-31099]",
-                       attributes: str = "zone:a", agent_id: str | None = None,
-                       tasks: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    async def register(
+        self,
+        resources: str = "cpus:4;mem:4096;ports:[31000-31099]",
+        attributes: str = "zone:a",
+        agent_id: str | None = None,
+        tasks: list[dict[str, Any]] | None = None,
+    ) -> None:
         info: dict[str, Any] = {
-            "hostname": "127.0.0.1", "port": 5051,
+            "hostname": "127.0.0.1",
+            "port": 5051,
             "resources": Resources.parse(resources).to_mesos(),
             "attributes": attributes_to_mesos(parse_attributes(attributes)),
-        }  # fmt: skip
+        }
         if agent_id:
             info["id"] = {"value": agent_id}
         body = {"type": "REGISTER", "register": {"agent_info": info, "tasks": tasks or []}}
-        resp = await self.http.post(self.url, data=orjson.dumps(body),
-                                    headers={"Content-Type": "application/json"})
+        resp = await self.http.post(
+            self.url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        )
         assert resp.status == 200, await resp.text()
         self.session = resp.headers["Mesoslite-Agent-Session"]
         self.reader = asyncio.create_task(self._read(resp))
@@ -123,7 +137,9 @@ class FakeAgent:
             async for chunk in resp.content.iter_any():
                 for event in (orjson.loads(r) for r in decoder.feed(chunk)):
                     if event["type"] == "PING":  # alive: answer at once, like a real agent
-                        pong = asyncio.ensure_future(self.post({"type": "PONG", "pong": event["ping"]}))
+                        pong = asyncio.ensure_future(
+                            self.post({"type": "PONG", "pong": event["ping"]})
+                        )
                         self.pongs.add(pong)
                         pong.add_done_callback(self.pongs.discard)
                     else:
@@ -144,15 +160,26 @@ class FakeAgent:
         return [e for e in self.unread if e["type"] == kind]
 
     async def post(self, call: dict[str, Any]) -> int:
-        headers = {"Content-Type": "application/json", "Mesoslite-Agent-Session": self.session or ""}
+        headers = {
+            "Content-Type": "application/json",
+            "Mesoslite-Agent-Session": self.session or "",
+        }
         body = {**call, "agent_id": {"value": self.id}}
         async with self.http.post(self.url, data=orjson.dumps(body), headers=headers) as resp:
             return resp.status
 
-    async def update(self, framework_id: str, task_id: str, state: str, **kw: Any) -> dict[str, Any]:
+    async def update(
+        self, framework_id: str, task_id: str, state: str, **kw: Any
+    ) -> dict[str, Any]:
         status = task_status(task_id, state, agent_id=self.id, source="SOURCE_EXECUTOR", **kw)
-        code = await self.post({"type": "UPDATE", "update": {"updates": [
-            {"framework_id": {"value": framework_id}, "status": status}]}})
+        code = await self.post(
+            {
+                "type": "UPDATE",
+                "update": {
+                    "updates": [{"framework_id": {"value": framework_id}, "status": status}]
+                },
+            }
+        )
         assert code == 202
         return status
 

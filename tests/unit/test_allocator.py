@@ -20,8 +20,12 @@ R = Resources.parse
 SMALL = R("cpus:1;mem:1024")
 
 
-def cluster(cls: type[HierarchicalDRF] | type[StrictPriority] = HierarchicalDRF,
-            agents: int = 1, total: Resources = SMALL, **frameworks: str) -> HierarchicalDRF:  # fmt: skip
+def cluster(
+    cls: type[HierarchicalDRF] | type[StrictPriority] = HierarchicalDRF,
+    agents: int = 1,
+    total: Resources = SMALL,
+    **frameworks: str,
+) -> HierarchicalDRF:
     a = cls()
     for fid, role in frameworks.items():
         a.add_framework(fid, role, 0.0)
@@ -59,13 +63,16 @@ def test_whole_agent_offer_counts_as_allocated_until_recovered() -> None:
     assert a.allocate(3.0) == [Grant("f1", "big", R("cpus:1;mem:100;ports:[31005-31009]"))]
 
 
-@pytest.mark.parametrize(("free", "offered"), [
-    ("cpus:0.009;mem:31.999;disk:1000;ports:[1-100]", False),
-    ("cpus:0.01", True),
-    ("mem:32", True),
-    ("cpus:0.01;mem:32", True),
-    ("disk:100000;gpus:1", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("free", "offered"),
+    [
+        ("cpus:0.009;mem:31.999;disk:1000;ports:[1-100]", False),
+        ("cpus:0.01", True),
+        ("mem:32", True),
+        ("cpus:0.01;mem:32", True),
+        ("disk:100000;gpus:1", False),
+    ],
+)
 def test_min_allocatable_is_cpus_0_01_or_mem_32(free: str, offered: bool) -> None:
     a = cluster(f1="r", agents=0)
     a.add_agent("a", R(free), {})
@@ -94,8 +101,11 @@ def test_frameworks_in_a_role_share_it_by_drf() -> None:
 def test_lowest_dominant_share_goes_first_and_shares_are_dominant() -> None:
     a = cluster(agents=0, cpu_heavy="r1", mem_heavy="r2", idle="r3")
     # cluster: 10 cpus, 10,000 MB; cpu_heavy holds 50% cpus, mem_heavy 40% mem
-    a.add_agent("x", R("cpus:10;mem:10000"), {"cpu_heavy": R("cpus:5;mem:100"),
-                                               "mem_heavy": R("cpus:1;mem:4000")})  # fmt: skip
+    a.add_agent(
+        "x",
+        R("cpus:10;mem:10000"),
+        {"cpu_heavy": R("cpus:5;mem:100"), "mem_heavy": R("cpus:1;mem:4000")},
+    )
     assert (a.share("cpu_heavy"), a.share("mem_heavy"), a.share("idle")) == (0.5, 0.4, 0.0)
     a.suppress("idle")
     assert a.allocate(1.0)[0].framework_id == "mem_heavy"
@@ -129,10 +139,18 @@ def test_a_filtered_agent_goes_to_the_next_framework() -> None:
     assert [g.framework_id for g in a.allocate(1.0)] == ["f2"]
 
 
-@pytest.mark.parametrize(("refuse", "timeout"), [
-    (None, 0.0), (0.0, 0.0), (0.2, 1.0), (-1.0, 5.0), (float("nan"), 5.0), (30.0, 30.0),
-    (2**31 - 1, 365 * 86400.0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("refuse", "timeout"),
+    [
+        (None, 0.0),
+        (0.0, 0.0),
+        (0.2, 1.0),
+        (-1.0, 5.0),
+        (float("nan"), 5.0),
+        (30.0, 30.0),
+        (2**31 - 1, 365 * 86400.0),
+    ],
+)
 def test_refuse_seconds_follow_mesos(refuse: float | None, timeout: float) -> None:
     a = cluster(f1="r")
     [g] = a.allocate(100.0)
@@ -281,11 +299,15 @@ def test_grants_do_not_depend_on_the_hash_seed() -> None:
     root = str(Path(__file__).resolve().parents[2])
     outs = {
         subprocess.run(
-            [sys.executable, "-c", SCENARIO], capture_output=True, text=True, check=True, cwd=root,
+            [sys.executable, "-c", SCENARIO],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
             env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root},
         ).stdout
         for seed in ("1", "2", "3")
-    }  # fmt: skip
+    }
     assert len(outs) == 1 and "Grant(" in next(iter(outs))
 
 

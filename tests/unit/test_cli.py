@@ -58,7 +58,10 @@ def test_help_lists_the_subcommands_and_exits_zero(capsys: pytest.CaptureFixture
     [
         (["bogus"], "mantis: error: argument COMMAND: invalid choice: 'bogus'"),
         ([], "mantis: error: the following arguments are required: COMMAND"),
-        (["master", "--port", "x"], "mantis master: error: argument --port: invalid int value: 'x'"),
+        (
+            ["master", "--port", "x"],
+            "mantis master: error: argument --port: invalid int value: 'x'",
+        ),
         (["--log-level", "loud", "version"], "mantis: error: argument --log-level: invalid choice"),
     ],
 )
@@ -130,7 +133,9 @@ def test_master_refuses_a_damaged_store_in_one_line_naming_the_way_out(
     data[12] ^= 0x40  # inside the first record's payload, valid records after it
     segment.write_bytes(bytes(data))
 
-    status = main.main(["master", "--data-dir", str(tmp_path), "--port", "0", "--mesos", "127.0.0.1:9"])
+    status = main.main(
+        ["master", "--data-dir", str(tmp_path), "--port", "0", "--mesos", "127.0.0.1:9"]
+    )
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert str(segment) in err and "mantis master --recover-from-snapshot" in err

@@ -35,17 +35,45 @@ def test_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MANTIS_API_TOKEN", "t0k")
     monkeypatch.setenv("USER", "carol")
     args = parse(["cluster", "list"])
-    assert (args.url, args.token, args.user, args.json) == ("http://10.0.0.1:9000", "t0k", "carol", False)
+    assert (args.url, args.token, args.user, args.json) == (
+        "http://10.0.0.1:9000",
+        "t0k",
+        "carol",
+        False,
+    )
     monkeypatch.delenv("MANTIS_URL")
     monkeypatch.delenv("MANTIS_API_TOKEN")
     args = parse(["job", "get", "demo-1", "--json", "--user", "dan"])
-    assert (args.url, args.token, args.user, args.json) == ("http://127.0.0.1:8100", None, "dan", True)
+    assert (args.url, args.token, args.user, args.json) == (
+        "http://127.0.0.1:8100",
+        None,
+        "dan",
+        True,
+    )
 
 
 def test_cluster_create_arguments() -> None:
-    args = parse(["cluster", "create", "demo", "--artifact", "job.py", "--stages", "1:2, 2:1",
-                  "--cpus", "0.5", "--memory", "256", "--param", "n=1=2", "--param", "m=",
-                  "--label", "team=streams"])  # fmt: skip
+    args = parse(
+        [
+            "cluster",
+            "create",
+            "demo",
+            "--artifact",
+            "job.py",
+            "--stages",
+            "1:2, 2:1",
+            "--cpus",
+            "0.5",
+            "--memory",
+            "256",
+            "--param",
+            "n=1=2",
+            "--param",
+            "m=",
+            "--label",
+            "team=streams",
+        ]
+    )
     assert args.name == "demo" and args.artifact == "job.py"
     assert args.stages == {1: 2, 2: 1}
     assert (args.cpus, args.memory, args.scalable) == (0.5, 256.0, False)
@@ -62,18 +90,28 @@ def test_update_leaves_out_what_is_not_given() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["cluster", "create", "d", "--artifact", "a", "--stages", "1:2,3:1"],
-         "argument --stages: stages must be numbered 1..N, got [1, 3]"),
-        (["cluster", "create", "d", "--artifact", "a", "--stages", "1-2"],
-         "argument --stages: '1-2' is not stage:workers"),
-        (["cluster", "create", "d", "--artifact", "a", "--stages", "1:0"],
-         "argument --stages: stage 1 needs at least 1 worker, got 0"),
+        (
+            ["cluster", "create", "d", "--artifact", "a", "--stages", "1:2,3:1"],
+            "argument --stages: stages must be numbered 1..N, got [1, 3]",
+        ),
+        (
+            ["cluster", "create", "d", "--artifact", "a", "--stages", "1-2"],
+            "argument --stages: '1-2' is not stage:workers",
+        ),
+        (
+            ["cluster", "create", "d", "--artifact", "a", "--stages", "1:0"],
+            "argument --stages: stage 1 needs at least 1 worker, got 0",
+        ),
         (["cluster", "create", "d"], "the following arguments are required: --artifact"),
-        (["cluster", "create", "d", "--artifact", "a", "--param", "novalue"],
-         "argument --param: 'novalue' is not name=value"),
+        (
+            ["cluster", "create", "d", "--artifact", "a", "--param", "novalue"],
+            "argument --param: 'novalue' is not name=value",
+        ),
         (["job", "kill", "d-1"], "the following arguments are required: --reason"),
-        (["job", "scale", "d-1", "--stage", "1", "--workers", "0"],
-         "argument --workers: must be >= 1, got 0"),
+        (
+            ["job", "scale", "d-1", "--stage", "1", "--workers", "0"],
+            "argument --workers: must be >= 1, got 0",
+        ),
         (["job", "connect"], "one of the arguments ID --cluster is required"),
         (["job", "connect", "d-1", "--cluster", "d"], "argument --cluster: not allowed with"),
         (["job", "connect", "d-1", "--limit", "1.5"], "argument --limit: not an integer: '1.5'"),
@@ -106,21 +144,41 @@ def test_parse_stages_and_key_values() -> None:
 
 
 def test_cluster_definition_from_simple_arguments() -> None:
-    body = cluster_definition("demo", "uploaded.zip", "alice", stages={1: 2, 2: 1}, cpus=0.5,
-                              memory=256, parameters={"n": "10"}, labels={"team": "s"},
-                              version="v2")  # fmt: skip
-    assert body == {"jobDefinition": {
-        "name": "demo", "user": "alice", "artifactName": "uploaded.zip",
-        "schedulingInfo": {"stages": {
-            "1": {"numberOfInstances": 2, "scalable": False,
-                  "machineDefinition": {"cpuCores": 0.5, "memoryMB": 256}},
-            "2": {"numberOfInstances": 1, "scalable": False,
-                  "machineDefinition": {"cpuCores": 0.5, "memoryMB": 256}},
-        }},
-        "parameters": [{"name": "n", "value": "10"}],
-        "labels": [{"name": "team", "value": "s"}],
-        "version": "v2",
-    }}  # fmt: skip
+    body = cluster_definition(
+        "demo",
+        "uploaded.zip",
+        "alice",
+        stages={1: 2, 2: 1},
+        cpus=0.5,
+        memory=256,
+        parameters={"n": "10"},
+        labels={"team": "s"},
+        version="v2",
+    )
+    assert body == {
+        "jobDefinition": {
+            "name": "demo",
+            "user": "alice",
+            "artifactName": "uploaded.zip",
+            "schedulingInfo": {
+                "stages": {
+                    "1": {
+                        "numberOfInstances": 2,
+                        "scalable": False,
+                        "machineDefinition": {"cpuCores": 0.5, "memoryMB": 256},
+                    },
+                    "2": {
+                        "numberOfInstances": 1,
+                        "scalable": False,
+                        "machineDefinition": {"cpuCores": 0.5, "memoryMB": 256},
+                    },
+                }
+            },
+            "parameters": [{"name": "n", "value": "10"}],
+            "labels": [{"name": "team", "value": "s"}],
+            "version": "v2",
+        }
+    }
 
 
 def test_an_artifact_is_a_url_a_local_path_or_an_uploaded_name(
@@ -141,25 +199,45 @@ def rendered_cluster() -> dict[str, Any]:
     """A cluster as GET /api/v1/jobClusters/{name} renders it (two versions)."""
 
     def stage(n: int) -> dict[str, Any]:
-        return {"numberOfInstances": n, "scalable": False, "hardConstraints": ["M4Cluster"],
-                "softConstraints": [], "scalingPolicy": None,
-                "machineDefinition": {"cpuCores": 1.0, "memoryMB": 512.0, "networkMbps": 128.0,
-                                      "diskMB": 0.0, "numPorts": 1}}  # fmt: skip
+        return {
+            "numberOfInstances": n,
+            "scalable": False,
+            "hardConstraints": ["M4Cluster"],
+            "softConstraints": [],
+            "scalingPolicy": None,
+            "machineDefinition": {
+                "cpuCores": 1.0,
+                "memoryMB": 512.0,
+                "networkMbps": 128.0,
+                "diskMB": 0.0,
+                "numPorts": 1,
+            },
+        }
 
     return {
-        "name": "demo", "latestVersion": "2", "user": "alice",
+        "name": "demo",
+        "latestVersion": "2",
+        "user": "alice",
         "jars": [
-            {"url": "old.zip", "artifactName": "old.zip", "version": "1",
-             "schedulingInfo": {"stages": {"1": stage(1)}}},
-            {"url": "http://a.example/new.zip", "artifactName": "new.zip", "version": "2",
-             "schedulingInfo": {"stages": {"1": stage(2), "2": stage(1)}}},
+            {
+                "url": "old.zip",
+                "artifactName": "old.zip",
+                "version": "1",
+                "schedulingInfo": {"stages": {"1": stage(1)}},
+            },
+            {
+                "url": "http://a.example/new.zip",
+                "artifactName": "new.zip",
+                "version": "2",
+                "schedulingInfo": {"stages": {"1": stage(2), "2": stage(1)}},
+            },
         ],
         "sla": {"min": 0, "max": 1, "cronSpec": None, "cronPolicy": None},
         "jobSla": {"runtimeLimitSecs": 0, "durationType": "Perpetual"},
         "parameters": [{"name": "n", "value": "1"}, {"name": "m", "value": "x"}],
         "labels": [{"name": "team", "value": "s"}],
         "owner": {"name": "Alice"},
-    }  # fmt: skip
+    }
 
 
 def test_an_update_keeps_what_is_not_given() -> None:
@@ -172,17 +250,28 @@ def test_an_update_keeps_what_is_not_given() -> None:
 
 
 def test_an_update_overrides_stages_machines_parameters_and_labels() -> None:
-    d = updated_definition(rendered_cluster(), "bob", artifact="other.py", stages={1: 1, 2: 3, 3: 2},
-                           cpus=2, memory=1024, parameters={"n": "5", "k": "v"},
-                           labels={"env": "test"}, version="3")["jobDefinition"]  # fmt: skip
+    d = updated_definition(
+        rendered_cluster(),
+        "bob",
+        artifact="other.py",
+        stages={1: 1, 2: 3, 3: 2},
+        cpus=2,
+        memory=1024,
+        parameters={"n": "5", "k": "v"},
+        labels={"env": "test"},
+        version="3",
+    )["jobDefinition"]
     assert d["artifactName"] == "other.py" and "jobJarFileLocation" not in d
     stages = d["schedulingInfo"]["stages"]
     assert {n: s["numberOfInstances"] for n, s in stages.items()} == {"1": 1, "2": 3, "3": 2}
     assert all(s["machineDefinition"]["cpuCores"] == 2 for s in stages.values())
     assert all(s["machineDefinition"]["memoryMB"] == 1024 for s in stages.values())
     assert stages["3"]["hardConstraints"] == ["M4Cluster"]  # copied from the last stage
-    assert d["parameters"] == [{"name": "n", "value": "5"}, {"name": "m", "value": "x"},
-                               {"name": "k", "value": "v"}]  # fmt: skip
+    assert d["parameters"] == [
+        {"name": "n", "value": "5"},
+        {"name": "m", "value": "x"},
+        {"name": "k", "value": "v"},
+    ]
     assert d["labels"] == [{"name": "team", "value": "s"}, {"name": "env", "value": "test"}]
     assert d["version"] == "3"
 
@@ -191,8 +280,11 @@ def test_an_update_overrides_stages_machines_parameters_and_labels() -> None:
 
 
 def test_api_errors_are_one_line_with_status_field_and_message() -> None:
-    e = _api_error(400, b'{"error":"jobDefinition.name: must not be empty",'
-                        b'"field":"jobDefinition.name"}', "Bad Request")  # fmt: skip
+    e = _api_error(
+        400,
+        b'{"error":"jobDefinition.name: must not be empty","field":"jobDefinition.name"}',
+        "Bad Request",
+    )
     assert str(e) == "400 jobDefinition.name: must not be empty"
     assert (e.status, e.field) == (400, "jobDefinition.name")
     assert isinstance(e, CommandRejected)  # main.py prints it as one line, status 1
@@ -232,8 +324,10 @@ def test_connect_needs_a_job_or_a_cluster() -> None:
 
 
 def test_sse_events_decode_json_and_join_data_lines() -> None:
-    raw = (b'data: {"i": 1}\n\n: a comment\nid: 7\nevent: x\ndata: {"i": 2}\r\n\r\n'
-           b"data: ping\n\ndata:[1,\ndata: 2]\n\ndata: last")  # fmt: skip
+    raw = (
+        b'data: {"i": 1}\n\n: a comment\nid: 7\nevent: x\ndata: {"i": 2}\r\n\r\n'
+        b"data: ping\n\ndata:[1,\ndata: 2]\n\ndata: last"
+    )
     lines = io.BytesIO(raw).readlines()  # "last" is never completed by a blank line
     assert list(sse_events(lines)) == [{"i": 1}, {"i": 2}, "ping", [1, 2]]
 
@@ -280,17 +374,25 @@ class FakeJobs:
 
 def wait(fake: FakeJobs, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
     out = io.StringIO()
-    job = commands.wait_until_started(fake, "d-1", timeout, out, clock=lambda: fake.now,  # type: ignore[arg-type]
-                                      sleep=fake.sleep)  # fmt: skip
+    job = commands.wait_until_started(
+        fake,
+        "d-1",
+        timeout,
+        out,
+        clock=lambda: fake.now,  # type: ignore[arg-type]
+        sleep=fake.sleep,
+    )
     return out.getvalue(), job
 
 
 def test_wait_shows_each_change_until_every_worker_started() -> None:
-    views = [job_view("Accepted", ["Accepted", "Accepted"]),
-             job_view("Accepted", ["Accepted", "Accepted"]),
-             job_view("Accepted", ["Launched", "Accepted"]),
-             job_view("Accepted", ["Started", "Launched"]),
-             job_view("Launched", ["Started", "Started"])]  # fmt: skip
+    views = [
+        job_view("Accepted", ["Accepted", "Accepted"]),
+        job_view("Accepted", ["Accepted", "Accepted"]),
+        job_view("Accepted", ["Launched", "Accepted"]),
+        job_view("Accepted", ["Started", "Launched"]),
+        job_view("Launched", ["Started", "Started"]),
+    ]
     out, job = wait(FakeJobs(views))
     assert out.splitlines() == [
         "d-1: 0/2 workers placed, 0/2 started",
@@ -349,7 +451,25 @@ def test_connect_stops_after_limit_and_closes_the_stream(
             seen.append("closed")
 
     monkeypatch.setattr(MantisClient, "connect", events)
-    assert main.main(["job", "connect", "--cluster", "d", "--limit", "2", "--sample", "0.5",
-                      "--client-id", "me"]) == 0  # fmt: skip
+    assert (
+        main.main(
+            [
+                "job",
+                "connect",
+                "--cluster",
+                "d",
+                "--limit",
+                "2",
+                "--sample",
+                "0.5",
+                "--client-id",
+                "me",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == '{"i":0}\n{"i":1}\n'
-    assert seen == [(None, {"cluster": "d", "params": {"clientId": "me", "sample": "0.5"}}), "closed"]
+    assert seen == [
+        (None, {"cluster": "d", "params": {"clientId": "me", "sample": "0.5"}}),
+        "closed",
+    ]

@@ -31,12 +31,16 @@ T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
 def info(*instances: int, scalable: bool = True) -> SchedulingInfo:
-    return SchedulingInfo(tuple(
-        StageSchedulingInfo(n, MachineDefinition(1, 512), scalable=scalable) for n in instances
-    ))  # fmt: skip
+    return SchedulingInfo(
+        tuple(
+            StageSchedulingInfo(n, MachineDefinition(1, 512), scalable=scalable) for n in instances
+        )
+    )
 
 
-def cluster(name: str = "demo", sla: ClusterSla | None = None, **kw: object) -> JobClusterDefinition:
+def cluster(
+    name: str = "demo", sla: ClusterSla | None = None, **kw: object
+) -> JobClusterDefinition:
     config = JobClusterConfig(f"{name}.zip", "1", T0, kw.pop("scheduling", info(2, 1)))  # type: ignore[arg-type]
     return JobClusterDefinition(name, (config,), sla=sla or ClusterSla(), **kw)  # type: ignore[arg-type]
 
@@ -83,7 +87,9 @@ def test_submit_emits_accepted_events_and_launch_requests(cp: ControlPlane) -> N
     assert types(out) == ["JobAccepted", "WorkerAccepted", "WorkerAccepted", "WorkerAccepted"]
     launches = [e for e in out.effects if isinstance(e, LaunchRequest)]
     assert [(x.stage, x.index, x.number, x.ready_at) for x in launches] == [
-        (1, 0, 1, T0), (1, 1, 2, T0), (2, 0, 3, T0)
+        (1, 0, 1, T0),
+        (1, 1, 2, T0),
+        (2, 0, 3, T0),
     ]
     assert launches[0].machine == MachineDefinition(1, 512)
     labels = {lb.name: lb.value for lb in cp.job(out.job_id).definition.labels}
@@ -183,7 +189,9 @@ def test_stale_and_unknown_observations_kill_zombies(cp: ControlPlane) -> None:
     wid = cp.job(jid).current_workers()[0].worker_id
     cp.kill_job(jid, "alice", "bye", T0)
     out = cp.worker_launched(wid, "a1", "h1", (1,), T0 + 1)
-    assert out.events == [] and out.effects == [KillTask(wid, "a1", "launched but no longer wanted")]
+    assert out.events == [] and out.effects == [
+        KillTask(wid, "a1", "launched but no longer wanted")
+    ]
     assert cp.heartbeat("ghost-1-worker-0-1", T0).effects[0] == KillTask(
         "ghost-1-worker-0-1", "", "heartbeat from a dead worker"
     )
@@ -240,7 +248,9 @@ def test_job_fails_after_100_worker_failures_in_an_hour() -> None:
     jid = submit(cp)
     for i in range(100):
         (w,) = cp.job(jid).current_workers()
-        cp.worker_status(w.worker_id, WorkerState.Failed, T0 + i, CompletedReason.Error, "image not found")
+        cp.worker_status(
+            w.worker_id, WorkerState.Failed, T0 + i, CompletedReason.Error, "image not found"
+        )
     assert cp.job(jid).state is JobState.Failed and cp.job(jid).reason is CompletedReason.Error
     assert len(cp.workers) == 100  # the 100th failure was not replaced
 
@@ -251,7 +261,9 @@ def test_failures_older_than_an_hour_do_not_count() -> None:
     jid = submit(cp)
     for i in range(150):
         (w,) = cp.job(jid).current_workers()
-        cp.worker_status(w.worker_id, WorkerState.Failed, T0 + i * 60, CompletedReason.Error, "flaky")
+        cp.worker_status(
+            w.worker_id, WorkerState.Failed, T0 + i * 60, CompletedReason.Error, "flaky"
+        )
     assert cp.job(jid).state is JobState.Accepted
 
 
@@ -299,18 +311,24 @@ def test_scale_up_adds_indices_and_down_removes_the_highest(cp: ControlPlane) ->
     jid = submit(cp)
     run_all(cp, jid, T0)
     out = cp.scale_stage(jid, 1, 4, "alice", "more", T0 + 1)
-    assert [(e.index, e.number) for e in out.events if isinstance(e, WorkerAccepted)] == [(2, 4), (3, 5)]
+    assert [(e.index, e.number) for e in out.events if isinstance(e, WorkerAccepted)] == [
+        (2, 4),
+        (3, 5),
+    ]
     run_all(cp, jid, T0 + 2)
     out = cp.scale_stage(jid, 1, 1, "alice", "less", T0 + 3)
     assert sorted(e.worker_id for e in out.effects if isinstance(e, KillTask)) == [
-        "demo-1-worker-1-2", "demo-1-worker-2-4", "demo-1-worker-3-5"
+        "demo-1-worker-1-2",
+        "demo-1-worker-2-4",
+        "demo-1-worker-3-5",
     ]
     assert [w.index for w in cp.job(jid).stages[1]] == [0]
     assert PublishSchedulingInfo(jid) in out.effects
 
 
-@pytest.mark.parametrize(("stage", "n", "field"), [(3, 2, "stageNumber"), (1, 1501, "NumWorkers"),
-                                                   (1, 0, "NumWorkers")])
+@pytest.mark.parametrize(
+    ("stage", "n", "field"), [(3, 2, "stageNumber"), (1, 1501, "NumWorkers"), (1, 0, "NumWorkers")]
+)
 def test_scale_rejects_bad_input(cp: ControlPlane, stage: int, n: int, field: str) -> None:
     jid = submit(cp)
     run_all(cp, jid, T0)
@@ -339,15 +357,27 @@ def test_runtime_limit_kills_the_job(cp: ControlPlane) -> None:
         cp.heartbeat(w.worker_id, T0 + 600)
     assert cp.tick(T0 + 609).events == []
     out = cp.tick(T0 + 610)
-    assert JobStateChanged(jid, JobState.Completed, T0 + 610, CompletedReason.Killed,
-                           "runtime limit of 600s reached", "mantis-master") in out.events  # fmt: skip
+    assert (
+        JobStateChanged(
+            jid,
+            JobState.Completed,
+            T0 + 610,
+            CompletedReason.Killed,
+            "runtime limit of 600s reached",
+            "mantis-master",
+        )
+        in out.events
+    )
 
 
 def test_sla_min_submits_and_max_kills_the_oldest() -> None:
     cp = ControlPlane()
     cp.create_cluster(cluster(sla=ClusterSla(min=2, max=2)), T0)
     out = cp.tick(T0)
-    assert [e.job_id for e in out.events if type(e).__name__ == "JobAccepted"] == ["demo-1", "demo-2"]
+    assert [e.job_id for e in out.events if type(e).__name__ == "JobAccepted"] == [
+        "demo-1",
+        "demo-2",
+    ]
     assert cp.tick(T0 + 1).events == []
     for jid in ("demo-1", "demo-2"):
         run_all(cp, jid, T0 + 2)
@@ -422,22 +452,28 @@ def test_replay_then_recover_keeps_running_workers_and_requeues_pending() -> Non
 # ------------------------------------------------------------------------ model validation
 
 
-@pytest.mark.parametrize(("make", "field"), [
-    (lambda: MachineDefinition(0, 512), "cpuCores"),
-    (lambda: MachineDefinition(9, 512), "cpuCores"),
-    (lambda: MachineDefinition(1, 30000), "memoryMB"),
-    (lambda: MachineDefinition(1, 512, network_mbps=2000), "networkMbps"),
-    (lambda: StageSchedulingInfo(0, MachineDefinition(1, 1)), "numberOfInstances"),
-    (lambda: SchedulingInfo(()), "schedulingInfo.stages"),
-    (lambda: ClusterSla(min=6, max=10), "slaMin"),
-    (lambda: ClusterSla(min=2, max=1), "slaMax"),
-    (lambda: ClusterSla(max=101), "slaMax"),
-    (lambda: ClusterSla(cron_spec="0 0 25 * * ?"), "cronSpec"),
-    (lambda: JobSla(runtime_limit_secs=-1), "jobSla.runtimeLimitSecs"),
-    (lambda: JobSla(user_provided_type="{not json"), "jobSla.userProvidedType"),
-    (lambda: cluster(name="9lives"), "name"),
-    (lambda: cluster(parameters=(ParameterValue("a", "1"), ParameterValue("a", "2"))), "parameters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: MachineDefinition(0, 512), "cpuCores"),
+        (lambda: MachineDefinition(9, 512), "cpuCores"),
+        (lambda: MachineDefinition(1, 30000), "memoryMB"),
+        (lambda: MachineDefinition(1, 512, network_mbps=2000), "networkMbps"),
+        (lambda: StageSchedulingInfo(0, MachineDefinition(1, 1)), "numberOfInstances"),
+        (lambda: SchedulingInfo(()), "schedulingInfo.stages"),
+        (lambda: ClusterSla(min=6, max=10), "slaMin"),
+        (lambda: ClusterSla(min=2, max=1), "slaMax"),
+        (lambda: ClusterSla(max=101), "slaMax"),
+        (lambda: ClusterSla(cron_spec="0 0 25 * * ?"), "cronSpec"),
+        (lambda: JobSla(runtime_limit_secs=-1), "jobSla.runtimeLimitSecs"),
+        (lambda: JobSla(user_provided_type="{not json"), "jobSla.userProvidedType"),
+        (lambda: cluster(name="9lives"), "name"),
+        (
+            lambda: cluster(parameters=(ParameterValue("a", "1"), ParameterValue("a", "2"))),
+            "parameters",
+        ),
+    ],
+)
 def test_model_validation_names_the_field(make, field) -> None:
     with pytest.raises(InvalidRequest) as e:
         make()

@@ -7,10 +7,34 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 BANNED_MODULES = {
-    "time", "random", "asyncio", "threading", "socket", "os", "uuid", "kazoo", "aiohttp",
-    "reactivex", "pymesos", "adapters", "runtime", "mesoslite", "subprocess", "multiprocessing",
-    "secrets", "pathlib", "io", "shutil", "tempfile", "signal", "select", "selectors", "http",
-    "urllib", "logging", "structlog",
+    "time",
+    "random",
+    "asyncio",
+    "threading",
+    "socket",
+    "os",
+    "uuid",
+    "kazoo",
+    "aiohttp",
+    "reactivex",
+    "pymesos",
+    "adapters",
+    "runtime",
+    "mesoslite",
+    "subprocess",
+    "multiprocessing",
+    "secrets",
+    "pathlib",
+    "io",
+    "shutil",
+    "tempfile",
+    "signal",
+    "select",
+    "selectors",
+    "http",
+    "urllib",
+    "logging",
+    "structlog",
 }
 BANNED_CALLS = {"now", "today", "utcnow", "open", "print", "input"}
 
@@ -30,13 +54,17 @@ def violations(source: str) -> list[str]:
             names = [node.module or ""] if node.level == 0 else []
         elif isinstance(node, ast.Call):
             f = node.func
-            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            name = (
+                f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            )
             if name in BANNED_CALLS:
                 found.append(f"line {node.lineno}: call of {name}()")
             continue
         else:
             continue
-        found += [f"line {node.lineno}: import {n}" for n in names if n.split(".")[0] in BANNED_MODULES]
+        found += [
+            f"line {node.lineno}: import {n}" for n in names if n.split(".")[0] in BANNED_MODULES
+        ]
     return found
 
 

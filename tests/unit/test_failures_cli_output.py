@@ -58,9 +58,19 @@ def view(*workers: dict[str, Any], state: str = "Accepted") -> dict[str, Any]:
 
 
 def worker(state: str = "Accepted", number: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"workerIndex": 0, "workerNumber": number, "stageNum": 1, "state": state,
-            "reason": "Normal", "message": "", "pendingReason": "", "resubmitOf": 0,
-            "resubmitReason": None, "resubmitMessage": "", **extra}  # fmt: skip
+    return {
+        "workerIndex": 0,
+        "workerNumber": number,
+        "stageNum": 1,
+        "state": state,
+        "reason": "Normal",
+        "message": "",
+        "pendingReason": "",
+        "resubmitOf": 0,
+        "resubmitReason": None,
+        "resubmitMessage": "",
+        **extra,
+    }
 
 
 def wait(views: list[dict[str, Any]], timeout: float = 60.0) -> tuple[str, Any]:
@@ -68,9 +78,13 @@ def wait(views: list[dict[str, Any]], timeout: float = 60.0) -> tuple[str, Any]:
     ticks = iter(range(1000))
     try:
         result: Any = wait_until_started(
-            Jobs(views), "demo-1", timeout, out,  # type: ignore[arg-type]
-            clock=lambda: float(next(ticks)), sleep=lambda s: None,
-        )  # fmt: skip
+            Jobs(views),
+            "demo-1",
+            timeout,
+            out,  # type: ignore[arg-type]
+            clock=lambda: float(next(ticks)),
+            sleep=lambda s: None,
+        )
     except (CommandRejected, TimeoutError) as e:
         result = e
     return out.getvalue(), result
@@ -78,12 +92,14 @@ def wait(views: list[dict[str, Any]], timeout: float = 60.0) -> tuple[str, Any]:
 
 def test_wait_shows_why_a_worker_is_not_placed_once_then_its_progress() -> None:
     reason = "no agent offers 28000 MB memory (largest offer: 15000 MB memory)"
-    out, job = wait([
-        view(worker(pendingReason=reason)),
-        view(worker(pendingReason=reason)),
-        view(worker("Launched")),
-        view(worker("Started"), state="Launched"),
-    ])  # fmt: skip
+    out, job = wait(
+        [
+            view(worker(pendingReason=reason)),
+            view(worker(pendingReason=reason)),
+            view(worker("Launched")),
+            view(worker("Started"), state="Launched"),
+        ]
+    )
     assert out.splitlines() == [
         "demo-1: 0/1 workers placed, 0/1 started",
         f"demo-1: worker 0 of stage 1 not placed: {reason}",
@@ -96,10 +112,12 @@ def test_wait_shows_why_a_worker_is_not_placed_once_then_its_progress() -> None:
 
 def test_wait_stops_at_a_failed_worker_with_its_message() -> None:
     message = "ArtifactError: cannot import job module: No module named 'missing_dep'"
-    out, error = wait([
-        view(worker("Launched")),
-        view(worker(number=2, resubmitOf=1, resubmitReason="Error", resubmitMessage=message)),
-    ])  # fmt: skip
+    out, error = wait(
+        [
+            view(worker("Launched")),
+            view(worker(number=2, resubmitOf=1, resubmitReason="Error", resubmitMessage=message)),
+        ]
+    )
     assert isinstance(error, CommandRejected)
     assert str(error) == f"job demo-1: worker 0 of stage 1 (number 1) failed (Error): {message}"
     # A worker replaced on request (Relaunched) is no failure: waiting goes on, to its timeout.

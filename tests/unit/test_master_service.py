@@ -67,7 +67,9 @@ class CheckingResourceManager(RecordingResourceManager):
 
 def service(store: MemoryStore | None = None, group_commit: bool = False) -> MasterService:
     store = store or FillingStore()
-    master = MasterService(store, CheckingResourceManager(store), Clock(), group_commit=group_commit)
+    master = MasterService(
+        store, CheckingResourceManager(store), Clock(), group_commit=group_commit
+    )
     stages = (StageSchedulingInfo(2, MachineDefinition(1, 256)),)
     config = JobClusterConfig("demo.zip", "1", T0, SchedulingInfo(stages))
     master.run(lambda p, now: p.create_cluster(JobClusterDefinition("demo", (config,)), now))
@@ -155,7 +157,9 @@ def test_a_launch_the_agent_never_confirms_is_asked_about_and_replaced() -> None
     (asked,) = calls(master, "reconcile")
     assert sorted(t for t, _ in asked) == ["demo-1-worker-0-1", "demo-1-worker-1-2"]
     for task_id, agent_id in asked:
-        master.task_status(TaskStatus(task_id, "TASK_LOST", agent_id, "unknown task", "REASON_RECONCILIATION"))
+        master.task_status(
+            TaskStatus(task_id, "TASK_LOST", agent_id, "unknown task", "REASON_RECONCILIATION")
+        )
     job = master.plane.job("demo-1")
     numbers = sorted(w.number for w in job.current_workers())
     assert numbers == [3, 4] and all(w.state is WorkerState.Accepted for w in job.current_workers())

@@ -239,7 +239,9 @@ def test_mantis_fitness_values() -> None:
         100,
         100,
     )
-    task = TaskRequest("w", "j", 1, 0, 0, 0.0, 2, 250, 0, 50, 5, True, "", (), (), False, False, False)
+    task = TaskRequest(
+        "w", "j", 1, 0, 0, 0.0, 2, 250, 0, 50, 5, True, "", (), (), False, False, False
+    )
     packing = ((8 - 4 + 2) / 8 + (1000 - 500 + 250) / 1000 + (100 - 100 + 50) / 100) / 3
     assert fit(task, host) == pytest.approx(0.3 * packing + 0.5 * 0.9 + 0.2 * 1.0)
     host.tasks, host.perpetual = 4, 1
@@ -584,8 +586,11 @@ def test_a_resource_no_agent_has_is_named_with_the_largest_offer() -> None:
     result = match([req("w-0", cpus=1, mem=28000)], offers, [], now=0)
     ((wid, failure),) = result.unplaced
     assert (failure.kind, failure.name, failure.asked, failure.largest) == (
-        "resource", "mem", 28000, 15000,
-    )  # fmt: skip
+        "resource",
+        "mem",
+        28000,
+        15000,
+    )
     assert str(failure) == "no agent offers 28000 MB memory (largest offer: 15000 MB memory)"
     # Memory that only agents short of CPUs have: the reason says which agents were compared.
     offers = [offer("o1", "a1", cpus=1, mem=30000), offer("o2", "a2", cpus=8, mem=12000)]

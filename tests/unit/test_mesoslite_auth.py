@@ -23,10 +23,12 @@ from mesoslite.http import AGENT_PATH, create_app
 from mesoslite.master import MesosliteMaster
 from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent, FirstFitAllocator, offer
 
-CREDENTIALS = {"credentials": [
-    {"principal": "mantis", "secret": "s3cret:with colon"},
-    {"principal": "other", "secret": "another"},
-]}  # fmt: skip
+CREDENTIALS = {
+    "credentials": [
+        {"principal": "mantis", "secret": "s3cret:with colon"},
+        {"principal": "other", "secret": "another"},
+    ]
+}
 MANTIS = {"principal": "mantis", "secret": "s3cret:with colon"}
 OTHER = {"principal": "other", "secret": "another"}
 
@@ -59,18 +61,25 @@ def test_only_a_known_principal_with_its_secret_is_authenticated(credentials_fil
     assert load_credentials(f"file://{credentials_file}").secrets == creds.secrets
 
 
-@pytest.mark.parametrize(("content", "names"), [
-    ("{", "is not JSON"),
-    ('{"credentials": []}', "at least one credential"),
-    ('{"principal": "a", "secret": "b"}', "at least one credential"),
-    ('{"credentials": [{"secret": "b"}]}', "credentials[0].principal"),
-    ('{"credentials": [{"principal": "a:b", "secret": "b"}]}', "credentials[0].principal"),
-    ('{"credentials": [{"principal": "a", "secret": "b"}, {"principal": "c"}]}',
-     "credentials[1].secret"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "names"),
+    [
+        ("{", "is not JSON"),
+        ('{"credentials": []}', "at least one credential"),
+        ('{"principal": "a", "secret": "b"}', "at least one credential"),
+        ('{"credentials": [{"secret": "b"}]}', "credentials[0].principal"),
+        ('{"credentials": [{"principal": "a:b", "secret": "b"}]}', "credentials[0].principal"),
+        (
+            '{"credentials": [{"principal": "a", "secret": "b"}, {"principal": "c"}]}',
+            "credentials[1].secret",
+        ),
+    ],
+)
 def test_a_bad_credentials_file_is_refused_naming_the_field(
-    tmp_path: Path, content: str, names: str,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    content: str,
+    names: str,
+) -> None:
     path = tmp_path / "credentials.json"
     path.write_text(content)
     with pytest.raises(CredentialsError, match=names.replace("[", r"\[").replace("]", r"\]")):
@@ -86,8 +95,9 @@ def parse(argv: list[str]) -> MasterConfig:
 
 
 def test_flags_and_the_environment_variable_choose_the_credentials(
-    credentials_file: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    credentials_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("MESOSLITE_CREDENTIALS", raising=False)
     assert framework_credentials(parse([])) is None
     with pytest.raises(CredentialsError, match="needs --credentials"):
@@ -112,10 +122,13 @@ def test_flags_and_the_environment_variable_choose_the_credentials(
 @contextlib.asynccontextmanager
 async def secured(credentials_file: Path) -> AsyncIterator[tuple[MesosliteMaster, str]]:
     config = MasterConfig(
-        allocation_interval=0.02, heartbeat_interval=60.0, agent_ping_timeout=60.0,
-        agent_reregister_timeout=0.0, authenticate_http_frameworks=True,
+        allocation_interval=0.02,
+        heartbeat_interval=60.0,
+        agent_ping_timeout=60.0,
+        agent_reregister_timeout=0.0,
+        authenticate_http_frameworks=True,
         credentials=str(credentials_file),
-    )  # fmt: skip
+    )
     master = MesosliteMaster(config, FirstFitAllocator())
     server = TestServer(create_app(master, framework_credentials(config)), host="127.0.0.1")
     await server.start_server()
@@ -143,7 +156,7 @@ async def test_the_scheduler_api_needs_valid_credentials(credentials_file: Path)
         async with (
             aiohttp.ClientSession() as http,
             http.post(url + "/api/v1/scheduler", json={"type": "SUBSCRIBE"}) as resp,
-        ):  # fmt: skip
+        ):
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"] == 'Basic realm="mesos-master-scheduler"'
         assert master.frameworks == {}
@@ -162,7 +175,7 @@ async def test_the_scheduler_api_needs_valid_credentials(credentials_file: Path)
 @pytest.mark.timeout(20)
 async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
     credentials_file: Path,
-) -> None:  # fmt: skip
+) -> None:
     async with secured(credentials_file) as (master, url):
         failure = await refused(SchedulerClient(url, **OTHER), principal="mantis")
         assert failure.status == 400
@@ -172,11 +185,15 @@ async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
         assert master.frameworks == {}
 
         client = SchedulerClient(url, **MANTIS)
-        assert (await client.subscribe({**FRAMEWORK, "principal": "mantis"}))["type"] == "SUBSCRIBED"
+        assert (await client.subscribe({**FRAMEWORK, "principal": "mantis"}))[
+            "type"
+        ] == "SUBSCRIBED"
         fid = client.framework_id
         assert fid is not None
         # Another principal may neither call for it nor take its id over.
-        async with aiohttp.ClientSession(headers={"Authorization": basic("other", "another")}) as http:
+        async with aiohttp.ClientSession(
+            headers={"Authorization": basic("other", "another")}
+        ) as http:
             body = {"type": "REVIVE", "framework_id": {"value": fid}}
             headers = {"Mesos-Stream-Id": client.stream_id or ""}
             async with http.post(url + "/api/v1/scheduler", json=body, headers=headers) as resp:
@@ -184,8 +201,10 @@ async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
                 assert "Authenticated principal 'other'" in await resp.text()
         thief = SchedulerClient(url, **OTHER)
         event = await thief.subscribe({**FRAMEWORK, "principal": "other"}, framework_id=fid)
-        assert event == {"type": "ERROR",
-                         "error": {"message": "Changing framework's principal is not allowed."}}
+        assert event == {
+            "type": "ERROR",
+            "error": {"message": "Changing framework's principal is not allowed."},
+        }
         await thief.close()
         assert master.frameworks[fid].connected  # the owner's subscription is untouched
         assert await client.call({"type": "REVIVE"}) == (202, "")
@@ -195,7 +214,7 @@ async def test_a_framework_is_bound_to_the_principal_it_authenticated_as(
 @pytest.mark.timeout(20)
 async def test_teardown_needs_credentials_and_read_only_endpoints_stay_open(
     credentials_file: Path,
-) -> None:  # fmt: skip
+) -> None:
     async with secured(credentials_file) as (master, url):
         client = SchedulerClient(url, **MANTIS)
         await client.subscribe(FRAMEWORK)

@@ -31,9 +31,12 @@ from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent, FirstFitAllocator, 
 @contextlib.asynccontextmanager
 async def cluster(**config: Any) -> AsyncIterator[tuple[MesosliteMaster, str]]:
     settings: dict[str, Any] = {
-        "allocation_interval": 0.02, "heartbeat_interval": 60.0, "agent_ping_timeout": 60.0,
-        "agent_reregister_timeout": 0.0, "status_update_retry_min": 30.0,
-    }  # fmt: skip
+        "allocation_interval": 0.02,
+        "heartbeat_interval": 60.0,
+        "agent_ping_timeout": 60.0,
+        "agent_reregister_timeout": 0.0,
+        "status_update_retry_min": 30.0,
+    }
     settings.update(config)
     master = MesosliteMaster(MasterConfig(**settings), FirstFitAllocator())
     server = TestServer(create_app(master), host="127.0.0.1")
@@ -45,7 +48,6 @@ async def cluster(**config: Any) -> AsyncIterator[tuple[MesosliteMaster, str]]:
         await server.close()
 
 
-
 async def subscribed(url: str, **info: Any) -> SchedulerClient:
     client = SchedulerClient(url)
     event = await client.subscribe({**FRAMEWORK, **info})
@@ -55,7 +57,9 @@ async def subscribed(url: str, **info: Any) -> SchedulerClient:
 
 async def launch(client: SchedulerClient, agent: FakeAgent, task_id: str, **kw: Any) -> None:
     o = await offer(client)
-    await client.accept([o["id"]["value"]], [command_task(task_id, o["agent_id"]["value"], "true", **kw)])
+    await client.accept(
+        [o["id"]["value"]], [command_task(task_id, o["agent_id"]["value"], "true", **kw)]
+    )
     await agent.next_event("RUN_TASK")
 
 
@@ -70,9 +74,16 @@ async def test_subscribe_streams_subscribed_then_offers_in_the_proto_shape() -> 
         assert event["subscribed"]["master_info"]["port"] == master.port
         assert client.stream_id and client.framework_id
         o = await offer(client)
-        assert o["agent_id"]["value"] == agent.id and o["framework_id"]["value"] == client.framework_id
-        assert Resources.from_mesos(o["resources"]) == Resources.parse("cpus:4;mem:4096;ports:[31000-31099]")
-        assert {a["name"]: a["text"]["value"] for a in o["attributes"]} == {"zone": "a", "rack": "r1"}
+        assert (
+            o["agent_id"]["value"] == agent.id and o["framework_id"]["value"] == client.framework_id
+        )
+        assert Resources.from_mesos(o["resources"]) == Resources.parse(
+            "cpus:4;mem:4096;ports:[31000-31099]"
+        )
+        assert {a["name"]: a["text"]["value"] for a in o["attributes"]} == {
+            "zone": "a",
+            "rack": "r1",
+        }
         assert master.state()["slaves"][0]["offered_resources"]["cpus"] == 4
         await client.close()
         await agent.close()
@@ -85,8 +96,13 @@ async def test_launch_updates_are_reliable_and_acknowledgements_reach_the_agent(
         await agent.register()
         client = await subscribed(url)
         o = await offer(client)
-        task = command_task("t1", agent.id or "", "true", ports=[(31000, 31001)],
-                            labels={"labels": [{"key": "k", "value": "v"}]})
+        task = command_task(
+            "t1",
+            agent.id or "",
+            "true",
+            ports=[(31000, 31001)],
+            labels={"labels": [{"key": "k", "value": "v"}]},
+        )
         await client.accept([o["id"]["value"]], [task])
         run_task = (await agent.next_event("RUN_TASK"))["run_task"]
         assert run_task["task"]["task_id"] == {"value": "t1"}
@@ -94,7 +110,9 @@ async def test_launch_updates_are_reliable_and_acknowledgements_reach_the_agent(
         sent = await agent.update(client.framework_id or "", "t1", "TASK_RUNNING")
         first = await client.next_event("UPDATE")
         again = await client.next_event("UPDATE")  # not acknowledged: sent again
-        assert first["update"]["status"]["uuid"] == again["update"]["status"]["uuid"] == sent["uuid"]
+        assert (
+            first["update"]["status"]["uuid"] == again["update"]["status"]["uuid"] == sent["uuid"]
+        )
         state = master.state()["frameworks"][0]
         assert state["tasks"][0]["state"] == "TASK_RUNNING"
         assert state["used_resources"]["ports"] == "[31000-31001]"
@@ -102,11 +120,15 @@ async def test_launch_updates_are_reliable_and_acknowledgements_reach_the_agent(
         ack = await agent.next_event("ACKNOWLEDGE")
         assert ack["acknowledge"]["uuid"] == sent["uuid"]
         done = await agent.update(client.framework_id or "", "t1", "TASK_FINISHED", message="done")
-        update = await client.next_event("UPDATE", where=lambda e: e["update"]["status"]["uuid"] == done["uuid"])
+        update = await client.next_event(
+            "UPDATE", where=lambda e: e["update"]["status"]["uuid"] == done["uuid"]
+        )
         await client.acknowledge(update["update"]["status"])
         await agent.next_event("ACKNOWLEDGE")
         fw = master.state()["frameworks"][0]
-        assert fw["tasks"] == [] and [t["state"] for t in fw["completed_tasks"]] == ["TASK_FINISHED"]
+        assert fw["tasks"] == [] and [t["state"] for t in fw["completed_tasks"]] == [
+            "TASK_FINISHED"
+        ]
         assert master.state()["slaves"][0]["used_resources"]["cpus"] == 0
         await client.close()
         await agent.close()
@@ -131,7 +153,11 @@ async def test_invalid_launches_answer_with_task_error_or_lost() -> None:
         errors = {}
         for _ in range(4):
             status = (await client.next_event("UPDATE"))["update"]["status"]
-            errors[status["task_id"]["value"]] = (status["state"], status["reason"], status["message"])
+            errors[status["task_id"]["value"]] = (
+                status["state"],
+                status["reason"],
+                status["message"],
+            )
         assert errors["big"][0] == "TASK_ERROR" and "more resources" in errors["big"][2]
         assert errors["dup"][2] == "Task has duplicate ID: dup"
         assert "command executor only" in errors["exe"][2]
@@ -142,7 +168,9 @@ async def test_invalid_launches_answer_with_task_error_or_lost() -> None:
         assert agent.events("RUN_TASK") == []
         # The offer is used up now: accepting it again is an invalid-offer TASK_LOST.
         await client.accept([oid], [command_task("late", aid, "true")])
-        lost = (await client.next_event("UPDATE", where=lambda e: e["update"]["status"]["task_id"]["value"] == "late"))
+        lost = await client.next_event(
+            "UPDATE", where=lambda e: e["update"]["status"]["task_id"]["value"] == "late"
+        )
         assert lost["update"]["status"]["state"] == "TASK_LOST"
         assert lost["update"]["status"]["reason"] == "REASON_INVALID_OFFERS"
         assert lost["update"]["status"]["agent_id"] == {"value": aid}  # pymesos acks need it
@@ -156,10 +184,12 @@ async def test_bad_calls_get_mesos_status_codes_and_messages() -> None:
         client = await subscribed(url, failover_timeout=30.0)
         api = url + "/api/v1/scheduler"
         async with aiohttp.ClientSession() as http:
+
             async def post(body: Any, headers: dict[str, str]) -> tuple[int, str]:
                 data = body if isinstance(body, bytes) else orjson.dumps(body)
-                async with http.post(api, data=data, headers=headers,
-                                     skip_auto_headers=["Content-Type"]) as resp:
+                async with http.post(
+                    api, data=data, headers=headers, skip_auto_headers=["Content-Type"]
+                ) as resp:
                     return resp.status, await resp.text()
 
             json_ct = {"Content-Type": "application/json"}
@@ -168,7 +198,9 @@ async def test_bad_calls_get_mesos_status_codes_and_messages() -> None:
             assert (await post({}, {}))[0] == 400
             assert (await post(b"{}", {"Content-Type": ""}))[0] in (400, 415)
             assert await post(b"x", {"Content-Type": "text/plain"}) == (
-                415, "Expecting 'Content-Type' of application/json or application/x-protobuf")
+                415,
+                "Expecting 'Content-Type' of application/json or application/x-protobuf",
+            )
             assert (await post(b"x", {"Content-Type": "application/x-protobuf"}))[0] == 415
             code, text = await post(b"{not json", json_ct)
             assert code == 400 and text.startswith("Failed to parse body into JSON")
@@ -177,20 +209,42 @@ async def test_bad_calls_get_mesos_status_codes_and_messages() -> None:
             sub = {"type": "SUBSCRIBE", "subscribe": {"framework_info": FRAMEWORK}}
             assert (await post(sub, {**json_ct, "Mesos-Stream-Id": "x"}))[0] == 400
             assert (await post(sub, {**json_ct, "Accept": "application/x-protobuf"}))[0] == 406
-            code, text = await post({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "n"}}}, json_ct)
+            code, text = await post(
+                {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "n"}}}, json_ct
+            )
             assert code == 400 and "user" in text
-            code, text = await post({"type": "SUBSCRIBE", "framework_id": {"value": "a"},
-                                     "subscribe": {"framework_info": FRAMEWORK}}, json_ct)
+            code, text = await post(
+                {
+                    "type": "SUBSCRIBE",
+                    "framework_id": {"value": "a"},
+                    "subscribe": {"framework_info": FRAMEWORK},
+                },
+                json_ct,
+            )
             assert code == 400 and "differs" in text
         revive = {"type": "REVIVE"}
         assert await client.call(revive, stream_id=None) == (
-            400, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
+            400,
+            "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+        )
         code, text = await client.call(revive, stream_id="wrong")
         assert code == 400 and "didn't match the stream ID" in text
-        assert await client.call({**revive, "framework_id": {"value": "nope"}}) == (400, "Framework cannot be found")
+        assert await client.call({**revive, "framework_id": {"value": "nope"}}) == (
+            400,
+            "Framework cannot be found",
+        )
         assert (await client.call({"type": "ACCEPT"}))[0] == 400  # no 'accept'
-        code, text = await client.call({"type": "ACCEPT", "accept": {"offer_ids": [], "operations": [
-            {"type": "LAUNCH", "launch": {"task_infos": [{"task_id": {"value": "t"}}]}}]}})
+        code, text = await client.call(
+            {
+                "type": "ACCEPT",
+                "accept": {
+                    "offer_ids": [],
+                    "operations": [
+                        {"type": "LAUNCH", "launch": {"task_infos": [{"task_id": {"value": "t"}}]}}
+                    ],
+                },
+            }
+        )
         assert code == 400 and "name" in text
         assert (await client.call({"type": "ACKNOWLEDGE", "acknowledge": {}}))[0] == 400
         assert await client.call({"type": "REQUEST", "request": {"requests": []}}) == (202, "")
@@ -251,7 +305,9 @@ async def test_kill_reaches_the_agent_and_unknown_tasks_are_lost() -> None:
         await launch(client, agent, "t1")
         await client.kill("t1")
         kill = (await agent.next_event("KILL_TASK"))["kill_task"]
-        assert kill["task_id"] == {"value": "t1"} and kill["framework_id"] == {"value": client.framework_id}
+        assert kill["task_id"] == {"value": "t1"} and kill["framework_id"] == {
+            "value": client.framework_id
+        }
         await client.kill("ghost")
         status = (await client.next_event("UPDATE"))["update"]["status"]
         assert (status["task_id"]["value"], status["state"]) == ("ghost", "TASK_LOST")
@@ -296,8 +352,11 @@ async def test_failover_keeps_tasks_and_resends_unacknowledged_updates() -> None
         sent = await agent.update(fid, "t1", "TASK_RUNNING")
         await client.next_event("UPDATE")  # received, never acknowledged
         await client.close()
-        await eventually(lambda: not master.state()["frameworks"][0]["connected"],
-                         "the framework to be disconnected", timeout=3)  # fmt: skip
+        await eventually(
+            lambda: not master.state()["frameworks"][0]["connected"],
+            "the framework to be disconnected",
+            timeout=3,
+        )
         state = master.state()
         assert state["frameworks"][0]["tasks"][0]["state"] == "TASK_RUNNING"
         back = SchedulerClient(url)
@@ -355,7 +414,10 @@ async def test_teardown_kills_tasks_and_removes_the_framework() -> None:
         await client.must({"type": "TEARDOWN"})
         await agent.next_event("SHUTDOWN_FRAMEWORK")
         await asyncio.wait_for(client.closed.wait(), 2)
-        assert master.state()["completed_frameworks"][0]["completed_tasks"][0]["state"] == "TASK_KILLED"
+        assert (
+            master.state()["completed_frameworks"][0]["completed_tasks"][0]["state"]
+            == "TASK_KILLED"
+        )
         await client.close()
         await agent.close()
 
@@ -368,13 +430,16 @@ async def test_a_lost_agent_has_its_offers_rescinded_then_its_tasks_lost() -> No
         plain = await subscribed(url)
         aware = await subscribed(url, name="aware", capabilities=[{"type": "PARTITION_AWARE"}])
         o = await offer(plain)
-        await plain.accept([o["id"]["value"]], [command_task("p1", agent.id or "", "true")],
-                           refuse_seconds=60)  # the rest goes to `aware`
+        await plain.accept(
+            [o["id"]["value"]], [command_task("p1", agent.id or "", "true")], refuse_seconds=60
+        )  # the rest goes to `aware`
         await agent.next_event("RUN_TASK")
         await agent.update(plain.framework_id or "", "p1", "TASK_RUNNING")
         await plain.next_event("UPDATE")
         o = await offer(aware)
-        await aware.accept([o["id"]["value"]], [command_task("a1", agent.id or "", "true")], refuse_seconds=0)
+        await aware.accept(
+            [o["id"]["value"]], [command_task("a1", agent.id or "", "true")], refuse_seconds=0
+        )
         await agent.next_event("RUN_TASK")
         await agent.update(aware.framework_id or "", "a1", "TASK_RUNNING")
         await aware.next_event("UPDATE")
@@ -383,7 +448,11 @@ async def test_a_lost_agent_has_its_offers_rescinded_then_its_tasks_lost() -> No
         rescind = await aware.next_event("RESCIND")
         assert rescind["rescind"]["offer_id"] == held["id"]
         lost = (await plain.next_event("UPDATE"))["update"]["status"]
-        assert (lost["task_id"]["value"], lost["state"], lost["reason"]) == ("p1", "TASK_LOST", "REASON_AGENT_REMOVED")
+        assert (lost["task_id"]["value"], lost["state"], lost["reason"]) == (
+            "p1",
+            "TASK_LOST",
+            "REASON_AGENT_REMOVED",
+        )
         unreachable = (await aware.next_event("UPDATE"))["update"]["status"]
         assert (unreachable["task_id"]["value"], unreachable["state"]) == ("a1", "TASK_UNREACHABLE")
         failure = await plain.next_event("FAILURE")
@@ -414,9 +483,17 @@ async def test_a_restarted_master_rebuilds_from_agents_and_frameworks_reconcile(
         await client.subscribe({**FRAMEWORK, "failover_timeout": 60.0}, framework_id=fid)
         await client.reconcile(["t1"])  # its agent is not back yet: the answer waits
         agent = FakeAgent(url)
-        await agent.register(agent_id=aid, tasks=[{
-            "framework_info": finfo, "task": task, "state": "TASK_RUNNING", "updates": [unacked],
-        }])  # fmt: skip
+        await agent.register(
+            agent_id=aid,
+            tasks=[
+                {
+                    "framework_info": finfo,
+                    "task": task,
+                    "state": "TASK_RUNNING",
+                    "updates": [unacked],
+                }
+            ],
+        )
         assert agent.id == aid
         state = master.state()
         assert state["slaves"][0]["used_resources"]["ports"] == "[31005-31005]"
@@ -424,7 +501,9 @@ async def test_a_restarted_master_rebuilds_from_agents_and_frameworks_reconcile(
         update = await client.next_event("UPDATE", where=lambda e: "uuid" in e["update"]["status"])
         assert update["update"]["status"]["uuid"] == unacked["uuid"]
         await client.reconcile()
-        status = (await client.next_event("UPDATE", where=lambda e: "uuid" not in e["update"]["status"]))
+        status = await client.next_event(
+            "UPDATE", where=lambda e: "uuid" not in e["update"]["status"]
+        )
         assert status["update"]["status"]["state"] == "TASK_RUNNING"
         # The offer leaves out what t1 holds.
         o = await offer(client)
@@ -457,15 +536,37 @@ async def test_messages_go_both_ways_and_heartbeats_flow() -> None:
         await agent.register()
         client = await subscribed(url)
         await client.next_event("HEARTBEAT")
-        await client.must({"type": "MESSAGE", "message": {
-            "agent_id": {"value": agent.id}, "executor_id": {"value": "t1"}, "data": "aGk="}})
+        await client.must(
+            {
+                "type": "MESSAGE",
+                "message": {
+                    "agent_id": {"value": agent.id},
+                    "executor_id": {"value": "t1"},
+                    "data": "aGk=",
+                },
+            }
+        )
         message = (await agent.next_event("FRAMEWORK_MESSAGE"))["framework_message"]
         assert message["data"] == "aGk=" and message["executor_id"] == {"value": "t1"}
-        assert await agent.post({"type": "EXECUTOR_MESSAGE", "executor_message": {
-            "framework_id": {"value": client.framework_id}, "executor_id": {"value": "t1"},
-            "data": "eW8="}}) == 202
+        assert (
+            await agent.post(
+                {
+                    "type": "EXECUTOR_MESSAGE",
+                    "executor_message": {
+                        "framework_id": {"value": client.framework_id},
+                        "executor_id": {"value": "t1"},
+                        "data": "eW8=",
+                    },
+                }
+            )
+            == 202
+        )
         event = (await client.next_event("MESSAGE"))["message"]
-        assert event == {"agent_id": {"value": agent.id}, "executor_id": {"value": "t1"}, "data": "eW8="}
+        assert event == {
+            "agent_id": {"value": agent.id},
+            "executor_id": {"value": "t1"},
+            "data": "eW8=",
+        }
         await client.close()
         await agent.close()
 
@@ -523,20 +624,30 @@ async def test_shutdown_update_framework_and_operator_teardown() -> None:
         client = await subscribed(url, failover_timeout=30.0)
         await launch(client, agent, "t1")
         # SHUTDOWN of the command executor (its id is the task's) kills the task.
-        await client.must({"type": "SHUTDOWN", "shutdown": {
-            "executor_id": {"value": "t1"}, "agent_id": {"value": agent.id}}})
+        await client.must(
+            {
+                "type": "SHUTDOWN",
+                "shutdown": {"executor_id": {"value": "t1"}, "agent_id": {"value": agent.id}},
+            }
+        )
         assert (await agent.next_event("KILL_TASK"))["kill_task"]["task_id"] == {"value": "t1"}
         # UPDATE_FRAMEWORK answers 200 and can suppress the framework's role.
         info = {**FRAMEWORK, "id": {"value": client.framework_id}, "failover_timeout": 5.0}
-        status, _ = await client.call({"type": "UPDATE_FRAMEWORK", "update_framework": {
-            "framework_info": info, "suppressed_roles": ["*"]}})
+        status, _ = await client.call(
+            {
+                "type": "UPDATE_FRAMEWORK",
+                "update_framework": {"framework_info": info, "suppressed_roles": ["*"]},
+            }
+        )
         assert status == 200
         fw = master.state()["frameworks"][0]
         assert (fw["suppressed"], fw["failover_timeout"]) == (True, 5.0)
         async with aiohttp.ClientSession() as http:
             async with http.post(url + "/master/teardown", data={"frameworkId": "nope"}) as resp:
                 assert resp.status == 400
-            async with http.post(url + "/master/teardown", data={"frameworkId": client.framework_id}) as resp:
+            async with http.post(
+                url + "/master/teardown", data={"frameworkId": client.framework_id}
+            ) as resp:
                 assert resp.status == 200
         await agent.next_event("SHUTDOWN_FRAMEWORK")
         assert master.state()["frameworks"] == []

@@ -23,17 +23,20 @@ def test_any_chunking_gives_back_the_records(records: list[bytes], cuts: list[in
     pos, i = 0, 0
     while pos < len(stream):
         size = cuts[i % len(cuts)]
-        out += decoder.feed(stream[pos:pos + size])
+        out += decoder.feed(stream[pos : pos + size])
         pos, i = pos + size, i + 1
     assert out == records
     assert decoder.pending == 0
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"x\n{}", "not a decimal number"),
-    (b"0\n", "out of range"),
-    (b"1" * 20, "no record length"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"x\n{}", "not a decimal number"),
+        (b"0\n", "out of range"),
+        (b"1" * 20, "no record length"),
+    ],
+)
 def test_garbage_is_an_error(data: bytes, message: str) -> None:
     with pytest.raises(RecordIOError, match=message):
         Decoder().feed(data)

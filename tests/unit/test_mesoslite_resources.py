@@ -20,14 +20,17 @@ def test_parse_flag_syntax_and_print_it_back() -> None:
     assert Resources.parse(str(r)) == r
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("cpus", "expected name:value"),
-    ("cpus:four", "not a number"),
-    ("bogus:1", "unknown resource 'bogus'"),
-    ("ports:31000-32000", "not of the form"),
-    ("ports:[32000-31000]", "ends before it begins"),
-    ("cpus:-1", "must be >= 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cpus", "expected name:value"),
+        ("cpus:four", "not a number"),
+        ("bogus:1", "unknown resource 'bogus'"),
+        ("ports:31000-32000", "not of the form"),
+        ("ports:[32000-31000]", "ends before it begins"),
+        ("cpus:-1", "must be >= 0"),
+    ],
+)
 def test_bad_flags_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ResourceError, match=message):
         Resources.parse(text)
@@ -38,8 +41,12 @@ def test_json_round_trip_follows_the_protos() -> None:
     assert r.to_mesos() == [
         {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}, "role": "*"},
         {"name": "mem", "type": "SCALAR", "scalar": {"value": 128.0}, "role": "*"},
-        {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31002}]},
-         "role": "*"},
+        {
+            "name": "ports",
+            "type": "RANGES",
+            "ranges": {"range": [{"begin": 31000, "end": 31002}]},
+            "role": "*",
+        },
     ]
     assert Resources.from_mesos(r.to_mesos()) == r
 
@@ -52,10 +59,16 @@ def test_attributes() -> None:
         parse_attributes("zone")
 
 
-ports = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 20)).map(lambda t: (t[0], t[0] + t[1])),
-                 max_size=4)
-resources = st.builds(Resources.of, cpus=st.integers(0, 8000).map(lambda m: m / 1000),
-                      mem=st.integers(0, 4096), ports=ports)
+ports = st.lists(
+    st.tuples(st.integers(0, 200), st.integers(0, 20)).map(lambda t: (t[0], t[0] + t[1])),
+    max_size=4,
+)
+resources = st.builds(
+    Resources.of,
+    cpus=st.integers(0, 8000).map(lambda m: m / 1000),
+    mem=st.integers(0, 4096),
+    ports=ports,
+)
 
 
 @given(a=resources, b=resources)

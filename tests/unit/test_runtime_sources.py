@@ -207,7 +207,9 @@ async def test_a_missing_file_or_a_directory_is_a_clear_error(tmp_path: Path) ->
         FileSource(missing, batch_size=0)
 
 
-async def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(tmp_path: Path) -> None:
+async def test_follow_tails_appends_waits_for_a_newline_and_handles_truncation(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "log.txt"
     path.write_text("a\nb\n")
     ctx = Context()
@@ -307,8 +309,11 @@ def test_job_source_query_parameters() -> None:
         "up", client_id="c", sample=2, enable_meta_messages=True, extra_params={"x": "1"}
     )
     assert src.query(WORKER) == {
-        "x": "1", "clientId": "c", "sample": "2", "enableMetaMessages": "true"
-    }  # fmt: skip
+        "x": "1",
+        "clientId": "c",
+        "sample": "2",
+        "enableMetaMessages": "true",
+    }
     assert JobSource("up", sample=2, sample_msec=250).query(WORKER)["sampleMSec"] == "250"
     with pytest.raises(ValueError):
         JobSource("")
@@ -328,16 +333,41 @@ def test_last_stage_workers_from_scheduling_info() -> None:
     info = {
         "jobId": "up-1",
         "workerAssignments": {
-            "1": {"stage": 1, "numWorkers": 1, "hosts": {
-                "1": {"host": "a", "port": [1], "workerIndex": 0, "workerNumber": 1,
-                      "state": "Started"}}},
-            "2": {"stage": 2, "numWorkers": 2, "hosts": {
-                "3": {"host": "b", "port": [3, 9], "workerIndex": 1, "workerNumber": 3,
-                      "state": "Started"},
-                "2": {"host": "c", "port": [2], "workerIndex": 0, "workerNumber": 2,
-                      "state": "Started"}}},
+            "1": {
+                "stage": 1,
+                "numWorkers": 1,
+                "hosts": {
+                    "1": {
+                        "host": "a",
+                        "port": [1],
+                        "workerIndex": 0,
+                        "workerNumber": 1,
+                        "state": "Started",
+                    }
+                },
+            },
+            "2": {
+                "stage": 2,
+                "numWorkers": 2,
+                "hosts": {
+                    "3": {
+                        "host": "b",
+                        "port": [3, 9],
+                        "workerIndex": 1,
+                        "workerNumber": 3,
+                        "state": "Started",
+                    },
+                    "2": {
+                        "host": "c",
+                        "port": [2],
+                        "workerIndex": 0,
+                        "workerNumber": 2,
+                        "state": "Started",
+                    },
+                },
+            },
         },
-    }  # fmt: skip
+    }
     assert [(w.host, w.port) for w in last_stage_workers(info)] == [("c", 2), ("b", 3)]
     assert last_stage_workers({"jobId": "x", "workerAssignments": {}}) == ()
 
@@ -354,10 +384,9 @@ def test_parse_target_reads_mantis_fields() -> None:
         ' {"sourceJobName": "other", "sample": -1}]}'
     )
     assert targets == (
-        Target("up", "c", True, 2.0, True,
-               {"k": "1", "mantis.EnableCompressedBinary": "true"}),
+        Target("up", "c", True, 2.0, True, {"k": "1", "mantis.EnableCompressedBinary": "true"}),
         Target("other"),
-    )  # fmt: skip
+    )
     assert parse_target({"targets": [{"sourceJobName": "x"}]}) == (Target("x"),)
 
 
@@ -373,25 +402,41 @@ def test_parse_target_reads_mantis_fields() -> None:
         ('{"targets": [{"sourceJobName": "a", "isBroadcastMode": "yes"}]}', "isBroadcastMode"),
         ('{"targets": [{"sourceJobName": "a", "sample": "soon"}]}', "sample"),
         ('{"targets": [{"sourceJobName": "a", "additionalParams": [1]}]}', "additionalParams"),
-        ('{"targets": [{"sourceJobName": "a", "criterion": "select a where b == 1"}]}',
-         "MQL is not supported"),
+        (
+            '{"targets": [{"sourceJobName": "a", "criterion": "select a where b == 1"}]}',
+            "MQL is not supported",
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse_target_errors_name_the_field(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_target(value)
 
 
 def test_duplicate_source_and_client_id_pairs_get_suffixes_as_in_mantis() -> None:
-    targets = [Target("a"), Target("a"), Target("b"), Target("a", "x"), Target("a", "x"),
-               Target("a"), Target("a", "job-1")]  # fmt: skip
+    targets = [
+        Target("a"),
+        Target("a"),
+        Target("b"),
+        Target("a", "x"),
+        Target("a", "x"),
+        Target("a"),
+        Target("a", "job-1"),
+    ]
     assert unique_client_ids(targets, "job-1") == [
-        "job-1", "job-1_1", "job-1", "x", "x_1", "job-1_2", "job-1_3"
-    ]  # fmt: skip
+        "job-1",
+        "job-1_1",
+        "job-1",
+        "x",
+        "x_1",
+        "job-1_2",
+        "job-1_3",
+    ]
     sources = job_sources(targets[:2], "job-1", master_url="http://m")
     assert [(s.cluster, s.client_id, s.master_url) for s in sources] == [
-        ("a", "job-1", "http://m"), ("a", "job-1_1", "http://m")
-    ]  # fmt: skip
+        ("a", "job-1", "http://m"),
+        ("a", "job-1_1", "http://m"),
+    ]
 
 
 async def test_target_source_checks_a_given_target_at_once_and_a_parameter_when_started() -> None:
@@ -400,6 +445,7 @@ async def test_target_source_checks_a_given_target_at_once_and_a_parameter_when_
     with pytest.raises(SourceError, match="no job parameter 'target'"):
         await drain(TargetSource().batches(Context()))
     with pytest.raises(ValueError, match="MQL"):
-        ctx = Context(parameters={"target": {"targets": [{"sourceJobName": "a",
-                                                          "criterion": "select x"}]}})  # fmt: skip
+        ctx = Context(
+            parameters={"target": {"targets": [{"sourceJobName": "a", "criterion": "select x"}]}}
+        )
         await drain(TargetSource().batches(ctx))

@@ -17,9 +17,19 @@ class SimCluster:
 
     def __init__(self) -> None:
         self.clock = VirtualClock()
-        agents = [SimAgent(f"agent-{i}", f"host-{i}", "ab"[i], 4.0, 4096.0, (31000, 31099)) for i in range(2)]
-        self.rm = SimResourceManager(random.Random(7), self.clock.after, lambda: self.clock.now, agents,
-                                     status_loss=0.0, status_dup=0.0, on_running=lambda task: None)
+        agents = [
+            SimAgent(f"agent-{i}", f"host-{i}", "ab"[i], 4.0, 4096.0, (31000, 31099))
+            for i in range(2)
+        ]
+        self.rm = SimResourceManager(
+            random.Random(7),
+            self.clock.after,
+            lambda: self.clock.now,
+            agents,
+            status_loss=0.0,
+            status_dup=0.0,
+            on_running=lambda task: None,
+        )
         self.events = Recorder(self.rm)
         self.rm.start(self.events)
 

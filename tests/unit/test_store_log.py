@@ -132,8 +132,9 @@ def test_a_damaged_record_followed_by_valid_ones_refuses_to_open(tmp_path: Path)
 
 
 def test_a_missing_segment_refuses_to_open(tmp_path: Path) -> None:
-    filled(tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300,
-           snapshot_every=None).close()  # fmt: skip
+    filled(
+        tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300, snapshot_every=None
+    ).close()
     files = segments(tmp_path)
     assert len(files) > 3
     files[1].unlink()
@@ -142,8 +143,9 @@ def test_a_missing_segment_refuses_to_open(tmp_path: Path) -> None:
 
 
 def test_damage_in_an_earlier_segment_refuses_even_at_its_end(tmp_path: Path) -> None:
-    filled(tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300,
-           snapshot_every=None).close()  # fmt: skip
+    filled(
+        tmp_path, [events(3, f"b{i}-") for i in range(20)], segment_bytes=300, snapshot_every=None
+    ).close()
     first = segments(tmp_path)[0]
     flip(first, first.stat().st_size - 2)
     with pytest.raises(StoreCorrupted, match="before the next segment"):
@@ -194,8 +196,10 @@ def test_compact_on_request_writes_a_snapshot_once(tmp_path: Path) -> None:
         store.compact()  # nothing new: no second snapshot
         total = sum(map(len, batches))
         assert [p.name for p in tmp_path.glob("snapshot-*")] == [snapshot_name(total)]
-        assert ControlPlane.replay(store.load()).snapshot() == ControlPlane.replay(
-            compact(loaded).live).snapshot()  # fmt: skip
+        assert (
+            ControlPlane.replay(store.load()).snapshot()
+            == ControlPlane.replay(compact(loaded).live).snapshot()
+        )
         assert segments(tmp_path)[-1].name == segment_name(total)
 
 
@@ -238,7 +242,9 @@ def test_a_compaction_that_fails_for_lack_of_space_leaves_nothing_of_itself(
         real(path, data)
 
     monkeypatch.setattr(log_module, "_write_atomic", no_snapshots)
-    with pytest.raises(StoreWriteFailed, match=r"no space left on device \(ENOSPC\) writing .*snap"):
+    with pytest.raises(
+        StoreWriteFailed, match=r"no space left on device \(ENOSPC\) writing .*snap"
+    ):
         store.compact()
     assert not list(tmp_path.glob("snapshot-*")) and not list((tmp_path / "archive").glob("*"))
     assert store.archived_job_ids() == [] and store.load() == before
@@ -322,8 +328,9 @@ async def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next
     monkeypatch.setattr(log_module.os, "fdatasync", broken)
 
     async def main() -> list[BaseException | None]:
-        return await asyncio.gather(*(store.commit(events(1, f"f{i}")) for i in range(5)),
-                                    return_exceptions=True)  # fmt: skip
+        return await asyncio.gather(
+            *(store.commit(events(1, f"f{i}")) for i in range(5)), return_exceptions=True
+        )
 
     results = await main()
     assert all(isinstance(r, StoreWriteFailed) for r in results), results
@@ -344,8 +351,9 @@ async def test_a_failed_fsync_fails_the_whole_group_changes_nothing_and_the_next
 def test_a_failed_rotation_write_leaves_no_new_segment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = filled(tmp_path, [events(3, f"b{i}-") for i in range(4)], segment_bytes=300,
-                   snapshot_every=None)  # fmt: skip
+    store = filled(
+        tmp_path, [events(3, f"b{i}-") for i in range(4)], segment_bytes=300, snapshot_every=None
+    )
     names = [p.name for p in segments(tmp_path)]
     loaded = store.load()
     while store._segment_size < store.segment_bytes:  # the next write rotates

@@ -71,9 +71,12 @@ def test_pieces_resynchronise_after_a_damaged_record_on_whole_batches() -> None:
     damaged[b_at + HEADER.size + 2] ^= 0x40  # inside b's payload
     found = pieces(bytes(damaged), b'{"type":"')
     assert [p.sound for p in found] == [True, False, True]
-    assert found[1] == Piece(b_at, c_at + HEADER.size + len(c),
-                             ((c_at + HEADER.size, c_at + HEADER.size + len(c)),),
-                             (Gap(b_at, c_at, 1),))  # fmt: skip
+    assert found[1] == Piece(
+        b_at,
+        c_at + HEADER.size + len(c),
+        ((c_at + HEADER.size, c_at + HEADER.size + len(c)),),
+        (Gap(b_at, c_at, 1),),
+    )
 
 
 def test_a_damaged_batch_end_flag_is_read_back_from_the_crc() -> None:
@@ -81,8 +84,11 @@ def test_a_damaged_batch_end_flag_is_read_back_from_the_crc() -> None:
     data = bytearray(frame([a]) + frame([b]) + frame([c]))
     data[3] ^= BATCH_END >> 24  # a's batch end flag: a was a whole batch
     found = pieces(bytes(data))
-    assert [(p.start, p.sound) for p in found] == [(0, False), (len(frame([a])), True),
-                                                  (2 * len(frame([a])), True)]  # fmt: skip
+    assert [(p.start, p.sound) for p in found] == [
+        (0, False),
+        (len(frame([a])), True),
+        (2 * len(frame([a])), True),
+    ]
 
 
 def test_a_damaged_length_drops_the_next_batch_too_never_half_of_one() -> None:
@@ -103,9 +109,11 @@ def test_recovery_keeps_every_batch_but_the_damaged_one_and_reports_it(tmp_path:
     where = written(tmp_path, batches)
     # A batch in the middle, of several events, that no later batch depends on.
     damaged = next(
-        n for n in range(len(batches) // 2, len(batches))
-        if len(batches[n]) > 1 and kept_by_rule(batches, n) == [k for k in range(len(batches)) if k != n]
-    )  # fmt: skip
+        n
+        for n in range(len(batches) // 2, len(batches))
+        if len(batches[n]) > 1
+        and kept_by_rule(batches, n) == [k for k in range(len(batches)) if k != n]
+    )
     path, piece = where[damaged]
     assert sum(1 for p, _ in where if p == path) > 2, "the batch should be amid others"
     flip(path, piece.payloads[0][1] - 2)
@@ -116,8 +124,10 @@ def test_recovery_keeps_every_batch_but_the_damaged_one_and_reports_it(tmp_path:
         loaded = store.load()
         report = store.recovery
     assert loaded == events_of(batches, [n for n in range(len(batches)) if n != damaged])
-    assert report is not None and len(report.dropped) == 1 and report.records_dropped == len(
-        batches[damaged]
+    assert (
+        report is not None
+        and len(report.dropped) == 1
+        and report.records_dropped == len(batches[damaged])
     )
     dropped = report.dropped[0]
     assert (dropped.path, dropped.start, dropped.end) == (path, piece.start, piece.end)
@@ -142,10 +152,11 @@ def test_later_batches_that_no_longer_apply_are_dropped_and_reported(tmp_path: P
     where = written(tmp_path, batches)
     # A batch that accepts workers: their launches and status changes come later.
     damaged = next(
-        n for n in range(len(batches) // 3, len(batches))
+        n
+        for n in range(len(batches) // 3, len(batches))
         if any(isinstance(e, WorkerAccepted) for e in batches[n])
         and any(isinstance(e, JobAccepted) for e in batches[n])
-    )  # fmt: skip
+    )
     rule = kept_by_rule(batches, damaged)
     inconsistent = [n for n in range(damaged + 1, len(batches)) if n not in rule]
     assert inconsistent, "the chosen batch should have dependants"
@@ -193,8 +204,11 @@ def test_damage_in_a_middle_segment_keeps_the_snapshot_and_the_segments_after(
     assert report.dropped[0].end == middle.stat().st_size
     dropped = {(d.path, d.start) for d in report.dropped}
     kept = [half + n for n, (path, piece) in enumerate(where) if (path, piece.start) not in dropped]
-    damaged = half + next(n for n, (path, piece) in enumerate(where)
-                          if (path, piece.start) == (middle, report.dropped[0].start))  # fmt: skip
+    damaged = half + next(
+        n
+        for n, (path, piece) in enumerate(where)
+        if (path, piece.start) == (middle, report.dropped[0].start)
+    )
     assert kept == kept_by_rule(batches, damaged)[half:]
     assert any(where[n - half][0] > middle for n in kept), "later segments' batches are kept"
     expected = ControlPlane.replay(events_of(batches, list(range(half)) + kept))
@@ -230,9 +244,14 @@ def test_a_flipped_byte_anywhere_is_refused_or_recovered_to_whole_batches(tmp_pa
             if report is None:  # a torn tail: the last batch is cut
                 assert loaded == events_of(batches, list(range(len(batches) - 1))), trial
                 continue
-            kept = [n for n, (path, piece) in enumerate(where) if not any(
-                d.path.name == path.name and d.start <= piece.start < d.end for d in report.dropped
-            )]  # fmt: skip
+            kept = [
+                n
+                for n, (path, piece) in enumerate(where)
+                if not any(
+                    d.path.name == path.name and d.start <= piece.start < d.end
+                    for d in report.dropped
+                )
+            ]
             assert loaded == events_of(batches, kept), f"trial {trial}: not whole batches"
             hit = [d for d in report.dropped if d.path.name == name and d.start <= offset < d.end]
             assert len(hit) == 1 and hit[0].reason == "damaged", f"trial {trial}"

@@ -25,5 +25,9 @@ def tag(stage):
 
 
 def job():
-    return Job(source=count, stages=[ScalarStage(batch_fn=tag(n)) for n in (1, 2, 3)],
-               sink=ServerSentEventsSink(), name="counter")
+    return Job(
+        source=count,
+        stages=[ScalarStage(batch_fn=tag(n)) for n in (1, 2, 3)],
+        sink=ServerSentEventsSink(),
+        name="counter",
+    )
