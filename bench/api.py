@@ -55,6 +55,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import secrets
 import select
 import signal
 import socket
@@ -428,12 +429,16 @@ class Up:
             raise RuntimeError(f"mantis up exited with {self.proc.returncode}:\n{log}")
 
 
+UP_TOKEN = secrets.token_urlsafe(16)
+UP_AUTH = {"Authorization": f"Bearer {UP_TOKEN}"}  # mantis up protects its API with a token
+
+
 @contextlib.contextmanager
 def mantis_up(folder: Path) -> Iterator[Up]:
     """`python -m adapters.cli.main up` on a free port with a data folder in `folder`; on exit
     SIGTERM, wait, and record what is left of the processes it started."""
     port, (lo, hi) = free_port(), agent_ports()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MANTIS_API_TOKEN": UP_TOKEN}
     resources = AGENT_RESOURCES.replace("[31000-32999]", f"[{lo}-{hi}]")
     argv = [
         sys.executable,
@@ -486,7 +491,7 @@ async def first_output(up: Up) -> FirstOutput:
     """Poll the API, create the cluster, submit, connect; the first event line's arrival."""
     deadline = up.t0 + PROCESS_TIMEOUT
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=2)
-    async with aiohttp.ClientSession(up.url, timeout=timeout) as http:
+    async with aiohttp.ClientSession(up.url, timeout=timeout, headers=UP_AUTH) as http:
         while True:
             up.check()
             if time.monotonic() > deadline:
@@ -517,7 +522,10 @@ async def first_output(up: Up) -> FirstOutput:
 async def sink_address(up: Up, jid: str) -> tuple[str, int, int]:
     """(host, port, worker number) of the job's sink worker, from the job's worker list; a
     number above 1 means that earlier attempts failed."""
-    async with aiohttp.ClientSession(up.url) as http, http.get(f"/api/v1/jobs/{jid}") as r:
+    async with (
+        aiohttp.ClientSession(up.url, headers=UP_AUTH) as http,
+        http.get(f"/api/v1/jobs/{jid}") as r,
+    ):
         body = await r.json()
     (worker,) = [w for w in body["workerMetadataList"] if w["state"] == "Started"]
     return str(worker["slave"]), int(worker["ports"][0]), int(worker["workerNumber"])

@@ -110,7 +110,7 @@ class MasterService:
         self.last_submitted = _last_submitted(self.plane)
         self.healthy = True
         self.last_error = ""
-        self._queue: list[tuple[Sequence[Event], asyncio.Future[None]]] = []
+        self._queue: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flushing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -145,23 +145,26 @@ class MasterService:
         return outcome
 
     async def call(self, command: Command) -> Outcome:
-        """`run` on an event loop, with grouped commits (see the module docstring)."""
+        """`run` on an event loop, with grouped commits (see the module docstring). The effects
+        are carried out by the committing task, so a caller that goes away (a client hangs up)
+        loses none of them."""
         outcome = command(self.plane, self.clock())
-        if outcome.events or self._queue or self._flushing:
-            done = asyncio.get_running_loop().create_future()
-            self._queue.append((outcome.events, done))
-            if not self._flushing:
-                self._flushing = True
-                self._spawn(self._flush(), "commit")
-            await done
-        self._carry_out(outcome)
+        if not (outcome.events or self._queue or self._flushing):
+            self._carry_out(outcome)
+            return outcome
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((outcome, done))
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush(), "commit")
+        await done
         return outcome
 
     async def _flush(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                events = [e for events, _ in batch for e in events]
+                events = [e for outcome, _ in batch for e in outcome.events]
                 try:
                     if events:
                         await self.store.commit(events)
@@ -174,7 +177,11 @@ class MasterService:
                     return
                 if events:
                     self._succeeded()
-                for _, done in batch:
+                for outcome, done in batch:
+                    try:
+                        self._carry_out(outcome)
+                    except Exception:  # one bad effect must not strand the callers behind it
+                        log.exception("master_effects_failed")
                     if not done.done():
                         done.set_result(None)
         finally:

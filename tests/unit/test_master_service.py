@@ -172,3 +172,17 @@ def test_a_kill_reaches_the_resource_manager_only_for_a_task_that_may_run() -> N
     assert calls(master, "kill") == []  # only launch requests: nothing outside holds them
     master.run(lambda p, now: p.heartbeat("ghost-1-worker-0-1", now))
     assert calls(master, "kill") == [("ghost-1-worker-0-1", "")]
+
+
+async def test_a_caller_that_goes_away_loses_none_of_its_effects() -> None:
+    master = service(group_commit=True)
+    before = len(calls(master, "revive"))
+    submit = asyncio.create_task(
+        master.call(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now))
+    )
+    await asyncio.sleep(0)  # its batch is queued, the write under way
+    submit.cancel()  # the client hung up: aiohttp cancels the handler
+    while master._flushing:  # noqa: SLF001  # the commit finishes in its own task
+        await asyncio.sleep(0)
+    assert "demo-1" in master.plane.jobs
+    assert len(calls(master, "revive")) == before + 1, "the new job's workers ask for offers"
