@@ -18,6 +18,7 @@ import orjson
 
 from adapters.cli.local import ProcessMaster
 from adapters.local.agent import HOST, free_port
+from common.sse import SseParser
 from core.job import JobState
 from tests.eventually import eventually
 
@@ -69,10 +70,10 @@ async def read_sse(
     session: aiohttp.ClientSession, url: str, into: list[Any], stop: asyncio.Event | None = None
 ) -> None:
     """Append the JSON events of an SSE stream to `into` until it ends (or `stop`)."""
+    parser = SseParser()
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
         assert resp.status == 200, await resp.text()
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                into.append(orjson.loads(line[6:]))
+        async for chunk in resp.content.iter_any():
+            into.extend(orjson.loads(data) for data in parser.feed(chunk))
             if stop is not None and stop.is_set():
                 return
