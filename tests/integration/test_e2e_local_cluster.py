@@ -11,8 +11,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +23,8 @@ import pytest
 from common.sse_client import sse_payloads
 from mesoslite.local import free_port
 from tests.eventually import eventually_value, wait_until
-from tests.integration.up_process import nothing_left
-from tests.integration.workers import JOBS, ROOT
+from tests.integration.up_process import UpProcess, nothing_left
+from tests.integration.workers import JOBS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -54,33 +52,12 @@ def cluster(name: str, artifact: str, *workers: int, memory: int = 128) -> dict[
     }
 
 
-class Up:
-    """A `mantis up` process and what the tests need to know of it."""
+class Up(UpProcess):
+    """A `mantis up` process with two agents, and what the tests need to know of it."""
 
     def __init__(self, data: Path, *options: str) -> None:
-        self.data = data
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.out = data.parent / "up.out"
-        self.log = self.out.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "adapters.cli.main",
-                "up",
-                "--data-dir",
-                str(data),
-                "--port",
-                str(self.port),
-                "--agents",
-                "2",
-                *options,
-            ],
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        super().__init__(
+            data, free_port(), "--agents", "2", *options, console=data.parent / "up.out"
         )
 
     def session(self) -> aiohttp.ClientSession:
@@ -112,10 +89,7 @@ class Up:
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.log.close()
+        return self.wait()
 
 
 @pytest.fixture(scope="module")
@@ -275,11 +249,11 @@ async def test_mantis_up_example_prints_the_example_jobs_output(tmp_path: Path) 
     try:
 
         async def counts() -> list[Any]:
-            lines = example.out.read_bytes().splitlines()
+            lines = example.console_path.read_bytes().splitlines()
             return [orjson.loads(line) for line in lines if line.startswith(b'{"key"')]
 
         windows = await poll(counts, "the example's output", timeout=60)
         assert {"key", "count", "start", "end"} <= set(windows[0])
     finally:
         assert example.stop() == 0
-    assert b"mantis stopped." in example.out.read_bytes()
+    assert b"mantis stopped." in example.console_path.read_bytes()
