@@ -6,8 +6,9 @@ the executable and `arguments` its argv; a shell command that is one simple comm
 `exec <command>` (mesoslite.containment), so the shell does not stay between the agent and the
 command. The process gets its own session (process group) and a sandbox folder
 `<work-dir>/slaves/<agent>/frameworks/<framework>/executors/<task>/runs/<run>` as working
-directory, with its output in `stdout` and `stderr` there. Its environment is the agent's, then
-MESOS_TASK_ID, MESOS_FRAMEWORK_ID, MESOS_AGENT_ID, MESOS_EXECUTOR_ID, MESOS_SANDBOX (and
+directory, with its output in `stdout` and `stderr` there. Its environment is the agent's
+(without MESOSLITE_AGENT_CREDENTIAL and MESOSLITE_CREDENTIALS: a task never learns where the
+agent's secret is), then MESOS_TASK_ID, MESOS_FRAMEWORK_ID, MESOS_AGENT_ID, MESOS_EXECUTOR_ID, MESOS_SANDBOX (and
 MESOS_DIRECTORY), MESOS_ALLOCATION_ROLE, MESOS_AGENT_ENDPOINT, HOST, and for the task's ports
 PORTS (comma-separated), PORT0, PORT1, ... and PORT (= PORT0), then CommandInfo.environment,
 which wins. Status updates: TASK_STARTING, TASK_RUNNING once spawned, then TASK_FINISHED (exit
@@ -56,6 +57,13 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
   once, in order; kept until ACKNOWLEDGEd and re-reported on re-registration); PONG {seq};
   EXECUTOR_MESSAGE {framework_id, executor_id, data}; UNREGISTER (clean shutdown). A 404 or
   409 (the master does not know this agent or session) makes the agent re-register.
+- Authentication: with `--credential PATH` (or MESOSLITE_AGENT_CREDENTIAL naming the file, so
+  that the path stays out of `ps`), a JSON `{"principal": ..., "secret": ...}` as Mesos'
+  agent `--credential`, every call carries HTTP Basic credentials, for a master started with
+  `--authenticate-agents`. A 401 means the master refused them: the agent logs
+  `agent_authentication_refused` once, stops its tasks and exits 1, as Mesos' agent exits
+  when the master refuses its authentication (Slave::_authenticate in src/slave/slave.cpp);
+  a master it cannot reach is retried.
 - Liveness: the master pings every `--agent-ping-timeout` seconds; an agent that leaves
   `--max-agent-ping-timeouts` pings in a row unanswered is removed. The agent reconnects with
   back-off (0.1 s doubling to `--reconnect-backoff-max`) whenever the stream ends, and also
@@ -93,6 +101,13 @@ import structlog
 from aiohttp import web
 
 from common import logs
+from mesoslite.auth import (
+    AGENT_CREDENTIAL_ENV,
+    CREDENTIALS_ENV,
+    Credential,
+    CredentialsError,
+    load_credential,
+)
 from mesoslite.containment import TaskGroups, exec_form, lock_work_dir
 from mesoslite.protocol import (
     DEFAULT_KILL_GRACE_SECONDS,
@@ -136,6 +151,8 @@ log = structlog.get_logger()
 AGENT_PATH = "/mesoslite/api/v1/agent"
 SESSION_HEADER = "Mesoslite-Agent-Session"
 MAX_PORT_VARIABLES = 256
+PRIVATE_ENV = frozenset({AGENT_CREDENTIAL_ENV, CREDENTIALS_ENV})
+"""The agent's variables its tasks do not inherit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +166,7 @@ class AgentConfig:
     port: int = 0
     kill_grace_period: float = DEFAULT_KILL_GRACE_SECONDS
     reconnect_backoff_max: float = 2.0
+    credential: Credential | None = None  # presented to the master on every call
 
 
 DEFAULT_RESOURCES = "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"
@@ -187,6 +205,10 @@ class TaskRun:
     @property
     def kill_pending(self) -> bool:
         return (self.kill_requested or self.agent_shutdown) and not self.killing
+
+
+class AuthenticationRefused(RuntimeError):
+    """The master answered 401: it does not accept this agent's credential (or its lack)."""
 
 
 def master_url(text: str) -> str:
@@ -390,6 +412,7 @@ class MesosliteAgent:
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._reconnect = asyncio.Event()
+        self._refused = asyncio.Event()
 
     # -- accounting -----------------------------------------------------------------------------
 
@@ -406,7 +429,8 @@ class MesosliteAgent:
         """Stay registered until `stop` is set, then kill every task and unregister.
 
         First it locks the work dir (OSError if another agent holds it) and kills the task
-        process groups an earlier agent recorded there and left running.
+        process groups an earlier agent recorded there and left running. If the master refuses
+        the agent's credential it stops its tasks the same way and raises AuthenticationRefused.
         """
         lock = lock_work_dir(self.config.work_dir)
         try:
@@ -418,17 +442,46 @@ class MesosliteAgent:
     async def _run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
         connector = aiohttp.TCPConnector(limit=16, force_close=False)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        credential = self.config.credential
+        headers = {} if credential is None else {"Authorization": credential.authorization()}
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, headers=headers
+        ) as http:
             self._http = http
             sender = self._spawn(self._send_loop())
             registration = self._spawn(self._registration_loop())
-            await stop.wait()
+            stopped = asyncio.ensure_future(stop.wait())
+            refused = asyncio.ensure_future(self._refused.wait())
+            await asyncio.wait({stopped, refused}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            refused.cancel()
             self._stopping = True
             await self.shutdown()
             registration.cancel()
             sender.cancel()
             await asyncio.gather(registration, sender, return_exceptions=True)
             self._http = None
+        if self._refused.is_set():
+            raise AuthenticationRefused(f"master {self.config.master} refused authentication")
+
+    def _refuse(self) -> None:
+        """The master answered 401: say why once, and stop (see `run`)."""
+        if self._refused.is_set():
+            return
+        self.session = None
+        self._refused.set()
+        credential = self.config.credential
+        log.error(
+            "agent_authentication_refused",
+            master=self.config.master,
+            principal=None if credential is None else credential.principal,
+            fix=(
+                "the master requires agent authentication (--authenticate-agents): give the"
+                f" agent --credential PATH or {AGENT_CREDENTIAL_ENV}"
+                if credential is None
+                else "the principal or secret is not in the master's --credentials"
+            ),
+        )
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -444,6 +497,9 @@ class MesosliteAgent:
             try:
                 await self._register_and_follow()
                 failures = 0
+            except AuthenticationRefused:
+                self._refuse()
+                return
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
                 failures += 1
                 level = log.info if failures == 1 or failures % 50 == 0 else log.debug
@@ -487,6 +543,8 @@ class MesosliteAgent:
         self._outbox.clear()  # everything unacknowledged is in the registration
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         async with self._http.post(self.url, data=body, headers=headers) as resp:
+            if resp.status == 401:
+                raise AuthenticationRefused(await resp.text())
             if resp.status != 200:
                 text = await resp.text()
                 raise ValueError(f"registration refused: HTTP {resp.status}: {text}")
@@ -572,7 +630,9 @@ class MesosliteAgent:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as resp:
-                if resp.status >= 400:
+                if resp.status == 401:
+                    self._refuse()
+                elif resp.status >= 400:
                     text = await resp.text()
                     log.warning(
                         "agent_call_rejected", type=body["type"], status=resp.status, error=text
@@ -700,7 +760,7 @@ class MesosliteAgent:
         self._spawn(self._launch(run))
 
     def _environment(self, run: TaskRun, sandbox: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         env.update(
             {
                 "MESOS_TASK_ID": run.id,
@@ -992,6 +1052,7 @@ async def serve(config: AgentConfig, ready: Callable[[MesosliteAgent], None] | N
         work_dir=str(config.work_dir),
         endpoint=f"{config.host}:{agent.endpoint_port}",
         tasks_die_with_agent=die_with_agent,
+        principal=None if config.credential is None else config.credential.principal,
     )
     if ready is not None:
         ready(agent)
@@ -1078,6 +1139,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SIGTERM to SIGKILL delay when a task is killed (default: %(default)s)",
     )
     parser.add_argument(
+        "--credential",
+        default=None,
+        metavar="PATH",
+        help='JSON credential presented to the master, {"principal": ..., "secret": ...}'
+        f" (default: ${AGENT_CREDENTIAL_ENV})",
+    )
+    parser.add_argument(
         "--reconnect-backoff-max",
         type=_positive,
         default=d.reconnect_backoff_max,
@@ -1087,6 +1155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    """The agent's config; CredentialsError if the credential file cannot be used."""
+    location = args.credential or os.environ.get(AGENT_CREDENTIAL_ENV) or None
     return AgentConfig(
         master=args.master,
         resources=args.resources,
@@ -1097,16 +1167,24 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         port=args.port,
         kill_grace_period=args.kill_grace_period,
         reconnect_backoff_max=args.reconnect_backoff_max,
+        credential=None if location is None else load_credential(location),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run an agent from parsed options; logging is the caller's to configure."""
     try:
-        asyncio.run(serve(config_from_args(args)))
+        config = config_from_args(args)
+    except CredentialsError as e:
+        log.error("agent_config_invalid", error=str(e))
+        return 2
+    try:
+        asyncio.run(serve(config))
     except OSError as e:
         log.error("agent_failed", error=str(e))
         return 1
+    except AuthenticationRefused:
+        return 1  # agent_authentication_refused said why
     return 0
 
 

@@ -36,6 +36,7 @@ class MasterConfig:
     offer_timeout: float | None = None
     weights: dict[str, float] = field(default_factory=dict)
     authenticate_http_frameworks: bool = False
+    authenticate_agents: bool = False
     credentials: str | None = None  # a path: the secrets stay out of the config and its state
 
     @property
@@ -70,13 +71,21 @@ def framework_credentials(config: MasterConfig) -> Credentials | None:
     """What frameworks must present (None: they are not authenticated). A bad credentials file
     is an error even when unused, and authentication without credentials is one too (as Mesos'
     master refuses to start)."""
+    return _required(config, config.authenticate_http_frameworks, "--authenticate-http-frameworks")
+
+
+def agent_credentials(config: MasterConfig) -> Credentials | None:
+    """What agents must present (None: they are not authenticated), from the same file as
+    frameworks', as Mesos' `--authenticate_agents` uses `--credentials`."""
+    return _required(config, config.authenticate_agents, "--authenticate-agents")
+
+
+def _required(config: MasterConfig, enabled: bool, flag: str) -> Credentials | None:
     credentials = None if config.credentials is None else load_credentials(config.credentials)
-    if not config.authenticate_http_frameworks:
+    if not enabled:
         return None
     if credentials is None:
-        raise CredentialsError(
-            f"--authenticate-http-frameworks needs --credentials (or {CREDENTIALS_ENV})"
-        )
+        raise CredentialsError(f"{flag} needs --credentials (or {CREDENTIALS_ENV})")
     return credentials
 
 
@@ -187,6 +196,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frameworks must authenticate with HTTP Basic credentials of --credentials",
     )
     parser.add_argument(
+        "--authenticate-agents",
+        action="store_true",
+        help="agents must authenticate with HTTP Basic credentials of --credentials",
+    )
+    parser.add_argument(
         "--credentials",
         default=None,
         metavar="PATH",
@@ -211,5 +225,6 @@ def config_from_args(args: argparse.Namespace) -> MasterConfig:
         offer_timeout=args.offer_timeout,
         weights=args.weights,
         authenticate_http_frameworks=args.authenticate_http_frameworks,
+        authenticate_agents=args.authenticate_agents,
         credentials=args.credentials or os.environ.get(CREDENTIALS_ENV) or None,
     )

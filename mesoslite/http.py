@@ -11,7 +11,8 @@ them to an address.
   allows no JSON; 400 for a stream id on SUBSCRIBE or a missing or wrong one later, and for an
   unknown framework ("Framework cannot be found"); 403 "Framework is not subscribed" while it
   is disconnected. Bodies are plain text.
-- `POST /mesoslite/api/v1/agent`: agents register and call (see mesoslite.agent).
+- `POST /mesoslite/api/v1/agent`: agents register, follow their event stream and call (status
+  updates, pongs, executor messages, unregistration; see mesoslite.agent).
 - `GET /master/state` (also `/state`): Mesos-like JSON. `GET /master/redirect` answers 307 to
   this master (there is only ever one). `GET /version` and `/health`.
 - `POST /master/teardown` (form field `frameworkId`): the operator removes a framework.
@@ -20,7 +21,10 @@ With framework authentication (`--authenticate-http-frameworks`, see mesoslite.a
 scheduler API and the teardown need valid HTTP Basic credentials first: 401 with a
 `WWW-Authenticate` challenge otherwise (realms `mesos-master-scheduler` and
 `mesos-master-readwrite`, as Mesos'); a framework's calls must come from the principal it
-subscribed as. The read-only endpoints and the agent API stay open.
+subscribed as. With agent authentication (`--authenticate-agents`, as Mesos' master flag),
+every call of the agent API needs valid credentials too (realm `mesoslite-master-agent`), so
+that no other local process can pose as an agent and be sent tasks with their environment.
+The read-only endpoints stay open.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ import orjson
 import structlog
 from aiohttp import web
 
-from mesoslite.auth import READWRITE_REALM, SCHEDULER_REALM, Credentials, challenge
+from mesoslite.auth import (
+    AGENT_REALM,
+    READWRITE_REALM,
+    SCHEDULER_REALM,
+    Credentials,
+    challenge,
+)
 from mesoslite.flags import MasterConfig, resolve_allocator
 from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import MESOS_VERSION, SCHEDULER_CALLS, InvalidCall
@@ -46,7 +56,9 @@ log = structlog.get_logger()
 SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
 AGENT_PATH = "/mesoslite/api/v1/agent"
 MASTER_KEY = web.AppKey("master", MesosliteMaster)
-CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)  # absent: no authentication
+# Absent: no authentication.
+CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)
+AGENT_CREDENTIALS_KEY = web.AppKey("agent_credentials", Credentials)
 
 
 def _text(status: int, message: str, **headers: str) -> web.Response:
@@ -88,10 +100,15 @@ def _accepts_json(request: web.Request) -> bool:
     return False
 
 
-def _authenticated(request: web.Request, realm: str) -> str | None:
-    """The principal the request proves; None when frameworks are not authenticated.
+def _authenticated(
+    request: web.Request,
+    realm: str,
+    key: web.AppKey[Credentials] = CREDENTIALS_KEY,
+) -> str | None:
+    """The principal the request proves; None when its kind of caller (frameworks under
+    CREDENTIALS_KEY, agents under AGENT_CREDENTIALS_KEY) is not authenticated.
     Without valid credentials: HTTPUnauthorized, before the request is even read."""
-    credentials = request.app.get(CREDENTIALS_KEY)
+    credentials = request.app.get(key)
     if credentials is None:
         return None
     principal = credentials.authenticate(request.headers.get("Authorization"))
@@ -166,6 +183,7 @@ async def _serve_stream(
 
 async def agent_api(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER_KEY]
+    _authenticated(request, AGENT_REALM, AGENT_CREDENTIALS_KEY)
     call = await _read_call(request)
     if isinstance(call, web.Response):
         return call
@@ -217,12 +235,19 @@ async def teardown_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def create_app(master: MesosliteMaster, credentials: Credentials | None = None) -> web.Application:
-    """The master's endpoints; with `credentials`, frameworks must authenticate."""
+def create_app(
+    master: MesosliteMaster,
+    credentials: Credentials | None = None,
+    agent_credentials: Credentials | None = None,
+) -> web.Application:
+    """The master's endpoints; with `credentials` frameworks must authenticate, with
+    `agent_credentials` agents must."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[MASTER_KEY] = master
     if credentials is not None:
         app[CREDENTIALS_KEY] = credentials
+    if agent_credentials is not None:
+        app[AGENT_CREDENTIALS_KEY] = agent_credentials
     for path in SCHEDULER_PATHS:
         app.router.add_route("*", path, scheduler_api)
     app.router.add_route("*", AGENT_PATH, agent_api)
@@ -250,10 +275,11 @@ async def serve(
     config: MasterConfig,
     ready: Callable[[MesosliteMaster], None] | None = None,
     credentials: Credentials | None = None,
+    agent_credentials: Credentials | None = None,
 ) -> None:
     """Run a master until SIGTERM or SIGINT."""
     master = MesosliteMaster(config, resolve_allocator(config.allocator))
-    app = create_app(master, credentials)
+    app = create_app(master, credentials, agent_credentials)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -267,6 +293,7 @@ async def serve(
         id=master.id,
         allocator=config.allocator,
         authenticate_http_frameworks=credentials is not None,
+        authenticate_agents=agent_credentials is not None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

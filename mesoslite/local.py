@@ -7,7 +7,9 @@ the `mesoslite` package on PYTHONPATH, so an un-installed checkout works too.
 
 With `credentials` (a Mesos JSON credentials file, see mesoslite.auth) the master requires
 frameworks to authenticate; the file's path reaches it through MESOSLITE_CREDENTIALS, not
-its command line.
+its command line. With `agent_credential` too (one principal of that file, in the JSON of an
+agent's `--credential`) it requires agents to authenticate (`--authenticate-agents`), and every
+agent presents that credential, whose path reaches it through MESOSLITE_AGENT_CREDENTIAL.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import mesoslite
-from mesoslite.auth import CREDENTIALS_ENV
+from mesoslite.auth import AGENT_CREDENTIAL_ENV, CREDENTIALS_ENV
 
 HOST = "127.0.0.1"
 
@@ -64,7 +66,12 @@ class LocalCluster:
         python: str = sys.executable,
         env: dict[str, str] | None = None,
         credentials: Path | None = None,
+        agent_credential: Path | None = None,
     ) -> None:
+        if agent_credential is not None and credentials is None:
+            raise ValueError(
+                "agent_credential needs credentials: the master checks it against them"
+            )
         self.work_dir = Path(work_dir)
         self.agent_specs = (
             [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
@@ -72,6 +79,8 @@ class LocalCluster:
         self.master_args = list(master_args)
         if credentials is not None:
             self.master_args.append("--authenticate-http-frameworks")
+        if agent_credential is not None:
+            self.master_args.append("--authenticate-agents")
         self.port = port or free_port()
         self.log_level = log_level
         self.python = python
@@ -83,6 +92,9 @@ class LocalCluster:
         self.master_env = dict(self.env)  # the agents (and their tasks) do not get the path
         if credentials is not None:
             self.master_env[CREDENTIALS_ENV] = str(Path(credentials).resolve())
+        self.agent_env = dict(self.env)  # their tasks do not inherit the credential's path
+        if agent_credential is not None:
+            self.agent_env[AGENT_CREDENTIAL_ENV] = str(Path(agent_credential).resolve())
         self.master: subprocess.Popen[bytes] | None = None
         self.agents: list[subprocess.Popen[bytes] | None] = [None] * len(self.agent_specs)
         self._logs: list[IO[bytes]] = []
@@ -160,7 +172,7 @@ class LocalCluster:
         ]
         if spec.attributes:
             argv += ["--attributes", spec.attributes]
-        self.agents[i] = self._popen(f"agent-{i}", argv)
+        self.agents[i] = self._popen(f"agent-{i}", argv, self.agent_env)
 
     def start(self, timeout: float = 20.0) -> LocalCluster:
         """Master, then every agent; returns once all agents are registered and active."""

@@ -14,6 +14,7 @@ import structlog
 from common import logs
 from mesoslite.flags import (
     add_arguments,
+    agent_credentials,
     config_from_args,
     framework_credentials,
     resolve_allocator,
@@ -31,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         resolve_allocator(config.allocator)  # fail fast, before binding
         credentials = framework_credentials(config)
+        agents = agent_credentials(config)
     except ValueError as e:
         log.error("master_config_invalid", error=str(e))
         return 2
     try:
-        asyncio.run(serve(config, credentials=credentials))
+        asyncio.run(serve(config, credentials=credentials, agent_credentials=agents))
     except OSError as e:
         log.error("master_failed", error=str(e))
         return 1
