@@ -37,7 +37,11 @@ commands find it) and given to the master in its environment (MANTIS_API_TOKEN),
 which `ps` shows to every user. mesoslite requires HTTP Basic credentials of frameworks
 (`--authenticate-http-frameworks`): a random secret for the principal `mantis`, in
 `<data>/mesos/credentials.json` (0600), given to the master as MANTIS_MESOS_PRINCIPAL and
-MANTIS_MESOS_SECRET.
+MANTIS_MESOS_SECRET. It requires them of agents too (`--authenticate-agents`, as Mesos'
+`--authenticate_agents`), so that no other local process can register as an agent and be sent
+the tasks, whose environment holds the API token: another random secret, for the principal
+`mantis-agent`, in that file and in `<data>/mesos/agent-credential.json` (0600), whose path
+reaches the agents as MESOSLITE_AGENT_CREDENTIAL (their tasks do not inherit it).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from adapters.cli.client import (
     cluster_definition,
     sse_events,
 )
+from mesoslite.auth import AGENT_CREDENTIAL_ENV
 
 log = structlog.get_logger()
 
@@ -106,11 +111,15 @@ STOP_AGENTS_SECS = 10.0
 STOP_MESOS_SECS = 5.0
 MESOS_PRINCIPAL = "mantis"
 MESOS_CREDENTIALS = "credentials.json"
-"""In `<data>/mesos`: the principal and secret mesoslite requires of frameworks (0600)."""
+"""In `<data>/mesos`: the principals and secrets mesoslite requires of frameworks and agents
+(0600)."""
+AGENT_PRINCIPAL = "mantis-agent"
+AGENT_CREDENTIAL = "agent-credential.json"
+"""In `<data>/mesos`: the principal and secret the agents present to mesoslite (0600)."""
 INSTANCE_ENV = "MANTIS_INSTANCE_ID"
 INSTANCE_FIELD = "instanceId"
 """The field of GET /api/v1/masterInfo that echoes the master's MANTIS_INSTANCE_ID."""
-SECRET_ENV = ("MANTIS_API_TOKEN", "MANTIS_MESOS_SECRET")
+SECRET_ENV = ("MANTIS_API_TOKEN", "MANTIS_MESOS_SECRET", AGENT_CREDENTIAL_ENV)
 """Not passed on to mesoslite or the agents (an agent's environment is its tasks')."""
 
 
@@ -420,13 +429,16 @@ class LocalUp:
         mesos = self.data_dir / "mesos"
         mesos.mkdir(parents=True, exist_ok=True)
         mesos_secret = secrets.token_urlsafe(32)
+        agent = {"principal": AGENT_PRINCIPAL, "secret": secrets.token_urlsafe(32)}
         credentials = mesos / MESOS_CREDENTIALS
         write_secret(
             credentials,
             orjson.dumps(
-                {"credentials": [{"principal": MESOS_PRINCIPAL, "secret": mesos_secret}]}
+                {"credentials": [{"principal": MESOS_PRINCIPAL, "secret": mesos_secret}, agent]}
             ).decode(),
         )
+        agent_credential = mesos / AGENT_CREDENTIAL
+        write_secret(agent_credential, orjson.dumps(agent).decode())
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != INSTANCE_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         log_flags = ["--log-level", log_level, *(["--log-json"] if log_json else [])]
@@ -443,6 +455,7 @@ class LocalUp:
                 "--agent-reregister-timeout",
                 str(AGENT_REREGISTER_SECS),
                 "--authenticate-http-frameworks",
+                "--authenticate-agents",
                 "--credentials",
                 str(credentials),
                 *log_flags,
@@ -473,7 +486,7 @@ class LocalUp:
                     *log_flags,
                 ],
                 mesos / f"agent-{i}.log",
-                env,
+                {**env, AGENT_CREDENTIAL_ENV: str(agent_credential)},
                 mesos,
             )
             for i, h in enumerate(hosts)

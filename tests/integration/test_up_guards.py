@@ -221,7 +221,8 @@ def test_the_api_needs_the_generated_token_and_the_cli_finds_it(
 
     credentials = up.data / "mesos" / "credentials.json"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
-    (secret,) = [c["secret"] for c in orjson.loads(credentials.read_bytes())["credentials"]]
+    entries = orjson.loads(credentials.read_bytes())["credentials"]
+    (secret,) = [c["secret"] for c in entries if c["principal"] == "mantis"]
     assert secret.encode() not in Path(f"/proc/{master}/cmdline").read_bytes()
     subscribe = orjson.dumps(
         {
