@@ -1,7 +1,7 @@
 """HTTP Basic authentication of frameworks (`--authenticate-http-frameworks`): the check itself,
 the credentials file, the flags, and a real loopback master that enforces it on the scheduler
 API and the teardown while its read-only endpoints and the agent API stay open (agents are
-authenticated under their own flag: tests/unit/test_mesoslite_agent_auth.py)."""
+authenticated under their own flag: tests/unit/test_mesoslite_agent_auth_check.py)."""
 
 from __future__ import annotations
 
