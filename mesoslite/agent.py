@@ -9,16 +9,16 @@ command. The process gets its own session (process group) and a sandbox folder
 directory, with its output in `stdout` and `stderr` there. Its environment is the agent's
 (without MESOSLITE_AGENT_CREDENTIAL and MESOSLITE_CREDENTIALS: a task never learns where the
 agent's secret is), then MESOS_TASK_ID, MESOS_FRAMEWORK_ID, MESOS_AGENT_ID, MESOS_EXECUTOR_ID,
-MESOS_SANDBOX (and MESOS_DIRECTORY), MESOS_ALLOCATION_ROLE, MESOS_AGENT_ENDPOINT, HOST, and
-for the task's ports PORTS (comma-separated), PORT0, PORT1, ... and PORT (= PORT0), then
-CommandInfo.environment, which wins. Status updates: TASK_STARTING, TASK_RUNNING once spawned, then TASK_FINISHED (exit
-0), TASK_FAILED (non-zero exit or a signal, REASON_COMMAND_EXECUTOR_FAILED; a spawn failure is
-REASON_CONTAINER_LAUNCH_FAILED; `max_completion_time` reached is
-REASON_MAX_COMPLETION_TIME_REACHED) or TASK_KILLED; messages say "Command exited with status N"
-or "Command terminated with signal S". A kill sends SIGTERM to the task's process group, then
-SIGKILL after the grace period (the KILL's or the task's `kill_policy`, else
-`--kill-grace-period`, 3 s like the command executor). Once a task's process exits, whatever is
-left of its process group is killed too.
+MESOS_SANDBOX (and MESOS_DIRECTORY), MESOS_ALLOCATION_ROLE, MESOS_AGENT_ENDPOINT, HOST, and for
+the task's ports PORTS (comma-separated), PORT0, PORT1, ... and PORT (= PORT0), then
+CommandInfo.environment, which wins. Status updates: TASK_STARTING, TASK_RUNNING once spawned,
+then TASK_FINISHED (exit 0), TASK_FAILED (non-zero exit or a signal,
+REASON_COMMAND_EXECUTOR_FAILED; a spawn failure is REASON_CONTAINER_LAUNCH_FAILED;
+`max_completion_time` reached is REASON_MAX_COMPLETION_TIME_REACHED) or TASK_KILLED; messages
+say "Command exited with status N" or "Command terminated with signal S". A kill sends SIGTERM
+to the task's process group, then SIGKILL after the grace period (the KILL's or the task's
+`kill_policy`, else `--kill-grace-period`, 3 s like the command executor). Once a task's process
+exits, whatever is left of its process group is killed too.
 
 An agent that shuts down (SIGTERM, SIGINT) stops its tasks the same way and reports each as
 TASK_KILLED with REASON_EXECUTOR_TERMINATED and a message starting "Agent shut down", as
