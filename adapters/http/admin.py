@@ -40,6 +40,7 @@ async def master_info(request: web.Request) -> web.Response:
             "apiStatusUri": STATUS_PATH.lstrip("/"),
             "createTime": ms(request.app[CREATED_AT]),
             "fullApiStatusUri": f"http://{authority}{STATUS_PATH}",
+            "isLeader": True,  # a master that does not lead serves adapters.http.follower
             **({"instanceId": request.app[INSTANCE_ID]} if request.app[INSTANCE_ID] else {}),
         }
     )

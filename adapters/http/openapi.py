@@ -285,6 +285,8 @@ SCHEMAS: dict[str, Json] = {
         apiStatusUri=STR,
         createTime=MILLIS,
         fullApiStatusUri=STR,
+        isLeader=BOOL,
+        instanceId=STR,
     ),
     "Health": obj(("isHealthy",), isHealthy=BOOL, failureReason=NSTR),
     "Artifact": obj(
