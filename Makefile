@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint zookeeper bench clean
 
 $(STAMP): pyproject.toml scripts/install_http_parser.sh
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ lint: install
 	$(VENV)/bin/mypy core service common mesoslite runtime adapters
 	$(VENV)/bin/lint-imports
 
-test: lint
+# The integration tests run a real ZooKeeper (tests/zookeeper.py): the Debian package.
+zookeeper:
+	bash scripts/install_zookeeper.sh
+
+test: lint zookeeper
 	$(PY) -m pytest
 
 bench: install

@@ -7,6 +7,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from tests.zookeeper import zookeeper, zookeeper_server
+
+__all__ = ["zookeeper", "zookeeper_server"]
+
 settings.register_profile(
     "ci",
     derandomize=True,
