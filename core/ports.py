@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.effects import LaunchTask
 from core.events import Event
@@ -110,3 +110,29 @@ class Store(Protocol):
         """`append` without blocking the caller's event loop."""
 
     def load(self) -> Iterable[Event]: ...
+
+
+class LeaderElectionEvents(Protocol):
+    """What a leader election reports, on the master's event loop; the master implements it."""
+
+    def became_leader(self, epoch: int) -> None:
+        """Lead from now on. `epoch` is higher than that of every earlier leadership, so what
+        the leader writes with it fences off the writes of a leader that has not yet noticed
+        it lost (Mantis' leader epoch; Mesos' MasterContender, src/master/contender)."""
+
+    def lost_leadership(self, reason: str) -> None:
+        """Stop acting as the leader at once: another master may be leading already."""
+
+
+class LeaderElection(Protocol):
+    """Masters contend to lead; one leads at a time (Mantis' ILeadershipManager)."""
+
+    def start(self, events: LeaderElectionEvents) -> None:
+        """Enter the election; returns at once."""
+
+    def stop(self) -> None:
+        """Withdraw, so another master may lead; no callback runs once it has returned."""
+
+    def leader(self) -> dict[str, Any] | None:
+        """The leader's description as last seen (Mantis' MasterDescription fields, `url` and
+        `epoch`), for followers to redirect to; None while none is known. Never blocks."""
