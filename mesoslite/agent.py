@@ -64,6 +64,10 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
   `agent_authentication_refused` once, stops its tasks and exits 1, as Mesos' agent exits
   when the master refuses its authentication (Slave::_authenticate in src/slave/slave.cpp);
   a master it cannot reach is retried.
+- Masters elected in ZooKeeper (`--master zk://host:port[,host:port]/path`, mesoslite.zk):
+  the agent follows the group as Mesos' agent follows its master detector, registers with the
+  leader, and re-registers with its tasks whenever another master leads. A standby's 307 (to
+  the leader's same path) is followed for the next attempt, a 503 (no leader yet) retried.
 - Liveness: the master pings every `--agent-ping-timeout` seconds; an agent that leaves
   `--max-agent-ping-timeouts` pings in a row unanswered is removed. The agent reconnects with
   back-off (0.1 s doubling to `--reconnect-backoff-max`) whenever the stream ends, and also
@@ -94,6 +98,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import orjson
@@ -145,6 +150,7 @@ from mesoslite.resources import (
     attributes_to_mesos,
     parse_attributes,
 )
+from mesoslite.zk import MasterGroup, ZkUrl, is_zk
 
 log = structlog.get_logger()
 
@@ -211,10 +217,25 @@ class AuthenticationRefused(RuntimeError):
     """The master answered 401: it does not accept this agent's credential (or its lack)."""
 
 
+class Redirected(ValueError):
+    """A standby master answered 307: `location` is the leader's URL of the same call."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"redirected to {location}")
+        self.location = location
+
+
 def master_url(text: str) -> str:
     """`host:port` or a URL, as a base URL without a trailing slash."""
     text = text.strip().rstrip("/")
     return text if "://" in text else f"http://{text}"
+
+
+def leader_url(info: dict[str, Any]) -> str | None:
+    """The base URL of a master from its MasterInfo's address, as pymesos' detector reads it."""
+    address = info.get("address") or {}
+    ip, port = address.get("ip"), address.get("port")
+    return f"http://{ip}:{port}" if ip and port else None
 
 
 def _find_prctl() -> Any:
@@ -398,7 +419,12 @@ class MesosliteAgent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.url = master_url(config.master) + AGENT_PATH
+        self.zk = ZkUrl.parse(config.master) if is_zk(config.master) else None
+        self.url = "" if self.zk is not None else master_url(config.master) + AGENT_PATH
+        self._leader: str | None = None  # the agent API of the leader ZooKeeper names
+        self._leader_moved = asyncio.Event()
+        self._redirect: str | None = None  # a standby's 307, for the next attempt
+        self._group: MasterGroup | None = None
         self.id: str | None = None
         self.session: str | None = None
         self.endpoint_port = config.port
@@ -440,6 +466,18 @@ class MesosliteAgent:
             os.close(lock)
 
     async def _run(self, stop: asyncio.Event) -> None:
+        if self.zk is not None:
+            self._group = MasterGroup(self.zk, self._leader_changed)
+            await self._group.start()
+        try:
+            await self._serve_master(stop)
+        finally:
+            if self._group is not None:
+                await self._group.stop()
+        if self._refused.is_set():
+            raise AuthenticationRefused(f"master {self.config.master} refused authentication")
+
+    async def _serve_master(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=5.0)
         connector = aiohttp.TCPConnector(limit=16, force_close=False)
         credential = self.config.credential
@@ -461,8 +499,6 @@ class MesosliteAgent:
             sender.cancel()
             await asyncio.gather(registration, sender, return_exceptions=True)
             self._http = None
-        if self._refused.is_set():
-            raise AuthenticationRefused(f"master {self.config.master} refused authentication")
 
     def _refuse(self) -> None:
         """The master answered 401: say why once, and stop (see `run`)."""
@@ -489,17 +525,55 @@ class MesosliteAgent:
         task.add_done_callback(self._background.discard)
         return task
 
+    def _leader_changed(self) -> None:
+        """ZooKeeper names another leader (or none): an agent registered elsewhere moves to it."""
+        leader = None if self._group is None else self._group.leader
+        url = None if leader is None else leader_url(leader)
+        new = None if url is None else url + AGENT_PATH
+        if new == self._leader:
+            return
+        self._leader = new
+        log.info("agent_leader_detected", leader=None if leader is None else leader.get("pid"))
+        self._leader_moved.set()
+        if new is not None and self.url != new:
+            self._reconnect.set()
+
+    async def _next_master(self) -> str:
+        """The agent API to register with: after a 307 its location, else the leader that
+        ZooKeeper names (waiting for one), else `--master`'s."""
+        if self._redirect is not None:
+            url, self._redirect = self._redirect, None
+            return url
+        if self.zk is None:
+            return master_url(self.config.master) + AGENT_PATH
+        if self._leader is None:
+            log.info("agent_waiting_for_leader", zk=str(self.zk))
+        while self._leader is None:
+            self._leader_moved.clear()
+            await self._leader_moved.wait()
+        return self._leader
+
+    async def _pause(self, seconds: float) -> None:
+        """The back-off between attempts, cut short when ZooKeeper names another leader."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._leader_moved.wait(), seconds)
+
     async def _registration_loop(self) -> None:
         backoff = 0.1
         failures = 0
         while not self._stopping:
             started = time.monotonic()
+            self._leader_moved.clear()
             try:
+                self.url = await self._next_master()
                 await self._register_and_follow()
                 failures = 0
             except AuthenticationRefused:
                 self._refuse()
                 return
+            except Redirected as e:
+                log.info("agent_redirected", master=self.url, to=e.location)
+                self._redirect = e.location
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
                 failures += 1
                 level = log.info if failures == 1 or failures % 50 == 0 else log.debug
@@ -514,7 +588,7 @@ class MesosliteAgent:
             self.session = None
             if time.monotonic() - started > 5:
                 backoff = 0.1  # it was up for a while: this is a fresh failure
-            await asyncio.sleep(backoff)
+            await self._pause(backoff)
             backoff = min(backoff * 2, self.config.reconnect_backoff_max)
 
     def registration_body(self) -> dict[str, Any]:
@@ -542,9 +616,13 @@ class MesosliteAgent:
         body = orjson.dumps(self.registration_body())
         self._outbox.clear()  # everything unacknowledged is in the registration
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        async with self._http.post(self.url, data=body, headers=headers) as resp:
+        async with self._http.post(
+            self.url, data=body, headers=headers, allow_redirects=False
+        ) as resp:
             if resp.status == 401:
                 raise AuthenticationRefused(await resp.text())
+            if resp.status == 307 and "Location" in resp.headers:
+                raise Redirected(urljoin(self.url, resp.headers["Location"]))
             if resp.status != 200:
                 text = await resp.text()
                 raise ValueError(f"registration refused: HTTP {resp.status}: {text}")
@@ -611,7 +689,7 @@ class MesosliteAgent:
             try:
                 while self.session == session:
                     status = await self._post(body, session)
-                    if status == 202 or status in (404, 409, 400):
+                    if status == 202 or status in (307, 400, 404, 409, 503):
                         break  # delivered, or the session is over (re-registration carries them)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
@@ -629,15 +707,17 @@ class MesosliteAgent:
                 data=orjson.dumps(body),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=10),
+                allow_redirects=False,
             ) as resp:
                 if resp.status == 401:
                     self._refuse()
-                elif resp.status >= 400:
+                elif resp.status >= 300:
                     text = await resp.text()
                     log.warning(
                         "agent_call_rejected", type=body["type"], status=resp.status, error=text
                     )
-                    if resp.status in (404, 409) and self.session == session:
+                    # Unknown agent or session, or not the leader: re-register (with the leader).
+                    if resp.status in (307, 404, 409, 503) and self.session == session:
                         self.session = None
                         self._reconnect.set()
                 return resp.status
@@ -1089,11 +1169,24 @@ def _positive(text: str) -> float:
     return value
 
 
+def _master(text: str) -> str:
+    if not is_zk(text):
+        return text
+    try:
+        return str(ZkUrl.parse(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The agent's options (`mantis agent ...`, `python -m mesoslite.agent ...`)."""
     d = AgentConfig()
     parser.add_argument(
-        "--master", default=d.master, help="master URL or host:port (default: %(default)s)"
+        "--master",
+        type=_master,
+        default=d.master,
+        help="master URL, host:port, or zk://HOST:PORT[,HOST:PORT]/PATH to follow the leader"
+        " the masters elect there (default: %(default)s)",
     )
     parser.add_argument(
         "--resources",

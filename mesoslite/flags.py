@@ -11,6 +11,7 @@ from typing import Any
 
 from mesoslite.allocator import Allocator, load_allocator
 from mesoslite.auth import CREDENTIALS_ENV, Credentials, CredentialsError, load_credentials
+from mesoslite.zk import ZkUrl
 
 # Allocation modules that ship with mesoslite, for a checkout that is not pip-installed (then
 # the `mesoslite.allocators` entry points do not exist). Installed, the entry points win.
@@ -38,6 +39,8 @@ class MasterConfig:
     authenticate_http_frameworks: bool = False
     authenticate_agents: bool = False
     credentials: str | None = None  # a path: the secrets stay out of the config and its state
+    zk: str | None = None  # zk://host:port[,host:port]/path: contend for leadership there
+    zk_session_timeout: float = 10.0
 
     @property
     def advertised_host(self) -> str:
@@ -110,6 +113,13 @@ def _weights(text: str) -> dict[str, float]:
         if not sep or not role.strip():
             raise argparse.ArgumentTypeError(f"{item!r}: expected role=weight")
     return out
+
+
+def _zk_url(text: str) -> str:
+    try:
+        return str(ZkUrl.parse(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +217,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='JSON credentials file, {"credentials": [{"principal": ..., "secret": ...}]}'
         f" (default: ${CREDENTIALS_ENV})",
     )
+    parser.add_argument(
+        "--zk",
+        type=_zk_url,
+        default=None,
+        metavar="zk://HOST:PORT[,HOST:PORT]/PATH",
+        help="elect the leader among the masters of this ZooKeeper path, as Mesos' --zk"
+        " (default path /mesos; default: no election, this master leads)",
+    )
+    parser.add_argument(
+        "--zk-session-timeout",
+        type=_positive,
+        default=d.zk_session_timeout,
+        metavar="SECONDS",
+        help="ZooKeeper session timeout: how long a dead leader keeps leading (default: %(default)s)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> MasterConfig:
@@ -227,4 +252,6 @@ def config_from_args(args: argparse.Namespace) -> MasterConfig:
         authenticate_http_frameworks=args.authenticate_http_frameworks,
         authenticate_agents=args.authenticate_agents,
         credentials=args.credentials or os.environ.get(CREDENTIALS_ENV) or None,
+        zk=args.zk,
+        zk_session_timeout=args.zk_session_timeout,
     )

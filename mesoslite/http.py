@@ -13,9 +13,15 @@ them to an address.
   is disconnected. Bodies are plain text.
 - `POST /mesoslite/api/v1/agent`: agents register, follow their event stream and call (status
   updates, pongs, executor messages, unregistration; see mesoslite.agent).
-- `GET /master/state` (also `/state`): Mesos-like JSON. `GET /master/redirect` answers 307 to
-  this master (there is only ever one). `GET /version` and `/health`.
+- `GET /master/state` (also `/state`): Mesos-like JSON, whose `leader` and `leader_info` name
+  the leading master. `GET /master/redirect` answers 307 to the leader (`//host:port`).
+  `GET /version` and `/health`.
 - `POST /master/teardown` (form field `frameworkId`): the operator removes a framework.
+
+With `--zk` (mesoslite.zk, mesoslite.leadership) a standby master answers the scheduler API, the
+agent API and the teardown with 307 to the leader's same path, and 503 "No leader elected"
+while it knows none; its `/master/state` is its own (no frameworks, no agents) with the leader's
+fields.
 
 With framework authentication (`--authenticate-http-frameworks`, see mesoslite.auth) the
 scheduler API and the teardown need valid HTTP Basic credentials first: 401 with a
@@ -30,7 +36,9 @@ The read-only endpoints stay open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -46,16 +54,18 @@ from mesoslite.auth import (
     challenge,
 )
 from mesoslite.flags import MasterConfig, resolve_allocator
+from mesoslite.leadership import Leadership
 from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import MESOS_VERSION, SCHEDULER_CALLS, InvalidCall
 from mesoslite.streams import EventStream
 from mesoslite.wire import AGENT_SESSION_HEADER, STREAM_ID_HEADER
+from mesoslite.zk import MasterGroup, ZkUrl
 
 log = structlog.get_logger()
 
 SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
 AGENT_PATH = "/mesoslite/api/v1/agent"
-MASTER_KEY = web.AppKey("master", MesosliteMaster)
+LEADERSHIP_KEY = web.AppKey("leadership", Leadership)
 # Absent: no authentication.
 CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)
 AGENT_CREDENTIALS_KEY = web.AppKey("agent_credentials", Credentials)
@@ -121,9 +131,31 @@ def _authenticated(
     return principal
 
 
+def _elsewhere(request: web.Request) -> web.Response | None:
+    """None on the leader; on a standby 307 to the leader's same path, or 503 while no leader
+    is known (Mesos' Master::Http::redirect)."""
+    leadership = request.app[LEADERSHIP_KEY]
+    if leadership.leading:
+        return None
+    leader = leadership.redirect_target()
+    if leader is None:
+        return _text(503, "No leader elected")
+    return web.Response(status=307, headers={"Location": _location(leader) + request.path_qs})
+
+
+def _location(leader: dict[str, Any]) -> str:
+    """`//host:port` of a master: its hostname, else its address (as Mesos' redirect)."""
+    address = leader.get("address") or {}
+    host = leader.get("hostname") or address.get("hostname") or address.get("ip")
+    return f"//{host}:{leader.get('port') or address.get('port')}"
+
+
 async def scheduler_api(request: web.Request) -> web.StreamResponse:
-    master = request.app[MASTER_KEY]
     principal = _authenticated(request, SCHEDULER_REALM)
+    elsewhere = _elsewhere(request)
+    if elsewhere is not None:
+        return elsewhere
+    master = request.app[LEADERSHIP_KEY].master
     call = await _read_call(request)
     if isinstance(call, web.Response):
         return call
@@ -182,8 +214,11 @@ async def _serve_stream(
 
 
 async def agent_api(request: web.Request) -> web.StreamResponse:
-    master = request.app[MASTER_KEY]
     _authenticated(request, AGENT_REALM, AGENT_CREDENTIALS_KEY)
+    elsewhere = _elsewhere(request)
+    if elsewhere is not None:
+        return elsewhere
+    master = request.app[LEADERSHIP_KEY].master
     call = await _read_call(request)
     if isinstance(call, web.Response):
         return call
@@ -204,14 +239,15 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
 
 
 async def state_endpoint(request: web.Request) -> web.Response:
-    master = request.app[MASTER_KEY]
-    return web.json_response(master.state(), dumps=lambda o: orjson.dumps(o).decode())
+    state = request.app[LEADERSHIP_KEY].state()
+    return web.json_response(state, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def redirect_endpoint(request: web.Request) -> web.Response:
-    master = request.app[MASTER_KEY]
-    location = f"//{master.config.advertised_host}:{master.port}"
-    return web.Response(status=307, headers={"Location": location})
+    leader = request.app[LEADERSHIP_KEY].leader()
+    if leader is None:
+        return _text(503, "No leader elected")
+    return web.Response(status=307, headers={"Location": _location(leader)})
 
 
 async def version_endpoint(request: web.Request) -> web.Response:
@@ -224,8 +260,11 @@ async def health_endpoint(request: web.Request) -> web.Response:
 
 async def teardown_endpoint(request: web.Request) -> web.Response:
     """The operator's `/master/teardown` (form field `frameworkId`)."""
-    master = request.app[MASTER_KEY]
     _authenticated(request, READWRITE_REALM)
+    elsewhere = _elsewhere(request)
+    if elsewhere is not None:
+        return elsewhere
+    master = request.app[LEADERSHIP_KEY].master
     form = await request.post()
     fid = form.get("frameworkId")
     fw = master.frameworks.get(str(fid)) if fid is not None else None
@@ -236,14 +275,15 @@ async def teardown_endpoint(request: web.Request) -> web.Response:
 
 
 def create_app(
-    master: MesosliteMaster,
+    master: MesosliteMaster | Leadership,
     credentials: Credentials | None = None,
     agent_credentials: Credentials | None = None,
 ) -> web.Application:
-    """The master's endpoints; with `credentials` frameworks must authenticate, with
-    `agent_credentials` agents must."""
+    """The master's endpoints, for one master that leads alone or for an elected one; with
+    `credentials` frameworks must authenticate, with `agent_credentials` agents must."""
+    leadership = Leadership.sole(master) if isinstance(master, MesosliteMaster) else master
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[MASTER_KEY] = master
+    app[LEADERSHIP_KEY] = leadership
     if credentials is not None:
         app[CREDENTIALS_KEY] = credentials
     if agent_credentials is not None:
@@ -261,10 +301,10 @@ def create_app(
     app.router.add_post("/master/teardown", teardown_endpoint)
 
     async def on_startup(_: web.Application) -> None:
-        master.start()
+        await leadership.start()
 
     async def on_shutdown(_: web.Application) -> None:
-        await master.stop()
+        await leadership.stop()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
@@ -277,20 +317,38 @@ async def serve(
     credentials: Credentials | None = None,
     agent_credentials: Credentials | None = None,
 ) -> None:
-    """Run a master until SIGTERM or SIGINT."""
-    master = MesosliteMaster(config, resolve_allocator(config.allocator))
-    app = create_app(master, credentials, agent_credentials)
+    """Run a master until SIGTERM or SIGINT: bound first, so that the MasterInfo it contends
+    with in ZooKeeper (`--zk`) has its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+    except OSError:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
+
+    def new_master() -> MesosliteMaster:
+        master = MesosliteMaster(config, resolve_allocator(config.allocator))
+        master.port = port
+        return master
+
+    zk = None if config.zk is None else ZkUrl.parse(config.zk)
+    group = None
+    if zk is not None:
+        group = functools.partial(MasterGroup, zk, session_timeout=config.zk_session_timeout)
+    leadership = Leadership(new_master, group)
+    app = create_app(leadership, credentials, agent_credentials)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    site = web.SockSite(runner, sock)
     await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
-    if sockets:
-        master.port = sockets[0].getsockname()[1]
+    master = leadership.master
     log.info(
         "master_started",
-        url=f"http://{config.host}:{master.port}",
+        url=f"http://{config.host}:{port}",
         id=master.id,
+        zk=None if zk is None else str(zk),
         allocator=config.allocator,
         authenticate_http_frameworks=credentials is not None,
         authenticate_agents=agent_credentials is not None,

@@ -1,4 +1,5 @@
-"""A local mesoslite cluster: one master and N agents as child processes on 127.0.0.1.
+"""A local mesoslite cluster: one master (or several electing a leader in ZooKeeper) and N
+agents as child processes on 127.0.0.1.
 
 For tests, benchmarks and a one-command local set-up. Every process logs to a file in the
 cluster's work folder (`master.log`, `agent-<i>.log`); agents keep their sandboxes in
@@ -10,6 +11,11 @@ frameworks to authenticate; the file's path reaches it through MESOSLITE_CREDENT
 its command line. With `agent_credential` too (one principal of that file, in the JSON of an
 agent's `--credential`) it requires agents to authenticate (`--authenticate-agents`), and every
 agent presents that credential, whose path reaches it through MESOSLITE_AGENT_CREDENTIAL.
+
+With `zk` (a `zk://host:port/path` URL) every master starts with `--zk` and every agent with
+`--master` that URL; `masters` of them run, logging to `master.log`, `master-1.log`, ...
+`address` is then the URL too (pymesos finds the leader in ZooKeeper), and `state()` is the
+leader's.
 """
 
 from __future__ import annotations
@@ -67,11 +73,15 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         credentials: Path | None = None,
         agent_credential: Path | None = None,
+        masters: int = 1,
+        zk: str | None = None,
     ) -> None:
         if agent_credential is not None and credentials is None:
             raise ValueError(
                 "agent_credential needs credentials: the master checks it against them"
             )
+        if masters < 1 or (masters > 1 and zk is None):
+            raise ValueError("masters: one, or several electing a leader in zk")
         self.work_dir = Path(work_dir)
         self.agent_specs = (
             [AgentSpec() for _ in range(agents)] if isinstance(agents, int) else list(agents)
@@ -81,7 +91,11 @@ class LocalCluster:
             self.master_args.append("--authenticate-http-frameworks")
         if agent_credential is not None:
             self.master_args.append("--authenticate-agents")
+        self.zk = zk
+        if zk is not None:
+            self.master_args += ["--zk", zk]
         self.port = port or free_port()
+        self.ports = [self.port, *(free_port() for _ in range(masters - 1))]
         self.log_level = log_level
         self.python = python
         root = str(Path(mesoslite.__file__).resolve().parent.parent)
@@ -95,7 +109,7 @@ class LocalCluster:
         self.agent_env = dict(self.env)  # their tasks do not inherit the credential's path
         if agent_credential is not None:
             self.agent_env[AGENT_CREDENTIAL_ENV] = str(Path(agent_credential).resolve())
-        self.master: subprocess.Popen[bytes] | None = None
+        self.masters: list[subprocess.Popen[bytes] | None] = [None] * masters
         self.agents: list[subprocess.Popen[bytes] | None] = [None] * len(self.agent_specs)
         self._logs: list[IO[bytes]] = []
 
@@ -103,12 +117,19 @@ class LocalCluster:
 
     @property
     def address(self) -> str:
-        """`host:port`, as pymesos' MesosSchedulerDriver wants it."""
-        return f"{HOST}:{self.port}"
+        """`host:port` (the zk:// URL with `zk`), as pymesos' MesosSchedulerDriver wants it."""
+        return self.zk if self.zk is not None else f"{HOST}:{self.port}"
 
     @property
     def url(self) -> str:
+        """The first master's URL."""
         return f"http://{HOST}:{self.port}"
+
+    def master_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.ports[i]}"
+
+    def master_log(self, i: int) -> str:
+        return "master" if i == 0 else f"master-{i}"
 
     def log_path(self, name: str) -> Path:
         return self.work_dir / f"{name}.log"
@@ -133,7 +154,7 @@ class LocalCluster:
             cwd=self.work_dir,
         )
 
-    def start_master(self, timeout: float = 15.0) -> None:
+    def start_master(self, timeout: float = 15.0, i: int = 0) -> None:
         argv = [
             "-m",
             "mesoslite",
@@ -141,16 +162,16 @@ class LocalCluster:
             "--host",
             HOST,
             "--port",
-            str(self.port),
+            str(self.ports[i]),
             *self.master_args,
         ]
-        self.master = self._popen("master", argv, self.master_env)
+        master = self.masters[i] = self._popen(self.master_log(i), argv, self.master_env)
         self.wait_until(
-            lambda: self._get("/health") is not None,
+            lambda: self._get("/health", self.ports[i]) is not None,
             timeout,
-            "master to answer /health",
-            watch=self.master,
-            log="master",
+            f"master {i} to answer /health",
+            watch=master,
+            log=self.master_log(i),
         )
 
     def start_agent(self, i: int) -> None:
@@ -159,7 +180,7 @@ class LocalCluster:
             "-m",
             "mesoslite.agent",
             "--master",
-            self.url,
+            self.zk if self.zk is not None else self.url,
             "--resources",
             spec.resources,
             "--work-dir",
@@ -175,8 +196,9 @@ class LocalCluster:
         self.agents[i] = self._popen(f"agent-{i}", argv, self.agent_env)
 
     def start(self, timeout: float = 20.0) -> LocalCluster:
-        """Master, then every agent; returns once all agents are registered and active."""
-        self.start_master(timeout)
+        """Masters, then every agent; returns once all agents are registered and active."""
+        for m in range(len(self.masters)):
+            self.start_master(timeout, m)
         for i in range(len(self.agent_specs)):
             self.start_agent(i)
         n = len(self.agent_specs)
@@ -190,15 +212,16 @@ class LocalCluster:
             proc.wait(timeout=10)
             self.agents[i] = None
 
-    def stop_master(self, sig: int = signal.SIGKILL) -> None:
-        if self.master is not None:
-            self.master.send_signal(sig)
-            self.master.wait(timeout=10)
-            self.master = None
+    def stop_master(self, sig: int = signal.SIGKILL, i: int = 0) -> None:
+        master = self.masters[i]
+        if master is not None:
+            master.send_signal(sig)
+            master.wait(timeout=10)
+            self.masters[i] = None
 
-    def restart_master(self, sig: int = signal.SIGKILL, timeout: float = 15.0) -> None:
-        self.stop_master(sig)
-        self.start_master(timeout)
+    def restart_master(self, sig: int = signal.SIGKILL, timeout: float = 15.0, i: int = 0) -> None:
+        self.stop_master(sig, i)
+        self.start_master(timeout, i)
 
     def stop(self) -> None:
         """SIGTERM every process (agents kill their tasks), SIGKILL what lingers."""
@@ -206,10 +229,11 @@ class LocalCluster:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         _wait_all(procs, 8.0)
-        if self.master is not None:
-            self.master.send_signal(signal.SIGTERM)
-            _wait_all([self.master], 5.0)
-        self.master = None
+        masters = [m for m in self.masters if m is not None]
+        for master in masters:
+            master.send_signal(signal.SIGTERM)
+        _wait_all(masters, 5.0)
+        self.masters = [None] * len(self.masters)
         self.agents = [None] * len(self.agent_specs)
         for log in self._logs:
             log.close()
@@ -228,18 +252,39 @@ class LocalCluster:
 
     # -- observing ------------------------------------------------------------------------------
 
-    def _get(self, path: str) -> bytes | None:
+    def _get(self, path: str, port: int | None = None) -> bytes | None:
+        url = f"http://{HOST}:{self.port if port is None else port}{path}"
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=5) as resp:
                 body: bytes = resp.read()
                 return body
         except (urllib.error.URLError, OSError):
             return None
 
+    def master_state(self, i: int) -> dict[str, Any] | None:
+        """Master `i`'s own /master/state, None if it does not answer."""
+        body = self._get("/master/state", self.ports[i])
+        return None if body is None else dict(json.loads(body))
+
+    def leader(self) -> int | None:
+        """The index of the master that leads (by its own state), None while none does."""
+        for i, master in enumerate(self.masters):
+            if master is None:
+                continue
+            state = self.master_state(i)
+            if state is not None and state.get("leader") == state["pid"]:
+                return i
+        return None
+
+    def _leader_state(self) -> bytes | None:
+        leader = 0 if self.zk is None else self.leader()
+        return None if leader is None else self._get("/master/state", self.ports[leader])
+
     def state(self) -> dict[str, Any]:
-        body = self._get("/master/state")
+        """The leading master's /master/state."""
+        body = self._leader_state()
         if body is None:
-            raise ClusterError(f"no answer from {self.url}/master/state")
+            raise ClusterError(f"no answer from the leader's /master/state ({self.ports})")
         state: dict[str, Any] = json.loads(body)
         return state
 
@@ -254,13 +299,14 @@ class LocalCluster:
 
         def check() -> bool:
             nonlocal last
-            body = self._get("/master/state")
+            body = self._leader_state()
             if body is None:
                 return False
             last = json.loads(body)
             return predicate(last)
 
-        self.wait_until(check, timeout, what, watch=self.master, log="master")
+        watch = self.masters[0] if len(self.masters) == 1 else None
+        self.wait_until(check, timeout, what, watch=watch, log="master")
         return last
 
     def wait_until(

@@ -127,6 +127,7 @@ class MesosliteMaster:
         self.id = str(uuid.uuid4())
         self.port = config.port
         self.start_time = time.time()
+        self.elected_time: float | None = None  # once it leads (mesoslite.leadership)
         self.started = clock()
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.completed_frameworks: deque[FrameworkRecord] = deque(maxlen=COMPLETED_FRAMEWORKS_KEPT)
@@ -146,6 +147,9 @@ class MesosliteMaster:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Lead: the re-registration window of `--agent-reregister-timeout` opens now."""
+        self.started = self.clock()
+        self.elected_time = time.time()
         self._loops = [
             asyncio.create_task(self._allocation_loop(), name="allocation"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeats"),
@@ -1183,7 +1187,7 @@ class MesosliteMaster:
     def state(self) -> dict[str, Any]:
         now_wall = time.time()
         flags = {k: str(v) for k, v in sorted(flag_values(self.config).items())}
-        return {
+        state: dict[str, Any] = {
             "version": MESOS_VERSION,
             "id": self.id,
             "pid": self.pid,
@@ -1191,7 +1195,6 @@ class MesosliteMaster:
             "leader": self.pid,
             "leader_info": self.master_info(),
             "start_time": self.start_time,
-            "elected_time": self.start_time,
             "activated_slaves": sum(1 for a in self.agents.values() if a.connected),
             "deactivated_slaves": sum(1 for a in self.agents.values() if not a.connected),
             "flags": flags,
@@ -1203,6 +1206,9 @@ class MesosliteMaster:
             "unregistered_frameworks": [],
             "orphan_tasks": [],
         }
+        if self.elected_time is not None:
+            state["elected_time"] = self.elected_time
+        return state
 
 
 def _principal_mismatch(principal: str, claimed: str) -> str:
