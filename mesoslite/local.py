@@ -195,6 +195,13 @@ class LocalCluster:
             argv += ["--attributes", spec.attributes]
         self.agents[i] = self._popen(f"agent-{i}", argv, self.agent_env)
 
+    def add_agent(self, spec: AgentSpec) -> int:
+        """Start one more agent; its index."""
+        self.agent_specs.append(spec)
+        self.agents.append(None)
+        self.start_agent(len(self.agents) - 1)
+        return len(self.agents) - 1
+
     def start(self, timeout: float = 20.0) -> LocalCluster:
         """Masters, then every agent; returns once all agents are registered and active."""
         for m in range(len(self.masters)):
