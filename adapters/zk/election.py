@@ -77,7 +77,7 @@ def ensure_chroot(client: KazooClient) -> None:
     if not client.chroot or client.exists("/") is not None:
         return
     hosts = ",".join(f"{host}:{port}" for host, port in client.hosts)
-    plain = KazooClient(hosts=hosts, timeout=client._session_timeout / 1000.0)
+    plain = KazooClient(hosts=hosts)
     plain.start(timeout=STOP_WAIT)
     try:
         plain.ensure_path(client.chroot)
@@ -115,7 +115,6 @@ class ZkLeaderElection:
         self._changes = 0  # session state changes seen so far
         self._leader: dict[str, Any] | None = None
         self._wake = threading.Event()
-        self._stopping = False
         self._stopped = False
         self._events: LeaderElectionEvents | None = None
         self._thread: threading.Thread | None = None
@@ -134,7 +133,6 @@ class ZkLeaderElection:
     def stop(self) -> None:
         """Withdraw: the candidate znode is deleted, so the next candidate leads at once."""
         self._stopped = True
-        self._stopping = True
         self._client.remove_listener(self._on_state)
         self._wake.set()
         if self._thread is not None:
@@ -174,7 +172,7 @@ class ZkLeaderElection:
         while True:
             self._wake.wait(delay)
             self._wake.clear()
-            if self._stopping:
+            if self._stopped:
                 return
             delay = None
             if self._client.state != KazooState.CONNECTED:

@@ -91,6 +91,36 @@ async def test_a_suspended_leader_stops_at_once_and_one_leads_when_zookeeper_is_
         group.stop_all()
 
 
+async def test_a_leader_cut_off_from_a_hung_zookeeper_stops_before_its_session_can_expire(
+    zookeeper_server: ZooKeeperServer,
+) -> None:
+    """SIGSTOP freezes the server with its connections open, as a partition does: no word
+    reaches the client, which suspends at 2/3 of the session timeout."""
+    group = Candidates(zookeeper_server.address, new_root(), SESSION_TIMEOUT)
+    assert zookeeper_server._process is not None
+    pid = zookeeper_server._process.pid
+    try:
+        leader = group.start("master-0")
+        await eventually(lambda: leader.epoch == 1, "a leader")
+        group.start("master-1")
+        with observer(zookeeper_server.address) as zk:
+            hosts = f"{group.root}/hosts"
+            await eventually(lambda: len(children(zk, hosts)) == 2, "two candidates")
+        frozen = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await eventually(lambda: leader.epoch == 0, "the leader stops", timeout=SESSION_TIMEOUT)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        what, reason, at = leader.events[-1]
+        print(f"ZooKeeper frozen -> the leader stops: {at - frozen:.2f} s (session timeout 4 s)")
+        assert (what, reason) == ("lost", "suspended")
+        await eventually(lambda: len(group.leaders()) == 1, "one leader again", timeout=15)
+        assert group.leaders()[0].epoch == 2
+    finally:
+        group.stop_all()
+
+
 CANDIDATE = """
 import asyncio, sys
 from kazoo.client import KazooClient
