@@ -3,9 +3,10 @@
 
 - `<root>/hosts/_c_<uuid>-latch-<seq>`: one ephemeral sequential znode per candidate; the
   lowest sequence leads, each other candidate watches the one just below it (no herd), as in
-  Curator's LeaderLatch, which Mantis' ZookeeperLeaderElector uses. The `_c_<uuid>-` prefix is
-  Curator's "protection" (CreateBuilder.withProtection): a create whose answer was lost is
-  found again by its prefix instead of leaving an orphan candidate that nobody would remove.
+  Curator's LeaderLatch, which Mantis' ZookeeperLeaderElectorService
+  (io.mantisrx.server.core.zookeeper) uses. The `_c_<uuid>-` prefix is Curator's
+  "protection" (CreateBuilder.withProtection): a create whose answer was lost is found again
+  by its prefix instead of leaving an orphan candidate that nobody would remove.
 - `<root>/epoch`: the fencing epoch. A new leader sets it, and the znode's new version is the
   leadership's epoch.
 - `<root>/leader`: the leader's description (`service.election.master_description`, plus
