@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
+from adapters.mesos.resource_manager import PymesosResourceManager
 from mesoslite.local import AgentSpec, LocalCluster
 from mesoslite.zk import ZkUrl
+from tests.contracts.resource_manager import Recorder
 from tests.eventually import wait_until
 from tests.integration.mesoslite_framework import (
     FAST,
@@ -166,6 +168,20 @@ def test_an_agent_sent_to_the_standby_follows_its_redirect_to_the_leader(
         assert "agent_redirected" in cluster.log_path("agent-0").read_text()
 
 
+@pytest.mark.timeout(60)
+def test_a_leader_stopped_with_sigterm_hands_over_at_once(tmp_path: Path, zookeeper: str) -> None:
+    """It closes its session on the way out: its member goes at once, not at expiry."""
+    args = [*FAST, "--zk-session-timeout", str(SESSION_TIMEOUT)]
+    with LocalCluster(tmp_path, [], master_args=args, masters=2, zk=zk_url(zookeeper)) as cluster:
+        wait_until(lambda: cluster.leader() is not None, "a leader", 10)
+        leader = cluster.leader()
+        assert leader is not None
+        stopped = time.monotonic()
+        cluster.stop_master(signal.SIGTERM, leader)
+        wait_until(lambda: cluster.leader() == 1 - leader, "the standby to lead", 10)
+        assert time.monotonic() - stopped < SESSION_TIMEOUT / 2
+
+
 @pytest.mark.timeout(120)
 def test_the_standby_takes_over_a_killed_leader_with_the_agents_tasks_and_the_framework(
     two_masters: LocalCluster,
@@ -265,3 +281,35 @@ def test_a_master_that_loses_zookeeper_stops_leading_until_it_is_elected_again(
         assert again["leader"] == again["pid"] and again["id"] != first["id"]
         group = members(zookeeper_server.address, "/mesoslite")
         assert [info["id"] for info in group.values()] == [again["id"]]
+
+
+@pytest.mark.timeout(90)
+def test_the_mantis_resource_manager_given_zk_follows_the_leader(
+    two_masters: LocalCluster,
+) -> None:
+    """`mantis master --mesos zk://...` hands the URL to pymesos unchanged: it finds the
+    leader, and the next one after the leader is SIGKILLed, as the same framework."""
+    cluster = two_masters
+    rm = PymesosResourceManager(cluster.address, framework_name="mantis-zk", user="test")
+    events = Recorder(rm)
+    rm.start(events)
+    try:
+        wait_until(
+            lambda: len({o.agent_id for o in events.offers_since(0)}) == 2,
+            "offers of both agents",
+            15,
+        )
+        leader = cluster.leader()
+        assert leader is not None
+        batches = len(events.offer_batches)
+        cluster.stop_master(signal.SIGKILL, leader)
+        wait_until(
+            lambda: len(events.offers_since(batches)) > 0,
+            "offers from the new leader",
+            SESSION_TIMEOUT + 20,
+            describe=lambda: describe(cluster),
+        )
+        assert cluster.leader() == 1 - leader
+        assert [f["id"] for f in cluster.state()["frameworks"]] == events.framework_ids[:1]
+    finally:
+        rm.stop()
