@@ -31,7 +31,9 @@ un-acknowledged updates); frameworks re-subscribe with their ids and reconcile. 
 `--agent-reregister-timeout` seconds after start, explicit reconciliation of a task the master
 does not know yet is answered only when that window closes (Mesos waits for the agents it
 recovered from its registry likewise), so a framework does not see TASK_LOST for a task whose
-agent simply has not re-registered yet.
+agent simply has not re-registered yet. A master elected in ZooKeeper (`--zk`,
+mesoslite.leadership) starts the same way when it takes over from a failed leader, its window
+opening when it is elected.
 
 Resources are accounted, never isolated: a task may use more CPU or memory than it asked for.
 """

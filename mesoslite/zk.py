@@ -208,13 +208,20 @@ class MasterGroup:
                 )
             except (KazooException, KazooTimeoutError) as e:
                 log.info("zk_group_read_failed", zk=str(self.url), error=repr(e))
-                reading = _Reading(None, False, self._member, self._written)
-                if self._loop is not None:
-                    self._loop.call_later(RETRY_AFTER_ERROR, self._wake.set)
+                reading = self._retry_later()
+            except Exception:  # a bug must not end the following for good
+                log.exception("zk_group_read_crashed", zk=str(self.url))
+                reading = self._retry_later()
             if epoch != self._epoch:
                 self._wake.set()  # the connection changed meanwhile: read again
                 continue
             self._publish(reading)
+
+    def _retry_later(self) -> _Reading:
+        """What a failed read leaves known (nothing), with another read scheduled."""
+        if self._loop is not None:
+            self._loop.call_later(RETRY_AFTER_ERROR, self._wake.set)
+        return _Reading(None, False, self._member, self._written)
 
     def _publish(self, reading: _Reading) -> None:
         self._member, self._written = reading.member, reading.written
