@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +156,10 @@ def test_compaction_on_the_write_path(zk: KazooClient, root: str) -> None:
 
 class LosingReplies(KazooClient):  # type: ignore[misc]
     """A client whose next transactions lose their reply: `landed` says whether each was
-    applied before the connection "dropped"."""
+    applied before the connection "dropped", and `meanwhile` what happens before the loss."""
 
     landed: list[bool]
+    meanwhile: Callable[[], object] = staticmethod(lambda: None)
 
     def transaction(self) -> Any:
         txn = super().transaction()
@@ -170,6 +171,7 @@ class LosingReplies(KazooClient):  # type: ignore[misc]
         def lose_reply() -> Any:
             if landed:
                 commit().get(timeout=5)
+            self.meanwhile()
             lost = self.handler.async_result()
             lost.set_exception(ConnectionLoss())
             return lost
@@ -181,7 +183,7 @@ class LosingReplies(KazooClient):  # type: ignore[misc]
 def test_an_append_whose_reply_is_lost_is_found_written_or_voided(
     zookeeper: str, root: str
 ) -> None:
-    zk = connect(zookeeper, LosingReplies)
+    zk, other = connect(zookeeper, LosingReplies), connect(zookeeper)
     try:
         store = ZkStore(zk, encode, decode, root=root)
         zk.landed = [True]
@@ -191,9 +193,23 @@ def test_an_append_whose_reply_is_lost_is_found_written_or_voided(
             store.append(events(1, "lost"))
         store.append(events(1, "next"))
         assert store.load() == events(1, "landed") + events(1, "next")
+        second = ZkStore(other, encode, decode, root=root)  # now another writer goes between
+        zk.meanwhile = lambda: second.append(events(1, "between"))
+        zk.landed = [True]
+        store.append(events(1, "landed-too"))
+        zk.landed = [False]
+        with pytest.raises(StoreUnavailable, match="nothing was written"):
+            store.append(events(1, "lost-too"))
+        assert second.load() == (
+            events(1, "landed")
+            + events(1, "next")
+            + events(1, "landed-too")
+            + events(1, "between") * 2
+        )
     finally:
-        zk.stop()
-        zk.close()
+        for client in (zk, other):
+            client.stop()
+            client.close()
 
 
 def test_appends_fail_while_zookeeper_is_down_and_work_again_after(
