@@ -17,11 +17,18 @@ A ZooKeeper request, a whole `multi` included, may not exceed jute.maxbuffer (1 
 drops the connection), so a batch is one transaction only up to `CHUNK` bytes; a bigger one
 writes its chunks first, each in its own transaction, and then commits the batch node naming
 them (checking they are all there): until that commit nothing reads them, and compaction removes
-chunks nothing names. Appends are fenced in the store, not by timing: given a `Fence` (the
+chunks nothing names. Appends are fenced in the store, not by timing (a fencing token, as in
+martin.kleppmann.com/2016/02/08/how-to-do-distributed-locking.html): given a `Fence` (the
 election's epoch node and the version it had when this master took leadership), every
-transaction checks the epoch node first, so once a new leader bumps it the old one's appends
-fail with `StoreFenced` and write nothing (as Mantis fences its leader's writes through
-ZooKeeper: LeaderElector, ZookeeperLeadershipFactory).
+transaction checks the epoch node first (ZooKeeper's multi with a version check, ZOOKEEPER-965),
+so once a new leader bumps it the old one's appends fail with `StoreFenced` and write nothing.
+
+A failed append writes nothing: a transaction is all or nothing, and a request is only sent
+while connected (kazoo would queue it and send it after a reconnect, long after its caller gave
+up). When the reply is lost instead, `head` settles it: the append was written if head holds
+its token or a batch after the snapshot does; if not, moving head past the version the append
+expects voids it for good. `commit` runs the appends in a thread; callers that queue while one
+runs share the next transaction, in call order.
 
 Compaction (`compact()`, and every `compact_every` batches on the write path) replays
 `core.compaction`'s rule as the file store does: it writes the archive and the snapshot, then
@@ -67,7 +74,7 @@ CHUNK = 900_000  # bytes of data per znode and per transaction, under jute.maxbu
 BATCH = "batch-"
 NO_SNAPSHOT = -1  # the marker's `covers` while there is no snapshot
 _HEADER = 4  # bytes of a node's header length, then its JSON header, then its body
-_MISSES = 5  # loads that raced a compaction before giving up
+_MISSES = 5  # tries while others move what was read (a compaction under a load, head)
 
 _LOST = (  # ZooKeeper did not answer, as opposed to refusing
     ConnectionLoss,
@@ -87,7 +94,9 @@ class StoreFenced(Exception):
 
 
 class StoreUnavailable(Exception):
-    """ZooKeeper did not take the write (unreachable, session lost): nothing was written."""
+    """ZooKeeper did not take the write (unreachable, session lost), or its reply was lost and
+    it cannot be asked yet: then the next append finds out first, and if the write had landed,
+    every append is refused until the store is reopened (the caller's state lacks it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +262,10 @@ class ZkStore:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
+    def _chunks(self, token: str) -> str:
+        """The prefix of the chunks of a big batch or snapshot."""
+        return self._path(f"chunks/{token}-")
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """The answer of `fn` (one of kazoo's `*_async`), asked again through connection losses
         until the deadline; StoreUnavailable if none comes. kazoo's blocking calls wait with no
@@ -307,7 +320,7 @@ class ZkStore:
             raise StoreUnavailable(f"{self.root}: {self._broken}; reopen the store")
         token = uuid.uuid4().hex
         data, pieces = _pack({"token": token}, _frames(self._encode(e) for e in events))
-        chunks = self._write_chunks(token, pieces)
+        chunks = self._write_chunks(self._chunks(token), pieces)
         for _ in range(_MISSES):
             txn = self._fenced()
             for chunk in chunks:
@@ -370,9 +383,8 @@ class ZkStore:
             raise self._fenced_error(error)
         raise StoreUnavailable(f"ZooKeeper refused {what} ({error!r})")
 
-    def _write_chunks(self, token: str, pieces: list[bytes], under: str = "") -> list[str]:
+    def _write_chunks(self, prefix: str, pieces: list[bytes]) -> list[str]:
         """Write the pieces, one fenced transaction each; unreferenced until the caller commits."""
-        prefix = under or self._path(f"chunks/{token}-")
         paths = [f"{prefix}{k:04d}" for k in range(len(pieces))]
         for path, piece in zip(paths, pieces, strict=True):
             txn = self._fenced()
@@ -468,9 +480,7 @@ class ZkStore:
             fields, body, version = self._marker()
             try:
                 if "chunks" in fields:
-                    body = self._read_chunks(
-                        self._path(f"chunks/{fields['token']}-"), fields["chunks"]
-                    )
+                    body = self._read_chunks(self._chunks(fields["token"]), fields["chunks"])
                 events = [self._decode(p) for p in _unframe(body)]
                 covers = fields.get("covers", NO_SNAPSHOT)
                 names = self._after(covers)
@@ -478,7 +488,7 @@ class ZkStore:
                 for name, data in zip(names, self._get_all(names), strict=True):
                     header, payload = _unnode(data)
                     if "chunks" in header:
-                        prefix = self._path(f"chunks/{header['token']}-")
+                        prefix = self._chunks(header["token"])
                         payload = self._read_chunks(prefix, header["chunks"])
                     events += [self._decode(p) for p in _unframe(payload)]
                     batches.append((name, header["token"]))
@@ -516,11 +526,11 @@ class ZkStore:
             txn = self._fenced()
             txn.create(path, data)
             self._commit(txn, f"archive node {path}")
-            self._write_chunks("", pieces, under=path + "/")
+            self._write_chunks(path + "/", pieces)
         token = uuid.uuid4().hex
         body = _frames(self._encode(e) for e in result.live)
         data, pieces = _pack({"token": token, "covers": covers}, body)
-        chunks = self._write_chunks(token, pieces)
+        chunks = self._write_chunks(self._chunks(token), pieces)
         txn = self._fenced()
         for chunk in chunks:
             txn.check(chunk, 0)
