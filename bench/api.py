@@ -184,7 +184,9 @@ class NoResources:
         pass
 
 
-def no_resources(settings: MasterSettings, loop: asyncio.AbstractEventLoop) -> NoResources:
+def no_resources(
+    settings: MasterSettings, loop: asyncio.AbstractEventLoop, ids: Any
+) -> NoResources:
     return NoResources()
 
 

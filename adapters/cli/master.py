@@ -6,6 +6,13 @@ asyncio loop: the file store (`adapters.store.EventLog` in the data folder), the
 (`adapters.http`) and a timer that ticks the service every `tick_secs`. The service owns the
 rest: recover from the store, reconcile on (re-)registration, persist before acting.
 
+With `--zk`, several masters elect a leader in ZooKeeper (adapters.zk.election, Mantis'
+layout under /mantis/master). A candidate serves adapters.http.follower (who leads, and a
+redirect to it); the one elected leads on a store in ZooKeeper (adapters.zk.store) fenced by
+its epoch, so a deposed leader's writes fail there. A leader that loses its session stops
+acting at once and the process ends with status 3 for its supervisor to start it again as a
+candidate, as a Mesos master ends when it loses leadership.
+
 The framework id is kept in the data folder, so a restarted master re-subscribes as the same
 framework and its tasks keep running. Credentials for a Mesos master that authenticates
 frameworks come from MANTIS_MESOS_PRINCIPAL and MANTIS_MESOS_SECRET (not argv, which `ps`
@@ -19,24 +26,37 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from aiohttp import web
+from kazoo.client import KazooClient
 
 from adapters.http.app import create_app, serve
 from adapters.http.artifacts import ArtifactStore
+from adapters.http.follower import create_follower_app
+from adapters.http.worker_api import STATUS_PATH
 from adapters.mesos.resource_manager import PymesosResourceManager
+from adapters.store.codec import decode, encode
 from adapters.store.log import EventLog, StoreCorrupted
-from core.ports import ResourceManager
+from adapters.zk.election import ZkLeaderElection, ensure_chroot
+from adapters.zk.store import Fence, ZkStore
+from core.events import Event
+from core.ports import ResourceManager, Store
+from service.election import master_description
 from service.master import MasterService
 from service.worker_task import WORKER_COMMAND, WorkerTaskSettings
 
 log = structlog.get_logger()
+
+ELECTION_ROOT = "/mantis/master"
+EXIT_LOST_LEADERSHIP = 3
 
 DEFAULT_PORT = 8100
 
@@ -58,19 +78,63 @@ class MasterSettings:
     """Open a store whose log is damaged from its last good snapshot (see adapters.store)."""
     instance_id: str = ""
     """Echoed by masterInfo (`mantis up` sets MANTIS_INSTANCE_ID to know its own master)."""
+    zk: str = ""
+    """ZooKeeper ``host:port[,host:port][/chroot]``: masters elect a leader there and share a
+    store in it (adapters.zk); empty: this master leads alone on its file store."""
+    zk_session_timeout: float = 4.0
 
 
-ResourceManagerFactory = Callable[[MasterSettings, asyncio.AbstractEventLoop], ResourceManager]
+class FrameworkIds(Protocol):
+    """Where the framework id is kept between masters: the data folder for one master,
+    ZooKeeper for several (a new leader must re-subscribe as the same framework, or the
+    running tasks would belong to nobody)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, framework_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class FrameworkIdFile:
+    path: Path
+
+    def load(self) -> str | None:
+        return self.path.read_text().strip() or None if self.path.exists() else None
+
+    def save(self, framework_id: str) -> None:
+        self.path.write_text(framework_id)
+
+
+@dataclass(frozen=True)
+class FrameworkIdNode:
+    client: KazooClient
+    path: str = f"{ELECTION_ROOT}/framework_id"
+
+    def load(self) -> str | None:
+        if self.client.exists(self.path) is None:
+            return None
+        data, _ = self.client.get(self.path)
+        return bytes(data).decode() or None
+
+    def save(self, framework_id: str) -> None:
+        self.client.ensure_path(self.path)
+        self.client.set(self.path, framework_id.encode())
+
+
+ResourceManagerFactory = Callable[
+    [MasterSettings, asyncio.AbstractEventLoop, FrameworkIds], ResourceManager
+]
 
 
 def pymesos_resource_manager(
-    settings: MasterSettings, loop: asyncio.AbstractEventLoop
+    settings: MasterSettings, loop: asyncio.AbstractEventLoop, framework_ids: FrameworkIds
 ) -> ResourceManager:
     return PymesosResourceManager(
         settings.mesos,
         settings.framework_name,
         loop=loop,
-        framework_id_file=settings.data_dir / "framework_id",
+        framework_id=framework_ids.load(),
+        keep_framework_id=framework_ids.save,
         principal=os.environ.get("MANTIS_MESOS_PRINCIPAL") or None,
         secret=os.environ.get("MANTIS_MESOS_SECRET") or None,
     )
@@ -92,19 +156,37 @@ class MasterProcess:
         self._runner: web.AppRunner | None = None
         self._ticks: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._zk: KazooClient | None = None
+        self._election: ZkLeaderElection | None = None
+        self._taking_office: asyncio.Task[None] | None = None
+        self.exit_status = 0
 
     async def start(self) -> None:
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts.folder.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
+        (self.data_dir / "master.pid").write_text(str(os.getpid()))
+        if s.zk:
+            await self._stand()
+            return
         self.store = store = EventLog(
             self.data_dir / "store", recover_from_snapshot=s.recover_from_snapshot
         )
         if store.recovery is not None:  # opened with --recover-from-snapshot: say what it cost
             sys.stderr.write(f"mantis master: recovered a damaged store:\n{store.recovery}\n")
-        rm = self._make_rm(s, asyncio.get_running_loop())
-        self.service = service = MasterService(store, rm, archive=store.archived_job_events)
+        await self._lead(store, store.archived_job_events)
+
+    async def _lead(self, store: Store, archive: Callable[[str], Sequence[Event]]) -> None:
+        """Recover from `store`, serve the API and subscribe to Mesos: this master leads."""
+        s = self.settings
+        t0 = time.monotonic()
+        ids: FrameworkIds = (
+            FrameworkIdFile(self.data_dir / "framework_id")
+            if self._zk is None
+            else FrameworkIdNode(self._zk)
+        )
+        rm = await asyncio.to_thread(self._make_rm, s, asyncio.get_running_loop(), ids)
+        self.service = service = await asyncio.to_thread(MasterService, store, rm, archive=archive)
         plane = service.plane
         log.info(
             "master_recovered",
@@ -124,10 +206,66 @@ class MasterProcess:
             api_token=s.api_token or "",
             uploaded=self._uploaded,
         )
-        (self.data_dir / "master.pid").write_text(str(os.getpid()))
         service.start()
         self._ticks = asyncio.create_task(self._tick_forever(), name="ticks")
         log.info("master_listening", url=self.url, mesos=s.mesos, data_dir=str(self.data_dir))
+
+    # -- several masters: the election (adapters.zk) -------------------------------------
+
+    async def _stand(self) -> None:
+        """Join the election and, until elected, serve as a follower on the API port."""
+        s = self.settings
+        self._zk = zk = KazooClient(
+            hosts=s.zk,
+            timeout=s.zk_session_timeout,
+            connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 1.0},
+        )
+        await asyncio.to_thread(zk.start, 30)
+        await asyncio.to_thread(ensure_chroot, zk)
+        follower = create_follower_app(
+            lambda: self._election.leader() if self._election is not None else None
+        )
+        self._runner, port = await serve(follower, s.host, s.port)
+        self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
+        description = master_description(
+            hostname=socket.gethostname(),
+            host_ip=s.host,
+            api_port=port,
+            url=self.url,
+            api_status_uri=STATUS_PATH.lstrip("/"),
+            create_time_ms=int(time.time() * 1000),
+        )
+        loop = asyncio.get_running_loop()
+        self._election = ZkLeaderElection(zk, description, loop=loop, root=ELECTION_ROOT)
+        self._election.start(self)
+        log.info("master_standing", url=self.url, zk=s.zk)
+
+    def became_leader(self, epoch: int) -> None:
+        self._taking_office = asyncio.create_task(self._take_office(epoch), name="take-office")
+
+    async def _take_office(self, epoch: int) -> None:
+        """Lead on the shared store, fenced by this leadership's epoch: once another master
+        is elected, every write of this one fails in ZooKeeper itself."""
+        assert self._zk is not None
+        store = ZkStore(self._zk, encode, decode, fence=Fence(f"{ELECTION_ROOT}/epoch", epoch))
+        log.info("master_elected", epoch=epoch, url=self.url)
+        if self._runner is not None:
+            await self._runner.cleanup()  # the follower's app: the port is the leader's now
+            self._runner = None
+        await self._lead(store, store.archived_job_events)
+
+    def lost_leadership(self, reason: str) -> None:
+        """Stop acting at once and step down: the process ends (a supervisor starts it again
+        as a candidate), as a Mesos master does when it loses leadership."""
+        if self.service is None and self._taking_office is None:
+            return  # it did not lead: it stays a candidate
+        log.error("master_lost_leadership", reason=reason, url=self.url)
+        if self._taking_office is not None:
+            self._taking_office.cancel()
+        if self._ticks is not None:
+            self._ticks.cancel()
+        self.exit_status = EXIT_LOST_LEADERSHIP
+        self.request_stop()
 
     def _uploaded(self, name: str) -> bool:
         with contextlib.suppress(Exception):  # not a safe artifact name: not an uploaded one
@@ -151,6 +289,8 @@ class MasterProcess:
 
     async def stop(self) -> None:
         """Stop serving; the framework stays registered in Mesos so its tasks keep running."""
+        if self._election is not None:
+            self._election.stop()
         if self._ticks is not None:
             self._ticks.cancel()
         if self.service is not None:
@@ -159,6 +299,9 @@ class MasterProcess:
             await self._runner.cleanup()
         if self.store is not None:
             self.store.close()
+        if self._zk is not None:
+            await asyncio.to_thread(self._zk.stop)
+            await asyncio.to_thread(self._zk.close)
         log.info("master_stopped")
 
 
@@ -173,7 +316,7 @@ async def run_master(settings: MasterSettings) -> int:
         await master.wait_stopped()
     finally:
         await master.stop()
-    return 0
+    return master.exit_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -212,6 +355,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="timer resolution: heartbeats, SLA, cron (default: %(default)s)",
     )
     parser.add_argument(
+        "--zk",
+        default="",
+        metavar="HOST:PORT[,HOST:PORT][/CHROOT]",
+        help="elect a leader among masters in ZooKeeper and share their store there; "
+        "followers redirect to the leader (default: lead alone on the file store)",
+    )
+    parser.add_argument(
+        "--zk-session-timeout",
+        type=float,
+        default=4.0,
+        help="seconds without ZooKeeper before a leader is replaced (default: %(default)s)",
+    )
+    parser.add_argument(
         "--recover-from-snapshot",
         action="store_true",
         help="open a damaged store: keep its last good snapshot and every whole "
@@ -232,6 +388,8 @@ def run(args: argparse.Namespace) -> int:
         tick_secs=args.tick_secs,
         recover_from_snapshot=args.recover_from_snapshot,
         instance_id=os.environ.get("MANTIS_INSTANCE_ID", ""),
+        zk=args.zk,
+        zk_session_timeout=args.zk_session_timeout,
     )
     try:
         return asyncio.run(run_master(settings))

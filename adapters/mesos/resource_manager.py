@@ -38,7 +38,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pymesos  # type: ignore[import-untyped]
@@ -246,25 +245,23 @@ class PymesosResourceManager:
         *,
         default_network_mbps: float = 1000.0,
         loop: asyncio.AbstractEventLoop | None = None,
-        framework_id_file: Path | None = None,
+        framework_id: str | None = None,
+        keep_framework_id: Callable[[str], None] | None = None,
         hostname: str | None = None,
         principal: str | None = None,
         secret: str | None = None,
         checkpoint: bool = True,
         launch_refuse_seconds: float = 5.0,
     ) -> None:
-        """`master`: `host:port` or `zk://...`. `framework_id_file` keeps the framework id
-        across restarts, so a master that fails over re-subscribes as the same framework and
-        keeps its tasks. `principal`/`secret`: HTTP Basic credentials when the master
+        """`master`: `host:port` or `zk://...`. `framework_id` re-subscribes as that framework and
+        `keep_framework_id(id)` is told the id on every (re-)registration, so a master that
+        restarts or fails over re-subscribes as the same framework and keeps its tasks. `principal`/`secret`: HTTP Basic credentials when the master
         authenticates frameworks. `launch_refuse_seconds`: the filter on what an ACCEPT leaves of its offers (Mesos'
         default is 5 s before the rest of an agent is offered again)."""
         self.master = master
         self.default_network_mbps = default_network_mbps
         self.loop = loop
-        self.framework_id_file = framework_id_file
-        framework_id = None
-        if framework_id_file is not None and framework_id_file.exists():
-            framework_id = framework_id_file.read_text().strip() or None
+        self.keep_framework_id = keep_framework_id
         self.launch_refuse_seconds = launch_refuse_seconds
         self.framework_info: Json = {
             "user": user if user is not None else getpass.getuser(),
@@ -470,8 +467,8 @@ class PymesosResourceManager:
             self._held.clear()  # offers of an earlier subscription are gone
         self.framework_id = framework_id
         self.framework_info["id"] = {"value": framework_id}
-        if self.framework_id_file is not None:
-            self.framework_id_file.write_text(framework_id)
+        if self.keep_framework_id is not None:
+            self.keep_framework_id(framework_id)
         log.info(
             "mesos_registered",
             framework_id=framework_id,

@@ -43,7 +43,7 @@ async def names(http: aiohttp.ClientSession, url: str) -> list[str]:
 async def start(data_dir: Path) -> MasterProcess:
     master = MasterProcess(
         MasterSettings(data_dir=data_dir, port=0),
-        resource_manager=lambda settings, loop: RecordingResourceManager(),
+        resource_manager=lambda settings, loop, ids: RecordingResourceManager(),
     )
     await master.start()
     return master

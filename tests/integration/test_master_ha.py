@@ -1,0 +1,110 @@
+"""Two `mantis master --zk` processes on a real ZooKeeper and mesoslite: one leads, the other
+redirects to it, and when the leader is SIGKILLed the other leads with every job kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mesoslite.local import LocalCluster, free_port
+from tests.eventually import eventually_value
+from tests.integration.workers import ROOT
+
+pytestmark = pytest.mark.timeout(120)
+SESSION_TIMEOUT = 4.0
+
+
+class Master:
+    def __init__(self, folder: Path, zk: str, mesos: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (folder / f"master-{self.port}.log").open("wb")
+        argv = [sys.executable, "-m", "adapters.cli.main", "master", "--zk", zk, "--mesos", mesos,
+                "--data-dir", str(folder / f"m{self.port}"), "--port", str(self.port),
+                "--zk-session-timeout", str(SESSION_TIMEOUT)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("MANTIS_API_TOKEN", None)
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, zookeeper: str) -> Iterator[tuple[list[Master], LocalCluster]]:
+    mesos = LocalCluster(tmp_path / "mesos", 1).start()
+    chroot = f"{zookeeper}/ha-{uuid.uuid4().hex[:8]}"
+    masters = [Master(tmp_path, chroot, mesos.address) for _ in range(2)]
+    try:
+        yield masters, mesos
+    finally:
+        for m in masters:
+            m.kill()
+        mesos.stop()
+
+
+async def info(http: aiohttp.ClientSession, master: Master) -> Any:
+    try:
+        async with http.get(f"{master.url}/api/v1/masterInfo") as resp:
+            return await resp.json() if resp.status == 200 else None
+    except aiohttp.ClientError:
+        return None
+
+
+async def leader_of(http: aiohttp.ClientSession, masters: list[Master]) -> Master | None:
+    """The master that says it leads, once the others name it too."""
+    infos = [await info(http, m) for m in masters]
+    leading = [m for m, i in zip(masters, infos, strict=True) if i and i.get("isLeader")]
+    if len(leading) != 1:
+        return None
+    others = [i for m, i in zip(masters, infos, strict=True) if m is not leading[0]]
+    if all(i and (i.get("leader") or {}).get("url") == leading[0].url for i in others):
+        return leading[0]
+    return None
+
+
+CLUSTER = {"jobDefinition": {"name": "ha", "user": "t", "jobJarFileLocation": "http://a.example/x.zip",
+           "schedulingInfo": {"stages": {"1": {"numberOfInstances": 1,
+                                               "machineDefinition": {"cpuCores": 0.1, "memoryMB": 64}}}}}}  # fmt: skip
+
+
+async def test_the_follower_redirects_and_takes_over_with_every_job(
+    cluster: tuple[list[Master], LocalCluster],
+) -> None:
+    masters, _ = cluster
+    async with aiohttp.ClientSession() as http:
+        leader = await eventually_value(lambda: leader_of(http, masters), "one leader", 60)
+        follower = next(m for m in masters if m is not leader)
+        # a write sent to the follower reaches the leader (307 keeps the method and the body)
+        async with http.post(f"{follower.url}/api/v1/jobClusters", json=CLUSTER) as r:
+            assert r.status == 201, await r.text()
+        async with http.post(f"{follower.url}/api/v1/jobs", json={"name": "ha", "user": "t"}) as r:
+            assert r.status == 201, await r.text()
+            jid = (await r.json())["jobMetadata"]["jobId"]
+        leader.kill()
+        killed_at = time.monotonic()
+        new = await eventually_value(lambda: leader_of(http, [follower]), "the follower leads", 30)
+        took = time.monotonic() - killed_at
+        print(f"failover: {took:.2f} s")
+        assert new is follower
+        assert took <= SESSION_TIMEOUT + 2 + 3, f"took {took:.1f} s"  # + start-up of the new leader
+        async with http.get(f"{follower.url}/api/v1/jobs/{jid}") as r:
+            assert r.status == 200, await r.text()
+        async with http.post(f"{follower.url}/api/v1/jobs", json={"name": "ha", "user": "t"}) as r:
+            assert r.status == 201, await r.text()
+            assert (await r.json())["jobMetadata"]["jobId"] != jid
