@@ -3,6 +3,7 @@ redirects to it, and when the leader is SIGKILLed the other leads with every job
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -108,3 +109,31 @@ async def test_the_follower_redirects_and_takes_over_with_every_job(
         async with http.post(f"{follower.url}/api/v1/jobs", json={"name": "ha", "user": "t"}) as r:
             assert r.status == 201, await r.text()
             assert (await r.json())["jobMetadata"]["jobId"] != jid
+
+
+async def test_a_frozen_leader_is_replaced_and_on_waking_writes_nothing_and_steps_down(
+    cluster: tuple[list[Master], LocalCluster], zookeeper: str
+) -> None:
+    masters, _ = cluster
+    async with aiohttp.ClientSession() as http:
+        leader = await eventually_value(lambda: leader_of(http, masters), "one leader", 60)
+        follower = next(m for m in masters if m is not leader)
+        async with http.post(f"{leader.url}/api/v1/jobClusters", json=CLUSTER) as r:
+            assert r.status == 201, await r.text()
+        leader.process.send_signal(signal.SIGSTOP)  # frozen: its session expires meanwhile
+        try:
+            new = await eventually_value(
+                lambda: leader_of(http, [follower]), "the follower leads", 30
+            )
+            assert new is follower
+            async with http.post(
+                f"{follower.url}/api/v1/jobs", json={"name": "ha", "user": "t"}
+            ) as r:
+                assert r.status == 201, await r.text()
+        finally:
+            leader.process.send_signal(signal.SIGCONT)
+        # Awake, the old leader finds its session gone: it stops acting and exits (status 3).
+        assert await asyncio.to_thread(leader.process.wait, 20) == 3
+        async with http.get(f"{follower.url}/api/v1/jobs") as r:
+            jobs = [j["jobMetadata"]["jobId"] for j in (await r.json())["list"]]
+        assert jobs == ["ha-1"], "exactly the new leader's one submission"
