@@ -16,6 +16,8 @@ from pathlib import Path
 
 import orjson
 
+from common.master_leader import DEFAULT_ZK_ROOT
+
 DEFAULT_ARTIFACT_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mantis-py" / "artifacts"
 )
@@ -50,6 +52,14 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise TaskEnvironmentError(f"{name} must be >= 0, got {value}")
     return value
+
+
+def _zk_root(raw: str) -> str:
+    if not raw:
+        return DEFAULT_ZK_ROOT
+    if not raw.startswith("/"):
+        raise TaskEnvironmentError(f"MANTIS_ZK_ROOT must be an absolute znode path, got {raw!r}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,12 @@ class TaskEnvironment:
     """``MANTIS_MIN_RUNTIME_SECS``: no subscription timeout before the job ran this long."""
     api_token: str = field(default="", repr=False)
     """``MANTIS_API_TOKEN``: the master's bearer token, when it requires one."""
+    zk: str = ""
+    """``MANTIS_ZK``: ZooKeeper ``host:port[,host:port][/chroot]`` where masters elect their
+    leader: the worker follows the leader published there (common.master_leader). Empty: one
+    master, at ``MANTIS_MASTER_URL``."""
+    zk_root: str = DEFAULT_ZK_ROOT
+    """``MANTIS_ZK_ROOT``: the masters' root under the chroot."""
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> TaskEnvironment:
@@ -140,6 +156,8 @@ class TaskEnvironment:
             subscription_timeout_secs=_seconds(env, "MANTIS_SUBSCRIPTION_TIMEOUT_SECS", 0.0),
             min_runtime_secs=_seconds(env, "MANTIS_MIN_RUNTIME_SECS", 0.0),
             api_token=env.get("MANTIS_API_TOKEN", ""),
+            zk=env.get("MANTIS_ZK", ""),
+            zk_root=_zk_root(env.get("MANTIS_ZK_ROOT", "")),
         )
 
     def environ(self) -> dict[str, str]:
@@ -162,4 +180,5 @@ class TaskEnvironment:
             "MANTIS_SUBSCRIPTION_TIMEOUT_SECS": str(self.subscription_timeout_secs),
             "MANTIS_MIN_RUNTIME_SECS": str(self.min_runtime_secs),
             **({"MANTIS_API_TOKEN": self.api_token} if self.api_token else {}),
+            **({"MANTIS_ZK": self.zk, "MANTIS_ZK_ROOT": self.zk_root} if self.zk else {}),
         }

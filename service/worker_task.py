@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.master_leader import DEFAULT_ZK_ROOT
 from common.task_environment import TaskEnvironment
 from core.effects import LaunchTask
 from core.job import JobRecord
@@ -33,6 +34,11 @@ class WorkerTaskSettings:
     """Whether an artifact of that name was uploaded to this master (then served by it)."""
     heartbeat_secs: float | None = None
     """Overrides the job's heartbeat interval (tests use short ones)."""
+    zk: str = ""
+    """ZooKeeper ``host:port[/chroot]`` where the masters elect their leader (``mantis master
+    --zk``): workers follow the leader published there. Empty: one master, at `master_url`."""
+    zk_root: str = DEFAULT_ZK_ROOT
+    """The masters' root znode under the chroot."""
 
 
 def artifact_location(definition: JobDefinition, settings: WorkerTaskSettings) -> str:
@@ -73,6 +79,8 @@ def task_environment(
         subscription_timeout_secs=timeout,
         min_runtime_secs=float(d.job_sla.min_runtime_secs),
         api_token=settings.api_token,
+        zk=settings.zk,
+        zk_root=settings.zk_root,
     )
     if settings.heartbeat_secs is not None:
         env = replace(env, heartbeat_secs=settings.heartbeat_secs)
