@@ -138,6 +138,8 @@ class WorkerProcess:
             env.number,
             env.hostname or None,
             env.api_token or None,
+            zk=env.zk,
+            zk_root=env.zk_root,
         )
         self.session = session
         self.metrics = Metrics()
@@ -538,7 +540,8 @@ async def run_worker(env: TaskEnvironment) -> int:
         worker = WorkerProcess(env, session)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        return await worker.run()
+        async with worker.master:  # follows the leader, with MANTIS_ZK
+            return await worker.run()
 
 
 def main(argv: list[str] | None = None) -> int:

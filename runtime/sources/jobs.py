@@ -21,7 +21,9 @@ query such as ``select * where true``). An unknown cluster (404 from the master)
 UnknownClusterError after ``not_found_retries`` further attempts with back-off (a master that
 is still recovering may not know the cluster yet); an unreachable master is retried for ever
 with back-off, counted in ``master_reconnects``. After the job ends its discovery stream is
-re-read with back-off (capped) until the cluster names a new job.
+re-read with back-off (capped) until the cluster names a new job. With several masters
+(``MANTIS_ZK`` set and no ``master_url`` given) both streams follow the elected leader
+(runtime.master_location): they reconnect to the new one as soon as ZooKeeper names it.
 
 Metrics: ``events_emitted``, ``job_source_workers`` (gauge: sink connections held),
 ``job_source_switches``, ``master_reconnects``, ``reconnects`` (sink connections),
@@ -44,6 +46,7 @@ import orjson
 import structlog
 
 from common.backoff import Backoff
+from common.master_leader import DEFAULT_ZK_ROOT
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import (
@@ -53,12 +56,14 @@ from runtime.context import (
     WorkerInfo,
     worker_map_from_scheduling_info,
 )
+from runtime.master_location import MasterLocation, followed
 from runtime.sources.merge import MergedSource, Merger, cancel, closing
 from runtime.sources.sse import EventDecoder, SourceError, reconnecting_batches
 
 log = structlog.get_logger()
 
 MASTER_URL_ENV = "MANTIS_MASTER_URL"
+ZK_ENV, ZK_ROOT_ENV = "MANTIS_ZK", "MANTIS_ZK_ROOT"
 MASTER_READ_TIMEOUT = 90.0
 """The master heartbeats its streams every 29 s (sendHB=true): three missed is a dead link."""
 
@@ -107,7 +112,8 @@ class JobSource:
     enable_meta_messages: bool = False
     extra_params: Mapping[str, str] = field(default_factory=dict)
     master_url: str | None = None
-    """Default: $MANTIS_MASTER_URL, read when the source starts."""
+    """Default: $MANTIS_MASTER_URL (and the leader in $MANTIS_ZK), read when the source
+    starts."""
     backoff: Backoff = Backoff()
     not_found_retries: int = 2
     master_read_timeout: float | None = MASTER_READ_TIMEOUT
@@ -137,12 +143,17 @@ class JobSource:
 
     async def batches(self, context: Context) -> AsyncIterator[list[Any]]:
         master = master_url_from_env(self.master_url)
+        zk = "" if self.master_url else os.environ.get(ZK_ENV, "")
+        zk_root = os.environ.get(ZK_ROOT_ENV, "") or DEFAULT_ZK_ROOT
         params = self.query(context.worker)
         emitted = context.metrics.counter("events_emitted")
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with (
+            followed(master, zk, zk_root) as location,
+            aiohttp.ClientSession(connector=connector) as session,
+        ):
             merger = Merger(self.max_batches)
-            sub = _Subscription(self, context.metrics, session, merger, master, params)
+            sub = _Subscription(self, context.metrics, session, merger, location, params)
             try:
                 merger.spawn(sub.follow_cluster(), name=f"job-source-{self.cluster}")
                 while (batch := await merger.get()) is not None:
@@ -163,7 +174,7 @@ class _Subscription:
         metrics: Metrics,
         session: aiohttp.ClientSession,
         merger: Merger,
-        master: str,
+        master: MasterLocation,
         params: dict[str, str],
     ) -> None:
         self.source = source
@@ -185,12 +196,12 @@ class _Subscription:
     async def _master_stream(self, path: str, on_value: Callable[[dict[str, Any]], Any]) -> None:
         """Read one master stream until it ends; `on_value` (a coroutine function) gets each
         non-heartbeat JSON object."""
-        url = f"{self.master}{path}"
+        url = f"{self.master.url}{path}"
         stream = sse_payloads(
             self.session, url, {"sendHB": "true"}, self.source.master_read_timeout
         )
         async with closing(stream):
-            async for payloads in stream:
+            async for payloads in self.master.until_moved(stream):
                 for payload in payloads:
                     try:
                         value = orjson.loads(payload)
@@ -204,7 +215,7 @@ class _Subscription:
         self.master_reconnects.inc()
         delay = self.source.backoff.delay(attempt, self.rng)
         log.info("job_source_master_retry", stream=what, reason=reason, delay=round(delay, 3))
-        await asyncio.sleep(delay)
+        await self.master.sleep(delay)
 
     # the cluster's newest job -----------------------------------------------------------------
 
@@ -228,7 +239,7 @@ class _Subscription:
                 if e.status == 404:
                     not_found += 1
                     if not_found > self.source.not_found_retries:
-                        raise UnknownClusterError(cluster, self.master) from e
+                        raise UnknownClusterError(cluster, self.master.url) from e
                 elif 400 <= e.status < 500:
                     raise
                 reason = str(e)
