@@ -8,18 +8,29 @@ everything is once its own master answers and every agent is active. With `--exa
 uploads examples/synthetic_counts.py, creates its cluster (`synthetic-counts`, unless it
 exists), submits a job (unless one runs) and prints the job's output until Ctrl-C (`make run`).
 
+With `--ha` it starts a ZooKeeper first (adapters.zk.server: the Debian package's server on
+loopback, its data in `<data>/zookeeper`, so that a new `mantis up --ha` finds its state), then
+two mesoslite masters electing their leader there the Mesos way (`--zk zk://.../mesos`; the
+agents and the Mantis masters follow that URL), and three Mantis masters electing theirs
+(`--zk .../mantis`: Mantis' layout and a store in ZooKeeper), on `--port` and the next free
+ports, with data folders `<data>/master-<i>` sharing one `<data>/artifacts`. A master that does
+not lead redirects to the one that does, so each of the three printed URLs keeps working when a
+leader dies: its session expires after ZK_SESSION_SECS, another leads, and `mantis up` says who
+on the console. A Mantis master that lost its leadership exits 3 and is started again at once
+as a candidate. The example job goes through whichever master leads.
+
 Ctrl-C: a terminal sends SIGINT to its whole foreground process group at once. Every child
 runs in its own session (`start_new_session`), so only `mantis up` gets it, and it stops the
 children in an order that damages no job: the master first (so it records nothing about
-workers stopping), then the agents (which stop their tasks), then mesoslite; each gets
-SIGTERM, then SIGKILL after a deadline. On Linux a child also gets SIGTERM when `mantis up`
-dies, even by SIGKILL (prctl(2) PR_SET_PDEATHSIG). The kernel sends it when the *thread* that
-forked the child ends, so children are only ever started from the main thread.
+workers stopping), then the agents (which stop their tasks), then mesoslite, then ZooKeeper;
+each gets SIGTERM, then SIGKILL after a deadline. On Linux a child also gets SIGTERM when
+`mantis up` dies, even by SIGKILL (prctl(2) PR_SET_PDEATHSIG). The kernel sends it when the
+*thread* that forked the child ends, so children are only ever started from the main thread.
 
 Supervision: every child (mesoslite and the agents too, not only the master) that exits is
 started again, and a line on stderr says which one and why (exit status or signal). One that
-was up (mesoslite answering /health, our master answering as itself, an agent running for
-QUICK_DEATH_SECS) starts again at once. One that dies before it is up waits 0.5 s, 1 s, 2 s,
+was up (ZooKeeper answering `ruok`, mesoslite answering /health, our master answering as itself
+or as a follower, an agent running for QUICK_DEATH_SECS) starts again at once. One that dies before it is up waits 0.5 s, 1 s, 2 s,
 ... (at most BACKOFF_MAX_SECS) before it starts again; after GIVE_UP_DEATHS such deaths within
 GIVE_UP_WINDOW_SECS, `mantis up` stops everything and exits 1 naming the log. A master that
 refuses to start (it exits 1 after one `mantis master: ...` line, e.g. for a damaged store) is
@@ -62,9 +73,10 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -79,6 +91,7 @@ from adapters.cli.client import (
     cluster_definition,
     sse_events,
 )
+from adapters.zk import server as zk_server
 from mesoslite.auth import AGENT_CREDENTIAL_ENV
 
 log = structlog.get_logger()
@@ -121,6 +134,23 @@ INSTANCE_FIELD = "instanceId"
 """The field of GET /api/v1/masterInfo that echoes the master's MANTIS_INSTANCE_ID."""
 SECRET_ENV = ("MANTIS_API_TOKEN", "MANTIS_MESOS_SECRET", AGENT_CREDENTIAL_ENV)
 """Not passed on to mesoslite or the agents (an agent's environment is its tasks')."""
+
+HA_MASTERS = 3
+HA_MESOS_MASTERS = 2
+"""With --ha: Mantis masters (one leads, two follow) and mesoslite masters (one standby)."""
+ZK_TICK_MS = 200
+ZK_SESSION_SECS = 4.0
+"""With --ha: how long ZooKeeper keeps the session of a master that died, so how long until
+another one leads (20 ticks, the most ZooKeeper grants at this tick)."""
+MANTIS_ZK_CHROOT = "/mantis"
+MESOS_ZK_PATH = "/mesos"
+"""Where the Mantis masters (their election and store) and the mesoslite masters (their
+json.info_ members) keep their znodes: apart, as Mantis and Mesos would."""
+EXIT_LOST_LEADERSHIP = 3
+"""A Mantis master's exit status when it lost its leadership (adapters/cli/master.py); it
+starts again at once as a candidate."""
+LEADER_POLL_SECS = 1.0
+"""With --ha, once up: how often `mantis up` looks who leads, to say so when it changes."""
 
 
 class UpError(Exception):
@@ -177,6 +207,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the example job and print its output until Ctrl-C",
     )
+    parser.add_argument(
+        "--ha",
+        action="store_true",
+        help=f"high availability: a ZooKeeper (data in DATA_DIR/zookeeper), {HA_MASTERS} "
+        f"Mantis masters (ports PORT and the next free ones) and {HA_MESOS_MASTERS} mesoslite "
+        "masters, each electing a leader there",
+    )
 
 
 # ---------------------------------------------------------------------- ports and files
@@ -220,6 +257,30 @@ def _bindable(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def next_free_ports(after: int, count: int) -> list[int]:
+    """The first `count` ports above `after` that nothing on 127.0.0.1 listens on."""
+    found = []
+    for port in range(after + 1, 65536):
+        if not port_in_use(HOST, port):
+            found.append(port)
+            if len(found) == count:
+                return found
+    raise UpError(f"found no {count} free ports above {after} on {HOST}")
+
+
+def share_artifacts(data_dir: Path, masters: list[Path]) -> None:
+    """Every master's `artifacts` folder is `<data>/artifacts`: an artifact uploaded to one
+    leader is still there for the next one (Mantis keeps them outside its masters, in an
+    artifact repository). A real folder already in its place is left alone."""
+    shared = data_dir / "artifacts"
+    shared.mkdir(parents=True, exist_ok=True)
+    for folder in masters:
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / "artifacts"
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(shared, target_is_directory=True)
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -388,7 +449,9 @@ def stop_children(children: list[Child], seconds: float) -> None:
 
 class LocalUp:
     """The processes of `mantis up`: `run(should_stop)` starts and supervises them, then
-    stops them in order; `on_up` is called once the cluster is up."""
+    stops them in order; `on_up` is called once the cluster is up. With `ha`, a ZooKeeper,
+    HA_MESOS_MASTERS mesoslite masters and HA_MASTERS Mantis masters, each electing its
+    leader there."""
 
     def __init__(
         self,
@@ -400,6 +463,7 @@ class LocalUp:
         agent_resources: str = AGENT_RESOURCES,
         api_token: str | None = None,
         recover_from_snapshot: bool = False,
+        ha: bool = False,
         log_level: str = "info",
         log_json: bool = False,
         err: TextIO = sys.stderr,
@@ -408,6 +472,15 @@ class LocalUp:
             raise UpError("--agents must be >= 1")
         if agents > 250:
             raise UpError("--agents must be <= 250 (one loopback address each)")
+        if ha:
+            if recover_from_snapshot:
+                raise UpError(
+                    "--recover-from-snapshot opens the file store; with --ha the store is in "
+                    "ZooKeeper"
+                )
+            reason = zk_server.missing()
+            if reason is not None:
+                raise UpError(reason)
         for flag, wanted in (("--port", port), ("--mesos-port", mesos_port)):
             if wanted and port_in_use(HOST, wanted):
                 raise UpError(
@@ -416,12 +489,23 @@ class LocalUp:
                     "one)"
                 )
         self.data_dir = data_dir.resolve()
+        self.ha = ha
         self.port = port or free_port()
+        self.ports = [self.port, *next_free_ports(self.port, HA_MASTERS - 1)] if ha else [self.port]
         self.mesos_port = mesos_port or free_port()
+        standbys = HA_MESOS_MASTERS - 1 if ha else 0
+        self.mesos_ports = [self.mesos_port, *(free_port() for _ in range(standbys))]
         self.api_token = api_token
         self.instance_id = secrets.token_hex(16)
         self.err = err
         self.up = False
+        self.zk_ready = not ha
+        """Latched: ZooKeeper has answered once (the mesoslite masters may start)."""
+        self.mesos_ready = False
+        """Latched: a mesoslite master has answered once (agents and masters may start)."""
+        self.leaders: tuple[int | None, int | None] = (None, None)
+        """The Mantis master and the mesoslite master that lead (indexes), as last seen."""
+        self._leaders_seen_at = 0.0
         hosts = [f"127.0.0.{i + 2}" for i in range(agents)]
         if "ports:" not in agent_resources:
             lo, hi = free_port_block(hosts, AGENT_PORTS)
@@ -442,28 +526,43 @@ class LocalUp:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV and k != INSTANCE_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         log_flags = ["--log-level", log_level, *(["--log-json"] if log_json else [])]
-        self.mesos = Child(
-            "mesoslite",
-            [
-                sys.executable,
-                "-m",
-                "mesoslite.master",
-                "--host",
-                HOST,
-                "--port",
-                str(self.mesos_port),
-                "--agent-reregister-timeout",
-                str(AGENT_REREGISTER_SECS),
-                "--authenticate-http-frameworks",
-                "--authenticate-agents",
-                "--credentials",
-                str(credentials),
-                *log_flags,
-            ],
-            mesos / "master.log",
-            env,
-            mesos,
-        )
+
+        self.zookeeper: Child | None = None
+        self.zk: zk_server.ZooKeeperServer | None = None
+        mesos_zk: list[str] = []
+        master_zk: list[str] = []
+        if ha:
+            self.zk = zk_server.ZooKeeperServer(self.data_dir / "zookeeper", tick_ms=ZK_TICK_MS)
+            self.zookeeper = Child("ZooKeeper", self.zk.command, self.zk.log, env, self.zk.folder)
+            session = ["--zk-session-timeout", f"{ZK_SESSION_SECS:g}"]
+            mesos_zk = ["--zk", self.mesos_master, *session]
+            master_zk = ["--zk", f"{self.zk.address}{MANTIS_ZK_CHROOT}", *session]
+        self.mesos_masters = [
+            Child(
+                "mesoslite" if not ha else f"mesoslite {i + 1} (port {p})",
+                [
+                    sys.executable,
+                    "-m",
+                    "mesoslite.master",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(p),
+                    "--agent-reregister-timeout",
+                    str(AGENT_REREGISTER_SECS),
+                    "--authenticate-http-frameworks",
+                    "--authenticate-agents",
+                    "--credentials",
+                    str(credentials),
+                    *mesos_zk,
+                    *log_flags,
+                ],
+                mesos / ("master.log" if i == 0 else f"master-{i + 1}.log"),
+                env,
+                mesos,
+            )
+            for i, p in enumerate(self.mesos_ports)
+        ]
         self.agents = [
             Child(
                 f"agent {i + 1} ({h})",
@@ -472,7 +571,7 @@ class LocalUp:
                     "-m",
                     "mesoslite.agent",
                     "--master",
-                    self.mesos_url,
+                    self.mesos_master,
                     "--resources",
                     agent_resources,
                     "--work-dir",
@@ -499,38 +598,72 @@ class LocalUp:
         }
         if api_token:
             master_env["MANTIS_API_TOKEN"] = api_token
-        self.master = Child(
-            "the master",
-            [
-                sys.executable,
-                "-m",
-                "adapters.cli.main",
-                *log_flags,
-                "master",
-                "--data-dir",
-                str(self.data_dir),
-                "--mesos",
-                f"{HOST}:{self.mesos_port}",
-                "--port",
-                str(self.port),
-                *(["--recover-from-snapshot"] if recover_from_snapshot else []),
-            ],
-            self.data_dir / "master.log",
-            master_env,
-            self.data_dir,
-        )
+        self.masters = [
+            Child(
+                "the master" if not ha else f"master {i + 1} (port {p})",
+                [
+                    sys.executable,
+                    "-m",
+                    "adapters.cli.main",
+                    *log_flags,
+                    "master",
+                    "--data-dir",
+                    str(folder),
+                    "--mesos",
+                    self.mesos_master,
+                    "--port",
+                    str(p),
+                    *master_zk,
+                    *(["--recover-from-snapshot"] if recover_from_snapshot else []),
+                ],
+                folder / "master.log",
+                master_env,
+                folder,
+            )
+            for i, p in enumerate(self.ports)
+            for folder in [self.data_dir / f"master-{i + 1}" if ha else self.data_dir]
+        ]
+        if ha:
+            share_artifacts(self.data_dir, [m.cwd for m in self.masters])
 
     @property
     def url(self) -> str:
+        """The first master's URL (with --ha, any master's URL redirects to the leader)."""
         return f"http://{HOST}:{self.port}"
+
+    def master_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.ports[i]}"
 
     @property
     def mesos_url(self) -> str:
         return f"http://{HOST}:{self.mesos_port}"
 
+    def mesos_master_url(self, i: int) -> str:
+        return f"http://{HOST}:{self.mesos_ports[i]}"
+
+    @property
+    def mesos_master(self) -> str:
+        """What the agents and the Mantis masters take as the Mesos master: its address, or
+        with --ha the zk:// URL where the mesoslite masters elect their leader."""
+        if self.zk is not None:
+            return f"zk://{self.zk.address}{MESOS_ZK_PATH}"
+        return f"{HOST}:{self.mesos_port}"
+
+    @property
+    def master(self) -> Child:
+        """The (first) Mantis master."""
+        return self.masters[0]
+
+    @property
+    def mesos(self) -> Child:
+        """The (first) mesoslite master."""
+        return self.mesos_masters[0]
+
     @property
     def children(self) -> list[Child]:
-        return [self.mesos, *self.agents, self.master]
+        """In the order they start: each one waits for those it needs (see `_may_start`)."""
+        first = [self.zookeeper] if self.zookeeper is not None else []
+        return [*first, *self.mesos_masters, *self.agents, *self.masters]
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -542,30 +675,37 @@ class LocalUp:
     ) -> int:
         """Start, supervise until `should_stop()` (0) or until giving up (1), then stop."""
         deadline = time.monotonic() + start_timeout
-        mesos_ready = False
         try:
             while not should_stop():
                 now = time.monotonic()
                 for child in self.children:
-                    if not self._tend(child, now, mesos_ready or child is self.mesos):
+                    if not self._tend(child, now, self._may_start(child)):
                         return 1
                 self._observe(now)
-                mesos_ready = mesos_ready or self.mesos.ready
                 if not self.up:
-                    if self._ready(mesos_ready):
+                    if self._ready():
                         self.up = True
                         on_up()
                     elif time.monotonic() > deadline:
                         self._give_up(
                             f"the cluster did not come up within {start_timeout:g} s "
-                            f"({self._missing(mesos_ready)}); see the logs in "
-                            f"{self.data_dir}"
+                            f"({self._missing()}); see the logs in {self.data_dir}"
                         )
                         return 1
+                elif self.ha:
+                    self._watch_leaders(now)
                 time.sleep(0.2 if self.up else 0.05)
             return 0
         finally:
             self.stop()
+
+    def _may_start(self, child: Child) -> bool:
+        """ZooKeeper first, then mesoslite, then the agents and the Mantis masters."""
+        if child is self.zookeeper:
+            return True
+        if child in self.mesos_masters:
+            return self.zk_ready
+        return self.mesos_ready
 
     def _tend(self, child: Child, now: float, may_start: bool) -> bool:
         """Start `child` if it is due, handle its death; False once it is time to give up."""
@@ -577,11 +717,15 @@ class LocalUp:
         if status is None:
             return True
         what = describe_status(status)
-        if child is self.master and status == 1:
+        if child in self.masters and status == 1:
             refusal = self._refusal(child)
             if refusal:
-                return self._give_up(f"the master refused to start: {refusal}")
-        if not child.ready:
+                return self._give_up(f"{child.name} refused to start: {refusal}")
+        if child in self.masters and status == EXIT_LOST_LEADERSHIP:
+            what += ", it lost its leadership"
+            child.quick_deaths.clear()
+            delay = 0.0
+        elif not child.ready:
             child.quick_deaths.append(now)
             while child.quick_deaths[0] < now - GIVE_UP_WINDOW_SECS:
                 child.quick_deaths.popleft()
@@ -604,12 +748,20 @@ class LocalUp:
         return True
 
     def _observe(self, now: float) -> None:
-        """Mark the children that are up: mesoslite answering /health, our master answering
-        as itself, an agent that has run for QUICK_DEATH_SECS."""
-        if self.mesos.running and not self.mesos.ready:
-            self.mesos.ready = self._get(self.mesos_url + "/health") is not None
-        if self.master.running and not self.master.ready:
-            self.master.ready = self.own_master_answers()
+        """Mark the children that are up: ZooKeeper answering `ruok`, mesoslite answering
+        /health, our masters answering as themselves, an agent that has run for
+        QUICK_DEATH_SECS."""
+        zk = self.zookeeper
+        if zk is not None and self.zk is not None and zk.running and not zk.ready:
+            zk.ready = self.zk.ruok(timeout=0.5)
+            self.zk_ready = self.zk_ready or zk.ready
+        for i, mesos in enumerate(self.mesos_masters):
+            if mesos.running and not mesos.ready:
+                mesos.ready = self._get(self.mesos_master_url(i) + "/health") is not None
+                self.mesos_ready = self.mesos_ready or mesos.ready
+        for i, master in enumerate(self.masters):
+            if master.running and not master.ready:
+                master.ready = self._master_answers(i) is not None
         for agent in self.agents:
             if agent.running and not agent.ready:
                 agent.ready = now - agent.started_at >= QUICK_DEATH_SECS
@@ -638,32 +790,108 @@ class LocalUp:
         except (urllib.error.URLError, OSError):
             return None
 
-    def own_master_answers(self) -> bool:
-        """Our master serves the API: it echoes our instance id."""
-        body = self._get(self.url + "/api/v1/masterInfo")
-        if body is None or self.master.process is None:
-            return False
+    def _get_json(self, url: str) -> dict[str, Any] | None:
+        body = self._get(url)
+        if body is None:
+            return None
         try:
-            info = orjson.loads(body)
+            found = orjson.loads(body)
         except orjson.JSONDecodeError:
+            return None
+        return found if isinstance(found, dict) else None
+
+    def _master_answers(self, i: int) -> bool | None:
+        """Whether master `i` leads (it echoes our instance id), or follows (with --ha: it
+        names a leader, or none yet); None if it does not answer as one of ours."""
+        if self.masters[i].process is None:
+            return None
+        info = self._get_json(self.master_url(i) + "/api/v1/masterInfo")
+        if info is None:
+            return None
+        if info.get(INSTANCE_FIELD) == self.instance_id:
+            return True
+        if self.ha and info.get("isLeader") is False:
             return False
-        if not isinstance(info, dict):
-            return False
-        return bool(info.get(INSTANCE_FIELD) == self.instance_id)
+        return None
+
+    def own_master_answers(self) -> bool:
+        """Our (first) master serves the API: it echoes our instance id."""
+        return self._master_answers(0) is True
+
+    def mantis_leader(self) -> int | None:
+        """The index of our master that leads, None while none does."""
+        for i in range(len(self.masters)):
+            if self._master_answers(i) is True:
+                return i
+        return None
+
+    def leader_url(self) -> str:
+        """The API of the master that leads; the first master's while none does (it
+        redirects to the leader once there is one)."""
+        return self.master_url(self.mantis_leader() or 0)
+
+    def mesos_leader(self) -> tuple[int, dict[str, Any]] | None:
+        """The mesoslite master that leads (by its own /master/state) and that state."""
+        if not self.ha:
+            state = self._get_json(self.mesos_url + "/master/state")
+            return None if state is None else (0, state)
+        for i in range(len(self.mesos_masters)):
+            if self.mesos_masters[i].process is None:
+                continue
+            state = self._get_json(self.mesos_master_url(i) + "/master/state")
+            if state is not None and state.get("leader") == state.get("pid"):
+                return i, state
+        return None
 
     def _active_agents(self) -> int:
-        body = self._get(self.mesos_url + "/master/state")
-        return int(orjson.loads(body).get("activated_slaves", 0)) if body else 0
+        leader = self.mesos_leader()
+        return int(leader[1].get("activated_slaves", 0)) if leader else 0
 
-    def _ready(self, mesos_ready: bool) -> bool:
-        return mesos_ready and self.master.ready and self._active_agents() >= len(self.agents)
+    def _ready(self) -> bool:
+        if not (self.zk_ready and self.mesos_ready):
+            return False
+        if not all(m.ready for m in [*self.mesos_masters, *self.masters]):
+            return False
+        if self._active_agents() < len(self.agents):
+            return False
+        if self.ha:
+            mesos = self.mesos_leader()
+            self.leaders = (self.mantis_leader(), mesos[0] if mesos else None)
+            return None not in self.leaders
+        return True
 
-    def _missing(self, mesos_ready: bool) -> str:
-        if not mesos_ready:
-            return f"mesoslite does not answer on {self.mesos_url}"
-        if not self.master.ready:
-            return f"the master does not answer on {self.url}"
-        return f"{self._active_agents()} of {len(self.agents)} agents active"
+    def _missing(self) -> str:
+        if not self.zk_ready:
+            assert self.zk is not None
+            return f"ZooKeeper does not answer on {self.zk.address}"
+        for i, mesos in enumerate(self.mesos_masters):
+            if not mesos.ready:
+                return f"mesoslite does not answer on {self.mesos_master_url(i)}"
+        for i, master in enumerate(self.masters):
+            if not master.ready:
+                return f"the master does not answer on {self.master_url(i)}"
+        agents = self._active_agents()
+        if agents < len(self.agents):
+            return f"{agents} of {len(self.agents)} agents active"
+        return "no leader elected"
+
+    def _watch_leaders(self, now: float) -> None:
+        """Every LEADER_POLL_SECS, see who leads; say so on the console when that changes."""
+        if now - self._leaders_seen_at < LEADER_POLL_SECS:
+            return
+        self._leaders_seen_at = now
+        mesos = self.mesos_leader()
+        leaders = (self.mantis_leader(), mesos[0] if mesos else None)
+        if leaders == self.leaders:
+            return
+        (master, mesoslite), (was_master, was_mesoslite) = leaders, self.leaders
+        self.leaders = leaders
+        if master != was_master:
+            who = "none (electing)" if master is None else self.master_url(master)
+            self._say(f"the Mantis master leading is {who}")
+        if mesoslite != was_mesoslite:
+            who = "none (electing)" if mesoslite is None else self.mesos_master_url(mesoslite)
+            self._say(f"the mesoslite master leading is {who}")
 
     def describe(self, out: TextIO) -> None:
         n = len(self.agents)
@@ -675,33 +903,60 @@ class LocalUp:
                 'artifact send it; with curl: -H "Authorization: Bearer $(cat '
                 f'{self.data_dir / TOKEN_FILE})")\n'
             )
+        if not self.ha:
+            out.write(
+                f"mantis is up:\n"
+                f"  API          {self.url}/api/v1/jobClusters   (OpenAPI: {self.url}/api/v1/openapi.json)\n"
+                f"{token}"
+                f"  mesoslite    {self.mesos_url}/master/state\n"
+                f"  agents       {n} (hostnames 127.0.0.2-127.0.0.{n + 1})\n"
+                f"  data folder  {self.data_dir}   (logs: master.log, mesos/*.log)\n"
+                "Ctrl-C stops everything.\n"
+            )
+            out.flush()
+            return
+        assert self.zk is not None
+        master, mesoslite = self.leaders
+        others = ", ".join(self.master_url(i) for i in range(1, len(self.masters)))
+        leads = "(electing)" if master is None else self.master_url(master)
+        mesos_leads = "(electing)" if mesoslite is None else self.mesos_master_url(mesoslite)
+        mesos_all = ", ".join(self.mesos_master_url(i) for i in range(len(self.mesos_masters)))
         out.write(
-            f"mantis is up:\n"
+            f"mantis is up, highly available:\n"
             f"  API          {self.url}/api/v1/jobClusters   (OpenAPI: {self.url}/api/v1/openapi.json)\n"
+            f"               also {others}: any master redirects to the leader (curl -L)\n"
+            f"  leading      Mantis master {leads}, mesoslite {mesos_leads}\n"
             f"{token}"
-            f"  mesoslite    {self.mesos_url}/master/state\n"
+            f"  mesoslite    {mesos_all} (/master/state; a standby redirects to the leader)\n"
+            f"  ZooKeeper    {self.zk.address}   (data: {self.zk.folder})\n"
             f"  agents       {n} (hostnames 127.0.0.2-127.0.0.{n + 1})\n"
-            f"  data folder  {self.data_dir}   (logs: master.log, mesos/*.log)\n"
-            "Ctrl-C stops everything.\n"
+            f"  data folder  {self.data_dir}   (logs: master-*/master.log, mesos/*.log, "
+            "zookeeper/zookeeper.log)\n"
+            "Ctrl-C stops everything; a leader that dies is replaced within seconds.\n"
         )
         out.flush()
 
     # -- stopping --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """The master first (it records nothing about workers stopping), then the agents (they
-        stop their tasks), then mesoslite; each SIGTERM, then SIGKILL after a deadline."""
+        """The masters first (they record nothing about workers stopping), then the agents
+        (they stop their tasks), then mesoslite, then ZooKeeper; each SIGTERM, then SIGKILL
+        after a deadline."""
         t0 = time.monotonic()
-        stop_children([self.master], STOP_MASTER_SECS)
+        stop_children(self.masters, STOP_MASTER_SECS)
         t1 = time.monotonic()
         stop_children(self.agents, STOP_AGENTS_SECS)
         t2 = time.monotonic()
-        stop_children([self.mesos], STOP_MESOS_SECS)
+        stop_children(self.mesos_masters, STOP_MESOS_SECS)
+        t3 = time.monotonic()
+        if self.zookeeper is not None:
+            stop_children([self.zookeeper], zk_server.STOP_SECS)
         log.info(
             "up_stopped",
             master_secs=round(t1 - t0, 3),
             agents_secs=round(t2 - t1, 3),
-            mesoslite_secs=round(time.monotonic() - t2, 3),
+            mesoslite_secs=round(t3 - t2, 3),
+            zookeeper_secs=round(time.monotonic() - t3, 3),
         )
 
 
@@ -710,6 +965,7 @@ class LocalUp:
 EXAMPLE = ROOT / "examples" / "synthetic_counts.py"
 EXAMPLE_CLUSTER = "synthetic-counts"
 EXAMPLE_RETRY_SECS = 1.0
+EXAMPLE_REDIRECTS = 3
 
 
 def start_example(client: MantisClient, user: str) -> str:
@@ -735,9 +991,9 @@ def start_example(client: MantisClient, user: str) -> str:
 
 
 class ExampleStream:
-    """The example job's output (`GET /jobconnectbyname/...`, SSE) on a connection that
-    `hang_up()` ends at once from another thread: a master still serving a stream takes longer
-    to stop, so `mantis up` hangs up before it stops the master."""
+    """The example job's output (`GET /jobconnectbyname/...`, SSE) from the master that leads,
+    on a connection that `hang_up()` ends at once from another thread: a master still serving a
+    stream takes longer to stop, so `mantis up` hangs up before it stops the master."""
 
     def __init__(self, up: LocalUp) -> None:
         self.up = up
@@ -745,7 +1001,22 @@ class ExampleStream:
         self._hung_up = False
 
     def events(self) -> Iterator[Any]:
-        conn = http.client.HTTPConnection(HOST, self.up.port, timeout=10)
+        """The events; a master that does not lead redirects (302) to the one that does."""
+        url = urllib.parse.urlsplit(self.up.leader_url())
+        path = f"/jobconnectbyname/{EXAMPLE_CLUSTER}"
+        for _ in range(EXAMPLE_REDIRECTS):
+            location = yield from self._events(url.hostname or HOST, url.port or 80, path)
+            if location is None:
+                return
+            url = urllib.parse.urlsplit(location)
+            if url.hostname != HOST:
+                raise ApiError(302, f"redirected off {HOST}, to {location}")
+            path = url.path + (f"?{url.query}" if url.query else "")
+        raise ApiError(302, f"more than {EXAMPLE_REDIRECTS} redirects")
+
+    def _events(self, host: str, port: int, path: str) -> Generator[Any, None, str | None]:
+        """The events from `host:port`, or where it redirects to."""
+        conn = http.client.HTTPConnection(host, port, timeout=10)
         self._conn = conn
         headers = {"Accept": "text/event-stream"}
         if self.up.api_token:
@@ -753,14 +1024,18 @@ class ExampleStream:
         try:
             conn.connect()
             if self._hung_up:  # before the connection existed: hang_up could not end it
-                return
-            conn.request("GET", f"/jobconnectbyname/{EXAMPLE_CLUSTER}", headers=headers)
+                return None
+            conn.request("GET", path, headers=headers)
             response = conn.getresponse()
+            location = response.getheader("Location")
+            if response.status in (302, 307) and location:
+                return location
             if response.status != 200:
                 raise ApiError(response.status, response.reason)
             if conn.sock is not None:
                 conn.sock.settimeout(None)  # events come when the job has some
             yield from sse_events(iter(lambda: response.read1(65536), b""))
+            return None
         finally:
             conn.close()
 
@@ -775,15 +1050,15 @@ class ExampleStream:
 def stream_example(
     up: LocalUp, stream: ExampleStream, out: TextIO, stopped: Callable[[], bool]
 ) -> None:
-    """Start the example and print its output; reconnect if the master restarts."""
-    client = MantisClient(up.url, up.api_token or "")
+    """Start the example and print its output; reconnect if the master restarts (or, with
+    --ha, to the next leader)."""
     user = os.environ.get("USER") or "mantis"
     while True:  # again while the master is unreachable or fails (it may be restarting)
         try:
-            job_id = start_example(client, user)
+            job_id = start_example(MantisClient(up.leader_url(), up.api_token or ""), user)
             break
         except (ApiError, MasterUnreachable, OSError, http.client.HTTPException) as e:
-            if isinstance(e, ApiError) and e.status < 500:
+            if isinstance(e, ApiError) and 400 <= e.status < 500:
                 log.error("example_refused", error=str(e))
                 return
             if stopped():
@@ -792,7 +1067,7 @@ def stream_example(
             time.sleep(EXAMPLE_RETRY_SECS)
     out.write(
         f"example job {job_id} submitted: its workers start, then every second one line "
-        f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n"
+        f"per key (Ctrl-C stops)\n  curl -N{'L' if up.ha else ''} {up.url}/jobconnectbyid/{job_id}\n"
     )
     out.flush()
     while not stopped():
@@ -841,6 +1116,7 @@ def run(args: argparse.Namespace) -> int:
             agent_resources=args.agent_resources,
             api_token=api_token(args, data_dir),
             recover_from_snapshot=args.recover_from_snapshot,
+            ha=args.ha,
             log_level=args.log_level,
             log_json=args.log_json,
         )
