@@ -6,6 +6,12 @@ that scripts and the CLI need nothing beyond the package. A 4xx/5xx answer becom
 cannot be reached becomes `MasterUnreachable` (an `OSError`) naming the URL. `connect` reads
 the job output stream (Server-Sent Events) and yields each event decoded from JSON.
 
+With several masters (`mantis master --zk`), `find_leader` reads the leader's URL once from
+ZooKeeper (`<root>/leader`, common.master_leader), as Mantis' clients do through its
+ZookeeperMasterMonitor; a follower reached anyway redirects (302 for reads, 307 for calls with
+a body), and the client follows with the same method, body and token (urllib alone would
+refuse a 307 for a POST and turn a POST redirected by 302 into a GET).
+
 Without a token given, the client finds the one of a local `mantis up` (`discover_token`):
 $MANTIS_API_TOKEN, else the `api-token` file in its data folder (./mantis-data by default),
 the file only for a master on this machine so that a local token never goes elsewhere.
@@ -17,18 +23,25 @@ renders it back into one, for a full update (PUT).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
 
+from common.master_leader import DEFAULT_ZK_ROOT, leader_path, leader_url
 from common.sse import SseParser
 from core.errors import CommandRejected
 
@@ -37,6 +50,8 @@ DEFAULT_DATA_DIR = Path("mantis-data")
 TOKEN_FILE = "api-token"
 """The file in a `mantis up` data folder that holds the API token (mode 0600)."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 Json = dict[str, Any]
 
 
@@ -52,6 +67,41 @@ def discover_token(url: str, data_dir: Path | None = None) -> str | None:
         return (data_dir or DEFAULT_DATA_DIR).joinpath(TOKEN_FILE).read_text().strip() or None
     except OSError:
         return None
+
+
+_KAZOO_LOG = logging.getLogger(f"{__name__}.kazoo")
+_KAZOO_LOG.setLevel(logging.ERROR)  # its connection attempts are not the CLI's output
+
+
+def find_leader(zk: str, root: str = DEFAULT_ZK_ROOT, timeout: float = 10.0) -> str:
+    """The URL of the Mantis leader published in ZooKeeper `zk` (``host:port[/chroot]``)
+    under `root`; `MasterUnreachable` if ZooKeeper does not answer or names no leader."""
+    path = leader_path(root)
+    client = KazooClient(hosts=zk, timeout=timeout, logger=_KAZOO_LOG)
+    try:
+        with warnings.catch_warnings():  # kazoo warns of a missing chroot: no leader either
+            warnings.simplefilter("ignore", UserWarning)
+            client.start(timeout=timeout)
+    except KazooTimeoutError:
+        raise MasterUnreachable(
+            f"cannot reach ZooKeeper at {zk} within {timeout:g} s to find the Mantis leader"
+        ) from None
+    try:
+        data, _ = client.get(path)
+    except NoNodeError:
+        data = None
+    except KazooException as e:
+        raise MasterUnreachable(f"cannot read {path} in ZooKeeper at {zk}: {e!r}") from None
+    finally:
+        client.stop()
+        client.close()
+    url = leader_url(data)
+    if url is None:
+        raise MasterUnreachable(
+            f"no Mantis leader is published at {path} in ZooKeeper {zk}: "
+            "are the masters running (mantis master --zk)?"
+        )
+    return url
 
 
 class ApiError(CommandRejected):
@@ -90,6 +140,8 @@ class MantisClient:
         self.url = url.rstrip("/")
         self.token = discover_token(self.url, data_dir) if token is None else token
         self.timeout = timeout
+        self._local_token = token is None and not os.environ.get("MANTIS_API_TOKEN")
+        """A token read from this machine's data folder: never sent to another machine."""
 
     # ---------------------------------------------------------------------- job clusters
 
@@ -234,16 +286,26 @@ class MantisClient:
         return urllib.request.Request(url, data=data, headers=headers, method=method)
 
     def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
-        try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            with e:
-                raise _api_error(e.code, e.read(), e.reason) from None
-        except urllib.error.URLError as e:
-            raise MasterUnreachable(
-                f"cannot reach the master at {self.url} ({_reason(e.reason)}): "
-                "is `mantis up` running?"
-            ) from None
+        for _ in range(MAX_REDIRECTS):
+            try:
+                return _OPENER.open(request, timeout=timeout)
+            except urllib.error.HTTPError as e:
+                with e:
+                    location = e.headers.get("Location")
+                    if e.code not in REDIRECTS or not location:
+                        raise _api_error(e.code, e.read(), e.reason) from None
+                request = _redirected(request, location)
+                if self._local_token and urlsplit(request.full_url).hostname not in LOOPBACK_HOSTS:
+                    request.remove_header("Authorization")
+            except urllib.error.URLError as e:
+                raise MasterUnreachable(
+                    f"cannot reach the master at {self.url} ({_reason(e.reason)}): "
+                    "is `mantis up` running?"
+                ) from None
+        raise MasterUnreachable(
+            f"the master at {self.url} redirected more than {MAX_REDIRECTS} times "
+            "(masters electing a leader?): try again shortly"
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request; the decoded JSON answer (None for an empty one)."""
@@ -275,6 +337,27 @@ class MantisClient:
         if not isinstance(items, list):
             raise ApiError(200, f"expected a page with a list from {self.url}")
         return items
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects come back as HTTPErrors, for `_redirected` to follow."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _redirected(request: urllib.request.Request, location: str) -> urllib.request.Request:
+    """`request` again, to `location` (relative to its URL), with its method, body and headers:
+    a follower redirects every call to its leader, and the call must arrive as it was sent."""
+    return urllib.request.Request(
+        urllib.parse.urljoin(request.full_url, location),
+        data=request.data,
+        headers=dict(request.header_items()),
+        method=request.get_method(),
+    )
 
 
 def _reason(reason: object) -> str:

@@ -1,7 +1,8 @@
 r"""`mantis cluster|job|artifact ...`: the client commands, over the master's REST API.
 
 Each command is one call (or a few) of `MantisClient`. Every action takes `--url` (default
-$MANTIS_URL, else the local `mantis up` master), `--token` (default $MANTIS_API_TOKEN),
+$MANTIS_URL, else the local `mantis up` master) or `--zk` (default $MANTIS_ZK: the leader of
+`mantis master --zk` masters, found in ZooKeeper), `--token` (default $MANTIS_API_TOKEN),
 `--user` (default $USER) and `--json`. Output is for people by default (aligned tables for
 lists, the key facts for one cluster or job); `--json` prints the API's JSON instead (nothing
 for calls that answer nothing, e.g. delete or kill). A rejected call is one line on stderr
@@ -34,10 +35,12 @@ from adapters.cli.client import (
     Json,
     MantisClient,
     cluster_definition,
+    find_leader,
     parse_key_value,
     parse_stages,
     updated_definition,
 )
+from common.master_leader import DEFAULT_ZK_ROOT
 from core.errors import CommandRejected
 
 # Control characters: C0 (newlines too: one record, one line), DEL, C1, and the Unicode
@@ -114,6 +117,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--url",
         default=env.get("MANTIS_URL") or DEFAULT_URL,
         help="the master's API (default: $MANTIS_URL, else %(default)s)",
+    )
+    parser.add_argument(
+        "--zk",
+        default=env.get("MANTIS_ZK", ""),
+        metavar="HOST:PORT[,HOST:PORT][/CHROOT]",
+        help="find the leading master in this ZooKeeper instead of --url (default: $MANTIS_ZK)",
+    )
+    parser.add_argument(
+        "--zk-root",
+        default=env.get("MANTIS_ZK_ROOT") or DEFAULT_ZK_ROOT,
+        help="the masters' znode under the chroot (default: $MANTIS_ZK_ROOT, else %(default)s)",
     )
     parser.add_argument(
         "--token",
@@ -276,9 +290,10 @@ def add_artifact_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen action with a client for `--url`/`--token`."""
+    """Run the chosen action with a client for `--url` (or the leader in `--zk`)/`--token`."""
     action: Action = args.action_run
-    client = MantisClient(args.url, args.token, data_dir=args.data_dir)
+    url = find_leader(args.zk, args.zk_root) if args.zk else args.url
+    client = MantisClient(url, args.token, data_dir=args.data_dir)
     try:
         return action(client, args)
     except ApiError as e:
