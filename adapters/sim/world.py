@@ -1,10 +1,14 @@
-"""A deterministic simulation of a whole cluster: the real core against simulated agents.
+"""A deterministic simulation of a whole cluster: the real master service against simulated agents.
 
 `World(seed)` owns one `random.Random(seed)` and a virtual clock with an event heap of
 (t, seq, action); every latency and fault comes from that generator, so a seed replays a run
-exactly (docs/ARCHITECTURE.md). The master is the real `ControlPlane` with a persisted event
-list; it crashes and recovers by replaying that list. Checkers run after every event; the run
-ends with a liveness check once faults stop.
+exactly (docs/ARCHITECTURE.md). The master is the real `service.master.MasterService` on a
+`SimStore`. Faults: tasks fail or hang, agents crash, return or are partitioned, status
+updates are lost or doubled, the master crashes (and recovers from its store), its disk fills
+up, and its leadership is lost to a newly elected master while it goes on acting for a while
+(the store's epoch fence must stop it). Checkers run after every change of the core; once
+faults stop, every perpetual job must be fully Started (liveness), and once quiet no agent may
+run a task the master has not placed there.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
+from core.ports import TaskLaunch, TaskStatus
 from core.scheduling import Offer
 from core.worker import WorkerState
 from service.master import Command, MasterService, NotPersisted
@@ -74,18 +79,22 @@ class RunResult:
 
 class SimMaster:
     """The real `MasterService` on the simulated store and resource manager; it crashes and
-    comes back as a new service that recovers from its store, like a master process."""
+    comes back as a new service that recovers from its store, like a master process. When
+    the leader is cut off from the election, a new leader is elected in a new epoch while the
+    deposed one, not yet aware, goes on acting for a while: the store's fence must refuse its
+    writes, and it must launch and kill nothing (checked)."""
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.store = SimStore()
         self.up = True
         self.service = self._new_service()
+        self.deposed: MasterService | None = None
 
     def _new_service(self) -> MasterService:
         w = self.world
         return MasterService(
-            self.store,
+            self.store.fenced(self.store.epoch),
             w.rm,
             lambda: w.now,
             group_commit=False,
@@ -133,6 +142,65 @@ class SimMaster:
         self.world.rm.master_reachable = True
         self.service.start()
         self.world.rm.redeliver()
+
+    def depose(self) -> MasterService:
+        """A new leader in a new epoch; the old one keeps acting until `forget_deposed`.
+        Its resource manager is a recorder: whatever it would send is a finding."""
+        old = self.service
+        self.store.epoch += 1
+        old.rm = DeposedResourceManager(self.world, self.store.epoch - 1)
+        self.deposed = old
+        self.service = self._new_service()
+        self.service.start()
+        self.world.rm.redeliver()
+        return old
+
+    def deposed_acts(self, name: str, command: Command) -> None:
+        """An input the deposed leader still gets (a request, its timer): it must not stick."""
+        old = self.deposed
+        if old is None:
+            return
+        before = len(self.store.events)
+        with contextlib.suppress(CommandRejected, NotPersisted):
+            old.run(command)
+        if len(self.store.events) != before:
+            self.world.violation("fencing", f"the deposed leader committed {name}")
+
+    def forget_deposed(self) -> None:
+        self.deposed = None
+
+
+class DeposedResourceManager:
+    """What a deposed leader may still call: asking for offers or task states is harmless;
+    launching or killing would act on a state the new leader does not have."""
+
+    def __init__(self, world: World, epoch: int) -> None:
+        self.world, self.epoch = world, epoch
+
+    def start(self, events: object) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
+        ids = [t.task.request.worker_id for t in tasks]
+        self.world.violation("fencing", f"the deposed leader (epoch {self.epoch}) launched {ids}")
+
+    def kill(self, task_id: str, agent_id: str) -> None:
+        self.world.violation("fencing", f"the deposed leader (epoch {self.epoch}) killed {task_id}")
+
+    def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
+        pass
+
+    def revive(self) -> None:
+        pass
+
+    def reconcile(self, tasks: Sequence[tuple[str, str]]) -> None:
+        pass
+
+    def acknowledge(self, status: TaskStatus) -> None:
+        pass
 
 
 class World:
@@ -341,8 +409,17 @@ class World:
             return
         rng = self.rng
         kind = rng.choices(
-            ["task_fail", "hang", "agent_crash", "partition", "master_crash", "user", "disk_full"],
-            weights=[4, 2, 1, 1, 1, 4, 1],
+            [
+                "task_fail",
+                "hang",
+                "agent_crash",
+                "partition",
+                "master_crash",
+                "user",
+                "disk_full",
+                "leader_cut_off",
+            ],
+            weights=[4, 2, 1, 1, 1, 4, 1, 1],
         )[0]
         up = [a for a in self.rm.agents.values() if a.up]
         tasks = [t for a in up for t in a.tasks.values()]
@@ -371,6 +448,12 @@ class World:
             self.after(rng.uniform(5, 60), self._master_returns)
         elif kind == "user":
             self._user_action()
+        elif kind == "leader_cut_off" and self.master.up and self.master.deposed is None:
+            self.note("fault: the leader is cut off from the election; a new one leads")
+            self.master.depose()
+            for _ in range(rng.randint(1, 4)):  # what reaches it before it notices
+                self.after(rng.uniform(0, 8), self._deposed_input)
+            self.after(8.5, self.master.forget_deposed)
         elif kind == "disk_full" and not self.master.store.full:
             self.note("fault: the master's disk is full")
             self.master.store.full = True
@@ -400,6 +483,23 @@ class World:
     def _heal(self, agent: SimAgent) -> None:
         self.note(f"agent {agent.agent_id} partition healed")
         self.rm.heal(agent)
+
+    def _deposed_input(self) -> None:
+        master, rng = self.master, self.rng
+        old = master.deposed
+        if old is None:
+            return
+        jobs = sorted(old.plane.jobs)
+        name = f"cluster{rng.randrange(self.config.clusters)}"
+        if jobs and rng.random() < 0.5:
+            jid = rng.choice(jobs)
+            master.deposed_acts(f"kill {jid}", lambda p, now: p.kill_job(jid, "sim", "stale", now))
+        elif rng.random() < 0.5:
+            master.deposed_acts(
+                f"submit {name}", lambda p, now: p.submit_job(name, JobRequest(), "sim", now)
+            )
+        else:
+            master.deposed_acts("tick", lambda p, now: p.tick(now + 1_000))
 
     def _disk_freed(self) -> None:
         self.note("the master's disk has space again")

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.sim.store import SimStore
 from adapters.sim.world import World
 from core.control import Outcome
 from service.master import Command, MasterService, NotPersisted
@@ -115,8 +116,8 @@ def _keeps_what_it_could_not_persist(self: MasterService, cause: BaseException) 
 @pytest.mark.parametrize(
     ("mutation", "method", "seed", "kind"),
     [
-        (_acts_before_it_persists, "run", 190, "stray"),
-        (_keeps_what_it_could_not_persist, "_failed", 1, "replay"),
+        (_acts_before_it_persists, "run", 0, "fencing"),
+        (_keeps_what_it_could_not_persist, "_failed", 2, "replay"),
     ],
 )
 def test_seeded_runs_catch_a_broken_master_service(
@@ -128,3 +129,19 @@ def test_seeded_runs_catch_a_broken_master_service(
     monkeypatch.setattr(MasterService, method, mutation)
     result = World(seed).run()
     assert [v.kind for v in result.violations][:1] == [kind], result.violations
+
+
+def test_seeded_runs_catch_a_store_that_does_not_fence_a_deposed_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two masters race after an election: with the fence, the deposed one commits, launches
+    and kills nothing; without it (the epoch unchecked), seed 0 catches it at once."""
+    assert World(0).run().ok
+    unchecked = SimStore.append
+
+    def append(self: SimStore, events: Any, epoch: int) -> None:
+        unchecked(self, events, self.epoch)
+
+    monkeypatch.setattr(SimStore, "append", append)
+    result = World(0).run()
+    assert [v.kind for v in result.violations][:1] == ["fencing"], result.violations
