@@ -205,6 +205,8 @@ class MasterProcess:
             artifact_cache=self.data_dir / "artifact-cache",
             api_token=s.api_token or "",
             uploaded=self._uploaded,
+            zk=s.zk,  # workers follow the leader ZooKeeper names, across a failover
+            zk_root=ELECTION_ROOT,
         )
         service.start()
         self._ticks = asyncio.create_task(self._tick_forever(), name="ticks")
