@@ -831,7 +831,8 @@ class LocalUp:
         return self.master_url(self.mantis_leader() or 0)
 
     def mesos_leader(self) -> tuple[int, dict[str, Any]] | None:
-        """The mesoslite master that leads (by its own /master/state) and that state."""
+        """The mesoslite master that leads (its own /master/state names itself as the leader,
+        by its id: a master started again on a dead leader's port has its pid, host:port)."""
         if not self.ha:
             state = self._get_json(self.mesos_url + "/master/state")
             return None if state is None else (0, state)
@@ -839,7 +840,7 @@ class LocalUp:
             if self.mesos_masters[i].process is None:
                 continue
             state = self._get_json(self.mesos_master_url(i) + "/master/state")
-            if state is not None and state.get("leader") == state.get("pid"):
+            if state is not None and (state.get("leader_info") or {}).get("id") == state["id"]:
                 return i, state
         return None
 
