@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install Apache ZooKeeper (Debian package `zookeeper`, which brings OpenJDK) for the tests that
-# run a real standalone server (tests/zookeeper.py). Quick and silent when it is already there.
+# Install Apache ZooKeeper (Debian package `zookeeper`, which brings OpenJDK) for `mantis up --ha`
+# and the tests, which run a real standalone server (adapters/zk/server.py). Quick and silent
+# when it is already there.
 # Usage: bash scripts/install_zookeeper.sh
 set -euo pipefail
 
