@@ -139,9 +139,12 @@ class MasterClient:
         """
         body = orjson.dumps(self.status_body(state, type_, message, reason, payloads))
         headers = {"Content-Type": "application/json"}
-        failures = tries = 0
+        failures = tries = backoff = 0
+        tried = self.base_url
         while True:
             tries += 1
+            if self.base_url != tried:  # a new master: worth trying again soon
+                tried, backoff = self.base_url, 0
             no_master = True
             try:
                 status, text = await self._call("POST", STATUS_PATH, data=body, headers=headers)
@@ -164,7 +167,8 @@ class MasterClient:
                 failures += 1
                 if failures >= attempts:
                     return False
-            await self.location.sleep(self.backoff.delay(tries - 1, self._rng))
+            await self.location.sleep(self.backoff.delay(backoff, self._rng))
+            backoff += 1
 
     async def kill_job(self, reason: str) -> bool:
         """Ask the master to kill this worker's job (``DELETE /api/v1/jobs/{jobId}``)."""
@@ -214,7 +218,10 @@ class MasterClient:
         caller stops iterating), to the new leader as soon as it is known; the master's
         heartbeat frames are dropped."""
         attempt = 0
+        tried = self.base_url
         while True:
+            if self.base_url != tried:  # a new master: worth trying again soon
+                tried, attempt = self.base_url, 0
             url = f"{self.base_url}/api/v1/jobDiscoveryStream/{self.job_id}"
             stream = sse_payloads(self.session, url, {"sendHB": "true"}, 90)
             try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -83,7 +83,7 @@ def client(session: aiohttp.ClientSession, url: str, **options: Any) -> MasterCl
     return MasterClient(session, url, JOB, 1, 0, 1, "host-1", "secret", **options)
 
 
-def count(logs: list[dict[str, Any]], event: str) -> int:
+def count(logs: Sequence[Mapping[str, Any]], event: str) -> int:
     return sum(1 for e in logs if e["event"] == event)
 
 
