@@ -1,6 +1,6 @@
 """A worker's MasterClient across a change of master, over real HTTP on 127.0.0.1: through a
 follower (503 while it knows no leader, 307/302 to the leader) and, with ZooKeeper, to the
-leader published at `<root>/leader` as it changes (a real ZooKeeper)."""
+leader published at `<root>/leader` as it changes (a real ZooKeeper); a job source too."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ from kazoo.client import KazooClient
 from adapters.http.follower import create_follower_app
 from common.backoff import Backoff
 from runtime.master_client import STATUS_PATH, MasterClient
+from runtime.sources import JobSource
 from tests.eventually import eventually
+from tests.integration.test_runtime_sources_loopback import (
+    FAST,
+    Reader,
+    consumer,
+    upstream,
+    wait_subscribers,
+)
 
 pytestmark = pytest.mark.timeout(60)
 JOB = "demo-1"
@@ -195,3 +203,38 @@ async def test_with_zookeeper_the_client_follows_the_published_leader(
     finally:
         zk.stop()
         zk.close()
+
+
+async def test_with_zookeeper_a_job_source_moves_to_the_new_leader(
+    zookeeper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chroot = f"/discovery-{uuid.uuid4().hex[:8]}"
+    path = f"{chroot}/mantis/master/leader"
+    zk = KazooClient(hosts=zookeeper)
+    zk.start(10)
+
+    def publish_leader(url: str) -> None:
+        zk.ensure_path(path)
+        zk.set(path, orjson.dumps({"url": url, "epoch": 1}))
+
+    async with upstream() as old, upstream() as new:
+        try:
+            _, old_sinks = await old.start_job(old.submit())
+            _, new_sinks = await new.start_job(new.submit())
+            publish_leader(old.url)
+            monkeypatch.setenv("MANTIS_MASTER_URL", old.url)
+            monkeypatch.setenv("MANTIS_ZK", f"{zookeeper}{chroot}")
+            reader = Reader(JobSource("up", backoff=FAST), consumer())
+            await wait_subscribers(old_sinks, 1)
+            # the old master stays up, its streams open: the source leaves it for the new one
+            await asyncio.to_thread(publish_leader, new.url)
+            await wait_subscribers(new_sinks, 1)
+            await wait_subscribers(old_sinks, 0)
+            sent = [{"from": "new", "i": i} for i in range(5)]
+            new_sinks[0].publish_many(sent)
+            await eventually(lambda: reader.events == sent, "events through the new leader")
+            assert reader.metric("job_source_switches") == 0  # the same job, by name
+            await reader.stop()
+        finally:
+            zk.stop()
+            zk.close()
