@@ -9,7 +9,6 @@ kept calling the dead leader would be Lost and replaced well within the time obs
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -41,12 +40,10 @@ class Master:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / f"master-{self.port}.log"
-        # The workers are told where the leader is published (MANTIS_ZK) by their command
-        worker = f"env MANTIS_ZK={shlex.quote(zk)} {shlex.quote(sys.executable)} -m runtime.worker"
         argv = [sys.executable, "-m", "adapters.cli.main", "--log-json", "--log-level", "debug",
                 "master", "--zk", zk, "--mesos", mesos, "--data-dir", str(folder / f"m{self.port}"),
                 "--port", str(self.port), "--zk-session-timeout", str(SESSION_TIMEOUT),
-                "--tick-secs", "0.2", "--worker-command", worker]  # fmt: skip
+                "--tick-secs", "0.2"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("MANTIS_API_TOKEN", None)
         with self.log_path.open("wb") as log:

@@ -23,7 +23,7 @@ from common.backoff import Backoff
 from runtime.master_client import STATUS_PATH, MasterClient
 from runtime.sources import JobSource
 from tests.eventually import eventually
-from tests.integration.test_runtime_sources_loopback import (
+from tests.integration.source_helpers import (
     FAST,
     Reader,
     consumer,
