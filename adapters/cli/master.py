@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -224,9 +224,7 @@ class MasterProcess:
         )
         await asyncio.to_thread(zk.start, 30)
         await asyncio.to_thread(ensure_chroot, zk)
-        follower = create_follower_app(
-            lambda: self._election.leader() if self._election is not None else None
-        )
+        follower = create_follower_app(self._other_leader, instance_id=s.instance_id)
         self._runner, port = await serve(follower, s.host, s.port)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         description = master_description(
@@ -241,6 +239,12 @@ class MasterProcess:
         self._election = ZkLeaderElection(zk, description, loop=loop, root=ELECTION_ROOT)
         self._election.start(self)
         log.info("master_standing", url=self.url, zk=s.zk)
+
+    def _other_leader(self) -> dict[str, Any] | None:
+        """The leader ZooKeeper names, unless it is this master's own URL: a master restarted
+        on a dead leader's port would otherwise redirect to itself until that session expires."""
+        leader = self._election.leader() if self._election is not None else None
+        return leader if leader is not None and leader.get("url") != self.url else None
 
     def became_leader(self, epoch: int) -> None:
         self._taking_office = asyncio.create_task(self._take_office(epoch), name="take-office")

@@ -20,13 +20,18 @@ from adapters.http.responses import error_response, json_response
 
 Leader = Callable[[], Mapping[str, Any] | None]
 LEADER: web.AppKey[Leader] = web.AppKey("leader")
+INSTANCE_ID = web.AppKey("follower_instance_id", str)
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def create_follower_app(leader: Leader, allowed_hosts: Iterable[str] = ()) -> web.Application:
-    """`leader()` gives the current leader's description (with its `url`), or None."""
+def create_follower_app(
+    leader: Leader, allowed_hosts: Iterable[str] = (), instance_id: str = ""
+) -> web.Application:
+    """`leader()` gives the current leader's description (with its `url`), or None.
+    `instance_id` is echoed by masterInfo, as the leader's is (adapters.http.admin)."""
     app = web.Application(middlewares=[error_middleware, security.guard(allowed_hosts)])
     app[LEADER] = leader
+    app[INSTANCE_ID] = instance_id
     app.router.add_get("/api/v1/masterInfo", master_info)
     app.router.add_get("/api/v1/healthcheck", healthcheck)
     app.router.add_route("*", "/{tail:.*}", to_leader)
@@ -34,7 +39,13 @@ def create_follower_app(leader: Leader, allowed_hosts: Iterable[str] = ()) -> we
 
 
 async def master_info(request: web.Request) -> web.Response:
-    return json_response({"isLeader": False, "leader": request.app[LEADER]()})
+    instance = request.app[INSTANCE_ID]
+    body = {
+        "isLeader": False,
+        "leader": request.app[LEADER](),
+        **({"instanceId": instance} if instance else {}),
+    }
+    return json_response(body)
 
 
 async def healthcheck(request: web.Request) -> web.Response:

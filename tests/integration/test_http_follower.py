@@ -35,3 +35,8 @@ async def test_without_a_known_leader_calls_are_503(aiohttp_client: Any) -> None
     resp = await client.post("/api/v1/jobs", json={}, allow_redirects=False)
     assert resp.status == 503 and "no leader" in (await resp.json())["error"]
     assert (await (await client.get("/api/v1/masterInfo")).json())["leader"] is None
+
+
+async def test_the_follower_echoes_its_instance_id(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_follower_app(lambda: LEADER, instance_id="up-1"))
+    assert (await (await client.get("/api/v1/masterInfo")).json())["instanceId"] == "up-1"
