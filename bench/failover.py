@@ -2,8 +2,11 @@
 
 Every figure is measured in this run, against a target and a peer measured in the same run. One
 standalone ZooKeeper (adapters.zk.server, tick 200 ms) serves every part, each under a path of
-its own; every session has a 4 s timeout (SESSION_S), so a SIGKILLed holder's znodes go at
-expiry, 4.0-4.2 s after the kill (ZooKeeper expires sessions on tick boundaries).
+its own; every session has a 4 s timeout (SESSION_S). A SIGKILLed holder's znodes go when its
+session expires, 4 s (rounded up to a tick) after its last request: an idle kazoo client pings
+every ~1.3 s (PING_S, less some jitter), so that is 2.7-4.2 s after the kill, by the phase of
+the kill within the pings. Each failover is also split at that moment (``*_session_end_p50_s``,
+seen through a watch on the group): ZooKeeper's share, then the product's.
 
 - ``failover_p50_s`` / ``failover_max_s``: two ``mantis master --zk`` processes (as
   tests/integration/test_master_ha.py runs them) on one mesoslite master with one agent. The
@@ -18,16 +21,22 @@ expiry, 4.0-4.2 s after the kill (ZooKeeper expires sessions on tick boundaries)
   manager (adapters.mesos.resource_manager.PymesosResourceManager, given the zk:// URL). The
   leading mesoslite master is SIGKILLed: time to the first offer the resource manager gets
   from the next one (pymesos finds it in ZooKeeper, re-subscribes, the agent re-registers).
-  The killed master comes back as the standby before the next run.
+  The killed master comes back as the standby before the next run. Most of what follows the
+  session's end is pymesos' reconnection back-off (pymesos/process.py ``_run``: after a failed
+  connect to the dead leader it sleeps 2 s, then 4 s, +-25%, and only then looks at the leader
+  ZooKeeper named meanwhile).
 - ``zk_submit_p50_ms`` / ``zk_submit_p99_ms``: one master with ``--zk`` (it leads alone, on
   the ZooKeeper store) in a child process, with a resource manager that does nothing (as
   bench/api.py's submit), then sequential POST /api/v1/jobs answered 201. Target p99 <= 50 ms.
 
 Peers, the floors ZooKeeper itself sets: ``zk_election_s`` (and its max), kazoo's Election
 recipe (a lowest-ephemeral-sequential lock, Curator's LeaderLatch idea) held by a contender in
-a child process that is SIGKILLed, to the next contender leading: no failover can beat it.
+a child process that is SIGKILLed, to the next contender leading: no failover can beat it. The
+kills are spread evenly over the ping interval (``kill_phase``), as a leader's kill falls
+anywhere in it.
 ``zk_txn_p50_ms`` / ``zk_txn_p99_ms``: a bare kazoo transaction (check a version + create a
-sequential znode of STORE_RECORD bytes), the floor of the store's fenced append.
+sequential znode the size of the store's batches), the floor of the store's fenced append; it
+runs in blocks between the submissions', so both see the same load from the neighbours.
 
 ``--runs N`` failovers of each kind (10; ``--quick`` 3 and 200 submissions); ``--json`` ends
 with one JSON object of the figures; ``--only`` runs some parts.
@@ -52,6 +61,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -85,9 +95,10 @@ PING_S = SESSION_S / 3  # an idle kazoo client pings after 2/3 x 1/2 of its sess
 TARGETS = {"failover_max_s": 6.0, "zk_submit_p99_ms": 50.0}
 POLL_S = 0.01  # the client's retry interval during a failover
 DEADLINE_S = 60.0  # any one wait: a failover taking this long is a failure, not a figure
-STORE_RECORD = 256  # bytes of the bare transaction's znode, about one submission's events
+STORE_ROOT = "/mantis/store"  # adapters.zk.store.ZkStore's default root, in the chroot
+BLOCKS = 5  # submissions and bare transactions alternate in this many blocks
 WARM = 20  # untimed calls before the timed ones
-PARTS = ["txn", "election", "submit", "failover", "mesos"]
+PARTS = ["election", "submit", "failover", "mesos"]
 T = TypeVar("T")
 
 
@@ -95,11 +106,10 @@ T = TypeVar("T")
 class Sizes:
     runs: int
     submits: int
-    txns: int
 
 
-FULL = Sizes(runs=10, submits=1000, txns=1000)
-QUICK = Sizes(runs=3, submits=200, txns=200)
+FULL = Sizes(runs=10, submits=1000)
+QUICK = Sizes(runs=3, submits=200)
 
 
 def unique(name: str) -> str:
@@ -161,6 +171,10 @@ class Failover:
 # Peers: ZooKeeper's own election and a bare transaction.
 
 
+def contending(election: Any, n: int) -> bool:
+    return len(election.contenders()) == n
+
+
 def kill_phase(run: int, runs: int) -> float:
     """When to kill the contender, after its last request: spread evenly over kazoo's ping
     interval, so that the runs see as many phases of it as a leader killed at any moment."""
@@ -202,7 +216,7 @@ def bench_election(ctx: mp.context.SpawnContext, zk: str, runs: int) -> list[flo
 
                 runner = threading.Thread(target=election.run, args=(lead,), daemon=True)
                 runner.start()
-                wait_until(lambda e=election: len(e.contenders()) == 2, "second contender")
+                wait_until(partial(contending, election, 2), "the second contender")
                 time.sleep(max(0.0, led + kill_phase(run, runs) - time.monotonic()))
                 assert child.pid is not None
                 t0 = time.monotonic()
@@ -221,28 +235,26 @@ def bench_election(ctx: mp.context.SpawnContext, zk: str, runs: int) -> list[flo
     return took
 
 
-def bench_txn(zk: str, n: int) -> list[float]:
-    """Seconds per check + create-sequential transaction, as the store's fenced append (after
-    WARM untimed ones, as the submissions have)."""
-    client = connect(zk)
-    try:
-        head = client.create(unique("txn"), b"")
-        record = b"x" * STORE_RECORD
-        took: list[float] = []
-        for i in range(WARM + n):
-            t0 = time.perf_counter()
-            tx = client.transaction()
-            tx.check(head, 0)
-            tx.create(f"{head}/b-", record, sequence=True)
-            results = tx.commit()
-            if i >= WARM:
-                took.append(time.perf_counter() - t0)
-            if any(isinstance(r, Exception) for r in results):
-                raise RuntimeError(f"transaction failed: {results}")
-        return took
-    finally:
-        client.stop()
-        client.close()
+def bare_txns(client: KazooClient, head: str, record: bytes, n: int) -> list[float]:
+    """Seconds per check + create-sequential transaction: the store's fenced append, bare."""
+    took: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        tx = client.transaction()
+        tx.check(head, 0)
+        tx.create(f"{head}/b-", record, sequence=True)
+        results = tx.commit()
+        took.append(time.perf_counter() - t0)
+        if any(isinstance(r, Exception) for r in results):
+            raise RuntimeError(f"transaction failed: {results}")
+    return took
+
+
+def batch_size(client: KazooClient, root: str) -> int:
+    """The median size of the store's batch znodes under `root` (the master's chroot)."""
+    log = f"{root}{STORE_ROOT}/log"
+    sizes = [client.exists(f"{log}/{name}").dataLength for name in client.get_children(log)]
+    return int(statistics.median(sizes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,25 +284,45 @@ async def is_leader(http: aiohttp.ClientSession, url: str) -> bool | None:
     return None
 
 
-def bench_zk_submit(ctx: mp.context.SpawnContext, folder: Path, zk: str, n: int) -> list[float]:
+@dataclass
+class StoreRun:
+    submits: list[float] = field(default_factory=list)
+    txns: list[float] = field(default_factory=list)
+    record: int = 0
+    """Bytes of each bare transaction's znode: the median of the store's batches."""
+
+
+def bench_store(ctx: mp.context.SpawnContext, folder: Path, zk: str, n: int) -> StoreRun:
+    """`n` submissions to a master leading on the ZooKeeper store and `n` bare transactions on
+    the same ZooKeeper, in BLOCKS alternating blocks (so both see the same neighbours' load)."""
     port = free_port()
     url = f"http://{HOST}:{port}"
+    root = unique("submit")
     stop_q: Queue[str] = ctx.Queue()
-    child = ctx.Process(
-        target=zk_master, args=(folder, port, zk + unique("submit"), stop_q), name="zk-master"
-    )
+    child = ctx.Process(target=zk_master, args=(folder, port, zk + root, stop_q), name="zk-master")
     child.start()
+    client = connect(zk)
+    out = StoreRun()
 
-    async def run() -> list[float]:
+    async def run() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             await eventually(lambda: is_leader(http, url), "leading master")
         await create_cluster(url, "bench", "bench-artifact.py")
-        latencies, _ = await submissions(url, n, 1, WARM)
-        return latencies
+        head = client.create(unique("txn"), b"")
+        for block in range(BLOCKS):
+            latencies, _ = await submissions(url, n // BLOCKS, 1, WARM if block == 0 else 0)
+            out.submits += latencies
+            if block == 0:
+                out.record = batch_size(client, root)
+                bare_txns(client, head, b"x" * out.record, WARM)
+            out.txns += bare_txns(client, head, b"x" * out.record, n // BLOCKS)
 
     try:
-        return asyncio.run(run())
+        asyncio.run(run())
+        return out
     finally:
+        client.stop()
+        client.close()
         stop_q.put("stop")
         child.join(30)
         if child.is_alive():
@@ -389,7 +421,7 @@ async def mantis_failovers(folder: Path, zk: str, mesos: str, runs: int) -> list
                     await asyncio.sleep(POLL_S)
                 took.append(Failover(group.lost_after(t0), time.monotonic() - t0))
                 masters = [follower, MantisMaster(folder, root, mesos)]
-                leader = await eventually(lambda ms=masters: leader_of(http, ms), "one leader")
+                leader = await eventually(partial(leader_of, http, masters), "one leader")
                 if leader is not follower:
                     raise RuntimeError("the new candidate leads, not the one that took over")
     finally:
@@ -431,8 +463,8 @@ class OfferTimes:
     def task_status(self, status: TaskStatus) -> None:
         pass
 
-    def first_after(self, t0: float) -> float | None:
-        return next((t for t in self.times if t > t0), None)
+    def offered_after(self, t0: float) -> bool:
+        return any(t > t0 for t in self.times)
 
 
 def standby_follows(cluster: LocalCluster) -> bool:
@@ -468,9 +500,8 @@ def bench_mesos_failover(folder: Path, zk: str, runs: int) -> list[Failover]:
             assert leader is not None
             t0 = time.monotonic()
             cluster.stop_master(signal.SIGKILL, leader)
-            wait_until(lambda t0=t0: events.first_after(t0) is not None, "offer from the next")
-            first = events.first_after(t0)
-            assert first is not None
+            wait_until(partial(events.offered_after, t0), "an offer from the next leader")
+            first = next(t for t in events.times if t > t0)
             took.append(Failover(group.lost_after(t0), first - t0))
             cluster.start_master(i=leader)
     finally:
@@ -496,6 +527,32 @@ def show(name: str, value: float, unit: str) -> None:
 
 def seconds(values: Sequence[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
+
+
+def report_store(run: StoreRun, figures: dict[str, float]) -> None:
+    def ms(values: list[float], p: float) -> float:
+        return percentile(values, p) * 1e3
+
+    figures.update(
+        {
+            "zk_submit_p50_ms": round(ms(run.submits, 50), 3),
+            "zk_submit_p99_ms": round(ms(run.submits, 99), 3),
+            "zk_txn_p50_ms": round(ms(run.txns, 50), 3),
+            "zk_txn_p99_ms": round(ms(run.txns, 99), 3),
+        }
+    )
+    show("zk_submit_p99_ms", ms(run.submits, 99), "ms")
+    print(
+        f"  {len(run.submits):,} POST /api/v1/jobs in a row, the master leading on the ZooKeeper "
+        f"store: p50 {ms(run.submits, 50):.2f} ms, max {max(run.submits) * 1e3:.2f} ms"
+    )
+    print(
+        f"  peer, a bare kazoo transaction (check + create of {run.record:,} B, the store's "
+        f"median batch), {len(run.txns):,} in blocks between the submissions': p50 "
+        f"{ms(run.txns, 50):.2f} ms, p99 {ms(run.txns, 99):.2f} ms; the submission's p50 is "
+        f"x{ms(run.submits, 50) / ms(run.txns, 50):.2f} of it, its p99 "
+        f"x{ms(run.submits, 99) / ms(run.txns, 99):.2f}"
+    )
 
 
 def report_failover(
@@ -527,7 +584,7 @@ def report_failover(
     )
     if election:
         print(
-            f"  vs ZooKeeper's own election: p50 +{p50 - statistics.median(election):.2f} s "
+            f"  vs ZooKeeper's own election: p50 {p50 - statistics.median(election):+.2f} s "
             f"(x{p50 / statistics.median(election):.2f}), max x{worst / max(election):.2f} its max"
         )
 
@@ -565,7 +622,6 @@ def main() -> None:
     ):
         folder = Path(tmp)
         election = bench_election(ctx, zk, runs) if "election" in args.only else []
-        txn = bench_txn(zk, sizes.txns) if "txn" in args.only else []
         if election:
             figures["zk_election_s"] = round(statistics.median(election), 3)
             figures["zk_election_max_s"] = round(max(election), 3)
@@ -574,28 +630,9 @@ def main() -> None:
                 f"SIGKILLed, {SESSION_S:g} s session): p50 {statistics.median(election):.2f} s, "
                 f"max {max(election):.2f} s  [{seconds(election)}]"
             )
-        if txn:
-            figures["zk_txn_p50_ms"] = round(percentile(txn, 50) * 1e3, 3)
-            figures["zk_txn_p99_ms"] = round(percentile(txn, 99) * 1e3, 3)
-            print(
-                f"peer: bare kazoo transaction (check + create of {STORE_RECORD} B), "
-                f"{len(txn):,} in a row: p50 {figures['zk_txn_p50_ms']:.2f} ms, p99 "
-                f"{figures['zk_txn_p99_ms']:.2f} ms"
-            )
         if "submit" in args.only:
             (folder / "submit").mkdir()
-            lat = bench_zk_submit(ctx, folder / "submit", zk, sizes.submits)
-            p50, p99 = percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3
-            figures["zk_submit_p50_ms"] = round(p50, 3)
-            figures["zk_submit_p99_ms"] = round(p99, 3)
-            show("zk_submit_p99_ms", p99, "ms")
-            line = (
-                f"  {len(lat):,} POST /api/v1/jobs in a row on the ZooKeeper store: p50 "
-                f"{p50:.2f} ms, max {max(lat) * 1e3:.2f} ms"
-            )
-            if txn:
-                line += f"; p99 x{p99 / figures['zk_txn_p99_ms']:.1f} the bare transaction's"
-            print(line)
+            report_store(bench_store(ctx, folder / "submit", zk, sizes.submits), figures)
         if "failover" in args.only:
             report_failover(
                 "failover",
