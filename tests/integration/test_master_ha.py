@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -79,9 +80,10 @@ async def leader_of(http: aiohttp.ClientSession, masters: list[Master]) -> Maste
     return None
 
 
-CLUSTER = {"jobDefinition": {"name": "ha", "user": "t", "jobJarFileLocation": "http://a.example/x.zip",
+# Workers that no agent can take (more memory than it offers): no processes start.
+CLUSTER = {"jobDefinition": {"name": "ha", "user": "t", "jobJarFileLocation": "/nonexistent/parked.py",
            "schedulingInfo": {"stages": {"1": {"numberOfInstances": 1,
-                                               "machineDefinition": {"cpuCores": 0.1, "memoryMB": 64}}}}}}  # fmt: skip
+                                               "machineDefinition": {"cpuCores": 0.1, "memoryMB": 20000}}}}}}  # fmt: skip
 
 
 async def test_the_follower_redirects_and_takes_over_with_every_job(
@@ -137,3 +139,48 @@ async def test_a_frozen_leader_is_replaced_and_on_waking_writes_nothing_and_step
         async with http.get(f"{follower.url}/api/v1/jobs") as r:
             jobs = [j["jobMetadata"]["jobId"] for j in (await r.json())["list"]]
         assert jobs == ["ha-1"], "exactly the new leader's one submission"
+
+
+@pytest.mark.timeout(180)
+async def test_acknowledged_submissions_survive_seeded_leader_kills(
+    cluster: tuple[list[Master], LocalCluster], tmp_path: Path
+) -> None:
+    """300 submissions through whichever master answers, the leader SIGKILLed at 3 seeded
+    moments (and started again as a candidate): every 201 is kept, no job id repeats."""
+    masters, mesos = cluster
+    rng = random.Random(12)
+    kill_at = sorted(rng.sample(range(20, 280), 3))
+    zk = masters[0].process.args[masters[0].process.args.index("--zk") + 1]  # type: ignore[union-attr]
+    acknowledged: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        leader = await eventually_value(lambda: leader_of(http, masters), "one leader", 60)
+        async with http.post(f"{leader.url}/api/v1/jobClusters", json=CLUSTER) as r:
+            assert r.status == 201, await r.text()
+        for i in range(300):
+            if kill_at and i == kill_at[0]:
+                kill_at.pop(0)
+                leader = await eventually_value(lambda: leader_of(http, masters), "a leader", 60)
+                leader.kill()
+                masters.remove(leader)
+                masters.append(Master(tmp_path, zk, mesos.address))  # its supervisor restarts it
+            while True:  # a client retries on another master until one answers
+                target = masters[i % len(masters)]
+                try:
+                    async with http.post(
+                        f"{target.url}/api/v1/jobs", json={"name": "ha", "user": "t"}
+                    ) as r:
+                        if r.status == 201:
+                            acknowledged.append((await r.json())["jobMetadata"]["jobId"])
+                            break
+                except aiohttp.ClientError:
+                    pass
+                i += 1
+                await asyncio.sleep(0.05)
+        leader = await eventually_value(lambda: leader_of(http, masters), "a leader", 60)
+        missing = []
+        for jid in acknowledged:
+            async with http.get(f"{leader.url}/api/v1/jobs/{jid}") as r:
+                if r.status != 200:
+                    missing.append(jid)
+    assert len(acknowledged) == 300 and len(set(acknowledged)) == 300
+    assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {missing[:3]}"
