@@ -801,18 +801,16 @@ class LocalUp:
         return found if isinstance(found, dict) else None
 
     def _master_answers(self, i: int) -> bool | None:
-        """Whether master `i` leads (it echoes our instance id), or follows (with --ha: it
-        names a leader, or none yet); None if it does not answer as one of ours."""
+        """Whether master `i` (one of ours: it echoes our instance id) leads, or follows
+        (with --ha: `isLeader` false); None if it does not answer as one of ours."""
         if self.masters[i].process is None:
             return None
         info = self._get_json(self.master_url(i) + "/api/v1/masterInfo")
         if info is None:
             return None
-        if info.get(INSTANCE_FIELD) == self.instance_id:
-            return True
-        if self.ha and info.get("isLeader") is False:
-            return False
-        return None
+        if info.get(INSTANCE_FIELD) != self.instance_id:
+            return None  # another server on the port: never taken for ours
+        return info.get("isLeader") is not False
 
     def own_master_answers(self) -> bool:
         """Our (first) master serves the API: it echoes our instance id."""

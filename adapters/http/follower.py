@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from adapters.http import security
+from adapters.http.artifacts import BASE as ARTIFACTS_PATH
+from adapters.http.artifacts import UPLOAD_TYPES
 from adapters.http.errors import error_middleware
 from adapters.http.responses import error_response, json_response
 
@@ -29,11 +31,13 @@ def create_follower_app(
 ) -> web.Application:
     """`leader()` gives the current leader's description (with its `url`), or None.
     `instance_id` is echoed by masterInfo, as the leader's is (adapters.http.admin)."""
-    app = web.Application(middlewares=[error_middleware, security.guard(allowed_hosts)])
+    guard = security.guard(allowed_hosts, body_types={ARTIFACTS_PATH: UPLOAD_TYPES})
+    app = web.Application(middlewares=[error_middleware, guard])
     app[LEADER] = leader
     app[INSTANCE_ID] = instance_id
     app.router.add_get("/api/v1/masterInfo", master_info)
     app.router.add_get("/api/v1/healthcheck", healthcheck)
+    app.router.add_route("*", ARTIFACTS_PATH, to_leader)  # so the guard knows its upload types
     app.router.add_route("*", "/{tail:.*}", to_leader)
     return app
 

@@ -40,3 +40,14 @@ async def test_without_a_known_leader_calls_are_503(aiohttp_client: Any) -> None
 async def test_the_follower_echoes_its_instance_id(aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_follower_app(lambda: LEADER, instance_id="up-1"))
     assert (await (await client.get("/api/v1/masterInfo")).json())["instanceId"] == "up-1"
+
+
+async def test_an_artifact_upload_is_redirected_like_any_write(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_follower_app(lambda: LEADER))
+    resp = await client.post(
+        "/api/v1/jobArtifacts?name=job.py",
+        data=b"def job(): ...",
+        headers={"Content-Type": "application/octet-stream"},
+        allow_redirects=False,
+    )
+    assert resp.status == 307, await resp.text()

@@ -224,6 +224,7 @@ def test_appends_fail_while_zookeeper_is_down_and_work_again_after(
         with pytest.raises(StoreUnavailable, match="unreachable; nothing was written"):
             store.append(events(1, "during"))
         zookeeper_server.start()
+        wait_until(lambda: zk.connected, "kazoo to reconnect", 30)
         store.append(events(1, "after"))
         assert store.load() == events(1, "before") + events(1, "after")
     finally:
