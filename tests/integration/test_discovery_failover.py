@@ -9,75 +9,32 @@ kept calling the dead leader would be Lost and replaced well within the time obs
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
-from mesoslite.local import LocalCluster, free_port
+from mesoslite.local import LocalCluster
 from tests.eventually import eventually, eventually_value
+from tests.integration.ha_masters import HaMaster as Master
 from tests.integration.workers import JOBS, ROOT
 
 pytestmark = pytest.mark.timeout(90)
-SESSION_TIMEOUT = 4.0
 HEARTBEAT, WORKER_TIMEOUT = 1.0, 2.0
 TOLERANCE = WORKER_TIMEOUT * 1.5  # core.control.ControlConfig.heartbeat_tolerance
-STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
-
-
-class Master:
-    """One `mantis master --zk` process, logging JSON at debug level (every request)."""
-
-    def __init__(self, folder: Path, zk: str, mesos: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = folder / f"master-{self.port}.log"
-        argv = [sys.executable, "-m", "adapters.cli.main", "--log-json", "--log-level", "debug",
-                "master", "--zk", zk, "--mesos", mesos, "--data-dir", str(folder / f"m{self.port}"),
-                "--port", str(self.port), "--zk-session-timeout", str(SESSION_TIMEOUT),
-                "--tick-secs", "0.2"]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("MANTIS_API_TOKEN", None)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def status_posts(self) -> list[tuple[float, int]]:
-        """(wall-clock time, HTTP status) of every postJobStatus this master answered."""
-        found = []
-        for line in self.log_path.read_bytes().splitlines():
-            if b"http_request" not in line:
-                continue
-            with_json = line[line.find(b"{") :]
-            try:
-                entry = orjson.loads(with_json)
-            except orjson.JSONDecodeError:
-                continue
-            if entry.get("event") == "http_request" and entry.get("path") == STATUS_PATH:
-                at = datetime.fromisoformat(entry["timestamp"]).timestamp()
-                found.append((at, int(entry["status"])))
-        return found
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, zookeeper: str) -> Iterator[tuple[list[Master], str]]:
     mesos = LocalCluster(tmp_path / "mesos", 1).start()
     chroot = f"{zookeeper}/discovery-{uuid.uuid4().hex[:8]}"
-    masters = [Master(tmp_path, chroot, mesos.address) for _ in range(2)]
+    masters = [Master(tmp_path, chroot, mesos.address, "--tick-secs", "0.2") for _ in range(2)]
     try:
         yield masters, chroot
     finally:

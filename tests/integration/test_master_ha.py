@@ -4,11 +4,8 @@ redirects to it, and when the leader is SIGKILLed the other leads with every job
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,33 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mesoslite.local import LocalCluster, free_port
+from mesoslite.local import LocalCluster
 from tests.eventually import eventually_value
-from tests.integration.workers import ROOT
+from tests.integration.ha_masters import SESSION_TIMEOUT
+from tests.integration.ha_masters import HaMaster as Master
 
 pytestmark = pytest.mark.timeout(120)
-SESSION_TIMEOUT = 4.0
-
-
-class Master:
-    def __init__(self, folder: Path, zk: str, mesos: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (folder / f"master-{self.port}.log").open("wb")
-        argv = [sys.executable, "-m", "adapters.cli.main", "master", "--zk", zk, "--mesos", mesos,
-                "--data-dir", str(folder / f"m{self.port}"), "--port", str(self.port),
-                "--zk-session-timeout", str(SESSION_TIMEOUT)]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("MANTIS_API_TOKEN", None)
-        self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.log.close()
 
 
 @pytest.fixture
@@ -150,7 +126,7 @@ async def test_acknowledged_submissions_survive_seeded_leader_kills(
     masters, mesos = cluster
     rng = random.Random(12)
     kill_at = sorted(rng.sample(range(20, 280), 3))
-    zk = masters[0].process.args[masters[0].process.args.index("--zk") + 1]  # type: ignore[union-attr]
+    zk = masters[0].zk
     acknowledged: list[str] = []
     async with aiohttp.ClientSession() as http:
         leader = await eventually_value(lambda: leader_of(http, masters), "one leader", 60)
