@@ -114,6 +114,7 @@ from mesoslite.auth import (
     load_credential,
 )
 from mesoslite.containment import TaskGroups, exec_form, lock_work_dir
+from mesoslite.flags import positive, zk_url
 from mesoslite.protocol import (
     DEFAULT_KILL_GRACE_SECONDS,
     ERROR,
@@ -1159,23 +1160,8 @@ def _attributes(text: str) -> Attributes:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _master(text: str) -> str:
-    if not is_zk(text):
-        return text
-    try:
-        return str(ZkUrl.parse(text))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return zk_url(text) if is_zk(text) else text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1226,7 +1212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kill-grace-period",
-        type=_positive,
+        type=positive,
         default=d.kill_grace_period,
         metavar="SECONDS",
         help="SIGTERM to SIGKILL delay when a task is killed (default: %(default)s)",
@@ -1240,7 +1226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--reconnect-backoff-max",
-        type=_positive,
+        type=positive,
         default=d.reconnect_backoff_max,
         metavar="SECONDS",
         help="longest wait between attempts to reach the master (default: %(default)s)",

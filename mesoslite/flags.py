@@ -92,7 +92,8 @@ def _required(config: MasterConfig, enabled: bool, flag: str) -> Credentials | N
     return credentials
 
 
-def _positive(text: str) -> float:
+def positive(text: str) -> float:
+    """An argparse type: a number > 0 (seconds, weights)."""
     try:
         value = float(text)
     except ValueError:
@@ -107,7 +108,7 @@ def _weights(text: str) -> dict[str, float]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         role, sep, weight = item.partition("=")
         try:
-            out[role.strip()] = _positive(weight)
+            out[role.strip()] = positive(weight)
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(f"{item!r}: expected role=weight") from None
         if not sep or not role.strip():
@@ -115,7 +116,8 @@ def _weights(text: str) -> dict[str, float]:
     return out
 
 
-def _zk_url(text: str) -> str:
+def zk_url(text: str) -> str:
+    """An argparse type: a `zk://HOST:PORT[,HOST:PORT]/PATH` URL, normalised."""
     try:
         return str(ZkUrl.parse(text))
     except ValueError as e:
@@ -139,21 +141,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allocation-interval",
-        type=_positive,
+        type=positive,
         default=d.allocation_interval,
         metavar="SECONDS",
         help="seconds between allocation cycles (default: %(default)s)",
     )
     parser.add_argument(
         "--heartbeat-interval",
-        type=_positive,
+        type=positive,
         default=d.heartbeat_interval,
         metavar="SECONDS",
         help="HEARTBEAT period to frameworks (default: %(default)s)",
     )
     parser.add_argument(
         "--agent-ping-timeout",
-        type=_positive,
+        type=positive,
         default=d.agent_ping_timeout,
         metavar="SECONDS",
         help="time an agent has to answer a ping (default: %(default)s)",
@@ -174,21 +176,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--status-update-retry-min",
-        type=_positive,
+        type=positive,
         default=d.status_update_retry_min,
         metavar="SECONDS",
         help="first re-send of an unacknowledged update (default: %(default)s)",
     )
     parser.add_argument(
         "--status-update-retry-max",
-        type=_positive,
+        type=positive,
         default=d.status_update_retry_max,
         metavar="SECONDS",
         help="cap of the re-send back-off (default: %(default)s)",
     )
     parser.add_argument(
         "--offer-timeout",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="SECONDS",
         help="rescind offers not used within this time (default: never)",
@@ -219,7 +221,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--zk",
-        type=_zk_url,
+        type=zk_url,
         default=None,
         metavar="zk://HOST:PORT[,HOST:PORT]/PATH",
         help="elect the leader among the masters of this ZooKeeper path, as Mesos' --zk"
@@ -227,7 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--zk-session-timeout",
-        type=_positive,
+        type=positive,
         default=d.zk_session_timeout,
         metavar="SECONDS",
         help="ZooKeeper session timeout: how long a dead leader keeps leading (default: %(default)s)",
