@@ -136,7 +136,11 @@ def _cmdline(pid: int) -> str:
 
 def nothing_left(data: Path, timeout: float = 3.0) -> None:
     """Every process started in `data` is gone (within `timeout`, for the last reaps)."""
-    deadline = time.monotonic() + timeout
-    while (left := started_in(data)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, "left running: " + "; ".join(f"{p}: {_cmdline(p)[:160]}" for p in left)
+    wait_until(
+        lambda: not started_in(data),
+        f"every process started in {data} to end",
+        timeout,
+        describe=lambda: (
+            "left running: " + "; ".join(f"{p}: {_cmdline(p)[:160]}" for p in started_in(data))
+        ),
+    )
