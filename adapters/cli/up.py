@@ -199,8 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recover-from-snapshot",
         action="store_true",
-        help="passed to the master: open a damaged store from its last good "
-        "snapshot (events after the damage are lost)",
+        help="passed to the master: open a damaged store from its last good snapshot "
+        "plus the whole batches after the damage that still apply (it prints what it drops)",
     )
     parser.add_argument(
         "--example",
