@@ -13,6 +13,10 @@ import orjson
 
 DEFAULT_ZK_ROOT = "/mantis/master"
 """The masters' root in ZooKeeper (under the connect string's chroot), as adapters.zk uses."""
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+"""What a follower may answer (adapters.http.follower: 302 for reads, 307 for calls with a
+body); clients follow them by hand so that the method, the body and the token arrive."""
+MAX_REDIRECTS = 5
 
 
 def leader_path(root: str = DEFAULT_ZK_ROOT) -> str:

@@ -29,14 +29,12 @@ import structlog
 from yarl import URL
 
 from common.backoff import Backoff
-from common.master_leader import DEFAULT_ZK_ROOT
+from common.master_leader import DEFAULT_ZK_ROOT, MAX_REDIRECTS, REDIRECTS
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, sse_payloads
 from runtime.master_location import MasterLocation, ZkLeaderWatch
 
 STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 5
 NO_MASTER = frozenset({502, 503, 504})
 """Answers that mean no master can take the call right now (a failover, a restart)."""
 

@@ -41,7 +41,13 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from common.master_leader import DEFAULT_ZK_ROOT, leader_path, leader_url
+from common.master_leader import (
+    DEFAULT_ZK_ROOT,
+    MAX_REDIRECTS,
+    REDIRECTS,
+    leader_path,
+    leader_url,
+)
 from common.sse import SseParser
 from core.errors import CommandRejected
 
@@ -50,8 +56,6 @@ DEFAULT_DATA_DIR = Path("mantis-data")
 TOKEN_FILE = "api-token"
 """The file in a `mantis up` data folder that holds the API token (mode 0600)."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 5
 Json = dict[str, Any]
 
 
