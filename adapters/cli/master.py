@@ -99,7 +99,9 @@ class FrameworkIdFile:
     path: Path
 
     def load(self) -> str | None:
-        return self.path.read_text().strip() or None if self.path.exists() else None
+        if not self.path.exists():
+            return None
+        return self.path.read_text().strip() or None
 
     def save(self, framework_id: str) -> None:
         self.path.write_text(framework_id)

@@ -14,7 +14,6 @@ server (port 8080 by default) is off.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import socket
@@ -145,10 +144,3 @@ class ZooKeeperServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-    def tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log, to say why it failed."""
-        with contextlib.suppress(OSError):
-            last = self.log.read_text(errors="replace").splitlines()[-lines:]
-            return f"last lines of {self.log}:\n" + "\n".join(last)
-        return f"no log at {self.log}"
