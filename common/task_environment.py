@@ -81,6 +81,9 @@ class TaskEnvironment:
     ports: tuple[int, ...] = ()
     """``MANTIS_PORTS``: the task's ports; the first is the data port (stage output or sink).
     Empty: an ephemeral port (only useful when no master publishes the port)."""
+    metrics_port: int = -1
+    """``MANTIS_METRICS_PORT`` (Mantis' WorkerTopologyInfo reads the same variable): where the
+    worker serves its metrics (runtime.metrics); -1: it serves none."""
     job_name: str = ""
     """``MANTIS_JOB_NAME`` (the cluster; default: the job id without its number)."""
     stage_workers: int = 1
@@ -143,6 +146,7 @@ class TaskEnvironment:
             master_url=master_url,
             artifact=env.get("MANTIS_ARTIFACT_URL", ""),
             ports=ports,
+            metrics_port=_int(env, "MANTIS_METRICS_PORT", -1, minimum=-1),
             job_name=env.get("MANTIS_JOB_NAME", "") or job_id.rpartition("-")[0] or job_id,
             stage_workers=_int(env, "MANTIS_STAGE_WORKERS", 1, minimum=1),
             parameters={
@@ -170,6 +174,7 @@ class TaskEnvironment:
             "MANTIS_MASTER_URL": self.master_url,
             "MANTIS_ARTIFACT_URL": self.artifact,
             "MANTIS_PORTS": ",".join(str(p) for p in self.ports),
+            "MANTIS_METRICS_PORT": str(self.metrics_port),
             "MANTIS_JOB_NAME": self.job_name,
             "MANTIS_STAGE_WORKERS": str(self.stage_workers),
             "MANTIS_PARAMETERS": orjson.dumps(dict(self.parameters)).decode(),

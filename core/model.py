@@ -111,6 +111,13 @@ class MachineDefinition:
         return self.num_ports + SYSTEM_PORTS
 
 
+def metrics_port(ports: tuple[int, ...]) -> int:
+    """A worker's metrics port among the `ports` assigned to it, -1 if it has none: its data
+    ports come first, then the SYSTEM_PORTS (metrics, debug, console, custom: the order of
+    Mantis' WorkerPorts.getAllPorts), so the metrics port is the first of the last four."""
+    return ports[-SYSTEM_PORTS] if len(ports) > SYSTEM_PORTS else -1
+
+
 @dataclass(frozen=True, slots=True)
 class ScalingStrategy:
     """One autoscaling signal with its thresholds and rolling window."""

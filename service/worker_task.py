@@ -15,7 +15,7 @@ from common.master_leader import DEFAULT_ZK_ROOT
 from common.task_environment import TaskEnvironment
 from core.effects import LaunchTask
 from core.job import JobRecord
-from core.model import DurationType, JobDefinition
+from core.model import DurationType, JobDefinition, metrics_port
 from core.ports import TaskLaunch
 
 DEFAULT_SUBSCRIPTION_TIMEOUT_SECS = 300.0  # Mantis' ephemeral.job.unsubscribed.timeout.secs
@@ -69,6 +69,7 @@ def task_environment(
         master_url=settings.master_url,
         artifact=artifact_location(d, settings),
         ports=a.ports,
+        metrics_port=metrics_port(a.ports),
         job_name=job.cluster,
         stage_workers=len(job.stages.get(r.stage, ())) or 1,
         parameters={p.name: p.value for p in d.parameters},

@@ -21,6 +21,7 @@ from core.model import (
     SchedulingInfo,
     StageScalingPolicy,
     StageSchedulingInfo,
+    metrics_port,
 )
 from core.worker import Worker
 
@@ -144,7 +145,7 @@ def render_worker(w: Worker, job: JobRecord) -> Json:
         "jobId": w.job_id,
         "stageNum": w.stage,
         "numberOfPorts": machine.ports_needed,
-        "metricsPort": -1,
+        "metricsPort": metrics_port(w.ports),
         "consolePort": -1,
         "debugPort": -1,
         "customPort": -1,
@@ -228,6 +229,7 @@ def render_job_scheduling_info(info: JobSchedulingInfo) -> Json:
                         "workerIndex": h.index,
                         "workerNumber": h.number,
                         "port": list(h.ports),
+                        "metricsPort": metrics_port(h.ports),
                     }
                     for h in s.hosts
                 },

@@ -234,7 +234,7 @@ async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_
     assert await frame(resp) == (
         b'data: {"jobId":"demo-1","workerAssignments":{'
         b'"1":{"stage":1,"numWorkers":2,"hosts":{"1":{"host":"host-1","state":"Started",'
-        b'"workerIndex":0,"workerNumber":1,"port":[31000,32000]}}},'
+        b'"workerIndex":0,"workerNumber":1,"port":[31000,32000],"metricsPort":-1}}},'
         b'"2":{"stage":2,"numWorkers":1,"hosts":{}}}}\n\n'
     )
     # A worker starts through the HTTP API: one new frame.
@@ -247,6 +247,7 @@ async def test_discovery_stream_sends_started_workers_then_each_change_and_ends_
             "workerIndex": 0,
             "workerNumber": 3,
             "port": [31002, 32002],
+            "metricsPort": -1,
         }
     }
     # A burst between two reads is coalesced into one frame.
