@@ -43,12 +43,14 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None, minimum:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, what: str = "a number of seconds"
+) -> float:
     raw = env.get(name, "")
     try:
         value = float(raw) if raw else default
     except ValueError:
-        raise TaskEnvironmentError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise TaskEnvironmentError(f"{name} must be {what}, got {raw!r}") from None
     if value < 0:
         raise TaskEnvironmentError(f"{name} must be >= 0, got {value}")
     return value
@@ -84,6 +86,10 @@ class TaskEnvironment:
     metrics_port: int = -1
     """``MANTIS_METRICS_PORT`` (Mantis' WorkerTopologyInfo reads the same variable): where the
     worker serves its metrics (runtime.metrics); -1: it serves none."""
+    cpu_cores: float = 0.0
+    """``MANTIS_CPU_CORES``: the stage's machineDefinition.cpuCores (ResourceUsage.cpuLimit)."""
+    memory_mb: float = 0.0
+    """``MANTIS_MEMORY_MB``: the stage's machineDefinition.memoryMB (ResourceUsage.memLimit)."""
     job_name: str = ""
     """``MANTIS_JOB_NAME`` (the cluster; default: the job id without its number)."""
     stage_workers: int = 1
@@ -147,6 +153,8 @@ class TaskEnvironment:
             artifact=env.get("MANTIS_ARTIFACT_URL", ""),
             ports=ports,
             metrics_port=_int(env, "MANTIS_METRICS_PORT", -1, minimum=-1),
+            cpu_cores=_seconds(env, "MANTIS_CPU_CORES", 0.0, "a number of cores"),
+            memory_mb=_seconds(env, "MANTIS_MEMORY_MB", 0.0, "a number of MB"),
             job_name=env.get("MANTIS_JOB_NAME", "") or job_id.rpartition("-")[0] or job_id,
             stage_workers=_int(env, "MANTIS_STAGE_WORKERS", 1, minimum=1),
             parameters={
@@ -175,6 +183,8 @@ class TaskEnvironment:
             "MANTIS_ARTIFACT_URL": self.artifact,
             "MANTIS_PORTS": ",".join(str(p) for p in self.ports),
             "MANTIS_METRICS_PORT": str(self.metrics_port),
+            "MANTIS_CPU_CORES": str(self.cpu_cores),
+            "MANTIS_MEMORY_MB": str(self.memory_mb),
             "MANTIS_JOB_NAME": self.job_name,
             "MANTIS_STAGE_WORKERS": str(self.stage_workers),
             "MANTIS_PARAMETERS": orjson.dumps(dict(self.parameters)).decode(),

@@ -70,6 +70,8 @@ def task_environment(
         artifact=artifact_location(d, settings),
         ports=a.ports,
         metrics_port=metrics_port(a.ports),
+        cpu_cores=r.machine.cpu_cores,
+        memory_mb=r.machine.memory_mb,
         job_name=job.cluster,
         stage_workers=len(job.stages.get(r.stage, ())) or 1,
         parameters={p.name: p.value for p in d.parameters},
