@@ -19,6 +19,11 @@ log = structlog.get_logger()
 T = TypeVar("T")
 
 
+def slot_name(stage: int, index: int) -> str:
+    """The keyed-routing slot of worker `index` of `stage`: a replacement keeps its keys."""
+    return f"stage_{stage}_index_{index}"
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """Who this worker is: job, stage (1-based), index (stable), number (unique per start)."""
@@ -35,7 +40,7 @@ class WorkerInfo:
     @property
     def slot(self) -> str:
         """The name this worker gives upstream workers for keyed routing (runtime.transport)."""
-        return f"stage_{self.stage}_index_{self.worker_index}"
+        return slot_name(self.stage, self.worker_index)
 
     @property
     def is_first_stage(self) -> bool:

@@ -198,7 +198,9 @@ class StageOutputServer:
     Keyed output takes (key, event) pairs; downstream workers receive ``[key, event]`` lists.
     Binds 127.0.0.1 by default; a worker passes its host's address, and `worker` (itself):
     then only workers of its job's next stage are served, and only the newest number of each
-    slot (see runtime.transport, Admission).
+    slot (see runtime.transport, Admission). A worker also declares its downstream's slots
+    (``set_downstream_slots``): keys are then hashed over those, connected or not (see
+    runtime.transport, Declared membership).
     """
 
     def __init__(
@@ -260,6 +262,8 @@ class StageOutputServer:
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._capacity_waiter: asyncio.Future[None] | None = None
         self._membership_waiter: asyncio.Future[None] | None = None
+        self._declared: frozenset[str] | None = None
+        self._listeners: list[Callable[[int], None]] = []
         self._closed = False
 
     # lifecycle --------------------------------------------------------------------------------
@@ -330,15 +334,34 @@ class StageOutputServer:
         waiter = self._capacity_waiter
         return waiter is not None and not waiter.done()
 
+    @property
+    def declared_slots_connected(self) -> bool:
+        """True once slots are declared and every one of them has a connection."""
+        declared = self._declared
+        return declared is not None and all(slot in self._slots for slot in declared)
+
+    def on_connections_change(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(connections)`` whenever a downstream connection is routed or lost."""
+        self._listeners.append(callback)
+
+    async def wait_for_declared_slots(self, timeout: float | None = None) -> None:
+        """Until slots are declared and each has a connection; TimeoutError after `timeout`."""
+        async with asyncio.timeout(timeout):
+            while not self.declared_slots_connected:
+                await self._membership_changed()
+
+    async def _membership_changed(self) -> None:
+        if self._closed:
+            raise TransportClosed("output server closed")
+        if self._membership_waiter is None or self._membership_waiter.done():
+            self._membership_waiter = asyncio.get_running_loop().create_future()
+        await self._membership_waiter
+
     async def wait_for_connections(self, n: int, timeout: float | None = None) -> None:
         """Until at least `n` downstream connections are routable; TimeoutError after `timeout`."""
         async with asyncio.timeout(timeout):
             while len(self._conns) < n:
-                if self._closed:
-                    raise TransportClosed("output server closed")
-                if self._membership_waiter is None or self._membership_waiter.done():
-                    self._membership_waiter = asyncio.get_running_loop().create_future()
-                await self._membership_waiter
+                await self._membership_changed()
 
     def flush(self) -> None:
         """Write every buffered event now (where the socket takes it)."""
@@ -472,8 +495,9 @@ class StageOutputServer:
 
     def _place_keyed(self, pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         limit = self.buffer_events
-        if len(self._conns) == 1:  # one downstream worker: every key goes there
-            only = self._conns[0]
+        conns = self._conns
+        if len(conns) == 1 and len(self._ring) == 1 and conns[0].slot in self._ring:
+            only = conns[0]  # one downstream worker, the only owner: every key goes there
             batch = pairs if isinstance(pairs, list) else list(pairs)
             room = max(limit - len(only.pending), 0)
             if room:
@@ -506,10 +530,12 @@ class StageOutputServer:
             conn = self._key_cache.get(key)
             if conn is not None:
                 return conn
-        if not self._slots:
+        if not self._slots or not len(self._ring):
             return None
         h = hash64(key_bytes(key))
-        conns = self._slots[self._ring.lookup_hash(h)]
+        conns = self._slots.get(self._ring.lookup_hash(h))
+        if not conns:  # its owner is declared but not connected: the key waits for it
+            return None
         conn = conns[h % len(conns)]
         if cacheable:
             if len(self._key_cache) >= _KEY_CACHE_MAX:
@@ -518,10 +544,32 @@ class StageOutputServer:
         return conn
 
     def owner_of(self, key: Any) -> str | None:
-        """The downstream slot that `key` goes to now (None with no downstream)."""
-        return self._ring.lookup(key) if self._slots else None
+        """The downstream slot that owns `key` (None while there is none to own it)."""
+        return self._ring.lookup(key) if len(self._ring) else None
 
     # admission --------------------------------------------------------------------------------
+
+    def set_downstream_slots(self, slots: Iterable[str]) -> None:
+        """The next stage's slots (one per worker index), from the job's scheduling info.
+
+        From the first call on, keys are hashed over these slots whether or not they are
+        connected: a key whose owner is not connected is dropped (lossy) or waits for it
+        (blocking), and never goes to another slot, so one key of one window is never counted
+        by two downstream workers. Only a change of the slots themselves (a stage rescaled)
+        moves keys. Without a call, keys are hashed over the connected slots."""
+        declared = frozenset(slots)
+        if declared == self._declared:
+            return
+        self._declared = declared
+        for slot in list(self._ring.nodes):
+            if slot not in declared:
+                self._ring.remove(slot)
+        for slot in declared:
+            self._ring.add(slot)
+        self._key_cache.clear()
+        log.info("transport_downstream_declared", slots=sorted(declared))
+        resolve(self._membership_waiter)
+        self._capacity_freed()
 
     def set_downstream_workers(self, workers: Iterable[tuple[int, int]]) -> None:
         """The next stage's (index, worker number) pairs from the job's scheduling info: a
@@ -578,7 +626,8 @@ class StageOutputServer:
             self.set_downstream_workers(((conn.worker.index, conn.worker.number),))
         self._conns.append(conn)
         self._slots.setdefault(conn.slot, []).append(conn)
-        self._ring.add(conn.slot)
+        if self._declared is None:
+            self._ring.add(conn.slot)
         self._key_cache.clear()
         log.info(
             "transport_downstream_connected",
@@ -588,6 +637,7 @@ class StageOutputServer:
         )
         resolve(self._membership_waiter)
         self._capacity_freed()
+        self._connections_changed()
 
     def _on_lost(self, conn: _Downstream) -> None:
         self._accepted.discard(conn)
@@ -613,11 +663,17 @@ class StageOutputServer:
         same.remove(conn)
         if not same:
             del self._slots[conn.slot]
-            self._ring.remove(conn.slot)
+            if self._declared is None:
+                self._ring.remove(conn.slot)
         self._key_cache.clear()
         resolve(self._membership_waiter)
-        self._capacity_freed()  # keyed senders re-route to the remaining workers
+        self._capacity_freed()  # blocking senders look again (undeclared: other owners)
+        self._connections_changed()
         return True
+
+    def _connections_changed(self) -> None:
+        for callback in self._listeners:
+            callback(len(self._conns))
 
     def _arm_flush(self) -> None:
         if self._flush_handle is None and not self._closed:

@@ -61,7 +61,13 @@ from common import logs
 from common.sse_sink import SseSink
 from common.task_environment import TaskEnvironment, TaskEnvironmentError
 from runtime.artifact import fetch_artifact
-from runtime.context import Context, Metrics, WorkerInfo, worker_map_from_scheduling_info
+from runtime.context import (
+    Context,
+    Metrics,
+    WorkerInfo,
+    slot_name,
+    worker_map_from_scheduling_info,
+)
 from runtime.engines import RunningStage, StageError
 from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
 from runtime.master_client import MasterClient
@@ -72,6 +78,10 @@ from runtime.transport import Backpressure, Routing, WorkerId
 from runtime.tuning import tune_gc
 
 log = structlog.get_logger()
+
+DOWNSTREAM_GRACE_SECS = 10.0
+"""How long a worker with a next stage waits, once one downstream worker connected, for the
+others before its first output (a worker that cannot be placed must not stall the job)."""
 
 
 class Instances:
@@ -155,8 +165,6 @@ class WorkerProcess:
         self._send: Send | None = None
         self._pending: list[Any] = []
         self._blocking = False
-        self._downstream_workers: int | None = None
-        self._downstream_known = asyncio.Event()
 
     @property
     def identity(self) -> WorkerId:
@@ -304,7 +312,6 @@ class WorkerProcess:
                     worker=self.identity,
                 )
                 await self.output.start()
-                self._blocking = stage.config.backpressure is Backpressure.BLOCKING
                 out = self.output
                 self._send = out.send_keyed_many if stage.output_keyed else out.send_many
             elif isinstance(job.sink, ServerSentEventsSink):
@@ -353,6 +360,7 @@ class WorkerProcess:
         """Feed input batches to the stage and its output onwards, until input ends."""
         running = self.running
         assert running is not None
+        await self._whole_downstream()
         async for batch in self._batches():
             running.on_batch(batch, time.time())
             await self._flush()
@@ -385,17 +393,30 @@ class WorkerProcess:
             batch, self._pending[:] = list(self._pending), []
             await self._send(batch)
 
+    async def _whole_downstream(self) -> None:
+        """Before its first input, a worker with a next stage waits for its whole downstream:
+        a worker of every slot the scheduling info declares connected (their keys would be
+        dropped, or held, until then), or DOWNSTREAM_GRACE_SECS after the first one."""
+        output = self.output
+        if output is None:
+            return
+        await output.wait_for_connections(1)
+        try:
+            await output.wait_for_declared_slots(DOWNSTREAM_GRACE_SECS)
+        except TimeoutError:
+            log.warning(
+                "downstream_incomplete",
+                job_id=self.env.job_id,
+                stage=self.env.stage,
+                connections=output.connection_count,
+            )
+
     async def _wait_for_downstream(self) -> None:
-        """Blocking mode loses nothing, so before its first output a worker waits for its
-        whole downstream: every worker of the next stage connected (otherwise the first keys
-        would go to whichever connected first), or a client of its sink."""
+        """Blocking mode loses nothing, so before its first output a sink worker waits for a
+        client of its sink."""
         if self.sink is not None:
             await self.sink.wait_for_subscribers(1)
-        elif self.output is not None:
-            await self._downstream_known.wait()
-            assert self._downstream_workers is not None
-            await self.output.wait_for_connections(self._downstream_workers)
-        self._blocking = False  # once: later, routing follows whoever is connected
+        self._blocking = False  # once: later, output goes to whoever is connected
 
     async def _follow_scheduling_info(self) -> None:
         """Keep the worker map (and, past stage 1, the upstream connections) current."""
@@ -410,13 +431,13 @@ class WorkerProcess:
                 continue
             context.update_worker_map(worker_map)
             downstream = info.get("workerAssignments", {}).get(str(stage + 1))
-            if isinstance(downstream, dict) and isinstance(downstream.get("numWorkers"), int):
-                self._downstream_workers = downstream["numWorkers"]
-                self._downstream_known.set()
             if self.output is not None:  # replaced downstream workers are refused
                 self.output.set_downstream_workers(
                     (h.worker_index, h.worker_number) for h in worker_map.get(stage + 1, ())
                 )
+                count = downstream.get("numWorkers") if isinstance(downstream, dict) else None
+                if isinstance(count, int) and count > 0:  # keys hash over these slots
+                    self.output.set_downstream_slots(slot_name(stage + 1, i) for i in range(count))
             if self.input is not None:
                 upstream = [(h.host, h.port) for h in worker_map.get(stage - 1, ())]
                 self.input.set_upstreams(upstream)
