@@ -10,10 +10,12 @@ ignored, or answered with a kill of the zombie task.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from core.autoscaling import AUTOSCALER_USER, StageAutoscaler, job_settings, stage_autoscalers
 from core.cron import next_fire_after, parse_cron
 from core.effects import (
     DeclineOffers,
@@ -42,7 +44,7 @@ from core.events import (
     WorkerLaunched,
     WorkerStateChanged,
 )
-from core.job import JobRecord, JobState, end_state
+from core.job import SCALING_HISTORY, JobRecord, JobState, Scaling, end_state
 from core.model import (
     MAX_WORKERS_PER_STAGE,
     ClusterSla,
@@ -180,6 +182,8 @@ class ControlPlane:
         # Volatile: agents' attributes as last offered (for placements' zones).
         self._agent_attributes: dict[str, tuple[tuple[str, str], ...]] = {}
         self._deleted_job_counts: dict[str, int] = {}
+        # Volatile: per job, its autoscaled stages' samples; a new leader relearns them.
+        self._autoscalers: dict[str, dict[int, StageAutoscaler]] = {}
         self._out = Outcome()
         self._live = True
         self._appliers: dict[type, Callable[[Any], None]] = {
@@ -416,10 +420,18 @@ class ControlPlane:
                 "NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}"
             )
         out = self._begin()
+        self._scale(job, stage, workers, user, reason, now)
+        return out
+
+    def _scale(
+        self, job: JobRecord, stage: int, workers: int, user: str, reason: str, now: float
+    ) -> None:
+        """Scale a stage: a user's scaleStage or an autoscaling decision (with its reason)."""
+        jid, out = job.job_id, self._out
         current = job.stages[stage]
         old = len(current)
         if workers == old:
-            return out
+            return
         for w in current[workers:]:
             if not w.terminal:
                 self._emit(
@@ -435,9 +447,9 @@ class ControlPlane:
         self._emit(StageScaled(jid, stage, workers, user, reason, now))
         for index in range(old, workers):
             self._new_worker(job, stage, index, now, ready_at=now)
-        self._publish(job, f"stage {stage} scaled from {old} to {workers} workers", now)
+        message = f"stage {stage} scaled from {old} to {workers} workers"
+        self._publish(job, f"{message}: {reason}" if user == AUTOSCALER_USER else message, now)
         out.effects.append(PublishSchedulingInfo(jid))
-        return out
 
     def resubmit_worker(
         self, jid: str, worker_number: int, user: str, reason: str, now: float
@@ -566,6 +578,9 @@ class ControlPlane:
             subscribed = payloads.get("SubscriptionState")
             if subscribed is not None:
                 w.is_subscribed = subscribed == "true"
+            scaler = self._autoscalers.get(w.job_id, {}).get(w.stage)
+            if scaler is not None:
+                scaler.observe(w.index, wid, payloads, now)
         if w.state is WorkerState.Launched or w.state is WorkerState.StartInitiated:
             self._emit(WorkerStateChanged(wid, WorkerState.Started, now, None, "first heartbeat"))
             self._after_worker_started(self.jobs[w.job_id], now)
@@ -591,6 +606,7 @@ class ControlPlane:
         for cluster in enabled:
             self._enforce_sla_max(cluster, now)
         self._check_heartbeats(now)
+        self._autoscale(now)
         for cluster in enabled:
             self._enforce_cron(cluster, now)
             self._enforce_sla_min(cluster, now)
@@ -605,6 +621,29 @@ class ControlPlane:
                 seen = w.last_heartbeat_at if w.last_heartbeat_at is not None else w.launched_at
                 if seen is not None and now - seen > tolerance:
                     self._fail(w, CompletedReason.Lost, f"no heartbeat for {now - seen:.0f}s", now)
+
+    def _autoscale(self, now: float) -> None:
+        """Each autoscaled stage of a launched job: a sample per heartbeat interval, maybe a
+        scaling. The cooldown counts from the stage's last StageScaled (or the job's start)."""
+        for jid, scalers in list(self._autoscalers.items()):
+            job = self.jobs[jid]
+            if job.state is not JobState.Launched:
+                continue
+            period = job.heartbeat_interval_secs
+            for stage, scaler in scalers.items():
+                if not scaler.due(now, period):
+                    continue
+                workers = job.stages[stage]
+                live = {w.index: w.worker_id for w in workers if w.state is WorkerState.Started}
+                signals = scaler.signals(live, now, period)
+                if not signals:
+                    continue
+                last = job.last_scaled_at(stage)
+                if last is None and scaler.initial_cooldown:
+                    last = job.started_at
+                decision = scaler.decide(signals, len(workers), now, last)
+                if decision is not None:
+                    self._scale(job, stage, decision.workers, AUTOSCALER_USER, decision.reason, now)
 
     def _enforce_cron(self, cluster: JobCluster, now: float) -> None:
         if cluster.cron_next_at is None or now < cluster.cron_next_at:
@@ -653,6 +692,7 @@ class ControlPlane:
 
     def _worker_timing(self, parameters: tuple[ParameterValue, ...]) -> tuple[float, float]:
         """Heartbeat interval and worker timeout, from job parameters or the defaults."""
+        job_settings(parameters)  # refuses malformed autoscaling parameters too
         c = self.config
         return (
             _positive_param(parameters, HEARTBEAT_INTERVAL_PARAM, c.heartbeat_interval_secs),
@@ -908,6 +948,9 @@ class ControlPlane:
         cluster.job_ids.append(e.job_id)
         self.jobs[e.job_id] = job
         self._active[e.job_id] = job
+        scalers = stage_autoscalers(e.definition)
+        if scalers:
+            self._autoscalers[e.job_id] = scalers
 
     def _on_worker_accepted(self, e: WorkerAccepted) -> None:
         job = self.jobs[e.job_id]
@@ -972,9 +1015,13 @@ class ControlPlane:
         else:
             job.ended_at, job.reason, job.message = e.at, e.reason, e.message
             self._active.pop(e.job_id, None)
+            self._autoscalers.pop(e.job_id, None)
 
     def _on_stage_scaled(self, e: StageScaled) -> None:
-        del self.jobs[e.job_id].stages[e.stage][e.workers :]
+        job = self.jobs[e.job_id]
+        history = job.scalings.setdefault(e.stage, deque(maxlen=SCALING_HISTORY))
+        history.append(Scaling(e.at, len(job.stages[e.stage]), e.workers, e.user, e.reason))
+        del job.stages[e.stage][e.workers :]
 
     def _move_worker(self, w: Worker, dest: WorkerState) -> None:
         if self._live:

@@ -6,6 +6,7 @@ workers, jobs share one Machine and fire triggers on the job object without `add
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -53,6 +54,20 @@ JOB_MACHINE = Machine(
 )
 
 
+SCALING_HISTORY = 20  # scalings kept per stage for the job's JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    """One StageScaled, by a user or the autoscaler, with its reason."""
+
+    at: float
+    from_workers: int
+    to_workers: int
+    user: str
+    reason: str
+
+
 def end_state(reason: CompletedReason) -> JobState:
     """Mantis' kill path: Error or Lost end a job Failed, anything else Completed."""
     return S.Failed if reason in (CompletedReason.Error, CompletedReason.Lost) else S.Completed
@@ -85,6 +100,8 @@ class JobRecord:
     # Current workers per stage, by index: the one non-terminal (or last) worker of each slot.
     stages: dict[int, list[Worker]] = field(default_factory=dict)
     started_workers: int = 0  # current workers in Started, kept by the appliers so checks are O(1)
+    # The last scalings per stage, from StageScaled events: replayed, so cooldowns survive.
+    scalings: dict[int, deque[Scaling]] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -96,6 +113,10 @@ class JobRecord:
         if trigger is None:
             raise MachineError(f"no transition leads to {dest.name}")
         JOB_MACHINE.events[trigger].trigger(self)
+
+    def last_scaled_at(self, stage: int) -> float | None:
+        history = self.scalings.get(stage)
+        return history[-1].at if history else None
 
     def current_workers(self) -> list[Worker]:
         return [w for stage in sorted(self.stages) for w in self.stages[stage]]
