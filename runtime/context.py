@@ -160,6 +160,14 @@ class Metrics:
             g = self._gauges[name] = Gauge()
         return g
 
+    def counters(self) -> dict[str, int]:
+        """Every counter's value, by name (runtime.metrics exports them as counters)."""
+        return {n: c.value for n, c in self._counters.items()}
+
+    def gauges(self) -> dict[str, float]:
+        """Every gauge's value, by name."""
+        return {n: g.value for n, g in self._gauges.items()}
+
     def snapshot(self) -> dict[str, float]:
         """Every metric's current value, by name (sorted)."""
         values: dict[str, float] = {n: c.value for n, c in self._counters.items()}
