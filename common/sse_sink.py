@@ -16,6 +16,9 @@ e.g. ``/events`` or ``/api/v1/jobs/{id}/stream`` behind a proxy) take Mantis' qu
 - ``enableMetaMessages=true`` / ``metaMessagesSec`` (milliseconds despite its name, >= 250,
   default 1000): a ``{"mantis.meta":"droppedMessageCount","value":"N","time":ms}`` frame per
   period in which events were dropped for this connection.
+- ``mql`` and any other parameter the sink's ``connection_filter`` reads (runtime.mql, as Mantis'
+  ServerSentEventsSink ``Predicate``): that connection gets the filter's output of each batch;
+  a group (same clientId) is the connections with the same filter too.
 - ``format=text`` (default; ``json`` is a synonym) or ``format=binary`` (also
   ``mantis.EnableCompressedBinary=true``): one frame per write carrying the events packed by
   ``common.sse.pack_binary``, joined by ``mantis.CompressionDelimiter`` (default ``$$$``).
@@ -71,10 +74,17 @@ copying those (to join, to frame, into the transport) cost more than the syscall
 class InvalidQuery(ValueError):
     """A sink query parameter is wrong (answered 400, naming it)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, **details: object) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.details = details  # more keys of the 400's body (a position, ...)
+
+
+ConnectionFilter = Callable[
+    [Mapping[str, str]], tuple[str, Callable[[Sequence[Any]], list[Any]]] | None
+]
+"""From a connection's query: None, or (a key naming the filter, the batch filter)."""
 
 
 def _truthy(value: str) -> bool:
@@ -152,12 +162,13 @@ class SinkStats:
 class _Group:
     """Connections sharing one clientId; each event goes to one of them."""
 
-    __slots__ = ("name", "subs", "rr")
+    __slots__ = ("name", "subs", "rr", "transform")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, transform: Callable[[Sequence[Any]], list[Any]] | None) -> None:
         self.name = name
         self.subs: list[_Subscriber] = []
         self.rr = 0
+        self.transform = transform
 
 
 class _Subscriber:
@@ -185,6 +196,7 @@ class _Subscriber:
         "last_write",
         "timers",
         "chunked",
+        "filter",
     )
 
     def __init__(
@@ -218,6 +230,7 @@ class _Subscriber:
         # aiohttp makes an HTTP/1.1 response without a length chunked; HTTP/1.0 gets the
         # bare body, ended by closing the connection.
         self.chunked = request.version >= (1, 1)
+        self.filter: tuple[str, Callable[[Sequence[Any]], list[Any]]] | None = None
 
     def push(self, block: bytes | None, frames: Sequence[bytes]) -> None:
         """Queue event frames for the next write (``block``: them joined, if already built)."""
@@ -374,8 +387,10 @@ class SseSink:
         backpressure: Backpressure = Backpressure.LOSSY,
         buffer_events: int = 65536,
         reap_interval: float = 0.5,
+        connection_filter: ConnectionFilter | None = None,
     ) -> None:
         self.backpressure = backpressure
+        self.connection_filter = connection_filter
         self.buffer_events = buffer_events
         self.reap_interval = reap_interval
         self.on_next_count = 0
@@ -435,11 +450,15 @@ class SseSink:
 
         `params` default to the request's query (Mantis' sink parameters); a proxy that has
         applied them upstream passes its own (the master's job output does)."""
+        selected = None
         if params is None:
             try:
                 params = SseParams.from_query(request.query)
+                if self.connection_filter is not None:
+                    selected = self.connection_filter(request.query)
             except InvalidQuery as e:
-                return web.json_response({"message": e.message, "field": e.field}, status=400)
+                body = {"message": e.message, "field": e.field, **e.details}
+                return web.json_response(body, status=400)
         if self._closed:
             return web.json_response({"message": "sink closed"}, status=503)
         resp = web.StreamResponse(headers=HEADERS)
@@ -448,6 +467,7 @@ class SseSink:
         if transport is None or transport.is_closing():
             return resp
         sub = _Subscriber(self, params, request, transport)
+        sub.filter = selected
         self._add(sub)
         sub.start_timers(asyncio.get_running_loop())
         try:
@@ -469,6 +489,9 @@ class SseSink:
         frames = (block,)
         self.on_next_count += 1
         for group in self._groups.values():
+            if group.transform is not None:
+                self._publish_filtered(group, (event,))
+                continue
             subs = group.subs
             if len(subs) == 1:
                 subs[0].push(block, frames)
@@ -480,10 +503,15 @@ class SseSink:
         """Send a batch: every group gets it all, split round-robin within a group."""
         if not self._groups or not events:
             return
-        frames = frame_all(events)
+        frames: list[bytes] | None = None
         self.on_next_count += len(events)
         block: bytes | None = None
         for group in self._groups.values():
+            if group.transform is not None:
+                self._publish_filtered(group, events)
+                continue
+            if frames is None:
+                frames = frame_all(events)
             subs = group.subs
             k = len(subs)
             if k == 1:
@@ -491,12 +519,25 @@ class SseSink:
                     block = b"".join(frames)
                 subs[0].push(block, frames)
                 continue
-            start = group.rr
-            group.rr += 1
-            for i in range(k):
-                part = frames[i::k]
-                if part:
-                    subs[(start + i) % k].push(None, part)
+            self._share(group, frames)
+
+    def _publish_filtered(self, group: _Group, events: Sequence[Any]) -> None:
+        """A group with a connection filter gets what the filter makes of the batch."""
+        assert group.transform is not None
+        selected = group.transform(events)
+        if selected:
+            self._share(group, frame_all(selected))
+
+    @staticmethod
+    def _share(group: _Group, frames: list[bytes]) -> None:
+        subs = group.subs
+        k = len(subs)
+        start = group.rr
+        group.rr += 1
+        for i in range(k):
+            part = frames[i::k]
+            if part:
+                subs[(start + i) % k].push(None, part)
 
     async def send_many(self, events: Sequence[Any]) -> None:
         """``publish_many``; in blocking mode first waits until every connection has room."""
@@ -551,9 +592,11 @@ class SseSink:
 
     def _add(self, sub: _Subscriber) -> None:
         name = sub.params.group or f"~{next(self._anon)}"
+        if sub.filter is not None:
+            name = f"{name} {sub.filter[0]}"
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(name)
+            group = self._groups[name] = _Group(name, sub.filter[1] if sub.filter else None)
         group.subs.append(sub)
         sub.group = group
         self._subs.add(sub)
