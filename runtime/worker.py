@@ -71,6 +71,7 @@ from runtime.context import (
 from runtime.engines import RunningStage, StageError
 from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
 from runtime.master_client import MasterClient
+from runtime.mql import sink_filter
 from runtime.parameters import ParameterError
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
@@ -316,7 +317,9 @@ class WorkerProcess:
                 self._send = out.send_keyed_many if stage.output_keyed else out.send_many
             elif isinstance(job.sink, ServerSentEventsSink):
                 self.sink = SseSink(
-                    backpressure=job.sink.backpressure, buffer_events=job.sink.buffer_events
+                    backpressure=job.sink.backpressure,
+                    buffer_events=job.sink.buffer_events,
+                    connection_filter=sink_filter,  # the `mql` parameter
                 )
                 await self.sink.serve(env.host, port)
                 self._blocking = job.sink.backpressure is Backpressure.BLOCKING
