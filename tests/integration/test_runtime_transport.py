@@ -389,3 +389,40 @@ async def test_a_replaced_downstream_worker_is_refused_and_its_input_stops() -> 
     )
     await eventually(lambda: out.connection_count == 1, "worker 7 connected alone")
     await stop(newest, out)
+
+
+async def test_declared_slots_keep_a_missing_workers_keys_from_the_others() -> None:
+    """Keys hash over the declared slots: the keys of a slot not connected are dropped
+    (lossy) or wait for it (blocking), never sent to the connected worker."""
+    slots = ["stage_2_index_0", "stage_2_index_1"]
+    lossy = StageOutputServer(routing=Routing.KEYED, batch_size=8)
+    blocking = StageOutputServer(
+        routing=Routing.KEYED, batch_size=8, backpressure=Backpressure.BLOCKING
+    )
+    keys = [f"user-{i}" for i in range(100)]
+    for out in (lossy, blocking):
+        await out.start()
+        out.set_downstream_slots(slots)
+    (a,) = await connected(lossy, slots[0])
+    got: list[Any] = []
+    tasks = [reader(a, got)]
+    mine = [k for k in keys if lossy.owner_of(k) == slots[0]]
+    assert 0 < len(mine) < len(keys)
+    assert lossy.offer_keyed_many([(k, k) for k in keys]) == len(mine)
+    await eventually(lambda: len(got) == len(mine), "the connected slot's keys")
+    assert sorted(k for k, _ in got) == sorted(mine)
+    assert lossy.stats().dropped_count == len(keys) - len(mine)
+
+    (b0,) = await connected(blocking, slots[0])
+    got_b0: list[Any] = []
+    got_b1: list[Any] = []
+    tasks.append(reader(b0, got_b0))
+    sending = asyncio.create_task(blocking.send_keyed_many([(k, k) for k in keys]))
+    await eventually(lambda: len(got_b0) == len(mine), "the connected slot's keys")
+    assert not sending.done(), "the other slot's keys wait for it"
+    (b1,) = await connected(blocking, slots[1])
+    tasks.append(reader(b1, got_b1))
+    await asyncio.wait_for(sending, 5)
+    await eventually(lambda: len(got_b1) == len(keys) - len(mine), "the late slot's keys")
+    assert sorted(k for k, _ in got_b0) == sorted(mine)
+    await stop(*tasks, a, b0, b1, lossy, blocking)
