@@ -11,13 +11,14 @@ io.mantisrx.runtime.parameter.SourceJobParameters), over the master's v1 streams
    stage, diffing the set on every change (new workers connected, removed ones closed).
 3. Every connection asks the sink for ``clientId`` (default: this job's id; with
    ``broadcast``, ``<clientId>_<workerIndex>``), ``sample``/``sampleMSec``,
-   ``enableMetaMessages`` and any extra parameters; the sinks then broadcast across client
+   ``enableMetaMessages``, ``mql`` (an MQL ``criterion``) and any extra parameters; the sinks then broadcast across client
    ids and load-balance within one (common.sse_sink). Events from all connections are merged
    into one stream of batches.
 
-Differences from Mantis: ``criterion`` is a Python predicate applied here, after the events
-arrived; MQL is not supported (a ``target`` parameter may only carry a select-everything
-query such as ``select * where true``). An unknown cluster (404 from the master) raises
+``criterion`` is an MQL query (runtime.mql), as in Mantis, checked when the source is defined
+and applied upstream by every sink (its ``mql`` parameter), so that only what it selects
+crosses the wire; a Python predicate is applied here instead, after the events arrived.
+An unknown cluster (404 from the master) raises
 UnknownClusterError after ``not_found_retries`` further attempts with back-off (a master that
 is still recovering may not know the cluster yet); an unreachable master is retried for ever
 with back-off, counted in ``master_reconnects``. After the job ends its discovery stream is
@@ -35,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,8 @@ from runtime.context import (
     worker_map_from_scheduling_info,
 )
 from runtime.master_location import MasterLocation, followed
+from runtime.mql import PARAMETER as MQL_PARAMETER
+from runtime.mql import MqlError, compile_query
 from runtime.sources.merge import MergedSource, Merger, cancel, closing
 from runtime.sources.sse import EventDecoder, SourceError, reconnecting_batches
 
@@ -107,8 +109,8 @@ class JobSource:
     sample: float | None = None
     """Seconds; the sinks send the newest event of each period."""
     sample_msec: int | None = None
-    criterion: Callable[[Any], bool] | None = None
-    """Keep only events for which this holds (applied here; MQL is not supported)."""
+    criterion: str | Callable[[Any], bool] | None = None
+    """An MQL query the sinks apply (``select ... where ...``), or a predicate applied here."""
     enable_meta_messages: bool = False
     extra_params: Mapping[str, str] = field(default_factory=dict)
     master_url: str | None = None
@@ -124,6 +126,8 @@ class JobSource:
             raise ValueError("job source: cluster (sourceJobName) must not be empty")
         if self.not_found_retries < 0:
             raise ValueError(f"not_found_retries must be >= 0, got {self.not_found_retries}")
+        if isinstance(self.criterion, str):
+            compile_query(self.criterion)  # MqlError (a ValueError) naming the position
 
     def resolve_client_id(self, worker: WorkerInfo) -> str:
         client_id = self.client_id or worker.job_id
@@ -139,6 +143,8 @@ class JobSource:
             params["sample"] = str(self.sample)
         if self.enable_meta_messages:
             params["enableMetaMessages"] = "true"
+        if isinstance(self.criterion, str):
+            params[MQL_PARAMETER] = self.criterion
         return params
 
     async def batches(self, context: Context) -> AsyncIterator[list[Any]]:
@@ -312,7 +318,7 @@ class _Subscription:
             self.source.backoff,
             rng=self.rng,
         )
-        keep = self.source.criterion
+        keep = None if isinstance(self.source.criterion, str) else self.source.criterion
         async with closing(stream):
             async for batch in stream:
                 if keep is not None:
@@ -323,8 +329,6 @@ class _Subscription:
 
 # ---------------------------------------------------------------------------------------------
 # Mantis' `target` parameter
-
-_SELECT_ALL = re.compile(r"\s*select\s+\*(\s+from\s+\w+)?(\s+where\s+true)?\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -337,6 +341,8 @@ class Target:
     sample: float | None = None
     enable_meta_messages: bool = False
     extra_params: Mapping[str, str] = field(default_factory=dict)
+    criterion: str | None = None
+    """MQL, applied by the source job's sinks."""
 
 
 def _bool(where: str, value: object) -> bool:
@@ -352,8 +358,8 @@ def parse_target(value: str | bytes | Mapping[str, Any]) -> tuple[Target, ...]:
     "enableMetaMessages", "criterion", "mantis.EnableCompressedBinary",
     "mantis.CompressionDelimiter", "additionalParams"}, ...]}``; ValueError naming the field.
 
-    ``criterion`` may only select everything (MQL is not supported: filter with
-    ``JobSource(criterion=...)``); ``subscriptionId`` is ignored.
+    ``criterion`` is MQL (the error names its position; one that selects everything is
+    dropped); ``subscriptionId`` is ignored.
     """
     if isinstance(value, str | bytes):
         try:
@@ -374,12 +380,15 @@ def parse_target(value: str | bytes | Mapping[str, Any]) -> tuple[Target, ...]:
         client_id = t.get("clientId") or None
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError(f"{where}.clientId: expected a string, got {client_id!r}")
-        criterion = t.get("criterion")
-        if criterion and not (isinstance(criterion, str) and _SELECT_ALL.fullmatch(criterion)):
-            raise ValueError(
-                f"{where}.criterion: MQL is not supported ({criterion!r}); filter with "
-                "JobSource(criterion=<predicate>) instead"
-            )
+        criterion = t.get("criterion") or None
+        if criterion is not None:
+            if not isinstance(criterion, str):
+                raise ValueError(f"{where}.criterion: expected MQL text, got {criterion!r}")
+            try:
+                everything = compile_query(criterion).passes_everything
+            except MqlError as e:
+                raise ValueError(f"{where}.criterion: {e.message}") from None
+            criterion = None if everything else criterion
         sample: float | None = None
         raw_sample = t.get("sample", -1)
         if raw_sample is not None and raw_sample != -1:
@@ -409,6 +418,7 @@ def parse_target(value: str | bytes | Mapping[str, Any]) -> tuple[Target, ...]:
                     f"{where}.enableMetaMessages", t.get("enableMetaMessages", False)
                 ),
                 extra_params=params,
+                criterion=criterion,
             )
         )
     return tuple(out)
@@ -433,7 +443,7 @@ def job_sources(
     targets: Sequence[Target], default_client_id: str, **kwargs: Any
 ) -> list[JobSource]:
     """One JobSource per target, with unique client ids; `kwargs` go to every JobSource
-    (``master_url``, ``criterion``, ``backoff``, ...)."""
+    (``master_url``, ``criterion``, ``backoff``, ...), a target's own criterion first."""
     return [
         JobSource(
             cluster=t.source_job_name,
@@ -442,7 +452,7 @@ def job_sources(
             sample=t.sample,
             enable_meta_messages=t.enable_meta_messages,
             extra_params=t.extra_params,
-            **kwargs,
+            **({**kwargs, "criterion": t.criterion} if t.criterion else kwargs),
         )
         for t, client_id in zip(targets, unique_client_ids(targets, default_client_id), strict=True)
     ]

@@ -403,8 +403,8 @@ def test_parse_target_reads_mantis_fields() -> None:
         ('{"targets": [{"sourceJobName": "a", "sample": "soon"}]}', "sample"),
         ('{"targets": [{"sourceJobName": "a", "additionalParams": [1]}]}', "additionalParams"),
         (
-            '{"targets": [{"sourceJobName": "a", "criterion": "select a where b == 1"}]}',
-            "MQL is not supported",
+            '{"targets": [{"sourceJobName": "a", "criterion": "select a where b =="}]}',
+            r"targets\[0\].criterion: line 1, column 20",
         ),
     ],
 )
@@ -444,8 +444,8 @@ async def test_target_source_checks_a_given_target_at_once_and_a_parameter_when_
         TargetSource('{"targets": [{}]}')
     with pytest.raises(SourceError, match="no job parameter 'target'"):
         await drain(TargetSource().batches(Context()))
-    with pytest.raises(ValueError, match="MQL"):
+    with pytest.raises(ValueError, match="criterion"):
         ctx = Context(
-            parameters={"target": {"targets": [{"sourceJobName": "a", "criterion": "select x"}]}}
+            parameters={"target": {"targets": [{"sourceJobName": "a", "criterion": "select x y"}]}}
         )
         await drain(TargetSource().batches(ctx))
