@@ -467,7 +467,7 @@ class StageAutoscaler:
             return current, ""
         low, high = pid.set_point - pid.rope[0], pid.set_point + pid.rope[1]
         if low <= value <= high:
-            self._integral, self._last_error = 0.0, 0.0
+            self._integral, self._last_error = 0.0, None
             return current, ""
         error = value - pid.set_point
         clamp = pid.integral_clamp
