@@ -301,7 +301,10 @@ class _Subscriber:
             size = len(parts[0]) if len(parts) == 1 else sum(map(len, parts))
             transport.write(b"".join([b"%x\r\n" % size, *parts, b"\r\n"]))
         else:
-            transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            size = len(data)
+            transport.write(data)
+        self.sink.sent_bytes += size
         self.last_write = now
 
     def _unblock(self) -> None:
@@ -396,6 +399,8 @@ class SseSink:
         self.on_next_count = 0
         self.dropped_count = 0
         self.sent_count = 0
+        self.sent_bytes = 0
+        """Bytes of events written to subscribers (the worker's network metrics)."""
         self.idle_since: float | None = time.monotonic()
         self._groups: dict[str, _Group] = {}
         self._subs: set[_Subscriber] = set()
@@ -564,6 +569,11 @@ class SseSink:
     @property
     def has_subscribers(self) -> bool:
         return bool(self._subs)
+
+    @property
+    def pending_events(self) -> int:
+        """Events queued for subscribers, not yet written (for the worker's metrics)."""
+        return sum(s.pending_events for s in self._subs)
 
     def on_subscription_change(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(True)`` when the first client connects, ``(False)`` when the last leaves."""

@@ -53,6 +53,7 @@ class _Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.alive = True
         owner = self.owner
+        owner.received_bytes += len(data)
         received = self.received
         try:
             for kind, payload in self.decoder.feed(data):
@@ -149,6 +150,7 @@ class StageInput:
         self.connects = 0
         self.disconnects = 0
         self.frame_errors = 0
+        self.received_bytes = 0
         self._tasks: dict[tuple[Endpoint, int], asyncio.Task[None]] = {}
         self._live: set[_Upstream] = set()
         self._paused: set[_Upstream] = set()
@@ -248,6 +250,11 @@ class StageInput:
     @property
     def connected_count(self) -> int:
         return len(self._live)
+
+    @property
+    def queued_batches(self) -> int:
+        """Batches received and not yet taken (the worker's metrics show the queue)."""
+        return len(self._queue)
 
     # internals --------------------------------------------------------------------------------
 

@@ -145,6 +145,7 @@ class _Downstream(asyncio.Protocol):
                 return
             frame = server._encode(events)
         transport.write(frame)
+        server.sent_bytes += len(frame)
         self.wrote = True
         self.sent += len(events)
         server.sent_count += len(events)
@@ -241,6 +242,7 @@ class StageOutputServer:
         self.on_next_count = 0
         self.dropped_count = 0
         self.sent_count = 0
+        self.sent_bytes = 0
         self.encode_errors = 0
         self.lost_in_flight = 0
         """Events written to a connection that was lost before the receiver acknowledged them."""
@@ -327,6 +329,11 @@ class StageOutputServer:
     def connection_count(self) -> int:
         """Downstream connections that said HELLO (the ones output is routed to)."""
         return len(self._conns)
+
+    @property
+    def pending_events(self) -> int:
+        """Events buffered for the connections, not yet written (for the worker's metrics)."""
+        return sum(len(conn.pending) for conn in self._conns)
 
     @property
     def waiting_for_capacity(self) -> bool:
