@@ -10,6 +10,7 @@ ignored, or answered with a kill of the zombie task.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,7 @@ from core.model import (
     worker_id,
 )
 from core.ports import TASK_STATES, TaskStatus
-from core.scheduling import Offer, Placement, match
+from core.scheduling import DEFAULT_CONFIG, Matcher, Offer, Placement
 from core.worker import ALLOWED as WORKER_MOVES
 from core.worker import Worker, WorkerState
 
@@ -70,6 +71,9 @@ WORKER_TIMEOUT_PARAM = "mantis.job.worker.timeout.secs"
 SYSTEM_USER = "mantis-master"
 DEFAULT_REFUSE_SECONDS = 5.0  # Mesos' default decline filter
 HOUR = 3600.0
+# A heartbeat window found ended checks `now - seen > timeout` exactly; the deadline heap
+# only narrows the workers checked, so it lets through those within rounding of their end.
+_DEADLINE_SLACK = 1e-3
 
 
 # Mesos TaskState -> the worker observation it means. A running task is StartInitiated: the
@@ -138,6 +142,10 @@ class JobCluster:
         )
 
 
+def _slot(w: Worker) -> tuple[int, int]:
+    return w.stage, w.index
+
+
 def _cron_next(sla: ClusterSla, after: float) -> float | None:
     return next_fire_after(parse_cron(sla.cron_spec), after) if sla.cron_spec else None
 
@@ -181,6 +189,14 @@ class ControlPlane:
         self._placed: dict[str, Worker] = {}
         # Volatile: agents' attributes as last offered (for placements' zones).
         self._agent_attributes: dict[str, tuple[tuple[str, str], ...]] = {}
+        # Derived: the matcher's hosts and their placements, kept between offer rounds as
+        # Fenzo's TaskScheduler keeps its leases (offers come and go within a round), so a
+        # round costs what it places, not a rebuild of every host and placed worker.
+        self._matcher = self._new_matcher()
+        # Derived: (end of its heartbeat window, worker id) of placed workers, a heap. An
+        # entry may end early (a heartbeat came since: it is pushed again), never late, so
+        # a tick looks at the workers whose window may have ended, not at every worker.
+        self._deadlines: list[tuple[float, str]] = []
         self._deleted_job_counts: dict[str, int] = {}
         # Volatile: per job, its autoscaled stages' samples; a new leader relearns them.
         self._autoscalers: dict[str, dict[int, StageAutoscaler]] = {}
@@ -232,6 +248,8 @@ class ControlPlane:
                 elif w.state is WorkerState.Accepted:
                     out.effects.append(self._launch_request(job, w))
             out.effects.append(PublishSchedulingInfo(job.job_id))
+        self._deadlines = [(self._deadline(w), w.worker_id) for w in self._placed.values()]
+        heapq.heapify(self._deadlines)
         return out
 
     def snapshot(self) -> dict[str, object]:
@@ -534,14 +552,22 @@ class ControlPlane:
         """
         out = self._begin()
         for offer in offers:
-            self._agent_attributes[offer.agent_id] = offer.attributes
+            if self._agent_attributes.get(offer.agent_id) != offer.attributes:
+                self._agent_attributes[offer.agent_id] = offer.attributes
+                self._refile_placements(offer.agent_id)
         requests = [
             self._launch_request(self.jobs[w.job_id], w)
             for w in self._pending.values()
             if w.ready_at <= now
         ]
-        placements = [self._placement(w) for w in self._placed.values()]
-        result = match(requests, offers, placements, now)
+        matcher = self._matcher
+        try:
+            matcher.add_offers(offers)
+            result = matcher.match(requests, now)
+        except Exception:
+            self._matcher = self._new_matcher()  # a round that failed leaves nothing behind
+            raise
+        matcher.remove_offers(result.declined)  # declined below: none are kept
         by_worker = {r.worker_id: r for r in requests}
         for a in result.assignments:
             self._emit(WorkerLaunched(a.worker_id, a.agent_id, a.hostname, a.ports, now))
@@ -572,7 +598,9 @@ class ControlPlane:
                 KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker")
             )
             return out
-        w.last_heartbeat_at = now
+        previous, w.last_heartbeat_at = w.last_heartbeat_at, now
+        if previous is not None and now < previous and w.running:  # the clock went back
+            heapq.heappush(self._deadlines, (self._deadline(w), wid))
         if payloads:
             w.payloads = dict(payloads)
             subscribed = payloads.get("SubscriptionState")
@@ -613,14 +641,36 @@ class ControlPlane:
         return out
 
     def _check_heartbeats(self, now: float) -> None:
-        for job in list(self._active.values()):
+        """Fail the running workers silent for longer than their job's timeout (x tolerance),
+        in job order, then stage and index; only workers whose deadline came are looked at."""
+        heap, due = self._deadlines, now + _DEADLINE_SLACK
+        by_job: dict[str, dict[str, Worker]] = {}
+        while heap and heap[0][0] <= due:
+            w = self.workers[heapq.heappop(heap)[1]]
+            if w.running:  # else it ended: its entry goes
+                by_job.setdefault(w.job_id, {})[w.worker_id] = w
+        if not by_job:
+            return
+        alive: list[Worker] = []
+        for job in [j for j in self._active.values() if j.job_id in by_job]:
             tolerance = job.worker_timeout_secs * self.config.heartbeat_tolerance
-            for w in job.current_workers():
+            for w in sorted(by_job[job.job_id].values(), key=_slot):
                 if job.terminal or not w.running:
                     continue
                 seen = w.last_heartbeat_at if w.last_heartbeat_at is not None else w.launched_at
                 if seen is not None and now - seen > tolerance:
                     self._fail(w, CompletedReason.Lost, f"no heartbeat for {now - seen:.0f}s", now)
+                else:
+                    alive.append(w)
+        for w in alive:
+            heapq.heappush(heap, (self._deadline(w), w.worker_id))
+
+    def _deadline(self, w: Worker) -> float:
+        """When the running worker's heartbeat window ends (never, without a launch time)."""
+        seen = w.last_heartbeat_at if w.last_heartbeat_at is not None else w.launched_at
+        if seen is None:
+            return float("inf")
+        return seen + self.jobs[w.job_id].worker_timeout_secs * self.config.heartbeat_tolerance
 
     def _autoscale(self, now: float) -> None:
         """Each autoscaled stage of a launched job: a sample per heartbeat interval, maybe a
@@ -671,6 +721,8 @@ class ControlPlane:
             )
 
     def _enforce_sla_min(self, cluster: JobCluster, now: float) -> None:
+        if cluster.definition.sla.min <= 0:  # the common case: no pass over its jobs
+            return
         for _ in range(cluster.definition.sla.min - len(self._cluster_active(cluster))):
             self._submit(cluster, self._inherited_request(cluster), SYSTEM_USER, now)
 
@@ -808,6 +860,20 @@ class ControlPlane:
             )
         )
         self._out.effects.append(self._launch_request(job, self.workers[wid]))
+
+    def _new_matcher(self) -> Matcher:
+        matcher = Matcher(DEFAULT_CONFIG)
+        matcher.add_placements(self._placement(w) for w in self._placed.values())
+        return matcher
+
+    def _refile_placements(self, agent_id: str) -> None:
+        """The agent's attributes changed (or became known, after a restart): its placements
+        take the new zone."""
+        host = self._matcher.hosts.get(agent_id)
+        if host is not None and host.placed:
+            wids = list(host.placed)
+            self._matcher.remove_placements(wids)
+            self._matcher.add_placements(self._placement(self.workers[wid]) for wid in wids)
 
     def _placement(self, w: Worker) -> Placement:
         job = self.jobs[w.job_id]
@@ -987,6 +1053,9 @@ class ControlPlane:
         w.pending_reason = ""
         del self._pending[e.worker_id]
         self._placed[e.worker_id] = w
+        if e.worker_id not in self._matcher.placement_agent:  # else its offer round placed it
+            self._matcher.add_placements((self._placement(w),))
+        heapq.heappush(self._deadlines, (self._deadline(w), e.worker_id))
 
     def _on_worker_state_changed(self, e: WorkerStateChanged) -> None:
         w = self.workers[e.worker_id]
@@ -999,7 +1068,8 @@ class ControlPlane:
         elif e.state is WorkerState.Failed or e.state is WorkerState.Completed:
             w.completed_at, w.reason, w.message = e.at, e.reason, e.message
             self._pending.pop(e.worker_id, None)
-            self._placed.pop(e.worker_id, None)
+            if self._placed.pop(e.worker_id, None) is not None:
+                self._matcher.remove_placements((e.worker_id,))
             lost = e.reason is CompletedReason.Error or e.reason is CompletedReason.Lost
             if lost and self._live:  # volatile, as Mantis' WorkerResubmitRateLimiter
                 self.jobs[w.job_id].failure_times.append(e.at)

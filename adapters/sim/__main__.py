@@ -1,6 +1,9 @@
 """Run simulated clusters: `python -m adapters.sim --seed N` or `--seeds A..B` or `--soak SECONDS`.
 
 A failing seed prints its trace and the command that replays it, and exits 1.
+`--fleet agents=10000,jobs=1000,workers=100000 --virtual-seconds 600` runs the master against
+a simulated fleet instead and reports what it costs (adapters/sim/fleet.py); it exits 1 if an
+invariant broke.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+from adapters.sim.fleet import Fleet, FleetConfig
 from adapters.sim.world import RunResult, World
 from common.logs import configure as configure_logging
 
@@ -56,10 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         "--soak", type=float, metavar="SECONDS", help="run seeds for this wall time"
     )
     parser.add_argument("--json", action="store_true", help="last line: one JSON summary object")
+    parser.add_argument(
+        "--fleet",
+        metavar="NAME=VALUE,...",
+        help="a fleet-scale run, e.g. agents=10000,jobs=1000,workers=100000 "
+        "(any field of adapters.sim.fleet.FleetConfig)",
+    )
+    parser.add_argument(
+        "--virtual-seconds", type=float, help="simulated seconds of a --fleet run (600)"
+    )
     args = parser.parse_args(argv)
     configure_logging(
         level="critical"
     )  # the master's own lines (a full disk, say) are the sim's faults
+    if args.fleet is not None or args.virtual_seconds is not None:
+        return _fleet(parser, args)
     started = time.perf_counter()
     runs = failures = events = 0
     digests = []
@@ -90,6 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     return 1 if failures else 0
+
+
+def _fleet(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    extra = {} if args.virtual_seconds is None else {"virtual_seconds": args.virtual_seconds}
+    if args.seed is not None:
+        extra["seed"] = args.seed
+    try:
+        config = FleetConfig.parse(args.fleet or "", **extra)
+    except (TypeError, ValueError) as e:
+        parser.error(f"--fleet: {e}")
+    summary = Fleet(config).run().summary()
+    out = sys.stdout
+    out.writelines(f"{key}: {value}\n" for key, value in summary.items() if key != "violations")
+    violations = summary["violations"]
+    assert isinstance(violations, list)
+    out.writelines(f"violation: {v}\n" for v in violations)
+    if args.json:
+        out.write(json.dumps(summary) + "\n")
+    return 1 if violations else 0
 
 
 if __name__ == "__main__":
