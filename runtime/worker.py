@@ -9,8 +9,10 @@ master Started, and then runs until stopped:
   stage, kept in step with the job's scheduling-info stream (``StageInput.set_upstreams``);
 - time: the stage's windows are ticked at their deadlines;
 - heartbeats every ``MANTIS_HEARTBEAT_SECS`` with payloads: ``SubscriptionState`` (sink
-  workers), ``DataDrop`` (``{"onNextCount", "droppedCount"}`` of its output) and
-  ``ResourceUsage`` (``{"cpuSeconds", "maxRssMB"}``).
+  workers), and ``IncomingDataDrop``, ``ResourceUsage`` and ``WorkerMetrics`` since the
+  previous heartbeat (runtime.metrics);
+- metrics: Prometheus text and Mantis' metrics stream on ``MANTIS_METRICS_PORT``
+  (runtime.metrics); the hot path only adds batch sizes to plain ints (``StageCounts``).
 
 A sink worker of a transient job (``MANTIS_SUBSCRIPTION_TIMEOUT_SECS`` > 0) kills its job
 through the master once its sink has had no subscriber for that long and the job has run for
@@ -44,7 +46,6 @@ import contextlib
 import ctypes
 import inspect
 import os
-import resource
 import signal
 import sys
 import time
@@ -71,6 +72,7 @@ from runtime.context import (
 from runtime.engines import RunningStage, StageError
 from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
 from runtime.master_client import MasterClient
+from runtime.metrics import IoReading, StageCounts, WorkerMetrics
 from runtime.mql import sink_filter
 from runtime.parameters import ParameterError
 from runtime.stage_input import StageInput
@@ -154,6 +156,21 @@ class WorkerProcess:
         )
         self.session = session
         self.metrics = Metrics()
+        self.counts = StageCounts()
+        self.worker_metrics = WorkerMetrics(
+            self.counts,
+            self._io,
+            self.metrics,
+            {
+                "mantisJobName": env.job_name,
+                "mantisJobId": env.job_id,
+                "mantisStageNum": str(env.stage),
+                "mantisWorkerIndex": str(env.index),
+                "mantisWorkerNumber": str(env.number),
+            },
+            env.cpu_cores,
+            env.memory_mb,
+        )
         self.stopping = asyncio.Event()
         self.completed = False
         self.failure: str | None = None
@@ -341,6 +358,11 @@ class WorkerProcess:
             raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
         if env.stage > 1:
             self.input = StageInput(context.worker.slot, worker=self.identity)
+        if env.metrics_port > 0:  # metrics are not worth failing the job for
+            try:
+                await self.worker_metrics.serve(env.host, env.metrics_port)
+            except OSError as e:
+                log.warning("metrics_port_unavailable", port=env.metrics_port, error=str(e))
 
     @staticmethod
     def _function_sink(sink: FunctionSink, context: Context) -> Send:
@@ -364,7 +386,10 @@ class WorkerProcess:
         running = self.running
         assert running is not None
         await self._whole_downstream()
+        counts = self.counts
         async for batch in self._batches():
+            counts.events_in += len(batch)
+            counts.batches_in += 1
             running.on_batch(batch, time.time())
             await self._flush()
             await asyncio.sleep(0)  # a backlog must not hold up the windows' ticks
@@ -394,6 +419,7 @@ class WorkerProcess:
             if self._blocking:
                 await self._wait_for_downstream()
             batch, self._pending[:] = list(self._pending), []
+            self.counts.events_out += len(batch)
             await self._send(batch)
 
     async def _whole_downstream(self) -> None:
@@ -472,24 +498,44 @@ class WorkerProcess:
                     return
 
     def payloads(self) -> dict[str, str]:
-        """Heartbeat payloads: subscription state (sink), output drops, resource usage."""
+        """Heartbeat payloads: subscription state (sink), then what runtime.metrics measured
+        since the previous heartbeat."""
         out: dict[str, str] = {}
         if self.sink is not None:
             out["SubscriptionState"] = "true" if self.sink.has_subscribers else "false"
-            on_next, dropped = self.sink.on_next_count, self.sink.dropped_count
-        elif self.output is not None:
-            on_next, dropped = self.output.on_next_count, self.output.dropped_count
-        else:
-            on_next, dropped = 0, 0
-        out["DataDrop"] = orjson.dumps({"onNextCount": on_next, "droppedCount": dropped}).decode()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        out["ResourceUsage"] = orjson.dumps(
-            {
-                "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 3),
-                "maxRssMB": round(usage.ru_maxrss / 1024, 1),
-            }
-        ).decode()
+        out.update(self.worker_metrics.payloads())
         return out
+
+    def _io(self) -> IoReading:
+        """The input's and output's counters, for runtime.metrics. The drops are the output's
+        (the next stage's connections, or the sink's subscribers, did not keep up)."""
+        inp, out, sink = self.input, self.output, self.sink
+        received = inp.received_bytes if inp is not None else 0
+        queued = inp.queued_batches if inp is not None else 0
+        upstream = inp.connected_count if inp is not None else 0
+        if out is not None:
+            return IoReading(
+                out.on_next_count,
+                out.dropped_count,
+                out.sent_count,
+                received + out.sent_bytes,
+                queued,
+                out.pending_events,
+                upstream,
+                out.connection_count,
+            )
+        if sink is not None:
+            return IoReading(
+                sink.on_next_count,
+                sink.dropped_count,
+                sink.sent_count,
+                received + sink.sent_bytes,
+                queued,
+                sink.pending_events,
+                upstream,
+                sink.subscriber_count,
+            )
+        return IoReading(net_bytes=received, input_queue=queued, upstream=upstream)
 
     # -- ending -----------------------------------------------------------------------------------
 
@@ -506,7 +552,7 @@ class WorkerProcess:
                 await asyncio.wait_for(self._flush(), 5.0)
             except Exception as e:  # an error while closing is still an error of the job
                 self._fail_from(e)
-        for closing in (self.input, self.output, self.sink):
+        for closing in (self.input, self.output, self.sink, self.worker_metrics):
             if closing is not None:
                 with contextlib.suppress(Exception):
                     await closing.close()

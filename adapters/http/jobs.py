@@ -29,6 +29,7 @@ from adapters.http.parsing import (
 from adapters.http.queries import (
     label_filter,
     page,
+    page_of,
     query_bool,
     query_opt_int,
     query_regex,
@@ -36,7 +37,7 @@ from adapters.http.queries import (
     worker_filter,
 )
 from adapters.http.rendering import render_job, render_worker
-from adapters.http.responses import Json, json_response, no_content
+from adapters.http.responses import json_response, no_content
 from core.control import ControlPlane
 from core.errors import InvalidRequest, NotFound
 from core.job import JobRecord
@@ -110,7 +111,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs = list(plane.jobs.values())
     if not query_bool(request, "ascending", False):
         jobs.reverse()
-    out: list[Json] = []
+    out: list[tuple[JobRecord, list[Worker] | None]] = []  # rendered once paged
     for job in jobs:
         if limit is not None and len(out) >= limit:
             break
@@ -123,12 +124,12 @@ async def list_jobs(request: web.Request) -> web.Response:
         if labels is not None and not labels(job):
             continue
         if workers is None:
-            out.append(render_job(job))
+            out.append((job, None))
             continue
         chosen = [w for w in job.current_workers() if workers(w)]
         if chosen:
-            out.append(render_job(job, chosen))
-    return json_response(page(request, out))
+            out.append((job, chosen))
+    return json_response(page_of(request, out, lambda item: render_job(*item)))
 
 
 async def get_job(request: web.Request) -> web.Response:

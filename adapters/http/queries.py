@@ -8,7 +8,7 @@ parameter. The filters are Mantis' v1 JobsRoute ones (`jobState`, `labels` + `la
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 from aiohttp import web
@@ -24,6 +24,7 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a bad pattern is the client's 400, not a line on stderr
 _RE2_OPTIONS.max_mem = 1 << 20  # per pattern; past it RE2 refuses the pattern (a 400)
 STATE_FILTERS = {"active": False, "terminal": True}  # filter value -> wanted `terminal`
+T = TypeVar("T")
 
 
 class Searcher(Protocol):
@@ -71,16 +72,26 @@ def query_regex(request: web.Request, name: str = "matching") -> Searcher | None
 
 def page(request: web.Request, items: Sequence[Json]) -> Json:
     """Mantis' paging: `pageSize` (0: all) from `offset`, as `{list, prev, next, total}`."""
+    return page_of(request, items, _same)
+
+
+def _same(item: Json) -> Json:
+    return item
+
+
+def page_of(request: web.Request, items: Sequence[T], render: Callable[[T], Json]) -> Json:
+    """`page`, rendering only the items on the page: a page of 20 of 1,000 jobs renders 20."""
     size = query_int(request, "pageSize", 0)
     offset = query_int(request, "offset", 0)
     if size == 0:
-        return {"list": list(items[offset:]), "prev": None, "next": None, "total": len(items)}
+        shown = [render(item) for item in items[offset:]]
+        return {"list": shown, "prev": None, "next": None, "total": len(items)}
 
     def link(at: int) -> str:
         return str(request.rel_url.update_query(pageSize=size, offset=at))
 
     return {
-        "list": list(items[offset : offset + size]),
+        "list": [render(item) for item in items[offset : offset + size]],
         "prev": link(max(offset - size, 0)) if offset > 0 else None,
         "next": link(offset + size) if offset + size < len(items) else None,
         "total": len(items),
