@@ -28,6 +28,7 @@ AUTOSCALE_METRIC_PARAM = "mantis.jobmaster.autoscale.metric"
 CLUTCH_CONFIG_PARAM = "mantis.jobmaster.clutch.config"
 INITIAL_COOLDOWN_PARAM = "mantis.job.autoscale.apply.initial.cooldown"
 AUTOSCALER_USER = "mantis-autoscaler"
+_EPSILON = 1e-9  # rounding slack: a size computed as 2.9999999 is 3
 STALE_REPORT_INTERVALS = 2.0  # a worker's report older than this many sampling periods is stale
 
 
@@ -189,8 +190,10 @@ class PidConfig:
 
     The error is the metric minus `setPoint`, zero inside the dead band `rope` = (below,
     above) the set point; the output u = kp*e + ki*I + kd*de is the fraction by which the
-    stage grows (u > 0) or shrinks, since a stage's per-worker load goes as 1/size. The
-    integral I is clamped to +-integral_clamp (anti-windup) and reset inside the dead band.
+    stage grows (u > 0) or shrinks, since a stage's per-worker load goes as 1/size; it moves
+    only in the direction of the error and never past the size that would put the metric at
+    the set point. The integral I is clamped to +-integral_clamp (anti-windup) and reset
+    inside the dead band.
     """
 
     metric: Reason
@@ -330,22 +333,26 @@ class Decision:
 
 @dataclass(slots=True)
 class _Window:
-    """The last `of` samples of one strategy (Mantis' UsageDataStats)."""
+    """One strategy's samples: the last `of` decide (Mantis' UsageDataStats); at least the
+    last two are kept, so that a scale-down can see a signal flapping."""
 
     of: int
     samples: deque[float] = field(default_factory=deque)
 
     def add(self, value: float) -> None:
         self.samples.append(value)
-        if len(self.samples) > self.of:
+        if len(self.samples) > max(self.of, 2):
             self.samples.popleft()
 
-    def above(self, threshold: float) -> int:
-        return sum(1 for v in self.samples if v > threshold)
+    @property
+    def full(self) -> bool:
+        return len(self.samples) >= max(self.of, 2)
 
-    def below(self, threshold: float) -> int:
-        # A scale-down threshold <= 0 disables scaling down, as in UsageDataStats.
-        return sum(1 for v in self.samples if v < threshold) if threshold > 0 else 0
+    def recent(self) -> list[float]:
+        return list(self.samples)[-self.of :]
+
+    def busy(self, threshold: float) -> bool:
+        return any(v > threshold for v in self.samples)
 
 
 def _show(reason: Reason, value: float) -> str:
@@ -357,9 +364,11 @@ class StageAutoscaler:
 
     Rules (JobAutoScaler's StageScaleOperator): scale up by `increment` when `rolling_count`
     of a strategy's last `rolling_of` samples are above scaleUpAbovePct; scale down by
-    `decrement` when that many are below scaleDownBelowPct and, against flapping, no sample
-    of any strategy's window is above its scale-up threshold. Never within the cooldown after
-    the last scaling; always within [min, max] (at least 1 worker).
+    `decrement` when that many are below scaleDownBelowPct, the window is full (at least two
+    samples) and no kept sample of any strategy is above its scale-up threshold: shrinking is
+    the risky direction, and so a flapping signal never shrinks a stage (Mantis has no such
+    guard). Never within the cooldown after the last scaling; always within [min, max] (at
+    least 1 worker).
     """
 
     def __init__(
@@ -440,23 +449,26 @@ class StageAutoscaler:
             self.windows[s.reason].add(signals[Reason(s.reason)])
         up = min(current + self.policy.increment, self.max)
         down = max(current - self.policy.decrement, self.min)
-        busy = any(self.windows[s.reason].above(s.scale_up_above_pct) for s in self.rules)
         for s in fed:
-            w = self.windows[s.reason]
-            n = w.above(s.scale_up_above_pct)
-            if len(w.samples) >= s.rolling_count and n >= s.rolling_count and up > current:
-                last = _show(Reason(s.reason), w.samples[-1])
+            recent = self.windows[s.reason].recent()
+            n = sum(1 for v in recent if v > s.scale_up_above_pct)
+            if n >= s.rolling_count and up > current:
+                last = _show(Reason(s.reason), recent[-1])
                 limit = _show(Reason(s.reason), s.scale_up_above_pct)
-                return up, f"{s.reason} {last} > {limit} in {n} of {len(w.samples)} samples"
-        if busy or down >= current:
+                return up, f"{s.reason} {last} > {limit} in {n} of {len(recent)} samples"
+        if down >= current or any(
+            self.windows[s.reason].busy(s.scale_up_above_pct) for s in self.rules
+        ):
             return current, ""
         for s in fed:
             w = self.windows[s.reason]
-            n = w.below(s.scale_down_below_pct)
-            if len(w.samples) >= s.rolling_count and n >= s.rolling_count:
-                last = _show(Reason(s.reason), w.samples[-1])
+            recent = w.recent()
+            # A scale-down threshold <= 0 disables scaling down, as in UsageDataStats.
+            n = sum(1 for v in recent if v < s.scale_down_below_pct)
+            if w.full and s.scale_down_below_pct > 0 and n >= s.rolling_count:
+                last = _show(Reason(s.reason), recent[-1])
                 limit = _show(Reason(s.reason), s.scale_down_below_pct)
-                return down, f"{s.reason} {last} < {limit} in {n} of {len(w.samples)} samples"
+                return down, f"{s.reason} {last} < {limit} in {n} of {len(recent)} samples"
         return current, ""
 
     def _pid_step(self, signals: Mapping[Reason, float], current: int) -> tuple[int, str]:
@@ -476,7 +488,15 @@ class StageAutoscaler:
         self._last_error = error
         u = pid.kp * error + pid.ki * self._integral + pid.kd * change
         raw = current * (1.0 + u)
-        target = math.ceil(raw) if u > 0 else math.floor(raw) if u < 0 else current
+        # Never past the size at which the metric would sit at the set point, were the load
+        # per worker to go as 1/size: the integral and derivative terms cannot overshoot.
+        settled = current * value / pid.set_point
+        if u > 0 < error:
+            target = min(math.ceil(raw), math.ceil(settled - _EPSILON))
+        elif u < 0 > error:
+            target = max(math.floor(raw), math.floor(settled + _EPSILON))
+        else:
+            target = current
         target = min(max(target, self.min), self.max)
         if target == current:
             return current, ""
