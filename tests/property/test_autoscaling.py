@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -207,14 +208,14 @@ class Job:
     def start_new_workers(self, now: float) -> None:
         for w in self.cp.job(self.jid).current_workers():
             if w.state is WorkerState.Accepted:
-                self.run(lambda w=w: self.cp.worker_launched(w.worker_id, "a", "h", (1,), now))
-                self.run(lambda w=w: self.cp.heartbeat(w.worker_id, now))
+                self.run(partial(self.cp.worker_launched, w.worker_id, "a", "h", (1,), now))
+                self.run(partial(self.cp.heartbeat, w.worker_id, now))
 
     def step(self, payloads: dict[str, str], now: float) -> None:
         self.start_new_workers(now)
         for w in self.cp.job(self.jid).current_workers():
             if w.state is WorkerState.Started:
-                self.run(lambda w=w: self.cp.heartbeat(w.worker_id, now, payloads))
+                self.run(partial(self.cp.heartbeat, w.worker_id, now, payloads))
         self.run(lambda: self.cp.tick(now))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -207,15 +208,15 @@ class Job:
     def start_new_workers(self, now: float) -> None:
         for w in self.cp.job(self.jid).current_workers():
             if w.state is WorkerState.Accepted:
-                self.run(lambda w=w: self.cp.worker_launched(w.worker_id, "a", "h", (31000,), now))
-                self.run(lambda w=w: self.cp.heartbeat(w.worker_id, now))
+                self.run(partial(self.cp.worker_launched, w.worker_id, "a", "h", (31000,), now))
+                self.run(partial(self.cp.heartbeat, w.worker_id, now))
 
     def feed(self, cpu: float, now: float) -> Outcome:
         """Every live worker reports `cpu` cores used, then the master's timer ticks."""
         self.start_new_workers(now)
         for w in self.cp.job(self.jid).current_workers():
             if w.state is WorkerState.Started:
-                self.run(lambda w=w: self.cp.heartbeat(w.worker_id, now, usage(cpu)))
+                self.run(partial(self.cp.heartbeat, w.worker_id, now, usage(cpu)))
         return self.run(lambda: self.cp.tick(now))
 
     def scalings(self) -> list[StageScaled]:
