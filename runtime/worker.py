@@ -156,6 +156,18 @@ class WorkerProcess:
         )
         self.session = session
         self.metrics = Metrics()
+        self.stopping = asyncio.Event()
+        self.completed = False
+        self.failure: str | None = None
+        self.context: Context | None = None
+        self.job: Job | None = None
+        self.running: Instances | None = None
+        self.output: StageOutputServer | None = None
+        self.sink: SseSink | None = None
+        self.input: StageInput | None = None
+        self._send: Send | None = None
+        self._pending: list[Any] = []
+        self._blocking = False
         self.counts = StageCounts()
         self.worker_metrics = WorkerMetrics(
             self.counts,
@@ -171,18 +183,6 @@ class WorkerProcess:
             env.cpu_cores,
             env.memory_mb,
         )
-        self.stopping = asyncio.Event()
-        self.completed = False
-        self.failure: str | None = None
-        self.context: Context | None = None
-        self.job: Job | None = None
-        self.running: Instances | None = None
-        self.output: StageOutputServer | None = None
-        self.sink: SseSink | None = None
-        self.input: StageInput | None = None
-        self._send: Send | None = None
-        self._pending: list[Any] = []
-        self._blocking = False
 
     @property
     def identity(self) -> WorkerId:

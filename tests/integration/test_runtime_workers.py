@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.job import JobState
-from core.model import CompletedReason, DurationType, JobSla
+from core.model import CompletedReason, DurationType, JobSla, metrics_port
 from core.ports import TaskStatus
 from core.worker import WorkerState
+from tests.eventually import eventually_value
 from tests.integration.workers import HOST, JOBS, local_master, read_sse
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,9 +100,17 @@ async def test_bad_artifacts_parameters_and_code_fail_the_worker_with_a_clear_me
         assert "bad job parameters: parameter 'n'" in failed(bad_parameter)[0].message
 
 
-def drops(worker: Any) -> int:
-    """The droppedCount a worker last reported in its heartbeat."""
-    return int(orjson.loads(worker.payloads.get("DataDrop", "{}")).get("droppedCount", 0))
+async def drops(http: aiohttp.ClientSession, worker: Any) -> int:
+    """The events a worker's output has dropped so far (its metrics; a heartbeat reports
+    those since the previous one)."""
+    async with http.get(f"http://{HOST}:{metrics_port(worker.ports)}/metrics") as resp:
+        families = text_string_to_metric_families(await resp.text())
+    return next(
+        int(s.value)
+        for f in families
+        for s in f.samples
+        if s.name == "mantis_worker_events_dropped_total"
+    )
 
 
 @pytest.mark.timeout(90)
@@ -130,14 +139,14 @@ async def test_a_sigkilled_worker_is_replaced_downstream_reconnects_and_the_loss
         assert ids == sorted(ids), "one path, in order"
         missing = ids[-1] - ids[0] + 1 - len(ids)
         assert missing > 0
-        # Stage 1 counted what it could not deliver (its heartbeats report it): all but
+        # Stage 1 counted what it could not deliver (its metrics show it): all but
         # what the dead worker had acknowledged and not yet passed on (one batch or so).
         (source,) = m.started(jid, stage=1)
-        await m.until(
-            lambda: drops(source) >= missing - 500,
-            f"stage 1 to report ~{missing} dropped events",
-            timeout=10,
-        )
+
+        async def dropped_enough() -> bool:
+            return bool(await drops(http, source) >= missing - 500)
+
+        await eventually_value(dropped_enough, f"stage 1 to count ~{missing} dropped events", 10)
 
 
 @pytest.mark.timeout(90)
