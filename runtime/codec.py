@@ -18,6 +18,8 @@ byte and the payload. Kinds:
   so events that die in flight with a worker are counted, not silently gone.
 - ``REFUSE`` (19): a JSON object ``{"reason": ...}``, sent by an upstream worker before it
   closes a connection whose downstream worker was replaced or belongs to another job.
+- ``END`` (20): empty; the upstream worker's stage completed (its source ended) and it sent
+  everything: no more data will come from it, and it will not be back (Rx's onCompleted).
 
 Why orjson and whole-batch arrays (measured on this project's 2-core machine, ~100-byte events,
 batches of 1,024): one ``orjson.dumps`` of a batch encodes 3.6-7.7 M events/s and one
@@ -54,6 +56,7 @@ class FrameKind(enum.IntEnum):
     HEARTBEAT = 17
     ACK = 18
     REFUSE = 19
+    END = 20
 
 
 DATA_KINDS = frozenset({FrameKind.JSON, FrameKind.KEYED_JSON, FrameKind.BYTES})
@@ -115,6 +118,7 @@ def encode_hello(slot: str, partition: int = 0, worker: dict[str, Any] | None = 
 
 
 HEARTBEAT_FRAME = _frame(FrameKind.HEARTBEAT, b"")
+END_FRAME = _frame(FrameKind.END, b"")
 _COUNT = struct.Struct(">Q")
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 from reactivex.abc import SchedulerBase
 
 from runtime.context import Context, Metrics, WorkerInfo
@@ -100,10 +101,15 @@ class IterableSource:
 @dataclass(frozen=True)
 class ServerSentEventsSink:
     """The last stage's output served as SSE on the worker's sink port (common.sse_sink.SseSink,
-    Mantis' ``Sinks.sse``); the worker builds the SseSink with these settings."""
+    Mantis' ``Sinks.sse``); the worker builds the SseSink with these settings.
+
+    Lazy by default, as Mantis' sinks are: the job does no work (its source is not read) until
+    the first client connects, and pauses when the last one leaves. ``eager=True`` keeps it
+    running without clients (Mantis' ``Sinks.eagerSubscribe``)."""
 
     backpressure: Backpressure = Backpressure.LOSSY
     buffer_events: int = 65536
+    eager: bool = False
 
     def __post_init__(self) -> None:
         if self.buffer_events < 1:
@@ -118,7 +124,44 @@ class FunctionSink:
     fn: Callable[[Context, list[Any]], Awaitable[None] | None]
 
 
-Sink = ServerSentEventsSink | FunctionSink
+@dataclass(frozen=True)
+class StdoutSink:
+    """Each event as one JSON line on the worker's standard output (Mantis' ``Sinks.sysout``),
+    which the agent keeps in the task's ``stdout`` file. Always on: it has no subscribers."""
+
+    def write(self, events: list[Any]) -> None:
+        out = sys.stdout.buffer
+        out.write(b"".join(orjson.dumps(e, default=str) + b"\n" for e in events))
+        out.flush()
+
+
+@dataclass(frozen=True)
+class ManySink:
+    """Several sinks fed the same output (Mantis' ``Sinks.toMany``); build with ``to_many``.
+    At most one ``ServerSentEventsSink`` (a worker has one sink port); the job is lazy only
+    if every sink is (a function or stdout sink is always on)."""
+
+    sinks: tuple[ServerSentEventsSink | FunctionSink | StdoutSink, ...]
+
+    def __post_init__(self) -> None:
+        if not self.sinks:
+            raise JobDefinitionError("to_many needs at least one sink")
+        for sink in self.sinks:
+            if not isinstance(sink, ServerSentEventsSink | FunctionSink | StdoutSink):
+                raise JobDefinitionError(f"to_many takes sinks, got a {_describe(sink)}")
+        if sum(isinstance(s, ServerSentEventsSink) for s in self.sinks) > 1:
+            raise JobDefinitionError("to_many takes at most one ServerSentEventsSink")
+
+
+def to_many(*sinks: Sink) -> ManySink:
+    """One sink that feeds all of `sinks` (Mantis' ``Sinks.toMany``); nested ones are flattened."""
+    flat: list[ServerSentEventsSink | FunctionSink | StdoutSink] = []
+    for sink in sinks:
+        flat.extend(sink.sinks if isinstance(sink, ManySink) else (sink,))
+    return ManySink(tuple(flat))
+
+
+Sink = ServerSentEventsSink | FunctionSink | StdoutSink | ManySink
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +231,10 @@ class Job:
                 "GroupToScalarStage before the sink"
             )
         sink: object = self.sink
-        if not isinstance(sink, ServerSentEventsSink | FunctionSink):
+        if not isinstance(sink, ServerSentEventsSink | FunctionSink | StdoutSink | ManySink):
             raise JobDefinitionError(
-                f"sink is a {_describe(self.sink)}, expected a ServerSentEventsSink or FunctionSink"
+                f"sink is a {_describe(self.sink)}, expected a ServerSentEventsSink, "
+                "FunctionSink, StdoutSink or to_many(...)"
             )
         try:
             object.__setattr__(self, "parameters", check_definitions(self.parameters))

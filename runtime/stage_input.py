@@ -64,6 +64,8 @@ class _Upstream(asyncio.Protocol):
                 elif kind == FrameKind.REFUSE:
                     owner._refused_by(self.endpoint, decode_refusal(payload))
                     return
+                elif kind == FrameKind.END:
+                    owner._ended_by(self.endpoint)
                 elif kind != FrameKind.HEARTBEAT:
                     raise FrameError(f"unexpected frame kind {kind} from an upstream worker")
             if self.received != received and self.transport is not None:
@@ -117,7 +119,9 @@ class StageInput:
     ``slot`` names this downstream worker to the upstream workers (keyed routing hashes it),
     e.g. ``"stage_2_index_0"``: a replacement worker for the same index keeps the same keys.
     ``worker`` (a worker passes itself) lets them refuse it once it has been replaced; a
-    refusal stops the input, and the consumer gets ``Refused``.
+    refusal stops the input, and the consumer gets ``Refused``. An upstream worker whose stage
+    completed says END and is not dialled again; once every upstream worker has ended, the
+    input ends too (``batches()`` stops after the last queued batch).
     Consume with ``get_batch()`` / ``async for batch in inp.batches()`` (fast) or
     ``async for event in inp`` (convenient).
     """
@@ -157,6 +161,11 @@ class StageInput:
         self._queue: deque[list[Any]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._ended: set[Endpoint] = set()
+        self._wanted: set[Endpoint] = set()
+        self._pause = False
+        self.completed = False
+        """Every upstream worker said END: nothing more will come."""
 
     # topology ---------------------------------------------------------------------------------
 
@@ -171,11 +180,34 @@ class StageInput:
             raise Refused(self.refusal)
         if self._closed:
             raise TransportClosed("input closed")
-        wanted = {
-            (ep if isinstance(ep, Endpoint) else Endpoint(ep[0], ep[1]), p)
-            for ep in endpoints
-            for p in range(self.connections_per_endpoint)
+        self._wanted = {
+            ep if isinstance(ep, Endpoint) else Endpoint(ep[0], ep[1]) for ep in endpoints
         }
+        self._connect()
+        self._check_completed()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no connections at all (the upstream workers see this one gone), while the
+        upstream endpoints are still followed; unpaused: connect to them again."""
+        if paused != self._pause and not self._closed:
+            self._pause = paused
+            log.info("stage_input_paused" if paused else "stage_input_resumed", slot=self.slot)
+            self._connect()
+
+    def _connect(self) -> None:
+        wanted = (
+            set()
+            if self._pause
+            else {
+                (ep, p)
+                for ep in self._wanted - self._ended
+                for p in range(self.connections_per_endpoint)
+            }
+        )
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()
@@ -211,8 +243,8 @@ class StageInput:
         while not queue or self.refusal is not None:
             if self.refusal is not None:
                 raise Refused(self.refusal)
-            if self._closed:
-                raise TransportClosed("input closed")
+            if self._closed or self.completed:
+                raise TransportClosed("input closed" if self._closed else "input completed")
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         batch = queue.popleft()
@@ -277,6 +309,22 @@ class StageInput:
         self._queue.clear()
         resolve(self._waiter)
 
+    def _ended_by(self, endpoint: Endpoint) -> None:
+        """An upstream worker completed: its connections are not made again."""
+        if endpoint in self._ended:
+            return
+        self._ended.add(endpoint)
+        log.info("transport_upstream_ended", upstream=str(endpoint), slot=self.slot)
+        for key in [k for k in self._tasks if k[0] == endpoint]:
+            self._tasks.pop(key)  # its loop sees the END and returns after the close
+        self._check_completed()
+
+    def _check_completed(self) -> None:
+        if self._ended and self._wanted <= self._ended and not self.completed:
+            self.completed = True
+            log.info("transport_input_completed", slot=self.slot, upstreams=len(self._ended))
+            resolve(self._waiter)
+
     def _push(self, proto: _Upstream, batch: list[Any]) -> None:
         self._queue.append(batch)
         self.received_count += len(batch)
@@ -334,5 +382,7 @@ class StageInput:
                 )
                 if proto.received:
                     attempt = 0
+                if endpoint in self._ended:
+                    return
             await asyncio.sleep(self.backoff.delay(attempt, rng))
             attempt += 1

@@ -6,12 +6,14 @@ See runtime.transport for the design (who connects to whom, batching, routing, b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import structlog
 
 from runtime.codec import (
+    END_FRAME,
     HEARTBEAT_FRAME,
     Codec,
     FrameDecoder,
@@ -84,6 +86,7 @@ class _Downstream(asyncio.Protocol):
                     self.server._on_hello(self)
                 elif kind == FrameKind.ACK:
                     self.acked = decode_ack(payload)
+                    resolve(self.server._membership_waiter)  # finish() waits for the last
                 elif kind != FrameKind.HEARTBEAT:
                     raise FrameError(f"unexpected frame kind {kind} from a downstream worker")
         except FrameError as e:
@@ -304,6 +307,29 @@ class StageOutputServer:
         resolve(self._membership_waiter, TransportClosed("output server closed"))
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def finish(self, timeout: float) -> None:
+        """The stage completed: send what is buffered (waiting up to `timeout` for slow
+        connections), then an END frame on every connection, and close once every event sent
+        was acknowledged (what was not is counted as lost in flight)."""
+        if self._closed:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        with contextlib.suppress(TimeoutError, TransportClosed):
+            async with asyncio.timeout_at(deadline):
+                self.flush()
+                while any(conn.pending for conn in self._conns):
+                    await self._wait_capacity()
+                    self.flush()
+        for conn in self._conns:  # END even after a timeout: the downstream must not wait on
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.write(END_FRAME)
+        with contextlib.suppress(TimeoutError, TransportClosed):
+            async with asyncio.timeout_at(deadline):
+                while any(conn.acked < conn.sent for conn in self._conns):
+                    await self._membership_changed()
+        log.info("transport_output_ended", connections=len(self._conns), sent=self.sent_count)
+        await self.close()
 
     async def __aenter__(self) -> StageOutputServer:
         await self.start()

@@ -26,8 +26,11 @@ reporting anything: a stop is not a completion, and the master learns of it from
 (TASK_KILLED, then it replaces the worker if it still wants it). A bad artifact, bad parameters
 or an error in the job's code is reported as Failed with a message saying what is wrong, and
 the exit status is 1; so is a refusal by an upstream worker (this worker was replaced: see
-runtime.transport, Admission). A finite source that ends does not end the worker: its stage
-keeps serving until it is stopped.
+runtime.transport, Admission). A finite source that ends completes the stage the same way
+(Rx's onCompleted, as a Mantis source Observable that completes): open windows are emitted,
+the output flushed, an END frame tells every downstream worker that nothing more will come
+(``StageOutputServer.finish``), and the worker reports Completed. A downstream worker whose
+upstream workers have all ended completes in turn, so a finite job ends Completed.
 
 Containment: on Linux the worker asks for SIGTERM when its parent dies (PR_SET_PDEATHSIG),
 and stops as above. Its parent is the agent or the agent's `/bin/sh -c`, whose own
@@ -70,7 +73,15 @@ from runtime.context import (
     worker_map_from_scheduling_info,
 )
 from runtime.engines import RunningStage, StageError
-from runtime.job import ArtifactError, FunctionSink, Job, ServerSentEventsSink, load_job
+from runtime.job import (
+    ArtifactError,
+    FunctionSink,
+    Job,
+    ManySink,
+    ServerSentEventsSink,
+    StdoutSink,
+    load_job,
+)
 from runtime.master_client import MasterClient
 from runtime.metrics import IoReading, StageCounts, WorkerMetrics
 from runtime.mql import sink_filter
@@ -168,6 +179,9 @@ class WorkerProcess:
         self._send: Send | None = None
         self._pending: list[Any] = []
         self._blocking = False
+        self._always_on = False
+        self._demand_known = False
+        self._active = asyncio.Event()
         self.counts = StageCounts()
         self.worker_metrics = WorkerMetrics(
             self.counts,
@@ -332,17 +346,8 @@ class WorkerProcess:
                 await self.output.start()
                 out = self.output
                 self._send = out.send_keyed_many if stage.output_keyed else out.send_many
-            elif isinstance(job.sink, ServerSentEventsSink):
-                self.sink = SseSink(
-                    backpressure=job.sink.backpressure,
-                    buffer_events=job.sink.buffer_events,
-                    connection_filter=sink_filter,  # the `mql` parameter
-                )
-                await self.sink.serve(env.host, port)
-                self._blocking = job.sink.backpressure is Backpressure.BLOCKING
-                self._send = self.sink.send_many
             else:
-                self._send = self._function_sink(job.sink, context)
+                self._send = await self._start_sinks(job, context, port)
         except OSError as e:
             raise WorkerFailed(f"cannot listen on {env.host}:{port}: {e.strerror or e}") from e
         try:
@@ -358,11 +363,46 @@ class WorkerProcess:
             raise WorkerFailed(f"stage {env.stage} failed to start: {_describe(e)}") from e
         if env.stage > 1:
             self.input = StageInput(context.worker.slot, worker=self.identity)
+            self.input.set_paused(True)  # until the stage has demand (see _await_demand)
+        if self.output is not None:
+            self.output.on_connections_change(self._demand_changed)
+        if self.sink is not None:
+            self.sink.on_subscription_change(self._demand_changed)
         if env.metrics_port > 0:  # metrics are not worth failing the job for
             try:
                 await self.worker_metrics.serve(env.host, env.metrics_port)
             except OSError as e:
                 log.warning("metrics_port_unavailable", port=env.metrics_port, error=str(e))
+
+    async def _start_sinks(self, job: Job, context: Context, port: int) -> Send:
+        """The last stage's sinks (several with ``to_many``); the one send that feeds them."""
+        sinks = job.sink.sinks if isinstance(job.sink, ManySink) else (job.sink,)
+        sends: list[Send] = []
+        for sink in sinks:
+            if isinstance(sink, ServerSentEventsSink):
+                self.sink = SseSink(
+                    backpressure=sink.backpressure,
+                    buffer_events=sink.buffer_events,
+                    connection_filter=sink_filter,  # the `mql` parameter
+                )
+                await self.sink.serve(self.env.host, port)
+                self._blocking = sink.backpressure is Backpressure.BLOCKING
+                self._always_on = self._always_on or sink.eager
+                sends.append(self.sink.send_many)
+            elif isinstance(sink, StdoutSink):
+                self._always_on = True
+                sends.append(self._stdout_sink(sink))
+            else:
+                self._always_on = True
+                sends.append(self._function_sink(sink, context))
+        if len(sends) == 1:
+            return sends[0]
+
+        async def send_all(batch: list[Any]) -> None:
+            for send in sends:
+                await send(batch)
+
+        return send_all
 
     @staticmethod
     def _function_sink(sink: FunctionSink, context: Context) -> Send:
@@ -372,6 +412,50 @@ class WorkerProcess:
                 await result
 
         return send
+
+    @staticmethod
+    def _stdout_sink(sink: StdoutSink) -> Send:
+        async def send(batch: list[Any]) -> None:
+            sink.write(batch)
+
+        return send
+
+    # -- demand (lazy sinks) ----------------------------------------------------------------------
+
+    def _has_demand(self) -> bool:
+        """Whether anyone takes this stage's output: a downstream worker connected, a client
+        of its sink, or a sink that is always on (eager SSE, function, stdout)."""
+        if self.output is not None:
+            return self.output.connection_count > 0
+        if self.sink is not None and not self._always_on:
+            return self.sink.has_subscribers
+        return True
+
+    def _demand_changed(self, *_: object) -> None:
+        """Resume or pause the stage's input as its demand comes and goes: a paused input
+        drops its upstream connections, so the pause travels up to the source."""
+        if not self._demand_known:
+            return
+        active = self._has_demand()
+        if active == self._active.is_set():
+            return
+        if active:
+            self._active.set()
+        else:
+            self._active.clear()
+        env = self.env
+        log.info("stage_resumed" if active else "stage_paused", job_id=env.job_id, stage=env.stage)
+        if self.input is not None:
+            self.input.set_paused(not active)
+
+    async def _await_demand(self) -> None:
+        """Until the stage has demand; the first time, a worker with a next stage waits for
+        its whole downstream (see _whole_downstream)."""
+        if not self._demand_known:
+            await self._whole_downstream()
+            self._demand_known = True
+            self._demand_changed()
+        await self._active.wait()
 
     # -- the work -------------------------------------------------------------------------------
 
@@ -385,16 +469,18 @@ class WorkerProcess:
         """Feed input batches to the stage and its output onwards, until input ends."""
         running = self.running
         assert running is not None
-        await self._whole_downstream()
+        await self._await_demand()
         counts = self.counts
         async for batch in self._batches():
             counts.events_in += len(batch)
             counts.batches_in += 1
             running.on_batch(batch, time.time())
             await self._flush()
+            if not self._active.is_set():  # lazy: nobody takes the output any more
+                await self._await_demand()
             await asyncio.sleep(0)  # a backlog must not hold up the windows' ticks
-        log.info("source_completed", job_id=self.env.job_id, stage=self.env.stage)
-        await self.stopping.wait()  # the stage keeps serving what is left (windows, clients)
+        log.info("input_completed", job_id=self.env.job_id, stage=self.env.stage)
+        self.complete()
 
     async def _ticker(self) -> None:
         """Tick the stage's windows at their deadlines (wall-clock seconds)."""
@@ -550,6 +636,8 @@ class WorkerProcess:
             try:
                 running.close()
                 await asyncio.wait_for(self._flush(), 5.0)
+                if self.completed and self.output is not None:
+                    await self.output.finish(5.0)
             except Exception as e:  # an error while closing is still an error of the job
                 self._fail_from(e)
         for closing in (self.input, self.output, self.sink, self.worker_metrics):

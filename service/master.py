@@ -56,6 +56,7 @@ from core.model import JobClusterConfig, JobClusterDefinition
 from core.ports import ResourceManager, Store, TaskLaunch, TaskStatus
 from core.scheduling import Offer
 from core.worker import WorkerState
+from service.metrics import MasterMetrics
 from service.watchers import Watchers
 from service.worker_task import WorkerTaskSettings, worker_task
 
@@ -100,6 +101,7 @@ class MasterService:
         self.rm = resource_manager
         self.clock = clock
         self.plane = ControlPlane.replay(store.load())
+        self.metrics = MasterMetrics(lambda: self.plane)
         self.worker_tasks = worker_tasks
         self.group_commit = group_commit
         self._archive = archive
@@ -137,7 +139,7 @@ class MasterService:
         outcome = command(self.plane, self.clock())
         if outcome.events:
             try:
-                self.store.append(outcome.events)
+                self.metrics.append(lambda: self.store.append(outcome.events), len(outcome.events))
             except Exception as e:
                 raise self._failed(e) from e
             self._succeeded()
@@ -167,7 +169,7 @@ class MasterService:
                 events = [e for outcome, _ in batch for e in outcome.events]
                 try:
                     if events:
-                        await self.store.commit(events)
+                        await self.metrics.commit(self.store.commit(events), len(events))
                 except Exception as e:
                     error = self._failed(e)
                     batch, self._queue = batch + self._queue, []  # computed on top: void too
@@ -266,7 +268,10 @@ class MasterService:
         self.rm.revive()
 
     def offers(self, offers: Sequence[Offer]) -> None:
-        self._observe(lambda p, now: p.on_offers(offers, now), "offers")
+        self._observe(
+            lambda p, now: self.metrics.offer_round(offers, lambda: p.on_offers(offers, now)),
+            "offers",
+        )
 
     def rescinded(self, offer_id: str) -> None:
         pass  # offers are used within the call that receives them

@@ -3,11 +3,12 @@
 Each route module adds its own routes on Mantis' v1 paths: worker_api.py (postJobStatus and
 the SSE streams a worker reads), clusters.py, jobs.py and artifacts.py (the REST API),
 job_output.py (a job's output through the master), job_status.py (jobStatusStream),
-admin.py (masterInfo, healthcheck), and openapi.py (`GET /api/v1/openapi.json`, documenting
-every route). Requests go through three middlewares: errors.py (every error in JSON, mapped in
-one place), security.py (drive-by calls from web pages refused, whatever the token) and, with
-an API token, auth.py. No request header is ever logged: aiohttp's access log is off, and
-requests are logged by method, path and status.
+admin.py (masterInfo, healthcheck), metrics.py (``/metrics``: Prometheus text) and openapi.py
+(`GET /api/v1/openapi.json`, documenting every route). Requests go through metrics.py (timed
+by route), then errors.py (every error in JSON, mapped in one place), security.py (drive-by
+calls from web pages refused, whatever the token) and, with an API token, auth.py.
+No request header is ever logged: aiohttp's access log is off, and requests are logged by
+method, path and status.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from adapters.http import admin, clusters, job_output, jobs, openapi, security, worker_api
+from adapters.http import (
+    admin,
+    clusters,
+    job_output,
+    jobs,
+    metrics,
+    openapi,
+    security,
+    worker_api,
+)
 from adapters.http.artifacts import ARTIFACTS, UPLOAD_TYPES, ArtifactStore
 from adapters.http.artifacts import BASE as ARTIFACTS_PATH
 from adapters.http.artifacts import add_routes as add_artifact_routes
@@ -45,7 +55,8 @@ def create_app(
     `instance_id`: echoed by masterInfo as `instanceId`.
     """
     guard = security.guard(allowed_hosts, allowed_origins, {ARTIFACTS_PATH: UPLOAD_TYPES})
-    middlewares = [error_middleware, guard] + ([bearer_auth(api_token)] if api_token else [])
+    middlewares = [metrics.middleware(), error_middleware, guard]
+    middlewares += [bearer_auth(api_token)] if api_token else []
     app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(security.no_cors_on_mutations)
     app[MASTER] = master
@@ -58,6 +69,7 @@ def create_app(
     job_output.add_routes(app, master)
     app.router.add_get("/api/v1/jobStatusStream/{jobId}", job_status_stream)
     admin.add_routes(app, instance_id)
+    metrics.add_routes(app)
     openapi.add_route(app, with_artifacts=artifacts is not None)
     app.on_shutdown.append(_close_streams)
     return app

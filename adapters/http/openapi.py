@@ -799,6 +799,15 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
             )
         },
         PATH: {"get": op("openapi", "This document", {200: {"type": "object"}}, ())},
+        "/metrics": {
+            "get": op(
+                "metrics",
+                "The master's metrics, Prometheus text (adapters/http/metrics.py)",
+                {200: {"type": "string"}},
+                (),
+                content="text/plain",
+            )
+        },
     }
     if with_artifacts:
         a = "/api/v1/jobArtifacts"

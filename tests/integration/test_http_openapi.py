@@ -76,8 +76,8 @@ def test_document_is_well_formed_openapi_3(with_artifacts: bool) -> None:
     operation_ids = []
     for path, item in doc["paths"].items():
         assert path.startswith(
-            ("/api/v1/", "/jobconnectby", "/jobsubmitandconnect")
-        )  # Mantis API's
+            ("/api/v1/", "/jobconnectby", "/jobsubmitandconnect", "/metrics")
+        )  # Mantis API's, and Prometheus'
         in_path = set(re.findall(r"{(\w+)}", path))
         for method, operation in item.items():
             assert method in METHODS, (path, method)
