@@ -75,7 +75,9 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
 
 The agent also serves, on `--host`/`--port` (an ephemeral port by default), `POST
 /api/v1/executor` for MESSAGE calls of tasks (the executor API's only call mesoslite supports;
-it becomes a MESSAGE event to the framework), `GET /state` and `GET /health`.
+it becomes a MESSAGE event to the framework), `GET /state` (Mesos' agent shape: frameworks,
+their executors and each one's sandbox `directory`), `GET /health`, and the sandboxes through
+`/files/browse`, `/files/read` and `/files/download` (mesoslite.files).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ import structlog
 from aiohttp import web
 
 from common import logs
+from mesoslite import files
 from mesoslite.auth import (
     AGENT_CREDENTIAL_ENV,
     CREDENTIALS_ENV,
@@ -151,6 +154,7 @@ from mesoslite.resources import (
     attributes_to_mesos,
     parse_attributes,
 )
+from mesoslite.state import resources_json
 from mesoslite.zk import MasterGroup, ZkUrl, is_zk
 
 log = structlog.get_logger()
@@ -177,6 +181,7 @@ class AgentConfig:
 
 
 DEFAULT_RESOURCES = "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"
+COMPLETED_EXECUTORS_KEPT = 150  # as Mesos' agent --max_completed_executors_per_framework
 
 
 @dataclass(eq=False)
@@ -430,6 +435,8 @@ class MesosliteAgent:
         self.session: str | None = None
         self.endpoint_port = config.port
         self.tasks: dict[tuple[str, str], TaskRun] = {}
+        self.completed: deque[TaskRun] = deque(maxlen=COMPLETED_EXECUTORS_KEPT)  # for `/state`
+        self.start_time = time.time()
         self.registrations = 0
         self._outbox: list[tuple[str, dict[str, Any]]] = []
         self._outbox_ready = asyncio.Event()
@@ -780,6 +787,7 @@ class MesosliteAgent:
                 break
         if run.terminal and not run.updates:
             del self.tasks[key]
+            self.completed.append(run)
 
     def _status(
         self,
@@ -1010,26 +1018,75 @@ class MesosliteAgent:
     # -- executor endpoint and state ------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """Mesos' agent `/state` (src/slave/http.cpp): frameworks with their executors, each
+        task's command executor (its id the task's) with its sandbox `directory`, those whose
+        task ended (and was acknowledged) under `completed_executors`."""
+        frameworks: dict[str, dict[str, Any]] = {}
+        for run, done in [
+            *((r, False) for r in self.tasks.values()),
+            *((r, True) for r in self.completed),
+        ]:
+            info = run.framework_info
+            fw = frameworks.setdefault(
+                run.framework_id,
+                {
+                    "id": run.framework_id,
+                    "name": info.get("name", ""),
+                    "user": info.get("user", ""),
+                    "hostname": info.get("hostname", ""),
+                    "role": framework_role(info),
+                    "checkpoint": bool(info.get("checkpoint", False)),
+                    "failover_timeout": info.get("failover_timeout", 0.0),
+                    "executors": [],
+                    "completed_executors": [],
+                },
+            )
+            key = "completed_executors" if done else "executors"
+            fw[key].append(self._executor_json(run))
         return {
-            "id": self.id,
-            "hostname": self.config.hostname,
             "version": MESOS_VERSION,
+            "build_user": "mesoslite",
+            "start_time": self.start_time,
+            "id": self.id,
+            "pid": f"slave({self.id})@{self.config.host}:{self.endpoint_port}",
+            "hostname": self.config.hostname,
             "master": self.config.master,
             "registered": self.session is not None,
-            "resources": str(self.config.resources),
-            "used": str(self.used()),
+            "capabilities": [],
+            "resources": resources_json(self.config.resources),
+            "used_resources": resources_json(self.used()),
+            "reserved_resources": {},
+            "unreserved_resources": resources_json(self.config.resources),
             "attributes": dict(self.config.attributes),
-            "tasks": [
-                {
-                    "id": r.id,
-                    "framework_id": r.framework_id,
-                    "state": r.state,
-                    "pid": r.process.pid if r.process else None,
-                    "sandbox": str(r.sandbox) if r.sandbox else None,
-                    "unacknowledged_updates": len(r.updates),
-                }
-                for r in self.tasks.values()
-            ],
+            "flags": {"work_dir": str(self.config.work_dir), "hostname": self.config.hostname},
+            "frameworks": list(frameworks.values()),
+            "completed_frameworks": [],
+        }
+
+    def _executor_json(self, run: TaskRun) -> dict[str, Any]:
+        command = run.info.get("command") or {}
+        task = {
+            "id": run.id,
+            "name": run.info.get("name", ""),
+            "framework_id": run.framework_id,
+            "executor_id": "",
+            "slave_id": self.id,
+            "state": run.state,
+            "resources": resources_json(run.resources),
+            "pid": run.process.pid if run.process else None,
+            "unacknowledged_updates": len(run.updates),
+        }
+        return {
+            "id": run.id,
+            "name": f"Command Executor (Task: {run.id}) (Command: sh -c '{command.get('value', '')}')",
+            "source": run.id,
+            "container": run.sandbox.name if run.sandbox else "",
+            "directory": os.path.abspath(run.sandbox) if run.sandbox else "",
+            "resources": resources_json(run.resources),
+            "role": framework_role(run.framework_info),
+            "tasks": [task] if not run.terminal else [],
+            "queued_tasks": [],
+            "completed_tasks": [task] if run.terminal else [],
         }
 
     def executor_message(self, call: dict[str, Any]) -> None:
@@ -1104,6 +1161,8 @@ def create_app(agent: MesosliteAgent) -> web.Application:
     app[AGENT_KEY] = agent
     app.router.add_route("*", "/api/v1/executor", _executor_api)
     app.router.add_get("/state", _state)
+    app.router.add_get("/state.json", _state)
+    files.add_routes(app, agent.config.work_dir / "slaves")
     app.router.add_get("/health", _health)
     return app
 

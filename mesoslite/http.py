@@ -17,9 +17,13 @@ them to an address.
   the leading master. `GET /master/redirect` answers 307 to the leader (`//host:port`).
   `GET /version` and `/health`.
 - `POST /master/teardown` (form field `frameworkId`): the operator removes a framework.
+- `POST /api/v1`: the v1 operator API (mesoslite.operator, maintenance in
+  mesoslite.maintenance); the other read-only endpoints (`/master/tasks`, `/slaves`,
+  `/metrics/snapshot`, ...) are mesoslite.readonly's. Their shared request handling is in
+  mesoslite.httputil.
 
 With `--zk` (mesoslite.zk, mesoslite.leadership) a standby master answers the scheduler API, the
-agent API and the teardown with 307 to the leader's same path, and 503 "No leader elected"
+agent API, the operator API and the teardown with 307 to the leader's same path, and 503 "No leader elected"
 while it knows none; its `/master/state` is its own (no frameworks, no agents) with the leader's
 fields.
 
@@ -40,24 +44,36 @@ import functools
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
 
+from mesoslite import readonly
 from mesoslite.auth import (
     AGENT_REALM,
     READWRITE_REALM,
     SCHEDULER_REALM,
     Credentials,
-    challenge,
 )
 from mesoslite.flags import MasterConfig, resolve_allocator
+from mesoslite.httputil import (
+    AGENT_CREDENTIALS_KEY,
+    CREDENTIALS_KEY,
+    LEADERSHIP_KEY,
+    accepts_json,
+    authenticated,
+    elsewhere,
+    location,
+    read_call,
+    serve_stream,
+    text,
+)
 from mesoslite.leadership import Leadership
 from mesoslite.master import MesosliteMaster
+from mesoslite.operator import PATHS as OPERATOR_PATHS
+from mesoslite.operator import operator_api
 from mesoslite.protocol import MESOS_VERSION, SCHEDULER_CALLS, InvalidCall
-from mesoslite.streams import EventStream
 from mesoslite.wire import AGENT_SESSION_HEADER, STREAM_ID_HEADER
 from mesoslite.zk import MasterGroup, ZkUrl
 
@@ -65,167 +81,59 @@ log = structlog.get_logger()
 
 SCHEDULER_PATHS = ("/api/v1/scheduler", "/master/api/v1/scheduler")
 AGENT_PATH = "/mesoslite/api/v1/agent"
-LEADERSHIP_KEY = web.AppKey("leadership", Leadership)
-# Absent: no authentication.
-CREDENTIALS_KEY = web.AppKey("framework_credentials", Credentials)
-AGENT_CREDENTIALS_KEY = web.AppKey("agent_credentials", Credentials)
-
-
-def _text(status: int, message: str, **headers: str) -> web.Response:
-    return web.Response(status=status, text=message, headers=headers)
-
-
-async def _read_call(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's JSON Call, or the error response Mesos would give."""
-    if request.method != "POST":
-        return _text(405, f"Expecting 'POST', received '{request.method}'", Allow="POST")
-    content_type = request.headers.get("Content-Type")
-    if content_type is None:
-        return _text(400, "Expecting 'Content-Type' to be present")
-    mime = content_type.split(";")[0].strip().lower()
-    if mime == "application/x-protobuf":
-        return _text(
-            415, "mesoslite speaks JSON only: expecting 'Content-Type' of application/json"
-        )
-    if mime != "application/json":
-        return _text(415, "Expecting 'Content-Type' of application/json or application/x-protobuf")
-    body = await request.read()
-    try:
-        call = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        return _text(400, f"Failed to parse body into JSON: {e}")
-    if not isinstance(call, dict):
-        return _text(400, "Failed to convert JSON into Call protobuf: expected a JSON object")
-    return call
-
-
-def _accepts_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept")
-    if not accept:
-        return True
-    for part in accept.split(","):
-        mime = part.split(";")[0].strip().lower()
-        if mime in ("application/json", "application/*", "*/*"):
-            return True
-    return False
-
-
-def _authenticated(
-    request: web.Request,
-    realm: str,
-    key: web.AppKey[Credentials] = CREDENTIALS_KEY,
-) -> str | None:
-    """The principal the request proves; None when its kind of caller (frameworks under
-    CREDENTIALS_KEY, agents under AGENT_CREDENTIALS_KEY) is not authenticated.
-    Without valid credentials: HTTPUnauthorized, before the request is even read."""
-    credentials = request.app.get(key)
-    if credentials is None:
-        return None
-    principal = credentials.authenticate(request.headers.get("Authorization"))
-    if principal is None:
-        log.info("request_unauthenticated", path=request.path, realm=realm)
-        raise web.HTTPUnauthorized(
-            text="Expecting HTTP Basic credentials of a known principal in 'Authorization'",
-            headers={"WWW-Authenticate": challenge(realm)},
-        )
-    return principal
-
-
-def _elsewhere(request: web.Request) -> web.Response | None:
-    """None on the leader; on a standby 307 to the leader's same path, or 503 while no leader
-    is known (Mesos' Master::Http::redirect)."""
-    leadership = request.app[LEADERSHIP_KEY]
-    if leadership.leading:
-        return None
-    leader = leadership.redirect_target()
-    if leader is None:
-        return _text(503, "No leader elected")
-    return web.Response(status=307, headers={"Location": _location(leader) + request.path_qs})
-
-
-def _location(leader: dict[str, Any]) -> str:
-    """`//host:port` of a master: its hostname, else its address (as Mesos' redirect)."""
-    address = leader.get("address") or {}
-    host = leader.get("hostname") or address.get("hostname") or address.get("ip")
-    return f"//{host}:{leader.get('port') or address.get('port')}"
 
 
 async def scheduler_api(request: web.Request) -> web.StreamResponse:
-    principal = _authenticated(request, SCHEDULER_REALM)
-    elsewhere = _elsewhere(request)
-    if elsewhere is not None:
-        return elsewhere
+    principal = authenticated(request, SCHEDULER_REALM)
+    redirect = elsewhere(request)
+    if redirect is not None:
+        return redirect
     master = request.app[LEADERSHIP_KEY].master
-    call = await _read_call(request)
+    call = await read_call(request)
     if isinstance(call, web.Response):
         return call
     kind = call.get("type")
     if kind not in SCHEDULER_CALLS:
-        return _text(400, f"Failed to convert JSON into Call protobuf: unknown call type {kind!r}")
+        return text(400, f"Failed to convert JSON into Call protobuf: unknown call type {kind!r}")
     try:
         if kind == "SUBSCRIBE":
-            if not _accepts_json(request):
-                return _text(406, "Expecting 'Accept' to allow 'application/json'")
+            if not accepts_json(request):
+                return text(406, "Expecting 'Accept' to allow 'application/json'")
             if STREAM_ID_HEADER in request.headers:
-                return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+                return text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
             fw, stream = master.subscribe(call, principal)
 
             def closed() -> None:
                 if fw is not None:
                     master.stream_closed(fw, stream)
 
-            return await _serve_stream(request, stream, {STREAM_ID_HEADER: stream.id}, closed)
+            return await serve_stream(request, stream, {STREAM_ID_HEADER: stream.id}, closed)
         fw = master.framework_for_call(call, request.headers.get(STREAM_ID_HEADER), principal)
         result = master.handle_call(fw, call)
     except InvalidCall as e:
         log.info("call_rejected", type=kind, status=e.status, error=e.message)
-        return _text(e.status, e.message)
+        return text(e.status, e.message)
     except Exception as e:
         log.exception("call_failed", type=kind)
-        return _text(500, f"mesoslite failed on this {kind} call: {e!r}")
+        return text(500, f"mesoslite failed on this {kind} call: {e!r}")
     if result is None:
         return web.Response(status=202)
     return web.json_response(result, dumps=lambda o: orjson.dumps(o).decode())
 
 
-async def _serve_stream(
-    request: web.Request,
-    stream: EventStream,
-    headers: dict[str, str],
-    on_close: Callable[[], Any],
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "application/json",
-            "Cache-Control": "no-cache",
-            **headers,
-        },
-    )
-    response.enable_chunked_encoding()
-    try:
-        await response.prepare(request)
-        await stream.pump(response)
-    except (ConnectionError, RuntimeError) as e:
-        log.debug("stream_broken", error=repr(e))
-    finally:
-        on_close()
-    return response
-
-
 async def agent_api(request: web.Request) -> web.StreamResponse:
-    _authenticated(request, AGENT_REALM, AGENT_CREDENTIALS_KEY)
-    elsewhere = _elsewhere(request)
-    if elsewhere is not None:
-        return elsewhere
+    authenticated(request, AGENT_REALM, AGENT_CREDENTIALS_KEY)
+    redirect = elsewhere(request)
+    if redirect is not None:
+        return redirect
     master = request.app[LEADERSHIP_KEY].master
-    call = await _read_call(request)
+    call = await read_call(request)
     if isinstance(call, web.Response):
         return call
     try:
         if call.get("type") == "REGISTER":
             agent, stream = master.register_agent(call)
-            return await _serve_stream(
+            return await serve_stream(
                 request,
                 stream,
                 {AGENT_SESSION_HEADER: stream.id},
@@ -234,7 +142,7 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
         master.agent_call(call, request.headers.get(AGENT_SESSION_HEADER))
     except InvalidCall as e:
         log.info("agent_call_rejected", type=call.get("type"), status=e.status, error=e.message)
-        return _text(e.status, e.message)
+        return text(e.status, e.message)
     return web.Response(status=202)
 
 
@@ -246,8 +154,8 @@ async def state_endpoint(request: web.Request) -> web.Response:
 async def redirect_endpoint(request: web.Request) -> web.Response:
     leader = request.app[LEADERSHIP_KEY].leader()
     if leader is None:
-        return _text(503, "No leader elected")
-    return web.Response(status=307, headers={"Location": _location(leader)})
+        return text(503, "No leader elected")
+    return web.Response(status=307, headers={"Location": location(leader)})
 
 
 async def version_endpoint(request: web.Request) -> web.Response:
@@ -260,16 +168,16 @@ async def health_endpoint(request: web.Request) -> web.Response:
 
 async def teardown_endpoint(request: web.Request) -> web.Response:
     """The operator's `/master/teardown` (form field `frameworkId`)."""
-    _authenticated(request, READWRITE_REALM)
-    elsewhere = _elsewhere(request)
-    if elsewhere is not None:
-        return elsewhere
+    authenticated(request, READWRITE_REALM)
+    redirect = elsewhere(request)
+    if redirect is not None:
+        return redirect
     master = request.app[LEADERSHIP_KEY].master
     form = await request.post()
     fid = form.get("frameworkId")
     fw = master.frameworks.get(str(fid)) if fid is not None else None
     if fw is None:
-        return _text(400, "No framework found with specified ID")
+        return text(400, "No framework found with specified ID")
     master.remove_framework(fw, "operator teardown")
     return web.Response(status=200)
 
@@ -299,6 +207,9 @@ def create_app(
     app.router.add_get("/health", health_endpoint)
     app.router.add_get("/master/health", health_endpoint)
     app.router.add_post("/master/teardown", teardown_endpoint)
+    for path in OPERATOR_PATHS:
+        app.router.add_route("*", path, operator_api)
+    readonly.add_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         await leadership.start()

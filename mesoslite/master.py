@@ -45,22 +45,25 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 
+from mesoslite import maintenance
 from mesoslite.allocator import Allocator
 from mesoslite.flags import MasterConfig, flag_values
 from mesoslite.protocol import (
     DROPPED,
     ERROR,
     GONE,
+    GONE_BY_OPERATOR,
     KILLED,
     LOST,
     MESOS_VERSION,
     REASON_AGENT_REMOVED,
+    REASON_AGENT_REMOVED_BY_OPERATOR,
     REASON_AGENT_RESTARTED,
     REASON_FRAMEWORK_REMOVED,
     REASON_INVALID_OFFERS,
@@ -90,6 +93,7 @@ from mesoslite.state import (
     framework_json,
 )
 from mesoslite.streams import EventStream
+from mesoslite.subscribers import OperatorSubscribers
 from mesoslite.wire import (
     AGENT_SESSION_HEADER,
     ipv4_as_uint32,
@@ -138,6 +142,11 @@ class MesosliteMaster:
         self.removed_agents: dict[str, set[tuple[str, str]]] = {}  # id -> tasks reported LOST
         self.offers: dict[str, OfferRecord] = {}
         self.deferred_reconciles: list[tuple[str, str]] = []  # (framework, task) ids
+        self.gone_agents: set[str] = set()  # marked gone by the operator: never readmitted
+        self.weights: dict[str, float] = dict(config.weights)  # UPDATE_WEIGHTS changes them
+        self.counters: Counter[str] = Counter()  # the metrics that count (mesoslite.metrics)
+        self.subscribers = OperatorSubscribers()  # the operator API's event streams
+        self.maintenance = maintenance.Maintenance()  # the schedule (mesoslite.maintenance)
         self._framework_seq = itertools.count()
         self._agent_seq = itertools.count(1)
         self._offer_seq = itertools.count(1)
@@ -170,6 +179,7 @@ class MesosliteMaster:
         for agent in self.agents.values():
             if agent.stream is not None:
                 agent.stream.close()
+        self.subscribers.close()
 
     @property
     def pid(self) -> str:
@@ -259,6 +269,8 @@ class MesosliteMaster:
             info["id"] = {"value": fid}
             fw = self.frameworks[fid] = FrameworkRecord(fid, info, now_wall)
             log.info("framework_subscribed", framework_id=fid, name=info["name"])
+            fw.stream = stream
+            self.subscribers.framework_added(fw)
         else:
             fid = info_id
             fw_or_none = self.frameworks.get(fid)
@@ -279,7 +291,11 @@ class MesosliteMaster:
             fw.recovered = False
             fw.failover_deadline = None
             log.info("framework_resubscribed", framework_id=fid, name=info["name"])
-        fw.stream = stream
+            fw.stream = stream
+            if fw_or_none is None:
+                self.subscribers.framework_added(fw)
+            else:
+                self.subscribers.framework_updated(fw)
         stream.send(
             {
                 "type": "SUBSCRIBED",
@@ -309,6 +325,7 @@ class MesosliteMaster:
         self._alloc("suppress", fw.id)  # deactivate: no offers until it comes back
         timeout = fw.failover_timeout
         log.info("framework_disconnected", framework_id=fw.id, failover_timeout=timeout)
+        self.subscribers.framework_updated(fw)
         if timeout <= 0:
             self.remove_framework(fw, "disconnected with failover_timeout 0")
         else:
@@ -354,6 +371,7 @@ class MesosliteMaster:
         del self.frameworks[fw.id]
         self.completed_frameworks.append(fw)
         self.removed_framework_ids.add(fw.id)
+        self.subscribers.framework_removed(fw)
 
     # -- calls from subscribed frameworks -------------------------------------------------------
 
@@ -417,8 +435,11 @@ class MesosliteMaster:
                 "type": "RECONCILE_OPERATIONS",
                 "reconcile_operations": {"operation_statuses": []},
             }
-        # REQUEST (Mesos' allocator ignores it too), inverse offers (mesoslite makes none) and
-        # operation acknowledgements (no operation feedback) are accepted and have no effect.
+        elif kind in ("ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS"):
+            accepted = kind == "ACCEPT_INVERSE_OFFERS"
+            maintenance.answer_inverse_offers(self, fw, call, accepted)
+        # REQUEST (Mesos' allocator ignores it too) and operation acknowledgements (no
+        # operation feedback) are accepted and have no effect.
         return None
 
     def accept(self, fw: FrameworkRecord, accept: dict[str, Any]) -> None:
@@ -548,6 +569,7 @@ class MesosliteMaster:
         fw.tasks[task.id] = task
         agent.tasks[(fw.id, task.id)] = task
         agent.used = agent.used + r
+        self.subscribers.task_added(task, fw)
         if agent.stream is not None:
             agent.stream.send(
                 {"type": "RUN_TASK", "run_task": {"framework_info": fw.info, "task": tinfo}}
@@ -705,6 +727,7 @@ class MesosliteMaster:
             self._alloc("revive", fw.id)
             self.trigger_allocation()
         fw.suppressed = suppress
+        self.subscribers.framework_updated(fw)
 
     # -- status updates -------------------------------------------------------------------------
 
@@ -714,7 +737,9 @@ class MesosliteMaster:
         task.state = status["state"]
         task.statuses.append({"state": task.state, "timestamp": status.get("timestamp")})
         del task.statuses[:-STATUS_HISTORY_KEPT]
+        self.subscribers.task_updated(task, status)
         if task.terminal and not was_terminal:
+            self.counters["master/tasks_" + task.state.removeprefix("TASK_").lower()] += 1
             agent = self.agents.get(task.agent_id)
             if agent is not None:
                 try:
@@ -808,9 +833,14 @@ class MesosliteMaster:
             self.offers[offer.id] = offer
             fw.offers[offer.id] = offer
             agent.offered = agent.offered + offer.resources
-            batches.setdefault(fw.id, []).append(offer_message(offer, agent, fw.role))
+            message = offer_message(offer, agent, fw.role)
+            unavailability = self.maintenance.unavailability(agent)
+            if unavailability is not None:
+                message["unavailability"] = unavailability
+            batches.setdefault(fw.id, []).append(message)
         for fid, offers in batches.items():
             self.frameworks[fid].send({"type": "OFFERS", "offers": {"offers": offers}})
+        maintenance.send_inverse_offers(self)
         return sum(len(o) for o in batches.values())
 
     # -- agents ---------------------------------------------------------------------------------
@@ -818,6 +848,8 @@ class MesosliteMaster:
     def register_agent(self, call: dict[str, Any]) -> tuple[AgentRecord, EventStream]:
         """REGISTER (first time, or again with its id after a disconnection or a master restart)."""
         reg = parse_registration(call)
+        if reg.agent_id in self.gone_agents:
+            raise InvalidCall(f"Agent {reg.agent_id} has been marked gone by the operator", 403)
         aid, hostname, port, total, attributes = (
             reg.agent_id,
             reg.hostname,
@@ -839,6 +871,7 @@ class MesosliteMaster:
             )
             agent.reregistered_time = now_wall
             event = "agent_reregistered"
+            self.counters["master/slave_reregistrations"] += 1
         else:
             if aid is None:
                 aid = f"{self.id}-S{next(self._agent_seq)}"
@@ -847,6 +880,12 @@ class MesosliteMaster:
                 lost_keys = self.removed_agents.pop(aid, set())
                 event = "agent_readmitted" if lost_keys else "agent_recovered"
             agent = self.agents[aid] = AgentRecord(aid, hostname, port, total, attributes, now_wall)
+            self.counters[
+                "master/slave_registrations"
+                if event == "agent_registered"
+                else "master/slave_reregistrations"
+            ] += 1
+            self.subscribers.agent_added(agent)
         agent.stream = stream
         agent.ping_seq = agent.pong_seq = agent.missed_pings = 0
         stream.send(
@@ -862,14 +901,8 @@ class MesosliteMaster:
 
         self._reconcile_agent_tasks(agent, reg.tasks, lost_keys)
         agent.recompute_used()
-        allocated: dict[str, Resources] = {}
-        for task in agent.tasks.values():
-            if not task.terminal:
-                allocated[task.framework_id] = (
-                    allocated.get(task.framework_id, Resources()) + task.resources
-                )
-        # A failure here leaves the agent connected but never offered (logged as an error).
-        agent.in_allocator = self._alloc_ok("add_agent", aid, total, allocated)
+        if not agent.deactivated:
+            self.offer_agent(agent)
         log.info(
             event,
             agent_id=aid,
@@ -879,6 +912,25 @@ class MesosliteMaster:
         )
         self.trigger_allocation()
         return agent, stream
+
+    def offer_agent(self, agent: AgentRecord) -> None:
+        """Hand the agent to the allocator, with what its tasks hold, so that it is offered."""
+        allocated: dict[str, Resources] = {}
+        for task in agent.tasks.values():
+            if not task.terminal:
+                allocated[task.framework_id] = (
+                    allocated.get(task.framework_id, Resources()) + task.resources
+                )
+        # A failure here leaves the agent connected but never offered (logged as an error).
+        agent.in_allocator = self._alloc_ok("add_agent", agent.id, agent.total, allocated)
+        self.trigger_allocation()
+
+    def withhold_agent(self, agent: AgentRecord) -> None:
+        """No more offers of the agent: its outstanding ones rescinded, out of the allocator."""
+        self._rescind_offers([o for o in self.offers.values() if o.agent_id == agent.id])
+        if agent.in_allocator:
+            self._alloc("remove_agent", agent.id)
+            agent.in_allocator = False
 
     def _reconcile_agent_tasks(
         self,
@@ -931,6 +983,7 @@ class MesosliteMaster:
                     continue
                 task = TaskRecord(fid, agent.id, entry["task"], entry["resources"], state)
                 fw.tasks[tid] = task
+                self.subscribers.task_added(task, fw)
             task.agent_id = agent.id
             agent.tasks[(fid, tid)] = task
             if task.state != state:
@@ -971,6 +1024,7 @@ class MesosliteMaster:
         # whole failover timeout from now, at least the re-registration window.
         fw.failover_deadline = self.clock() + max(timeout, self.config.agent_reregister_timeout)
         log.info("framework_recovered", framework_id=fid, name=info.get("name"))
+        self.subscribers.framework_added(fw)
         return fw
 
     def _ack_to_agent(self, agent: AgentRecord, fid: str, tid: str, status_uuid: str) -> None:
@@ -998,14 +1052,28 @@ class MesosliteMaster:
         if agent.stream is not None:
             agent.stream.close()
             agent.stream = None
-        self._rescind_offers([o for o in self.offers.values() if o.agent_id == agent.id])
-        if agent.in_allocator:
-            self._alloc("remove_agent", agent.id)
-            agent.in_allocator = False
+        self.withhold_agent(agent)
 
-    def remove_agent(self, agent: AgentRecord, why: str) -> None:
-        """The agent is gone: its tasks are LOST (UNREACHABLE to partition-aware frameworks)."""
+    def mark_agent_gone(self, agent: AgentRecord, why: str) -> None:
+        """The operator says it will never come back (MARK_AGENT_GONE, or drained with
+        `mark_gone`): its tasks are killed there and TASK_GONE_BY_OPERATOR here, and it may not
+        register again (Mesos' Master::markGone)."""
+        self.gone_agents.add(agent.id)
+        if agent.stream is not None:
+            for fid in sorted({fid for (fid, _), t in agent.tasks.items() if not t.terminal}):
+                agent.stream.send(
+                    {
+                        "type": "SHUTDOWN_FRAMEWORK",
+                        "shutdown_framework": {"framework_id": {"value": fid}},
+                    }
+                )
+        self.remove_agent(agent, why, gone=True)
+
+    def remove_agent(self, agent: AgentRecord, why: str, gone: bool = False) -> None:
+        """The agent is gone: its tasks are LOST (UNREACHABLE to partition-aware frameworks;
+        GONE_BY_OPERATOR if the operator said so)."""
         log.warning("agent_removed", agent_id=agent.id, hostname=agent.hostname, reason=why)
+        self.counters["master/slave_removals"] += 1
         self._deactivate_agent(agent)
         lost: set[tuple[str, str]] = set()
         for (fid, tid), task in list(agent.tasks.items()):
@@ -1023,24 +1091,26 @@ class MesosliteMaster:
                     fw.updates[tid] = queue
                 else:
                     del fw.updates[tid]
-            state = UNREACHABLE if fw.partition_aware else LOST
+            state = GONE_BY_OPERATOR if gone else UNREACHABLE if fw.partition_aware else LOST
             status = task_status(
                 tid,
                 state,
                 agent_id=agent.id,
-                reason=REASON_AGENT_REMOVED,
+                reason=REASON_AGENT_REMOVED_BY_OPERATOR if gone else REASON_AGENT_REMOVED,
                 message=f"Agent {agent.hostname} ({agent.id}) removed: {why}",
             )
             self._apply_status(task, status, recover=False)
             fw.tasks.pop(tid, None)
-            if fw.partition_aware:
+            if fw.partition_aware and not gone:
                 fw.unreachable_tasks[tid] = task
             else:
                 fw.completed_tasks.append(task)
                 lost.add((fid, tid))
             self._forward(fw, status, from_agent=False)
         del self.agents[agent.id]
-        self.removed_agents[agent.id] = lost
+        if not gone:
+            self.removed_agents[agent.id] = lost
+        self.subscribers.agent_removed(agent.id)
         for fw in self.frameworks.values():
             fw.send({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
 
@@ -1100,6 +1170,11 @@ class MesosliteMaster:
             return
         if "uuid" in status and any(u.uuid == status["uuid"] for u in fw.updates.get(tid, ())):
             return  # a duplicate
+        drain = agent.drain or {}
+        if drain.get("config", {}).get("mark_gone") and status["state"] in TERMINAL:
+            # Draining to be marked gone: the end of a task is TASK_GONE_BY_OPERATOR, as
+            # Mesos' agent rewrites it (DrainConfig.mark_gone).
+            status = {**status, "state": GONE_BY_OPERATOR}
         self._apply_status(task, status, recover=True)
         self._forward(fw, status, from_agent=True)
 
@@ -1122,6 +1197,7 @@ class MesosliteMaster:
             await asyncio.sleep(self.config.heartbeat_interval)
             for fw in self.frameworks.values():
                 fw.send(event)
+            self.subscribers.heartbeat()
 
     async def _ping_loop(self) -> None:
         while True:
@@ -1177,6 +1253,8 @@ class MesosliteMaster:
                 o for o in self.offers.values() if now - o.created >= self.config.offer_timeout
             ]
             self._rescind_offers(expired)
+        for agent in [a for a in self.agents.values() if a.drain is not None]:
+            maintenance.check_drained(self, agent)
         if self.deferred_reconciles and now >= self.started + self.config.agent_reregister_timeout:
             deferred, self.deferred_reconciles = self.deferred_reconciles, []
             for fid, tid in deferred:
@@ -1197,8 +1275,14 @@ class MesosliteMaster:
             "leader": self.pid,
             "leader_info": self.master_info(),
             "start_time": self.start_time,
-            "activated_slaves": sum(1 for a in self.agents.values() if a.connected),
-            "deactivated_slaves": sum(1 for a in self.agents.values() if not a.connected),
+            "build_user": "mesoslite",
+            "activated_slaves": sum(
+                1 for a in self.agents.values() if a.connected and not a.deactivated
+            ),
+            "deactivated_slaves": sum(
+                1 for a in self.agents.values() if not a.connected or a.deactivated
+            ),
+            "unreachable_slaves": len(self.removed_agents),
             "flags": flags,
             "slaves": [agent_json(a) for a in self.agents.values()],
             "frameworks": [framework_json(f, now_wall) for f in self.frameworks.values()],

@@ -13,7 +13,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesoslite.protocol import PARTITION_AWARE, STAGING, TERMINAL, framework_role, has_capability
+from mesoslite.protocol import (
+    MESOS_VERSION,
+    PARTITION_AWARE,
+    STAGING,
+    TERMINAL,
+    framework_role,
+    has_capability,
+)
 from mesoslite.resources import Attributes, Resources
 from mesoslite.streams import EventStream
 
@@ -88,6 +95,7 @@ class FrameworkRecord:
         default_factory=lambda: deque(maxlen=COMPLETED_TASKS_KEPT)
     )
     offers: dict[str, OfferRecord] = field(default_factory=dict)
+    inverse_offers: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> InverseOffer
     updates: dict[str, deque[Update]] = field(default_factory=dict)  # per task, FIFO
 
     @property
@@ -136,6 +144,8 @@ class AgentRecord:
     pong_seq: int = 0
     missed_pings: int = 0
     in_allocator: bool = False
+    deactivated: bool = False  # by the operator (DEACTIVATE_AGENT, DRAIN_AGENT): no offers
+    drain: dict[str, Any] | None = None  # DrainInfo {state, config} while draining or drained
 
     @property
     def connected(self) -> bool:
@@ -218,6 +228,8 @@ def framework_json(fw: FrameworkRecord, now_wall: float) -> dict[str, Any]:
             c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)
         ],
         "registered_time": fw.registered_time,
+        "webui_url": info.get("webui_url", ""),
+        "executors": [],  # command tasks only, whose executors Mesos does not list either
         "used_resources": resources_json(used),
         "offered_resources": resources_json(offered),
         "tasks": [task_json(t) for t in fw.tasks.values()],
@@ -239,16 +251,22 @@ def agent_json(agent: AgentRecord) -> dict[str, Any]:
         "hostname": agent.hostname,
         "port": agent.port,
         "pid": agent.pid,
-        "active": agent.connected,
+        "active": agent.connected and not agent.deactivated,
+        "deactivated": agent.deactivated,
+        "version": MESOS_VERSION,
+        "capabilities": [],
         "registered_time": agent.registered_time,
         "resources": resources_json(agent.total),
         "used_resources": resources_json(agent.used),
         "offered_resources": resources_json(agent.offered),
         "unreserved_resources": resources_json(agent.total),
+        "reserved_resources": {},
         "attributes": dict(agent.attributes),
         "task_count": sum(1 for t in agent.tasks.values() if not t.terminal),
         "missed_pings": agent.missed_pings,
     }
     if agent.reregistered_time is not None:
         out["reregistered_time"] = agent.reregistered_time
+    if agent.drain is not None:
+        out["drain_info"] = agent.drain
     return out
