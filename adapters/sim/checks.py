@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapters.sim.agents import SimResourceManager
+from core.autoscaling import AUTOSCALER_USER, stage_autoscalers
 from core.control import ControlPlane, Outcome
 from core.effects import KillTask, LaunchTask
-from core.events import JobStateChanged, WorkerStateChanged
+from core.events import JobStateChanged, StageScaled, WorkerStateChanged
 from core.model import CompletedReason, JobConstraint
 from core.scheduling import Offer
 
@@ -115,4 +116,38 @@ def check_outcome(cp: ControlPlane, out: Outcome, offers: Sequence[Offer] | None
             and e.worker_id not in killed
         ):
             found.append(("kill", f"{e.worker_id} of an ended job got no kill"))
+    return found
+
+
+def check_autoscaling(cp: ControlPlane, out: Outcome, flapping: set[str]) -> Found:
+    """Each autoscaler scaling (issue 13): within [min, max], not inside the cooldown after
+    the stage's previous scaling (or the job's start), and never a scale-down of a stage whose
+    cluster's load is flapping (adapters.sim.load.Flapping)."""
+    found: Found = []
+    for e in out.events:
+        if not isinstance(e, StageScaled) or e.user != AUTOSCALER_USER:
+            continue
+        job = cp.jobs[e.job_id]
+        scaler = stage_autoscalers(job.definition)[e.stage]
+        where = f"{e.job_id} stage {e.stage}"
+        if not scaler.min <= e.workers <= scaler.max:
+            found.append(
+                (
+                    "autoscale",
+                    f"{where} scaled to {e.workers}, outside [{scaler.min}, {scaler.max}]",
+                )
+            )
+        history = list(job.scalings[e.stage])
+        before = history[-2].at if len(history) > 1 else None
+        if before is None and scaler.initial_cooldown:
+            before = job.started_at
+        if before is not None and e.at - before < scaler.cooldown_secs:
+            found.append(
+                (
+                    "autoscale",
+                    f"{where} scaled {e.at - before:.1f}s after the last scaling, inside its {scaler.cooldown_secs:g}s cooldown",
+                )
+            )
+        if job.cluster in flapping and e.workers < history[-1].from_workers:
+            found.append(("flapping", f"{where} scaled down under a flapping load: {e.reason}"))
     return found

@@ -18,12 +18,19 @@ import hashlib
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from adapters.sim.agents import SimAgent, SimResourceManager, SimTask
-from adapters.sim.checks import Violation, check_core, check_ground_truth, check_outcome
+from adapters.sim.checks import (
+    Violation,
+    check_autoscaling,
+    check_core,
+    check_ground_truth,
+    check_outcome,
+)
 from adapters.sim.clock import VirtualClock
+from adapters.sim.load import LoadCurve, payloads, random_curve
 from adapters.sim.store import SimStore
 from core.control import ControlPlane, Outcome
 from core.errors import CommandRejected
@@ -37,7 +44,9 @@ from core.model import (
     JobRequest,
     JobSla,
     MachineDefinition,
+    ScalingStrategy,
     SchedulingInfo,
+    StageScalingPolicy,
     StageSchedulingInfo,
 )
 from core.ports import TaskLaunch, TaskStatus
@@ -60,6 +69,8 @@ class SimConfig:
     status_dup: float = 0.05
     heartbeat_loss: float = 0.02
     quiesce: float = 120.0  # virtual seconds run after liveness, before looking for strays
+    autoscaled: int = 1  # clusters whose stage 1 autoscales under a load curve (adapters.sim.load)
+    worker_rps: float = 100.0  # events/s one simulated worker processes; it drops the rest
 
 
 @dataclass(slots=True)
@@ -215,6 +226,9 @@ class World:
         self.trace: deque[str] = deque(maxlen=60)
         self.violations: list[Violation] = []
         self._generation = dict.fromkeys(range(c.agents), 0)
+        # Load curves by cluster, from their own generator so the faults' draws stay the same.
+        self.loads: dict[str, LoadCurve] = {}
+        self._load_rng = random.Random(f"load-{self.seed}")
         agents = [self._new_agent(i) for i in range(c.agents)]
         self.rm = SimResourceManager(
             self.rng,
@@ -317,10 +331,25 @@ class World:
             and not agent.partitioned
             and self.rng.random() >= self.config.heartbeat_loss
         ):
-            self.master.observe(lambda p, now: p.heartbeat(task.task_id, now))
+            load = self._load(task.task_id)
+            self.master.observe(lambda p, now: p.heartbeat(task.task_id, now, load))
         worker = self.master.cp.workers.get(task.task_id)
         interval = self.master.cp.jobs[worker.job_id].heartbeat_interval_secs if worker else 20.0
         self.after(interval, lambda: self._heartbeat(task))
+
+    def _load(self, wid: str) -> dict[str, str]:
+        """What the worker reports: its share of its cluster's load curve (stage 1 only).
+        Loads stop with the faults, so that the autoscaler too lets the world become quiet."""
+        cp = self.master.cp
+        w = cp.workers.get(wid)
+        curve = self.loads.get(cp.jobs[w.job_id].cluster) if w else None
+        if w is None or curve is None or w.stage != 1 or self.now >= self.config.fault_until:
+            return {}
+        job = cp.jobs[w.job_id]
+        machine = job.definition.scheduling_info.stage(1).machine_definition
+        size = len(job.stages[1])
+        rate = self.config.worker_rps
+        return payloads(curve.rps(self.now), size, rate, machine, job.heartbeat_interval_secs)
 
     # users ------------------------------------------------------------------------------
 
@@ -336,6 +365,9 @@ class World:
             )
             for _ in range(rng.randint(1, 2))
         )
+        if 1 <= i <= self.config.autoscaled:  # not cluster0, whose SLA submits jobs itself
+            stages = (replace(stages[0], scaling_policy=self._scaling_policy(f"cluster{i}")),)
+            stages += stages[1:]
         sla = ClusterSla(min=1, max=2) if i == 0 else ClusterSla()
         duration = DurationType.Transient if rng.random() < 0.2 else DurationType.Perpetual
         definition = JobClusterDefinition(
@@ -345,6 +377,16 @@ class World:
             job_sla=JobSla(duration_type=duration),
         )
         self.master.command(f"create cluster{i}", lambda p, now: p.create_cluster(definition, now))
+
+    def _scaling_policy(self, cluster: str) -> StageScalingPolicy:
+        """RPS and DataDrop rules (3 of 5) under a random load curve; at most 4 workers."""
+        rng, rate = self._load_rng, self.config.worker_rps
+        self.loads[cluster] = random_curve(rng, rate, 20.0, self.config.fault_until)
+        rules = (
+            ScalingStrategy("RPS", rate * 0.3, rate * 0.8, 3, 5),
+            ScalingStrategy("DataDrop", 1.0, 5.0, 3, 5),
+        )
+        return StageScalingPolicy(1, 1, 4, 1, 1, rng.choice([0, 30, 120]), rules)
 
     def _room(self) -> float:
         """CPUs that users may still ask for: half the cluster, so liveness can hold."""
@@ -523,7 +565,11 @@ class World:
         if not out.events:
             return
         cp = self.master.cp
-        for kind, message in check_core(cp) + check_outcome(cp, out, offers):
+        flapping = {name for name, curve in self.loads.items() if curve.name == "flapping"}
+        found = (
+            check_core(cp) + check_outcome(cp, out, offers) + check_autoscaling(cp, out, flapping)
+        )
+        for kind, message in found:
             self.violation(kind, message)
 
     def _check_no_strays(self) -> None:

@@ -117,7 +117,7 @@ def _keeps_what_it_could_not_persist(self: MasterService, cause: BaseException) 
     ("mutation", "method", "seed", "kind"),
     [
         (_acts_before_it_persists, "run", 0, "fencing"),
-        (_keeps_what_it_could_not_persist, "_failed", 2, "replay"),
+        (_keeps_what_it_could_not_persist, "_failed", 5, "replay"),
     ],
 )
 def test_seeded_runs_catch_a_broken_master_service(
