@@ -6,9 +6,10 @@ OutputStats and InputStats, common.sse_sink SinkStats). Nothing else runs per ev
 second `WorkerMetrics.tick` reads all of them once and derives the rates, and each export reads
 the counters as they are:
 
-- ``GET /metrics`` on the worker's metrics port (``MANTIS_METRICS_PORT``): Prometheus text,
-  rendered by prometheus_client's ``generate_latest`` from a registry of this worker only
-  (a collector reading the counters at scrape time, and prometheus_client's ProcessCollector);
+- ``GET /metrics`` on the worker's metrics port (``MANTIS_METRICS_PORT``): Prometheus text
+  (or OpenMetrics, if the scraper's Accept asks), rendered by prometheus_client from a registry
+  of this worker only (a collector reading the counters at scrape time, and its
+  ProcessCollector);
 - ``GET /`` on the same port: Mantis' metrics stream (io.mantisrx.common.metrics.MetricsServer):
   SSE, every second, one event per metric group shaped as Mantis' Measurements JSON
   ``{"name", "timestamp", "tags", "counters": [{"event", "count"}], "gauges": [{"event",
@@ -36,9 +37,9 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from common.sse import HEADERS, frame
@@ -358,8 +359,8 @@ class WorkerMetrics:
             self.tick()
 
     async def _prometheus(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         filters = request.query.getall("name", [])
