@@ -269,6 +269,16 @@ SCHEMAS: dict[str, Json] = {
                 softConstraints=arr(CONSTRAINT),
                 scalingPolicy=_scaling_policy(),
                 scalable=BOOL,
+                scalingHistory=arr(  # the last scalings, by users or the autoscaler
+                    obj(
+                        ("at", "toWorkers"),
+                        at=MILLIS,
+                        fromWorkers=INT,
+                        toWorkers=INT,
+                        user=STR,
+                        reason=STR,
+                    )
+                ),
             )
         ),
         workerMetadataList=arr(ref("Worker")),

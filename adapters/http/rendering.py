@@ -204,6 +204,11 @@ def render_job(job: JobRecord, workers: Sequence[Worker] | None = None) -> Json:
                 "softConstraints": [c.value for c in s.soft_constraints],
                 "scalingPolicy": render_scaling_policy(s.scaling_policy),
                 "scalable": s.scalable,
+                "scalingHistory": [  # the last scalings, by users or the autoscaler
+                    {"at": ms(h.at), "fromWorkers": h.from_workers, "toWorkers": h.to_workers}
+                    | {"user": h.user, "reason": h.reason}
+                    for h in job.scalings.get(n, ())
+                ],
             }
             for n, s in enumerate(stages, start=1)
         ],

@@ -8,6 +8,7 @@ from functools import partial
 
 import pytest
 
+from adapters.http.rendering import render_job
 from core.autoscaling import (
     AUTOSCALER_USER,
     CLUTCH_CONFIG_PARAM,
@@ -232,8 +233,16 @@ def test_heartbeats_drive_a_scale_up_event_with_its_reason_in_the_status_stream(
     assert scaled[0].reason == "autoscale CPU 90.0% > 75.0% in 3 of 3 samples"
     statuses = [e.message for e in outs[2].effects if isinstance(e, PublishStatus)]
     assert statuses == [f"stage 1 scaled from 2 to 3 workers: {scaled[0].reason}"]
-    history = job.cp.job(job.jid).scalings[1]
-    assert [(s.from_workers, s.to_workers, s.user) for s in history] == [(2, 3, AUTOSCALER_USER)]
+    stage = render_job(job.cp.job(job.jid))["stageMetadataList"][0]
+    assert stage["scalingHistory"] == [
+        {
+            "at": int((T0 + 60) * 1000),
+            "fromWorkers": 2,
+            "toWorkers": 3,
+            "user": AUTOSCALER_USER,
+            "reason": scaled[0].reason,
+        }
+    ]
 
 
 def test_a_quiet_stage_is_left_alone() -> None:
