@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.flags import MasterConfig
 from mesoslite.http import create_app
+from mesoslite.leadership import Leadership
 from mesoslite.master import MesosliteMaster
 from mesoslite.recordio import Decoder
 from tests.eventually import eventually, eventually_value
@@ -566,3 +567,55 @@ async def test_offers_of_a_scheduled_machine_carry_its_unavailability() -> None:
         assert o["unavailability"] == unavailability
         await client.close()
         await agent.close()
+
+
+class LeaderElsewhere:
+    """An election (mesoslite.leadership.Group) another master has won."""
+
+    leader: dict[str, Any] | None = {
+        "id": "other",
+        "pid": "master@127.0.0.1:5999",
+        "hostname": "127.0.0.1",
+        "port": 5999,
+        "address": {"hostname": "127.0.0.1", "ip": "127.0.0.1", "port": 5999},
+    }
+    leading = False
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+
+    def contend(self, info: dict[str, Any]) -> None:
+        pass
+
+    async def start(self) -> None:
+        self.on_change()
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(20)
+async def test_a_standby_redirects_the_operator_api_and_answers_flags_and_metrics_itself() -> None:
+    config = MasterConfig(allocation_interval=0.02)
+    leadership = Leadership(lambda: MesosliteMaster(config, FirstFitAllocator()), LeaderElsewhere)
+    server = TestServer(create_app(leadership), host="127.0.0.1")
+    await server.start_server()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/api/v1", "/api/v1/operator"):
+                async with http.post(
+                    url + path, json={"type": "GET_STATE"}, allow_redirects=False
+                ) as r:
+                    assert r.status == 307
+                    assert r.headers["Location"] == "//127.0.0.1:5999" + path
+            for path in ("/master/tasks?limit=1", "/slaves", "/master/state-summary"):
+                async with http.get(url + path, allow_redirects=False) as r:
+                    assert (r.status, r.headers["Location"]) == (307, "//127.0.0.1:5999" + path)
+        status, body = await get(url, "/metrics/snapshot")
+        assert status == 200 and body["master/elected"] == 0.0
+        assert "master/slaves_active" not in body
+        status, body = await get(url, "/master/flags")
+        assert status == 200 and body["flags"]["allocation_interval"] == "0.02"
+    finally:
+        await server.close()
