@@ -107,6 +107,11 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "add_job_arguments",
     ),
     Subcommand(
+        "top",
+        "jobs and stages as a refreshing table: workers, events/s, drops, CPU, memory",
+        "adapters.cli.top",
+    ),
+    Subcommand(
         "artifact",
         "job artifacts on a master: upload, list",
         "adapters.cli.commands",
