@@ -448,11 +448,11 @@ class Fleet:
             self.clock.after(self.config.check_every, self._full_check)
 
     def _recover(self) -> None:
-        """The log replays to the live state; then snapshot the store (terminal jobs go to
-        the archive) and time a new master opening it until it serves the same live jobs."""
-        if ControlPlane.replay(self.store.load()).snapshot() != self.plane.snapshot():
-            self.violation("replay", "replaying the log differs from the live state")
+        """The log (snapshots archive terminal jobs) replays to the live jobs; then snapshot
+        the store and time a new master opening it until it serves the same live jobs."""
         live = _active_state(self.plane)
+        if _active_state(ControlPlane.replay(self.store.load())) != live:
+            self.violation("replay", "replaying the log differs from the live state")
         self.store.compact()
         self.store.close()
         started = time.perf_counter()
