@@ -39,6 +39,8 @@ async def test_workers_serve_prometheus_and_mantis_stream_on_the_advertised_port
 ) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
+        (sink,) = m.started(jid, stage=3)  # sinks are lazy: nothing flows without a client
+        output = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", []))
         async with http.get(f"{m.url}/api/v1/jobs/{jid}") as resp:
             workers = (await resp.json())["workerMetadataList"]
         ports = {w["stageNum"]: w["metricsPort"] for w in workers}
@@ -94,12 +96,15 @@ async def test_workers_serve_prometheus_and_mantis_stream_on_the_advertised_port
         counters = {c["event"]: c["count"] for c in inner["counters"]}
         assert counters["onNext"] > 0 and counters["batches"] > 0
         assert {g["event"] for g in inner["gauges"]} >= {"onNextGauge", "batchSize"}
+        output.cancel()
 
 
 async def test_heartbeats_carry_drops_resource_usage_and_worker_metrics(tmp_path: Path) -> None:
-    async with local_master(tmp_path) as m:
+    async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
         jid = await m.counter_job()
         source = m.started(jid, stage=1)[0].worker_id
+        (sink,) = m.started(jid, stage=3)
+        output = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", []))
 
         def beat() -> dict[str, Any] | None:
             payloads = m.master.plane.workers[source].payloads
@@ -125,5 +130,6 @@ async def test_heartbeats_carry_drops_resource_usage_and_worker_metrics(tmp_path
         assert usage["totMemUsageCurrent"] > 1.0 and usage["nwBytesCurrent"] > 0
         assert 1_000 < got["WorkerMetrics"]["RPS"] < 100_000
         assert got["WorkerMetrics"]["user::stage.1.events_in"] > 0
-        sink = m.started(jid, stage=3)[0].worker_id
-        assert m.master.plane.workers[sink].payloads["SubscriptionState"] == "false"
+        subscribed = m.master.plane.workers[sink.worker_id].payloads["SubscriptionState"]
+        assert subscribed == "true"
+        output.cancel()
