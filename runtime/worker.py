@@ -53,7 +53,7 @@ import signal
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -68,6 +68,7 @@ from runtime.artifact import fetch_artifact
 from runtime.context import (
     Context,
     Metrics,
+    WorkerHost,
     WorkerInfo,
     slot_name,
     worker_map_from_scheduling_info,
@@ -533,6 +534,17 @@ class WorkerProcess:
             await self.sink.wait_for_subscribers(1)
         self._blocking = False  # once: later, output goes to whoever is connected
 
+    def _check_not_replaced(self, hosts: Iterable[WorkerHost]) -> None:
+        """A newer worker Started in this slot: this one was written off and must go (a paused
+        worker has no upstream connection that would refuse it, see runtime.transport)."""
+        env = self.env
+        newer = [h.worker_number for h in hosts if h.worker_index == env.index]
+        if newer and max(newer) > env.number:
+            raise WorkerFailed(
+                f"worker {env.number} of stage {env.stage} index {env.index} was replaced "
+                f"by worker {max(newer)}"
+            )
+
     async def _follow_scheduling_info(self) -> None:
         """Keep the worker map (and, past stage 1, the upstream connections) current."""
         context = self.context
@@ -545,6 +557,7 @@ class WorkerProcess:
                 log.warning("bad_scheduling_info", error=str(e))
                 continue
             context.update_worker_map(worker_map)
+            self._check_not_replaced(worker_map.get(stage, ()))
             downstream = info.get("workerAssignments", {}).get(str(stage + 1))
             if self.output is not None:  # replaced downstream workers are refused
                 self.output.set_downstream_workers(

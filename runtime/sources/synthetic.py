@@ -2,7 +2,9 @@
 
 For examples, load tests and benchmarks. The rate is kept against the clock since the start,
 not per batch: after a stall (a slow consumer, a busy loop) what fell due meanwhile goes out
-at once, in batches of at most ``batch_size``, so the long-run rate does not drift. Between
+at once, in batches of at most ``batch_size``, so the long-run rate does not drift; but at
+most ``max_catch_up`` seconds of it: a longer gap (a lazy job paused while nobody subscribed)
+is skipped, not replayed in a burst. Between
 batches the source sleeps until the next event is due, at least ``min_sleep``, so at high
 rates a batch carries what fell due during that sleep; it never spins.
 """
@@ -46,6 +48,7 @@ class SyntheticSource:
     min_sleep: float = 0.001
     clock: Callable[[], float] | None = None
     sleep: Callable[[float], Awaitable[None]] | None = None
+    max_catch_up: float = 1.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -56,6 +59,8 @@ class SyntheticSource:
             raise ValueError(f"events_per_s must be >= 0, got {self.events_per_s}")
         if self.total is not None and self.total < 0:
             raise ValueError(f"total must be >= 0, got {self.total}")
+        if not self.max_catch_up > 0:
+            raise ValueError(f"max_catch_up must be > 0, got {self.max_catch_up}")
         if self.min_sleep <= 0:
             raise ValueError(f"min_sleep must be > 0, got {self.min_sleep}")
 
@@ -71,6 +76,9 @@ class SyntheticSource:
         i = 0
         while i < total:
             if rate:
+                behind = clock() - start - i / rate
+                if behind > self.max_catch_up:  # paused: what fell due meanwhile is skipped
+                    start += behind - self.max_catch_up
                 due = math.floor((clock() - start) * rate + 1e-9)
                 if due <= i:  # nothing due yet: sleep until the next event is
                     await sleep(max(start + (i + 1) / rate - clock(), self.min_sleep))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.mark.timeout(90)
-async def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity(
+async def test_three_stages_deliver_exactly_the_expected_output_with_key_affinity_and_complete(
     tmp_path: Path,
 ) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
@@ -36,6 +36,7 @@ async def test_three_stages_deliver_exactly_the_expected_output_with_key_affinit
             for w in sinks
         ]
         await m.until(lambda: sum(len(o) for o in outputs.values()) >= 700, "700 windows")
+        await m.until(lambda: m.job_state(jid) is JobState.Completed, "the job Completed")
         for r in readers:
             r.cancel()
 
@@ -50,7 +51,6 @@ async def test_three_stages_deliver_exactly_the_expected_output_with_key_affinit
         # key affinity: every key was counted by exactly one stage-3 worker
         assert sum(len(keys) for keys in keys_by_worker.values()) == 7, keys_by_worker
         assert all(keys_by_worker.values()), "both stage-3 workers got keys"
-        assert m.job_state(jid) is JobState.Launched
 
 
 @pytest.mark.timeout(60)
@@ -71,7 +71,7 @@ async def test_bad_artifacts_parameters_and_code_fail_the_worker_with_a_clear_me
             "    return events\n"
             "def job():\n"
             "    return Job(IterableSource(range(100), 10), [ScalarStage(batch_fn=check)],\n"
-            "               ServerSentEventsSink(), [IntParameter('n', default=1)])\n"
+            "               ServerSentEventsSink(eager=True), [IntParameter('n', default=1)])\n"
         ),
     }
     for name, text in bad.items():
@@ -167,8 +167,7 @@ async def test_a_replaced_worker_that_lives_on_is_refused_by_its_upstream_and_ex
             assert replacement.number > middle.number
             assert await asyncio.to_thread(old.popen.wait, 20) == 1, "the old worker exits"
             text = old.log.read_text()
-            assert "transport_refused" in text, text[-2000:]
-            assert f"replaced by worker {replacement.number}" in text
+            assert f"replaced by worker {replacement.number}" in text, text[-2000:]
             (sink,) = m.started(jid, stage=3)
             got: list[Any] = []
             reader = asyncio.create_task(read_sse(http, f"http://{HOST}:{sink.ports[0]}/", got))
