@@ -360,7 +360,8 @@ def _show(reason: Reason, value: float) -> str:
 
 
 class StageAutoscaler:
-    """One stage's autoscaler: reports in (any time), a sample and a decision per period.
+    """One stage's autoscaler: reports in (any time), a sample and a decision per period
+    (the caller keeps the period).
 
     Rules (JobAutoScaler's StageScaleOperator): scale up by `increment` when `rolling_count`
     of a strategy's last `rolling_of` samples are above scaleUpAbovePct; scale down by
@@ -393,7 +394,6 @@ class StageAutoscaler:
         self.rules = tuple(s for s in policy.strategies if s.reason in RULE_REASONS)
         self.windows = {s.reason: _Window(s.rolling_of) for s in self.rules}
         self.reports: dict[int, tuple[str, WorkerReport, float]] = {}  # index -> (worker, ., at)
-        self.next_sample_at = 0.0
         self._integral = 0.0
         self._last_error: float | None = None
 
@@ -404,13 +404,6 @@ class StageAutoscaler:
         report = parse_report(payloads)
         if report is not None:
             self.reports[index] = (worker_id, report, now)
-
-    def due(self, now: float, period: float) -> bool:
-        """True once per `period`: time to take a sample."""
-        if now < self.next_sample_at:
-            return False
-        self.next_sample_at = now + period
-        return True
 
     def signals(self, live: Mapping[int, str], now: float, period: float) -> dict[Reason, float]:
         """The stage's signals from the fresh reports of its live workers (index -> worker id)."""

@@ -198,8 +198,10 @@ class ControlPlane:
         # a tick looks at the workers whose window may have ended, not at every worker.
         self._deadlines: list[tuple[float, str]] = []
         self._deleted_job_counts: dict[str, int] = {}
-        # Volatile: per job, its autoscaled stages' samples; a new leader relearns them.
+        # Volatile: per job, its autoscaled stages' samples; a new leader relearns them. The
+        # heap holds each stage's next sampling time, so a tick looks only at stages due.
         self._autoscalers: dict[str, dict[int, StageAutoscaler]] = {}
+        self._autoscale_due: list[tuple[float, str, int]] = []
         self._out = Outcome()
         self._live = True
         self._appliers: dict[type, Callable[[Any], None]] = {
@@ -675,25 +677,28 @@ class ControlPlane:
     def _autoscale(self, now: float) -> None:
         """Each autoscaled stage of a launched job: a sample per heartbeat interval, maybe a
         scaling. The cooldown counts from the stage's last StageScaled (or the job's start)."""
-        for jid, scalers in list(self._autoscalers.items()):
+        due = self._autoscale_due
+        while due and due[0][0] <= now:
+            _, jid, stage = heapq.heappop(due)
+            scaler = self._autoscalers.get(jid, {}).get(stage)
+            if scaler is None:  # the job ended
+                continue
             job = self.jobs[jid]
+            period = job.heartbeat_interval_secs
+            heapq.heappush(due, (now + period, jid, stage))
             if job.state is not JobState.Launched:
                 continue
-            period = job.heartbeat_interval_secs
-            for stage, scaler in scalers.items():
-                if not scaler.due(now, period):
-                    continue
-                workers = job.stages[stage]
-                live = {w.index: w.worker_id for w in workers if w.state is WorkerState.Started}
-                signals = scaler.signals(live, now, period)
-                if not signals:
-                    continue
-                last = job.last_scaled_at(stage)
-                if last is None and scaler.initial_cooldown:
-                    last = job.started_at
-                decision = scaler.decide(signals, len(workers), now, last)
-                if decision is not None:
-                    self._scale(job, stage, decision.workers, AUTOSCALER_USER, decision.reason, now)
+            workers = job.stages[stage]
+            live = {w.index: w.worker_id for w in workers if w.state is WorkerState.Started}
+            signals = scaler.signals(live, now, period)
+            if not signals:
+                continue
+            last = job.last_scaled_at(stage)
+            if last is None and scaler.initial_cooldown:
+                last = job.started_at
+            decision = scaler.decide(signals, len(workers), now, last)
+            if decision is not None:
+                self._scale(job, stage, decision.workers, AUTOSCALER_USER, decision.reason, now)
 
     def _enforce_cron(self, cluster: JobCluster, now: float) -> None:
         if cluster.cron_next_at is None or now < cluster.cron_next_at:
@@ -1017,6 +1022,8 @@ class ControlPlane:
         scalers = stage_autoscalers(e.definition)
         if scalers:
             self._autoscalers[e.job_id] = scalers
+            for stage in scalers:
+                heapq.heappush(self._autoscale_due, (e.at, e.job_id, stage))
 
     def _on_worker_accepted(self, e: WorkerAccepted) -> None:
         job = self.jobs[e.job_id]

@@ -74,7 +74,7 @@ def _no_flapping_guard(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("mutation", "seed", "kind"),
-    [(_ignores_cooldown, 0, "autoscale"), (_no_flapping_guard, 8, "flapping")],
+    [(_ignores_cooldown, 1, "autoscale"), (_no_flapping_guard, 8, "flapping")],
 )
 def test_seeded_runs_catch_a_broken_autoscaler(
     monkeypatch: pytest.MonkeyPatch,
