@@ -369,15 +369,18 @@ def _condition(tree: Tree[Token], depth: int = 0) -> Predicate:
 
 
 def _projection(fields: list[_Operand]) -> Callable[[Event], dict[str, Any]]:
-    """Mantis' select-list->fn: a new object of the fields' values under their names, nulls
-    left out; a field under another selected one (``e['a']['b']`` with ``e['a']``) is dropped."""
-    names = {f.name for f in fields}
-    kept: dict[tuple[str | int | float, ...], _Operand] = {}
-    for f in fields:
-        if not any(f.name[:n] in names for n in range(1, len(f.name))):
-            kept.setdefault(f.name, f)
-    if all(len(name) == 1 and f.getter is not None for name, f in kept.items()):
-        keys = [str(name[0]) for name in kept]
+    """Mantis' select-list->fn: a new object of the fields' values under their names (a later
+    field over an earlier one of the same name), nulls left out; a field under another selected
+    one (``e['a']['b']`` with ``e['a']``) is dropped."""
+    paths = [tuple(map(str, f.name)) for f in fields]  # as they appear in the output
+    names = set(paths)
+    kept = [
+        (path, f)
+        for path, f in zip(paths, fields, strict=True)
+        if not any(path[:n] in names for n in range(1, len(path)))
+    ]
+    if all(len(path) == 1 and f.getter is not None for path, f in kept):
+        keys = [path[0] for path, _ in kept]
 
         def flat(e: Event) -> dict[str, Any]:
             if e.__class__ is not dict:
@@ -385,7 +388,7 @@ def _projection(fields: list[_Operand]) -> Callable[[Event], dict[str, Any]]:
             return {k: v for k in keys if (v := e.get(k)) is not None}
 
         return flat
-    steps = [(tuple(map(str, name)), f.getter, f.constant) for name, f in kept.items()]
+    steps = [(path, f.getter, f.constant) for path, f in kept]
 
     def nested(e: Event) -> dict[str, Any]:
         out: dict[str, Any] = {}
