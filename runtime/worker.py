@@ -473,12 +473,12 @@ class WorkerProcess:
         await self._await_demand()
         counts = self.counts
         async for batch in self._batches():
+            if not self._active.is_set():  # lazy: nobody takes the output now; the batch the
+                await self._await_demand()  # source was reading meanwhile waits for someone
             counts.events_in += len(batch)
             counts.batches_in += 1
             running.on_batch(batch, time.time())
             await self._flush()
-            if not self._active.is_set():  # lazy: nobody takes the output any more
-                await self._await_demand()
             await asyncio.sleep(0)  # a backlog must not hold up the windows' ticks
         log.info("input_completed", job_id=self.env.job_id, stage=self.env.stage)
         self.complete()
