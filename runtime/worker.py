@@ -53,7 +53,7 @@ import signal
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -85,7 +85,6 @@ from runtime.job import (
 )
 from runtime.master_client import MasterClient
 from runtime.metrics import IoReading, StageCounts, WorkerMetrics
-from runtime.mql import sink_filter
 from runtime.parameters import ParameterError
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
@@ -93,6 +92,17 @@ from runtime.transport import Backpressure, Routing, WorkerId
 from runtime.tuning import tune_gc
 
 log = structlog.get_logger()
+
+
+def _mql_filter(
+    query: Mapping[str, str],
+) -> tuple[str, Callable[[Sequence[Any]], list[Any]]] | None:
+    """runtime.mql's sink_filter, imported by the first connection to the sink: lark and RE2
+    would cost every idle worker ~6 MB of memory."""
+    from runtime.mql import sink_filter
+
+    return sink_filter(query)
+
 
 DOWNSTREAM_GRACE_SECS = 10.0
 """How long a worker with a next stage waits, once one downstream worker connected, for the
@@ -384,7 +394,7 @@ class WorkerProcess:
                 self.sink = SseSink(
                     backpressure=sink.backpressure,
                     buffer_events=sink.buffer_events,
-                    connection_filter=sink_filter,  # the `mql` parameter
+                    connection_filter=_mql_filter,  # the `mql` parameter
                 )
                 await self.sink.serve(self.env.host, port)
                 self._blocking = sink.backpressure is Backpressure.BLOCKING
