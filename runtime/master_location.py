@@ -5,9 +5,7 @@ With several masters (``mantis master --zk``) the leader publishes its descripti
 ``<root>/leader`` in ZooKeeper (common.master_leader). `ZkLeaderWatch` keeps a kazoo DataWatch
 on that znode and moves the `MasterLocation` to the leader's `url` whenever it changes, as
 Mantis' workers follow the leader's MasterDescription through ZookeeperMasterMonitor
-(io.mantisrx.server.core.master). Everything that talks to the master reads the location for
-each call, wakes from its back-off when the master moves, and drops a stream to the old
-master at once (a deposed or hung one may keep it open without sending anything).
+(io.mantisrx.server.core.master); common.master_location says how readers follow it.
 
 kazoo calls back on its own threads; the location is only changed on the asyncio loop
 (``loop.call_soon_threadsafe``), as adapters/zk/election.py does.
@@ -19,7 +17,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from kazoo.client import KazooClient
@@ -27,71 +25,12 @@ from kazoo.exceptions import KazooException
 from kazoo.recipe.watchers import DataWatch
 
 from common.master_leader import DEFAULT_ZK_ROOT, leader_path, leader_url
+from common.master_location import MasterLocation
 
 log = structlog.get_logger()
 
-T = TypeVar("T")
-
 ZK_RETRY = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 2.0}
 """kazoo reconnects for ever, at most 2 s apart (its default waits up to an hour)."""
-
-
-class MasterLocation:
-    """The master's base URL as it is now; `move` changes it (on the loop)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url.rstrip("/")
-        self._moved: asyncio.Future[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return self._url
-
-    def move(self, url: str) -> None:
-        """The master is now at `url`: later calls go there, and waiters wake up."""
-        url = url.rstrip("/")
-        if url == self._url:
-            return
-        log.info("master_moved", old=self._url, new=url)
-        self._url = url
-        moved, self._moved = self._moved, None
-        if moved is not None and not moved.done():
-            moved.set_result(None)
-
-    def _next_move(self) -> asyncio.Future[None]:
-        if self._moved is None:
-            self._moved = asyncio.get_running_loop().create_future()
-        return self._moved
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait `seconds`, or less if the master moves meanwhile (a back-off before the next
-        attempt: the new master is worth trying at once)."""
-        await asyncio.wait((self._next_move(),), timeout=seconds)
-
-    async def until_moved(self, stream: AsyncIterator[T]) -> AsyncIterator[T]:
-        """`stream`'s items until it ends or the master moves; then `stream` is closed."""
-        moved = self._next_move()
-        step: asyncio.Future[T] | None = None
-        try:
-            while True:
-                step = asyncio.ensure_future(anext(stream))
-                await asyncio.wait((step, moved), return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    log.info("master_stream_moved", url=self._url)
-                    return
-                try:
-                    item = step.result()
-                except StopAsyncIteration:
-                    return
-                step = None
-                yield item
-        finally:
-            if step is not None and not step.done():
-                step.cancel()
-                await asyncio.gather(step, return_exceptions=True)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 class ZkLeaderWatch:

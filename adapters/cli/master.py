@@ -47,6 +47,7 @@ from adapters.store.codec import decode, encode
 from adapters.store.log import EventLog, StoreCorrupted
 from adapters.zk.election import ZkLeaderElection, ensure_chroot
 from adapters.zk.store import Fence, ZkStore
+from common.master_location import MasterLocation
 from core.events import Event
 from core.ports import ResourceManager, Store
 from service.election import master_description
@@ -226,7 +227,8 @@ class MasterProcess:
         )
         await asyncio.to_thread(zk.start, 30)
         await asyncio.to_thread(ensure_chroot, zk)
-        follower = create_follower_app(self._other_leader, instance_id=s.instance_id)
+        location = MasterLocation("")
+        follower = create_follower_app(self._other_leader, location, instance_id=s.instance_id)
         self._runner, port = await serve(follower, s.host, s.port)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         description = master_description(
@@ -238,7 +240,13 @@ class MasterProcess:
             create_time_ms=int(time.time() * 1000),
         )
         loop = asyncio.get_running_loop()
-        self._election = ZkLeaderElection(zk, description, loop=loop, root=ELECTION_ROOT)
+        self._election = ZkLeaderElection(
+            zk,
+            description,
+            loop=loop,
+            root=ELECTION_ROOT,
+            on_leader=lambda _: location.move(str((self._other_leader() or {}).get("url", ""))),
+        )
         self._election.start(self)
         log.info("master_standing", url=self.url, zk=s.zk)
 

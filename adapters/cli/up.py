@@ -1066,7 +1066,7 @@ def stream_example(
             time.sleep(EXAMPLE_RETRY_SECS)
     out.write(
         f"example job {job_id} submitted: its workers start, then every second one line "
-        f"per key (Ctrl-C stops)\n  curl -N{'L' if up.ha else ''} {up.url}/jobconnectbyid/{job_id}\n"
+        f"per key (Ctrl-C stops)\n  curl -N {up.url}/jobconnectbyid/{job_id}\n"
     )
     out.flush()
     while not stopped():

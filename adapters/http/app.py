@@ -32,6 +32,7 @@ from adapters.http.artifacts import BASE as ARTIFACTS_PATH
 from adapters.http.artifacts import add_routes as add_artifact_routes
 from adapters.http.auth import bearer_auth
 from adapters.http.errors import JsonErrorRunner, error_middleware
+from adapters.http.job_sinks import PlaneSinks
 from adapters.http.job_status import job_status_stream
 from adapters.http.keys import MASTER
 from adapters.http.worker_api import DEFAULT_HEARTBEAT_SECS
@@ -66,7 +67,7 @@ def create_app(
     if artifacts is not None:
         app[ARTIFACTS] = artifacts
         add_artifact_routes(app.router)
-    job_output.add_routes(app, master)
+    job_output.add_routes(app, PlaneSinks(master), master)
     app.router.add_get("/api/v1/jobStatusStream/{jobId}", job_status_stream)
     admin.add_routes(app, instance_id)
     metrics.add_routes(app)

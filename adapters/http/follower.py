@@ -3,7 +3,9 @@
 As Mantis' followers do, every REST call is redirected to the leader: 302 for a read, 307 for
 a call with a body (a 302 lets clients turn a POST into a GET; a 307 keeps the method and the
 body, so a worker's status or a submission reaches the leader whole). While no leader is
-known the answer is 503. `GET /api/v1/masterInfo` says who leads; the health check is 503,
+known the answer is 503. Job output (`/jobconnectbyid`, `/jobconnectbyname`) is served here
+too, from the leader's discovery streams (adapters.http.job_sinks), as Mantis' API tier
+serves it beside the masters. `GET /api/v1/masterInfo` says who leads; the health check is 503,
 since a follower serves no jobs.
 """
 
@@ -14,11 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.http import security
+from adapters.http import job_output, security
 from adapters.http.artifacts import BASE as ARTIFACTS_PATH
 from adapters.http.artifacts import UPLOAD_TYPES
 from adapters.http.errors import error_middleware
+from adapters.http.job_sinks import LeaderSinks
 from adapters.http.responses import error_response, json_response
+from common.master_location import MasterLocation
 
 Leader = Callable[[], Mapping[str, Any] | None]
 LEADER: web.AppKey[Leader] = web.AppKey("leader")
@@ -27,16 +31,23 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def create_follower_app(
-    leader: Leader, allowed_hosts: Iterable[str] = (), instance_id: str = ""
+    leader: Leader,
+    location: MasterLocation,
+    allowed_hosts: Iterable[str] = (),
+    instance_id: str = "",
 ) -> web.Application:
-    """`leader()` gives the current leader's description (with its `url`), or None.
-    `instance_id` is echoed by masterInfo, as the leader's is (adapters.http.admin)."""
+    """`leader()` gives the current leader's description (with its `url`), or None;
+    `location` is moved to each new leader's URL ("" while none is known). `instance_id` is
+    echoed by masterInfo, as the leader's is (adapters.http.admin)."""
     guard = security.guard(allowed_hosts, body_types={ARTIFACTS_PATH: UPLOAD_TYPES})
     app = web.Application(middlewares=[error_middleware, guard])
     app[LEADER] = leader
     app[INSTANCE_ID] = instance_id
     app.router.add_get("/api/v1/masterInfo", master_info)
     app.router.add_get("/api/v1/healthcheck", healthcheck)
+    sinks = LeaderSinks(location)
+    job_output.add_routes(app, sinks, None)
+    app.on_cleanup.append(lambda _: sinks.close())
     app.router.add_route("*", ARTIFACTS_PATH, to_leader)  # so the guard knows its upload types
     app.router.add_route("*", "/{tail:.*}", to_leader)
     return app

@@ -31,6 +31,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from adapters.http.job_sinks import JobSinks, Sink
 from adapters.http.parsing import need_str, parse_job_request, read_json
 from common.backoff import Backoff
 from common.sse import HEADERS, frame
@@ -93,23 +94,14 @@ class Subscription:
         self._task = asyncio.create_task(self._follow(), name=f"job-output {job_id}")
 
     async def _follow(self) -> None:
-        master = self.hub.master
-        with master.watchers.job(self.job_id) as signal:
-            while not master.watchers.closing:
-                signal.clear()
-                job = master.plane.jobs.get(self.job_id)
-                if job is None or job.terminal:
-                    break
-                info = master.plane.scheduling_info(self.job_id)
-                sinks = info.stages[-1].hosts if info.stages else ()
-                self._connect({(h.hostname, h.ports[0]) for h in sinks if h.ports})
-                await signal.wait()
-        self._connect(set())
+        async for sinks in self.hub.sinks.sinks(self.job_id):
+            self._connect(sinks)
+        self._connect(frozenset())
         for client in list(self.clients):
             client.end()
         await self.sink.close()
 
-    def _connect(self, wanted: set[tuple[str, int]]) -> None:
+    def _connect(self, wanted: frozenset[Sink]) -> None:
         for key in list(self._readers):
             if key not in wanted:
                 self._readers.pop(key).cancel()
@@ -153,8 +145,8 @@ class Subscription:
 class JobOutputHub:
     """Every shared subscription of one master."""
 
-    def __init__(self, master: MasterService, client_queue: int = 65536) -> None:
-        self.master = master
+    def __init__(self, sinks: JobSinks, client_queue: int = 65536) -> None:
+        self.sinks = sinks
         self.client_queue = client_queue
         self.backoff = Backoff(initial=0.05, maximum=2.0)
         self.subscriptions: dict[tuple[str, Query], Subscription] = {}
@@ -205,14 +197,18 @@ class JobOutputHub:
 
 
 OUTPUT = web.AppKey("job_output", JobOutputHub)
+SUBMITS = web.AppKey("job_output_master", MasterService)
 
 
-def add_routes(app: web.Application, master: MasterService) -> None:
-    app[OUTPUT] = JobOutputHub(master)
+def add_routes(app: web.Application, sinks: JobSinks, master: MasterService | None) -> None:
+    """The connect routes on `sinks`; the submit route too where `master` leads."""
+    app[OUTPUT] = JobOutputHub(sinks)
     for prefix in ("", "/api/v1"):
         app.router.add_get(prefix + "/jobconnectbyid/{jobId}", connect_by_id)
         app.router.add_get(prefix + "/jobconnectbyname/{cluster}", connect_by_name)
-        app.router.add_post(prefix + "/jobsubmitandconnect", submit_and_connect)
+        if master is not None:
+            app[SUBMITS] = master
+            app.router.add_post(prefix + "/jobsubmitandconnect", submit_and_connect)
     app.on_shutdown.append(_close)
 
 
@@ -229,7 +225,7 @@ def _query(request: web.Request) -> Query:
 
 
 async def connect_by_id(request: web.Request) -> web.StreamResponse:
-    jid = request.app[OUTPUT].master.plane.job(request.match_info["jobId"]).job_id  # or 404
+    jid = await request.app[OUTPUT].sinks.job_id(request.match_info["jobId"])  # or 404
     return await _connect(request, jid)
 
 
@@ -245,9 +241,8 @@ async def _connect(request: web.Request, jid: str) -> web.StreamResponse:
 
 
 async def connect_by_name(request: web.Request) -> web.StreamResponse:
-    hub = request.app[OUTPUT]
     name = request.match_info["cluster"]
-    hub.master.plane.cluster(name)  # 404 for an unknown cluster
+    await request.app[OUTPUT].sinks.check_cluster(name)  # 404 for an unknown cluster
     return await _respond(request, _cluster_frames(request, name))
 
 
@@ -258,7 +253,7 @@ async def submit_and_connect(request: web.Request) -> web.StreamResponse:
     cluster, user = need_str(body, "name"), need_str(body, "user")
     job_request = parse_job_request(body)
     _query(request)
-    outcome = await request.app[OUTPUT].master.call(
+    outcome = await request.app[SUBMITS].call(
         lambda plane, now: plane.submit_job(cluster, job_request, user, now)
     )
     assert outcome.job_id is not None
@@ -279,38 +274,34 @@ async def _job_frames(request: web.Request, jid: str) -> AsyncGenerator[list[byt
 async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[list[bytes], None]:
     """The newest job's output; on a new submission, the new job's."""
     hub = request.app[OUTPUT]
-    master = hub.master
-    with master.watchers.cluster(name) as signal:
-        while not master.watchers.closing:
-            jid = master.last_submitted.get(name)
-            if jid is None:
-                signal.clear()
-                await signal.wait()
-                continue
+    jobs = hub.sinks.latest_jobs(name)
+    newer = asyncio.ensure_future(anext(jobs))
+    try:
+        while True:
+            try:
+                jid = await newer  # the first job, a newer one, or the next after one ended
+            except StopAsyncIteration:
+                return
+            newer = asyncio.ensure_future(anext(jobs))
             sub = hub.subscribe(jid, _query(request))
             client = hub.queue(sub)
             try:
-                while master.last_submitted.get(name) == jid and not client.ended:
-                    signal.clear()
+                while not client.ended:
                     take = asyncio.ensure_future(client.take())
-                    switch = asyncio.ensure_future(signal.wait())
-                    done, _ = await asyncio.wait(
-                        {take, switch}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    switch.cancel()
-                    if take in done:
-                        frames = take.result()
-                        if frames:
-                            yield frames
-                    else:
+                    await asyncio.wait({take, newer}, return_when=asyncio.FIRST_COMPLETED)
+                    if not take.done():
                         take.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await take
+                        break
+                    if frames := take.result():
+                        yield frames
             finally:
                 await hub.release(sub, client)
-            if client.ended and master.last_submitted.get(name) == jid:
-                signal.clear()
-                await signal.wait()  # the job ended: wait for the cluster's next one
+    finally:
+        newer.cancel()
+        await asyncio.gather(newer, return_exceptions=True)
+        await jobs.aclose()
 
 
 async def _respond(

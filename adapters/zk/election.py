@@ -44,6 +44,7 @@ import json
 import random
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -98,9 +99,12 @@ class ZkLeaderElection:
         *,
         loop: asyncio.AbstractEventLoop,
         root: str = ROOT,
+        on_leader: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> None:
-        """`description`: this master's (`service.election.master_description`)."""
+        """`description`: this master's (`service.election.master_description`).
+        `on_leader` hears, on `loop`, each new description of the leader (None: none known)."""
         self._client = client
+        self._on_leader = on_leader
         self._description = dict(description)
         self._loop = loop
         root = "/" + root.strip("/")
@@ -279,8 +283,12 @@ class ZkLeaderElection:
         except ValueError:
             log.warning("zk_leader_unreadable", path=self._leader_path, data=data[:200])
             leader = None
+        leader = leader if isinstance(leader, dict) else None
         with self._lock:
-            self._leader = leader if isinstance(leader, dict) else None
+            changed, self._leader = leader != self._leader, leader
+        if changed and self._on_leader is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+                self._loop.call_soon_threadsafe(self._on_leader, leader)
 
     # -- to the listener, on its loop ----------------------------------------------------------
 

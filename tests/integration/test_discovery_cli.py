@@ -19,6 +19,7 @@ from kazoo.client import KazooClient
 from adapters.cli.client import MantisClient, MasterUnreachable, find_leader
 from adapters.cli.main import main
 from adapters.http.follower import create_follower_app
+from common.master_location import MasterLocation
 from mesoslite.local import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,7 +52,9 @@ class Leader:
 async def leader_and_follower() -> AsyncIterator[tuple[Leader, str]]:
     leader = Leader()
     await leader.server.start_server()
-    follower = TestServer(create_follower_app(lambda: {"url": leader.url, "epoch": 2}))
+    follower = TestServer(
+        create_follower_app(lambda: {"url": leader.url, "epoch": 2}, MasterLocation(leader.url))
+    )
     await follower.start_server()
     yield leader, str(follower.make_url("")).rstrip("/")
     await follower.close()

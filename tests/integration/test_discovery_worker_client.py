@@ -20,6 +20,7 @@ from kazoo.client import KazooClient
 
 from adapters.http.follower import create_follower_app
 from common.backoff import Backoff
+from common.master_location import MasterLocation
 from runtime.master_client import STATUS_PATH, MasterClient
 from runtime.sources import JobSource
 from tests.eventually import eventually
@@ -100,7 +101,9 @@ async def test_through_a_follower_calls_wait_for_a_leader_then_reach_it_whole(
 ) -> None:
     leader, _ = masters
     known: list[dict[str, Any]] = []
-    follower = TestServer(create_follower_app(lambda: known[0] if known else None))
+    follower = TestServer(
+        create_follower_app(lambda: known[0] if known else None, MasterLocation(""))
+    )
     await follower.start_server()
     try:
         async with (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.http.follower import create_follower_app
+from common.master_location import MasterLocation
 
 LEADER = {
     "hostname": "m1",
@@ -16,7 +17,9 @@ LEADER = {
 
 
 async def test_reads_go_by_302_and_writes_by_307_to_the_leader(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_follower_app(lambda: LEADER))
+    client = await aiohttp_client(
+        create_follower_app(lambda: LEADER, MasterLocation(LEADER["url"]))
+    )
     read = await client.get("/api/v1/jobs?limit=2", allow_redirects=False)
     assert (
         read.status == 302
@@ -31,19 +34,23 @@ async def test_reads_go_by_302_and_writes_by_307_to_the_leader(aiohttp_client: A
 
 
 async def test_without_a_known_leader_calls_are_503(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_follower_app(lambda: None))
+    client = await aiohttp_client(create_follower_app(lambda: None, MasterLocation("")))
     resp = await client.post("/api/v1/jobs", json={}, allow_redirects=False)
     assert resp.status == 503 and "no leader" in (await resp.json())["error"]
     assert (await (await client.get("/api/v1/masterInfo")).json())["leader"] is None
 
 
 async def test_the_follower_echoes_its_instance_id(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_follower_app(lambda: LEADER, instance_id="up-1"))
+    client = await aiohttp_client(
+        create_follower_app(lambda: LEADER, MasterLocation(""), instance_id="up-1")
+    )
     assert (await (await client.get("/api/v1/masterInfo")).json())["instanceId"] == "up-1"
 
 
 async def test_an_artifact_upload_is_redirected_like_any_write(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_follower_app(lambda: LEADER))
+    client = await aiohttp_client(
+        create_follower_app(lambda: LEADER, MasterLocation(LEADER["url"]))
+    )
     resp = await client.post(
         "/api/v1/jobArtifacts?name=job.py",
         data=b"def job(): ...",

@@ -11,7 +11,10 @@ import aiohttp
 import orjson
 import pytest
 
+from adapters.http.app import serve
+from adapters.http.follower import create_follower_app
 from adapters.http.job_output import OUTPUT, JobOutputHub
+from common.master_location import MasterLocation
 from common.sse import SseParser
 from core.worker import WorkerState
 from tests.integration.workers import LocalMaster, local_master, read_sse
@@ -102,3 +105,57 @@ async def test_connect_by_name_follows_the_newest_job_and_websockets_and_submit_
             assert resp.status == 404
         async with http.get(f"{m.url}/jobconnectbyid/nope-1") as resp:
             assert resp.status == 404
+
+
+@pytest.mark.timeout(110)
+async def test_a_follower_serves_job_output_from_the_leaders_discovery_streams(
+    tmp_path: Path,
+) -> None:
+    """A follower reads where the sinks are from the leader (it has no control plane of its
+    own), follows a replaced sink, and keeps its clients' streams while no leader is known."""
+    async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
+        location = MasterLocation(m.url)
+        runner, port = await serve(create_follower_app(lambda: {"url": location.url}, location))
+        follower = f"http://127.0.0.1:{port}"
+        try:
+            async with http.get(f"{follower}/jobconnectbyid/nope-1") as resp:
+                assert resp.status == 404 and "nope-1" in (await resp.json())["error"]
+            async with http.get(f"{follower}/jobconnectbyname/nope") as resp:
+                assert resp.status == 404
+            readers: list[asyncio.Task[None]] = []
+            jid = await m.counter_job()
+            by_id: list[Any] = []
+            by_name: list[Any] = []
+            readers += [
+                asyncio.create_task(read_sse(http, f"{follower}/jobconnectbyid/{jid}", by_id)),
+                asyncio.create_task(
+                    read_sse(http, f"{follower}/api/v1/jobconnectbyname/counter", by_name)
+                ),
+            ]
+            await m.until(lambda: len(by_id) > 100 and len(by_name) > 100, "output via follower")
+            assert runner.app[OUTPUT].upstream_connections == 1  # served here, one shared
+            assert not hub(m).subscriptions, "not redirected to the leader"
+
+            location.move("")  # the leader is gone, none elected yet: the sinks still stream
+            async with http.get(f"{follower}/jobconnectbyid/{jid}") as resp:
+                assert resp.status == 503 and "no leader" in (await resp.json())["error"]
+            seen = len(by_id)
+            await m.until(lambda: len(by_id) > seen + 100, "output while no leader is known")
+            location.move(m.url)  # elected again: a replaced sink is followed through it
+
+            (sink,) = m.started(jid, stage=3)
+            m.process(jid, 3, 0).popen.send_signal(signal.SIGKILL)
+            await m.until(lambda: sink.state is WorkerState.Failed, "the kill noticed")
+            await m.until(lambda: len(m.started(jid, stage=3)) == 1, "a replacement Started")
+            (new,) = m.started(jid, stage=3)
+            await m.until(
+                lambda: all(any(e["s3"] == new.number for e in g) for g in (by_id, by_name)),
+                "the follower's clients reading the replacement",
+            )
+            second = await m.counter_job()
+            await m.until(lambda: any(e["job"] == second for e in by_name), "the newer job")
+            assert all(not r.done() for r in readers), "no client was disconnected"
+        finally:
+            for r in readers:
+                r.cancel()
+            await runner.cleanup()
