@@ -30,9 +30,10 @@ from yarl import URL
 
 from common.backoff import Backoff
 from common.master_leader import DEFAULT_ZK_ROOT, MAX_REDIRECTS, REDIRECTS
+from common.master_location import MasterLocation
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, sse_payloads
-from runtime.master_location import MasterLocation, ZkLeaderWatch
+from runtime.master_location import ZkLeaderWatch
 
 STATUS_PATH = "/api/v1/jobs/actions/postJobStatus"
 NO_MASTER = frozenset({502, 503, 504})

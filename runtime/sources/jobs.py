@@ -47,6 +47,7 @@ import structlog
 
 from common.backoff import Backoff
 from common.master_leader import DEFAULT_ZK_ROOT
+from common.master_location import MasterLocation
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import (
@@ -56,7 +57,7 @@ from runtime.context import (
     WorkerInfo,
     worker_map_from_scheduling_info,
 )
-from runtime.master_location import MasterLocation, followed
+from runtime.master_location import followed
 from runtime.mql import PARAMETER as MQL_PARAMETER
 from runtime.mql import MqlError, compile_query
 from runtime.sources.merge import MergedSource, Merger, cancel, closing

@@ -18,7 +18,7 @@ LEADER = {
 
 async def test_reads_go_by_302_and_writes_by_307_to_the_leader(aiohttp_client: Any) -> None:
     client = await aiohttp_client(
-        create_follower_app(lambda: LEADER, MasterLocation(LEADER["url"]))
+        create_follower_app(lambda: LEADER, MasterLocation(str(LEADER["url"])))
     )
     read = await client.get("/api/v1/jobs?limit=2", allow_redirects=False)
     assert (
@@ -49,7 +49,7 @@ async def test_the_follower_echoes_its_instance_id(aiohttp_client: Any) -> None:
 
 async def test_an_artifact_upload_is_redirected_like_any_write(aiohttp_client: Any) -> None:
     client = await aiohttp_client(
-        create_follower_app(lambda: LEADER, MasterLocation(LEADER["url"]))
+        create_follower_app(lambda: LEADER, MasterLocation(str(LEADER["url"])))
     )
     resp = await client.post(
         "/api/v1/jobArtifacts?name=job.py",
