@@ -81,6 +81,7 @@ from mesoslite.protocol import (
     task_status,
 )
 from mesoslite.resources import SCALARS, ResourceError, Resources
+from mesoslite.roles import framework_roles_error
 from mesoslite.state import (
     COMPLETED_FRAMEWORKS_KEPT,
     STATUS_HISTORY_KEPT,
@@ -243,11 +244,12 @@ class MesosliteMaster:
                 raise InvalidCall(_principal_mismatch(principal, claimed))
         stream = EventStream()
         now_wall = time.time()
-        error = None
-        if info_id is not None and info_id in self.removed_framework_ids:
+        error = framework_roles_error(info)  # Mesos' validation::framework::validate
+        if error is None and info_id is not None and info_id in self.removed_framework_ids:
             error = "Framework has been removed"
         elif (
-            principal is not None
+            error is None
+            and principal is not None
             and info_id in self.frameworks
             and self.frameworks[info_id].info.get("principal") != principal
         ):
@@ -553,8 +555,8 @@ class MesosliteMaster:
             return "CommandInfo.environment.variables must be a list of {name, value}"
         resources = tinfo.get("resources") or []
         for r in resources:
-            if r.get("name") not in SCALARS and r.get("name") != "ports":
-                return f"Resource {r.get('name')!r} is not offered by mesoslite"
+            if r.get("name") not in SCALARS and r.get("name") != "ports" and r["type"] != "SCALAR":
+                return f"Resource {r.get('name')!r} of type {r['type']} is not offered by mesoslite"
         try:
             Resources.from_mesos(resources)
         except ResourceError as e:
@@ -716,6 +718,9 @@ class MesosliteMaster:
             or id_of(info, "id", "update_framework.framework_info") != fw.id
         ):
             raise InvalidCall("'update_framework.framework_info.id' must be the framework's id")
+        roles_error = framework_roles_error(info)
+        if roles_error is not None:
+            raise InvalidCall(roles_error)
         if framework_role(info) != fw.role:
             raise InvalidCall("mesoslite does not support changing a framework's role")
         keep: dict[str, Any] = {k: fw.info[k] for k in _IMMUTABLE_FRAMEWORK_FIELDS if k in fw.info}

@@ -37,6 +37,7 @@ from mesoslite.httputil import (
 )
 from mesoslite.master import MesosliteMaster
 from mesoslite.protocol import MESOS_VERSION, InvalidCall, id_of, sub_message
+from mesoslite.roles import role_error
 from mesoslite.streams import EventStream
 
 log = structlog.get_logger()
@@ -65,22 +66,6 @@ NOT_IMPLEMENTED = frozenset(
         "REMOVE_QUOTA",
     }
 )
-
-
-def valid_role(role: Any) -> bool:
-    """Mesos' roles::validate (src/common/roles.cpp): `*`, or '/'-separated parts, none empty,
-    `.` or `..`, none starting with '-', no whitespace, no '*' inside."""
-    if not isinstance(role, str) or not role:
-        return False
-    if role == "*":
-        return True
-    return all(
-        part not in ("", ".", "..")
-        and not part.startswith("-")
-        and "*" not in part
-        and not any(c.isspace() or c in "\x7f" or ord(c) < 32 for c in part)
-        for part in role.split("/")
-    )
 
 
 def _response(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +108,11 @@ def update_weights(master: MesosliteMaster, call: dict[str, Any]) -> None:
         where = f"update_weights.weight_infos[{i}]"
         role = info.get("role") if isinstance(info, dict) else None
         weight = info.get("weight") if isinstance(info, dict) else None
-        if not valid_role(role) or role == "*":
-            raise InvalidCall(f"'{where}.role' {role!r} is not a valid role")
+        if not isinstance(role, str):
+            raise InvalidCall(f"Expecting '{where}.role' to be a string")
+        error = "Role '*' has no weight to update" if role == "*" else role_error(role)
+        if error is not None:
+            raise InvalidCall(f"'{where}.role': {error}")
         if not isinstance(weight, int | float) or isinstance(weight, bool) or not weight > 0:
             raise InvalidCall(f"'{where}.weight' must be a number > 0")
         checked[str(role)] = float(weight)

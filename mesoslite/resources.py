@@ -2,18 +2,28 @@
 
 Scalars are kept in thousandths, as Mesos does (fixed point, 3 decimals), so that adding
 and subtracting offers never drifts. Port ranges are inclusive and kept merged and sorted.
+Besides cpus, mem, disk, gpus and ports, any other name is a custom scalar resource
+(`network:1000`), as Mesos' agent `--resources` allows: offered, accounted and checked like
+the others (the allocators' fair shares count the four standard scalars only).
 JSON follows `Resource` in include/mesos/v1/mesos.proto: `{"name", "type", "scalar"|"ranges"}`.
+
+Attributes are kept as text and typed as Mesos' agent types them (src/common/values.cpp
+`parse`): a number is a SCALAR, `[a-b,...]` RANGES, `{a,b}` a SET, anything else TEXT.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 Range = tuple[int, int]
 SCALARS = ("cpus", "mem", "disk", "gpus")
+_NAME = re.compile(r"[A-Za-z0-9_.\-/]+")
+Custom = tuple[tuple[str, int], ...]  # sorted (name, thousandths), no zero amounts
 
 
 class ResourceError(ValueError):
@@ -70,6 +80,7 @@ class Resources:
     disk_m: int = 0
     gpus_m: int = 0
     ports: tuple[Range, ...] = ()
+    custom: Custom = ()
 
     @classmethod
     def of(
@@ -79,12 +90,16 @@ class Resources:
         disk: float = 0,
         gpus: float = 0,
         ports: Iterable[Range] = (),
+        custom: Mapping[str, float] | None = None,
     ) -> Resources:
-        values = {"cpus": cpus, "mem": mem, "disk": disk, "gpus": gpus}
+        values = {"cpus": cpus, "mem": mem, "disk": disk, "gpus": gpus, **(custom or {})}
         for name, value in values.items():
             if value < 0:
                 raise ResourceError(f"{name} must be >= 0, got {value}")
-        return cls(_milli(cpus), _milli(mem), _milli(disk), _milli(gpus), normalize(ports))
+        extra = {n: _milli(v) for n, v in (custom or {}).items()}
+        return cls(
+            _milli(cpus), _milli(mem), _milli(disk), _milli(gpus), normalize(ports), _custom(extra)
+        )
 
     @property
     def cpus(self) -> float:
@@ -107,40 +122,52 @@ class Resources:
         return {"cpus": self.cpus_m, "mem": self.mem_m, "disk": self.disk_m, "gpus": self.gpus_m}
 
     def is_empty(self) -> bool:
-        return not (self.cpus_m or self.mem_m or self.disk_m or self.gpus_m or self.ports)
+        return not (
+            self.cpus_m or self.mem_m or self.disk_m or self.gpus_m or self.ports or self.custom
+        )
 
     def contains(self, other: Resources) -> bool:
+        mine = dict(self.custom)
         return (
             self.cpus_m >= other.cpus_m
             and self.mem_m >= other.mem_m
             and self.disk_m >= other.disk_m
             and self.gpus_m >= other.gpus_m
             and ranges_contain(self.ports, other.ports)
+            and all(mine.get(n, 0) >= v for n, v in other.custom)
         )
 
     def __add__(self, other: Resources) -> Resources:
+        custom = dict(self.custom)
+        for n, v in other.custom:
+            custom[n] = custom.get(n, 0) + v
         return Resources(
             self.cpus_m + other.cpus_m,
             self.mem_m + other.mem_m,
             self.disk_m + other.disk_m,
             self.gpus_m + other.gpus_m,
             normalize(self.ports + other.ports),
+            _custom(custom),
         )
 
     def __sub__(self, other: Resources) -> Resources:
         """`self` minus `other`; `other` must be contained in `self`."""
         if not self.contains(other):
             raise ResourceError(f"cannot subtract {other} from {self}")
+        custom = dict(self.custom)
+        for n, v in other.custom:
+            custom[n] -= v
         return Resources(
             self.cpus_m - other.cpus_m,
             self.mem_m - other.mem_m,
             self.disk_m - other.disk_m,
             self.gpus_m - other.gpus_m,
             subtract_ranges(self.ports, other.ports),
+            _custom(custom),
         )
 
     def __str__(self) -> str:
-        parts = [f"{n}:{v / 1000:g}" for n, v in self.scalars().items() if v]
+        parts = [f"{n}:{v / 1000:g}" for n, v in (*self.scalars().items(), *self.custom) if v]
         if self.ports:
             parts.append("ports:[" + ",".join(f"{b}-{e}" for b, e in self.ports) + "]")
         return ";".join(parts)
@@ -149,29 +176,36 @@ class Resources:
     def parse(cls, text: str) -> Resources:
         """The agent flag syntax: `cpus:4;mem:8192;disk:10000;ports:[31000-32000,33000-33010]`."""
         values: dict[str, float] = {}
+        custom: dict[str, float] = {}
         ports: list[Range] = []
         for item in filter(None, (p.strip() for p in text.split(";"))):
             name, sep, value = item.partition(":")
             name = name.strip()
             if not sep:
                 raise ResourceError(f"{item!r}: expected name:value")
+            if not _NAME.fullmatch(name):
+                raise ResourceError(
+                    f"invalid resource name {name!r}: letters, digits and _ . - / only"
+                )
             if name == "ports":
                 ports += _parse_ranges(value)
-            elif name in SCALARS:
-                try:
-                    values[name] = float(value)
-                except ValueError:
-                    raise ResourceError(f"{name}: {value!r} is not a number") from None
-            else:
+                continue
+            try:
+                amount = float(value)
+            except ValueError:
                 raise ResourceError(
-                    f"unknown resource {name!r} (known: {', '.join(SCALARS)}, ports)"
-                )
-        return cls.of(**values, ports=ports)
+                    f"{name}: {value!r} is not a number (only ports may be ranges)"
+                ) from None
+            if name in SCALARS:
+                values[name] = amount
+            else:
+                custom[name] = custom.get(name, 0.0) + amount
+        return cls.of(**values, ports=ports, custom=custom)
 
     def to_mesos(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
             {"name": n, "type": "SCALAR", "scalar": {"value": v / 1000}, "role": "*"}
-            for n, v in self.scalars().items()
+            for n, v in (*self.scalars().items(), *self.custom)
             if v
         ]
         if self.ports:
@@ -181,8 +215,10 @@ class Resources:
 
     @classmethod
     def from_mesos(cls, resources: Iterable[dict[str, Any]]) -> Resources:
-        """Sum a list of v1 Resource messages; unknown names are ignored, as offers may carry more."""
+        """Sum a list of v1 Resource messages: the standard ones, ports and any other SCALAR
+        (custom); other RANGES or SETs are ignored, as offers may carry more."""
         values = dict.fromkeys(SCALARS, 0.0)
+        custom: dict[str, float] = {}
         ports: list[Range] = []
         try:
             for r in resources:
@@ -190,9 +226,16 @@ class Resources:
                     values[r["name"]] += float(r["scalar"]["value"])
                 elif r["name"] == "ports":
                     ports += [(int(x["begin"]), int(x["end"])) for x in r["ranges"]["range"]]
+                elif r.get("type", "SCALAR") == "SCALAR" and isinstance(r["name"], str):
+                    name = r["name"]
+                    custom[name] = custom.get(name, 0.0) + float(r["scalar"]["value"])
         except (KeyError, TypeError, ValueError) as e:
             raise ResourceError(f"malformed resource: {e!r}") from None
-        return cls.of(**values, ports=ports)
+        return cls.of(**values, ports=ports, custom=custom)
+
+
+def _custom(amounts: Mapping[str, int]) -> Custom:
+    return tuple(sorted((n, v) for n, v in amounts.items() if v))
 
 
 def _parse_ranges(text: str) -> list[Range]:
@@ -222,8 +265,26 @@ def parse_attributes(text: str) -> Attributes:
     return tuple(sorted(pairs.items()))
 
 
+def attribute_to_mesos(name: str, value: str) -> dict[str, Any]:
+    """One Attribute, typed from its text as Mesos' agent types `--attributes` values."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None and math.isfinite(number):
+        return {"name": name, "type": "SCALAR", "scalar": {"value": number}}
+    if value.startswith("[") and value.endswith("]"):
+        with contextlib.suppress(ResourceError):
+            ranges = [{"begin": b, "end": e} for b, e in _parse_ranges(value)]
+            return {"name": name, "type": "RANGES", "ranges": {"range": ranges}}
+    if value.startswith("{") and value.endswith("}"):
+        items = [i.strip() for i in value[1:-1].split(",") if i.strip()]
+        return {"name": name, "type": "SET", "set": {"item": items}}
+    return {"name": name, "type": "TEXT", "text": {"value": value}}
+
+
 def attributes_to_mesos(attributes: Attributes) -> list[dict[str, Any]]:
-    return [{"name": n, "type": "TEXT", "text": {"value": v}} for n, v in attributes]
+    return [attribute_to_mesos(n, v) for n, v in attributes]
 
 
 def attributes_from_mesos(attributes: Iterable[dict[str, Any]]) -> Attributes:
@@ -234,6 +295,9 @@ def attributes_from_mesos(attributes: Iterable[dict[str, Any]]) -> Attributes:
             out[a["name"]] = str(a["text"]["value"])
         elif kind == "SCALAR":
             out[a["name"]] = f"{a['scalar']['value']:g}"
-        else:  # RANGES / SET: keep a readable form; constraints compare text values
-            out[a["name"]] = str(a.get("ranges") or a.get("set"))
+        elif kind == "RANGES":  # the text Mesos prints, which constraints compare
+            ranges = a["ranges"].get("range") or []
+            out[a["name"]] = "[" + ",".join(f"{r['begin']}-{r['end']}" for r in ranges) + "]"
+        else:
+            out[a["name"]] = "{" + ",".join(a["set"].get("item") or []) + "}"
     return tuple(sorted(out.items()))

@@ -171,6 +171,8 @@ def resources_json(r: Resources) -> dict[str, Any]:
     out: dict[str, Any] = {"cpus": r.cpus, "mem": r.mem, "disk": r.disk, "gpus": r.gpus}
     if r.ports:
         out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
+    for name, amount in r.custom:
+        out[name] = amount / 1000
     return out
 
 

@@ -146,8 +146,13 @@ def test_pymesos_operator_driver_reads_state_follows_events_and_drains_an_agent(
             assert status == 200
             assert {Path(f["path"]).name for f in json.loads(body)} >= {"stdout", "stderr"}
             stdout = quote(sandbox + "/stdout")
-            status, body = get(port, f"/files/read?path={stdout}&offset=0")
-            assert json.loads(body)["data"].startswith("hello from the sandbox")
+
+            def output() -> str:
+                status, body = get(port, f"/files/read?path={stdout}&offset=0")
+                assert status == 200
+                return str(json.loads(body)["data"])
+
+            cluster.wait_until(lambda: output() == "hello from the sandbox\n", 10, "its output")
             status, body = get(port, f"/files/read?path={stdout}&offset=-1")
             assert json.loads(body) == {"data": "", "offset": len("hello from the sandbox\n")}
             status, body = get(port, f"/files/download?path={stdout}")

@@ -25,7 +25,7 @@ def test_parse_flag_syntax_and_print_it_back() -> None:
     [
         ("cpus", "expected name:value"),
         ("cpus:four", "not a number"),
-        ("bogus:1", "unknown resource 'bogus'"),
+        ("bo gus:1", "invalid resource name 'bo gus'"),
         ("ports:31000-32000", "not of the form"),
         ("ports:[32000-31000]", "ends before it begins"),
         ("cpus:-1", "must be >= 0"),
