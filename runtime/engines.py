@@ -297,14 +297,17 @@ class _RxRunning(_Collecting):
 
 
 class Keying(RunningStage):
-    """Key every output event of an inner running stage (or of the input, with no inner)."""
+    """Key every output event of an inner running stage (or of the input, with no inner).
+
+    With no ``key_fn`` the events must already be ``(key, event)`` pairs (a group-to-group
+    stage's logic keying its own output)."""
 
     def __init__(
         self,
         name: str,
         context: Context,
         emit: Emit,
-        key_fn: Callable[[Any], Any],
+        key_fn: Callable[[Any], Any] | None,
         value_fn: Callable[[Any], Any] | None,
     ) -> None:
         super().__init__(name, context, emit)
@@ -316,11 +319,18 @@ class Keying(RunningStage):
         kf = self._key_fn
         vf = self._value_fn
         try:
-            pairs = [(kf(e), e if vf is None else vf(e)) for e in events]
+            if kf is None:
+                pairs = [_pair(e) for e in events]
+            else:
+                pairs = [(kf(e), e if vf is None else vf(e)) for e in events]
         except Exception as e:
             self.error = e
             raise StageError(self.name, e) from e
         self.emit(pairs)
+
+    @property
+    def next_deadline(self) -> float | None:
+        return self.inner.next_deadline if self.inner is not None else None
 
     def _batch(self, events: Sequence[Any]) -> None:
         if self.inner is None:
@@ -342,6 +352,12 @@ class Keying(RunningStage):
         if self.inner is not None and self.inner.completed:
             self.completed = True
         super()._check()
+
+
+def _pair(event: Any) -> tuple[Any, Any]:
+    if isinstance(event, tuple | list) and len(event) == 2:
+        return (event[0], event[1])
+    raise TypeError(f"keyed output must be (key, event) pairs, got {type(event).__name__}")
 
 
 def scalar_running(

@@ -176,8 +176,10 @@ def _describe(x: object) -> str:
 class Job:
     """A source, stages (at least one) and a sink, with the job's parameter definitions.
 
-    Checked when built: every stage is a Stage, a KeyStage (keyed output) is followed by a
-    GroupToScalarStage and only by one, the last stage does not output keys.
+    Checked when built: every stage is a Stage, a stage with keyed output (KeyStage,
+    GroupToGroupStage, ...) is followed by one with keyed input (GroupToScalarStage,
+    GroupToGroupStage, KeyToKeyStage, KeyToScalarStage) and only such a one is, stage 1 does
+    not take keyed input, the last stage does not output keys.
     """
 
     source: Source
@@ -207,28 +209,28 @@ class Job:
         for n, stage in enumerate(stages, 1):
             if not isinstance(stage, Stage):
                 raise JobDefinitionError(
-                    f"stage {n} is a {_describe(stage)}, expected a ScalarStage, KeyStage "
-                    "or GroupToScalarStage"
+                    f"stage {n} is a {_describe(stage)}, expected a stage of runtime.stages "
+                    "(ScalarStage, KeyStage, GroupToScalarStage, GroupToGroupStage, ...)"
                 )
         for n, (a, b) in enumerate(zip(stages, stages[1:], strict=False), 1):
             if a.output_keyed and not b.input_keyed:
                 raise JobDefinitionError(
-                    f"stage {n} outputs keys ({_describe(a)}), so stage {n + 1} must be a "
-                    f"GroupToScalarStage, not a {_describe(b)}"
+                    f"stage {n} outputs keys ({_describe(a)}), so stage {n + 1} must take "
+                    f"keys (GroupToScalarStage, GroupToGroupStage, ...), not a {_describe(b)}"
                 )
             if b.input_keyed and not a.output_keyed:
                 raise JobDefinitionError(
-                    f"stage {n + 1} is a GroupToScalarStage, so stage {n} must be a KeyStage, "
-                    f"not a {_describe(a)}"
+                    f"stage {n + 1} takes keys ({_describe(b)}), so stage {n} must output "
+                    f"keys (KeyStage, GroupToGroupStage, ...), not a {_describe(a)}"
                 )
         if stages[0].input_keyed:
             raise JobDefinitionError(
-                "stage 1 reads the source, so it cannot be a GroupToScalarStage"
+                f"stage 1 reads the source, so it cannot take keys ({_describe(stages[0])})"
             )
         if stages[-1].output_keyed:
             raise JobDefinitionError(
                 f"the last stage (stage {len(stages)}) outputs keys; end with a "
-                "GroupToScalarStage before the sink"
+                "GroupToScalarStage or KeyToScalarStage before the sink"
             )
         sink: object = self.sink
         if not isinstance(sink, ServerSentEventsSink | FunctionSink | StdoutSink | ManySink):

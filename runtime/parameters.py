@@ -20,6 +20,9 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 SYSTEM_PREFIX = "mantis."
+STAGE_CONCURRENCY = "mantis.stageConcurrency"
+"""Mantis' system parameter: input pipelines per worker for every stage of the job, over each
+stage's ``StageConfig.concurrency``; -1 (the default) keeps the stage's own."""
 
 Validator = Callable[[T], "bool | str | None"]
 
@@ -252,3 +255,20 @@ def resolve_parameters(
         if name not in names:
             out[name] = given[name]
     return out
+
+
+def stage_concurrency(values: Mapping[str, object], configured: int) -> int:
+    """A stage's concurrency: ``mantis.stageConcurrency`` if given and not -1, else
+    `configured`. ParameterError unless it is -1 or an integer >= 1."""
+    given = values.get(STAGE_CONCURRENCY)
+    if given is None:
+        return configured
+    try:
+        n = int(str(given).strip())
+    except ValueError:
+        raise ParameterError(STAGE_CONCURRENCY, f"must be an integer, got {given!r}") from None
+    if n == -1:
+        return configured
+    if n < 1:
+        raise ParameterError(STAGE_CONCURRENCY, f"must be -1 or >= 1, got {n}")
+    return n

@@ -1,14 +1,25 @@
 """Stage kinds of the job DSL: what a job writes to define its stages.
 
-Kinds, as in Mantis' io.mantisrx.runtime ScalarToScalar, ScalarToGroup and GroupToScalar:
+Kinds, as in Mantis' io.mantisrx.runtime ScalarToScalar, ScalarToGroup, GroupToScalar,
+GroupToGroup, ScalarToKey, KeyToKey and KeyToScalar:
 
 - ``ScalarStage``: scalar -> scalar.
 - ``KeyStage`` (alias ``ToGroupStage``): scalar -> group; a key function marks each output
   event with a key, and the output is keyed: the transport routes every key to one worker of
-  the next stage (runtime.transport, consistent hashing).
+  the next stage (runtime.transport, consistent hashing). ``ScalarToKeyStage`` is the same
+  for Mantis' older keyed API.
 - ``GroupToScalarStage``: group -> scalar; keyed aggregation over tumbling or sliding windows
   by count or by time (``Window``, runtime.windows), or a reactivex pipeline per key, with
-  ``key_expiry``.
+  ``key_expiry``; or any function of the (key, event) pairs.
+- ``GroupToGroupStage``: group -> group: the same logic, its output keyed again (``key_fn``
+  of each output event, or the logic's own ``(key, event)`` pairs): re-keying between two
+  keyed stages.
+- ``KeyToScalarStage`` / ``KeyToKeyStage``: per key only (``window`` or ``per_key_rx``, Mantis'
+  GroupedObservable); KeyToKey keeps each output under its input key unless ``key_fn``
+  re-keys it.
+
+Mantis' Group kinds carry (key, event) pairs (MantisGroup), its Key kinds a stream per key
+(GroupedObservable); here both travel as keyed frames, and per-key logic gets a stream per key.
 
 User logic is either a reactivex pipeline over an Observable (``rx=lambda obs: obs.pipe(...)``,
 or ``lambda obs, ctx: ...`` to get the Context) or a plain function over a batch
@@ -28,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactivex import Observable
+from reactivex import operators as ops
 from reactivex.abc import SchedulerBase
 
 from runtime.codec import Codec
@@ -53,9 +65,13 @@ from runtime.windows import (
 )
 
 __all__ = [
+    "GroupToGroupStage",
     "GroupToScalarStage",
     "KeyStage",
+    "KeyToKeyStage",
+    "KeyToScalarStage",
     "ScalarStage",
+    "ScalarToKeyStage",
     "Stage",
     "StageConfig",
     "StageDefinitionError",
@@ -74,6 +90,28 @@ class StageKind(enum.Enum):
     SCALAR_TO_SCALAR = "ScalarToScalar"
     SCALAR_TO_GROUP = "ScalarToGroup"
     GROUP_TO_SCALAR = "GroupToScalar"
+    GROUP_TO_GROUP = "GroupToGroup"
+    SCALAR_TO_KEY = "ScalarToKey"
+    KEY_TO_KEY = "KeyToKey"
+    KEY_TO_SCALAR = "KeyToScalar"
+
+
+KEYED_INPUT = frozenset(
+    {
+        StageKind.GROUP_TO_SCALAR,
+        StageKind.GROUP_TO_GROUP,
+        StageKind.KEY_TO_KEY,
+        StageKind.KEY_TO_SCALAR,
+    }
+)
+KEYED_OUTPUT = frozenset(
+    {
+        StageKind.SCALAR_TO_GROUP,
+        StageKind.GROUP_TO_GROUP,
+        StageKind.SCALAR_TO_KEY,
+        StageKind.KEY_TO_KEY,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -131,11 +169,11 @@ class Stage(ABC):
 
     @property
     def input_keyed(self) -> bool:
-        return self.kind is StageKind.GROUP_TO_SCALAR
+        return self.kind in KEYED_INPUT
 
     @property
     def output_keyed(self) -> bool:
-        return self.kind is StageKind.SCALAR_TO_GROUP
+        return self.kind in KEYED_OUTPUT
 
     @abstractmethod
     def start(
@@ -230,6 +268,13 @@ ToGroupStage = KeyStage
 
 
 @dataclass(frozen=True)
+class ScalarToKeyStage(KeyStage):
+    """scalar -> key (Mantis' ScalarToKey): a ``KeyStage`` whose next stage is a Key kind."""
+
+    kind = StageKind.SCALAR_TO_KEY
+
+
+@dataclass(frozen=True)
 class GroupToScalarStage(Stage):
     """group -> scalar over ``(key, event)`` pairs, one of:
 
@@ -256,14 +301,13 @@ class GroupToScalarStage(Stage):
     kind = StageKind.GROUP_TO_SCALAR
 
     def __post_init__(self) -> None:
+        what = type(self).__name__
         modes = dict(
             window=self.window, per_key_rx=self.per_key_rx, rx=self.rx, batch_fn=self.batch_fn
         )
-        _one_of("GroupToScalarStage", **modes)
+        _one_of(what, **modes)
         if all(v is None for v in modes.values()):
-            raise StageDefinitionError(
-                "GroupToScalarStage needs one of window, per_key_rx, rx, batch_fn"
-            )
+            raise StageDefinitionError(f"{what} needs one of window, per_key_rx, rx, batch_fn")
         _validate_common(self)
         if self.window is not None and not isinstance(self.window, Window):
             raise StageDefinitionError(f"window must be a Window, got {type(self.window).__name__}")
@@ -283,7 +327,17 @@ class GroupToScalarStage(Stage):
     def start(
         self, context: Context, emit: Emit, scheduler: SchedulerBase | None = None
     ) -> RunningStage:
-        name = self._label(context)
+        return self._running(self._label(context), context, emit, scheduler)
+
+    def _running(
+        self,
+        name: str,
+        context: Context,
+        emit: Emit,
+        scheduler: SchedulerBase | None,
+        output: Callable[[Any, Any, WindowInfo], Any] | None = None,
+        per_key_rx: Callable[..., Observable[Any]] | None = None,
+    ) -> RunningStage:
         if self.window is not None:
             return WindowedRunning(
                 name,
@@ -292,20 +346,111 @@ class GroupToScalarStage(Stage):
                 self.window,
                 self.reduce,
                 self.initial,
-                self.output,
+                output or self.output,
                 self.config.key_expiry,
             )
         if self.per_key_rx is not None:
+            fn = per_key_rx or self.per_key_rx
             return PerKeyRxRunning(
                 name,
                 context,
                 emit,
-                self.per_key_rx,
-                check_fn("per_key_rx", self.per_key_rx, 2),
+                fn,
+                check_fn("per_key_rx", fn, 2),
                 scheduler,
                 self.config.key_expiry,
             )
         return scalar_running(name, context, emit, self.rx, self.batch_fn, scheduler)
+
+
+@dataclass(frozen=True)
+class GroupToGroupStage(GroupToScalarStage):
+    """group -> group (Mantis' GroupToGroup): the logic of a ``GroupToScalarStage``, its output
+    keyed again for the next keyed stage: by ``key_fn(event)``, or, without ``key_fn``, the
+    logic emits ``(key, event)`` pairs itself. Keys are JSON values, as for ``KeyStage``."""
+
+    key_fn: Callable[[Any], Any] | None = None
+    kind = StageKind.GROUP_TO_GROUP
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _keyed_output(self, self.key_fn)
+
+    def start(
+        self, context: Context, emit: Emit, scheduler: SchedulerBase | None = None
+    ) -> RunningStage:
+        name = self._label(context)
+        keying = Keying(name, context, emit, self.key_fn, None)
+        keying.inner = self._running(name + ".fn", context, keying.keyed, scheduler)
+        return keying
+
+
+@dataclass(frozen=True)
+class KeyToScalarStage(GroupToScalarStage):
+    """key -> scalar (Mantis' KeyToScalar): per key only, ``window`` or ``per_key_rx``."""
+
+    kind = StageKind.KEY_TO_SCALAR
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _per_key(self)
+
+
+@dataclass(frozen=True)
+class KeyToKeyStage(GroupToScalarStage):
+    """key -> key (Mantis' KeyToKey): per key (``window`` or ``per_key_rx``), each output
+    event keyed by its input key, or re-keyed by ``key_fn(event)``."""
+
+    key_fn: Callable[[Any], Any] | None = None
+    kind = StageKind.KEY_TO_KEY
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _per_key(self)
+        _keyed_output(self, self.key_fn)
+
+    def start(
+        self, context: Context, emit: Emit, scheduler: SchedulerBase | None = None
+    ) -> RunningStage:
+        name = self._label(context)
+        keying = Keying(name, context, emit, self.key_fn, None)
+        if self.key_fn is not None:
+            keying.inner = self._running(name + ".fn", context, keying.keyed, scheduler)
+            return keying
+        output, per_key_rx = self.output, self.per_key_rx
+
+        def keep_key(key: Any, acc: Any, info: WindowInfo) -> tuple[Any, Any]:
+            return (key, output(key, acc, info))
+
+        def keep_key_rx(key: Any, events: Observable[Any], context: Context) -> Observable[Any]:
+            assert per_key_rx is not None
+            with_ctx = check_fn("per_key_rx", per_key_rx, 2)
+            out = per_key_rx(key, events, context) if with_ctx else per_key_rx(key, events)
+            if not isinstance(out, Observable):
+                raise TypeError(f"per_key_rx returned {type(out).__name__}, not an Observable")
+            return out.pipe(ops.map(lambda e: (key, e)))
+
+        keying.inner = self._running(
+            name + ".fn",
+            context,
+            keying.keyed,
+            scheduler,
+            output=keep_key,
+            per_key_rx=keep_key_rx if per_key_rx is not None else None,
+        )
+        return keying
+
+
+def _per_key(stage: GroupToScalarStage) -> None:
+    if stage.window is None and stage.per_key_rx is None:
+        raise StageDefinitionError(f"{type(stage).__name__} needs window or per_key_rx (per key)")
+
+
+def _keyed_output(stage: Stage, key_fn: Callable[[Any], Any] | None) -> None:
+    if key_fn is not None:
+        check_fn("key_fn", key_fn, 1)
+    if stage.config.codec is not Codec.JSON:
+        raise StageDefinitionError("keyed output needs the JSON codec")
 
 
 def _validate_common(stage: Stage) -> None:

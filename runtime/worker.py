@@ -85,7 +85,7 @@ from runtime.job import (
 )
 from runtime.master_client import MasterClient
 from runtime.metrics import IoReading, StageCounts, WorkerMetrics
-from runtime.parameters import ParameterError
+from runtime.parameters import ParameterError, stage_concurrency
 from runtime.stage_input import StageInput
 from runtime.stage_output import StageOutputServer
 from runtime.transport import Backpressure, Routing, WorkerId
@@ -191,6 +191,7 @@ class WorkerProcess:
         self._pending: list[Any] = []
         self._blocking = False
         self._always_on = False
+        self._concurrency = 1
         self._demand_known = False
         self._active = asyncio.Event()
         self.counts = StageCounts()
@@ -312,6 +313,9 @@ class WorkerProcess:
             )
         try:
             parameters = job.resolve_parameters(env.parameters)
+            self._concurrency = stage_concurrency(
+                parameters, job.stage(env.stage).config.concurrency
+            )
         except ParameterError as e:
             raise WorkerFailed(f"bad job parameters: {e}") from e
         self.context = Context(
@@ -366,7 +370,7 @@ class WorkerProcess:
             self.running = Instances(
                 [
                     stage.start(context, self._pending.extend, scheduler)
-                    for _ in range(stage.config.concurrency)
+                    for _ in range(self._concurrency)
                 ],
                 keyed=stage.input_keyed,
             )

@@ -298,20 +298,20 @@ async def test_iterable_source_batches() -> None:
         ({"stages": []}, "at least one stage"),
         (
             {"stages": ["map"]},
-            "stage 1 is a str, expected a ScalarStage, KeyStage or GroupToScalarStage",
+            "stage 1 is a str, expected a stage of runtime.stages",
         ),
         ({"stages": [KeyStage(key_fn=str)]}, r"the last stage \(stage 1\) outputs keys"),
         (
             {"stages": [KeyStage(key_fn=str), ScalarStage()]},
-            "stage 2 must be a GroupToScalarStage, not a ScalarStage",
+            r"stage 2 must take keys \(GroupToScalarStage, GroupToGroupStage, ...\), not a ScalarStage",
         ),
         (
             {"stages": [ScalarStage(), GroupToScalarStage(batch_fn=list)]},
-            "stage 1 must be a KeyStage, not a ScalarStage",
+            r"stage 1 must output keys \(KeyStage, GroupToGroupStage, ...\), not a ScalarStage",
         ),
         ({"stages": [GroupToScalarStage(batch_fn=list)]}, "stage 1 reads the source"),
         ({"source": 42}, "source is a int"),
-        ({"sink": "stdout"}, "sink is a str, expected a ServerSentEventsSink or FunctionSink"),
+        ({"sink": "stdout"}, "sink is a str, expected a ServerSentEventsSink, FunctionSink, StdoutSink or to_many"),
         ({"parameters": [IntParameter("n"), IntParameter("n")]}, "defined twice"),
         ({"parameters": ["n"]}, "not a Parameter"),
         ({"stages": ScalarStage()}, "stages must be a list"),
@@ -409,7 +409,7 @@ def test_load_by_module_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         (
             "from runtime.job import Job, IterableSource, ServerSentEventsSink\n"
             "def job():\n    return Job(source=IterableSource([]), stages=[lambda e: e], sink=ServerSentEventsSink())\n",
-            r"invalid job: stage 1 is a function, expected a ScalarStage",
+            r"invalid job: stage 1 is a function, expected a stage of runtime.stages",
         ),
     ],
 )
