@@ -150,6 +150,7 @@ class JobOutputHub:
         self.client_queue = client_queue
         self.backoff = Backoff(initial=0.05, maximum=2.0)
         self.subscriptions: dict[tuple[str, Query], Subscription] = {}
+        self.closed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -187,6 +188,7 @@ class JobOutputHub:
             await sub.close()
 
     async def close(self) -> None:
+        self.closed.set()
         for sub in list(self.subscriptions.values()):
             for client in sub.clients:
                 client.end()
@@ -276,10 +278,15 @@ async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[lis
     hub = request.app[OUTPUT]
     jobs = hub.sinks.latest_jobs(name)
     newer = asyncio.ensure_future(anext(jobs))
+    closed = asyncio.ensure_future(hub.closed.wait())
     try:
         while True:
+            # the first job, a newer one, or the next after one ended
+            await asyncio.wait({newer, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():
+                return
             try:
-                jid = await newer  # the first job, a newer one, or the next after one ended
+                jid = newer.result()
             except StopAsyncIteration:
                 return
             newer = asyncio.ensure_future(anext(jobs))
@@ -300,7 +307,8 @@ async def _cluster_frames(request: web.Request, name: str) -> AsyncGenerator[lis
                 await hub.release(sub, client)
     finally:
         newer.cancel()
-        await asyncio.gather(newer, return_exceptions=True)
+        closed.cancel()
+        await asyncio.gather(newer, closed, return_exceptions=True)
         await jobs.aclose()
 
 

@@ -58,9 +58,6 @@ class JobSinks(Protocol):
     def latest_jobs(self, name: str) -> AsyncGenerator[str, None]:
         """The cluster's newest job at once (if any), then each newer one."""
 
-    @property
-    def closing(self) -> bool: ...
-
 
 def sinks_of(info: Any) -> frozenset[Sink]:
     """The last stage's workers in Mantis' JobSchedulingInfo JSON (`workerAssignments`)."""
@@ -82,10 +79,6 @@ class PlaneSinks:
 
     def __init__(self, master: MasterService) -> None:
         self.master = master
-
-    @property
-    def closing(self) -> bool:
-        return self.master.watchers.closing
 
     async def job_id(self, job_id: str) -> str:
         return self.master.plane.job(job_id).job_id
@@ -130,10 +123,6 @@ class LeaderSinks:
         self.backoff = Backoff(initial=0.05, maximum=2.0)
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

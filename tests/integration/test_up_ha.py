@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ import orjson
 import pytest
 
 from adapters.cli.client import ApiError, MantisClient, MasterUnreachable, cluster_definition
-from adapters.cli.up import EXAMPLE, ZK_SESSION_SECS, LocalUp, UpError
+from adapters.cli.up import EXAMPLE, EXAMPLE_CLUSTER, ZK_SESSION_SECS, LocalUp, UpError
 from adapters.zk import server as zk_server
 from tests.eventually import wait_until
 from tests.integration.up_process import UpProcess, nothing_left, process_named
@@ -83,6 +84,30 @@ def runs() -> Iterator[list[UpProcess]]:
         up.kill()
 
 
+class Tail:
+    """An SSE client on a thread of its own: a master's job output, as `curl -N` shows it."""
+
+    def __init__(self, url: str) -> None:
+        self.events: list[Any] = []
+        self.ended = False
+        self._response = urllib.request.urlopen(url, timeout=30)
+        assert self._response.status == 200 and self._response.geturl() == url, "not redirected"
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._response:
+                if line.startswith(b"data:"):
+                    self.events.append(orjson.loads(line[5:]))
+        except OSError:
+            pass
+        finally:
+            self.ended = True
+
+    def last_end(self) -> int:
+        return max((e["end"] for e in self.events), default=0)
+
+
 def output_goes_on(up: UpProcess, seen: int, what: str) -> None:
     """The example prints lines for a new second after `seen` of them were printed."""
 
@@ -114,6 +139,10 @@ def test_either_leader_killed_another_leads_and_the_example_goes_on(
         assert info["isLeader"] is False and info["leader"]["url"] == leading.group(1)
     wait_until(lambda: len(up.example_lines()) > 0, "the example's output", 60, describe=up.console)
 
+    # every master serves the job's output, a follower from the leader's discovery stream
+    tails = {u: Tail(f"{u}/jobconnectbyname/{EXAMPLE_CLUSTER}") for u in followers}
+    wait_until(lambda: all(t.events for t in tails.values()), "output from every follower", 30)
+
     # -- the Mantis leader, SIGKILLed
     old = leading.group(1)
     index = masters.index(old) + 1
@@ -143,6 +172,10 @@ def test_either_leader_killed_another_leads_and_the_example_goes_on(
     )
     output_goes_on(up, seen, "the Mantis leader was killed")
     mantis_output = time.monotonic() - killed_at
+    (follower,) = [tails[u] for u in followers if u != new]  # its stream never broke
+    at_kill = follower.last_end()
+    wait_until(lambda: follower.last_end() > at_kill, "a follower's client to read on", 30)
+    assert not follower.ended
 
     # -- the mesoslite leader, SIGKILLed
     old_mesos = leading.group(2)
