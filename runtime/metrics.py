@@ -49,6 +49,8 @@ log = structlog.get_logger()
 
 TICK_SECS = 1.0
 """Mantis' MetricsServer publishes every second too (its publishRateInSeconds)."""
+STOP_SECS = 1.0
+"""A stopping worker waits this long at most for its metrics streams to end."""
 USER_GROUP = "user"
 MB = 1024 * 1024
 
@@ -198,7 +200,6 @@ class WorkerMetrics:
         self._cpu_peak = self._rss_peak = self._net_peak = 0.0
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._streams: set[web.StreamResponse] = set()
 
     def read(self) -> Reading:
         c = self.counts
@@ -335,7 +336,9 @@ class WorkerMetrics:
         app = web.Application()
         app.router.add_get("/metrics", self._prometheus)
         app.router.add_get("/", self._stream)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=STOP_SECS
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
@@ -350,8 +353,7 @@ class WorkerMetrics:
         if self._ticker is not None:
             self._ticker.cancel()
         if self._runner is not None:
-            await self._runner.shutdown()  # ends the streams
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # open streams are cut after STOP_SECS
 
     async def _tick_forever(self) -> None:
         while True:
