@@ -338,6 +338,7 @@ class WorkerProcess:
             source=fetched.source,
             job=job.name,
             stages=job.stage_count,
+            concurrency=self._concurrency,
         )
         return job
 
