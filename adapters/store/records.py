@@ -24,16 +24,27 @@ MAX_PAYLOAD = 16 << 20  # far above any event; keeps a scan over garbage cheap
 
 
 def frame(payloads: Iterable[bytes]) -> bytes:
-    """One batch: every payload framed, the last one marked as the batch's end."""
-    items = list(payloads)
-    parts = []
-    for n, payload in enumerate(items, start=1):
-        if not 0 < len(payload) <= MAX_PAYLOAD:
-            raise ValueError(f"a record payload must be 1..{MAX_PAYLOAD} bytes, got {len(payload)}")
-        head = len(payload) | (BATCH_END if n == len(items) else 0)
-        parts.append(HEADER.pack(head, zlib.crc32(payload, zlib.crc32(HEAD.pack(head)))))
-        parts.append(payload)
-    return b"".join(parts)
+    """One batch: every payload framed, the last one marked as the batch's end.
+
+    Each payload is copied out as it comes: orjson's bytes keep a buffer of 4 KiB or more
+    whatever their length, so holding a snapshot's worth of them took GBs."""
+    out = bytearray()
+    last: bytes | None = None
+    for payload in payloads:
+        if last is not None:
+            _put(out, last, 0)
+        last = payload
+    if last is not None:
+        _put(out, last, BATCH_END)
+    return bytes(out)
+
+
+def _put(out: bytearray, payload: bytes, end: int) -> None:
+    if not 0 < len(payload) <= MAX_PAYLOAD:
+        raise ValueError(f"a record payload must be 1..{MAX_PAYLOAD} bytes, got {len(payload)}")
+    head = len(payload) | end
+    out += HEADER.pack(head, zlib.crc32(payload, zlib.crc32(HEAD.pack(head))))
+    out += payload
 
 
 def _record_at(buf: bytes | memoryview, offset: int) -> tuple[int, bool] | None:
