@@ -458,7 +458,9 @@ class Fleet:
         started = time.perf_counter()
         store = EventLog(self.folder / "store")
         try:
-            master = MasterService(store, _Idle(), lambda: self.clock.now, group_commit=False)
+            master = MasterService(
+                store, IdleResourceManager(), lambda: self.clock.now, group_commit=False
+            )
             master.start()
             self.report.recover_s = time.perf_counter() - started
             self.report.recovered_workers = sum(
@@ -470,7 +472,7 @@ class Fleet:
             store.close()
 
 
-class _Idle:
+class IdleResourceManager:
     """A resource manager that is never heard from: recovery alone is timed."""
 
     def start(self, events: ResourceManagerEvents) -> None:
