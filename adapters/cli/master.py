@@ -157,6 +157,8 @@ class MasterProcess:
         self.service: MasterService | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._listener: socket.socket | None = None
+        """With --zk: the API port's socket, open from candidacy to stop (see _stand)."""
         self._ticks: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._zk: KazooClient | None = None
@@ -200,7 +202,10 @@ class MasterProcess:
         app = create_app(
             service, artifacts=self.artifacts, api_token=s.api_token, instance_id=s.instance_id
         )
-        self._runner, port = await serve(app, s.host, s.port)
+        follower, self._runner = self._runner, None
+        self._runner, port = await serve(app, s.host, s.port, self._listener)
+        if follower is not None:  # it answered 503 while this one recovered; the port is ours
+            await follower.cleanup()
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         service.worker_tasks = WorkerTaskSettings(
             master_url=self.url,
@@ -229,7 +234,10 @@ class MasterProcess:
         await asyncio.to_thread(ensure_chroot, zk)
         location = MasterLocation("")
         follower = create_follower_app(self._other_leader, location, instance_id=s.instance_id)
-        self._runner, port = await serve(follower, s.host, s.port)
+        # One listening socket for the follower's app and then the leader's: connections
+        # queue in it while the apps change, none is refused.
+        self._listener = socket.create_server((s.host, s.port))
+        self._runner, port = await serve(follower, listener=self._listener)
         self.url = s.public_url.rstrip("/") or f"http://{s.host}:{port}"
         description = master_description(
             hostname=socket.gethostname(),
@@ -265,9 +273,6 @@ class MasterProcess:
         assert self._zk is not None
         store = ZkStore(self._zk, encode, decode, fence=Fence(f"{ELECTION_ROOT}/epoch", epoch))
         log.info("master_elected", epoch=epoch, url=self.url)
-        if self._runner is not None:
-            await self._runner.cleanup()  # the follower's app: the port is the leader's now
-            self._runner = None
         await self._lead(store, store.archived_job_events)
 
     def lost_leadership(self, reason: str) -> None:
@@ -313,6 +318,8 @@ class MasterProcess:
             self.service.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._listener is not None:
+            self._listener.close()
         if self.store is not None:
             self.store.close()
         if self._zk is not None:

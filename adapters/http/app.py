@@ -13,6 +13,7 @@ method, path and status.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -83,9 +84,15 @@ MAX_FIELD_BYTES = 8190  # aiohttp's default, as Jetty's 8 KiB for Mantis' own ma
 
 
 async def serve(
-    app: web.Application, host: str = "127.0.0.1", port: int = 0
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    listener: socket.socket | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Start `app` on host:port (loopback by default); returns the runner and the bound port."""
+    """Start `app` on host:port (loopback by default), or on a copy of a bound `listener`
+    socket, which stays open when this app stops: connections queue there for the next app
+    (a follower handing its port to the leader it became refuses none). Returns the runner and
+    the bound port."""
     runner = JsonErrorRunner(
         app,
         handler_cancellation=True,
@@ -94,7 +101,11 @@ async def serve(
         max_field_size=MAX_FIELD_BYTES,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = (
+        web.TCPSite(runner, host, port)
+        if listener is None
+        else web.SockSite(runner, listener.dup())
+    )
     await site.start()
     return runner, int(runner.addresses[0][1])
 

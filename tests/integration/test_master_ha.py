@@ -77,8 +77,18 @@ async def test_the_follower_redirects_and_takes_over_with_every_job(
             jid = (await r.json())["jobMetadata"]["jobId"]
         leader.kill()
         killed_at = time.monotonic()
-        new = await eventually_value(lambda: leader_of(http, [follower]), "the follower leads", 30)
+        answers: set[int] = set()
+
+        async def leads() -> Master | None:
+            """Asked all along, the follower's port answers: redirects, then 503 while it
+            recovers, then as the leader; it never refuses a connection."""
+            async with http.get(f"{follower.url}/api/v1/healthcheck") as r:
+                answers.add(r.status)
+            return await leader_of(http, [follower])
+
+        new = await eventually_value(leads, "the follower leads", 30)
         took = time.monotonic() - killed_at
+        assert answers <= {200, 503}, answers
         print(f"failover: {took:.2f} s")
         assert new is follower
         assert took <= SESSION_TIMEOUT + 2 + 3, f"took {took:.1f} s"  # + start-up of the new leader
