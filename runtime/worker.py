@@ -192,6 +192,7 @@ class WorkerProcess:
         self._blocking = False
         self._always_on = False
         self._concurrency = 1
+        self._slot_indices: set[int] | None = None
         self._demand_known = False
         self._active = asyncio.Event()
         self.counts = StageCounts()
@@ -580,7 +581,11 @@ class WorkerProcess:
                 )
                 count = downstream.get("numWorkers") if isinstance(downstream, dict) else None
                 if isinstance(count, int) and count > 0:  # keys hash over these slots
-                    self.output.set_downstream_slots(slot_name(stage + 1, i) for i in range(count))
+                    started = {h.worker_index for h in worker_map.get(stage + 1, ())}
+                    self._slot_indices = downstream_indices(self._slot_indices, started, count)
+                    self.output.set_downstream_slots(
+                        slot_name(stage + 1, i) for i in sorted(self._slot_indices)
+                    )
             if self.input is not None:
                 upstream = [(h.host, h.port) for h in worker_map.get(stage - 1, ())]
                 self.input.set_upstreams(upstream)
@@ -692,6 +697,19 @@ class WorkerProcess:
         log.error("worker_failed", job_id=self.env.job_id, message=message)
         await self.master.post_status("Failed", "ERROR", message, reason="Error")
         return 1
+
+
+def downstream_indices(known: set[int] | None, started: set[int], count: int) -> set[int]:
+    """The next stage's worker indices its keys are hashed over (runtime.transport).
+
+    At first all `count` of them, Started or not (so that no key goes to another worker while
+    its own starts). Then an index stays while the stage has it, even while its worker is
+    replaced; a new index (the stage scaled up) joins once its worker has Started, so that
+    the keys it takes over stay with their old owner until then; an index the stage no longer
+    has (scaled down) leaves at once."""
+    if known is None:
+        return set(range(count))
+    return {i for i in known | started if i < count}
 
 
 def _describe(e: BaseException) -> str:
