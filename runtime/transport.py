@@ -32,13 +32,16 @@ Sending (``StageOutputServer``):
   reaches the same downstream worker, from every upstream worker, for as long as the set of
   downstream workers stays the same; adding or removing one moves only its share of the keys.
 - Declared membership: a worker declares its next stage's slots from the scheduling info
-  (``set_downstream_slots``: one per worker index, ``numWorkers`` of them, whether Started or
-  not), and keys are hashed over those rather than over the connected ones. A key whose
-  owner is not connected (not yet started, or being replaced) is dropped and counted (lossy)
-  or waits for it (blocking); it never goes to another worker meanwhile. Hashing over the
-  connected workers instead sent every key to the first worker to connect and moved half of
-  them when the second did, so two workers counted the same key in the same window. Keys move
-  only when the slots change (a stage rescaled).
+  (``set_downstream_slots``, one per worker index: at first all ``numWorkers`` of them, Started
+  or not; see runtime.worker.downstream_indices for a rescale), and keys are hashed over those
+  rather than over the connected ones. A key whose owner is not connected (not yet started,
+  or being replaced) is dropped and counted (lossy) or waits for it (blocking); it never goes
+  to another worker meanwhile. Hashing over the connected workers instead sent every key to
+  the first worker to connect and moved half of them when the second did, so two workers
+  counted the same key in the same window. Keys move only when the slots change (a stage
+  rescaled).
+- Completion: an upstream worker whose stage completed sends ``END`` after its last events
+  (``finish``); a downstream input whose upstream workers have all ended ends too.
 - Backpressure: each connection has a bounded buffer of ``buffer_events`` events, which fills
   only while the socket is not writable (asyncio's ``pause_writing``). ``Backpressure.LOSSY``
   (Mantis' default) drops what does not fit and counts it; ``Backpressure.BLOCKING`` makes the
