@@ -8,8 +8,9 @@
 - ``runtime.tuning``: process-wide tuning for worker processes (GC thresholds).
 - ``runtime.job``: the job DSL: ``Job`` (source, stages, sink, parameters), ``load_job`` for
   artifacts exposing ``job()``, and ``run_local`` to run every stage in one process.
-- ``runtime.stages``: stage kinds (scalar, key, group-to-scalar with count or time windows),
-  over reactivex pipelines or plain functions over batches.
+- ``runtime.stages``: stage kinds (scalar, key, group-to-scalar with count or time windows,
+  group-to-group, and Mantis' per-key kinds), over reactivex pipelines or plain functions over
+  batches.
 - ``runtime.engines``: the running form of a stage, driven batch by batch by the worker.
 - ``runtime.windows``: per-key count and time windows, and their engine.
 - ``runtime.parameters``: typed job parameters with defaults and validation.

@@ -6,7 +6,12 @@ its output (the TCP stage output for a middle stage, the job's sink for the last
 master Started, and then runs until stopped:
 
 - input: the job's source (stage 1) or connections to the Started workers of the previous
-  stage, kept in step with the job's scheduling-info stream (``StageInput.set_upstreams``);
+  stage, kept in step with the job's scheduling-info stream (``StageInput.set_upstreams``),
+  read only while the stage has demand (lazy sinks, as in Mantis): a downstream worker
+  connected (the first time, the whole next stage), a client of its SSE sink, or a sink that
+  is always on; without demand the input is paused, which pauses its upstream in turn;
+- keyed output: hashed over the next stage's slots from the scheduling info
+  (``downstream_indices``), so a key never goes to another worker while its own is missing;
 - time: the stage's windows are ticked at their deadlines;
 - heartbeats every ``MANTIS_HEARTBEAT_SECS`` with payloads: ``SubscriptionState`` (sink
   workers), and ``IncomingDataDrop``, ``ResourceUsage`` and ``WorkerMetrics`` since the
@@ -385,7 +390,7 @@ class WorkerProcess:
             self.output.on_connections_change(self._demand_changed)
         if self.sink is not None:
             self.sink.on_subscription_change(self._demand_changed)
-        if env.metrics_port > 0:  # metrics are not worth failing the job for
+        if env.metrics_port > 10**6:  # metrics are not worth failing the job for
             try:
                 await self.worker_metrics.serve(env.host, env.metrics_port)
             except OSError as e:
