@@ -218,7 +218,12 @@ paths = st.one_of(
 )
 literals = st.builds(Lit, st.one_of(st.sampled_from(SCALARS), scalars))
 operands = st.one_of(paths, paths, literals)
-patterns = st.sampled_from(["a.*", ".*1", "[ab]+", "-?[0-9]+", "tr.e", "a|b", ".*", "", "é?1"])
+PATTERNS = (
+    # literals between optional .* (matched with str methods), then ones RE2 runs
+    ["a.*", ".*1", ".*1.*", "b1", ".*", "", r"\-2", "é1.*"]
+    + ["[ab]+", "-?[0-9]+", "tr.e", "a|b", "é?1", r"a\.*", r"\d.*", r"a\nb"]
+)
+patterns = st.sampled_from(PATTERNS)
 
 leaves = st.one_of(
     st.builds(
@@ -276,3 +281,16 @@ def test_each_comparison_agrees_on_every_kind_of_value(condition: Any, values: l
     batch = [{"a": v} for v in values]
     query = compile_query(f"select * where {render(condition)}")
     assert query.apply(batch) == [e for e in batch if holds(condition, e)], render(condition)
+
+
+def test_every_pattern_and_comparison_on_every_value_of_the_pool() -> None:
+    """The pools crossed exhaustively (Hypothesis draws some pairs seldom): each pattern, each
+    comparison with each scalar, and each list index, over every value."""
+    batch = [{"a": v} for v in VALUES]
+    a = Prop(("a",), True)
+    conditions: list[Any] = [Match(a, p) for p in PATTERNS]
+    conditions += [Cmp(a, op, Lit(c)) for op in ("==", "!=", "<", ">=") for c in SCALARS]
+    conditions += [Cmp(Prop(("a", i), False), "==", Lit(1)) for i in range(-3, 3)]
+    for condition in conditions:
+        query = compile_query(f"select * where {render(condition)}")
+        assert query.apply(batch) == [e for e in batch if holds(condition, e)], render(condition)
