@@ -18,7 +18,9 @@ REASON_COMMAND_EXECUTOR_FAILED; a spawn failure is REASON_CONTAINER_LAUNCH_FAILE
 say "Command exited with status N" or "Command terminated with signal S". A kill sends SIGTERM
 to the task's process group, then SIGKILL after the grace period (the KILL's or the task's
 `kill_policy`, else `--kill-grace-period`, 3 s like the command executor). Once a task's process
-exits, whatever is left of its process group is killed too.
+exits, whatever is left of its process group is killed too. A task with a `health_check` is
+checked as Mesos' command executor checks it (mesoslite.health): TASK_RUNNING updates with
+`healthy`, and a kill once it fails too many checks in a row.
 
 An agent that shuts down (SIGTERM, SIGINT) stops its tasks the same way and reports each as
 TASK_KILLED with REASON_EXECUTOR_TERMINATED and a message starting "Agent shut down", as
@@ -108,7 +110,7 @@ import structlog
 from aiohttp import web
 
 from common import logs
-from mesoslite import files
+from mesoslite import files, health
 from mesoslite.auth import (
     AGENT_CREDENTIAL_ENV,
     CREDENTIALS_ENV,
@@ -131,6 +133,7 @@ from mesoslite.protocol import (
     REASON_CONTAINER_LAUNCH_FAILED,
     REASON_EXECUTOR_TERMINATED,
     REASON_MAX_COMPLETION_TIME_REACHED,
+    REASON_TASK_HEALTH_CHECK_STATUS_UPDATED,
     REASON_TASK_INVALID,
     REASON_TASK_KILLED_DURING_LAUNCH,
     RUNNING,
@@ -200,6 +203,7 @@ class TaskRun:
     killing: bool = False
     kill_grace: float | None = None
     timed_out: bool = False
+    unhealthy: bool = False  # killed for failing its health check (mesoslite.health)
     launched_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -796,6 +800,7 @@ class MesosliteAgent:
         reason: str | None = None,
         message: str | None = None,
         source: str = SOURCE_EXECUTOR,
+        healthy: bool | None = None,
     ) -> None:
         run.state = state
         status = task_status(
@@ -807,6 +812,8 @@ class MesosliteAgent:
             message=message,
             executor_id=run.id,
         )
+        if healthy is not None:
+            status["healthy"] = healthy
         run.updates.append(status)
         self._outbox.append((run.framework_id, status))
         self._outbox_ready.set()
@@ -911,12 +918,40 @@ class MesosliteAgent:
         timer = None
         if limit is not None:
             timer = asyncio.get_running_loop().call_later(limit, self._completion_timeout, run)
+        checks = self._health_checks(run, sandbox)
         code = await run.process.wait()
         if timer is not None:
             timer.cancel()
+        if checks is not None:
+            checks.cancel()
         _signal_group(run.process.pid, signal.SIGKILL)  # leftovers of the task's session
         self.groups.remove(run.process.pid)
         self._finished(run, code)
+
+    def _health_checks(self, run: TaskRun, sandbox: Path) -> asyncio.Task[Any] | None:
+        """Start the task's health checks, if it has any (the master has validated them)."""
+        spec = run.info.get("health_check")
+        if spec is None or health.problem(spec) is not None:
+            return None
+        check = health.parse(spec)
+        if check.kind == "COMMAND":
+            executable, argv = command_argv(check.command)
+            probe = health.command_probe(executable, argv, sandbox, self._environment(run, sandbox))
+        elif check.kind == "HTTP":
+            probe = health.http_probe(check.url)
+        else:
+            probe = health.tcp_probe(check.port)
+
+        def report(healthy: bool, kill: bool) -> None:
+            if run.terminal or run.killing or run.kill_requested:
+                return  # as the command executor: no health updates once it is being killed
+            log.info("task_health", task_id=run.id, healthy=healthy, kill=kill)
+            self._status(run, RUNNING, REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, healthy=healthy)
+            if kill:
+                run.unhealthy = True
+                self.kill_task((run.framework_id, run.id), None)
+
+        return self._spawn(health.run_checks(check, probe, report, time.monotonic()))
 
     def _record_group(self, task_id: str, pgid: int) -> None:
         """On the spawning thread: a failure to record must not fail the launch."""
@@ -944,7 +979,7 @@ class MesosliteAgent:
                 f"Task exceeded its max_completion_time; {message}",
             )
         elif run.kill_requested:
-            self._status(run, KILLED, None, message)
+            self._status(run, KILLED, None, message, healthy=False if run.unhealthy else None)
         elif run.agent_shutdown:
             self._status(run, KILLED, REASON_EXECUTOR_TERMINATED, f"Agent shut down; {message}")
         elif code == 0:

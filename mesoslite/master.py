@@ -51,7 +51,7 @@ from typing import Any
 
 import structlog
 
-from mesoslite import maintenance
+from mesoslite import health, maintenance
 from mesoslite.allocator import Allocator
 from mesoslite.flags import MasterConfig, flag_values
 from mesoslite.protocol import (
@@ -553,6 +553,10 @@ class MesosliteMaster:
             isinstance(v, dict) and isinstance(v.get("name"), str) for v in variables
         ):
             return "CommandInfo.environment.variables must be a list of {name, value}"
+        if "health_check" in tinfo:
+            check_problem = health.problem(tinfo["health_check"])
+            if check_problem is not None:
+                return f"Task uses invalid health check: {check_problem}"
         resources = tinfo.get("resources") or []
         for r in resources:
             if r.get("name") not in SCALARS and r.get("name") != "ports" and r["type"] != "SCALAR":
@@ -740,7 +744,10 @@ class MesosliteMaster:
         """The task's latest state; resources come back once, on the first terminal state."""
         was_terminal = task.terminal
         task.state = status["state"]
-        task.statuses.append({"state": task.state, "timestamp": status.get("timestamp")})
+        entry = {"state": task.state, "timestamp": status.get("timestamp")}
+        if "healthy" in status:
+            entry["healthy"] = status["healthy"]
+        task.statuses.append(entry)
         del task.statuses[:-STATUS_HISTORY_KEPT]
         self.subscribers.task_updated(task, status)
         if task.terminal and not was_terminal:

@@ -51,6 +51,7 @@ def task(t: TaskRecord, fw: FrameworkRecord | None = None) -> dict[str, Any]:
                 "agent_id": {"value": t.agent_id},
                 "state": s["state"],
                 "timestamp": s.get("timestamp") or 0.0,
+                **({"healthy": s["healthy"]} if "healthy" in s else {}),
             }
             for s in t.statuses
         ],
