@@ -390,7 +390,7 @@ class WorkerProcess:
             self.output.on_connections_change(self._demand_changed)
         if self.sink is not None:
             self.sink.on_subscription_change(self._demand_changed)
-        if env.metrics_port > 10**6:  # metrics are not worth failing the job for
+        if env.metrics_port > 0:  # metrics are not worth failing the job for
             try:
                 await self.worker_metrics.serve(env.host, env.metrics_port)
             except OSError as e:
