@@ -183,6 +183,10 @@ class Resources:
             name = name.strip()
             if not sep:
                 raise ResourceError(f"{item!r}: expected name:value")
+            if "(" in name:
+                raise ResourceError(
+                    f"{name!r}: reservations (name(role):value) are not supported by mesoslite"
+                )
             if not _NAME.fullmatch(name):
                 raise ResourceError(
                     f"invalid resource name {name!r}: letters, digits and _ . - / only"
