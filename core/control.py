@@ -109,6 +109,8 @@ class ControlConfig:
     resubmit_expiry_secs: float = 300.0
     max_worker_failures_per_hour: int = 100
     sla_headroom_accepted: int = 3
+    scale_down_grace_secs: float = 10.0
+    """How long a worker removed by a scale-down may drain before its task is killed."""
 
 
 @dataclass(slots=True)
@@ -202,6 +204,11 @@ class ControlPlane:
         # heap holds each stage's next sampling time, so a tick looks only at stages due.
         self._autoscalers: dict[str, dict[int, StageAutoscaler]] = {}
         self._autoscale_due: list[tuple[float, str, int]] = []
+        # Volatile: per job, the workers a scale-down removed that are draining (finishing what
+        # they hold), with the time their task is killed if they have not exited by then. A new
+        # leader does not know them: their next heartbeat gets them killed (SIGTERM: they
+        # flush and exit the same way).
+        self._draining: dict[str, dict[str, float]] = {}
         self._out = Outcome()
         self._live = True
         self._appliers: dict[type, Callable[[Any], None]] = {
@@ -292,6 +299,10 @@ class ControlPlane:
                 WorkerLocation(w.index, w.number, w.hostname, w.ports)
                 for w in workers
                 if w.state is WorkerState.Started
+            ) + tuple(
+                WorkerLocation(d.index, d.number, d.hostname, d.ports)
+                for d in self._draining_workers(jid)
+                if d.stage == stage
             )
             stages.append(StageAssignment(stage, len(workers), hosts))
         return JobSchedulingInfo(jid, tuple(stages))
@@ -446,14 +457,22 @@ class ControlPlane:
     def _scale(
         self, job: JobRecord, stage: int, workers: int, user: str, reason: str, now: float
     ) -> None:
-        """Scale a stage: a user's scaleStage or an autoscaling decision (with its reason)."""
+        """Scale a stage: a user's scaleStage or an autoscaling decision (with its reason).
+
+        A scale-down removes the highest indexes (as Mantis' JobActor does), so the remaining
+        slots keep their keys. The removed workers are Completed (Killed, "scaled down": no
+        error, never resubmitted) at once, and drain: a Started one stays listed in the
+        scheduling info past `numWorkers` (its downstream and sink clients read what it
+        flushes) until it reports its end, or its task is killed after the grace period."""
         jid, out = job.job_id, self._out
         current = job.stages[stage]
         old = len(current)
         if workers == old:
             return
+        grace = now + self.config.scale_down_grace_secs
         for w in current[workers:]:
             if not w.terminal:
+                started = w.state is WorkerState.Started
                 self._emit(
                     WorkerStateChanged(
                         w.worker_id,
@@ -463,7 +482,10 @@ class ControlPlane:
                         "scaled down",
                     )
                 )
-                out.effects.append(KillTask(w.worker_id, w.agent_id, "scaled down"))
+                if started:
+                    self._draining.setdefault(jid, {})[w.worker_id] = grace
+                else:  # nothing to finish
+                    out.effects.append(KillTask(w.worker_id, w.agent_id, "scaled down"))
         self._emit(StageScaled(jid, stage, workers, user, reason, now))
         for index in range(old, workers):
             self._new_worker(job, stage, index, now, ready_at=now)
@@ -524,6 +546,8 @@ class ControlPlane:
             raise InvalidRequest("state", f"a worker cannot report {state.value}")
         out = self._begin()
         w = self.workers.get(wid)
+        if w is not None and state in (WorkerState.Completed, WorkerState.Failed):
+            self._drained(w.job_id, wid)  # a removed worker ended: it leaves the listing
         if w is None or w.terminal:
             if state in (WorkerState.StartInitiated, WorkerState.Started):
                 out.effects.append(
@@ -595,6 +619,8 @@ class ControlPlane:
         """A heartbeat keeps a worker alive, and promotes a launched worker to Started."""
         out = self._begin()
         w = self.workers.get(wid)
+        if w is not None and wid in self._draining.get(w.job_id, {}):
+            return out  # removed by a scale-down, finishing what it holds
         if w is None or w.terminal:
             out.effects.append(
                 KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker")
@@ -636,6 +662,7 @@ class ControlPlane:
         for cluster in enabled:
             self._enforce_sla_max(cluster, now)
         self._check_heartbeats(now)
+        self._end_drains(now)
         self._autoscale(now)
         for cluster in enabled:
             self._enforce_cron(cluster, now)
@@ -666,6 +693,28 @@ class ControlPlane:
                     alive.append(w)
         for w in alive:
             heapq.heappush(heap, (self._deadline(w), w.worker_id))
+
+    def _draining_workers(self, jid: str) -> list[Worker]:
+        return [self.workers[wid] for wid in self._draining.get(jid, ())]
+
+    def _drained(self, jid: str, wid: str) -> None:
+        """A draining worker is gone: the scheduling info stops listing it."""
+        drains = self._draining.get(jid)
+        if drains is not None and drains.pop(wid, None) is not None:
+            if not drains:
+                del self._draining[jid]
+            self._out.effects.append(PublishSchedulingInfo(jid))
+
+    def _end_drains(self, now: float) -> None:
+        """Kill the tasks of removed workers still draining at the end of their grace period."""
+        for jid, drains in list(self._draining.items()):
+            for wid, until in sorted(drains.items()):
+                if now >= until:
+                    w = self.workers[wid]
+                    grace = self.config.scale_down_grace_secs
+                    message = f"scaled down: still running after {grace:g}s"
+                    self._out.effects.append(KillTask(wid, w.agent_id, message))
+                    self._drained(jid, wid)
 
     def _deadline(self, w: Worker) -> float:
         """When the running worker's heartbeat window ends (never, without a launch time)."""
@@ -962,6 +1011,9 @@ class ControlPlane:
         self, job: JobRecord, reason: CompletedReason, message: str, user: str, now: float
     ) -> None:
         self._emit(JobStateChanged(job.job_id, end_state(reason), now, reason, message, user))
+        for w in self._draining_workers(job.job_id):
+            self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
+        self._draining.pop(job.job_id, None)
         for w in job.current_workers():
             if not w.terminal:
                 self._emit(

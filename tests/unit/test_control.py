@@ -317,13 +317,14 @@ def test_scale_up_adds_indices_and_down_removes_the_highest(cp: ControlPlane) ->
     ]
     run_all(cp, jid, T0 + 2)
     out = cp.scale_stage(jid, 1, 1, "alice", "less", T0 + 3)
+    assert PublishSchedulingInfo(jid) in out.effects
+    out = cp.tick(T0 + 3 + cp.config.scale_down_grace_secs)  # they drained meanwhile
     assert sorted(e.worker_id for e in out.effects if isinstance(e, KillTask)) == [
         "demo-1-worker-1-2",
         "demo-1-worker-2-4",
         "demo-1-worker-3-5",
     ]
     assert [w.index for w in cp.job(jid).stages[1]] == [0]
-    assert PublishSchedulingInfo(jid) in out.effects
 
 
 @pytest.mark.parametrize(
