@@ -9,6 +9,7 @@ executor: `executors` lists are empty, as Mesos' are for command tasks.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from mesoslite.protocol import MESOS_VERSION
@@ -24,9 +25,11 @@ def time_info(seconds: float) -> dict[str, int]:
     return {"nanoseconds": int(seconds * 1e9)}
 
 
+@functools.lru_cache(maxsize=4096)
 def resources(r: Resources, role: str | None = None) -> list[dict[str, Any]]:
     """A Resource list; with `role`, allocated to it (`allocation_info`), as Mesos reports
-    what frameworks hold."""
+    what frameworks hold. Cached (tasks mostly ask for the same few amounts), so the list is
+    shared: rendered, never changed."""
     out = r.to_mesos()
     if role is not None:
         for item in out:
