@@ -28,6 +28,7 @@ sink answers with a 400 naming ``mql``.
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 import zlib
@@ -208,15 +209,14 @@ def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return compare
 
 
+ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "==": equal,
     "=": equal,
     "!=": lambda a, b: not equal(a, b),
     "<>": lambda a, b: not equal(a, b),
-    "<": _ordered(lambda a, b: a < b),
-    "<=": _ordered(lambda a, b: a <= b),
-    ">": _ordered(lambda a, b: a > b),
-    ">=": _ordered(lambda a, b: a >= b),
+    **{op: _ordered(fn) for op, fn in ORDER.items()},
 }
 
 
@@ -296,9 +296,12 @@ def _compare(op: str, left: _Operand, right: _Operand) -> Predicate:
             if c.__class__ is str:
                 return (lambda e: get(e) != c) if negate else (lambda e: get(e) == c)
             return (lambda e: not equal(get(e), c)) if negate else (lambda e: equal(get(e), c))
-        if flipped:
-            return lambda e: fn(c, get(e))
-        return lambda e: fn(get(e), c)
+        cmp = ORDER[_FLIPPED[op] if flipped else op]  # as value <op> constant
+        if c.__class__ is str:
+            return lambda e: (v := get(e)).__class__ is str and cmp(v, c)
+        if c.__class__ in _NUMBERS:
+            return lambda e: (v := get(e)).__class__ in _NUMBERS and cmp(v, c)
+        return lambda e: False  # null, a boolean: never ordered
     lget, rget = left.getter, right.getter
     return lambda e: fn(lget(e), rget(e))
 
@@ -371,18 +374,19 @@ def _match(left: _Operand, token: Token) -> Predicate:
     return matches
 
 
-def _all(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 2:
-        a, b = preds
-        return lambda e: a(e) and b(e)
-    return lambda e: all(p(e) for p in preds)
+def _all(preds: Sequence[Predicate]) -> Predicate:
+    """``and`` as nested pairs, halved each level (as deep as log2 of the terms)."""
+    if len(preds) == 1:
+        return preds[0]
+    a, b = _all(preds[: len(preds) // 2]), _all(preds[len(preds) // 2 :])
+    return lambda e: a(e) and b(e)
 
 
-def _any(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 2:
-        a, b = preds
-        return lambda e: a(e) or b(e)
-    return lambda e: any(p(e) for p in preds)
+def _any(preds: Sequence[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    a, b = _any(preds[: len(preds) // 2]), _any(preds[len(preds) // 2 :])
+    return lambda e: a(e) or b(e)
 
 
 def _error_at(where: Tree[Token] | Token, reason: str) -> MqlError:
