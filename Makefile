@@ -34,6 +34,7 @@ test: lint zookeeper
 	$(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/control_plane.py
 
 clean:

@@ -27,12 +27,21 @@ windows of 0.5 s (a GroupToScalarStage) to the SSE sink, lossless (blocking outp
   so process start-up is left out) give events counted per second, scaled by the share of
   source events that pass the filter (87 in 97). Every event must be counted in the end, or
   the run fails. Target 500 k/s.
-- ``bytewax_events_per_s``: the peer, bytewax 0.21 (if installed; it is not a dependency,
-  and the part is skipped without it) running the same functions in one process, one worker,
-  input batch 1 (one event per item), the same generator, ``count_window`` over the same
-  windows, to a sink that adds up the counts. ``job_vs_bytewax`` is the ratio; target >= 1.5.
-  Its windowing is by far its largest cost, so the run also shows bytewax with the filter and
-  map only (0.21-0.28 M/s, measured earlier on a quieter 2-core machine, is that kind of run).
+- ``bytewax_events_per_s``: the peer, bytewax 0.21 (the ``bench`` extra: ``pip install -e
+  '.[bench]'``, which ``make bench`` installs; skipped without it) running the same functions
+  in one process, one worker, with the job's input batch (``bytewax_batch``: the source's
+  1,024 events a batch), the same generator, ``count_window`` over the same windows, to a sink
+  that adds up the counts. ``job_vs_bytewax`` is the ratio at that matched batch; target
+  >= 1.5. The second row, ``bytewax_batch_1_events_per_s`` and ``job_vs_bytewax_batch_1``, is
+  bytewax with one event per item. Its windowing is by far its largest cost, so the run also
+  shows bytewax with the filter and map only (0.21-0.28 M/s at batch 1, measured earlier on a
+  quieter 2-core machine, is that kind of run).
+- ``mql_ns_per_event``: what a typical MQL query (runtime.mql: a where of three conditions, one
+  a prefix regex, and a select of three fields; 8 % of the events pass) costs a sink
+  connection per event, over batches of BATCH events in this process; with the where alone,
+  the select alone, a regex that RE2 must run, the framing the sink does anyway
+  (common.sse.frame_all) for scale, and ``mql_compile_us``, the parse and compile once per
+  connection.
 - ``e2e_p99_ms``: the per-event variant bench/jobs/keyed_count_events.py (the same stage 1;
   stage 2 a running count per key that emits every event at once, with the time.monotonic()
   stamp the source put on it) at 10,000 events/s; one client process times every event from
@@ -81,8 +90,10 @@ import orjson  # noqa: E402
 import structlog  # noqa: E402
 
 from bench.jobs import keyed_count  # noqa: E402
+from common.sse import frame_all  # noqa: E402
 from common.sse_client import sse_payloads  # noqa: E402
 from common.sse_sink import SseSink  # noqa: E402
+from runtime.mql import compile_query  # noqa: E402
 from runtime.stage_input import StageInput  # noqa: E402
 from runtime.stage_output import StageOutputServer  # noqa: E402
 from runtime.transport import Backpressure, Endpoint  # noqa: E402
@@ -105,7 +116,12 @@ BARE_LINK_ORJSON = (
 BYTEWAX_BATCH_1 = "0.21-0.28 M"  # measured earlier (2 cores): bytewax 0.21, one worker, batch 1
 E2E_RATE = 10_000.0
 PROCESS_TIMEOUT = 300.0
-PARTS = ["codec", "hop", "sse1", "sse100", "latency", "job", "bytewax", "e2e"]
+PARTS = ["codec", "mql", "hop", "sse1", "sse100", "latency", "job", "bytewax", "e2e"]
+MQL_QUERY = (
+    "select id, key, value from stream where value >= 20 and key ==~ /user-00.*/ and url != null"
+)
+MQL_RE2_WHERE = "key ==~ /user-0[0-4][0-9]+/"
+"""A pattern that is not a literal between ``.*``: RE2 runs it."""
 JOBS = Path(__file__).resolve().parent / "jobs"
 
 
@@ -634,9 +650,9 @@ async def job_latency(
     return report.latencies, [(b - a) / wall for a, b in zip(c0, c1, strict=True)]
 
 
-def bytewax_child(result_q: Queue[Report], total: int, windowed: bool) -> None:
+def bytewax_child(result_q: Queue[Report], total: int, windowed: bool, batch: int) -> None:
     """The peer: bytewax 0.21 running keyed_count's logic in this process, one worker, input
-    batch 1 (one event per item, as measured earlier): the same generator, filter
+    in batches of `batch` events (the job's source batch, or 1): the same generator, filter
     ``keep``, map ``enrich``, then ``count_window`` (key ``key_of``, tumbling windows of
     WINDOW_SECONDS on the system clock) to a sink that adds up the counts. Not `windowed`:
     the filter and map only, to a sink that counts events (the kind of run measured earlier)."""
@@ -663,9 +679,9 @@ def bytewax_child(result_q: Queue[Report], total: int, windowed: bool) -> None:
                 raise StopIteration
             if not self.sent:
                 t_first[0] = time.monotonic()
-            batch = keyed_count.make_batch(self.sent, 1, keys)
-            self.sent += 1
-            return batch
+            n = min(batch, total - self.sent)
+            self.sent += n
+            return keyed_count.make_batch(self.sent - n, n, keys)
 
     class Source(DynamicSource[dict[str, Any]]):
         def build(self, step_id: str, worker_index: int, worker_count: int) -> Generate:
@@ -698,11 +714,11 @@ def bytewax_child(result_q: Queue[Report], total: int, windowed: bool) -> None:
 
 
 def bench_bytewax(
-    ctx: mp.context.SpawnContext, total: int, windowed: bool = True
+    ctx: mp.context.SpawnContext, total: int, windowed: bool = True, batch: int = BATCH
 ) -> tuple[float, Report]:
-    """(source events/s, the report) of bytewax over `total` events."""
+    """(source events/s, the report) of bytewax over `total` events in batches of `batch`."""
     result_q: Queue[Report] = ctx.Queue()
-    child = ctx.Process(target=bytewax_child, args=(result_q, total, windowed))
+    child = ctx.Process(target=bytewax_child, args=(result_q, total, windowed, batch))
     child.start()
     (report,) = collect([child], result_q, 1)
     if report.events != keyed_count.kept(total):
@@ -764,6 +780,37 @@ def codec_lines() -> list[str]:
     return lines
 
 
+def mql_costs() -> dict[str, float]:
+    """ns per event of MQL_QUERY over BATCH events (and of its parts, and of framing), and
+    the µs of parsing and compiling it: the best of several rounds."""
+
+    def best_ns(fn: Callable[[], object], per_call: int, rounds: int = 7, calls: int = 40) -> float:
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) / (calls * per_call) * 1e9
+
+    events = make_events()
+    query = compile_query(MQL_QUERY)
+    select_part, _, where_part = MQL_QUERY.partition(" where ")
+    where_only = compile_query("select * from stream where " + where_part)
+    select_only = compile_query(select_part)
+    re2_only = compile_query(f"select * from stream where {MQL_RE2_WHERE}")
+    passing = len(query.apply(events))
+    return {
+        "mql_ns_per_event": best_ns(lambda: query.apply(events), len(events)),
+        "where_ns": best_ns(lambda: where_only.apply(events), len(events)),
+        "select_ns": best_ns(lambda: select_only.apply(events), len(events)),
+        "re2_ns": best_ns(lambda: re2_only.apply(events), len(events)),
+        "frame_ns": best_ns(lambda: frame_all(events), len(events)),
+        "mql_compile_us": best_ns(lambda: compile_query(MQL_QUERY), 1, calls=50) / 1e3,
+        "passing": passing / len(events),
+    }
+
+
 def show(name: str, value: float, unit: str, lower_is_better: bool = False) -> None:
     target = TARGETS[name]
     ratio = target / value if lower_is_better else value / target
@@ -813,6 +860,19 @@ def main() -> None:
     if "codec" in args.only:
         for line in codec_lines():
             print(line)
+
+    if "mql" in args.only:
+        mql = mql_costs()
+        figures["mql_ns_per_event"] = round(mql["mql_ns_per_event"], 1)
+        figures["mql_compile_us"] = round(mql["mql_compile_us"], 1)
+        print(f"{'mql_ns_per_event':30s} {mql['mql_ns_per_event']:>12,.0f} ns   {MQL_QUERY!r}")
+        print(
+            f"  {mql['passing'] * 100:.0f} % of the events pass; the where alone "
+            f"{mql['where_ns']:.0f} ns, the select alone {mql['select_ns']:.0f} ns; "
+            f"{MQL_RE2_WHERE} (RE2) alone {mql['re2_ns']:.0f} ns; framing "
+            f"(what the sink does to every event anyway) {mql['frame_ns']:.0f} ns; parse and "
+            f"compile once per connection {mql['mql_compile_us']:.0f} us"
+        )
 
     if "hop" in args.only:
         hop, snd, rcv = bench_hop(ctx, sizes.hop_events)
@@ -889,15 +949,22 @@ def main() -> None:
     if "bytewax" in args.only:
         if importlib.util.find_spec("bytewax") is None:
             print(
-                "bytewax_events_per_s: skipped, bytewax is not installed (it is not a "
-                "dependency: pip install 'bytewax==0.21.*'); so is job_vs_bytewax"
+                "bytewax_events_per_s: skipped, bytewax is not installed (the bench extra: "
+                "pip install -e '.[bench]'); so is job_vs_bytewax"
             )
         else:
             bw, rep = bench_bytewax(ctx, sizes.bytewax_events)
             figures["bytewax_events_per_s"] = round(bw)
+            figures["bytewax_batch"] = BATCH
             print(
-                f"{'bytewax_events_per_s':30s} {bw:>12,.0f} /s   peer, one process, batch 1 "
-                f"(earlier: {BYTEWAX_BATCH_1})"
+                f"{'bytewax_events_per_s':30s} {bw:>12,.0f} /s   peer, one process, input "
+                f"batch {BATCH} as the job's source"
+            )
+            bw1, _ = bench_bytewax(ctx, sizes.bytewax_events // 4, batch=1)
+            figures["bytewax_batch_1_events_per_s"] = round(bw1)
+            print(
+                f"{'bytewax_batch_1_events_per_s':30s} {bw1:>12,.0f} /s   the same, one event "
+                f"per item"
             )
             bw_cpu_rate = sizes.bytewax_events / rep.cpu
             print(
@@ -905,14 +972,20 @@ def main() -> None:
                 f"{bw_cpu_rate / 1e3:,.1f} k/s"
             )
             stateless, _ = bench_bytewax(ctx, sizes.bytewax_events, windowed=False)
+            stateless1, _ = bench_bytewax(ctx, sizes.bytewax_events // 4, windowed=False, batch=1)
             print(
                 f"  bytewax with the filter and map only (no key, no windows): "
-                f"{stateless:,.0f} /s; its count_window is what costs"
+                f"{stateless:,.0f} /s at batch {BATCH}, {stateless1:,.0f} /s at batch 1 "
+                f"(earlier: {BYTEWAX_BATCH_1}); its count_window is what costs"
             )
             if "job_events_per_s" in figures:
                 ratio = figures["job_events_per_s"] / bw
                 figures["job_vs_bytewax"] = round(ratio, 2)
                 show("job_vs_bytewax", ratio, "x")
+                print(f"  at the matched input batch ({BATCH} events)")
+                ratio1 = figures["job_events_per_s"] / bw1
+                figures["job_vs_bytewax_batch_1"] = round(ratio1, 2)
+                print(f"  {'job_vs_bytewax_batch_1':28s} {ratio1:>12.2f} x   bytewax at batch 1")
                 if job_cpu_rate is not None:
                     print(
                         f"  with a core each: job {job_cpu_rate / 1e6:.2f} M/s, bytewax "
