@@ -19,10 +19,15 @@ src/master/maintenance.cpp):
   inverse offers (RESCIND_INVERSE_OFFER). A machine id names an agent when each field it gives
   equals the agent's (hostname case-insensitively; mesoslite agents' ip is their hostname when
   that is an address). Validation and messages are Mesos': no machines, neither hostname nor
-  ip, an ip that is not IPv4, a machine twice, a negative duration: 400, nothing changed.
+  ip, an ip that is not IPv4, a machine twice, a negative duration, a DOWN machine left out:
+  400, nothing changed.
+- START_MAINTENANCE: scheduled (DRAINING) machines go DOWN: their agents are told to kill
+  every task and removed (tasks TASK_LOST, or UNREACHABLE to partition-aware frameworks), and
+  an agent of a DOWN machine is refused (403) when it registers. STOP_MAINTENANCE brings DOWN
+  machines UP: out of the schedule, their agents welcome again. Mesos' messages for a machine
+  not scheduled, not DRAINING or not DOWN (400).
 
-None of this survives a master restart (mesoslite persists nothing). START_MAINTENANCE and
-STOP_MAINTENANCE (machines DOWN) are not implemented (501).
+None of this survives a master restart (mesoslite persists nothing).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from mesoslite.protocol import InvalidCall, id_of, sub_message
@@ -57,18 +63,23 @@ def machine_id(machine: Machine) -> dict[str, str]:
     return out
 
 
-def _agent_ip(agent: AgentRecord) -> str:
+def _ip_of(hostname: str) -> str:
     try:
-        return str(ipaddress.IPv4Address(agent.hostname))
+        return str(ipaddress.IPv4Address(hostname))
     except ValueError:
         return ""
 
 
-def names(machine: Machine, agent: AgentRecord) -> bool:
-    hostname, ip = machine
-    if hostname and hostname.lower() != agent.hostname.lower():
+def names(machine: Machine, hostname: str) -> bool:
+    """Whether a MachineID names the agent at `hostname`."""
+    name, ip = machine
+    if name and name.lower() != hostname.lower():
         return False
-    return not ip or ip == _agent_ip(agent)
+    return not ip or ip == _ip_of(hostname)
+
+
+def _shown(machine: Machine) -> str:
+    return orjson.dumps(machine_id(machine)).decode()
 
 
 def parse_duration(value: Any, where: str) -> int:
@@ -94,6 +105,7 @@ class Maintenance:
     def __init__(self) -> None:
         self.windows: list[dict[str, Any]] = []  # as given, checked
         self.answers: dict[Machine, dict[str, dict[str, Any]]] = {}  # fid -> InverseOfferStatus
+        self.down: set[Machine] = set()  # START_MAINTENANCE'd
         self._seq = itertools.count(1)
 
     def machines(self) -> dict[Machine, dict[str, Any]]:
@@ -105,7 +117,10 @@ class Maintenance:
         return out
 
     def machine_of(self, agent: AgentRecord) -> Machine | None:
-        return next((m for m in self.machines() if names(m, agent)), None)
+        return next((m for m in self.machines() if names(m, agent.hostname)), None)
+
+    def is_down(self, hostname: str) -> bool:
+        return any(names(m, hostname) for m in self.down)
 
     def unavailability(self, agent: AgentRecord) -> dict[str, Any] | None:
         machine = self.machine_of(agent)
@@ -134,47 +149,117 @@ def parse_schedule(call: dict[str, Any]) -> list[dict[str, Any]]:
             unavailability.get("start"), dict
         ):
             raise InvalidCall(f"Expecting '{where}.unavailability.start' to be present")
-        start = unavailability["start"].get("nanoseconds")
-        if not isinstance(start, int) or isinstance(start, bool):
-            raise InvalidCall(f"'{where}.unavailability.start.nanoseconds' must be an integer")
-        if "duration" in unavailability:
-            try:
-                parse_duration(unavailability["duration"], f"{where}.unavailability.duration")
-            except InvalidCall:
-                raise InvalidCall("Unavailability 'duration' is negative") from None
-        for mid in ids:
-            hostname = mid.get("hostname", "") if isinstance(mid, dict) else None
-            ip = mid.get("ip", "") if isinstance(mid, dict) else None
-            if not isinstance(hostname, str) or not isinstance(ip, str):
-                raise InvalidCall(f"'{where}.machine_ids[]' must be {{hostname, ip}} strings")
-            if not hostname and not ip:
-                raise InvalidCall("Both 'hostname' and 'ip' for a machine are empty")
-            if ip:
-                try:
-                    ipaddress.IPv4Address(ip)
-                except ValueError:
-                    raise InvalidCall(f"Failed to parse IP address '{ip}'") from None
-            machine = (hostname.lower(), ip)
-            if machine in seen:
+        for field in ("start", "duration"):
+            if field not in unavailability:
+                continue
+            value = unavailability[field]
+            nanos = value.get("nanoseconds") if isinstance(value, dict) else None
+            if not isinstance(nanos, int) or isinstance(nanos, bool):
                 raise InvalidCall(
-                    f"Machine '{machine_id(machine)}' appears more than once in the schedule"
+                    f"'{where}.unavailability.{field}.nanoseconds' must be an integer"
                 )
-            seen.add(machine)
+            if field == "duration" and nanos < 0:
+                raise InvalidCall("Unavailability 'duration' is negative")
+        machines = _machines(ids, f"{where}.machine_ids", seen)
         checked.append(
-            {
-                "machine_ids": [
-                    machine_id((m.get("hostname", "").lower(), m.get("ip", ""))) for m in ids
-                ],
-                "unavailability": unavailability,
-            }
+            {"machine_ids": [machine_id(m) for m in machines], "unavailability": unavailability}
         )
     return checked
+
+
+def _machines(ids: Any, where: str, seen: set[Machine] | None = None) -> list[Machine]:
+    """MachineIDs checked as Mesos' maintenance::validation::machines does."""
+    if not isinstance(ids, list) or not ids:
+        raise InvalidCall("List of machines is empty")
+    seen = set() if seen is None else seen
+    out = []
+    for mid in ids:
+        hostname = mid.get("hostname", "") if isinstance(mid, dict) else None
+        ip = mid.get("ip", "") if isinstance(mid, dict) else None
+        if not isinstance(hostname, str) or not isinstance(ip, str):
+            raise InvalidCall(f"'{where}[]' must be {{hostname, ip}} strings")
+        if not hostname and not ip:
+            raise InvalidCall("Both 'hostname' and 'ip' for a machine are empty")
+        if ip:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise InvalidCall(f"Failed to parse IP address '{ip}'") from None
+        machine = (hostname.lower(), ip)
+        if machine in seen:
+            raise InvalidCall(f"Machine '{_shown(machine)}' appears more than once in the schedule")
+        seen.add(machine)
+        out.append(machine)
+    return out
+
+
+def start(master: MesosliteMaster, call: dict[str, Any]) -> None:
+    """START_MAINTENANCE: the machines go DOWN, their agents' tasks are stopped and written
+    off, the agents removed (Mesos' Master::Http::_startMaintenance)."""
+    plan = master.maintenance
+    ids = sub_message(call, "start_maintenance").get("machines")
+    machines = _machines(ids, "start_maintenance.machines")
+    for machine in machines:
+        if machine not in plan.machines():
+            raise InvalidCall(f"Machine '{_shown(machine)}' is not part of a maintenance schedule")
+        if machine in plan.down:
+            raise InvalidCall(
+                f"Machine '{_shown(machine)}' is not in DRAINING mode and cannot be brought down"
+            )
+    for agent in list(master.agents.values()):
+        if any(names(m, agent.hostname) for m in machines):
+            master.stop_tasks_on(agent)
+            master.remove_agent(agent, "Operator initiated 'Machine DOWN'")
+            for fw in master.frameworks.values():
+                for oid, offer in list(fw.inverse_offers.items()):
+                    if offer["agent_id"]["value"] == agent.id:
+                        del fw.inverse_offers[oid]
+    plan.down.update(machines)
+    log.info("maintenance_started", machines=[machine_id(m) for m in machines])
+
+
+def stop(master: MesosliteMaster, call: dict[str, Any]) -> None:
+    """STOP_MAINTENANCE: DOWN machines come back UP and leave the schedule."""
+    plan = master.maintenance
+    ids = sub_message(call, "stop_maintenance").get("machines")
+    machines = _machines(ids, "stop_maintenance.machines")
+    for machine in machines:
+        if machine not in plan.machines():
+            raise InvalidCall(f"Machine '{_shown(machine)}' is not part of a maintenance schedule")
+        if machine not in plan.down:
+            raise InvalidCall(
+                f"Machine '{_shown(machine)}' is not in DOWN mode and cannot be brought up"
+            )
+    up = set(machines)
+    plan.down -= up
+    windows = []
+    for window in plan.windows:
+        left = [
+            mid
+            for mid in window["machine_ids"]
+            if (mid.get("hostname", ""), mid.get("ip", "")) not in up
+        ]
+        if left:
+            windows.append({**window, "machine_ids": left})
+    plan.windows = windows
+    for machine in up:
+        plan.answers.pop(machine, None)
+    log.info("maintenance_stopped", machines=[machine_id(m) for m in machines])
 
 
 def update_schedule(master: MesosliteMaster, windows: list[dict[str, Any]]) -> None:
     """Apply a checked schedule: outstanding inverse offers rescinded, the answers of machines
     whose window is unchanged kept, inverse offers sent again at the next allocation."""
     plan = master.maintenance
+    scheduled = {
+        (m.get("hostname", ""), m.get("ip", "")) for w in windows for m in w["machine_ids"]
+    }
+    left_out = sorted(plan.down - scheduled)
+    if left_out:
+        raise InvalidCall(
+            f"Machine '{_shown(left_out[0])}' is deactivated and cannot be removed from the"
+            " schedule"
+        )
     before = plan.machines()
     plan.windows = windows
     after = plan.machines()
@@ -265,8 +350,9 @@ def cluster_status(master: MesosliteMaster) -> dict[str, Any]:
         "draining_machines": [
             {"id": machine_id(m), "statuses": list(plan.answers.get(m, {}).values())}
             for m in plan.machines()
+            if m not in plan.down
         ],
-        "down_machines": [],
+        "down_machines": [machine_id(m) for m in sorted(plan.down)],
     }
 
 
@@ -343,6 +429,10 @@ def call_response(master: MesosliteMaster, call: dict[str, Any]) -> dict[str, An
         deactivate(master, _agent(master, call, "deactivate_agent"))
     elif kind == "REACTIVATE_AGENT":
         reactivate(master, _agent(master, call, "reactivate_agent"))
+    elif kind == "START_MAINTENANCE":
+        start(master, call)
+    elif kind == "STOP_MAINTENANCE":
+        stop(master, call)
     elif kind == "UPDATE_MAINTENANCE_SCHEDULE":
         update_schedule(master, parse_schedule(call))
     elif kind == "GET_MAINTENANCE_SCHEDULE":

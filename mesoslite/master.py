@@ -862,6 +862,8 @@ class MesosliteMaster:
         reg = parse_registration(call)
         if reg.agent_id in self.gone_agents:
             raise InvalidCall(f"Agent {reg.agent_id} has been marked gone by the operator", 403)
+        if self.maintenance.is_down(reg.hostname):
+            raise InvalidCall(f"The machine of agent {reg.hostname} is down for maintenance", 403)
         aid, hostname, port, total, attributes = (
             reg.agent_id,
             reg.hostname,
@@ -1071,6 +1073,11 @@ class MesosliteMaster:
         `mark_gone`): its tasks are killed there and TASK_GONE_BY_OPERATOR here, and it may not
         register again (Mesos' Master::markGone)."""
         self.gone_agents.add(agent.id)
+        self.stop_tasks_on(agent)
+        self.remove_agent(agent, why, gone=True)
+
+    def stop_tasks_on(self, agent: AgentRecord) -> None:
+        """Have the agent kill every task it runs (the master is about to write them off)."""
         if agent.stream is not None:
             for fid in sorted({fid for (fid, _), t in agent.tasks.items() if not t.terminal}):
                 agent.stream.send(
@@ -1079,7 +1086,6 @@ class MesosliteMaster:
                         "shutdown_framework": {"framework_id": {"value": fid}},
                     }
                 )
-        self.remove_agent(agent, why, gone=True)
 
     def remove_agent(self, agent: AgentRecord, why: str, gone: bool = False) -> None:
         """The agent is gone: its tasks are LOST (UNREACHABLE to partition-aware frameworks;

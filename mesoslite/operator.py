@@ -58,8 +58,6 @@ NOT_IMPLEMENTED = frozenset(
         "DESTROY_VOLUMES",
         "GROW_VOLUME",
         "SHRINK_VOLUME",
-        "START_MAINTENANCE",
-        "STOP_MAINTENANCE",
         "GET_QUOTA",
         "UPDATE_QUOTA",
         "SET_QUOTA",

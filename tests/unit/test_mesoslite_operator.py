@@ -619,3 +619,54 @@ async def test_a_standby_redirects_the_operator_api_and_answers_flags_and_metric
         assert status == 200 and body["flags"]["allocation_interval"] == "0.02"
     finally:
         await server.close()
+
+
+@pytest.mark.timeout(20)
+async def test_start_maintenance_takes_the_machine_down_and_stop_brings_it_back() -> None:
+    async with cluster() as (master, url):
+        agent = FakeAgent(url)
+        await agent.register()
+        client = await running_task(url, agent)
+        machine = {"hostname": "127.0.0.1", "ip": "127.0.0.1"}
+        machines = {"machines": [machine]}
+        start = {"type": "START_MAINTENANCE", "start_maintenance": machines}
+        stop = {"type": "STOP_MAINTENANCE", "stop_maintenance": machines}
+        shown = '{"hostname":"127.0.0.1","ip":"127.0.0.1"}'
+        assert await operate(url, start) == (
+            400,
+            f"Machine '{shown}' is not part of a maintenance schedule",
+        )
+        window = {"machine_ids": [machine], "unavailability": {"start": {"nanoseconds": 0}}}
+        schedule = {
+            "type": "UPDATE_MAINTENANCE_SCHEDULE",
+            "update_maintenance_schedule": {"schedule": {"windows": [window]}},
+        }
+        await ok(url, schedule)
+        assert await operate(url, stop) == (
+            400,
+            f"Machine '{shown}' is not in DOWN mode and cannot be brought up",
+        )
+        await ok(url, start)
+        await agent.next_event("SHUTDOWN_FRAMEWORK")
+        lost = (await client.next_event("UPDATE"))["update"]["status"]
+        assert lost["state"] == "TASK_LOST" and agent.id not in master.agents
+        status = (await ok(url, {"type": "GET_MAINTENANCE_STATUS"}))["get_maintenance_status"]
+        assert status["status"] == {"draining_machines": [], "down_machines": [machine]}
+        again = FakeAgent(url)
+        with pytest.raises(AssertionError, match="down for maintenance"):
+            await again.register(agent_id=agent.id)
+        empty = {
+            "type": "UPDATE_MAINTENANCE_SCHEDULE",
+            "update_maintenance_schedule": {"schedule": {"windows": []}},
+        }
+        assert await operate(url, empty) == (
+            400,
+            f"Machine '{shown}' is deactivated and cannot be removed from the schedule",
+        )
+        await ok(url, stop)
+        assert master.maintenance.windows == [] and master.maintenance.down == set()
+        await again.register(agent_id=agent.id)
+        assert agent.id in master.agents
+        await client.close()
+        await agent.close()
+        await again.close()
