@@ -21,10 +21,10 @@ seen through a watch on the group): ZooKeeper's share, then the product's.
   manager (adapters.mesos.resource_manager.PymesosResourceManager, given the zk:// URL). The
   leading mesoslite master is SIGKILLed: time to the first offer the resource manager gets
   from the next one (pymesos finds it in ZooKeeper, re-subscribes, the agent re-registers).
-  The killed master comes back as the standby before the next run. Most of what follows the
-  session's end is pymesos' reconnection back-off (pymesos/process.py ``_run``: after a failed
-  connect to the dead leader it sleeps 2 s, then 4 s, +-25%, and only then looks at the leader
-  ZooKeeper named meanwhile).
+  The killed master comes back as the standby before the next run. After the session's end
+  comes the driver's reconnection back-off (pymesos/process.py ``_run`` sleeps after a failed
+  connect to the dead leader, and only then looks at the leader ZooKeeper named meanwhile;
+  pymesos' own 2 s, 4 s, ... is shortened to 0.1 s doubling to 2 s by the adapter).
 - ``zk_submit_p50_ms`` / ``zk_submit_p99_ms``: one master with ``--zk`` (it leads alone, on
   the ZooKeeper store) in a child process, with a resource manager that does nothing (as
   bench/api.py's submit), then sequential POST /api/v1/jobs answered 201. Target p99 <= 50 ms.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from typing import Any
 import pymesos  # type: ignore[import-untyped]
 import structlog
 
+from common.backoff import Backoff
 from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus
 from core.scheduling import Offer
 from core.scheduling.offers import merge_ranges
@@ -161,8 +163,18 @@ def task_info(launch: TaskLaunch) -> Json:
 # -- the driver and its callbacks --------------------------------------------------------------
 
 
+RECONNECT = Backoff(initial=0.1, maximum=2.0)
+"""Between attempts to reach a master. pymesos' own starts at 2 s and doubles, sleeping on its
+thread where a new leader found in ZooKeeper cannot wake it: most of a Mesos failover was spent
+there (6.3 s of it; a Mesos agent starts at 1 s, src/slave/constants.hpp)."""
+
+
 class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
-    """pymesos' driver, with KILL and RECONCILE that keep the agent id (Mesos v1 fields)."""
+    """pymesos' driver, with KILL and RECONCILE that keep the agent id (Mesos v1 fields), and
+    a shorter reconnect back-off."""
+
+    def _backoff(self, num_conn_retry: int) -> float:
+        return RECONNECT.delay(num_conn_retry, random.Random())
 
     def killTask(self, task_id: Json, agent_id: Json | None = None) -> None:  # noqa: N802
         if not self.connected:
