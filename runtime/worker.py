@@ -37,6 +37,14 @@ the output flushed, an END frame tells every downstream worker that nothing more
 (``StageOutputServer.finish``), and the worker reports Completed. A downstream worker whose
 upstream workers have all ended completes in turn, so a finite job ends Completed.
 
+Scale-down: a worker whose index the scheduling info no longer declares (``numWorkers`` <= its
+index: a scale-down removed it) takes input for ``SCALE_DOWN_SETTLE_SECS`` more (what its
+upstream workers sent before they, seeing the same scheduling info, moved its keys to the
+remaining workers), then ends as a finite source does (windows emitted, output flushed, END
+downstream) and reports Completed. The master keeps it listed meanwhile so that its downstream
+and sink clients read what it flushes, and kills its task if it is still running after the
+grace period (core.control, ControlConfig.scale_down_grace_secs).
+
 Containment: on Linux the worker asks for SIGTERM when its parent dies (PR_SET_PDEATHSIG),
 and stops as above. Its parent is the agent or the agent's `/bin/sh -c`, whose own
 parent-death signal does not pass to its children, and a worker that outlived its agent would
@@ -108,6 +116,10 @@ def _mql_filter(
 
     return sink_filter(query)
 
+
+SCALE_DOWN_SETTLE_SECS = 1.0
+"""How long a worker removed by a scale-down still takes input: its upstream workers move its
+keys once they see the scheduling info that removed it, and what they sent before must count."""
 
 DOWNSTREAM_GRACE_SECS = 10.0
 """How long a worker with a next stage waits, once one downstream worker connected, for the
@@ -185,6 +197,7 @@ class WorkerProcess:
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.completed = False
+        self.scaled_down = False
         self.failure: str | None = None
         self.context: Context | None = None
         self.job: Job | None = None
@@ -566,6 +579,18 @@ class WorkerProcess:
                 f"by worker {max(newer)}"
             )
 
+    def _check_scaled_down(self, mine: object) -> None:
+        """A scale-down removed this worker's slot: end gracefully after a settling time."""
+        count = mine.get("numWorkers") if isinstance(mine, dict) else None
+        if self.scaled_down or not isinstance(count, int) or not 0 < count <= self.env.index:
+            return
+        self.scaled_down = True
+        env = self.env
+        log.info(
+            "worker_scaled_down", job_id=env.job_id, stage=env.stage, index=env.index, workers=count
+        )
+        asyncio.get_running_loop().call_later(SCALE_DOWN_SETTLE_SECS, self.stopping.set)
+
     async def _follow_scheduling_info(self) -> None:
         """Keep the worker map (and, past stage 1, the upstream connections) current."""
         context = self.context
@@ -579,6 +604,7 @@ class WorkerProcess:
                 continue
             context.update_worker_map(worker_map)
             self._check_not_replaced(worker_map.get(stage, ()))
+            self._check_scaled_down(info.get("workerAssignments", {}).get(str(stage)))
             downstream = info.get("workerAssignments", {}).get(str(stage + 1))
             if self.output is not None:  # replaced downstream workers are refused
                 self.output.set_downstream_workers(
@@ -674,7 +700,7 @@ class WorkerProcess:
             try:
                 running.close()
                 await asyncio.wait_for(self._flush(), 5.0)
-                if self.completed and self.output is not None:
+                if (self.completed or self.scaled_down) and self.output is not None:
                     await self.output.finish(5.0)
             except Exception as e:  # an error while closing is still an error of the job
                 self._fail_from(e)
@@ -685,8 +711,9 @@ class WorkerProcess:
         if self.failure is not None:
             return await self._failed(self.failure)
         env = self.env
-        if self.completed:
-            await self.master.post_status("Completed", "INFO", "the job completed", reason="Normal")
+        if self.completed or self.scaled_down:
+            message = "scaled down: drained" if self.scaled_down else "the job completed"
+            await self.master.post_status("Completed", "INFO", message, reason="Normal")
             log.info("worker_completed", job_id=env.job_id, stage=env.stage, index=env.index)
         else:  # stopped: the master hears it from Mesos, and decides whether to replace us
             log.info(
