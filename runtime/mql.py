@@ -126,12 +126,12 @@ _READABLE = {
     "TRUE": "true",
     "FALSE": "false",
     "NULL": "null",
-    "STAR": "*",
-    "LPAR": "(",
-    "RPAR": ")",
-    "LSQB": "[",
-    "RSQB": "]",
-    "COMMA": ",",
+    "STAR": "'*'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
     "$END": "the end",
 }
 
@@ -168,7 +168,10 @@ def _describe(error: UnexpectedInput) -> str:
     else:
         found = "the end of the query"
     expected: Iterable[str] = ()
-    if isinstance(error, UnexpectedToken | UnexpectedEOF):
+    if isinstance(error, UnexpectedToken) and error.interactive_parser is not None:
+        # exact, where LALR's lookahead is not; lark leaves accepts() untyped
+        expected = error.interactive_parser.accepts()  # type: ignore[no-untyped-call]
+    elif isinstance(error, UnexpectedToken | UnexpectedEOF):
         expected = error.expected
     elif isinstance(error, UnexpectedCharacters):
         expected = error.allowed or ()
