@@ -51,6 +51,7 @@ from core.model import (
     ClusterSla,
     CompletedReason,
     CronPolicy,
+    DeploymentStrategy,
     JobClusterConfig,
     JobClusterDefinition,
     JobDefinition,
@@ -821,6 +822,7 @@ class ControlPlane:
                 labels=d.labels,
                 job_sla=d.job_sla,
                 subscription_timeout_secs=d.subscription_timeout_secs,
+                deployment_strategy=d.deployment_strategy,
             )
         if source is None:
             return JobRequest()
@@ -832,6 +834,7 @@ class ControlPlane:
                 labels=d.labels,
                 job_sla=d.job_sla,
                 subscription_timeout_secs=d.subscription_timeout_secs,
+                deployment_strategy=d.deployment_strategy,
             )
         return JobRequest(
             d.artifact_name,
@@ -842,6 +845,7 @@ class ControlPlane:
             d.labels,
             d.job_sla,
             d.subscription_timeout_secs,
+            d.deployment_strategy,
         )
 
     def _resolve(self, cluster: JobCluster, request: JobRequest, user: str) -> JobDefinition:
@@ -861,13 +865,42 @@ class ControlPlane:
             user=user,
             artifact_name=artifact,
             version=config.version,
-            scheduling_info=request.scheduling_info or config.scheduling_info,
+            scheduling_info=self._inherit_instance_counts(
+                cluster,
+                request.scheduling_info or config.scheduling_info,
+                request.deployment_strategy,
+            ),
             job_jar_url=request.job_jar_url or config.job_jar_url,
             parameters=_merge(d.parameters, request.parameters),
             labels=labels,
             job_sla=request.job_sla or d.job_sla,
             subscription_timeout_secs=request.subscription_timeout_secs or 0,
+            deployment_strategy=request.deployment_strategy,
         )
+
+    def _inherit_instance_counts(
+        self, cluster: JobCluster, info: SchedulingInfo, strategy: DeploymentStrategy | None
+    ) -> SchedulingInfo:
+        """Mantis' StageDeploymentStrategy.inheritInstanceCount: each such stage starts at the
+        current size of the cluster's latest running job (as submitted without one)."""
+        if strategy is None or not strategy.inherit_instance_count:
+            return info
+        for stage in strategy.inherit_instance_count:
+            if not 1 <= stage <= len(info.stages):
+                raise InvalidRequest(
+                    "deploymentStrategy.stageDeploymentStrategyMap",
+                    f"stage {stage} is not a stage of the job (1..{len(info.stages)})",
+                )
+        running = self._cluster_active(cluster)
+        if not running:
+            return info
+        latest = running[-1]
+        stages = list(info.stages)
+        for stage in strategy.inherit_instance_count:
+            size = len(latest.stages.get(stage, ()))
+            if size:
+                stages[stage - 1] = replace(stages[stage - 1], number_of_instances=size)
+        return SchedulingInfo(tuple(stages))
 
     def _submit(self, cluster: JobCluster, request: JobRequest, user: str, now: float) -> str:
         definition = self._resolve(cluster, request, user)

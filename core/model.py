@@ -198,6 +198,16 @@ class SchedulingInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentStrategy:
+    """Mantis' DeploymentStrategy (its stageDeploymentStrategyMap of StageDeploymentStrategy):
+    the stages whose `inheritInstanceCount` is true. A new job of the cluster starts each of
+    them at the current size of the cluster's latest running job, not at its submitted size,
+    so a resubmission keeps what autoscaling or a user's scaleStage grew the stage to."""
+
+    inherit_instance_count: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class JobSla:
     runtime_limit_secs: int = 0
     min_runtime_secs: int = 0
@@ -357,6 +367,7 @@ class JobRequest:
     labels: tuple[Label, ...] | None = None
     job_sla: JobSla | None = None
     subscription_timeout_secs: int | None = None
+    deployment_strategy: DeploymentStrategy | None = None
 
     def __post_init__(self) -> None:
         if self.subscription_timeout_secs is not None and self.subscription_timeout_secs < 0:
@@ -381,6 +392,7 @@ class JobDefinition:
     labels: tuple[Label, ...] = ()
     job_sla: JobSla = field(default_factory=JobSla)
     subscription_timeout_secs: int = 0
+    deployment_strategy: DeploymentStrategy | None = None
 
     def parameter(self, name: str, default: str = "") -> str:
         for p in self.parameters:

@@ -26,6 +26,7 @@ from core.errors import InvalidRequest
 from core.model import (
     ClusterSla,
     CronPolicy,
+    DeploymentStrategy,
     DurationType,
     JobClusterConfig,
     JobClusterDefinition,
@@ -388,6 +389,23 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
         ), user
 
 
+def parse_deployment_strategy(value: object, where: str) -> DeploymentStrategy:
+    """Mantis' DeploymentStrategy: `{"stageDeploymentStrategyMap": {"1": {"inheritInstanceCount":
+    true}}}` (stage number -> StageDeploymentStrategy)."""
+    o = as_object(value, where)
+    at = where + ".stageDeploymentStrategyMap"
+    inherit: list[int] = []
+    stages = o.get("stageDeploymentStrategyMap")
+    for key, strategy in as_object({} if stages is None else stages, at).items():
+        stage = to_int(key, f"{at}.{key}")
+        if stage < 1:
+            raise InvalidRequest(f"{at}.{key}", "must be a stage number >= 1")
+        s = as_object(strategy, f"{at}.{key}")
+        if get(s, "inheritInstanceCount", f"{at}.{key}.", to_bool, False):
+            inherit.append(stage)
+    return DeploymentStrategy(tuple(sorted(inherit)))
+
+
 def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
     """A MantisJobDefinition's overrides; what is left out comes from the cluster."""
     artifact, url = artifact_of(o, prefix)
@@ -408,6 +426,9 @@ def parse_job_request(o: Json, prefix: str = "") -> JobRequest:
             labels=parse_named(Label, labels, prefix + "labels") if labels is not None else None,
             job_sla=parse_job_sla(sla, prefix + "jobSla") if sla else None,
             subscription_timeout_secs=get(o, "subscriptionTimeoutSecs", prefix, to_int, 0) or None,
+            deployment_strategy=get(
+                o, "deploymentStrategy", prefix, parse_deployment_strategy, None
+            ),
         )
 
 
