@@ -47,7 +47,8 @@ def test_top_once_shows_each_stage_of_a_running_job(
         assert run.status == 0, run.err
         frames.append(run.out)
         table = rows(run.out)
-        return len(table) == 3 and all(number(table[(jid, s)]["IN/S"]) > 0 for s in "123")
+        moving = len(table) == 3 and all(number(table[(jid, s)]["IN/S"]) > 0 for s in "123")
+        return moving and number(table[(jid, "1")]["IN/S"]) > 1_000  # a whole second of it
 
     wait_until(flowing, "events flowing through the 3 stages in mantis top", 30)
     out = frames[-1]
@@ -58,8 +59,7 @@ def test_top_once_shows_each_stage_of_a_running_job(
         row = table[(jid, stage)]
         assert row["WORKERS"] == "1/1" and row["UNSCRAPED"] == "0"
         assert number(row["OUT/S"]) > 0 and number(row["RSS MB"]) > 1
-    # ~10,000 events/s through every stage of the counter job
-    assert 1_000 < number(table[(jid, "1")]["IN/S"]) < 100_000
+    assert number(table[(jid, "1")]["IN/S"]) < 100_000  # the counter job makes ~10,000/s
     cli_loop.run(_stop(workers, jid, reader))
 
 

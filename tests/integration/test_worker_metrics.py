@@ -111,7 +111,8 @@ async def test_heartbeats_carry_drops_resource_usage_and_worker_metrics(tmp_path
             if "WorkerMetrics" not in payloads:
                 return None
             got = {k: orjson.loads(v) for k, v in payloads.items()}
-            return got if got["WorkerMetrics"]["RPS"] > 0 else None
+            # ~10,000 events/s once flowing (a first interval may be partly idle)
+            return got if got["WorkerMetrics"]["RPS"] > 1_000 else None
 
         got: dict[str, Any] = {}
 
@@ -128,8 +129,10 @@ async def test_heartbeats_carry_drops_resource_usage_and_worker_metrics(tmp_path
         usage = got["ResourceUsage"]
         assert usage["cpuLimit"] == 0.1 and usage["memLimit"] == 64.0
         assert usage["totMemUsageCurrent"] > 1.0 and usage["nwBytesCurrent"] > 0
-        assert 1_000 < got["WorkerMetrics"]["RPS"] < 100_000
+        assert got["WorkerMetrics"]["RPS"] < 100_000
         assert got["WorkerMetrics"]["user::stage.1.events_in"] > 0
-        subscribed = m.master.plane.workers[sink.worker_id].payloads["SubscriptionState"]
-        assert subscribed == "true"
+        sink_worker = m.master.plane.workers[sink.worker_id]
+        await eventually(
+            lambda: sink_worker.payloads.get("SubscriptionState") == "true", "the sink subscribed"
+        )
         output.cancel()
