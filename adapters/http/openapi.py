@@ -172,6 +172,12 @@ SCHEMAS: dict[str, Json] = {
         labels=arr(ref("NameValue")),
         jobSla=ref("JobSla"),
         subscriptionTimeoutSecs=INT,
+        deploymentStrategy=obj(
+            stageDeploymentStrategyMap={
+                "type": "object",
+                "additionalProperties": obj(inheritInstanceCount=BOOL),
+            }
+        ),
         slaMin=INT,
         slaMax=INT,
         cronSpec=NAME_IN,
