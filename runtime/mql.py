@@ -46,6 +46,9 @@ from common.sse_sink import InvalidQuery
 
 PARAMETER = "mql"
 """The sink's query parameter that carries a query."""
+CRITERION = "criterion"
+"""The one Mantis' source-job clients send (``SourceJobParameters``): read when there is no
+``mql``."""
 MAX_LENGTH = 4096
 MAX_DEPTH = 32
 """Conditions nested deeper (parentheses, ``not``) are refused: the compiled closures nest
@@ -144,10 +147,8 @@ _RE2_OPTIONS.max_mem = 1 << 20
 class MqlError(InvalidQuery):
     """A query that does not parse or compile: where (1-based line and column) and why."""
 
-    def __init__(self, line: int, column: int, reason: str) -> None:
-        super().__init__(
-            PARAMETER, f"line {line}, column {column}: {reason}", line=line, column=column
-        )
+    def __init__(self, line: int, column: int, reason: str, field: str = PARAMETER) -> None:
+        super().__init__(field, f"line {line}, column {column}: {reason}", line=line, column=column)
         self.line = line
         self.column = column
         self.reason = reason
@@ -249,6 +250,8 @@ class _Operand:
     name: tuple[str | int | float, ...]
     getter: Getter | None = None
     constant: Any = None
+    key: str | None = None
+    """A top-level name's key (what `getter` looks up), for closures that inline it."""
 
 
 def _unquote(token: str) -> str:
@@ -268,7 +271,7 @@ def _operand(tree: Tree[Token] | Token) -> _Operand:
     kind = tree.data
     if kind == "name":
         key = str(tree.children[0])
-        return _Operand((key,), lambda e: e.get(key) if e.__class__ is dict else None)
+        return _Operand((key,), lambda e: e.get(key) if e.__class__ is dict else None, key=key)
     if kind == "path":
         path = tuple(_operand(k).constant for k in tree.children)
         return _Operand(path, lambda e: lookup(e, path))
@@ -279,6 +282,35 @@ def _operand(tree: Tree[Token] | Token) -> _Operand:
     else:
         value = {"true": True, "false": False, "null": None}[str(kind)]
     return _Operand((_literal_name(value),), constant=value)
+
+
+def _name_vs_constant(key: str, op: str, c: Any) -> Predicate:
+    """``name <op> constant`` (op as value-then-constant) with the lookup inline: one call
+    per event where `_compare`'s closures make two."""
+    if op in ("==", "=", "!=", "<>"):
+        if c is None or c.__class__ is bool:
+            if op in ("==", "="):
+                return lambda e: (e.get(key) if e.__class__ is dict else None) is c
+            return lambda e: (e.get(key) if e.__class__ is dict else None) is not c
+        if c.__class__ is str:
+            if op in ("==", "="):
+                return lambda e: e.__class__ is dict and e.get(key) == c
+            return lambda e: e.__class__ is not dict or e.get(key) != c
+        if op in ("==", "="):  # a number: never equal to a boolean
+            return lambda e: (
+                e.__class__ is dict and (v := e.get(key)) == c and v.__class__ is not bool
+            )
+        return lambda e: (
+            not (e.__class__ is dict and (v := e.get(key)) == c and v.__class__ is not bool)
+        )
+    cmp = ORDER[op]
+    if c.__class__ is str:
+        return lambda e: e.__class__ is dict and (v := e.get(key)).__class__ is str and cmp(v, c)
+    if c.__class__ in _NUMBERS:
+        return lambda e: (
+            e.__class__ is dict and (v := e.get(key)).__class__ in _NUMBERS and cmp(v, c)
+        )
+    return lambda e: False  # null, a boolean: never ordered
 
 
 def _compare(op: str, left: _Operand, right: _Operand) -> Predicate:
@@ -292,6 +324,9 @@ def _compare(op: str, left: _Operand, right: _Operand) -> Predicate:
         get = right.getter if flipped else left.getter
         assert get is not None
         c = left.constant if flipped else right.constant
+        key = right.key if flipped else left.key
+        if key is not None:
+            return _name_vs_constant(key, _FLIPPED.get(op, op) if flipped else op, c)
         if op in ("==", "=", "!=", "<>"):
             negate = op in ("!=", "<>")
             if c is None or c.__class__ is bool:
@@ -560,12 +595,17 @@ def compile_query(query: str, rng: random.Random | None = None) -> Query:
 def sink_filter(
     query: Mapping[str, str],
 ) -> tuple[str, Callable[[Sequence[Event]], list[Any]]] | None:
-    """common.sse_sink's connection filter for the ``mql`` parameter: None without one (or for
-    a query that passes everything), else (``mql=<query>``, its batch function); MqlError for
-    a bad query. The sink calls it for each connection, as Mantis' ServerSentEventsSink calls
-    its ``Predicate`` with the connection's query parameters."""
-    raw = query.get(PARAMETER)
+    """common.sse_sink's connection filter for the ``mql`` parameter (else ``criterion``):
+    None without one (or for a query that passes everything), else (``mql=<query>``, its batch
+    function); MqlError naming the parameter for a bad query. The sink calls it for each
+    connection, as Mantis' ServerSentEventsSink calls its ``Predicate`` with the connection's
+    query parameters."""
+    field = PARAMETER if query.get(PARAMETER) else CRITERION
+    raw = query.get(field)
     if not raw:
         return None
-    compiled = compile_query(raw)
+    try:
+        compiled = compile_query(raw)
+    except MqlError as e:
+        raise MqlError(e.line, e.column, e.reason, field) from None
     return None if compiled.passes_everything else (f"{PARAMETER}={raw}", compiled.apply)

@@ -18,6 +18,7 @@ stays wrong), it raises SourceError. Metrics: ``events_emitted``, ``reconnects``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,12 +32,14 @@ from common.backoff import Backoff
 from common.sse import DEFAULT_DELIMITER, HB_JOB_ID, PING, unpack_binary
 from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import Context, Counter, Metrics
+from runtime.metrics import UPSTREAM_DROPPED
 from runtime.sources.merge import closing
 
 log = structlog.get_logger()
 
 
 _HB = HB_JOB_ID.encode()
+_DROPPED = b"droppedMessageCount"
 
 
 class SourceError(Exception):
@@ -54,6 +57,10 @@ class EventDecoder:
     decode_errors: Counter
     binary: bool = False
     delimiter: bytes = DEFAULT_DELIMITER
+    upstream_dropped: Counter | None = None
+    """With meta messages asked for (``enableMetaMessages``): what the upstream sink dropped
+    for this connection, from its ``droppedMessageCount`` frames (still passed on to the job):
+    the worker's ``SourceJobDrop`` (runtime.metrics)."""
 
     @classmethod
     def for_query(cls, params: Mapping[str, str], metrics: Metrics) -> EventDecoder:
@@ -61,7 +68,9 @@ class EventDecoder:
             params.get("mantis.EnableCompressedBinary", "")
         )
         delimiter = str(params.get("mantis.CompressionDelimiter", "")).encode() or DEFAULT_DELIMITER
-        return cls(metrics.counter("decode_errors"), binary, delimiter)
+        meta = _truthy(params.get("enableMetaMessages", "")) or "metaMessagesSec" in params
+        dropped = metrics.counter(UPSTREAM_DROPPED) if meta else None
+        return cls(metrics.counter("decode_errors"), binary, delimiter, dropped)
 
     def decode(self, payloads: Iterable[bytes]) -> list[Any]:
         events: list[Any] = []
@@ -92,6 +101,14 @@ class EventDecoder:
             return
         if _HB in payload and isinstance(value, dict) and value.get("jobId") == HB_JOB_ID:
             return
+        if (
+            self.upstream_dropped is not None
+            and _DROPPED in payload
+            and isinstance(value, dict)
+            and value.get("mantis.meta") == "droppedMessageCount"
+        ):
+            with contextlib.suppress(TypeError, ValueError):
+                self.upstream_dropped.inc(int(value.get("value", 0)))
         out.append(value)
 
 

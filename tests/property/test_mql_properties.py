@@ -286,10 +286,11 @@ def test_each_comparison_agrees_on_every_kind_of_value(condition: Any, values: l
 def test_every_pattern_and_comparison_on_every_value_of_the_pool() -> None:
     """The pools crossed exhaustively (Hypothesis draws some pairs seldom): each pattern, each
     comparison with each scalar, and each list index, over every value."""
-    batch = [{"a": v} for v in VALUES]
+    batch = [{"a": v} for v in VALUES] + VALUES  # and events that are not objects
     a = Prop(("a",), True)
     conditions: list[Any] = [Match(a, p) for p in PATTERNS]
     conditions += [Cmp(a, op, Lit(c)) for op in ("==", "!=", "<", ">=") for c in SCALARS]
+    conditions += [Cmp(Lit(c), op, a) for op in ("<>", "<=", ">") for c in SCALARS]
     conditions += [Cmp(Prop(("a", i), False), "==", Lit(1)) for i in range(-3, 3)]
     for condition in conditions:
         query = compile_query(f"select * where {render(condition)}")

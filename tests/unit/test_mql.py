@@ -106,6 +106,13 @@ def test_select_star_passes_events_as_they_are_and_where_true_filters_nothing() 
     assert key_and_fn is not None
     assert key_and_fn[0] == "mql=select node where ok == true"
     assert key_and_fn[1](EVENTS) == [{"node": "i-1"}]
+    # Mantis' source-job clients send `criterion`; `mql` wins.
+    mantis = sink_filter({"criterion": "select node where ok == true"})
+    assert mantis is not None and mantis[0] == key_and_fn[0]
+    assert sink_filter({"mql": "select *", "criterion": "select node"}) is None
+    with pytest.raises(MqlError) as raised:
+        sink_filter({"criterion": "select node where"})
+    assert raised.value.field == "criterion" and raised.value.column == 18
 
 
 def test_regex_dot_matches_newlines_and_slashes_can_be_escaped() -> None:
