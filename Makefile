@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint zookeeper bench clean
+.PHONY: install run test lint zookeeper chromium bench clean
 
 $(STAMP): pyproject.toml scripts/install_http_parser.sh
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ lint: install
 zookeeper:
 	bash scripts/install_zookeeper.sh
 
-test: lint zookeeper
+# The dashboard's browser tests drive headless Chromium: the Debian packages.
+chromium:
+	bash scripts/install_chromium.sh
+
+test: lint zookeeper chromium
 	$(PY) -m pytest
 
 bench: install
