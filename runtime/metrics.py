@@ -52,6 +52,9 @@ TICK_SECS = 1.0
 STOP_SECS = 1.0
 """A stopping worker waits this long at most for its metrics streams to end."""
 USER_GROUP = "user"
+UPSTREAM_DROPPED = "upstream_dropped"
+"""The Context.metrics counter of what an SSE or job source's upstream sink dropped for it
+(runtime.sources.sse counts the sink's droppedMessageCount meta messages)."""
 MB = 1024 * 1024
 
 
@@ -229,7 +232,8 @@ class WorkerMetrics:
         and ``WorkerMetrics`` since the previous call (the previous heartbeat): counts are
         differences, rates per second over the interval, peaks the highest tick in between.
         ``WorkerMetrics`` is ``{"RPS": events in per second, "<group>::<name>": a job's
-        counter per second or gauge value}``."""
+        counter per second or gauge value}``, and ``SourceJobDrop`` (the percentage of its
+        events the upstream job's sink dropped) where the source counts it."""
         now = self.read()
         before, self._beat = self._beat, now
         rates = Rates.between(before, now)
@@ -254,6 +258,10 @@ class WorkerMetrics:
             "nwBytesPeak": net_peak,
         }
         worker: dict[str, float] = {"RPS": rates.events_in}
+        if UPSTREAM_DROPPED in now.user:  # a stage 1 reading a job with meta messages
+            lost = now.user[UPSTREAM_DROPPED] - before.user.get(UPSTREAM_DROPPED, 0)
+            got = now.counts[0] - before.counts[0]
+            worker["SourceJobDrop"] = 100.0 * lost / (lost + got) if lost + got else 0.0
         for name, rate in rates.user.items():
             worker["::".join(user_metric_key(name))] = rate
         for name, value in self.user.gauges().items():

@@ -8,7 +8,15 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.context import Metrics
-from runtime.metrics import IoReading, StageCounts, WorkerMetrics, name_matches, user_metric_key
+from runtime.metrics import (
+    UPSTREAM_DROPPED,
+    IoReading,
+    StageCounts,
+    WorkerMetrics,
+    name_matches,
+    user_metric_key,
+)
+from runtime.sources.sse import EventDecoder
 
 
 class Clock:
@@ -140,3 +148,23 @@ def test_prometheus_view_parses_with_prometheus_client() -> None:
     assert samples[("mantis_worker_rss_bytes", ())] > 0
     assert samples[("mantis_user_total", (("group", "user"), ("name", "stage.x.events_in")))] == 12
     assert samples[("mantis_user_gauge", (("group", "sessions"), ("name", "open")))] == 4
+
+
+def test_source_job_drop_is_the_upstream_sinks_share_of_drops_since_the_last_heartbeat() -> None:
+    m, counts, _, user, clock = worker_metrics()
+    clock.now += 1.0
+    assert "SourceJobDrop" not in orjson.loads(m.payloads()["WorkerMetrics"])  # no job source
+    decoder = EventDecoder.for_query({"enableMetaMessages": "true"}, user)
+    meta = b'{"mantis.meta":"droppedMessageCount","value":"25","time":1}'
+    events = decoder.decode([b'{"i":1}', meta, b'{"i":2, "note":"droppedMessageCount"}'])
+    assert len(events) == 3  # meta messages still reach the job, which asked for them
+    counts.events_in += 75
+    clock.now += 1.0
+    assert orjson.loads(m.payloads()["WorkerMetrics"])["SourceJobDrop"] == 25.0
+    counts.events_in += 10
+    clock.now += 1.0
+    assert orjson.loads(m.payloads()["WorkerMetrics"])["SourceJobDrop"] == 0.0
+    assert user.counters()[UPSTREAM_DROPPED] == 25
+    plain = Metrics()
+    EventDecoder.for_query({}, plain).decode([meta])
+    assert UPSTREAM_DROPPED not in plain.counters()  # not asked for: nothing counted
