@@ -110,7 +110,7 @@ import structlog
 from aiohttp import web
 
 from common import logs
-from mesoslite import files, health
+from mesoslite import fetcher, files, health
 from mesoslite.auth import (
     AGENT_CREDENTIAL_ENV,
     CREDENTIALS_ENV,
@@ -900,6 +900,8 @@ class MesosliteAgent:
             return
         command = run.info.get("command") or {}
         sandbox = run.sandbox = self.sandbox_of(run)
+        if not await self._fetch(run, command, sandbox):
+            return
         try:
             executable, argv = command_argv(command)
             record = functools.partial(self._record_group, run.id)
@@ -927,6 +929,20 @@ class MesosliteAgent:
         _signal_group(run.process.pid, signal.SIGKILL)  # leftovers of the task's session
         self.groups.remove(run.process.pid)
         self._finished(run, code)
+
+    async def _fetch(self, run: TaskRun, command: dict[str, Any], sandbox: Path) -> bool:
+        """Fetch CommandInfo.uris into the sandbox (mesoslite.fetcher); False once a failure
+        is reported, as Mesos' agent reports one: TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED."""
+        uris = fetcher.parse(command)
+        if not uris:
+            return True
+        try:
+            await asyncio.to_thread(fetcher.fetch_all, uris, sandbox, self.config.work_dir)
+        except fetcher.FetchError as e:
+            log.info("task_fetch_failed", task_id=run.id, uri=e.uri, error=str(e))
+            self._status(run, FAILED, REASON_CONTAINER_LAUNCH_FAILED, str(e), SOURCE_AGENT)
+            return False
+        return True
 
     def _health_checks(self, run: TaskRun, sandbox: Path) -> asyncio.Task[Any] | None:
         """Start the task's health checks, if it has any (the master has validated them)."""

@@ -51,7 +51,7 @@ from typing import Any
 
 import structlog
 
-from mesoslite import health, maintenance
+from mesoslite import container, fetcher, health, maintenance
 from mesoslite.allocator import Allocator
 from mesoslite.flags import MasterConfig, flag_values
 from mesoslite.protocol import (
@@ -553,6 +553,11 @@ class MesosliteMaster:
             isinstance(v, dict) and isinstance(v.get("name"), str) for v in variables
         ):
             return "CommandInfo.environment.variables must be a list of {name, value}"
+        uris_problem = fetcher.problem(command) or container.problem(
+            tinfo.get("container"), "TaskInfo.container"
+        )
+        if uris_problem is not None:
+            return uris_problem
         if "health_check" in tinfo:
             check_problem = health.problem(tinfo["health_check"])
             if check_problem is not None:
