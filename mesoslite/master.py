@@ -106,6 +106,7 @@ from mesoslite.wire import (
     parse_message,
     parse_reconcile,
     parse_registration,
+    parse_roles,
     parse_shutdown,
     parse_status_updates,
     parse_subscribe,
@@ -411,12 +412,14 @@ class MesosliteMaster:
         elif kind == "DECLINE":
             self.decline(fw, sub_message(call, "decline"))
         elif kind == "REVIVE":
-            fw.suppressed = False
-            self._alloc("revive", fw.id)
-            self.trigger_allocation()
+            if fw.role in parse_roles(call, "revive", fw.role):
+                fw.suppressed = False
+                self._alloc("revive", fw.id)
+                self.trigger_allocation()
         elif kind == "SUPPRESS":
-            fw.suppressed = True
-            self._alloc("suppress", fw.id)
+            if fw.role in parse_roles(call, "suppress", fw.role):
+                fw.suppressed = True
+                self._alloc("suppress", fw.id)
         elif kind == "KILL":
             self.kill(fw, *parse_kill(call))
         elif kind == "SHUTDOWN":

@@ -133,6 +133,15 @@ def parse_reconcile(call: dict[str, Any]) -> list[str]:
     return [id_of(t, "task_id", "reconcile.tasks[]") for t in wanted]
 
 
+def parse_roles(call: dict[str, Any], field: str, default: str) -> list[str]:
+    """SUPPRESS / REVIVE: the roles named (scheduler.proto `roles`); none means all of the
+    framework's, here its one `default` role."""
+    roles = sub_message(call, field, required=False).get("roles") or [default]
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidCall(f"'{field}.roles' must be a list of role names")
+    return roles
+
+
 def parse_message(call: dict[str, Any]) -> tuple[str, str, str]:
     """MESSAGE: the agent id, the executor id and the data (base64, passed on as is)."""
     message = sub_message(call, "message")

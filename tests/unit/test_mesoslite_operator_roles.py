@@ -168,3 +168,32 @@ async def test_custom_scalars_are_offered_and_accounted_and_attributes_typed() -
         assert slave["resources"]["network"] == 1000.0
         await client.close()
         await agent.close()
+
+
+@pytest.mark.timeout(20)
+async def test_suppress_and_revive_act_only_for_the_roles_they_name() -> None:
+    async with cluster() as (master, url):
+        agent = FakeAgent(url)
+        await agent.register()
+        client = SchedulerClient(url)
+        await client.subscribe({**FRAMEWORK, "role": "prod"})
+        first = await offer(client)
+        await client.decline([first["id"]["value"]], refuse_seconds=0)
+        fid = client.framework_id or ""
+
+        await client.must({"type": "SUPPRESS", "suppress": {"roles": ["dev"]}})
+        assert not master.frameworks[fid].suppressed
+        await client.must({"type": "SUPPRESS", "suppress": {"roles": ["prod"]}})
+        assert master.frameworks[fid].suppressed
+        assert master.allocate() == 0
+        await client.must({"type": "REVIVE", "revive": {"roles": ["dev"]}})
+        assert master.frameworks[fid].suppressed and master.allocate() == 0
+        await client.must({"type": "REVIVE"})
+        assert not master.frameworks[fid].suppressed
+        again = await offer(client)
+        assert again["allocation_info"] == {"role": "prod"}
+        status, text = await client.call({"type": "SUPPRESS", "suppress": {"roles": "prod"}})
+        assert status == 400 and "suppress.roles" in text
+        assert not master.frameworks[fid].suppressed
+        await client.close()
+        await agent.close()
