@@ -784,7 +784,9 @@ def mql_costs() -> dict[str, float]:
     """ns per event of MQL_QUERY over BATCH events (and of its parts, and of framing), and
     the µs of parsing and compiling it: the best of several rounds."""
 
-    def best_ns(fn: Callable[[], object], per_call: int, rounds: int = 7, calls: int = 40) -> float:
+    def best_ns(
+        fn: Callable[[], object], per_call: int, rounds: int = 15, calls: int = 20
+    ) -> float:
         times = []
         for _ in range(rounds):
             t0 = time.perf_counter()
