@@ -311,7 +311,10 @@ async def test_iterable_source_batches() -> None:
         ),
         ({"stages": [GroupToScalarStage(batch_fn=list)]}, "stage 1 reads the source"),
         ({"source": 42}, "source is a int"),
-        ({"sink": "stdout"}, "sink is a str, expected a ServerSentEventsSink, FunctionSink, StdoutSink or to_many"),
+        (
+            {"sink": "stdout"},
+            "sink is a str, expected a ServerSentEventsSink, FunctionSink, StdoutSink or to_many",
+        ),
         ({"parameters": [IntParameter("n"), IntParameter("n")]}, "defined twice"),
         ({"parameters": ["n"]}, "not a Parameter"),
         ({"stages": ScalarStage()}, "stages must be a list"),
