@@ -79,12 +79,17 @@ def state_summary(master: MesosliteMaster, request: web.Request) -> web.Response
     summary = []
     for fw in frameworks:
         tasks = list(fw.tasks.values()) + list(fw.completed_tasks)
-        full = framework_json(fw, 0.0)
+        offered = Resources()
+        for o in fw.offers.values():
+            offered = offered + o.resources
         summary.append(
             {
-                **{k: full[k] for k in ("id", "name", "hostname", "active", "capabilities")},
-                "used_resources": full["used_resources"],
-                "offered_resources": full["offered_resources"],
+                "id": fw.id,
+                "name": fw.info.get("name", ""),
+                "hostname": fw.info.get("hostname", ""),
+                "active": fw.connected,
+                "used_resources": _sum_used([fw]),
+                "offered_resources": resources_json(offered),
                 "webui_url": fw.info.get("webui_url", ""),
                 **_count(tasks),
                 "slave_ids": sorted({t.agent_id for t in fw.tasks.values()}),
