@@ -110,7 +110,7 @@ import structlog
 from aiohttp import web
 
 from common import logs
-from mesoslite import fetcher, files, health
+from mesoslite import executor_api, fetcher, files, health
 from mesoslite.auth import (
     AGENT_CREDENTIAL_ENV,
     CREDENTIALS_ENV,
@@ -204,6 +204,7 @@ class TaskRun:
     kill_grace: float | None = None
     timed_out: bool = False
     unhealthy: bool = False  # killed for failing its health check (mesoslite.health)
+    executor_id: str | None = None  # run by this custom or default executor (executor_api)
     launched_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -451,11 +452,12 @@ class MesosliteAgent:
         self._stopping = False
         self._reconnect = asyncio.Event()
         self._refused = asyncio.Event()
+        self.executors = executor_api.Executors(self, config.work_dir, command_argv, self._spawn)
 
     # -- accounting -----------------------------------------------------------------------------
 
     def used(self) -> Resources:
-        total = Resources()
+        total = self.executors.resources()
         for run in self.tasks.values():
             if not run.terminal:
                 total = total + run.resources
@@ -760,9 +762,18 @@ class MesosliteAgent:
             self.kill_task(
                 key, duration_seconds((kill.get("kill_policy") or {}).get("grace_period"))
             )
+        elif kind == "RUN_TASK_GROUP":
+            group = event["run_task_group"]
+            tasks = group["task_group"]["tasks"]
+            self.run_task_group(group["framework_info"], group["executor"], tasks)
+        elif kind == "SHUTDOWN_EXECUTOR":
+            shutdown = event["shutdown_executor"]
+            fid = shutdown["framework_id"]["value"]
+            self.executors.shutdown(fid, shutdown["executor_id"]["value"])
         elif kind == "SHUTDOWN_FRAMEWORK":
             fid = event["shutdown_framework"]["framework_id"]["value"]
             log.info("framework_shutdown", framework_id=fid)
+            self.executors.shutdown(fid)
             for key in [k for k in self.tasks if k[0] == fid]:
                 self.kill_task(key, None)
         elif kind == "ACKNOWLEDGE":
@@ -770,6 +781,9 @@ class MesosliteAgent:
             self.acknowledge((ack["framework_id"]["value"], ack["task_id"]["value"]), ack["uuid"])
         elif kind == "FRAMEWORK_MESSAGE":
             msg = event["framework_message"]
+            fid, eid = msg["framework_id"]["value"], msg["executor_id"]["value"]
+            if self.executors.framework_message(fid, eid, msg["data"]):
+                return
             # The command executor ignores framework messages, as Mesos' does.
             log.info(
                 "framework_message_ignored",
@@ -788,6 +802,10 @@ class MesosliteAgent:
         for i, status in enumerate(run.updates):
             if status.get("uuid") == status_uuid:
                 del run.updates[i]
+                if run.executor_id is not None and status.get("source") == SOURCE_EXECUTOR:
+                    self.executors.acknowledged(
+                        run.framework_id, run.executor_id, key[1], status_uuid
+                    )
                 break
         if run.terminal and not run.updates:
             del self.tasks[key]
@@ -810,7 +828,7 @@ class MesosliteAgent:
             source=source,
             reason=reason,
             message=message,
-            executor_id=run.id,
+            executor_id=run.executor_id or run.id,
         )
         if healthy is not None:
             status["healthy"] = healthy
@@ -851,6 +869,11 @@ class MesosliteAgent:
                 source=SOURCE_AGENT,
                 message=f"Task would take the agent beyond its resources {self.config.resources}",
             )
+            return
+        if "executor" in info:  # its executor reports TASK_STARTING (mesoslite.executor_api)
+            run.executor_id = info["executor"]["executor_id"]["value"]
+            launch = {"type": "LAUNCH", "launch": {"task": info}}
+            self.executors.launch(framework_info, info["executor"], launch)
             return
         self._status(run, STARTING)  # now, not when its turn to spawn comes
         self._spawn(self._launch(run))
@@ -929,6 +952,142 @@ class MesosliteAgent:
         _signal_group(run.process.pid, signal.SIGKILL)  # leftovers of the task's session
         self.groups.remove(run.process.pid)
         self._finished(run, code)
+
+    # -- tasks run by executors (mesoslite.executor_api) ----------------------------------------
+
+    def run_task_group(
+        self, framework_info: dict[str, Any], executor: dict[str, Any], tasks: list[dict[str, Any]]
+    ) -> None:
+        """RUN_TASK_GROUP: every task of the group, or none, goes to the executor at once."""
+        fid = framework_info["id"]["value"]
+        if self._stopping:
+            log.warning("run_task_group_ignored_agent_terminating", framework_id=fid)
+            return
+        runs = []
+        for info in tasks:
+            key = (fid, info["task_id"]["value"])
+            old = self.tasks.get(key)
+            if old is not None and not old.terminal:
+                log.warning("run_task_duplicate", framework_id=fid, task_id=key[1])
+                return
+            resources = Resources.from_mesos(info.get("resources") or [])
+            run = TaskRun(framework_info, {**info, "executor": executor}, resources)
+            run.executor_id = executor["executor_id"]["value"]
+            runs.append(run)
+        for run in runs:
+            self.tasks[(fid, run.id)] = run
+        launch = {"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": tasks}}}
+        self.executors.launch(framework_info, executor, launch)
+
+    def _kill_in_executor(self, run: TaskRun, grace: float | None) -> None:
+        """KILL to the task's executor; a task still waiting for its executor (with the rest
+        of its group) is dropped, as Mesos' agent drops a queued task."""
+        assert run.executor_id is not None
+        executor = self.executors.get(run.framework_id, run.executor_id)
+        policy = {"grace_period": {"nanoseconds": int(grace * 1e9)}} if grace is not None else None
+        dropped = [] if executor is None else self.executors.kill_task(executor, run.id, policy)
+        for task_id in dropped or ([] if executor is not None else [run.id]):
+            queued = self.tasks.get((run.framework_id, task_id))
+            if queued is not None and not queued.terminal:
+                message = "Killed before its executor started"
+                self._status(queued, KILLED, REASON_TASK_KILLED_DURING_LAUNCH, message)
+
+    @property
+    def kill_grace_period(self) -> float:
+        return self.config.kill_grace_period
+
+    def executor_sandbox(self, framework_id: str, executor_id: str) -> Path:
+        return (
+            self.config.work_dir
+            / "slaves"
+            / (self.id or "unregistered")
+            / "frameworks"
+            / framework_id
+            / "executors"
+            / executor_id
+            / "runs"
+            / str(uuid.uuid4())
+        )
+
+    def executor_base_environment(self, run: executor_api.ExecutorRun) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+        endpoint = f"{self.config.host}:{self.endpoint_port}"
+        env.update(
+            {
+                "MESOS_AGENT_ID": self.id or "",
+                "MESOS_SLAVE_ID": self.id or "",
+                "MESOS_SLAVE_PID": f"slave({self.id})@{endpoint}",
+                "MESOS_AGENT_ENDPOINT": endpoint,
+                "MESOS_ALLOCATION_ROLE": framework_role(run.framework_info),
+                "HOST": self.config.hostname,
+            }
+        )
+        return env
+
+    async def spawn_executor(
+        self, run: executor_api.ExecutorRun, executable: str, argv: list[str], env: dict[str, str]
+    ) -> TaskProcess:
+        record = functools.partial(self._record_group, f"executor {run.id}")
+        return await spawn(executable, argv, run.sandbox, env, record)
+
+    def agent_info(self) -> dict[str, Any]:
+        return {
+            "id": {"value": self.id or ""},
+            "hostname": self.config.hostname,
+            "port": self.endpoint_port,
+            "resources": self.config.resources.to_mesos(),
+            "attributes": attributes_to_mesos(self.config.attributes),
+        }
+
+    def executor_update(self, executor: executor_api.ExecutorRun, status: dict[str, Any]) -> None:
+        """An executor's UPDATE: kept until acknowledged and sent to the master in order."""
+        task_id = status["task_id"]["value"]
+        run = self.tasks.get((executor.framework_id, task_id))
+        if run is None or run.executor_id != executor.id:
+            raise ValueError(f"Task {task_id} is not known to executor {executor.id}")
+        if run.terminal or any(u.get("uuid") == status["uuid"] for u in run.updates):
+            return  # after its end, or a duplicate
+        status = {
+            **status,
+            "agent_id": {"value": self.id},
+            "executor_id": {"value": executor.id},
+            "source": SOURCE_EXECUTOR,
+        }
+        status.setdefault("timestamp", time.time())
+        run.state = status["state"]
+        run.updates.append(status)
+        self._outbox.append((run.framework_id, status))
+        self._outbox_ready.set()
+
+    def executor_terminated(
+        self, executor: executor_api.ExecutorRun, status: int | None, message: str
+    ) -> None:
+        """Its unfinished tasks end as Mesos' agent ends them (Slave::executorTerminated):
+        TASK_FAILED REASON_EXECUTOR_TERMINATED (REASON_CONTAINER_LAUNCH_FAILED if it never
+        started; TASK_KILLED when the agent stops); the master learns it exited."""
+        for run in list(self.tasks.values()):
+            if run.executor_id != executor.id or run.framework_id != executor.framework_id:
+                continue
+            if run.terminal:
+                continue
+            if run.agent_shutdown:
+                self._status(run, KILLED, REASON_EXECUTOR_TERMINATED, f"Agent shut down; {message}")
+            elif executor.process is None:
+                self._status(run, FAILED, REASON_CONTAINER_LAUNCH_FAILED, message, SOURCE_AGENT)
+            else:
+                self._status(run, FAILED, REASON_EXECUTOR_TERMINATED, message, SOURCE_AGENT)
+        if executor.process is not None:
+            _signal_group(executor.process.pid, signal.SIGKILL)  # what it left behind
+            self.groups.remove(executor.process.pid)
+        exited: dict[str, Any] = {
+            "framework_id": {"value": executor.framework_id},
+            "executor_id": {"value": executor.id},
+        }
+        if status is not None:
+            exited["status"] = status
+        self._call_soon(
+            {"type": "EXECUTOR_EXITED", "agent_id": {"value": self.id}, "executor_exited": exited}
+        )
 
     async def _fetch(self, run: TaskRun, command: dict[str, Any], sandbox: Path) -> bool:
         """Fetch CommandInfo.uris into the sandbox (mesoslite.fetcher); False once a failure
@@ -1019,6 +1178,9 @@ class MesosliteAgent:
         if run.terminal:
             return
         run.kill_requested = True
+        if run.executor_id is not None:
+            self._kill_in_executor(run, grace)
+            return
         task_grace = duration_seconds((run.info.get("kill_policy") or {}).get("grace_period"))
         run.kill_grace = grace if grace is not None else task_grace
         if run.process is not None:
@@ -1052,6 +1214,7 @@ class MesosliteAgent:
             if run.process is not None:
                 self._start_kill(run)
             # else: _launch sees agent_shutdown before or right after spawning
+        self.executors.shutdown_all()  # their tasks end with them (executor_terminated)
         deadline = time.monotonic() + self.config.kill_grace_period + 1.0
         while any(not r.terminal for r in running) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -1174,27 +1337,8 @@ def _signal_name(number: int) -> str:
 AGENT_KEY = web.AppKey("agent", MesosliteAgent)
 
 
-async def _executor_api(request: web.Request) -> web.Response:
-    agent = request.app[AGENT_KEY]
-    if request.method != "POST":
-        return web.Response(status=405, text="Expecting 'POST'", headers={"Allow": "POST"})
-    try:
-        call = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as e:
-        return web.Response(status=400, text=f"Failed to parse body into JSON: {e}")
-    if not isinstance(call, dict) or call.get("type") != "MESSAGE":
-        return web.Response(
-            status=501,
-            text=(
-                "mesoslite agents run tasks with the command executor; of the executor API only"
-                " MESSAGE is supported"
-            ),
-        )
-    try:
-        agent.executor_message(call)
-    except ValueError as e:
-        return web.Response(status=400, text=str(e))
-    return web.Response(status=202)
+async def _executor_api(request: web.Request) -> web.StreamResponse:
+    return await executor_api.handle(request, request.app[AGENT_KEY].executors)
 
 
 async def _state(request: web.Request) -> web.Response:

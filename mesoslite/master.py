@@ -51,7 +51,7 @@ from typing import Any
 
 import structlog
 
-from mesoslite import container, fetcher, health, maintenance
+from mesoslite import container, executors, fetcher, health, maintenance
 from mesoslite.allocator import Allocator
 from mesoslite.flags import MasterConfig, flag_values
 from mesoslite.protocol import (
@@ -424,7 +424,9 @@ class MesosliteMaster:
             self.kill(fw, *parse_kill(call))
         elif kind == "SHUTDOWN":
             executor_id = parse_shutdown(call)
-            if executor_id in fw.tasks:  # the command executor's id is its task's id
+            if executors.shutdown(self, fw, call):
+                pass  # a custom executor (mesoslite.executors)
+            elif executor_id in fw.tasks:  # the command executor's id is its task's id
                 self.kill(fw, executor_id, None)
         elif kind == "ACKNOWLEDGE":
             self.acknowledge(fw, *parse_acknowledge(call))
@@ -449,6 +451,7 @@ class MesosliteMaster:
 
     def accept(self, fw: FrameworkRecord, accept: dict[str, Any]) -> None:
         ids, launches, refuse = parse_accept(accept)
+        groups = executors.task_groups(accept)
         error = None if ids else "No offers specified"
         taken: list[OfferRecord] = []
         for oid in ids:
@@ -492,16 +495,16 @@ class MesosliteMaster:
             remaining = remaining + offer.resources
         seen: set[str] = set()
         for kind, tinfo in launches:
-            problem = (
-                "LAUNCH_GROUP is not supported by mesoslite (use LAUNCH)"
-                if kind == "LAUNCH_GROUP"
-                else self._task_problem(fw, agent, tinfo, seen)
-            )
+            if kind == "LAUNCH_GROUP":
+                continue  # each group as a whole, below
+            problem = self._task_problem(fw, agent, tinfo, seen)
             task_id = task_id_of(tinfo)
             seen.add(task_id)
             resources = Resources()
             if problem is None:
                 resources = Resources.from_mesos(tinfo.get("resources") or [])
+                if "executor" in tinfo:
+                    resources += executors.executor_resources(agent, fw.id, tinfo["executor"])
                 if not remaining.contains(resources):
                     problem = f"Task uses more resources {resources} than available {remaining}"
             if problem is not None:
@@ -520,6 +523,8 @@ class MesosliteMaster:
                 continue
             remaining = remaining - resources
             self._launch(fw, agent, tinfo, resources)
+        for executor, tasks in groups:
+            remaining = executors.launch_group(self, fw, agent, executor, tasks, remaining, seen)
         self._recover(fw.id, agent.id, remaining, refuse)
 
     def _task_problem(
@@ -541,8 +546,12 @@ class MesosliteMaster:
                 f" from agent {agent.id}"
             )
         if "executor" in tinfo:
-            return "mesoslite runs tasks with the command executor only: set TaskInfo.command"
-        command = tinfo.get("command")
+            if "command" in tinfo:
+                return executors.BOTH_OR_NEITHER
+            executor_problem = executors.problem(fw.id, agent, tinfo["executor"])
+            if executor_problem is not None:
+                return executor_problem
+        command = executors.command_of(tinfo)
         if not isinstance(command, dict):
             return "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
         if not isinstance(command.get("value"), str) or not command["value"]:
@@ -576,15 +585,21 @@ class MesosliteMaster:
         return None
 
     def _launch(
-        self, fw: FrameworkRecord, agent: AgentRecord, tinfo: dict[str, Any], r: Resources
+        self,
+        fw: FrameworkRecord,
+        agent: AgentRecord,
+        tinfo: dict[str, Any],
+        r: Resources,
+        send: bool = True,
     ) -> None:
+        """Record the task on the agent; `send` it RUN_TASK (a task group goes as a whole)."""
         task = TaskRecord(fw.id, agent.id, tinfo, r)
         task.statuses.append({"state": STAGING, "timestamp": time.time()})
         fw.tasks[task.id] = task
         agent.tasks[(fw.id, task.id)] = task
         agent.used = agent.used + r
         self.subscribers.task_added(task, fw)
-        if agent.stream is not None:
+        if send and agent.stream is not None:
             agent.stream.send(
                 {"type": "RUN_TASK", "run_task": {"framework_info": fw.info, "task": tinfo}}
             )
@@ -1172,6 +1187,8 @@ class MesosliteMaster:
                         },
                     }
                 )
+        elif kind == "EXECUTOR_EXITED":
+            executors.exited(self, agent, call)
         elif kind == "UNREGISTER":
             self.remove_agent(agent, "the agent shut down")
         else:

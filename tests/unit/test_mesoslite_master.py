@@ -160,7 +160,7 @@ async def test_invalid_launches_answer_with_task_error_or_lost() -> None:
             )
         assert errors["big"][0] == "TASK_ERROR" and "more resources" in errors["big"][2]
         assert errors["dup"][2] == "Task has duplicate ID: dup"
-        assert "command executor only" in errors["exe"][2]
+        assert "(but not both) of CommandInfo or ExecutorInfo" in errors["exe"][2]
         assert "CommandInfo.value is required" in errors["nocmd"][2]
         assert {e[1] for e in errors.values()} == {"REASON_TASK_INVALID"}
         launched = await agent.next_event("RUN_TASK")  # only the first "dup" was valid
