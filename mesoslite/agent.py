@@ -51,13 +51,15 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
   its status updates not yet acknowledged by the framework.
 - Master -> agent events on that stream: REGISTERED {agent_id, master_info,
   ping_interval_seconds}; PING {seq}; RUN_TASK {framework_info, task: TaskInfo};
-  KILL_TASK {framework_id, task_id, kill_policy?}; SHUTDOWN_FRAMEWORK {framework_id};
+  RUN_TASK_GROUP {framework_info, executor, task_group}; SHUTDOWN_EXECUTOR {framework_id,
+  executor_id}; KILL_TASK {framework_id, task_id, kill_policy?}; SHUTDOWN_FRAMEWORK {framework_id};
   ACKNOWLEDGE {framework_id, task_id, uuid}; FRAMEWORK_MESSAGE {framework_id, executor_id,
   data}; ERROR {message}.
 - Agent -> master calls, each its own POST to the same path with `agent_id` and the session
   header, answered 202: UPDATE {updates: [{framework_id, status}]} (status updates, sent at
   once, in order; kept until ACKNOWLEDGEd and re-reported on re-registration); PONG {seq};
-  EXECUTOR_MESSAGE {framework_id, executor_id, data}; UNREGISTER (clean shutdown). A 404 or
+  EXECUTOR_MESSAGE {framework_id, executor_id, data}; EXECUTOR_EXITED {framework_id,
+  executor_id, status?}; UNREGISTER (clean shutdown). A 404 or
   409 (the master does not know this agent or session) makes the agent re-register.
 - Authentication: with `--credential PATH` (or MESOSLITE_AGENT_CREDENTIAL naming the file, so
   that the path stays out of `ps`), a JSON `{"principal": ..., "secret": ...}` as Mesos'
@@ -75,11 +77,13 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
   back-off (0.1 s doubling to `--reconnect-backoff-max`) whenever the stream ends, and also
   when no event (pings included) came for 5 ping intervals.
 
-The agent also serves, on `--host`/`--port` (an ephemeral port by default), `POST
-/api/v1/executor` for MESSAGE calls of tasks (the executor API's only call mesoslite supports;
-it becomes a MESSAGE event to the framework), `GET /state` (Mesos' agent shape: frameworks,
-their executors and each one's sandbox `directory`), `GET /health`, and the sandboxes through
-`/files/browse`, `/files/read` and `/files/download` (mesoslite.files).
+The agent also serves, on `--host`/`--port` (an ephemeral port by default), Mesos' executor
+API `POST /api/v1/executor` (mesoslite.executor_api: custom executors from TaskInfo.executor
+and the default executor of task groups, RUN_TASK_GROUP from the master; an executor's exit is
+EXECUTOR_EXITED to the master), `GET /state` (Mesos' agent shape: frameworks, their executors
+and each one's sandbox `directory`), `GET /health`, and the sandboxes through `/files/browse`,
+`/files/read` and `/files/download` (mesoslite.files). CommandInfo.uris are fetched into the
+sandbox before a task or executor starts (mesoslite.fetcher).
 """
 
 from __future__ import annotations
@@ -873,7 +877,7 @@ class MesosliteAgent:
         if "executor" in info:  # its executor reports TASK_STARTING (mesoslite.executor_api)
             run.executor_id = info["executor"]["executor_id"]["value"]
             launch = {"type": "LAUNCH", "launch": {"task": info}}
-            self.executors.launch(framework_info, info["executor"], launch)
+            run.sandbox = self.executors.launch(framework_info, info["executor"], launch).sandbox
             return
         self._status(run, STARTING)  # now, not when its turn to spawn comes
         self._spawn(self._launch(run))
@@ -977,7 +981,9 @@ class MesosliteAgent:
         for run in runs:
             self.tasks[(fid, run.id)] = run
         launch = {"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": tasks}}}
-        self.executors.launch(framework_info, executor, launch)
+        sandbox = self.executors.launch(framework_info, executor, launch).sandbox
+        for run in runs:
+            run.sandbox = sandbox
 
     def _kill_in_executor(self, run: TaskRun, grace: float | None) -> None:
         """KILL to the task's executor; a task still waiting for its executor (with the rest
@@ -1256,7 +1262,13 @@ class MesosliteAgent:
                 },
             )
             key = "completed_executors" if done else "executors"
-            fw[key].append(self._executor_json(run))
+            entry = self._executor_json(run)
+            same = [e for e in fw[key] if run.executor_id and e["id"] == entry["id"]]
+            if same:  # one entry per executor, with all its tasks
+                same[0]["tasks"] += entry["tasks"]
+                same[0]["completed_tasks"] += entry["completed_tasks"]
+            else:
+                fw[key].append(entry)
         return {
             "version": MESOS_VERSION,
             "build_user": "mesoslite",
@@ -1283,17 +1295,24 @@ class MesosliteAgent:
             "id": run.id,
             "name": run.info.get("name", ""),
             "framework_id": run.framework_id,
-            "executor_id": "",
+            "executor_id": run.executor_id or "",
             "slave_id": self.id,
             "state": run.state,
             "resources": resources_json(run.resources),
             "pid": run.process.pid if run.process else None,
             "unacknowledged_updates": len(run.updates),
         }
+        executor = run.info.get("executor")
+        if run.executor_id is not None and isinstance(executor, dict):
+            name = executor.get("name") or f"Executor {run.executor_id}"
+        else:
+            name = (
+                f"Command Executor (Task: {run.id}) (Command: sh -c '{command.get('value', '')}')"
+            )
         return {
-            "id": run.id,
-            "name": f"Command Executor (Task: {run.id}) (Command: sh -c '{command.get('value', '')}')",
-            "source": run.id,
+            "id": run.executor_id or run.id,
+            "name": name,
+            "source": (executor or {}).get("source", run.id),
             "container": run.sandbox.name if run.sandbox else "",
             "directory": os.path.abspath(run.sandbox) if run.sandbox else "",
             "resources": resources_json(run.resources),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mesoslite.client import SchedulerClient, command_task
 from mesoslite.local import LocalCluster
 from mesoslite.resources import Resources
 from tests.integration.mesoslite_framework import (
@@ -184,6 +186,12 @@ def test_a_pymesos_executor_runs_tasks_talks_and_its_exit_fails_its_tasks(
         assert (sandbox / "echo_executor.py").exists()  # fetched
         agent_id = scheduler.launched_on["stay"]
         assert scheduler.status_of("stay")["executor_id"] == {"value": "echo"}
+        port = cluster.state()["slaves"][0]["port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=5) as resp:
+            frameworks = json.loads(resp.read())["frameworks"]
+        executors = next(f for f in frameworks if f["id"] == sched.framework_id)["executors"]
+        assert [(e["id"], e["directory"]) for e in executors] == [("echo", str(sandbox))]
+        assert "stay" in [t["id"] for t in executors[0]["tasks"]]
 
         sched.driver.sendFrameworkMessage(
             {"value": "echo"}, {"value": agent_id}, base64.b64encode(b"hi").decode()
@@ -279,3 +287,97 @@ async def test_the_executor_api_refuses_bad_calls_with_mesos_codes(cluster: Loca
             url, data=b"\x08\x01", headers={"Content-Type": "application/x-protobuf"}
         ) as resp:
             assert resp.status == 415
+
+
+async def next_status(client: SchedulerClient, task_id: str) -> dict[str, Any]:
+    event = await client.next_event(
+        "UPDATE",
+        timeout=15,
+        where=lambda e: e["update"]["status"]["task_id"]["value"] == task_id,
+    )
+    status: dict[str, Any] = event["update"]["status"]
+    await client.acknowledge(status)
+    return status
+
+
+def executor_task(task_id: str, agent_id: str, executor: dict[str, Any]) -> dict[str, Any]:
+    task = command_task(task_id, agent_id, "unused", cpus=0.1, mem=16)
+    del task["command"]
+    return {**task, "executor": executor, "data": base64.b64encode(b"run").decode()}
+
+
+@pytest.mark.timeout(60)
+async def test_executor_checks_updates_and_a_scheduler_shutdown(
+    cluster: LocalCluster, executor_info: dict[str, Any]
+) -> None:
+    client = SchedulerClient(cluster.url)
+    await client.subscribe({"user": "test", "name": "executor-checks"})
+    offers = (await client.next_event("OFFERS", timeout=10))["offers"]["offers"]
+    agent_id = offers[0]["agent_id"]["value"]
+    other = {**executor_info, "command": {"value": "exec sleep 60"}}
+    tasks = [
+        executor_task("live", agent_id, executor_info),
+        executor_task("clash", agent_id, other),  # same id, another ExecutorInfo
+        executor_task("alien", agent_id, {**other, "framework_id": {"value": "someone"}}),
+        executor_task("default", agent_id, {"type": "DEFAULT", "executor_id": {"value": "d"}}),
+        executor_task("both", agent_id, executor_info) | {"command": {"value": "true"}},
+    ]
+    await client.accept([offers[0]["id"]["value"]], tasks)
+    errors = {}
+    for task_id in ("clash", "alien", "default", "both"):
+        status = await next_status(client, task_id)
+        errors[task_id] = (status["state"], status["message"])
+    fid = client.framework_id
+    assert errors == {
+        "clash": (
+            "TASK_ERROR",
+            "Task has invalid ExecutorInfo (existing ExecutorInfo with same ExecutorID is not"
+            " compatible)",
+        ),
+        "alien": (
+            "TASK_ERROR",
+            f"ExecutorInfo has an invalid FrameworkID (Actual: someone vs Expected: {fid})",
+        ),
+        "default": (
+            "TASK_ERROR",
+            "'DEFAULT' executor can only launch task groups (LAUNCH_GROUP)",
+        ),
+        "both": (
+            "TASK_ERROR",
+            "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present",
+        ),
+    }
+    while (await next_status(client, "live"))["state"] != "TASK_RUNNING":
+        pass
+
+    agent = cluster.state()["slaves"][0]
+    url = f"http://127.0.0.1:{agent['port']}/api/v1/executor"
+    ids = {"framework_id": {"value": fid}, "executor_id": {"value": "echo"}}
+    status = {"task_id": {"value": "live"}, "state": "TASK_RUNNING", "uuid": "AAAA"}
+    refused = [
+        ({**status, "state": "TASK_STAGING"}, "Received TASK_STAGING from executor echo"),
+        ({**status, "source": "SOURCE_MASTER"}, "with invalid source, expecting 'SOURCE_EXECUTOR'"),
+        ({k: v for k, v in status.items() if k != "uuid"}, "Expecting 'uuid' to be present"),
+        ({**status, "executor_id": {"value": "x"}}, "does not match ExecutorID in TaskStatus: x"),
+        ({**status, "task_id": {"value": "ghost"}}, "Task ghost is not known to executor echo"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for bad, message in refused:
+            call = {**ids, "type": "UPDATE", "update": {"status": bad}}
+            async with http.post(url, json=call) as resp:
+                assert resp.status == 400, await resp.text()
+                assert message in await resp.text()
+
+    await client.must(
+        {
+            "type": "SHUTDOWN",
+            "shutdown": {"executor_id": {"value": "echo"}, "agent_id": {"value": agent_id}},
+        }
+    )
+    failure = await client.next_event(
+        "FAILURE", timeout=15, where=lambda e: "executor_id" in e["failure"]
+    )
+    assert failure["failure"]["executor_id"] == {"value": "echo"}
+    ended = await next_status(client, "live")
+    assert (ended["state"], ended["reason"]) == ("TASK_FAILED", "REASON_EXECUTOR_TERMINATED")
+    await client.close()
