@@ -249,6 +249,8 @@ class MasterService:
             self.rm.revive()
         for jid in changed:
             self.watchers.job_changed(jid)
+        if outcome.events:
+            self.watchers.changed()
 
     # -- ResourceManagerEvents -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ class Watchers:
         self._jobs: dict[str, set[Signal]] = {}
         self._statuses: dict[str, set[Signal]] = {}
         self._clusters: dict[str, set[Signal]] = {}
+        self._anything: set[Signal] = set()
         self.statuses: OrderedDict[str, deque[PublishStatus]] = OrderedDict()
         """The last STATUS_HISTORY lifecycle messages of the last STATUS_JOBS jobs."""
         self.closing = False
@@ -47,6 +48,19 @@ class Watchers:
         with _watch(self._clusters, name) as signal:
             yield signal
 
+    @contextmanager
+    def anything(self) -> Iterator[Signal]:
+        """Set whenever the master's state changed at all (the dashboard's one stream)."""
+        signal = Signal()
+        self._anything.add(signal)
+        try:
+            yield signal
+        finally:
+            self._anything.discard(signal)
+
+    def changed(self) -> None:
+        _wake(self._anything)
+
     def job_changed(self, jid: str) -> None:
         _wake(self._jobs.get(jid, ()))
 
@@ -66,6 +80,7 @@ class Watchers:
         for table in (self._jobs, self._statuses, self._clusters):
             for signals in table.values():
                 _wake(signals)
+        _wake(self._anything)
 
     def close(self) -> None:
         """Wake every watcher so that open streams end (the server is shutting down)."""

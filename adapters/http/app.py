@@ -3,10 +3,11 @@
 Each route module adds its own routes on Mantis' v1 paths: worker_api.py (postJobStatus and
 the SSE streams a worker reads), clusters.py, jobs.py and artifacts.py (the REST API),
 job_output.py (a job's output through the master), job_status.py (jobStatusStream),
-admin.py (masterInfo, healthcheck), metrics.py (``/metrics``: Prometheus text) and openapi.py
-(`GET /api/v1/openapi.json`, documenting every route). Requests go through metrics.py (timed
-by route), then errors.py (every error in JSON, mapped in one place), security.py (drive-by
-calls from web pages refused, whatever the token) and, with an API token, auth.py.
+admin.py (masterInfo, healthcheck), metrics.py (``/metrics``: Prometheus text), openapi.py
+(`GET /api/v1/openapi.json`, documenting every route) and dashboard.py (the page at `/`).
+Requests go through metrics.py (timed by route), then errors.py (every error in JSON, mapped
+in one place), security.py (drive-by calls from web pages refused, whatever the token) and,
+with an API token, auth.py.
 No request header is ever logged: aiohttp's access log is off, and requests are logged by
 method, path and status.
 """
@@ -21,6 +22,7 @@ from aiohttp import web
 from adapters.http import (
     admin,
     clusters,
+    dashboard,
     job_output,
     jobs,
     metrics,
@@ -73,6 +75,7 @@ def create_app(
     admin.add_routes(app, instance_id)
     metrics.add_routes(app)
     openapi.add_route(app, with_artifacts=artifacts is not None)
+    dashboard.add_routes(app, auth=api_token is not None)
     app.on_shutdown.append(_close_streams)
     return app
 
