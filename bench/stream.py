@@ -36,7 +36,7 @@ windows of 0.5 s (a GroupToScalarStage) to the SSE sink, lossless (blocking outp
   bytewax with one event per item. Its windowing is by far its largest cost, so the run also
   shows bytewax with the filter and map only (0.21-0.28 M/s at batch 1, measured earlier on a
   quieter 2-core machine, is that kind of run).
-- ``mql_ns_per_event``: what a typical MQL query (runtime.mql: a where of three conditions, one
+- ``mql_ns_per_event``: what a typical MQL query (common.mql: a where of three conditions, one
   a prefix regex, and a select of three fields; 8 % of the events pass) costs a sink
   connection per event, over batches of BATCH events in this process; with the where alone,
   the select alone, a regex that RE2 must run, the framing the sink does anyway
@@ -90,10 +90,10 @@ import orjson  # noqa: E402
 import structlog  # noqa: E402
 
 from bench.jobs import keyed_count  # noqa: E402
+from common.mql import compile_query  # noqa: E402
 from common.sse import frame_all  # noqa: E402
 from common.sse_client import sse_payloads  # noqa: E402
 from common.sse_sink import SseSink  # noqa: E402
-from runtime.mql import compile_query  # noqa: E402
 from runtime.stage_input import StageInput  # noqa: E402
 from runtime.stage_output import StageOutputServer  # noqa: E402
 from runtime.transport import Backpressure, Endpoint  # noqa: E402

@@ -16,7 +16,7 @@ e.g. ``/events`` or ``/api/v1/jobs/{id}/stream`` behind a proxy) take Mantis' qu
 - ``enableMetaMessages=true`` / ``metaMessagesSec`` (milliseconds despite its name, >= 250,
   default 1000): a ``{"mantis.meta":"droppedMessageCount","value":"N","time":ms}`` frame per
   period in which events were dropped for this connection.
-- ``mql`` and any other parameter the sink's ``connection_filter`` reads (runtime.mql, as Mantis'
+- ``mql`` and any other parameter the sink's ``connection_filter`` reads (common.mql, as Mantis'
   ServerSentEventsSink ``Predicate``): that connection gets the filter's output of each batch;
   a group (same clientId) is the connections with the same filter too.
 - ``format=text`` (default; ``json`` is a synonym) or ``format=binary`` (also

@@ -110,9 +110,9 @@ log = structlog.get_logger()
 def _mql_filter(
     query: Mapping[str, str],
 ) -> tuple[str, Callable[[Sequence[Any]], list[Any]]] | None:
-    """runtime.mql's sink_filter, imported by the first connection to the sink: lark and RE2
+    """common.mql's sink_filter, imported by the first connection to the sink: lark and RE2
     would cost every idle worker ~6 MB of memory."""
-    from runtime.mql import sink_filter
+    from common.mql import sink_filter
 
     return sink_filter(query)
 

@@ -34,9 +34,10 @@ from aiohttp import web
 from adapters.http.job_sinks import JobSinks, Sink
 from adapters.http.parsing import need_str, parse_job_request, read_json
 from common.backoff import Backoff
+from common.mql import sink_filter
 from common.sse import HEADERS, frame
 from common.sse_client import RETRYABLE, sse_payloads
-from common.sse_sink import SseParams, SseSink
+from common.sse_sink import InvalidQuery, SseParams, SseSink
 from core.errors import InvalidRequest
 from service.master import MasterService
 
@@ -219,10 +220,15 @@ async def _close(app: web.Application) -> None:
 
 
 def _query(request: web.Request) -> Query:
-    """The sink query parameters to forward (checked here: a 400 comes before the stream)."""
+    """The sink query parameters to forward (checked here: a 400 comes before the stream,
+    where every sink worker would refuse a bad MQL query with its own)."""
     for name, value in request.query.items():
         if len(value) > 4096:
             raise InvalidRequest(name, "is longer than 4096 characters")
+    try:
+        sink_filter(request.query)
+    except InvalidQuery as e:
+        raise InvalidRequest(e.field, e.message) from None
     return tuple(sorted(request.query.items()))
 
 

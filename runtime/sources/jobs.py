@@ -15,7 +15,7 @@ io.mantisrx.runtime.parameter.SourceJobParameters), over the master's v1 streams
    ids and load-balance within one (common.sse_sink). Events from all connections are merged
    into one stream of batches.
 
-``criterion`` is an MQL query (runtime.mql), as in Mantis, checked when the source is defined
+``criterion`` is an MQL query (common.mql), as in Mantis, checked when the source is defined
 and applied upstream by every sink (its ``mql`` parameter), so that only what it selects
 crosses the wire; a Python predicate is applied here instead, after the events arrived.
 An unknown cluster (404 from the master) raises
@@ -48,6 +48,8 @@ import structlog
 from common.backoff import Backoff
 from common.master_leader import DEFAULT_ZK_ROOT
 from common.master_location import MasterLocation
+from common.mql import PARAMETER as MQL_PARAMETER
+from common.mql import MqlError, compile_query
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import (
@@ -58,8 +60,6 @@ from runtime.context import (
     worker_map_from_scheduling_info,
 )
 from runtime.master_location import followed
-from runtime.mql import PARAMETER as MQL_PARAMETER
-from runtime.mql import MqlError, compile_query
 from runtime.sources.merge import MergedSource, Merger, cancel, closing
 from runtime.sources.sse import EventDecoder, SourceError, reconnecting_batches
 

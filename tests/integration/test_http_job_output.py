@@ -134,6 +134,12 @@ async def test_a_follower_serves_job_output_from_the_leaders_discovery_streams(
             ]
             await m.until(lambda: len(by_id) > 100 and len(by_name) > 100, "output via follower")
             assert runner.app[OUTPUT].upstream_connections == 1  # served here, one shared
+            for master in (m.url, follower):  # a bad query: a 400 before any stream
+                bad = {"mql": "select * where (a > 1"}
+                async with http.get(f"{master}/jobconnectbyid/{jid}", params=bad) as resp:
+                    body = await resp.json()
+                    assert resp.status == 400 and body["field"] == "mql", body
+                    assert "line 1, column" in body["error"], body
             assert not hub(m).subscriptions, "not redirected to the leader"
 
             location.move("")  # the leader is gone, none elected yet: the sinks still stream

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from common.mql import sink_filter
 from common.sse_sink import SseSink
 from core.worker import WorkerState
-from runtime.mql import sink_filter
 from runtime.sources import JobSource
 from tests.eventually import eventually
 from tests.integration.source_helpers import (

@@ -1,9 +1,9 @@
-"""MQL: the compiled query (runtime.mql) agrees with a direct evaluator written here.
+"""MQL: the compiled query (common.mql) agrees with a direct evaluator written here.
 
 Hypothesis builds a random query as a tree (conditions, operands, a select list), renders it
 as MQL text, and the test checks, on random events, that what `compile_query(text).apply`
 lets through and projects is what walking the tree over each event gives. The tree walk is
-the semantics stated in runtime.mql's docstring (mantis-mql's where.cljc and select.cljc),
+the semantics stated in common.mql's docstring (mantis-mql's where.cljc and select.cljc),
 written again independently; regexes come from a small safe set so that Python's re can be
 the reference for RE2.
 """
@@ -18,7 +18,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.mql import compile_query
+from common.mql import compile_query
 
 KEYS = ["a", "b", "nf.node"]
 INNER = ["x", "y"]

@@ -1,4 +1,4 @@
-"""MQL (runtime.mql): each construct on events, and the position a bad query is refused at."""
+"""MQL (common.mql): each construct on events, and the position a bad query is refused at."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runtime.mql import MAX_DEPTH, MqlError, compile_query, sink_filter
+from common.mql import MAX_DEPTH, MqlError, compile_query, sink_filter
 
 EVENTS: list[dict[str, Any]] = [
     {"node": "i-1", "latency": 120, "ok": True, "tags": {"nf.cluster": "api", "zone": "a"}},
