@@ -89,23 +89,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     last_state = b""
     next_sample = 0.0
+    dirty = True
     with master.watchers.anything() as changed:
         try:
             while not master.watchers.closing:
+                if dirty:  # rendered only after a change, sent only if it shows
+                    changed.clear()
+                    state = orjson.dumps(state_view(master.plane, auth))
+                    if state != last_state:
+                        await response.write(frame(state))
+                        last_state = state
+                    dirty = False
                 now = time.monotonic()
                 if now >= next_sample:
                     await response.write(frame(metrics_view(master.plane, time.time())))
                     next_sample = now + HEARTBEAT_SECS
-                state = orjson.dumps(state_view(master.plane, auth))
-                if state != last_state:
-                    await response.write(frame(state))
-                    last_state = state
-                changed.clear()
                 try:
                     await asyncio.wait_for(changed.wait(), next_sample - time.monotonic())
                 except TimeoutError:
                     continue
                 await asyncio.sleep(COALESCE_SECS)
+                dirty = True
         except ConnectionResetError:
             pass  # the page went away
     return response
