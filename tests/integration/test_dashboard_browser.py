@@ -1,12 +1,14 @@
 """The dashboard in a real browser: headless Chromium, driven by Selenium, against `mantis up`.
 
 One walk through what a person does: open the page, see the example job's workers Started,
-scale a stage (the token asked for, then a confirmation) and see the new worker start, read
-the output tail, filter it with MQL (a bad query shows the master's 400), kill the job and see
-it end; then the page at a phone's width. The browser's console must hold no error but the
-bad query's 400. Chromium and chromedriver are the Debian packages (`make test` installs them:
+read the output tail and filter it with MQL (a bad query shows the master's 400), kill the job
+(the token asked for, then a confirmation) and see it end, submit a new job from the page (its
+stage 2 made scalable first, through the API), scale that stage and see the new worker start;
+then the page on a phone's screen. The browser's console must hold no error but the bad
+query's 400. Chromium and chromedriver are the Debian packages (`make test` installs them:
 scripts/install_chromium.sh). On a failure the page's screenshot is saved in the test's tmp
-folder (`dashboard-failure.png`); the last view is kept there too (`dashboard.png`).
+folder (`dashboard-failure.png`); the last views are kept there too (`dashboard.png`,
+`dashboard-phone.png`).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def ended(driver: WebDriver) -> str | None:
     return state if state in ("Failed", "Completed") else None
 
 
-def walk_through(driver: WebDriver, up: UpProcess) -> None:
+def walk_through(driver: webdriver.Chrome, up: UpProcess, shots: Path) -> None:
     token = (up.data / "api-token").read_text().strip()
     driver.get(up.url + "/")
     wait(driver, "the stream live", lambda d: texts(d, "#conn") == ["live"])
@@ -141,6 +143,11 @@ def walk_through(driver: WebDriver, up: UpProcess) -> None:
     assert texts(driver, "#job-id") == [JOB]
     stage2 = 'section.stage[data-stage="2"]'
     assert not driver.find_element(By.CSS_SELECTOR, f"{stage2} button.scale").is_displayed()
+    # a laptop's screen: the lists beside the job, a stage's three charts side by side
+    nav, job = (driver.find_element(By.CSS_SELECTOR, css) for css in ("nav", "#job"))
+    assert job.location["x"] >= nav.location["x"] + nav.size["width"], (nav.rect, job.rect)
+    charts = driver.find_elements(By.CSS_SELECTOR, f"{stage2} figure.chart")
+    assert len({c.location["y"] for c in charts}) == 1, [c.rect for c in charts]
 
     # the output tail, then MQL: a bad query shows the master's 400, a good one filters
     wait(driver, "output lines", lambda d: len(texts(d, "#tail li")) >= 3)
@@ -199,21 +206,28 @@ def walk_through(driver: WebDriver, up: UpProcess) -> None:
     history = driver.find_element(By.CSS_SELECTOR, f"{stage2} .history summary").text
     assert history == "Scaling history (1)", history
 
-    # a phone's width: nothing wider than the screen
-    driver.set_window_size(390, 844)
+    # a phone's screen: one column, the charts one under another, nothing wider than it
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    wait(driver, "the phone's width", lambda d: d.execute_script("return innerWidth") == 390)
     overflow = driver.execute_script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
+    charts = driver.find_elements(By.CSS_SELECTOR, f"{stage2} figure.chart")
+    assert len({c.location["x"] for c in charts}) == 1, [c.location for c in charts]
+    driver.save_screenshot(str(shots / "dashboard-phone.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_dashboard_in_chromium(up: UpProcess, browser: webdriver.Chrome, tmp_path: Path) -> None:
     try:
-        walk_through(browser, up)
+        walk_through(browser, up, tmp_path)
     except BaseException:
         browser.save_screenshot(str(tmp_path / "dashboard-failure.png"))
         raise
-    browser.set_window_size(1280, 1000)
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
     errors = [
         entry["message"]
