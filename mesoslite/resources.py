@@ -7,6 +7,13 @@ Besides cpus, mem, disk, gpus and ports, any other name is a custom scalar resou
 the others (the allocators' fair shares count the four standard scalars only).
 JSON follows `Resource` in include/mesos/v1/mesos.proto: `{"name", "type", "scalar"|"ranges"}`.
 
+Static reservations (`cpus(prod):2` in `--resources`, Mesos' text format) are kept apart:
+the fields of `Resources` are the unreserved pool (role `*`), `reserved` holds one pool per
+role. Arithmetic and `contains` work pool by pool, so a task that names reserved resources
+only fits where that role's reservation has them, as in Mesos' `Resources::contains`. In JSON a
+reserved Resource carries `reservations: [{type: STATIC, role}]` and the pre-refinement `role`
+(mesos.proto `Resource.reservations`, `Resource.role`); either is read.
+
 Attributes are kept as text and typed as Mesos' agent types them (src/common/values.cpp
 `parse`): a number is a SCALAR, `[a-b,...]` RANGES, `{a,b}` a SET, anything else TEXT.
 """
@@ -17,13 +24,17 @@ import contextlib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from mesoslite.roles import role_error
 
 Range = tuple[int, int]
 SCALARS = ("cpus", "mem", "disk", "gpus")
 _NAME = re.compile(r"[A-Za-z0-9_.\-/]+")
 Custom = tuple[tuple[str, int], ...]  # sorted (name, thousandths), no zero amounts
+UNRESERVED = "*"
+_RESERVED_NAME = re.compile(r"([^()]*)\(([^()]*)\)")  # name(role)
 
 
 class ResourceError(ValueError):
@@ -73,7 +84,11 @@ def range_count(ranges: tuple[Range, ...]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """Scalars in thousandths (`cpus_m` = millicpus, `mem_m` = thousandths of a MB, ...)."""
+    """Scalars in thousandths (`cpus_m` = millicpus, `mem_m` = thousandths of a MB, ...).
+
+    The fields are the unreserved pool; `reserved` is (role, pool) pairs sorted by role, each
+    pool non-empty and itself unreserved in form.
+    """
 
     cpus_m: int = 0
     mem_m: int = 0
@@ -81,6 +96,7 @@ class Resources:
     gpus_m: int = 0
     ports: tuple[Range, ...] = ()
     custom: Custom = ()
+    reserved: tuple[tuple[str, Resources], ...] = ()
 
     @classmethod
     def of(
@@ -118,15 +134,67 @@ class Resources:
         return self.gpus_m / 1000
 
     def scalars(self) -> dict[str, int]:
-        """Scalar amounts in thousandths, by Mesos name."""
-        return {"cpus": self.cpus_m, "mem": self.mem_m, "disk": self.disk_m, "gpus": self.gpus_m}
+        """The standard scalar amounts in thousandths, by Mesos name, reserved or not."""
+        r = self.flatten() if self.reserved else self
+        return {"cpus": r.cpus_m, "mem": r.mem_m, "disk": r.disk_m, "gpus": r.gpus_m}
+
+    def quantities(self) -> dict[str, int]:
+        """Every scalar amount in thousandths, custom ones too (Mesos' ResourceQuantities)."""
+        amounts = {n: v for n, v in self.scalars().items() if v}
+        for name, amount in (self.flatten() if self.reserved else self).custom:
+            amounts[name] = amount
+        return amounts
 
     def is_empty(self) -> bool:
         return not (
-            self.cpus_m or self.mem_m or self.disk_m or self.gpus_m or self.ports or self.custom
+            self.cpus_m
+            or self.mem_m
+            or self.disk_m
+            or self.gpus_m
+            or self.ports
+            or self.custom
+            or self.reserved
         )
 
+    # -- reservations ---------------------------------------------------------------------------
+
+    def unreserved(self) -> Resources:
+        """The unreserved pool alone."""
+        return replace(self, reserved=()) if self.reserved else self
+
+    def reserved_for(self, role: str) -> Resources:
+        """The pool reserved for `role` (in unreserved form), maybe empty."""
+        for name, pool in self.reserved:
+            if name == role:
+                return pool
+        return _EMPTY
+
+    def flatten(self) -> Resources:
+        """Every pool in one, reservations dropped (Mesos' `Resources::flatten`)."""
+        out = self.unreserved()
+        for _, pool in self.reserved:
+            out = out + pool
+        return out
+
+    def allocatable_to(self, role: str) -> Resources:
+        """What a framework in `role` may be offered: the unreserved pool and the pools reserved
+        for the role or one of its ancestors (Mesos' `Resources::allocatableTo`)."""
+        if not self.reserved:
+            return self
+        mine = tuple((r, p) for r, p in self.reserved if r == role or role.startswith(r + "/"))
+        return replace(self, reserved=mine)
+
+    def reserve(self, role: str) -> Resources:
+        """These (unreserved) resources, reserved for `role` instead."""
+        if role == UNRESERVED or self.is_empty():
+            return self
+        return Resources(reserved=((role, self.unreserved()),))
+
     def contains(self, other: Resources) -> bool:
+        if other.reserved and not all(
+            self.reserved_for(role).contains(pool) for role, pool in other.reserved
+        ):
+            return False
         mine = dict(self.custom)
         return (
             self.cpus_m >= other.cpus_m
@@ -138,6 +206,12 @@ class Resources:
         )
 
     def __add__(self, other: Resources) -> Resources:
+        reserved = self.reserved
+        if other.reserved:
+            pools = dict(self.reserved)
+            for role, pool in other.reserved:
+                pools[role] = pools[role] + pool if role in pools else pool
+            reserved = tuple(sorted(pools.items()))
         custom = dict(self.custom)
         for n, v in other.custom:
             custom[n] = custom.get(n, 0) + v
@@ -148,12 +222,19 @@ class Resources:
             self.gpus_m + other.gpus_m,
             normalize(self.ports + other.ports),
             _custom(custom),
+            reserved,
         )
 
     def __sub__(self, other: Resources) -> Resources:
         """`self` minus `other`; `other` must be contained in `self`."""
         if not self.contains(other):
             raise ResourceError(f"cannot subtract {other} from {self}")
+        reserved = self.reserved
+        if other.reserved:
+            pools = dict(self.reserved)
+            for role, pool in other.reserved:
+                pools[role] = pools[role] - pool
+            reserved = tuple((r, p) for r, p in sorted(pools.items()) if not p.is_empty())
         custom = dict(self.custom)
         for n, v in other.custom:
             custom[n] -= v
@@ -164,29 +245,67 @@ class Resources:
             self.gpus_m - other.gpus_m,
             subtract_ranges(self.ports, other.ports),
             _custom(custom),
+            reserved,
         )
 
+    def capped(self, limits: Mapping[str, int]) -> Resources:
+        """The unreserved scalars cut down to `limits` (thousandths by name; missing means no
+        limit); ports and reserved pools untouched (Mesos' `shrinkResources` for quota)."""
+        cut = {n: min(v, max(0, limits[n])) for n, v in self._own_scalars() if n in limits}
+        if not cut:
+            return self
+        amounts = dict(self._own_scalars()) | cut
+        return Resources(
+            amounts["cpus"],
+            amounts["mem"],
+            amounts["disk"],
+            amounts["gpus"],
+            self.ports,
+            _custom({n: v for n, v in amounts.items() if n not in SCALARS}),
+            self.reserved,
+        )
+
+    def _own_scalars(self) -> list[tuple[str, int]]:
+        """The unreserved pool's scalars, custom ones included."""
+        own = [("cpus", self.cpus_m), ("mem", self.mem_m), ("disk", self.disk_m)]
+        return [*own, ("gpus", self.gpus_m), *self.custom]
+
     def __str__(self) -> str:
-        parts = [f"{n}:{v / 1000:g}" for n, v in (*self.scalars().items(), *self.custom) if v]
-        if self.ports:
-            parts.append("ports:[" + ",".join(f"{b}-{e}" for b, e in self.ports) + "]")
+        parts = _text(self, "")
+        for role, pool in self.reserved:
+            parts += _text(pool, f"({role})")
         return ";".join(parts)
 
     @classmethod
     def parse(cls, text: str) -> Resources:
-        """The agent flag syntax: `cpus:4;mem:8192;disk:10000;ports:[31000-32000,33000-33010]`."""
-        values: dict[str, float] = {}
-        custom: dict[str, float] = {}
-        ports: list[Range] = []
+        """The agent flag syntax: `cpus:4;mem:8192;disk:10000;ports:[31000-32000,33000-33010]`,
+        `name(role):value` reserving for a role (Mesos' `Resources::parse` text format)."""
+        pools: dict[str, list[str]] = {}
         for item in filter(None, (p.strip() for p in text.split(";"))):
             name, sep, value = item.partition(":")
             name = name.strip()
             if not sep:
                 raise ResourceError(f"{item!r}: expected name:value")
-            if "(" in name:
-                raise ResourceError(
-                    f"{name!r}: reservations (name(role):value) are not supported by mesoslite"
-                )
+            role = UNRESERVED
+            m = _RESERVED_NAME.fullmatch(name)
+            if m is not None:
+                name, role = m.group(1).strip(), m.group(2).strip()
+                error = role_error(role)
+                if error is not None:
+                    raise ResourceError(f"{item!r}: {error}")
+            pools.setdefault(role, []).append(f"{name}:{value}")
+        out = cls._parse_pool(pools.pop(UNRESERVED, []))
+        for role, items in sorted(pools.items()):
+            out = out + cls._parse_pool(items).reserve(role)
+        return out
+
+    @classmethod
+    def _parse_pool(cls, items: list[str]) -> Resources:
+        values: dict[str, float] = {}
+        custom: dict[str, float] = {}
+        ports: list[Range] = []
+        for item in items:
+            name, _, value = item.partition(":")
             if not _NAME.fullmatch(name):
                 raise ResourceError(
                     f"invalid resource name {name!r}: letters, digits and _ . - / only"
@@ -207,20 +326,41 @@ class Resources:
         return cls.of(**values, ports=ports, custom=custom)
 
     def to_mesos(self) -> list[dict[str, Any]]:
+        """v1 Resource messages; reserved ones with `reservations` and the legacy `role`."""
+        out = self._pool_to_mesos(UNRESERVED)
+        for role, pool in self.reserved:
+            out += pool._pool_to_mesos(role)
+        return out
+
+    def _pool_to_mesos(self, role: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
-            {"name": n, "type": "SCALAR", "scalar": {"value": v / 1000}, "role": "*"}
-            for n, v in (*self.scalars().items(), *self.custom)
+            {"name": n, "type": "SCALAR", "scalar": {"value": v / 1000}, "role": role}
+            for n, v in self._own_scalars()
             if v
         ]
         if self.ports:
             rs = [{"begin": b, "end": e} for b, e in self.ports]
-            out.append({"name": "ports", "type": "RANGES", "ranges": {"range": rs}, "role": "*"})
+            out.append({"name": "ports", "type": "RANGES", "ranges": {"range": rs}, "role": role})
+        if role != UNRESERVED:
+            for r in out:
+                r["reservations"] = [{"type": "STATIC", "role": role}]
         return out
 
     @classmethod
     def from_mesos(cls, resources: Iterable[dict[str, Any]]) -> Resources:
         """Sum a list of v1 Resource messages: the standard ones, ports and any other SCALAR
-        (custom); other RANGES or SETs are ignored, as offers may carry more."""
+        (custom); other RANGES or SETs are ignored, as offers may carry more. A reserved one
+        (`reservations`, or a `role` other than `*`) goes to its role's pool."""
+        by_role: dict[str, list[dict[str, Any]]] = {}
+        for r in resources:
+            by_role.setdefault(_reservation_role(r), []).append(r)
+        out = cls._pool_from_mesos(by_role.pop(UNRESERVED, []))
+        for role, pool in sorted(by_role.items()):
+            out = out + cls._pool_from_mesos(pool).reserve(role)
+        return out
+
+    @classmethod
+    def _pool_from_mesos(cls, resources: list[dict[str, Any]]) -> Resources:
         values = dict.fromkeys(SCALARS, 0.0)
         custom: dict[str, float] = {}
         ports: list[Range] = []
@@ -238,8 +378,40 @@ class Resources:
         return cls.of(**values, ports=ports, custom=custom)
 
 
+_EMPTY = Resources()
+
+
 def _custom(amounts: Mapping[str, int]) -> Custom:
     return tuple(sorted((n, v) for n, v in amounts.items() if v))
+
+
+def _text(r: Resources, role: str) -> list[str]:
+    parts = [f"{n}{role}:{v / 1000:g}" for n, v in r._own_scalars() if v]
+    if r.ports:
+        parts.append(f"ports{role}:[" + ",".join(f"{b}-{e}" for b, e in r.ports) + "]")
+    return parts
+
+
+def _reservation_role(r: Any) -> str:
+    """The role a Resource is reserved for (`*`: unreserved). Only STATIC reservations exist
+    in mesoslite (no RESERVE operation); a DYNAMIC one is refused."""
+    if not isinstance(r, dict):
+        raise ResourceError(f"malformed resource: {r!r}")
+    reservations = r.get("reservations")
+    if reservations:
+        if not isinstance(reservations, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("role"), str) for x in reservations
+        ):
+            raise ResourceError(f"{r.get('name')}: 'reservations' must be a list of {{type, role}}")
+        last = reservations[-1]
+        if last.get("type", "STATIC") != "STATIC":
+            raise ResourceError(
+                f"{r.get('name')}: {last.get('type')} reservations are not supported by mesoslite"
+                " (static reservations only)"
+            )
+        return str(last["role"])
+    role = r.get("role", UNRESERVED)
+    return role if isinstance(role, str) and role else UNRESERVED
 
 
 def _parse_ranges(text: str) -> list[Range]:

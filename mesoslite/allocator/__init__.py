@@ -4,10 +4,16 @@ The master holds one `Allocator` and calls it on every change (agents and framew
 and going, declines with filters, task ends) and once per allocation interval (`allocate`).
 Allocators are pure: time arrives as `now`. Modules are found by name through the entry
 point group `mesoslite.allocators` (`drf` and `priority` ship with mesoslite).
+
+The allocator's "framework" is a framework in one role: the master adds a framework once per
+role it subscribes with, under `client_id(framework_id, role)`, as Mesos keeps one framework
+sorter per role (src/master/allocator/mesos/hierarchical.cpp). So a MULTI_ROLE framework is
+offered, filtered, suppressed and weighed per role, and each Grant is for one role.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -15,6 +21,17 @@ from typing import Protocol
 from mesoslite.resources import Resources
 
 ENTRY_POINT_GROUP = "mesoslite.allocators"
+
+
+def client_id(framework_id: str, role: str) -> str:
+    """The allocator's id for `framework_id` in `role` (role names hold no whitespace)."""
+    return f"{framework_id} {role}"
+
+
+def client_parts(client: str) -> tuple[str, str]:
+    """(framework id, role) of a `client_id`."""
+    framework_id, _, role = client.rpartition(" ")
+    return framework_id, role
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +51,9 @@ class Allocator(Protocol):
         """The framework is gone; its allocations must already have been recovered."""
 
     def set_weight(self, role: str, weight: float) -> None: ...
+
+    def set_quota(self, role: str, limits: Mapping[str, float]) -> None:
+        """Quota limits of `role` (resource name -> amount; empty: no limit)."""
 
     def add_agent(self, agent_id: str, total: Resources, allocated: dict[str, Resources]) -> None:
         """An agent (re-)registered with `total`, of which `allocated` is in use by frameworks."""

@@ -7,6 +7,14 @@ the first framework whose refuse filters let the agent's available resources thr
 offered all of them (whole-agent offers). The subclasses only say how roles are ordered
 (`_role_key`); frameworks inside a role are always ordered by DRF.
 
+Static reservations and quota limits make an agent's resources go to more than one role in a
+cycle, as in Mesos: a role is offered what is allocatable to it (the unreserved pool and the
+pools reserved for it or an ancestor, `Resources.allocatable_to`), its unreserved scalars cut
+down to its quota limits (`set_quota`) less what it consumes (its unreserved allocation plus
+all its reservations, Mesos' consumed quota); the next role in order gets what is left. Ports
+and reservations are never cut by limits. Guarantees are not enforced (no stage 1).
+Without reservations or limits on an agent the first framework takes everything, as above.
+
 Determinism instead of Mesos' `random_shuffle` of agents: each cycle visits the agents in
 sorted id order rotated by one more place than the cycle before, so that no agent is always
 first. Nothing else depends on time except the `now` arguments, and no set or hash order
@@ -36,7 +44,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mesoslite.allocator import Grant
@@ -76,6 +84,9 @@ def merged(pieces: Iterable[Resources]) -> Resources:
 
 
 def scalars(r: Resources) -> tuple[int, int, int, int]:
+    """The four standard scalars, reserved or not (shares count reservations too)."""
+    if r.reserved:
+        r = r.flatten()
     return (r.cpus_m, r.mem_m, r.disk_m, r.gpus_m)
 
 
@@ -120,6 +131,7 @@ class RoleState:
     frameworks: dict[str, None] = field(default_factory=dict)  # subscribed, in arrival order
     active: list[FrameworkKey] = field(default_factory=list)  # unsuppressed, sorted
     key: RoleKey | None = None  # its key in the allocator's `_order`, if listed
+    limits: dict[str, int] | None = None  # quota limits in thousandths by resource name
 
 
 Filter = tuple[float, Resources]  # (expires at, refused resources)
@@ -144,6 +156,7 @@ class HierarchicalAllocator(ABC):
         self._total = [0, 0, 0, 0]
         self._dirty = False  # keys are stale (cluster total or a weight changed)
         self._cycle = 0
+        self._limited: dict[str, RoleState] = {}  # roles with quota limits
 
     # -- ordering -------------------------------------------------------------------------------
 
@@ -187,6 +200,18 @@ class HierarchicalAllocator(ABC):
         if r.weight != weight:
             r.weight = weight
             self._place_role(r)
+
+    def set_quota(self, role: str, limits: Mapping[str, float]) -> None:
+        """Quota limits of `role` by resource name (none: no limit), from the next cycle on."""
+        for name, value in limits.items():
+            if not (value >= 0 and math.isfinite(value)):
+                raise AllocatorError(f"role {role!r}: limit of {name} must be >= 0, got {value}")
+        r = self._role(role)
+        r.limits = {n: round(v * 1000) for n, v in limits.items()} or None
+        if r.limits is None:
+            self._limited.pop(role, None)
+        else:
+            self._limited[role] = r
 
     def add_agent(self, agent_id: str, total: Resources, allocated: dict[str, Resources]) -> None:
         used = [(fid, r) for fid, r in sorted(allocated.items()) if not r.is_empty()]
@@ -242,11 +267,15 @@ class HierarchicalAllocator(ABC):
         self._cycle += 1
         agents, filters, roles, order = self._agents, self._filters, self._roles, self._order
         frameworks, allocatable = self._frameworks, self._allocatable
+        consumed = self._consumed() if self._limited else None
         for aid in ids[start:] + ids[:start]:
             if not order:  # nobody wants anything
                 break
             agent = agents[aid]
             free = agent.free
+            if free.reserved or consumed is not None:
+                self._allocate_by_role(agent, now, grants, consumed)
+                continue
             if not allocatable(free):
                 continue
             agent_filters = filters.get(aid)
@@ -275,6 +304,53 @@ class HierarchicalAllocator(ABC):
             chosen.agents[aid] = None
             self._track(chosen, free, 1)
         return grants
+
+    def _allocate_by_role(
+        self,
+        agent: _Agent,
+        now: float,
+        grants: list[Grant],
+        consumed: dict[str, dict[str, int]] | None,
+    ) -> None:
+        """Mesos' stage 2 for one agent: each role in order, each of its frameworks in order,
+        is offered what is allocatable to the role, within its quota limits."""
+        for role_key in list(self._order):  # a grant moves keys: sorted once per agent, as Mesos
+            if agent.free.is_empty():
+                return
+            role = self._roles[role_key[3]]
+            used = consumed.get(role.name) if consumed is not None else None
+            for fw_key in list(role.active):
+                offer = agent.free.allocatable_to(role.name)
+                if role.limits is not None and used is not None:
+                    offer = offer.capped({n: v - used.get(n, 0) for n, v in role.limits.items()})
+                if offer.is_empty() or not self._allocatable(offer.flatten()):
+                    break
+                filters = self._filters.get(agent.id, {}).get(fw_key[2])
+                if filters is not None and self._refused(agent.id, fw_key[2], filters, offer, now):
+                    continue
+                chosen = self._frameworks[fw_key[2]]
+                grants.append(Grant(chosen.id, agent.id, offer))
+                agent.allocated.setdefault(chosen.id, []).append(offer)
+                agent.free = EMPTY if offer == agent.free else agent.free - offer
+                chosen.agents[agent.id] = None
+                self._track(chosen, offer, 1)
+                if used is not None:
+                    for name, amount in offer.unreserved().quantities().items():
+                        used[name] = used.get(name, 0) + amount
+
+    def _consumed(self) -> dict[str, dict[str, int]]:
+        """Each limited role's consumed quota: its unreserved allocation and its reservations."""
+        out: dict[str, dict[str, int]] = {name: {} for name in self._limited}
+        for agent in self._agents.values():
+            for name, pool in agent.total.reserved:
+                if name in out:
+                    _add(out[name], pool.quantities())
+            for fid, pieces in agent.allocated.items():
+                role = self._frameworks[fid].role
+                if role in out:
+                    for piece in pieces:
+                        _add(out[role], piece.unreserved().quantities())
+        return out
 
     def recover(
         self,
@@ -403,16 +479,17 @@ class HierarchicalAllocator(ABC):
     def _track(self, fw: _Framework, r: Resources, sign: int) -> None:
         """Add (sign 1, one more allocation) or remove (sign -1) `r` to the framework and role."""
         a, role = fw.alloc, fw.role
-        a[0] += sign * r.cpus_m
-        a[1] += sign * r.mem_m
-        a[2] += sign * r.disk_m
-        a[3] += sign * r.gpus_m
+        cpus, mem, disk, gpus = scalars(r)
+        a[0] += sign * cpus
+        a[1] += sign * mem
+        a[2] += sign * disk
+        a[3] += sign * gpus
         if sign > 0:
             fw.count += 1
         if role is None:
             return
         r_ = self._roles[role]
-        self._add_to_role(r_, scalars(r), sign, counted=sign > 0)
+        self._add_to_role(r_, (cpus, mem, disk, gpus), sign, counted=sign > 0)
         if fw.key is not None:
             active = r_.active
             del active[bisect_left(active, fw.key)]
@@ -487,3 +564,8 @@ class HierarchicalAllocator(ABC):
                 self._order.append(role.key)
         self._order.sort()
         self._dirty = False
+
+
+def _add(into: dict[str, int], amounts: Mapping[str, int]) -> None:
+    for name, amount in amounts.items():
+        into[name] = into.get(name, 0) + amount
