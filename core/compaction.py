@@ -18,6 +18,7 @@ their clusters' job lists). What the state depends on, and how it is kept:
   ClusterDeleted. A live incarnation ends with its last ClusterEnabled if that disabled it,
   and with a CronFired at the time its cron time was last set, when that was not its creation
   (the next fire time follows from the spec, which has not changed since).
+- An agent's mode keeps its last AgentModeChanged, unless that made it ACTIVE again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from core.events import (
+    AgentModeChanged,
     ClusterCreated,
     ClusterDeleted,
     ClusterEnabled,
@@ -40,6 +42,7 @@ from core.events import (
     WorkerStateChanged,
 )
 from core.job import TERMINAL
+from core.migration import AgentMode
 from core.worker import TERMINAL as WORKER_TERMINAL
 
 
@@ -68,6 +71,7 @@ def compact(events: Iterable[Event]) -> Compacted:
     out: list[Event | None] = [None] * len(log)
     owner: list[str] = [""] * len(log)  # index -> the job the event belongs to ("" for clusters)
     live: dict[str, _Incarnation] = {}
+    agents: dict[str, AgentModeChanged] = {}
     for i, e in enumerate(log):
         if isinstance(e, JobAccepted):
             owner[i] = e.job_id
@@ -109,6 +113,8 @@ def compact(events: Iterable[Event]) -> Compacted:
         elif isinstance(e, ClusterDeleted):
             del live[e.name]
             out[i] = e
+        elif isinstance(e, AgentModeChanged):
+            agents[e.agent_id] = e
     keep = {jid for _, jid in newest.values()}
     archived: dict[str, list[Event]] = {}
     for i, e in enumerate(log):
@@ -125,4 +131,5 @@ def compact(events: Iterable[Event]) -> Compacted:
             kept.append(inc.last_enabled)
         if inc.cron_set_at != inc.created.at:
             kept.append(CronFired(name, inc.cron_set_at))
+    kept += [e for e in agents.values() if e.mode is not AgentMode.ACTIVE]
     return Compacted(kept, archived)

@@ -32,6 +32,7 @@ from core.effects import (
 )
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.events import (
+    AgentModeChanged,
     ClusterCreated,
     ClusterDeleted,
     ClusterEnabled,
@@ -46,6 +47,7 @@ from core.events import (
     WorkerStateChanged,
 )
 from core.job import SCALING_HISTORY, JobRecord, JobState, Scaling, end_state
+from core.migration import AgentMode, WorkerMigrationConfig, to_move
 from core.model import (
     MAX_WORKERS_PER_STAGE,
     ClusterSla,
@@ -210,6 +212,10 @@ class ControlPlane:
         # leader does not know them: their next heartbeat gets them killed (SIGTERM: they
         # flush and exit the same way).
         self._draining: dict[str, dict[str, float]] = {}
+        # Agents not ACTIVE (core/migration.py): agent id -> (mode, hostname). Volatile: per
+        # job, when it last moved a worker off one.
+        self.agent_modes: dict[str, tuple[AgentMode, str]] = {}
+        self._migrated_at: dict[str, float] = {}
         self._out = Outcome()
         self._live = True
         self._appliers: dict[type, Callable[[Any], None]] = {
@@ -224,6 +230,7 @@ class ControlPlane:
             WorkerStateChanged: self._on_worker_state_changed,
             JobStateChanged: self._on_job_state_changed,
             StageScaled: self._on_stage_scaled,
+            AgentModeChanged: self._on_agent_mode_changed,
         }
 
     # ------------------------------------------------------------------ replay and recovery
@@ -272,6 +279,7 @@ class ControlPlane:
             "pending": tuple(self._pending),
             "placed": tuple(self._placed),
             "deleted_job_counts": dict(self._deleted_job_counts),
+            "agent_modes": dict(self.agent_modes),
         }
 
     # ------------------------------------------------------------------ queries
@@ -383,6 +391,32 @@ class ControlPlane:
         out = self._begin()
         self._emit(ClusterUpdated(definition, action, user, now))
         return out
+
+    def update_migration_config(
+        self, name: str, config: WorkerMigrationConfig, user: str, now: float
+    ) -> Outcome:
+        """Mantis' updateMigrationStrategy: how the cluster's jobs move off disabled agents."""
+        cluster = self.cluster(name)
+        definition = replace(cluster.definition, migration_config=config)
+        return self._update(definition, "updateMigrationStrategy", user, now)
+
+    def set_agent_mode(
+        self, agent_id: str, hostname: str, mode: AgentMode, user: str, now: float
+    ) -> Outcome:
+        """Disable, drain or enable an agent: a disabled or draining one gets no new workers
+        and its workers move off at their cluster's pace (`_migrate`, on every tick)."""
+        if not agent_id:
+            raise InvalidRequest("agentId", "must not be empty")
+        out = self._begin()
+        current = self.agent_modes.get(agent_id, (AgentMode.ACTIVE, ""))[0]
+        if mode is not current:
+            self._emit(AgentModeChanged(agent_id, hostname, mode, user, now))
+        return out
+
+    def workers_on(self, agent_id: str) -> list[Worker]:
+        """The placed (launched, not ended) workers on an agent, by worker id."""
+        host = self._matcher.hosts.get(agent_id)
+        return [self.workers[wid] for wid in sorted(host.placed)] if host is not None else []
 
     def enable_cluster(self, name: str, user: str, now: float) -> Outcome:
         cluster = self.cluster(name)
@@ -578,6 +612,11 @@ class ControlPlane:
         as a task status.
         """
         out = self._begin()
+        if self.agent_modes:  # a disabled or draining agent gets no new workers
+            off = [o.offer_id for o in offers if o.agent_id in self.agent_modes]
+            if off:
+                offers = [o for o in offers if o.agent_id not in self.agent_modes]
+                out.effects.append(DeclineOffers(tuple(off), refuse_seconds))
         for offer in offers:
             if self._agent_attributes.get(offer.agent_id) != offer.attributes:
                 self._agent_attributes[offer.agent_id] = offer.attributes
@@ -664,6 +703,7 @@ class ControlPlane:
             self._enforce_sla_max(cluster, now)
         self._check_heartbeats(now)
         self._end_drains(now)
+        self._migrate(now)
         self._autoscale(now)
         for cluster in enabled:
             self._enforce_cron(cluster, now)
@@ -716,6 +756,49 @@ class ControlPlane:
                     message = f"scaled down: still running after {grace:g}s"
                     self._out.effects.append(KillTask(wid, w.agent_id, message))
                     self._drained(jid, wid)
+
+    def _migrate(self, now: float) -> None:
+        """Move workers off disabled and draining agents, each job at its cluster's pace
+        (core/migration.py `to_move`), in job order; a moved worker is replaced at its index,
+        placed elsewhere since its agent's offers are declined."""
+        if not self.agent_modes:
+            return
+        by_job: dict[str, list[Worker]] = {}
+        for agent_id in sorted(self.agent_modes):
+            for w in self.workers_on(agent_id):
+                by_job.setdefault(w.job_id, []).append(w)
+        for jid in sorted(by_job):
+            job = self.jobs[jid]
+            if job.terminal:
+                continue
+            current = job.current_workers()
+            away = sum(1 for w in current if w.state is not WorkerState.Started)
+            pace = self.clusters[job.cluster].definition.migration_config.pace()
+            ordered = sorted(by_job[jid], key=lambda w: w.number)
+            moved = to_move(
+                pace,
+                [w.worker_id for w in ordered],
+                len(current),
+                away,
+                self._migrated_at.get(jid),
+                now,
+            )
+            for wid in moved:
+                self._move(job, self.workers[wid], now)
+            if moved:
+                self._migrated_at[jid] = now
+
+    def _move(self, job: JobRecord, w: Worker, now: float) -> None:
+        mode, hostname = self.agent_modes[w.agent_id]
+        message = f"moved off {mode.value.lower()} agent {hostname or w.agent_id}"
+        started = w.state is WorkerState.Started
+        relaunched = CompletedReason.Relaunched
+        self._emit(WorkerStateChanged(w.worker_id, WorkerState.Failed, now, relaunched, message))
+        self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
+        self._new_worker(job, w.stage, w.index, now, ready_at=now, replaces=w)
+        self._publish(job, f"worker {w.worker_id} {message}", now, w.worker_id)
+        if started:
+            self._out.effects.append(PublishSchedulingInfo(job.job_id))
 
     def _deadline(self, w: Worker) -> float:
         """When the running worker's heartbeat window ends (never, without a launch time)."""
@@ -1184,6 +1267,12 @@ class ControlPlane:
         history = job.scalings.setdefault(e.stage, deque(maxlen=SCALING_HISTORY))
         history.append(Scaling(e.at, len(job.stages[e.stage]), e.workers, e.user, e.reason))
         del job.stages[e.stage][e.workers :]
+
+    def _on_agent_mode_changed(self, e: AgentModeChanged) -> None:
+        if e.mode is AgentMode.ACTIVE:
+            self.agent_modes.pop(e.agent_id, None)
+        else:
+            self.agent_modes[e.agent_id] = (e.mode, e.hostname)
 
     def _move_worker(self, w: Worker, dest: WorkerState) -> None:
         if self._live:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.job import JobState
+from core.migration import AgentMode
 from core.model import CompletedReason, JobClusterDefinition, JobDefinition
 from core.worker import WorkerState
 
@@ -118,6 +119,18 @@ class StageScaled:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class AgentModeChanged:
+    """An agent disabled, drained or enabled again (core/migration.py); `hostname` as it
+    was known then, for people reading the log."""
+
+    agent_id: str
+    hostname: str
+    mode: AgentMode
+    user: str
+    at: float
+
+
 Event = (
     ClusterCreated
     | ClusterUpdated
@@ -130,6 +143,7 @@ Event = (
     | WorkerStateChanged
     | JobStateChanged
     | StageScaled
+    | AgentModeChanged
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -144,4 +158,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WorkerStateChanged,
     JobStateChanged,
     StageScaled,
+    AgentModeChanged,
 )

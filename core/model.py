@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from core.cron import CronError, parse_cron
 from core.errors import InvalidRequest
+from core.migration import DEFAULT_MIGRATION, WorkerMigrationConfig
 
 MAX_CPU_CORES = 8.0
 MAX_MEMORY_MB = 28000.0
@@ -325,6 +326,8 @@ class JobClusterDefinition:
     job_sla: JobSla = field(default_factory=JobSla)
     parameters: tuple[ParameterValue, ...] = ()
     labels: tuple[Label, ...] = ()
+    migration_config: WorkerMigrationConfig = DEFAULT_MIGRATION
+    """How workers move off disabled agents (core/migration.py)."""
 
     def __post_init__(self) -> None:
         check_name("name", self.name)

@@ -12,6 +12,7 @@ from adapters.store.codec import PAYLOAD_PREFIX, CodecError, decode, encode
 from core.control import ControlPlane
 from core.events import (
     EVENT_TYPES,
+    AgentModeChanged,
     ClusterCreated,
     ClusterDeleted,
     ClusterEnabled,
@@ -26,6 +27,7 @@ from core.events import (
     WorkerStateChanged,
 )
 from core.job import JobState
+from core.migration import AgentMode, MigrationStrategy, WorkerMigrationConfig
 from core.model import (
     ClusterSla,
     CompletedReason,
@@ -128,6 +130,16 @@ clusters = st.builds(
     job_slas,
     params,
     labels,
+    st.builds(
+        WorkerMigrationConfig,
+        st.just(MigrationStrategy.PERCENTAGE),
+        st.builds(
+            '{{"percentToMove":{},"intervalMs":{}}}'.format,
+            st.integers(1, 100),
+            st.integers(0, 86_400_000),
+        ),
+    )
+    | st.just(WorkerMigrationConfig(MigrationStrategy.ONE_WORKER, "")),
 )
 jobs = st.builds(
     JobDefinition,
@@ -166,6 +178,9 @@ BUILDERS: dict[type, st.SearchStrategy[Event]] = {
         JobStateChanged, TEXT, st.sampled_from(JobState), TIME, REASON, TEXT, TEXT
     ),
     StageScaled: st.builds(StageScaled, TEXT, INT, INT, TEXT, TEXT, TIME),
+    AgentModeChanged: st.builds(
+        AgentModeChanged, TEXT, TEXT, st.sampled_from(AgentMode), TEXT, TIME
+    ),
 }
 
 
@@ -186,7 +201,7 @@ def test_every_event_round_trips_exactly(event: Event) -> None:
 def test_a_real_run_round_trips_and_replays_to_the_same_state() -> None:
     for seed in range(3):
         plane, log = control_plane_run(seed)
-        assert {type(e) for e in log} >= set(EVENT_TYPES) - {StageScaled}
+        assert {type(e) for e in log} >= set(EVENT_TYPES) - {StageScaled, AgentModeChanged}
         back = [decode(encode(e)) for e in log]
         assert back == log
         assert ControlPlane.replay(back).snapshot() == plane.snapshot()
