@@ -32,6 +32,7 @@ from adapters.http.responses import Json
 from common.sse import HEADERS, frame
 from core.autoscaling import parse_report
 from core.control import ControlPlane
+from core.errors import NotFound
 from core.job import JobRecord
 
 log = structlog.get_logger()
@@ -72,7 +73,7 @@ async def index(request: web.Request) -> web.FileResponse:
 async def static_file(request: web.Request) -> web.FileResponse:
     name = request.match_info["file"]
     if name not in {p.name for p in STATIC.iterdir()}:  # no path outside the folder
-        raise web.HTTPNotFound(text='{"error": "no such file"}', content_type="application/json")
+        raise NotFound("file", name[:100])
     return _file(name)
 
 

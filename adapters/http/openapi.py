@@ -824,6 +824,35 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 content="text/plain",
             )
         },
+        "/": {
+            "get": op(
+                "dashboard",
+                "The dashboard page (adapters/http/dashboard.py)",
+                {200: {"type": "string"}},
+                (),
+                content="text/html",
+            )
+        },
+        "/dashboard/{file}": {
+            "get": op(
+                "dashboardFile",
+                "The dashboard's script or style sheet",
+                {200: {"type": "string"}},
+                (404,),
+                params=[path_param("file", "app.js")],
+                content="text/javascript",
+            )
+        },
+        "/api/v1/dashboard/stream": {
+            "get": op(
+                "dashboardStream",
+                "SSE of the dashboard's state (on every change) and metrics (every 2 s)",
+                {200: sse},
+                (),
+                tags=("stream",),
+                content="text/event-stream",
+            )
+        },
     }
     if with_artifacts:
         a = "/api/v1/jobArtifacts"

@@ -75,9 +75,9 @@ def test_document_is_well_formed_openapi_3(with_artifacts: bool) -> None:
         assert target.startswith("#/components/schemas/") and target.rpartition("/")[2] in schemas
     operation_ids = []
     for path, item in doc["paths"].items():
-        assert path.startswith(
-            ("/api/v1/", "/jobconnectby", "/jobsubmitandconnect", "/metrics")
-        )  # Mantis API's, and Prometheus'
+        assert path == "/" or path.startswith(
+            ("/api/v1/", "/jobconnectby", "/jobsubmitandconnect", "/metrics", "/dashboard/")
+        )  # Mantis API's, Prometheus' and the dashboard's
         in_path = set(re.findall(r"{(\w+)}", path))
         for method, operation in item.items():
             assert method in METHODS, (path, method)
