@@ -51,8 +51,8 @@ from typing import Any
 
 import structlog
 
-from mesoslite import container, executors, fetcher, health, maintenance
-from mesoslite.allocator import Allocator
+from mesoslite import container, executors, fetcher, health, maintenance, multirole
+from mesoslite.allocator import Allocator, client_id, client_parts
 from mesoslite.flags import MasterConfig, flag_values
 from mesoslite.protocol import (
     DROPPED,
@@ -75,7 +75,6 @@ from mesoslite.protocol import (
     UNKNOWN,
     UNREACHABLE,
     InvalidCall,
-    framework_role,
     id_of,
     sub_message,
     task_status,
@@ -216,9 +215,45 @@ class MesosliteMaster:
             return False
         return True
 
-    def _recover(self, fid: str, aid: str, r: Resources, refuse: float | None = None) -> None:
+    def _recover(
+        self, fid: str, role: str, aid: str, r: Resources, refuse: float | None = None
+    ) -> None:
+        """Resources the framework held in `role` come back to the allocator."""
         if not r.is_empty():
-            self._alloc("recover", fid, aid, r, self.clock(), refuse)
+            self._alloc("recover", client_id(fid, role), aid, r, self.clock(), refuse)
+
+    def _task_role(self, task: TaskRecord) -> str:
+        """The role the task's resources are allocated to (mesoslite.multirole)."""
+        fw = self.frameworks.get(task.framework_id)
+        return multirole.allocation_role(task.info, fw.role if fw is not None else "*")
+
+    def _register_roles(
+        self, fw: FrameworkRecord, before: tuple[str, ...], suppressed: Iterable[str]
+    ) -> None:
+        """The allocator offers to the framework once per role (mesoslite.allocator); roles it
+        left are removed there (what they hold stays allocated until it comes back)."""
+        now = self.clock()
+        for role in before:
+            if role not in fw.roles:
+                self._alloc("remove_framework", client_id(fw.id, role))
+        fw.suppressed_roles = set(suppressed) & set(fw.roles)
+        for role in fw.roles:
+            self._alloc("add_framework", client_id(fw.id, role), role, now)
+            if role in fw.suppressed_roles:
+                self._alloc("suppress", client_id(fw.id, role))
+
+    def _suppress(self, fw: FrameworkRecord, roles: Iterable[str], suppress: bool) -> None:
+        """SUPPRESS (or REVIVE: also clears its filters) the framework in these roles."""
+        revived = False
+        for role in roles:
+            self._alloc("suppress" if suppress else "revive", client_id(fw.id, role))
+            if suppress:
+                fw.suppressed_roles.add(role)
+            else:
+                fw.suppressed_roles.discard(role)
+                revived = True
+        if revived:
+            self.trigger_allocation()
 
     def trigger_allocation(self) -> None:
         self._allocate_soon.set()
@@ -239,6 +274,7 @@ class MesosliteMaster:
         subscription = parse_subscribe(call)
         info_id = subscription.framework_id
         info = dict(subscription.framework_info)
+        before: tuple[str, ...] = ()  # the roles it had in the allocator
         if principal is not None:
             claimed = info.setdefault("principal", principal)
             if claimed != principal:
@@ -286,6 +322,7 @@ class MesosliteMaster:
                     fw.stream.close()
                 # Offers made to the previous subscription are void (Mesos removes them too).
                 self._rescind_offers(fw.offers.values(), notify=False)
+                before = () if fw.recovered else fw.roles
                 keep: dict[str, Any] = {
                     k: fw.info[k] for k in _IMMUTABLE_FRAMEWORK_FIELDS if k in fw.info
                 }
@@ -309,10 +346,7 @@ class MesosliteMaster:
                 },
             }
         )
-        self._alloc("add_framework", fid, fw.role, self.clock())
-        fw.suppressed = fw.role in subscription.suppressed_roles
-        if fw.suppressed:
-            self._alloc("suppress", fid)
+        self._register_roles(fw, before, subscription.suppressed_roles)
         for queue in fw.updates.values():
             self._send_update(fw, queue[0])
         self.trigger_allocation()
@@ -325,7 +359,8 @@ class MesosliteMaster:
             return  # replaced by a newer subscription, or removed already
         fw.stream = None
         self._rescind_offers(fw.offers.values(), notify=False)
-        self._alloc("suppress", fw.id)  # deactivate: no offers until it comes back
+        for role in fw.roles:  # deactivate: no offers until it comes back
+            self._alloc("suppress", client_id(fw.id, role))
         timeout = fw.failover_timeout
         log.info("framework_disconnected", framework_id=fw.id, failover_timeout=timeout)
         self.subscribers.framework_updated(fw)
@@ -366,7 +401,8 @@ class MesosliteMaster:
                         "shutdown_framework": {"framework_id": {"value": fw.id}},
                     }
                 )
-        self._alloc("remove_framework", fw.id)
+        for role in fw.roles:
+            self._alloc("remove_framework", client_id(fw.id, role))
         if fw.stream is not None:
             fw.stream.close()
             fw.stream = None
@@ -411,15 +447,9 @@ class MesosliteMaster:
             self.accept(fw, sub_message(call, "accept"))
         elif kind == "DECLINE":
             self.decline(fw, sub_message(call, "decline"))
-        elif kind == "REVIVE":
-            if fw.role in parse_roles(call, "revive", fw.role):
-                fw.suppressed = False
-                self._alloc("revive", fw.id)
-                self.trigger_allocation()
-        elif kind == "SUPPRESS":
-            if fw.role in parse_roles(call, "suppress", fw.role):
-                fw.suppressed = True
-                self._alloc("suppress", fw.id)
+        elif kind in ("REVIVE", "SUPPRESS"):
+            named = parse_roles(call, kind.lower(), fw.roles)
+            self._suppress(fw, [r for r in fw.roles if r in named], kind == "SUPPRESS")
         elif kind == "KILL":
             self.kill(fw, *parse_kill(call))
         elif kind == "SHUTDOWN":
@@ -466,12 +496,13 @@ class MesosliteMaster:
                 taken.append(offer)
         if len({o.agent_id for o in taken}) > 1:
             error = "Aggregated offers must belong to one single agent"
+        error = multirole.aggregated_offers_problem([(o.id, o.role) for o in taken]) or error
         for offer in taken:
             self._remove_offer(offer)
         if error is not None:
             log.info("accept_invalid_offers", framework_id=fw.id, error=error)
             for offer in taken:
-                self._recover(fw.id, offer.agent_id, offer.resources)
+                self._recover(fw.id, offer.role, offer.agent_id, offer.resources)
             state = DROPPED if fw.partition_aware else LOST
             for _kind, tinfo in launches:
                 # agent_id as the TaskInfo names it: schedulers echo it in the ACKNOWLEDGE
@@ -490,6 +521,7 @@ class MesosliteMaster:
             return
 
         agent = self.agents[taken[0].agent_id]
+        role = taken[0].role
         remaining = Resources()
         for offer in taken:
             remaining = remaining + offer.resources
@@ -497,7 +529,9 @@ class MesosliteMaster:
         for kind, tinfo in launches:
             if kind == "LAUNCH_GROUP":
                 continue  # each group as a whole, below
-            problem = self._task_problem(fw, agent, tinfo, seen)
+            problem = multirole.launch_problem(tinfo, role) or self._task_problem(
+                fw, agent, tinfo, seen
+            )
             task_id = task_id_of(tinfo)
             seen.add(task_id)
             resources = Resources()
@@ -524,8 +558,11 @@ class MesosliteMaster:
             remaining = remaining - resources
             self._launch(fw, agent, tinfo, resources)
         for executor, tasks in groups:
+            for tinfo in tasks:
+                multirole.inject_allocation_role(tinfo.get("resources") or [], role)
+            multirole.inject_allocation_role(executor.get("resources") or [], role)
             remaining = executors.launch_group(self, fw, agent, executor, tasks, remaining, seen)
-        self._recover(fw.id, agent.id, remaining, refuse)
+        self._recover(fw.id, role, agent.id, remaining, refuse)
 
     def _task_problem(
         self,
@@ -612,7 +649,7 @@ class MesosliteMaster:
                 log.debug("decline_unknown_offer", framework_id=fw.id, offer_id=oid)
                 continue
             self._remove_offer(offer)
-            self._recover(fw.id, offer.agent_id, offer.resources, refuse)
+            self._recover(fw.id, offer.role, offer.agent_id, offer.resources, refuse)
 
     def kill(self, fw: FrameworkRecord, task_id: str, kill_policy: Any) -> None:
         task = fw.tasks.get(task_id)
@@ -748,17 +785,13 @@ class MesosliteMaster:
         roles_error = framework_roles_error(info)
         if roles_error is not None:
             raise InvalidCall(roles_error)
-        if framework_role(info) != fw.role:
-            raise InvalidCall("mesoslite does not support changing a framework's role")
+        if multirole.framework_roles(info) != fw.roles:
+            raise InvalidCall("mesoslite does not support changing a framework's roles")
         keep: dict[str, Any] = {k: fw.info[k] for k in _IMMUTABLE_FRAMEWORK_FIELDS if k in fw.info}
         fw.info = {**info, **keep}
-        suppress = fw.role in (update.get("suppressed_roles") or [])
-        if suppress and not fw.suppressed:
-            self._alloc("suppress", fw.id)
-        elif not suppress and fw.suppressed:
-            self._alloc("revive", fw.id)
-            self.trigger_allocation()
-        fw.suppressed = suppress
+        wanted = {r for r in fw.roles if r in (update.get("suppressed_roles") or [])}
+        self._suppress(fw, sorted(wanted - fw.suppressed_roles), True)
+        self._suppress(fw, sorted(fw.suppressed_roles - wanted), False)
         self.subscribers.framework_updated(fw)
 
     # -- status updates -------------------------------------------------------------------------
@@ -782,7 +815,9 @@ class MesosliteMaster:
                 except ResourceError:
                     agent.recompute_used()
                 if recover and agent.in_allocator:
-                    self._recover(task.framework_id, agent.id, task.resources)
+                    self._recover(
+                        task.framework_id, self._task_role(task), agent.id, task.resources
+                    )
 
     def _forward(self, fw: FrameworkRecord, status: dict[str, Any], from_agent: bool) -> None:
         """Deliver a status: reliable ones (with a uuid) queue per task until acknowledged."""
@@ -828,7 +863,7 @@ class MesosliteMaster:
             self._remove_offer(offer)
             agent = self.agents.get(offer.agent_id)
             if agent is not None and agent.in_allocator:
-                self._recover(offer.framework_id, offer.agent_id, offer.resources)
+                self._recover(offer.framework_id, offer.role, offer.agent_id, offer.resources)
             fw = self.frameworks.get(offer.framework_id)
             if notify and fw is not None:
                 fw.send({"type": "RESCIND", "rescind": {"offer_id": {"value": offer.id}}})
@@ -839,11 +874,14 @@ class MesosliteMaster:
         grants = self._alloc("allocate", now) or []
         batches: dict[str, list[dict[str, Any]]] = {}
         for grant in grants:
-            fw = self.frameworks.get(grant.framework_id)
+            fid, role = client_parts(grant.framework_id)
+            fw = self.frameworks.get(fid)
             agent = self.agents.get(grant.agent_id)
             problem = None
             if fw is None or not fw.connected:
                 problem = "framework not connected"
+            elif role not in fw.roles:
+                problem = f"framework not in role {role}"
             elif agent is None or not agent.connected:
                 problem = "agent not connected"
             else:
@@ -855,20 +893,21 @@ class MesosliteMaster:
             if problem is not None or fw is None or agent is None:
                 log.warning(
                     "grant_dropped",
-                    framework_id=grant.framework_id,
+                    framework_id=fid,
+                    role=role,
                     agent_id=grant.agent_id,
                     resources=str(grant.resources),
                     why=problem,
                 )
-                self._recover(grant.framework_id, grant.agent_id, grant.resources)
+                self._recover(fid, role, grant.agent_id, grant.resources)
                 continue
             offer = OfferRecord(
-                f"{self.id}-O{next(self._offer_seq)}", fw.id, agent.id, grant.resources, now
+                f"{self.id}-O{next(self._offer_seq)}", fw.id, agent.id, grant.resources, now, role
             )
             self.offers[offer.id] = offer
             fw.offers[offer.id] = offer
             agent.offered = agent.offered + offer.resources
-            message = offer_message(offer, agent, fw.role)
+            message = offer_message(offer, agent, offer.role)
             unavailability = self.maintenance.unavailability(agent)
             if unavailability is not None:
                 message["unavailability"] = unavailability
@@ -955,9 +994,8 @@ class MesosliteMaster:
         allocated: dict[str, Resources] = {}
         for task in agent.tasks.values():
             if not task.terminal:
-                allocated[task.framework_id] = (
-                    allocated.get(task.framework_id, Resources()) + task.resources
-                )
+                client = client_id(task.framework_id, self._task_role(task))
+                allocated[client] = allocated.get(client, Resources()) + task.resources
         # A failure here leaves the agent connected but never offered (logged as an error).
         agent.in_allocator = self._alloc_ok("add_agent", agent.id, agent.total, allocated)
         self.trigger_allocation()

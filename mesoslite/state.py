@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesoslite.multirole import framework_roles
 from mesoslite.protocol import (
     MESOS_VERSION,
     PARTITION_AWARE,
@@ -74,6 +75,7 @@ class OfferRecord:
     agent_id: str
     resources: Resources
     created: float  # monotonic
+    role: str = "*"  # the role it is allocated to (allocation_info.role)
 
 
 @dataclass(eq=False)
@@ -85,7 +87,7 @@ class FrameworkRecord:
     registered_time: float  # wall clock
     stream: EventStream | None = None
     recovered: bool = False  # known only from agents' re-registration, not subscribed yet
-    suppressed: bool = False
+    suppressed_roles: set[str] = field(default_factory=set)  # SUPPRESSed, not revived since
     failover_deadline: float | None = None  # monotonic; set while disconnected
     reregistered_time: float | None = None
     unregistered_time: float | None = None
@@ -105,6 +107,16 @@ class FrameworkRecord:
     @property
     def role(self) -> str:
         return framework_role(self.info)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Every role it is offered for (MULTI_ROLE: its `roles`; else its one `role`)."""
+        return framework_roles(self.info)
+
+    @property
+    def suppressed(self) -> bool:
+        """Suppressed in all its roles: it is offered nothing."""
+        return set(self.roles) <= self.suppressed_roles
 
     @property
     def partition_aware(self) -> bool:
@@ -168,6 +180,7 @@ class AgentRecord:
 
 
 def resources_json(r: Resources) -> dict[str, Any]:
+    r = r.flatten()  # reserved or not, as Mesos' `resources` (`reserved_resources` by role)
     out: dict[str, Any] = {"cpus": r.cpus, "mem": r.mem, "disk": r.disk, "gpus": r.gpus}
     if r.ports:
         out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in r.ports) + "]"
@@ -261,8 +274,8 @@ def agent_json(agent: AgentRecord) -> dict[str, Any]:
         "resources": resources_json(agent.total),
         "used_resources": resources_json(agent.used),
         "offered_resources": resources_json(agent.offered),
-        "unreserved_resources": resources_json(agent.total),
-        "reserved_resources": {},
+        "unreserved_resources": resources_json(agent.total.unreserved()),
+        "reserved_resources": {role: resources_json(pool) for role, pool in agent.total.reserved},
         "attributes": dict(agent.attributes),
         "task_count": sum(1 for t in agent.tasks.values() if not t.terminal),
         "missed_pings": agent.missed_pings,

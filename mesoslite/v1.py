@@ -124,7 +124,7 @@ def framework(fw: FrameworkRecord, agents: dict[str, AgentRecord] | None = None)
         out["unregistered_time"] = time_info(fw.unregistered_time)
     if agents is not None:
         out["offers"] = [
-            offer_message(o, agents[o.agent_id], fw.role)
+            offer_message(o, agents[o.agent_id], o.role)
             for o in fw.offers.values()
             if o.agent_id in agents
         ]

@@ -133,10 +133,10 @@ def parse_reconcile(call: dict[str, Any]) -> list[str]:
     return [id_of(t, "task_id", "reconcile.tasks[]") for t in wanted]
 
 
-def parse_roles(call: dict[str, Any], field: str, default: str) -> list[str]:
+def parse_roles(call: dict[str, Any], field: str, default: tuple[str, ...]) -> list[str]:
     """SUPPRESS / REVIVE: the roles named (scheduler.proto `roles`); none means all of the
-    framework's, here its one `default` role."""
-    roles = sub_message(call, field, required=False).get("roles") or [default]
+    framework's (`default`)."""
+    roles = sub_message(call, field, required=False).get("roles") or list(default)
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidCall(f"'{field}.roles' must be a list of role names")
     return roles
