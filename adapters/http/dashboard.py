@@ -41,6 +41,9 @@ STATIC = Path(__file__).with_name("dashboard")
 STREAM = "/api/v1/dashboard/stream"
 COALESCE_SECS = 0.1
 """After a change, wait this long for the rest of its burst before rendering."""
+RENDER_SHARE = 4
+"""...or this many times the last render's time, if longer: a big state under constant change
+costs each open page at most a fifth of the master's loop."""
 HEARTBEAT_SECS = 2.0
 """How often the metrics sample (and so a heartbeat) goes out."""
 RECENT_TERMINAL_JOBS = 20
@@ -89,6 +92,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=HEADERS)
     await response.prepare(request)
     last_state = b""
+    render_secs = 0.0
     next_sample = 0.0
     dirty = True
     with master.watchers.anything() as changed:
@@ -96,7 +100,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
             while not master.watchers.closing:
                 if dirty:  # rendered only after a change, sent only if it shows
                     changed.clear()
+                    began = time.monotonic()
                     state = orjson.dumps(state_view(master.plane, auth))
+                    render_secs = time.monotonic() - began
                     if state != last_state:
                         await response.write(frame(state))
                         last_state = state
@@ -109,7 +115,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     await asyncio.wait_for(changed.wait(), next_sample - time.monotonic())
                 except TimeoutError:
                     continue
-                await asyncio.sleep(COALESCE_SECS)
+                await asyncio.sleep(max(COALESCE_SECS, RENDER_SHARE * render_secs))
                 dirty = True
         except ConnectionResetError:
             pass  # the page went away
