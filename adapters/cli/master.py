@@ -84,6 +84,8 @@ class MasterSettings:
     """ZooKeeper ``host:port[,host:port][/chroot]``: masters elect a leader there and share a
     store in it (adapters.zk); empty: this master leads alone on its file store."""
     zk_session_timeout: float = 4.0
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (a Mantis UI's) that may read the API and, with the token, change it."""
 
 
 class FrameworkIds(Protocol):
@@ -205,7 +207,11 @@ class MasterProcess:
         gc.collect()
         gc.freeze()
         app = create_app(
-            service, artifacts=self.artifacts, api_token=s.api_token, instance_id=s.instance_id
+            service,
+            artifacts=self.artifacts,
+            api_token=s.api_token,
+            instance_id=s.instance_id,
+            allowed_origins=s.allowed_origins,
         )
         follower, self._runner = self._runner, None
         self._runner, port = await serve(app, s.host, s.port, self._listener)
@@ -396,6 +402,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds without ZooKeeper before a leader is replaced (default: %(default)s)",
     )
     parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (https://ui.example) that may read the API (CORS) and, with the "
+        "token, change it; '*' lets every origin read, as Mantis does (repeatable)",
+    )
+    parser.add_argument(
         "--recover-from-snapshot",
         action="store_true",
         help="open a damaged store: keep its last good snapshot and every whole "
@@ -418,6 +432,7 @@ def run(args: argparse.Namespace) -> int:
         instance_id=os.environ.get("MANTIS_INSTANCE_ID", ""),
         zk=args.zk,
         zk_session_timeout=args.zk_session_timeout,
+        allowed_origins=tuple(args.allowed_origin),
     )
     try:
         return asyncio.run(run_master(settings))

@@ -3,7 +3,9 @@
 Each route module adds its own routes on Mantis' v1 paths: worker_api.py (postJobStatus and
 the SSE streams a worker reads), clusters.py, jobs.py and artifacts.py (the REST API),
 job_output.py (a job's output through the master), job_status.py (jobStatusStream),
-admin.py (masterInfo, healthcheck), metrics.py (``/metrics``: Prometheus text), openapi.py
+admin.py (masterInfo, healthcheck), cluster_views.py (a cluster's latest discovery info and
+health), agents.py (agents disabled and drained, migration strategies), master_configs.py,
+metrics.py (``/metrics``: Prometheus text), openapi.py
 (`GET /api/v1/openapi.json`, documenting every route) and dashboard.py (the page at `/`).
 Requests go through metrics.py (timed by route), then errors.py (every error in JSON, mapped
 in one place), security.py (drive-by calls from web pages refused, whatever the token) and,
@@ -21,10 +23,13 @@ from aiohttp import web
 
 from adapters.http import (
     admin,
+    agents,
+    cluster_views,
     clusters,
     dashboard,
     job_output,
     jobs,
+    master_configs,
     metrics,
     openapi,
     security,
@@ -55,17 +60,24 @@ def create_app(
     """The master's HTTP API; artifact routes only with an `artifacts` store.
 
     `allowed_hosts` (names besides loopback ones) and `allowed_origins` (e.g. a console's
-    `https://mantis.example` behind a proxy) widen what security.py lets through.
+    `https://mantis.example` behind a proxy; they may also read the API: CORS) widen what
+    security.py lets through.
     `instance_id`: echoed by masterInfo as `instanceId`.
     """
+    allowed_origins = tuple(allowed_origins)
     guard = security.guard(allowed_hosts, allowed_origins, {ARTIFACTS_PATH: UPLOAD_TYPES})
     middlewares = [metrics.middleware(), error_middleware, guard]
     middlewares += [bearer_auth(api_token)] if api_token else []
     app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(security.no_cors_on_mutations)
+    if allowed_origins:
+        app.on_response_prepare.append(security.cors_reads(allowed_origins))
     app[MASTER] = master
     worker_api.add_routes(app, heartbeat_secs)
     clusters.add_routes(app.router)
+    cluster_views.add_routes(app.router)
+    agents.add_routes(app.router)
+    master_configs.add_routes(app.router)
     jobs.add_routes(app.router)
     if artifacts is not None:
         app[ARTIFACTS] = artifacts

@@ -21,12 +21,17 @@ uploaded, a job submitted, code run as the user. A DNS-rebinding page (its own n
   server (no CORS), so a cross-site page could otherwise read job output and status.
 - No CORS: a preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered 403
   without any `Access-Control-Allow-*`, and a mutation's response never carries one.
+- Reads under `/api/v1/` carry `Access-Control-Allow-Origin` (Mantis' v1 BaseRoute sends `*`
+  on every answer) for `allowed_origins` only: `*` would let any page the user visits read
+  every job's definition and output, which the answer's unreadability protects today. An
+  allowed origin is echoed (with `Vary: Origin`); `*` among them sends `*` to every origin,
+  as Mantis does, and still lets no other origin change anything.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import structlog
 from aiohttp import web
@@ -38,7 +43,9 @@ from adapters.http.responses import error_response
 log = structlog.get_logger()
 
 MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+READS = frozenset({"GET", "HEAD"})
 JSON_ONLY = frozenset({"application/json"})
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -146,6 +153,25 @@ def guard(
         return await handler(request)
 
     return guard_middleware
+
+
+def cors_reads(allowed_origins: Iterable[str]) -> ResponseHook:
+    """`on_response_prepare`: `Access-Control-Allow-Origin` on v1 reads for the allowed origins
+    (see the module docstring); nothing when there are none."""
+    origins = frozenset(o.lower().rstrip("/") for o in allowed_origins)
+
+    async def allow_reads(request: web.Request, response: web.StreamResponse) -> None:
+        if request.method not in READS or not request.path.startswith("/api/v1/"):
+            return  # a refused preflight allows nothing either
+        if "*" in origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            return
+        response.headers.add("Vary", "Origin")
+        origin = request.headers.get("Origin", "")
+        if origin.lower().rstrip("/") in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+
+    return allow_reads
 
 
 async def no_cors_on_mutations(request: web.Request, response: web.StreamResponse) -> None:
