@@ -81,7 +81,9 @@ async def test_the_page_and_its_files_are_served_with_a_strict_policy(
 
 def create_cluster(master: MasterService, name: str) -> None:
     """Create a cluster through the master directly (one command, one commit)."""
-    definition, _ = parse_cluster_definition(cluster_body(name), master.clock())
+    body = cluster_body(name)
+    del body["jobDefinition"]["migrationConfig"]  # not what these tests are about
+    definition, _ = parse_cluster_definition(body, master.clock())
     master.run(lambda plane, now: plane.create_cluster(definition, now))
 
 
