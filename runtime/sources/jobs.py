@@ -48,8 +48,6 @@ import structlog
 from common.backoff import Backoff
 from common.master_leader import DEFAULT_ZK_ROOT
 from common.master_location import MasterLocation
-from common.mql import PARAMETER as MQL_PARAMETER
-from common.mql import MqlError, compile_query
 from common.sse import HB_JOB_ID
 from common.sse_client import RETRYABLE, HttpStatusError, describe, sse_payloads
 from runtime.context import (
@@ -128,6 +126,8 @@ class JobSource:
         if self.not_found_retries < 0:
             raise ValueError(f"not_found_retries must be >= 0, got {self.not_found_retries}")
         if isinstance(self.criterion, str):
+            from common.mql import compile_query  # lark and RE2: only for a criterion (6 MB)
+
             compile_query(self.criterion)  # MqlError (a ValueError) naming the position
 
     def resolve_client_id(self, worker: WorkerInfo) -> str:
@@ -145,7 +145,9 @@ class JobSource:
         if self.enable_meta_messages:
             params["enableMetaMessages"] = "true"
         if isinstance(self.criterion, str):
-            params[MQL_PARAMETER] = self.criterion
+            from common.mql import PARAMETER
+
+            params[PARAMETER] = self.criterion
         return params
 
     async def batches(self, context: Context) -> AsyncIterator[list[Any]]:
@@ -385,6 +387,8 @@ def parse_target(value: str | bytes | Mapping[str, Any]) -> tuple[Target, ...]:
         if criterion is not None:
             if not isinstance(criterion, str):
                 raise ValueError(f"{where}.criterion: expected MQL text, got {criterion!r}")
+            from common.mql import MqlError, compile_query
+
             try:
                 everything = compile_query(criterion).passes_everything
             except MqlError as e:
