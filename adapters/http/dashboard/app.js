@@ -265,10 +265,10 @@ function renderStage(section, job, meta) {
       ),
     ),
   );
-  const history = meta.scalingHistory || [];
-  section.querySelector(".history summary").textContent = `Scaling history (${history.length})`;
+  const scalings = meta.scalingHistory || [];
+  section.querySelector(".history summary").textContent = `Scaling history (${scalings.length})`;
   section.querySelector(".history ol").replaceChildren(
-    ...history
+    ...scalings
       .slice()
       .reverse()
       .map((h) =>
