@@ -145,6 +145,8 @@ class MesosliteMaster:
         self.deferred_reconciles: list[tuple[str, str]] = []  # (framework, task) ids
         self.gone_agents: set[str] = set()  # marked gone by the operator: never readmitted
         self.weights: dict[str, float] = dict(config.weights)  # UPDATE_WEIGHTS changes them
+        # role -> (guarantees, limits) by resource name, as UPDATE_QUOTA set them (mesoslite.quota)
+        self.quotas: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
         self.counters: Counter[str] = Counter()  # the metrics that count (mesoslite.metrics)
         self.subscribers = OperatorSubscribers()  # the operator API's event streams
         self.maintenance = maintenance.Maintenance()  # the schedule (mesoslite.maintenance)
@@ -222,7 +224,7 @@ class MesosliteMaster:
         if not r.is_empty():
             self._alloc("recover", client_id(fid, role), aid, r, self.clock(), refuse)
 
-    def _task_role(self, task: TaskRecord) -> str:
+    def task_role(self, task: TaskRecord) -> str:
         """The role the task's resources are allocated to (mesoslite.multirole)."""
         fw = self.frameworks.get(task.framework_id)
         return multirole.allocation_role(task.info, fw.role if fw is not None else "*")
@@ -815,9 +817,7 @@ class MesosliteMaster:
                 except ResourceError:
                     agent.recompute_used()
                 if recover and agent.in_allocator:
-                    self._recover(
-                        task.framework_id, self._task_role(task), agent.id, task.resources
-                    )
+                    self._recover(task.framework_id, self.task_role(task), agent.id, task.resources)
 
     def _forward(self, fw: FrameworkRecord, status: dict[str, Any], from_agent: bool) -> None:
         """Deliver a status: reliable ones (with a uuid) queue per task until acknowledged."""
@@ -994,7 +994,7 @@ class MesosliteMaster:
         allocated: dict[str, Resources] = {}
         for task in agent.tasks.values():
             if not task.terminal:
-                client = client_id(task.framework_id, self._task_role(task))
+                client = client_id(task.framework_id, self.task_role(task))
                 allocated[client] = allocated.get(client, Resources()) + task.resources
         # A failure here leaves the agent connected but never offered (logged as an error).
         agent.in_allocator = self._alloc_ok("add_agent", agent.id, agent.total, allocated)

@@ -6,8 +6,9 @@ JSON only. Every answer is 200: a Response `{"type": T, "<t>": {...}}` for the G
 empty body for the calls that change something. SUBSCRIBE answers a chunked RecordIO stream of
 Events (mesoslite.subscribers) that starts with SUBSCRIBED (the whole GET_STATE and the
 heartbeat interval). Errors are Mesos' and plain text: 405, 415, 406 and 400 as the scheduler
-API (mesoslite.httputil); a call type mesoslite does not implement (reservations, volumes,
-quota, logging level, files) is 501 naming it; a bad argument is 400 naming the field and
+API (mesoslite.httputil); a call type mesoslite does not implement (dynamic reservations,
+volumes, the pre-1.9 SET_QUOTA/REMOVE_QUOTA, logging level, files) is 501 naming it; GET_QUOTA
+and UPDATE_QUOTA are mesoslite.quota's; a bad argument is 400 naming the field and
 changes nothing; an unknown framework (TEARDOWN) is 400, an unknown agent (MARK_AGENT_GONE)
 404, as Mesos'. A standby answers 307 to the leader, or 503, as for the scheduler API. With
 framework authentication (mesoslite.auth) the calls need credentials (realm
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from mesoslite import maintenance, metrics, v1
+from mesoslite import maintenance, metrics, quota, v1
 from mesoslite.auth import READWRITE_REALM
 from mesoslite.flags import flag_values
 from mesoslite.httputil import (
@@ -58,8 +59,6 @@ NOT_IMPLEMENTED = frozenset(
         "DESTROY_VOLUMES",
         "GROW_VOLUME",
         "SHRINK_VOLUME",
-        "GET_QUOTA",
-        "UPDATE_QUOTA",
         "SET_QUOTA",
         "REMOVE_QUOTA",
     }
@@ -161,6 +160,11 @@ def call_response(master: MesosliteMaster, call: dict[str, Any]) -> dict[str, An
         return _response(kind, body)
     if kind == "UPDATE_WEIGHTS":
         update_weights(master, call)
+        return None
+    if kind == "GET_QUOTA":
+        return _response(kind, quota.get_quota(master))
+    if kind == "UPDATE_QUOTA":
+        quota.update_quota(master, call)
         return None
     if kind == "TEARDOWN":
         fid = id_of(sub_message(call, "teardown"), "framework_id", "teardown")
