@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import orjson
-import structlog
 from aiohttp import web
 
 from adapters.http.keys import MASTER
@@ -34,8 +33,6 @@ from core.autoscaling import parse_report
 from core.control import ControlPlane
 from core.errors import NotFound
 from core.job import JobRecord
-
-log = structlog.get_logger()
 
 STATIC = Path(__file__).with_name("dashboard")
 STREAM = "/api/v1/dashboard/stream"
