@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from core.autoscaling import AUTOSCALER_USER, StageAutoscaler, job_settings, stage_autoscalers
@@ -413,6 +413,13 @@ class ControlPlane:
             self._emit(AgentModeChanged(agent_id, hostname, mode, user, now))
         return out
 
+    def known_agents(self) -> dict[str, str]:
+        """Agent id -> hostname of the agents seen in offers or placements, and those not
+        ACTIVE, by agent id."""
+        known = {a: h.hostname for a, h in self._matcher.hosts.items()}
+        known |= {a: known.get(a) or host for a, (_, host) in self.agent_modes.items()}
+        return dict(sorted(known.items()))
+
     def workers_on(self, agent_id: str) -> list[Worker]:
         """The placed (launched, not ended) workers on an agent, by worker id."""
         host = self._matcher.hosts.get(agent_id)
@@ -456,12 +463,19 @@ class ControlPlane:
         out.job_id = self._submit(cluster, request, user, now)
         return out
 
-    def quick_submit(self, cluster_name: str, user: str, now: float) -> Outcome:
-        """Submit with the definition of the last running job, else the last job, else the cluster's."""
+    def quick_submit(
+        self, cluster_name: str, user: str, now: float, overrides: JobRequest | None = None
+    ) -> Outcome:
+        """Submit with the definition of the last running job, else the last job, else the
+        cluster's; what `overrides` sets (Mantis' quickSubmit `jobDefinition`) wins."""
         cluster = self.cluster(cluster_name)
         self._check_can_submit(cluster)
+        request = self._inherited_request(cluster)
+        if overrides is not None:
+            given = {f.name: getattr(overrides, f.name) for f in fields(JobRequest)}
+            request = replace(request, **{k: v for k, v in given.items() if v is not None})
         out = self._begin()
-        out.job_id = self._submit(cluster, self._inherited_request(cluster), user, now)
+        out.job_id = self._submit(cluster, request, user, now)
         return out
 
     def kill_job(self, jid: str, user: str, reason: str, now: float) -> Outcome:

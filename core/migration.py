@@ -89,7 +89,7 @@ class WorkerMigrationConfig:
         raw = value.get("strategy")
         if raw is None:
             strategy = MigrationStrategy.ONE_WORKER
-        elif raw in MigrationStrategy.__members__:
+        elif isinstance(raw, str) and raw in MigrationStrategy.__members__:
             strategy = MigrationStrategy(raw)
         else:
             raise InvalidRequest(
@@ -109,8 +109,9 @@ class WorkerMigrationConfig:
 
 def _percentage(config_string: str) -> Pace:
     """PercentageMigrationStrategy's configuration: `percentToMove` (1..100) and
-    `intervalMs` (>= 0, 60000 when left out); numbers may come as strings, as Jackson
-    reads them. Mantis falls back to 10 % a minute on a bad string: refused here instead."""
+    `intervalMs` (>= 0), Mantis' default 25 and 60000 when left out (Mantis' own examples
+    send `"{}"`); numbers may come as strings, as Jackson reads them. Mantis falls back to
+    10 % a minute on a string that does not parse: refused here instead."""
     where = "configString"
     if len(config_string) > MAX_CONFIG_STRING:
         raise InvalidRequest(where, f"must be at most {MAX_CONFIG_STRING} characters")
@@ -120,11 +121,10 @@ def _percentage(config_string: str) -> Pace:
         raise InvalidRequest(where, f"is not JSON: {config_string[:100]!r}") from None
     if not isinstance(parsed, dict):
         raise InvalidRequest(where, 'must be a JSON object like {"percentToMove":25}')
-    percent = _whole(parsed.get("percentToMove"), f"{where}.percentToMove")
+    given = _whole(parsed.get("percentToMove"), f"{where}.percentToMove")
     interval = _whole(parsed.get("intervalMs"), f"{where}.intervalMs")
+    percent = DEFAULT_PERCENT_TO_MOVE if given is None else given
     interval_ms = DEFAULT_INTERVAL_MS if interval is None else interval
-    if percent is None:
-        raise InvalidRequest(f"{where}.percentToMove", "is required for PERCENTAGE")
     if not 1 <= percent <= 100:
         raise InvalidRequest(f"{where}.percentToMove", f"must be in [1, 100], got {percent}")
     if not 0 <= interval_ms <= 86_400_000:

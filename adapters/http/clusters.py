@@ -31,7 +31,7 @@ from adapters.http.parsing import (
     to_int,
     within,
 )
-from adapters.http.queries import page, query_regex
+from adapters.http.queries import page, projection, query_regex, sort_items
 from adapters.http.rendering import render_cluster
 from adapters.http.responses import json_response, no_content
 from core.control import ControlPlane, Outcome
@@ -56,11 +56,14 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 async def list_clusters(request: web.Request) -> web.Response:
-    """`matching` (a regex searched in the name), then `pageSize`/`offset`; sorted by name."""
+    """`matching` (a regex searched in the name), then `pageSize`/`offset`; sorted by name, or
+    by `sortBy`/`ascending`; `fields` projects each cluster (queries.py)."""
     plane = request.app[MASTER].plane
     pattern = query_regex(request)
+    project = projection(request)
     names = sorted(n for n in plane.clusters if pattern is None or pattern.search(n))
-    return json_response(page(request, [render_cluster(plane.clusters[n]) for n in names]))
+    clusters = sort_items(request, [render_cluster(plane.clusters[n]) for n in names])
+    return json_response(page(request, [project(c) for c in clusters]))
 
 
 async def create_cluster(request: web.Request) -> web.Response:
@@ -78,8 +81,9 @@ async def create_cluster(request: web.Request) -> web.Response:
 
 
 async def get_cluster(request: web.Request) -> web.Response:
+    project = projection(request)
     cluster = request.app[MASTER].plane.cluster(request.match_info["name"])
-    return json_response(render_cluster(cluster))
+    return json_response(project(render_cluster(cluster)))
 
 
 async def update_cluster(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from aiohttp import web
 from adapters.http.keys import MASTER
 from adapters.http.parsing import (
     MAX_NAME,
+    as_object,
     check_same,
     check_text,
     get,
@@ -27,12 +28,16 @@ from adapters.http.parsing import (
     to_int,
 )
 from adapters.http.queries import (
+    PROJECTION_TARGETS,
     label_filter,
     page,
     page_of,
+    projection,
     query_bool,
     query_opt_int,
     query_regex,
+    sort_items,
+    start_after,
     state_filter,
     worker_filter,
 )
@@ -96,7 +101,9 @@ def _job_workers(plane: ControlPlane, job: JobRecord) -> list[Worker]:
 async def list_jobs(request: web.Request) -> web.Response:
     """Mantis' filters: jobState (over activeOnly, default true), matching (cluster name regex),
     labels + labels.op, stageNumber/workerIndex/workerNumber/workerState (which also narrow
-    each job's workers), limit; newest first unless `ascending=true`; then pageSize/offset."""
+    each job's workers), limit; newest first unless `ascending=true`, `startJobIdExclusive`
+    resuming after a job of that order; `sortBy` (queries.sort_items), then pageSize/offset;
+    `fields`/`fromObj` projecting each job (queries.projection)."""
     plane = request.app[MASTER].plane
     name = request.match_info.get("name")
     if name is not None:
@@ -108,9 +115,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     labels = label_filter(request)
     workers = worker_filter(request)
     limit = query_opt_int(request, "limit")
+    project = projection(request, PROJECTION_TARGETS)
     jobs = list(plane.jobs.values())
     if not query_bool(request, "ascending", False):
         jobs.reverse()
+    jobs = jobs[start_after(request, [job.job_id for job in jobs]) :]
     out: list[tuple[JobRecord, list[Worker] | None]] = []  # rendered once paged
     for job in jobs:
         if limit is not None and len(out) >= limit:
@@ -129,11 +138,15 @@ async def list_jobs(request: web.Request) -> web.Response:
         chosen = [w for w in job.current_workers() if workers(w)]
         if chosen:
             out.append((job, chosen))
-    return json_response(page_of(request, out, lambda item: render_job(*item)))
+    if request.query.get("sortBy"):
+        ordered = sort_items(request, [render_job(*item) for item in out], "jobMetadata")
+        return json_response(page_of(request, ordered, project))
+    return json_response(page_of(request, out, lambda item: project(render_job(*item))))
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return json_response(render_job(_job(request)))
+    project = projection(request, PROJECTION_TARGETS)
+    return json_response(project(render_job(_job(request))))
 
 
 async def archived_workers(request: web.Request) -> web.Response:
@@ -168,15 +181,21 @@ async def submit_job(request: web.Request) -> web.Response:
 
 
 async def quick_submit(request: web.Request) -> web.Response:
-    """`{name, user}`: a job like the cluster's last one (running, else last, else the cluster's)."""
+    """`{name, user, jobDefinition?}` (Mantis' SubmitJobRequest): a job like the cluster's last
+    one (running, else last, else the cluster's), with what `jobDefinition` sets instead."""
     body = await read_json(request)
     name, user = need_str(body, "name"), need_str(body, "user")
-    for key in ("jobDefinition", "jobSla"):
-        if body.get(key) is not None:
-            raise InvalidRequest(key, f"not supported here: POST {CLUSTER_JOBS} takes overrides")
+    if body.get("jobSla") is not None:
+        raise InvalidRequest("jobSla", "goes in jobDefinition.jobSla")
+    overrides = None
+    if body.get("jobDefinition") is not None:
+        definition = as_object(body["jobDefinition"], "jobDefinition")
+        if definition.get("name") not in (None, name):
+            raise InvalidRequest("jobDefinition.name", f"must equal the body's name {name!r}")
+        overrides = parse_job_request(definition, "jobDefinition.")
     get(body, "submitLatestJobCluster", "", to_bool, False)  # the only kind there is here
     master = request.app[MASTER]
-    outcome = await master.call(lambda plane, now: plane.quick_submit(name, user, now))
+    outcome = await master.call(lambda plane, now: plane.quick_submit(name, user, now, overrides))
     return json_response(render_job(master.plane.job(outcome.job_id)), status=201)
 
 

@@ -120,6 +120,46 @@ def _scaling_policy() -> Json:
 
 SCHEMAS: dict[str, Json] = {
     "Error": obj(("error",), error=STR, field=STR),
+    "MigrationConfig": obj(
+        strategy={"type": "string", "enum": ["ONE_WORKER", "PERCENTAGE"]},
+        configString={
+            "type": "string",
+            "maxLength": 1024,
+            "description": 'PERCENTAGE: JSON {"percentToMove": 1..100, "intervalMs": >= 0}',
+        },
+    ),
+    "Agent": obj(
+        ("agentId", "hostname", "mode", "workers"),
+        agentId=STR,
+        hostname=STR,
+        mode={"type": "string", "enum": ["ACTIVE", "DISABLED", "DRAINING", "DRAINED"]},
+        workers=arr(STR),
+    ),
+    "ClusterHealth": obj(
+        ("isHealthy", "message"),
+        responseCode=STR,
+        message=STR,
+        isHealthy=BOOL,
+        failureReason=obj(
+            ("type", "workers"),
+            nullable=True,
+            type={"type": "string", "enum": ["unreadyWorkers"]},
+            workers=arr(
+                obj(
+                    ("jobId", "workerIndex", "workerNumber", "state"),
+                    jobId=STR,
+                    workerIndex=INT,
+                    workerNumber=INT,
+                    state=WORKER_STATE,
+                )
+            ),
+        ),
+    ),
+    "JobSchedulingInfo": obj(
+        ("jobId", "workerAssignments"),
+        jobId=STR,
+        workerAssignments={"type": "object", "additionalProperties": {"type": "object"}},
+    ),
     "NameValue": obj(("name", "value"), name=NAME_IN, value=VALUE_IN),
     "MachineDefinition": obj(
         ("cpuCores", "memoryMB"),
@@ -183,6 +223,7 @@ SCHEMAS: dict[str, Json] = {
         cronSpec=NAME_IN,
         cronPolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
         isReadyForJobMaster=BOOL,
+        migrationConfig=ref("MigrationConfig"),
     ),
     "NamedJobDefinition": obj(
         ("jobDefinition",), jobDefinition=ref("MantisJobDefinition"), owner=ref("Owner")
@@ -211,6 +252,7 @@ SCHEMAS: dict[str, Json] = {
         labels=arr(ref("NameValue")),
         cronActive=BOOL,
         latestVersion=STR,
+        migrationConfig=ref("MigrationConfig"),
     ),
     "Worker": obj(
         ("workerIndex", "workerNumber", "jobId", "stageNum", "state"),
@@ -702,8 +744,14 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 {201: ref("Job")},
                 (400, 404, 409),
                 body=json_body(
-                    obj(("name", "user"), name=NAME_IN, user=NAME_IN, submitLatestJobCluster=BOOL),
-                    {"name": "demo", "user": "alice"},
+                    obj(
+                        ("name", "user"),
+                        name=NAME_IN,
+                        user=NAME_IN,
+                        submitLatestJobCluster=BOOL,
+                        jobDefinition=ref("MantisJobDefinition"),
+                    ),
+                    {"name": "demo", "user": "alice", "jobDefinition": {"parameters": []}},
                 ),
             )
         },
@@ -796,6 +844,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
             )
         },
         **_job_output(sse),
+        **_parity_operations(),
         "/api/v1/jobStatusStream/{jobId}": {
             "get": op(
                 "jobStatusStream",
@@ -897,6 +946,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
             content="application/octet-stream",
         )
         paths[a + "/{name}"] = {"get": download}
+    _projected(paths)
     for item in paths.values():
         for method, operation in item.items():
             _error_response(operation, 403)  # security.py: Host on every call, Origin on changes
@@ -904,6 +954,128 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 _mutating(operation)
             if "requestBody" in operation:
                 _error_response(operation, 415)
+    return paths
+
+
+FIELDS = query("fields", STR, "comma-separated fields kept in each item (Mantis' projection)")
+FROM_OBJ = query(
+    "fromObj",
+    {"type": "string", "enum": ["jobMetadata", "stageMetadataList", "workerMetadataList"]},
+    "the part of each job `fields` applies to; the rest is left out",
+)
+SORT = [
+    query("sortBy", STR, "a field of the listed items (of jobMetadata for jobs)"),
+    query("ascending", BOOL, "with sortBy: default true"),
+]
+
+
+def _projected(paths: dict[str, dict[str, Json]]) -> None:
+    """`fields`/`fromObj`/`sortBy`/`startJobIdExclusive` (adapters/http/queries.py) on the
+    cluster and job reads. A projected item lacks fields its full schema requires, so their
+    answers are any object (`anyOf` the full schema)."""
+    c = "/api/v1/jobClusters"
+    reads = {
+        (c, "Cluster", True): [FIELDS, *SORT],
+        (c + "/{name}", "Cluster", False): [FIELDS],
+        ("/api/v1/jobs", "Job", True): [FIELDS, FROM_OBJ, *SORT[:1]],
+        (c + "/{name}/jobs", "Job", True): [FIELDS, FROM_OBJ, *SORT[:1]],
+        ("/api/v1/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ],
+        (c + "/{name}/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ],
+    }
+    projected = {"type": "object", "description": "projected by fields/fromObj"}
+    for (path, schema, listed), params in reads.items():
+        operation = paths[path]["get"]
+        names = {p["name"] for p in operation.get("parameters", [])}
+        operation["parameters"] = operation.get("parameters", []) + [
+            p for p in params if p["name"] not in names
+        ]
+        item: Json = {"anyOf": [ref(schema), projected]}
+        answer: Json = page_of(schema) if listed else item
+        if listed:
+            answer["properties"]["list"] = arr(item)
+        operation["responses"]["200"]["content"][JSON_TYPE]["schema"] = answer
+    for path in ("/api/v1/jobs", c + "/{name}/jobs"):
+        paths[path]["get"]["parameters"].append(
+            query("startJobIdExclusive", NAME_IN, "list the jobs after this one")
+        )
+
+
+def _parity_operations() -> dict[str, dict[str, Json]]:
+    """The rest of Mantis' v1 routes: cluster_views.py, agents.py, master_configs.py."""
+    c = "/api/v1/jobClusters/{name}"
+    agent = path_param("agent", "127.0.0.2")
+    agent_body = json_body(obj(("user",), user=NAME_IN), {"user": "alice"})
+    actions = {
+        "disable": "No new workers on the agent; its workers move off at their clusters' pace",
+        "drain": "As disable, listed DRAINED once no worker is left",
+        "enable": "The agent takes workers again",
+    }
+    paths: dict[str, dict[str, Json]] = {
+        c + "/latestJobDiscoveryInfo": {
+            "get": op(
+                "getLatestJobDiscoveryInfo",
+                "The scheduling info of the cluster's newest started job",
+                {200: ref("JobSchedulingInfo")},
+                (400, 404),
+                params=[NAME],
+            )
+        },
+        c + "/healthcheck": {
+            "get": op(
+                "jobClusterHealthcheck",
+                "Healthy when every worker of the cluster's active jobs is Started",
+                {200: ref("ClusterHealth")},
+                (400, 404),
+                params=[NAME, query("job-ids", STR, "comma-separated job ids to check")],
+            )
+        },
+        c + "/actions/updateMigrationStrategy": {
+            "post": op(
+                "updateJobClusterMigrationStrategy",
+                "How the cluster's workers move off disabled agents",
+                {204: None},
+                (400, 404),
+                params=[NAME],
+                body=json_body(
+                    obj(
+                        ("migrationConfig", "user"),
+                        name=NAME_IN,
+                        user=NAME_IN,
+                        migrationConfig=ref("MigrationConfig"),
+                    ),
+                    {
+                        "user": "alice",
+                        "migrationConfig": {
+                            "strategy": "PERCENTAGE",
+                            "configString": '{"percentToMove":25,"intervalMs":60000}',
+                        },
+                    },
+                ),
+            )
+        },
+        "/api/v1/masterConfigs": {
+            "get": op(
+                "masterConfigs",
+                "Mantis' configlets: constraints, scaling reasons, strategies, limits",
+                {200: arr(obj(("name", "value"), name=STR, value=STR))},
+                (),
+            )
+        },
+        "/api/v1/agents": {
+            "get": op("listAgents", "The agents this master knows", {200: page_of("Agent")}, ())
+        },
+    }
+    for name, summary in actions.items():
+        paths[f"/api/v1/agents/{{agent}}/actions/{name}"] = {
+            "post": op(
+                f"{name}Agent",
+                summary,
+                {204: None},
+                (400, 404),
+                params=[agent],
+                body=agent_body,
+            )
+        }
     return paths
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from adapters.http.responses import Json
 from core.errors import InvalidRequest
+from core.migration import DEFAULT_MIGRATION, WorkerMigrationConfig
 from core.model import (
     ClusterSla,
     CronPolicy,
@@ -386,6 +387,9 @@ def parse_cluster_definition(body: Json, now: float) -> tuple[JobClusterDefiniti
             job_sla=parse_job_sla(d["jobSla"], p + "jobSla") if d.get("jobSla") else JobSla(),
             parameters=parse_named(ParameterValue, d.get("parameters") or [], p + "parameters"),
             labels=parse_named(Label, d.get("labels") or [], p + "labels"),
+            migration_config=DEFAULT_MIGRATION
+            if d.get("migrationConfig") is None
+            else WorkerMigrationConfig.from_json(d["migrationConfig"], p + "migrationConfig"),
         ), user
 
 

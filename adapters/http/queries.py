@@ -148,3 +148,84 @@ def worker_filter(request: web.Request) -> Callable[[Worker], bool] | None:
         and (number is None or w.number == number)
         and (terminal is None or w.terminal is terminal)
     )
+
+
+# ---------------------------------------------------------------------- projection and sorting
+
+PROJECTION_TARGETS = ("jobMetadata", "stageMetadataList", "workerMetadataList")
+"""The parts of a job view `fromObj` may name (Mantis' BaseRoute JOBMETADATA_FILTER, ...)."""
+
+
+def projection(request: web.Request, targets: Sequence[str] = ()) -> Callable[[Json], Json]:
+    """Mantis' `fields` and `fromObj` (BaseRoute.parseFilter, Jackson property filters):
+    `fields=a,b` keeps only those keys of each item; with `fromObj=jobMetadata` (one of
+    `targets`, any case) the item keeps only that part, itself (or each object of that list)
+    cut down to `fields`. Unknown field names are left out silently, as Jackson does; an
+    unknown `fromObj` is a 400 (Mantis would answer empty objects)."""
+    raw = request.query.get("fields", "")
+    fields = frozenset(f.strip() for f in raw.split(",") if f.strip())
+    target_raw = request.query.get("fromObj", "")
+    if not fields:
+        return _same
+    if not target_raw:
+        return lambda item: {k: v for k, v in item.items() if k in fields}
+    target = next((t for t in targets if t.lower() == target_raw.lower()), None)
+    if target is None:
+        allowed = ", ".join(targets) or "none here"
+        raise InvalidRequest("fromObj", f"must be one of {allowed}, got {target_raw[:100]!r}")
+
+    def cut(part: object) -> object:
+        if isinstance(part, dict):
+            return {k: v for k, v in part.items() if k in fields}
+        if isinstance(part, list):
+            return [cut(p) for p in part]
+        return part
+
+    return lambda item: {target: cut(item[target])} if target in item else {}
+
+
+def sort_items(request: web.Request, items: list[Json], nested: str = "") -> list[Json]:
+    """Mantis' `sortBy` (a field of the listed items, ListObject's sorter) and `ascending`
+    (default true with sortBy): by that top-level field, or the same field of `nested` (a
+    job view's jobMetadata, so `sortBy=submittedAt` works on full and compact views alike);
+    missing values first. A field no item has, or one holding objects, is a 400."""
+    key = request.query.get("sortBy", "")
+    if not key:
+        return items
+    ascending = query_bool(request, "ascending", True)
+
+    def value(item: Json) -> object:
+        if key in item:
+            return item[key]
+        inner = item.get(nested) if nested else None
+        return inner.get(key) if isinstance(inner, dict) else None
+
+    values = [value(item) for item in items]
+    present = [v for v in values if v is not None]
+    if items and not present and not any(key in item for item in items):
+        raise InvalidRequest("sortBy", f"the listed items have no field {key[:100]!r}")
+    if any(isinstance(v, dict | list) for v in present):
+        raise InvalidRequest("sortBy", f"{key[:100]!r} is not a value that sorts")
+    kinds = {type(v) in (int, float, bool) for v in present}
+    if len(kinds) > 1:
+        raise InvalidRequest("sortBy", f"{key[:100]!r} mixes numbers and text")
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (values[i] is not None, values[i] if values[i] is not None else 0),
+        reverse=not ascending,
+    )
+    return [items[i] for i in order]
+
+
+def start_after(request: web.Request, ids: Sequence[str]) -> int:
+    """Where a listing resumes after Mantis' `startJobIdExclusive` (a job id in `ids`, the
+    listing's order): the index after it; 0 without one. A job not listed is a 400."""
+    raw = request.query.get("startJobIdExclusive", "")
+    if not raw:
+        return 0
+    try:
+        return list(ids).index(raw) + 1
+    except ValueError:
+        raise InvalidRequest(
+            "startJobIdExclusive", f"{raw[:200]!r} is not a job of this listing"
+        ) from None

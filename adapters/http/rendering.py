@@ -129,6 +129,10 @@ def render_cluster(c: JobCluster) -> Json:
         "labels": render_named(d.labels),
         "cronActive": c.cron_next_at is not None and not c.disabled,
         "latestVersion": d.latest.version,
+        "migrationConfig": {
+            "strategy": d.migration_config.strategy.value,
+            "configString": d.migration_config.config_string,
+        },
     }
 
 
