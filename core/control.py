@@ -192,6 +192,7 @@ class ControlPlane:
         # Derived indexes, kept by the appliers: workers waiting for a placement, and placed ones.
         self._pending: dict[str, Worker] = {}
         self._placed: dict[str, Worker] = {}
+        self._launched: dict[str, Worker] = {}  # placed, not yet heard from (still Launched)
         # Volatile: agents' attributes as last offered (for placements' zones).
         self._agent_attributes: dict[str, tuple[tuple[str, str], ...]] = {}
         # Derived: the matcher's hosts and their placements, kept between offer rounds as
@@ -298,6 +299,14 @@ class ControlPlane:
 
     def active_jobs(self) -> list[JobRecord]:
         return list(self._active.values())
+
+    def launched_workers(self) -> list[Worker]:
+        """Workers still Launched (placed, not yet heard from), in job, stage and index order:
+        those whose launch may have been lost, without a pass over every worker."""
+        by_job: dict[str, list[Worker]] = {}
+        for w in self._launched.values():
+            by_job.setdefault(w.job_id, []).append(w)
+        return [w for jid in self._active if jid in by_job for w in sorted(by_job[jid], key=_slot)]
 
     def scheduling_info(self, jid: str) -> JobSchedulingInfo:
         job = self.job(jid)
@@ -1242,6 +1251,7 @@ class ControlPlane:
         w.pending_reason = ""
         del self._pending[e.worker_id]
         self._placed[e.worker_id] = w
+        self._launched[e.worker_id] = w
         if e.worker_id not in self._matcher.placement_agent:  # else its offer round placed it
             self._matcher.add_placements((self._placement(w),))
         heapq.heappush(self._deadlines, (self._deadline(w), e.worker_id))
@@ -1250,6 +1260,7 @@ class ControlPlane:
         w = self.workers[e.worker_id]
         was_started = w.state is WorkerState.Started
         self._move_worker(w, e.state)
+        self._launched.pop(e.worker_id, None)
         if was_started is not (e.state is WorkerState.Started):
             self.jobs[w.job_id].started_workers += 1 if not was_started else -1
         if e.state is WorkerState.Started:

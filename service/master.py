@@ -55,7 +55,6 @@ from core.events import ClusterCreated, Event, JobAccepted
 from core.model import JobClusterConfig, JobClusterDefinition
 from core.ports import ResourceManager, Store, TaskLaunch, TaskStatus
 from core.scheduling import Offer
-from core.worker import WorkerState
 from service.metrics import MasterMetrics
 from service.watchers import Watchers
 from service.worker_task import WorkerTaskSettings, worker_task
@@ -297,11 +296,8 @@ class MasterService:
     def _reconcile_unconfirmed(self, now: float) -> None:
         unconfirmed = [
             (w.worker_id, w.agent_id)
-            for job in self.plane.active_jobs()
-            for w in job.current_workers()
-            if w.state is WorkerState.Launched
-            and w.launched_at is not None
-            and now - w.launched_at >= self.unconfirmed_launch_secs
+            for w in self.plane.launched_workers()
+            if w.launched_at is not None and now - w.launched_at >= self.unconfirmed_launch_secs
         ]
         if unconfirmed:
             log.info("master_unconfirmed_launches", tasks=[t for t, _ in unconfirmed])
