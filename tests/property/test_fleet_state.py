@@ -1,11 +1,12 @@
 """The control plane's derived scheduling state, kept between calls, answers as if rebuilt.
 
-The plane keeps the matcher's hosts between offer rounds and a heap of heartbeat deadlines
-(fleet scale, docs/ARCHITECTURE.md). Random runs of submissions, offer rounds, heartbeats,
-failures, scalings, kills, ticks and restarts check both: at every offer round the one-shot `match`
-over the plane's workers (hosts built from scratch) places exactly what the live plane places,
-and every tick fails exactly the running workers silent past their timeout, in job, stage
-and index order, as a pass over every worker would.
+The plane keeps the matcher's hosts between offer rounds, a heap of heartbeat deadlines and
+an index of still-Launched workers (fleet scale, docs/ARCHITECTURE.md). Random runs of
+submissions, offer rounds, heartbeats, failures, scalings, kills, ticks and restarts check
+them: at every offer round the one-shot `match` over the plane's workers (hosts built from
+scratch) places exactly what the live plane places; every tick fails exactly the running
+workers silent past their timeout, in job, stage and index order, as a pass over every
+worker would; the index lists what such a pass finds.
 """
 
 from __future__ import annotations
@@ -227,4 +228,11 @@ def test_kept_scheduling_state_answers_as_if_rebuilt(steps: list[tuple[str, floa
     run = Run()
     for kind, arg in steps:
         run.step(kind, arg)
+        launched = [
+            w
+            for job in run.plane.active_jobs()
+            for w in job.current_workers()
+            if w.state is WorkerState.Launched
+        ]
+        assert run.plane.launched_workers() == launched
     assert ControlPlane.replay(run.events).snapshot() == run.plane.snapshot()
