@@ -74,15 +74,17 @@ def version_info() -> dict[str, Any]:
 
 
 def get_roles(master: MesosliteMaster) -> dict[str, Any]:
-    """Every role with a framework or a weight: Role {name, weight, frameworks, resources}."""
-    names = set(master.weights) | {f.role for f in master.frameworks.values()}
+    """Every role with a framework, a weight or a quota: Role {name, weight, frameworks,
+    resources} (a MULTI_ROLE framework in each of its roles, a task in its allocation role)."""
+    names = set(master.weights) | set(master.quotas)
+    names |= {r for f in master.frameworks.values() for r in f.roles}
     roles = []
     for name in sorted(names):
-        fws = [f for f in master.frameworks.values() if f.role == name]
+        fws = [f for f in master.frameworks.values() if name in f.roles]
         held: list[dict[str, Any]] = []
         for fw in fws:
             for task in fw.tasks.values():
-                if not task.terminal:
+                if not task.terminal and master.task_role(task) == name:
                     held += v1.resources(task.resources, name)
         roles.append(
             {

@@ -204,3 +204,14 @@ def get_quota(master: MesosliteMaster) -> dict[str, Any]:
             config["limits"] = {n: {"value": v} for n, v in sorted(limits.items())}
         configs.append(config)
     return {"status": {"infos": infos, "configs": configs}}
+
+
+def role_quota(master: MesosliteMaster, role: str) -> dict[str, Any]:
+    """The `quota` of a role in `/master/roles`: guarantee, limit and consumed by name."""
+    guarantees, limits = master.quotas.get(role, ({}, {}))
+    return {
+        "role": role,
+        "guarantee": dict(sorted(guarantees.items())),
+        "limit": dict(sorted(limits.items())),
+        "consumed": dict(sorted(consumed(master, role).items())),
+    }

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mesoslite import metrics
+from mesoslite import metrics, quota
 from mesoslite.flags import flag_values
 from mesoslite.httputil import LEADERSHIP_KEY, elsewhere, json, text
 from mesoslite.master import MesosliteMaster
@@ -168,15 +168,17 @@ def tasks(master: MesosliteMaster, request: web.Request) -> web.Response:
 def roles(master: MesosliteMaster, request: web.Request) -> web.Response:
     out = []
     for role in get_roles(master)["roles"]:
-        held = [f for f in master.frameworks.values() if f.role == role["name"]]
-        out.append(
-            {
-                "name": role["name"],
-                "weight": role["weight"],
-                "frameworks": [f.id for f in held],
-                "resources": _sum_used(held),
-            }
-        )
+        name = role["name"]
+        held = [f for f in master.frameworks.values() if name in f.roles]
+        entry = {
+            "name": name,
+            "weight": role["weight"],
+            "frameworks": [f.id for f in held],
+            "resources": resources_json(Resources.from_mesos(role["resources"])),
+        }
+        if name in master.quotas:  # Mesos 1.9's /roles `quota`
+            entry["quota"] = quota.role_quota(master, name)
+        out.append(entry)
     return json({"roles": out})
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from mesoslite.client import SchedulerClient, command_task
 from mesoslite.resources import Resources
-from tests.unit.mesoslite_drf_cluster import amounts, by_role, drf_cluster
+from tests.unit.mesoslite_drf_cluster import amounts, by_role, drf_cluster, operator_call
 from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent
 
 MULTI = {**FRAMEWORK, "capabilities": [{"type": "MULTI_ROLE"}], "roles": ["web", "batch"]}
@@ -141,5 +142,44 @@ async def test_without_multi_role_a_framework_keeps_its_one_role() -> None:
         assert amounts(o) == {("cpus", "*"): 2.0, ("mem", "*"): 1024.0}
         fw = master.state()["frameworks"][0]
         assert (fw["role"], fw["roles"]) == ("web", ["web"])
+        await client.close()
+        await agent.close()
+
+
+@pytest.mark.timeout(20)
+async def test_roles_list_a_multi_role_framework_in_each_role_and_a_roles_quota() -> None:
+    async with drf_cluster() as (master, url):
+        agent = FakeAgent(url)
+        await agent.register(resources="cpus:2;mem:1024")
+        client = SchedulerClient(url)
+        await client.subscribe(MULTI, suppressed_roles=["batch"])
+        fid = client.framework_id or ""
+        [o] = await offers(client, 1)
+        await client.accept([o["id"]["value"]], [command_task("t", agent.id or "", "true")])
+        await agent.next_event("RUN_TASK")
+        limits = {"cpus": {"value": 1}}
+        quota = {"role": "web", "limits": limits}
+        call = {"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [quota]}}
+        assert await operator_call(url, call) == (200, "")
+
+        status, body = await operator_call(url, {"type": "GET_ROLES"})
+        assert status == 200
+        roles = {r["name"]: r for r in body["get_roles"]["roles"]}
+        assert roles["web"]["frameworks"] == roles["batch"]["frameworks"] == [{"value": fid}]
+        assert Resources.from_mesos(roles["web"]["resources"]) == Resources.parse("cpus:0.1;mem:32")
+        assert roles["batch"]["resources"] == []
+
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{url}/master/roles") as resp,
+        ):
+            readonly = {r["name"]: r for r in (await resp.json())["roles"]}
+        assert readonly["web"]["quota"] == {
+            "role": "web",
+            "guarantee": {},
+            "limit": {"cpus": 1.0},
+            "consumed": {"cpus": 0.1, "mem": 32.0},
+        }
+        assert readonly["batch"]["frameworks"] == [fid] and "quota" not in readonly["batch"]
         await client.close()
         await agent.close()
