@@ -227,6 +227,16 @@ class MantisClient:
         body = {"workerNumber": worker_number, "user": user, "reason": reason}
         self._call("POST", f"/api/v1/jobs/{_quote(job_id)}/actions/resubmitWorker", body=body)
 
+    # ---------------------------------------------------------------------- agents
+
+    def list_agents(self) -> list[Json]:
+        return self._list(self._call("GET", "/api/v1/agents"))
+
+    def agent_action(self, agent: str, action: str, user: str) -> None:
+        """`disable`, `drain` or `enable` the agent (an agent id or a hostname)."""
+        path = f"/api/v1/agents/{_quote(agent)}/actions/{action}"
+        self._call("POST", path, body={"user": user})
+
     # ---------------------------------------------------------------------- artifacts
 
     def upload_artifact(self, path: Path | str, name: str | None = None) -> Json:

@@ -107,6 +107,11 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "add_job_arguments",
     ),
     Subcommand(
+        "agents",
+        "agents seen by a master: list, disable, drain (move their workers off), enable",
+        "adapters.cli.agents",
+    ),
+    Subcommand(
         "top",
         "jobs and stages as a refreshing table: workers, events/s, drops, CPU, memory",
         "adapters.cli.top",

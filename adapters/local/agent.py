@@ -54,7 +54,11 @@ class LocalAgent:
         mem: float = 65536.0,
         env: dict[str, str] | None = None,
         max_refuse: float = 0.2,
+        agent_id: str = AGENT_ID,
+        host: str = HOST,
     ) -> None:
+        """`agent_id` and `host` (a loopback address) tell several such agents apart."""
+        self.agent_id, self.host = agent_id, host
         self.work_dir = work_dir
         self.cpus, self.mem = cpus, mem
         self.env = env or {}
@@ -149,7 +153,7 @@ class LocalAgent:
         if cpus <= 0.01:
             return
         self._offer_seq += 1
-        offer_id = f"local-offer-{self._offer_seq}"
+        offer_id = f"{self.agent_id}-offer-{self._offer_seq}"
         self._offers = {offer_id}
         self._offered_at = now
         ports = tuple((p, p) for p in sorted({free_port() for _ in range(8)}))
@@ -157,8 +161,8 @@ class LocalAgent:
             [
                 Offer(
                     offer_id,
-                    AGENT_ID,
-                    HOST,
+                    self.agent_id,
+                    self.host,
                     round(cpus, 3),
                     round(mem, 3),
                     100_000.0,
@@ -178,4 +182,4 @@ class LocalAgent:
 
     def _report(self, task_id: str, state: str, reason: str, message: str) -> None:
         if self.events is not None:
-            self.events.task_status(TaskStatus(task_id, state, AGENT_ID, message, reason))
+            self.events.task_status(TaskStatus(task_id, state, self.agent_id, message, reason))
