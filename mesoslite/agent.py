@@ -283,7 +283,7 @@ def command_argv(command: dict[str, Any]) -> tuple[str, list[str]]:
 
 def port_variables(resources: Resources) -> dict[str, str]:
     ports: list[int] = []
-    for begin, end in resources.ports:
+    for begin, end in resources.flatten().ports:  # reserved ports too
         ports.extend(range(begin, min(end, begin + MAX_PORT_VARIABLES) + 1))
         if len(ports) >= MAX_PORT_VARIABLES:
             break
@@ -1281,8 +1281,10 @@ class MesosliteAgent:
             "capabilities": [],
             "resources": resources_json(self.config.resources),
             "used_resources": resources_json(self.used()),
-            "reserved_resources": {},
-            "unreserved_resources": resources_json(self.config.resources),
+            "reserved_resources": {
+                role: resources_json(pool) for role, pool in self.config.resources.reserved
+            },
+            "unreserved_resources": resources_json(self.config.resources.unreserved()),
             "attributes": dict(self.config.attributes),
             "flags": {"work_dir": str(self.config.work_dir), "hostname": self.config.hostname},
             "frameworks": list(frameworks.values()),

@@ -89,6 +89,12 @@ def test_multi_role_framework_uses_its_reservation_and_others_never_see_it(
     slave = cluster.wait_for_state(lambda s: len(s["slaves"]) == 1, 20, "the agent")["slaves"][0]
     assert slave["reserved_resources"]["prod"]["cpus"] == 2.0
     assert slave["unreserved_resources"]["cpus"] == 2.0
+    conn = http.client.HTTPConnection("127.0.0.1", slave["port"], timeout=10)
+    conn.request("GET", "/state")
+    agent_state = json.loads(conn.getresponse().read())
+    conn.close()
+    assert agent_state["reserved_resources"]["prod"]["mem"] == 512.0
+    assert agent_state["unreserved_resources"]["mem"] == 1024.0
 
     multi = RoleScheduler()
     multi.by_role["prod"].append(("on-prod", "sleep 60"))
