@@ -155,6 +155,7 @@ class Meter:
 
     def __init__(self) -> None:
         self.master = 0.0
+        self.last = 0.0  # the last master call's
         self._depth = 0
         self._nested = 0.0  # simulation time inside the current master call
 
@@ -182,8 +183,6 @@ class Meter:
             yield
         finally:
             self._nested += time.process_time() - start
-
-    last = 0.0
 
 
 class TimedEvents:
@@ -240,17 +239,19 @@ class FleetResourceManager(SimResourceManager):
             super().decline(offer_ids, refuse_seconds)
 
     def kill(self, task_id: str, agent_id: str) -> None:
+        """As Mesos, to the agent named; only a kill naming no agent (or the wrong one) looks
+        at every agent."""
         with self.meter.in_sim():
             agent = self.agents.get(agent_id)
-            if agent is not None and task_id in agent.tasks:
-                task = agent.tasks[task_id]
-                if not agent.up:
-                    return
+            task = agent.tasks.get(task_id) if agent is not None else None
+            if agent is None or task is None:
+                super().kill(task_id, agent_id)
+            elif agent.partitioned:
+                agent.pending_kills.append(task_id)
+            elif agent.up:
                 self.schedule(
                     self.rng.uniform(0.1, 3.0), partial(self._end, agent, task, "TASK_KILLED")
                 )
-            elif not agent_id:
-                super().kill(task_id, agent_id)
 
     def revive(self) -> None:
         with self.meter.in_sim():
