@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from mesoslite import multirole
 from mesoslite.protocol import MESOS_VERSION
 from mesoslite.resources import Resources, attributes_to_mesos
 from mesoslite.state import AgentRecord, FrameworkRecord, TaskRecord
@@ -47,7 +48,9 @@ def task(t: TaskRecord, fw: FrameworkRecord | None = None) -> dict[str, Any]:
         "framework_id": {"value": t.framework_id},
         "agent_id": {"value": t.agent_id},
         "state": t.state,
-        "resources": resources(t.resources, fw.role if fw is not None else None),
+        "resources": resources(
+            t.resources, multirole.allocation_role(t.info, fw.role) if fw is not None else None
+        ),
         "statuses": [
             {
                 "task_id": {"value": t.id},

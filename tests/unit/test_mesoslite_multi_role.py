@@ -91,6 +91,9 @@ async def test_a_launch_uses_the_offers_of_one_role() -> None:
         run = (await agent.next_event("RUN_TASK"))["run_task"]["task"]
         assert run["task_id"] == {"value": "plain"}
         assert all(r["allocation_info"] == {"role": "batch"} for r in run["resources"])
+        _, body = await operator_call(url, {"type": "GET_TASKS"})
+        [task] = body["get_tasks"]["tasks"]
+        assert {r["allocation_info"]["role"] for r in task["resources"]} == {"batch"}
         await client.close()
         await agent.close()
 
