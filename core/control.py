@@ -786,6 +786,7 @@ class ControlPlane:
         placed elsewhere since its agent's offers are declined."""
         if not self.agent_modes:
             return
+        self._migrated_at = {j: t for j, t in self._migrated_at.items() if j in self._active}
         by_job: dict[str, list[Worker]] = {}
         for agent_id in sorted(self.agent_modes):
             for w in self.workers_on(agent_id):
