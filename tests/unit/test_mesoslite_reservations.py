@@ -6,6 +6,8 @@ resources to everyone (src/master/allocator/mesos/hierarchical.cpp, stage 2)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mesoslite.allocator import Grant
 from mesoslite.allocator.drf import HierarchicalDRF
@@ -110,3 +112,49 @@ async def test_a_reserved_offer_carries_its_reservation_and_is_used_only_by_its_
         await prod.close()
         await other.close()
         await agent.close()
+
+
+ROLES = ("*", "a", "b", "a/x")
+AGENT_SPECS = (
+    "cpus:4;mem:1024",
+    "cpus:2;mem:512;cpus(a):2;mem(a):256",
+    "cpus(b):1;mem(b):64;ports(b):[1-3]",
+    "cpus:1;mem:64;ports:[10-12];cpus(a/x):1;mem(a/x):32",
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    specs=st.lists(st.sampled_from(AGENT_SPECS), min_size=1, max_size=4),
+    roles=st.lists(st.sampled_from(ROLES), min_size=1, max_size=4),
+    limited=st.sampled_from(ROLES),
+    limit=st.sampled_from([None, 0.0, 0.5, 1.0, 3.0]),
+)
+def test_grants_keep_to_reservations_and_limits_and_leave_nothing_allocatable(
+    specs: list[str], roles: list[str], limited: str, limit: float | None
+) -> None:
+    a = HierarchicalDRF()
+    if limit is not None:
+        a.set_quota(limited, {"cpus": limit})
+    role_of = {f"f{i}": role for i, role in enumerate(roles)}
+    for fid, role in role_of.items():
+        a.add_framework(fid, role, 0.0)
+    totals = {f"a{i}": R(spec) for i, spec in enumerate(specs)}
+    for aid, total in totals.items():
+        a.add_agent(aid, total, {})
+    unreserved_cpus = 0
+    for g in a.allocate(1.0):
+        role = role_of[g.framework_id]
+        assert all(r == role or role.startswith(r + "/") for r, _ in g.resources.reserved)
+        if role == limited:
+            unreserved_cpus += g.resources.cpus_m
+    for aid, total in totals.items():  # every pool accounted for once: free + granted
+        held = list(a.allocation(aid).values())
+        assert sum(held, a.available(aid)) == total
+    if limit is not None:
+        reserved = sum(t.reserved_for(limited).cpus_m for t in totals.values())
+        assert unreserved_cpus == 0 or reserved + unreserved_cpus <= limit * 1000
+    for aid in totals:  # what a role could still take is not allocatable (or over its limit)
+        for role in set(roles) - ({limited} if limit is not None else set()):
+            left = a.available(aid).allocatable_to(role).flatten()
+            assert left.cpus_m < 10 and left.mem_m < 32_000, (aid, role, left)
