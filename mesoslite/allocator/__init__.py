@@ -36,7 +36,7 @@ def client_parts(client: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """Offer these resources of this agent to this framework."""
+    """Offer these resources of this agent to this framework (a `client_id`: one role)."""
 
     framework_id: str
     agent_id: str
@@ -44,6 +44,8 @@ class Grant:
 
 
 class Allocator(Protocol):
+    """Every `framework_id` below is a framework in one role: the master passes `client_id`s."""
+
     def add_framework(self, framework_id: str, role: str, now: float) -> None:
         """A framework subscribed (or failed over); it is offered resources from now on."""
 
