@@ -284,6 +284,8 @@ class MesosliteMaster:
         stream = EventStream()
         now_wall = time.time()
         error = framework_roles_error(info)  # Mesos' validation::framework::validate
+        if error is None:
+            error = multirole.suppressed_roles_error(info, subscription.suppressed_roles)
         if error is None and info_id is not None and info_id in self.removed_framework_ids:
             error = "Framework has been removed"
         elif (
@@ -784,7 +786,9 @@ class MesosliteMaster:
             or id_of(info, "id", "update_framework.framework_info") != fw.id
         ):
             raise InvalidCall("'update_framework.framework_info.id' must be the framework's id")
-        roles_error = framework_roles_error(info)
+        roles_error = framework_roles_error(info) or multirole.suppressed_roles_error(
+            info, update.get("suppressed_roles") or []
+        )
         if roles_error is not None:
             raise InvalidCall(roles_error)
         if multirole.framework_roles(info) != fw.roles:

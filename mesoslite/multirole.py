@@ -85,3 +85,13 @@ def launch_problem(task_info: dict[str, Any], role: str) -> str | None:
             f"Task uses resources allocated to role '{mine}' but its offers are for role '{role}'"
         )
     return None
+
+
+def suppressed_roles_error(info: dict[str, Any], suppressed: Any) -> str | None:
+    """Mesos' validateSuppressedRoles: suppressed roles must be roles of the framework."""
+    if not isinstance(suppressed, list):
+        return "'suppressed_roles' must be a list of roles"
+    extra = sorted({str(r) for r in suppressed} - set(framework_roles(info)))
+    if extra:
+        return f"Suppressed roles {{ {', '.join(extra)} }} are not contained in the set of roles"
+    return None

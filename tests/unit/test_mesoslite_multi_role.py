@@ -186,3 +186,29 @@ async def test_roles_list_a_multi_role_framework_in_each_role_and_a_roles_quota(
         assert readonly["batch"]["frameworks"] == [fid] and "quota" not in readonly["batch"]
         await client.close()
         await agent.close()
+
+
+@pytest.mark.timeout(20)
+async def test_suppressed_roles_must_be_the_frameworks_roles() -> None:
+    async with drf_cluster() as (master, url):
+        client = SchedulerClient(url)
+        event = await client.subscribe(MULTI, suppressed_roles=["web", "ops"])
+        assert event == {
+            "type": "ERROR",
+            "error": {"message": "Suppressed roles { ops } are not contained in the set of roles"},
+        }
+        assert master.frameworks == {}
+        await client.close()
+
+        client = SchedulerClient(url)
+        await client.subscribe(MULTI)
+        fid = client.framework_id or ""
+        info = {**MULTI, "id": {"value": fid}}
+        update = {"framework_info": info, "suppressed_roles": ["*"]}
+        status, text = await client.call({"type": "UPDATE_FRAMEWORK", "update_framework": update})
+        assert (status, text) == (
+            400,
+            "Suppressed roles { * } are not contained in the set of roles",
+        )
+        assert master.frameworks[fid].suppressed_roles == set()
+        await client.close()
