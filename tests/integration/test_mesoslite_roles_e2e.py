@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from typing import Any
@@ -144,11 +145,19 @@ def test_multi_role_framework_uses_its_reservation_and_others_never_see_it(
             {"role": "dev", "limits": limits}
         ]
         seen = len(sched.offers)
-        sched.driver.reviveOffers()
-        sched.wait(
-            lambda: any(o["allocation_info"]["role"] == "dev" for o in sched.offers[seen:]),
-            20,
-            "a dev offer after the quota",
-        )
-        dev_offer = next(o for o in sched.offers[seen:] if o["allocation_info"]["role"] == "dev")
-        assert offered(dev_offer).cpus_m == 500
+
+        def capped_dev_offer() -> bool:
+            return any(
+                o["allocation_info"]["role"] == "dev" and offered(o).cpus_m == 500
+                for o in sched.offers[seen:]
+            )
+
+        # Revive until it comes: an offer made just before the quota, declined after a revive,
+        # would filter the capped one for 30 s.
+        deadline = time.monotonic() + 20
+        while True:
+            sched.driver.reviveOffers()
+            with sched.cond:
+                if sched.cond.wait_for(capped_dev_offer, 2):
+                    break
+            assert time.monotonic() < deadline, "no dev offer of the 0.5 cpu left under the quota"
