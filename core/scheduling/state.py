@@ -136,7 +136,7 @@ class ClusterState:
             if p.worker_id in self.placement_agent:
                 raise ValueError(f"duplicate placement of worker {p.worker_id!r}")
             self.placement_agent[p.worker_id] = p.agent_id
-            host = self._host(p.agent_id, p.hostname)
+            host = self._host(p.agent_id, p.hostname, strict=False)
             zone = next((v for k, v in p.attributes if k == zone_attribute), "")
             exclusive = bool(p.hard_constraints) and _EXCLUSIVE in (
                 resolve(c, asg) for c in p.hard_constraints
@@ -169,7 +169,10 @@ class ClusterState:
                 self.count_task(host, host.placed.pop(wid), -1)
                 self._dirty[agent] = host
 
-    def _host(self, agent_id: str, hostname: str) -> Host:
+    def _host(self, agent_id: str, hostname: str, strict: bool = True) -> Host:
+        """The agent's host. Offers naming it on two hostnames are refused; a placement (a
+        launch from the log) counts on the host as first known: derived state never refuses
+        what the store holds."""
         host = self.hosts.get(agent_id)
         if host is None:
             key = hostname if self.config.host_identity == "hostname" else agent_id
@@ -178,7 +181,7 @@ class ClusterState:
                 machine = self.machines[key] = Machine(key)
             machine.agents += 1
             host = self.hosts[agent_id] = Host(agent_id, hostname, machine)
-        elif host.hostname != hostname:  # Mesos gives an agent id one hostname for good
+        elif host.hostname != hostname and strict:  # Mesos gives an agent id one hostname
             raise ValueError(f"agent {agent_id!r} is on {host.hostname!r} and {hostname!r}")
         return host
 
