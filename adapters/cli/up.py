@@ -76,7 +76,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -201,6 +201,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="passed to the master: open a damaged store from its last good snapshot "
         "plus the whole batches after the damage that still apply (it prints what it drops)",
+    )
+    parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="passed to the masters: a web origin (https://ui.example) that may read the API "
+        "(CORS); '*' lets every origin read, as Mantis does (repeatable)",
     )
     parser.add_argument(
         "--example",
@@ -463,6 +471,7 @@ class LocalUp:
         agent_resources: str = AGENT_RESOURCES,
         api_token: str | None = None,
         recover_from_snapshot: bool = False,
+        allowed_origins: Sequence[str] = (),
         ha: bool = False,
         log_level: str = "info",
         log_json: bool = False,
@@ -615,6 +624,7 @@ class LocalUp:
                     str(p),
                     *master_zk,
                     *(["--recover-from-snapshot"] if recover_from_snapshot else []),
+                    *(arg for o in allowed_origins for arg in ("--allowed-origin", o)),
                 ],
                 folder / "master.log",
                 master_env,
@@ -1115,6 +1125,7 @@ def run(args: argparse.Namespace) -> int:
             agent_resources=args.agent_resources,
             api_token=api_token(args, data_dir),
             recover_from_snapshot=args.recover_from_snapshot,
+            allowed_origins=args.allowed_origin,
             ha=args.ha,
             log_level=args.log_level,
             log_json=args.log_json,

@@ -377,3 +377,10 @@ def test_a_child_that_keeps_dying_is_given_up_on_after_backing_off(tmp_path: Pat
     assert lines[-1].endswith("; stopping")
     assert all(child.process is None for child in up.children)
     nothing_left(tmp_path / "data")
+
+
+def test_allowed_origins_are_passed_to_every_master(tmp_path: Path) -> None:
+    up = LocalUp(tmp_path / "data", 1, port=0, allowed_origins=["https://ui.example", "*"])
+    argv = up.master.argv
+    given = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--allowed-origin"]
+    assert given == ["https://ui.example", "*"]
