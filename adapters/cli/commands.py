@@ -111,7 +111,8 @@ def _default_user() -> str:
         return "anonymous"
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_master_location(parser: argparse.ArgumentParser) -> None:
+    """--url, --zk and --zk-root: where the master is (every command that talks to one)."""
     env = os.environ
     parser.add_argument(
         "--url",
@@ -129,6 +130,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default=env.get("MANTIS_ZK_ROOT") or DEFAULT_ZK_ROOT,
         help="the masters' znode under the chroot (default: $MANTIS_ZK_ROOT, else %(default)s)",
     )
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    env = os.environ
+    add_master_location(parser)
     parser.add_argument(
         "--token",
         default=env.get("MANTIS_API_TOKEN"),

@@ -13,7 +13,6 @@ is left out of the sums and counted in the ``unscraped`` column.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import urllib.request
@@ -24,9 +23,9 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.cli.client import DEFAULT_URL, Json, MantisClient, find_leader
-from adapters.cli.commands import escape, table
-from common.master_leader import DEFAULT_ZK_ROOT
+from adapters.cli.client import Json, MantisClient, find_leader
+from adapters.cli.commands import add_master_location, escape, table
+from mesoslite.flags import positive
 
 SCRAPE_TIMEOUT = 2.0
 CLEAR = "\x1b[H\x1b[2J"
@@ -35,41 +34,15 @@ Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ
-    parser.add_argument(
-        "--url",
-        default=env.get("MANTIS_URL") or DEFAULT_URL,
-        help="the master's API (default: $MANTIS_URL, else %(default)s)",
-    )
-    parser.add_argument(
-        "--zk",
-        default=env.get("MANTIS_ZK", ""),
-        metavar="HOST:PORT[,HOST:PORT][/CHROOT]",
-        help="find the leading master in this ZooKeeper instead of --url (default: $MANTIS_ZK)",
-    )
-    parser.add_argument(
-        "--zk-root",
-        default=env.get("MANTIS_ZK_ROOT") or DEFAULT_ZK_ROOT,
-        help="the masters' znode under the chroot (default: $MANTIS_ZK_ROOT, else %(default)s)",
-    )
+    add_master_location(parser)
     parser.add_argument("--once", action="store_true", help="print one frame and exit")
     parser.add_argument(
         "--interval",
-        type=_positive,
+        type=positive,
         default=2.0,
         help="seconds between frames (default: %(default)s)",
     )
     parser.add_argument("--job", action="append", default=[], help="only these job ids")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
