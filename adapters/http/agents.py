@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
 from aiohttp import web
 
+from adapters.http.bodies import AgentAction, UpdateMigrationStrategy
 from adapters.http.keys import MASTER
-from adapters.http.parsing import check_same, need_str, read_json
+from adapters.http.parsing import check_same, read_body
 from adapters.http.responses import Json, json_response, no_content
 from core.control import ControlPlane, Outcome
 from core.errors import InvalidRequest, NotFound
@@ -39,14 +41,16 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def update_migration_strategy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    body = await read_json(request)
     master = request.app[MASTER]
     master.plane.cluster(name)  # 404 first, as Mantis
-    check_same(body, "name", name)
-    user = need_str(body, "user")
-    if body.get("migrationConfig") is None:
+    body = await read_body(request, UpdateMigrationStrategy)
+    check_same(body.name, "name", name)
+    if body.migration_config is None:
         raise InvalidRequest("migrationConfig", "is required")
-    config = WorkerMigrationConfig.from_json(body["migrationConfig"], "migrationConfig")
+    config = WorkerMigrationConfig.from_json(
+        msgspec.to_builtins(body.migration_config), "migrationConfig"
+    )
+    user = body.user
     await master.call(lambda plane, now: plane.update_migration_config(name, config, user, now))
     return no_content()
 
@@ -68,13 +72,13 @@ async def agent_action(request: web.Request) -> web.Response:
     """The path's agent: an agent id, else every agent with that hostname (404 if none)."""
     name = request.match_info["agent"]
     mode = ACTIONS[request.path.rsplit("/", 1)[1]]
-    body = await read_json(request)
     master = request.app[MASTER]
     known = master.plane.known_agents()
     chosen = {name: known[name]} if name in known else {a: h for a, h in known.items() if h == name}
     if not chosen:
         raise NotFound("agent", name)
-    user = need_str(body, "user")
+    body = await read_body(request, AgentAction)
+    user = body.user
     for agent_id, hostname in chosen.items():
         await master.call(_set_mode(agent_id, hostname, mode, user))
     return no_content()

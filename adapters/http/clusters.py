@@ -9,26 +9,29 @@ nothing.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
 
+from adapters.http.bodies import (
+    ClusterAction,
+    NamedJobDefinition,
+    UpdateArtifact,
+    UpdateLabels,
+    UpdateSchedulingInfo,
+    UpdateSla,
+)
 from adapters.http.keys import MASTER
 from adapters.http.parsing import (
     MAX_NAME,
-    MAX_URL,
-    check_artifact_name,
+    artifact_of,
     check_same,
     check_text,
-    get,
-    get_name,
-    get_str,
-    need_str,
     parse_cluster_definition,
     parse_named,
     parse_scheduling_info,
-    read_json,
-    to_bool,
-    to_enum,
-    to_int,
+    read_body,
+    required,
     within,
 )
 from adapters.http.queries import page, projection, query_regex, sort_items
@@ -36,9 +39,10 @@ from adapters.http.rendering import render_cluster
 from adapters.http.responses import json_response, no_content
 from core.control import ControlPlane, Outcome
 from core.errors import InvalidRequest
-from core.model import ClusterSla, CronPolicy, Label
+from core.model import ClusterSla, Label
 
 BASE = "/api/v1/jobClusters"
+Action = TypeVar("Action", bound=ClusterAction)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -67,7 +71,7 @@ async def list_clusters(request: web.Request) -> web.Response:
 
 
 async def create_cluster(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request, NamedJobDefinition)
     master = request.app[MASTER]
 
     def command(plane: ControlPlane, now: float) -> Outcome:
@@ -76,7 +80,7 @@ async def create_cluster(request: web.Request) -> web.Response:
             return plane.create_cluster(definition, now)
 
     await master.call(command)
-    name = body["jobDefinition"]["name"]
+    name = required(body.job_definition.name, "jobDefinition.name")
     return json_response(render_cluster(master.plane.cluster(name)), status=201)
 
 
@@ -88,9 +92,9 @@ async def get_cluster(request: web.Request) -> web.Response:
 
 async def update_cluster(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    body = await read_json(request)
     master = request.app[MASTER]
     master.plane.cluster(name)  # 404 before any 400 about the body
+    body = await read_body(request, NamedJobDefinition)
 
     def command(plane: ControlPlane, now: float) -> Outcome:
         definition, user = parse_cluster_definition(body, now)
@@ -114,26 +118,25 @@ async def delete_cluster(request: web.Request) -> web.Response:
     return no_content()
 
 
-async def _action_body(request: web.Request) -> tuple[str, dict[str, object], str]:
-    """(cluster name, body, user) of an action: the cluster exists, `user` is given."""
+async def _action_body(request: web.Request, kind: type[Action]) -> tuple[str, Action]:
+    """(cluster name, body) of an action: the cluster exists (404 first), the body's `name`
+    is the path's."""
     name = request.match_info["name"]
-    body = await read_json(request)
     request.app[MASTER].plane.cluster(name)
-    check_same(body, "name", name)
-    return name, body, need_str(body, "user")
+    body = await read_body(request, kind)
+    check_same(body.name, "name", name)
+    return name, body
 
 
 async def update_artifact(request: web.Request) -> web.Response:
     """`{name, url, artifactName?, version, skipsubmit, user}`; submits a job unless skipsubmit."""
-    name, body, user = await _action_body(request)
-    url = get_str(body, "url", limit=MAX_URL, name=True) or ""
-    given = get_str(body, "artifactName")
-    derived = url.rstrip("/").rpartition("/")[2]
-    artifact = check_artifact_name(given, "artifactName") if given else derived
+    name, body = await _action_body(request, UpdateArtifact)
+    user, url = body.user, body.url or ""
+    artifact = artifact_of(url, body.artifact_name, "")
     if not artifact:
         raise InvalidRequest("url", "an artifact URL (or artifactName) is required")
-    version = need_str(body, "version")
-    skip = get(body, "skipsubmit", "", to_bool, False)
+    version = required(body.version, "version")
+    skip = bool(body.skipsubmit)
     await request.app[MASTER].call(
         lambda plane, now: plane.update_artifact(
             name, artifact, version, user, now, job_jar_url=url, skip_submit=skip
@@ -144,11 +147,12 @@ async def update_artifact(request: web.Request) -> web.Response:
 
 async def update_scheduling_info(request: web.Request) -> web.Response:
     """`{name, schedulingInfo, version, user}`: a new version with new scheduling info."""
-    name, body, user = await _action_body(request)
-    if body.get("schedulingInfo") is None:
+    name, body = await _action_body(request, UpdateSchedulingInfo)
+    user = body.user
+    if body.scheduling_info is None:
         raise InvalidRequest("schedulingInfo", "is required")
-    info = parse_scheduling_info(body["schedulingInfo"], "schedulingInfo")
-    version = need_str(body, "version")
+    info = parse_scheduling_info(body.scheduling_info, "schedulingInfo")
+    version = required(body.version, "version")
     await request.app[MASTER].call(
         lambda plane, now: plane.update_scheduling_info(name, info, version, user, now)
     )
@@ -157,20 +161,15 @@ async def update_scheduling_info(request: web.Request) -> web.Response:
 
 async def update_sla(request: web.Request) -> web.Response:
     """`{name, user, min, max, cronspec, cronpolicy, forceenable}` (Mantis' lower-case names)."""
-    name, body, user = await _action_body(request)
-    policy = body.get("cronpolicy")
+    name, body = await _action_body(request, UpdateSla)
+    user = body.user
     renamed = {"slaMin": "min", "slaMax": "max", "cronSpec": "cronspec"}
     try:
-        sla = ClusterSla(
-            get(body, "min", "", to_int, 0),
-            get(body, "max", "", to_int, 0),
-            get_name(body, "cronspec") or "",
-            to_enum(CronPolicy, policy, "cronpolicy") if policy is not None else None,
-        )
+        sla = ClusterSla(body.min or 0, body.max or 0, body.cronspec or "", body.cronpolicy)
     except InvalidRequest as e:
         field = renamed.get(e.field, e.field)
         raise InvalidRequest(field, e.message.removeprefix(f"{e.field}: ")) from None
-    force = get(body, "forceenable", "", to_bool, False)
+    force = bool(body.forceenable)
     await request.app[MASTER].call(
         lambda plane, now: plane.update_sla(name, sla, user, now, force_enable=force)
     )
@@ -179,22 +178,25 @@ async def update_sla(request: web.Request) -> web.Response:
 
 async def update_label(request: web.Request) -> web.Response:
     """`{name, labels: [{name, value}], user}`: the cluster's labels, replaced."""
-    name, body, user = await _action_body(request)
-    if body.get("labels") is None:
+    name, body = await _action_body(request, UpdateLabels)
+    user = body.user
+    if body.labels is None:
         raise InvalidRequest("labels", "is required")
-    labels = parse_named(Label, body["labels"], "labels")
+    labels = parse_named(Label, body.labels, "labels")
     await request.app[MASTER].call(lambda plane, now: plane.update_labels(name, labels, user, now))
     return no_content()
 
 
 async def enable_cluster(request: web.Request) -> web.Response:
-    name, _, user = await _action_body(request)
+    name, body = await _action_body(request, ClusterAction)
+    user = body.user
     await request.app[MASTER].call(lambda plane, now: plane.enable_cluster(name, user, now))
     return no_content()
 
 
 async def disable_cluster(request: web.Request) -> web.Response:
     """Disabling kills the cluster's active jobs and refuses submissions until enabled."""
-    name, _, user = await _action_body(request)
+    name, body = await _action_body(request, ClusterAction)
+    user = body.user
     await request.app[MASTER].call(lambda plane, now: plane.disable_cluster(name, user, now))
     return no_content()

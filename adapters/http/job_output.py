@@ -31,8 +31,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from adapters.http.bodies import MantisJobDefinition
 from adapters.http.job_sinks import JobSinks, Sink
-from adapters.http.parsing import need_str, parse_job_request, read_json
+from adapters.http.parsing import parse_job_request, read_body, required
 from common.backoff import Backoff
 from common.mql import sink_filter
 from common.sse import HEADERS, frame
@@ -257,8 +258,8 @@ async def connect_by_name(request: web.Request) -> web.StreamResponse:
 async def submit_and_connect(request: web.Request) -> web.StreamResponse:
     """Body as `POST /api/v1/jobs` (`name` is the cluster); errors are answered before the
     stream starts."""
-    body = await read_json(request)
-    cluster, user = need_str(body, "name"), need_str(body, "user")
+    body = await read_body(request, MantisJobDefinition)
+    cluster, user = required(body.name, "name"), required(body.user, "user")
     job_request = parse_job_request(body)
     _query(request)
     outcome = await request.app[SUBMITS].call(

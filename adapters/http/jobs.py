@@ -12,20 +12,15 @@ import re
 
 from aiohttp import web
 
+from adapters.http.bodies import MantisJobDefinition, QuickSubmit, ResubmitWorker, ScaleStage
 from adapters.http.keys import MASTER
 from adapters.http.parsing import (
     MAX_NAME,
-    as_object,
     check_same,
     check_text,
-    get,
-    get_name,
-    get_str,
-    need_str,
     parse_job_request,
-    read_json,
-    to_bool,
-    to_int,
+    read_body,
+    required,
 )
 from adapters.http.queries import (
     PROJECTION_TARGETS,
@@ -165,13 +160,13 @@ async def archived_workers(request: web.Request) -> web.Response:
 
 async def submit_job(request: web.Request) -> web.Response:
     """A MantisJobDefinition; `name` is the cluster (the path's, on the cluster route)."""
-    body = await read_json(request)
+    body = await read_body(request, MantisJobDefinition)
     cluster = request.match_info.get("name")
     if cluster is None:
-        cluster = need_str(body, "name")
+        cluster = required(body.name, "name")
     else:
-        check_same(body, "name", cluster)
-    user = need_str(body, "user")
+        check_same(body.name, "name", cluster)
+    user = required(body.user, "user")
     job_request = parse_job_request(body)
     master = request.app[MASTER]
     outcome = await master.call(
@@ -183,17 +178,15 @@ async def submit_job(request: web.Request) -> web.Response:
 async def quick_submit(request: web.Request) -> web.Response:
     """`{name, user, jobDefinition?}` (Mantis' SubmitJobRequest): a job like the cluster's last
     one (running, else last, else the cluster's), with what `jobDefinition` sets instead."""
-    body = await read_json(request)
-    name, user = need_str(body, "name"), need_str(body, "user")
-    if body.get("jobSla") is not None:
+    body = await read_body(request, QuickSubmit)  # submitLatestJobCluster: the only kind
+    name, user = body.name, body.user
+    if body.job_sla is not None:
         raise InvalidRequest("jobSla", "goes in jobDefinition.jobSla")
     overrides = None
-    if body.get("jobDefinition") is not None:
-        definition = as_object(body["jobDefinition"], "jobDefinition")
-        if definition.get("name") not in (None, name):
+    if body.job_definition is not None:
+        if body.job_definition.name not in (None, name):
             raise InvalidRequest("jobDefinition.name", f"must equal the body's name {name!r}")
-        overrides = parse_job_request(definition, "jobDefinition.")
-    get(body, "submitLatestJobCluster", "", to_bool, False)  # the only kind there is here
+        overrides = parse_job_request(body.job_definition, "jobDefinition.")
     master = request.app[MASTER]
     outcome = await master.call(lambda plane, now: plane.quick_submit(name, user, now, overrides))
     return json_response(render_job(master.plane.job(outcome.job_id)), status=201)
@@ -216,18 +209,14 @@ async def kill_job(request: web.Request) -> web.Response:
 async def scale_stage(request: web.Request) -> web.Response:
     """`{JobId, StageNumber, NumWorkers, User, Reason}` (Mantis' capitalised names)."""
     job = _job(request)
-    body = await read_json(request)
-    check_same(body, "JobId", job.job_id)
-    for key in ("StageNumber", "NumWorkers"):
-        if body.get(key) is None:
-            raise InvalidRequest(key, "is required")
-    stage = to_int(body["StageNumber"], "StageNumber")
-    workers = to_int(body["NumWorkers"], "NumWorkers")
+    body = await read_body(request, ScaleStage)
+    check_same(body.job_id, "JobId", job.job_id)
+    stage, workers = body.stage_number, body.num_workers
     if not 1 <= workers <= MAX_WORKERS_PER_STAGE:
         raise InvalidRequest(
             "NumWorkers", f"must be in [1, {MAX_WORKERS_PER_STAGE}], got {workers}"
         )
-    user, reason = get_name(body, "User") or "", get_str(body, "Reason") or ""
+    user, reason = body.user or "", body.reason or ""
     jid = job.job_id
     await request.app[MASTER].call(
         lambda plane, now: plane.scale_stage(jid, stage, workers, user, reason, now)
@@ -238,12 +227,8 @@ async def scale_stage(request: web.Request) -> web.Response:
 async def resubmit_worker(request: web.Request) -> web.Response:
     """`{workerNumber, user, reason}`: the worker is replaced by a new number at its index."""
     job = _job(request)
-    body = await read_json(request)
-    if body.get("workerNumber") is None:
-        raise InvalidRequest("workerNumber", "is required")
-    number = to_int(body["workerNumber"], "workerNumber")
-    user = need_str(body, "user")
-    reason = get_str(body, "reason") or ""
+    body = await read_body(request, ResubmitWorker)
+    number, user, reason = body.worker_number, body.user, body.reason or ""
     jid = job.job_id
     await request.app[MASTER].call(
         lambda plane, now: plane.resubmit_worker(jid, number, user, reason, now)

@@ -24,8 +24,9 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from adapters.http.bodies import JobStatus
 from adapters.http.keys import MASTER
-from adapters.http.parsing import read_json
+from adapters.http.parsing import read_body
 from adapters.http.rendering import render_job_scheduling_info
 from adapters.http.responses import no_content
 from adapters.http.status import parse_status
@@ -51,7 +52,7 @@ def add_routes(app: web.Application, heartbeat_secs: float) -> None:
 
 
 async def post_job_status(request: web.Request) -> web.StreamResponse:
-    command = parse_status(await read_json(request))
+    command = parse_status(await read_body(request, JobStatus, strict=True))
     await request.app[MASTER].call(command)
     return no_content()
 
