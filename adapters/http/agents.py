@@ -23,7 +23,7 @@ from adapters.http.keys import MASTER
 from adapters.http.parsing import check_same, read_body
 from adapters.http.responses import Json, json_response, no_content
 from core.control import ControlPlane, Outcome
-from core.errors import InvalidRequest, NotFound
+from core.errors import NotFound
 from core.migration import AgentMode, WorkerMigrationConfig
 
 AGENTS = "/api/v1/agents"
@@ -45,8 +45,6 @@ async def update_migration_strategy(request: web.Request) -> web.Response:
     master.plane.cluster(name)  # 404 first, as Mantis
     body = await read_body(request, UpdateMigrationStrategy)
     check_same(body.name, "name", name)
-    if body.migration_config is None:
-        raise InvalidRequest("migrationConfig", "is required")
     config = WorkerMigrationConfig.from_json(
         msgspec.to_builtins(body.migration_config), "migrationConfig"
     )

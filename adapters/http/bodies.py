@@ -224,16 +224,16 @@ class ClusterAction(Body):
     name: Name | None = None
 
 
-class UpdateArtifact(ClusterAction):
-    version: Name | None = None
+class UpdateArtifact(ClusterAction, kw_only=True):
+    version: Required
     url: Url | None = None
     artifact_name: ArtifactName | None = None
     skipsubmit: bool | None = None
 
 
-class UpdateSchedulingInfo(ClusterAction):
-    version: Name | None = None
-    scheduling_info: SchedulingInfo | None = None
+class UpdateSchedulingInfo(ClusterAction, kw_only=True):
+    version: Required
+    scheduling_info: SchedulingInfo
 
 
 class UpdateSla(ClusterAction, rename="lower"):
@@ -246,12 +246,12 @@ class UpdateSla(ClusterAction, rename="lower"):
     forceenable: bool | None = None
 
 
-class UpdateLabels(ClusterAction):
-    labels: list[NameValue] | None = None
+class UpdateLabels(ClusterAction, kw_only=True):
+    labels: list[NameValue]
 
 
-class UpdateMigrationStrategy(ClusterAction):
-    migration_config: MigrationConfig | None = None
+class UpdateMigrationStrategy(ClusterAction, kw_only=True):
+    migration_config: MigrationConfig
 
 
 class AgentAction(Body):
@@ -395,12 +395,17 @@ def components() -> dict[str, Any]:
 
 
 def _openapi_3_0(schema: Any) -> Any:
-    """`anyOf [X, null]` -> X nullable; no `propertyNames` (3.1 only)."""
+    """`anyOf [X, null]` -> X nullable; no `propertyNames` (3.1 only), null defaults or empty
+    `required`; string enums typed."""
     if isinstance(schema, list):
         return [_openapi_3_0(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _openapi_3_0(v) for k, v in schema.items() if k != "propertyNames"}
+    out = {
+        k: _openapi_3_0(v)
+        for k, v in schema.items()
+        if k != "propertyNames" and (k, v) not in (("default", None), ("required", []))
+    }
     options = out.get("anyOf")
     if options and {"type": "null"} in options:
         rest = [o for o in options if o != {"type": "null"}]
@@ -410,4 +415,6 @@ def _openapi_3_0(schema: Any) -> Any:
         else:
             out["anyOf"] = rest
         out["nullable"] = True
+    if "enum" in out and all(isinstance(v, str) for v in out["enum"]):
+        out["type"] = "string"
     return out

@@ -135,7 +135,7 @@ async def update_artifact(request: web.Request) -> web.Response:
     artifact = artifact_of(url, body.artifact_name, "")
     if not artifact:
         raise InvalidRequest("url", "an artifact URL (or artifactName) is required")
-    version = required(body.version, "version")
+    version = body.version
     skip = bool(body.skipsubmit)
     await request.app[MASTER].call(
         lambda plane, now: plane.update_artifact(
@@ -148,11 +148,8 @@ async def update_artifact(request: web.Request) -> web.Response:
 async def update_scheduling_info(request: web.Request) -> web.Response:
     """`{name, schedulingInfo, version, user}`: a new version with new scheduling info."""
     name, body = await _action_body(request, UpdateSchedulingInfo)
-    user = body.user
-    if body.scheduling_info is None:
-        raise InvalidRequest("schedulingInfo", "is required")
+    user, version = body.user, body.version
     info = parse_scheduling_info(body.scheduling_info, "schedulingInfo")
-    version = required(body.version, "version")
     await request.app[MASTER].call(
         lambda plane, now: plane.update_scheduling_info(name, info, version, user, now)
     )
@@ -180,8 +177,6 @@ async def update_label(request: web.Request) -> web.Response:
     """`{name, labels: [{name, value}], user}`: the cluster's labels, replaced."""
     name, body = await _action_body(request, UpdateLabels)
     user = body.user
-    if body.labels is None:
-        raise InvalidRequest("labels", "is required")
     labels = parse_named(Label, body.labels, "labels")
     await request.app[MASTER].call(lambda plane, now: plane.update_labels(name, labels, user, now))
     return no_content()

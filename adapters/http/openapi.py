@@ -2,15 +2,18 @@
 
 One table (`_operations`) lists every route with its parameters, body and responses; a test
 checks it against the app's router both ways, and a schemathesis run checks the responses
-against it. Request schemas give Mantis' canonical JSON types (the server also takes numbers
-and booleans as strings, as Mantis does).
+against it. The request bodies' schemas are derived from their declarations
+(adapters/http/bodies.py `components`), which the server also parses with; they give Mantis'
+canonical JSON types (the server also takes numbers and booleans as strings, as Mantis does).
+The responses' schemas are written here; those shared with requests (NameValue, JobSla,
+SchedulingInfo, Owner, MigrationConfig) are the bodies'.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.parsing import MAX_NAME, MAX_URL, MAX_VALUE, SAFE_ARTIFACT_NAME
+from adapters.http.bodies import MAX_NAME, MAX_VALUE, NO_CONTROL, SAFE_ARTIFACT_NAME, components
 from adapters.http.queries import MAX_REGEX
 from adapters.http.responses import Json, json_response
 
@@ -53,12 +56,9 @@ def arr(items: Json) -> Json:
 
 
 STR: Json = {"type": "string"}
-# Request strings, as parsing.py bounds them (a name has no control characters).
-_NO_CONTROL = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
-NAME_IN: Json = {"type": "string", "maxLength": MAX_NAME, "pattern": _NO_CONTROL}
-TEXT_IN: Json = {"type": "string", "maxLength": MAX_NAME}
+# Query strings, as the handlers bound them (a name has no control characters).
+NAME_IN: Json = {"type": "string", "maxLength": MAX_NAME, "pattern": NO_CONTROL}
 VALUE_IN: Json = {"type": "string", "maxLength": MAX_VALUE}
-URL_IN: Json = {"type": "string", "maxLength": MAX_URL, "pattern": _NO_CONTROL}
 ARTIFACT_IN: Json = {
     "type": "string",
     "pattern": f"^{SAFE_ARTIFACT_NAME.pattern}$",
@@ -120,14 +120,6 @@ def _scaling_policy() -> Json:
 
 SCHEMAS: dict[str, Json] = {
     "Error": obj(("error",), error=STR, field=STR),
-    "MigrationConfig": obj(
-        strategy={"type": "string", "enum": ["ONE_WORKER", "PERCENTAGE"]},
-        configString={
-            "type": "string",
-            "maxLength": 1024,
-            "description": 'PERCENTAGE: JSON {"percentToMove": 1..100, "intervalMs": >= 0}',
-        },
-    ),
     "Agent": obj(
         ("agentId", "hostname", "mode", "workers"),
         agentId=STR,
@@ -159,74 +151,6 @@ SCHEMAS: dict[str, Json] = {
         ("jobId", "workerAssignments"),
         jobId=STR,
         workerAssignments={"type": "object", "additionalProperties": {"type": "object"}},
-    ),
-    "NameValue": obj(("name", "value"), name=NAME_IN, value=VALUE_IN),
-    "MachineDefinition": obj(
-        ("cpuCores", "memoryMB"),
-        cpuCores=NUM,
-        memoryMB=NUM,
-        networkMbps=NUM,
-        diskMB=NUM,
-        numPorts=INT,
-    ),
-    "StageSchedulingInfo": obj(
-        ("numberOfInstances", "machineDefinition"),
-        numberOfInstances=INT,
-        machineDefinition=ref("MachineDefinition"),
-        hardConstraints=arr(CONSTRAINT),
-        softConstraints=arr(CONSTRAINT),
-        scalingPolicy=_scaling_policy(),
-        scalable=BOOL,
-    ),
-    "SchedulingInfo": obj(
-        ("stages",),
-        stages={
-            "type": "object",
-            "additionalProperties": ref("StageSchedulingInfo"),
-            "description": "stage number (1..N; 0, the job master, is ignored) -> stage",
-        },
-    ),
-    "JobSla": obj(
-        runtimeLimitSecs=INT,
-        minRuntimeSecs=INT,
-        slaType=NAME_IN,
-        durationType={"type": "string", "enum": ["Perpetual", "Transient"]},
-        userProvidedType=NAME_IN,
-    ),
-    "Owner": obj(
-        name=TEXT_IN,
-        teamName=TEXT_IN,
-        description=VALUE_IN,
-        contactEmail=TEXT_IN,
-        repo={"type": "string", "maxLength": MAX_URL},
-    ),
-    "MantisJobDefinition": obj(
-        name=NAME_IN,
-        user=NAME_IN,
-        jobJarFileLocation=URL_IN,
-        url=URL_IN,
-        artifactName=ARTIFACT_IN,
-        version=NAME_IN,
-        schedulingInfo=ref("SchedulingInfo"),
-        parameters=arr(ref("NameValue")),
-        labels=arr(ref("NameValue")),
-        jobSla=ref("JobSla"),
-        subscriptionTimeoutSecs=INT,
-        deploymentStrategy=obj(
-            stageDeploymentStrategyMap={
-                "type": "object",
-                "additionalProperties": obj(inheritInstanceCount=BOOL),
-            }
-        ),
-        slaMin=INT,
-        slaMax=INT,
-        cronSpec=NAME_IN,
-        cronPolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
-        isReadyForJobMaster=BOOL,
-        migrationConfig=ref("MigrationConfig"),
-    ),
-    "NamedJobDefinition": obj(
-        ("jobDefinition",), jobDefinition=ref("MantisJobDefinition"), owner=ref("Owner")
     ),
     "Cluster": obj(
         ("name", "jars", "sla", "parameters", "labels", "disabled", "latestVersion"),
@@ -355,24 +279,6 @@ SCHEMAS: dict[str, Json] = {
         etag=STR,
         url=STR,
         sha256=STR,
-    ),
-    "JobStatus": obj(
-        ("jobId", "status"),
-        jobId=NAME_IN,
-        status=obj(
-            ("jobId", "stageNum", "workerIndex", "workerNumber", "type"),
-            jobId=NAME_IN,
-            stageNum=INT,
-            workerIndex=INT,
-            workerNumber=INT,
-            type={"type": "string", "enum": ["ERROR", "WARN", "INFO", "DEBUG", "HEARTBEAT"]},
-            message={"type": "string", "description": "cut to 4096 characters"},
-            state=WORKER_STATE,
-            hostname={**NAME_IN, "nullable": True},
-            timestamp=INT,
-            reason={**REASON, "nullable": True},
-            payloads={**arr(obj(("type", "data"), type=NAME_IN, data=VALUE_IN)), "maxItems": 32},
-        ),
     ),
 }
 
@@ -558,7 +464,6 @@ def _job_output(sse: Json) -> dict[str, dict[str, Json]]:
 
 def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
     c = "/api/v1/jobClusters"
-    action = obj(name=NAME_IN, user=NAME_IN)
     sse = {"type": "string", "description": "Server-Sent Events: data: <json> frames"}
     paths: dict[str, dict[str, Json]] = {
         c: {
@@ -607,15 +512,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404, 409),
                 params=[NAME],
                 body=json_body(
-                    obj(
-                        ("version", "user"),
-                        name=NAME_IN,
-                        url=URL_IN,
-                        artifactName=ARTIFACT_IN,
-                        version=NAME_IN,
-                        skipsubmit=BOOL,
-                        user=NAME_IN,
-                    ),
+                    ref("UpdateArtifact"),
                     {"url": "http://example.com/demo-3.zip", "version": "3", "user": "a"},
                 ),
             )
@@ -628,13 +525,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404),
                 params=[NAME],
                 body=json_body(
-                    obj(
-                        ("schedulingInfo", "version", "user"),
-                        name=NAME_IN,
-                        schedulingInfo=ref("SchedulingInfo"),
-                        version=NAME_IN,
-                        user=NAME_IN,
-                    ),
+                    ref("UpdateSchedulingInfo"),
                     {"schedulingInfo": {"stages": {"1": _STAGE}}, "version": "4", "user": "a"},
                 ),
             )
@@ -647,16 +538,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404),
                 params=[NAME],
                 body=json_body(
-                    obj(
-                        ("user",),
-                        name=NAME_IN,
-                        user=NAME_IN,
-                        min=INT,
-                        max=INT,
-                        cronspec=NAME_IN,
-                        cronpolicy={"type": "string", "enum": ["KEEP_EXISTING", "KEEP_NEW"]},
-                        forceenable=BOOL,
-                    ),
+                    ref("UpdateSla"),
                     {"user": "alice", "min": 0, "max": 3},
                 ),
             )
@@ -669,9 +551,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404),
                 params=[NAME],
                 body=json_body(
-                    obj(
-                        ("labels", "user"), name=NAME_IN, user=NAME_IN, labels=arr(ref("NameValue"))
-                    ),
+                    ref("UpdateLabels"),
                     {"user": "a", "labels": [{"name": "x", "value": "1"}]},
                 ),
             )
@@ -683,7 +563,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 {204: None},
                 (400, 404),
                 params=[NAME],
-                body=json_body(action, {"name": "demo", "user": "alice"}),
+                body=json_body(ref("ClusterAction"), {"name": "demo", "user": "alice"}),
             )
         },
         c + "/{name}/actions/disableCluster": {
@@ -693,7 +573,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 {204: None},
                 (400, 404),
                 params=[NAME],
-                body=json_body(action, {"name": "demo", "user": "alice"}),
+                body=json_body(ref("ClusterAction"), {"name": "demo", "user": "alice"}),
             )
         },
         c + "/{name}/jobs": {
@@ -744,13 +624,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 {201: ref("Job")},
                 (400, 404, 409),
                 body=json_body(
-                    obj(
-                        ("name", "user"),
-                        name=NAME_IN,
-                        user=NAME_IN,
-                        submitLatestJobCluster=BOOL,
-                        jobDefinition=ref("MantisJobDefinition"),
-                    ),
+                    ref("QuickSubmit"),
                     {"name": "demo", "user": "alice", "jobDefinition": {"parameters": []}},
                 ),
             )
@@ -796,14 +670,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404, 409),
                 params=[JOB_ID],
                 body=json_body(
-                    obj(
-                        ("StageNumber", "NumWorkers"),
-                        JobId=NAME_IN,
-                        StageNumber=INT,
-                        NumWorkers=INT,
-                        User=NAME_IN,
-                        Reason=VALUE_IN,
-                    ),
+                    ref("ScaleStage"),
                     {"StageNumber": 1, "NumWorkers": 2, "User": "a", "Reason": "load"},
                 ),
             )
@@ -816,7 +683,7 @@ def _operations(with_artifacts: bool) -> dict[str, dict[str, Json]]:
                 (400, 404, 409),
                 params=[JOB_ID],
                 body=json_body(
-                    obj(("workerNumber", "user"), workerNumber=INT, user=NAME_IN, reason=VALUE_IN),
+                    ref("ResubmitWorker"),
                     {"workerNumber": 1, "user": "a", "reason": "stuck"},
                 ),
             )
@@ -1004,7 +871,7 @@ def _parity_operations() -> dict[str, dict[str, Json]]:
     """The rest of Mantis' v1 routes: cluster_views.py, agents.py, master_configs.py."""
     c = "/api/v1/jobClusters/{name}"
     agent = path_param("agent", "127.0.0.2")
-    agent_body = json_body(obj(("user",), user=NAME_IN), {"user": "alice"})
+    agent_body = json_body(ref("AgentAction"), {"user": "alice"})
     actions = {
         "disable": "No new workers on the agent; its workers move off at their clusters' pace",
         "drain": "As disable, listed DRAINED once no worker is left",
@@ -1037,12 +904,7 @@ def _parity_operations() -> dict[str, dict[str, Json]]:
                 (400, 404),
                 params=[NAME],
                 body=json_body(
-                    obj(
-                        ("migrationConfig", "user"),
-                        name=NAME_IN,
-                        user=NAME_IN,
-                        migrationConfig=ref("MigrationConfig"),
-                    ),
+                    ref("UpdateMigrationStrategy"),
                     {
                         "user": "alice",
                         "migrationConfig": {
@@ -1090,7 +952,7 @@ def document(with_artifacts: bool = True) -> Json:
         },
         "paths": _operations(with_artifacts),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**components(), **SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
