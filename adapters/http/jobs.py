@@ -13,6 +13,7 @@ import re
 from aiohttp import web
 
 from adapters.http.bodies import MantisJobDefinition, QuickSubmit, ResubmitWorker, ScaleStage
+from adapters.http.compact import compact_job
 from adapters.http.keys import MASTER
 from adapters.http.parsing import (
     MAX_NAME,
@@ -37,7 +38,7 @@ from adapters.http.queries import (
     worker_filter,
 )
 from adapters.http.rendering import render_job, render_worker
-from adapters.http.responses import json_response, no_content
+from adapters.http.responses import Json, json_response, no_content
 from core.control import ControlPlane
 from core.errors import InvalidRequest, NotFound
 from core.job import JobRecord
@@ -98,7 +99,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     labels + labels.op, stageNumber/workerIndex/workerNumber/workerState (which also narrow
     each job's workers), limit; newest first unless `ascending=true`, `startJobIdExclusive`
     resuming after a job of that order; `sortBy` (queries.sort_items), then pageSize/offset;
-    `fields`/`fromObj` projecting each job (queries.projection)."""
+    `fields`/`fromObj` projecting each job (queries.projection); `compact=true`: each job's
+    CompactJobInfo (compact.py)."""
     plane = request.app[MASTER].plane
     name = request.match_info.get("name")
     if name is not None:
@@ -111,6 +113,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     workers = worker_filter(request)
     limit = query_opt_int(request, "limit")
     project = projection(request, PROJECTION_TARGETS)
+    compact = query_bool(request, "compact", False)
     jobs = list(plane.jobs.values())
     if not query_bool(request, "ascending", False):
         jobs.reverse()
@@ -133,15 +136,24 @@ async def list_jobs(request: web.Request) -> web.Response:
         chosen = [w for w in job.current_workers() if workers(w)]
         if chosen:
             out.append((job, chosen))
+
+    def render(item: tuple[JobRecord, list[Worker] | None]) -> Json:
+        view = render_job(*item)
+        return compact_job(view) if compact else view
+
     if request.query.get("sortBy"):
-        ordered = sort_items(request, [render_job(*item) for item in out], "jobMetadata")
+        ordered = sort_items(request, [render(item) for item in out], "jobMetadata")
         return json_response(page_of(request, ordered, project))
-    return json_response(page_of(request, out, lambda item: project(render_job(*item))))
+    return json_response(page_of(request, out, lambda item: project(render(item))))
 
 
 async def get_job(request: web.Request) -> web.Response:
+    """The job view; `fields`/`fromObj` as on the list, `compact=true` its CompactJobInfo."""
     project = projection(request, PROJECTION_TARGETS)
-    return json_response(project(render_job(_job(request))))
+    view = render_job(_job(request))
+    if query_bool(request, "compact", False):
+        view = compact_job(view)
+    return json_response(project(view))
 
 
 async def archived_workers(request: web.Request) -> web.Response:

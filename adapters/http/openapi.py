@@ -256,6 +256,26 @@ SCHEMAS: dict[str, Json] = {
         workerMetadataList=arr(ref("Worker")),
         version=STR,
     ),
+    "CompactJob": obj(  # compact=true (adapters/http/compact.py): Mantis' CompactJobInfo
+        ("jobId", "submittedAt", "terminatedAt", "user", "jarUrl", "state", "type"),
+        jobId=STR,
+        submittedAt=MILLIS,
+        terminatedAt=MILLIS,
+        user=STR,
+        jarUrl=STR,
+        state=JOB_STATE,
+        type={"type": "string", "enum": ["Perpetual", "Transient"]},
+        numStages=INT,
+        numWorkers=INT,
+        totCPUs=NUM,
+        totMemory=NUM,
+        statesSummary={
+            "type": "object",
+            "additionalProperties": INT,
+            "description": "worker state -> how many of the listed workers are in it",
+        },
+        labels=arr(ref("NameValue")),
+    ),
     "MasterInfo": obj(
         ("hostname", "hostIP", "apiPort", "createTime"),
         hostname=STR,
@@ -830,6 +850,7 @@ FROM_OBJ = query(
     {"type": "string", "enum": ["jobMetadata", "stageMetadataList", "workerMetadataList"]},
     "the part of each job `fields` applies to; the rest is left out",
 )
+COMPACT = query("compact", BOOL, "each job as Mantis' CompactJobInfo")
 SORT = [
     query("sortBy", STR, "a field of the listed items (of jobMetadata for jobs)"),
     query("ascending", BOOL, "with sortBy: default true"),
@@ -837,17 +858,17 @@ SORT = [
 
 
 def _projected(paths: dict[str, dict[str, Json]]) -> None:
-    """`fields`/`fromObj`/`sortBy`/`startJobIdExclusive` (adapters/http/queries.py) on the
-    cluster and job reads. A projected item lacks fields its full schema requires, so their
+    """`fields`/`fromObj`/`sortBy`/`startJobIdExclusive` (adapters/http/queries.py) and
+    `compact` on the cluster and job reads. A projected item lacks fields its full schema requires, so their
     answers are any object (`anyOf` the full schema)."""
     c = "/api/v1/jobClusters"
     reads = {
         (c, "Cluster", True): [FIELDS, *SORT],
         (c + "/{name}", "Cluster", False): [FIELDS],
-        ("/api/v1/jobs", "Job", True): [FIELDS, FROM_OBJ, *SORT[:1]],
-        (c + "/{name}/jobs", "Job", True): [FIELDS, FROM_OBJ, *SORT[:1]],
-        ("/api/v1/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ],
-        (c + "/{name}/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ],
+        ("/api/v1/jobs", "Job", True): [FIELDS, FROM_OBJ, COMPACT, *SORT[:1]],
+        (c + "/{name}/jobs", "Job", True): [FIELDS, FROM_OBJ, COMPACT, *SORT[:1]],
+        ("/api/v1/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ, COMPACT],
+        (c + "/{name}/jobs/{jobId}", "Job", False): [FIELDS, FROM_OBJ, COMPACT],
     }
     projected = {"type": "object", "description": "projected by fields/fromObj"}
     for (path, schema, listed), params in reads.items():
@@ -856,7 +877,8 @@ def _projected(paths: dict[str, dict[str, Json]]) -> None:
         operation["parameters"] = operation.get("parameters", []) + [
             p for p in params if p["name"] not in names
         ]
-        item: Json = {"anyOf": [ref(schema), projected]}
+        shapes = [ref(schema), ref("CompactJob")] if schema == "Job" else [ref(schema)]
+        item: Json = {"anyOf": [*shapes, projected]}
         answer: Json = page_of(schema) if listed else item
         if listed:
             answer["properties"]["list"] = arr(item)
