@@ -204,7 +204,7 @@ class StageOutputServer:
     then only workers of its job's next stage are served, and only the newest number of each
     slot (see runtime.transport, Admission). A worker also declares its downstream's slots
     (``set_downstream_slots``): keys are then hashed over those, connected or not (see
-    runtime.transport, Declared membership).
+    runtime.transport, Declared membership), and round-robin output goes to those only.
     """
 
     def __init__(
@@ -258,6 +258,10 @@ class StageOutputServer:
         )
         self._accepted: set[_Downstream] = set()
         self._conns: list[_Downstream] = []
+        self._rr_conns: list[_Downstream] = []
+        """The connections round-robin output chooses from: those of declared slots (all of
+        them until slots are declared). A slot a scale-down removed leaves it at once, while its
+        connection stays to send what it holds (the removed worker drains)."""
         self._slots: dict[str, list[_Downstream]] = {}
         self._ring = HashRing(vnodes=vnodes)
         self._key_cache: dict[Any, _Downstream] = {}
@@ -405,7 +409,7 @@ class StageOutputServer:
 
     def offer(self, event: Any) -> bool:
         """Route one event round-robin; False (and counted) if it was dropped."""
-        conns = self._conns
+        conns = self._rr_conns
         k = len(conns)
         limit = self.buffer_events
         for _ in range(k):
@@ -452,7 +456,7 @@ class StageOutputServer:
 
     def _place_many(self, events: Sequence[Any]) -> Sequence[Any]:
         """Put as many events as fit into connection buffers; return the rest."""
-        conns = self._conns
+        conns = self._rr_conns
         k = len(conns)
         n = len(events)
         if k == 0 or n == 0:
@@ -589,7 +593,9 @@ class StageOutputServer:
         connected: a key whose owner is not connected is dropped (lossy) or waits for it
         (blocking), and never goes to another slot, so one key of one window is never counted
         by two downstream workers. Only a change of the slots themselves (a stage rescaled)
-        moves keys. Without a call, keys are hashed over the connected slots."""
+        moves keys. Without a call, keys are hashed over the connected slots. Round-robin
+        output goes to the connections of these slots only: a slot a scale-down removed gets no
+        new event, while what it holds is still sent to it."""
         declared = frozenset(slots)
         if declared == self._declared:
             return
@@ -599,6 +605,7 @@ class StageOutputServer:
                 self._ring.remove(slot)
         for slot in declared:
             self._ring.add(slot)
+        self._rr_conns = [conn for conn in self._conns if conn.slot in declared]
         self._key_cache.clear()
         log.info("transport_downstream_declared", slots=sorted(declared))
         resolve(self._membership_waiter)
@@ -658,6 +665,8 @@ class StageOutputServer:
         if conn.worker is not None:  # a newer worker of a slot replaces the older ones at once
             self.set_downstream_workers(((conn.worker.index, conn.worker.number),))
         self._conns.append(conn)
+        if self._declared is None or conn.slot in self._declared:
+            self._rr_conns.append(conn)
         self._slots.setdefault(conn.slot, []).append(conn)
         if self._declared is None:
             self._ring.add(conn.slot)
@@ -692,6 +701,8 @@ class StageOutputServer:
         if conn.slot is None or conn not in self._conns:
             return False
         self._conns.remove(conn)
+        if conn in self._rr_conns:
+            self._rr_conns.remove(conn)
         same = self._slots[conn.slot]
         same.remove(conn)
         if not same:
