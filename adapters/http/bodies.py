@@ -343,17 +343,21 @@ def _locate(kind: Any, data: Any, error: msgspec.ValidationError, strict: bool) 
     path = at.removesuffix("`")
     head, unnamed, _ = path.partition("[...]")
     if unnamed:
-        container, value_type = data, kind
-        for name, index in _SEGMENT.findall(head):
-            container = container[int(index)] if index else container[name]
-            value_type = _inner(value_type, None if index else name)
-        value_type = _inner(value_type, None)
-        for key, value in container.items():
+        try:
+            container, value_type = data, kind
+            for name, index in _SEGMENT.findall(head):
+                container = container[int(index)] if index else container[name]
+                value_type = _inner(value_type, None if index else name)
+            value_type = _inner(value_type, None)
+            entries = list(container.items())
+        except (LookupError, TypeError, AttributeError, StopIteration):
+            return head, message  # named up to the dict: never a 500 for a bad body
+        for key, value in entries:
             try:
                 msgspec.convert(value, value_type, strict=strict)
             except msgspec.ValidationError as inner:
                 sub, message = _locate(value_type, value, inner, strict)
-                return f"{head}.{key}{sub}", message
+                return f"{head}.{key[:MAX_NAME]}{sub}", message
         return head, message
     missing = _MISSING.fullmatch(message)
     if missing:
