@@ -171,7 +171,7 @@ class NoResources:
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
         pass
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         pass
 
     def revive(self) -> None:

@@ -72,6 +72,8 @@ from core.worker import Worker, WorkerState
 HEARTBEAT_INTERVAL_PARAM = "mantis.job.worker.heartbeat.interval.secs"
 WORKER_TIMEOUT_PARAM = "mantis.job.worker.timeout.secs"
 SYSTEM_USER = "mantis-master"
+SCALED_DOWN = "scaled down"
+"""The message of a worker a scale-down removed (Completed, Killed)."""
 DEFAULT_REFUSE_SECONDS = 5.0  # Mesos' default decline filter
 HOUR = 3600.0
 # A heartbeat window found ended checks `now - seen > timeout` exactly; the deadline heap
@@ -113,7 +115,9 @@ class ControlConfig:
     max_worker_failures_per_hour: int = 100
     sla_headroom_accepted: int = 3
     scale_down_grace_secs: float = 10.0
-    """How long a worker removed by a scale-down may drain before its task is killed."""
+    """How long a worker removed by a scale-down may drain before its task is killed, and
+    then how long its killed task may flush after SIGTERM before SIGKILL (the kill's Mesos
+    kill_policy)."""
 
 
 @dataclass(slots=True)
@@ -537,13 +541,13 @@ class ControlPlane:
                         WorkerState.Completed,
                         now,
                         CompletedReason.Killed,
-                        "scaled down",
+                        SCALED_DOWN,
                     )
                 )
                 if started:
                     self._draining.setdefault(jid, {})[w.worker_id] = grace
                 else:  # nothing to finish
-                    out.effects.append(KillTask(w.worker_id, w.agent_id, "scaled down"))
+                    out.effects.append(KillTask(w.worker_id, w.agent_id, SCALED_DOWN))
         self._emit(StageScaled(jid, stage, workers, user, reason, now))
         for index in range(old, workers):
             self._new_worker(job, stage, index, now, ready_at=now)
@@ -685,8 +689,11 @@ class ControlPlane:
         if w is not None and wid in self._draining.get(w.job_id, {}):
             return out  # removed by a scale-down, finishing what it holds
         if w is None or w.terminal:
+            # One a scale-down removed (a new leader does not know it drains) gets to flush.
+            scaled_down = w is not None and w.message == SCALED_DOWN
+            grace = self.config.scale_down_grace_secs if scaled_down else None
             out.effects.append(
-                KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker")
+                KillTask(wid, w.agent_id if w else "", "heartbeat from a dead worker", grace)
             )
             return out
         previous, w.last_heartbeat_at = w.last_heartbeat_at, now
@@ -777,7 +784,7 @@ class ControlPlane:
                     w = self.workers[wid]
                     grace = self.config.scale_down_grace_secs
                     message = f"scaled down: still running after {grace:g}s"
-                    self._out.effects.append(KillTask(wid, w.agent_id, message))
+                    self._out.effects.append(KillTask(wid, w.agent_id, message, grace))
                     self._drained(jid, wid)
 
     def _migrate(self, now: float) -> None:
@@ -1152,7 +1159,9 @@ class ControlPlane:
     ) -> None:
         self._emit(JobStateChanged(job.job_id, end_state(reason), now, reason, message, user))
         for w in self._draining_workers(job.job_id):
-            self._out.effects.append(KillTask(w.worker_id, w.agent_id, message))
+            self._out.effects.append(
+                KillTask(w.worker_id, w.agent_id, message, self.config.scale_down_grace_secs)
+            )
         self._draining.pop(job.job_id, None)
         for w in job.current_workers():
             if not w.terminal:

@@ -45,11 +45,16 @@ class DeclineOffers:
 
 @dataclass(frozen=True, slots=True)
 class KillTask:
-    """Stop a worker's task (or forget its pending launch request)."""
+    """Stop a worker's task (or forget its pending launch request).
+
+    `grace_secs`: how long the task may take to stop after SIGTERM before the agent sends
+    SIGKILL (Mesos' KillPolicy.grace_period, mesos/v1/mesos.proto); None: the agent's own.
+    A worker removed by a scale-down gets the scale-down grace to flush what it holds."""
 
     worker_id: str
     agent_id: str
     reason: str
+    grace_secs: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,8 @@ class ResourceManager(Protocol):
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None: ...
 
-    def kill(self, task_id: str, agent_id: str) -> None: ...
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after `grace_secs` (None: the agent's default grace)."""
 
     def revive(self) -> None:
         """Pending work appeared: clear decline filters and send offers again."""

@@ -227,7 +227,7 @@ class MasterService:
                 # A worker the plane knows that has no agent was only a launch request, which
                 # nothing outside holds; an unknown worker (its heartbeat came) is killed by id.
                 if effect.agent_id or effect.worker_id not in self.plane.workers:
-                    self.rm.kill(effect.worker_id, effect.agent_id)
+                    self.rm.kill(effect.worker_id, effect.agent_id, effect.grace_secs)
             elif isinstance(effect, LaunchRequest):
                 revive = True
             elif isinstance(effect, PublishSchedulingInfo):

@@ -29,7 +29,7 @@ class RecordingResourceManager:
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
         self.calls.append(("decline", (list(offer_ids), refuse_seconds)))
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         self.calls.append(("kill", (task_id, agent_id)))
 
     def revive(self) -> None:

@@ -27,7 +27,8 @@ Mesos semantics kept here:
 
 pymesos' own `killTask` and `reconcileTasks` drop the agent id (pymesos/scheduler.py in 0.3.15);
 `_Driver` sends KILL and RECONCILE with it, the way Mesos' v1 API defines those calls
-(include/mesos/v1/scheduler/scheduler.proto, `Call.Kill` and `Call.Reconcile`).
+(include/mesos/v1/scheduler/scheduler.proto, `Call.Kill` and `Call.Reconcile`), and KILL with
+the kill's grace as `kill_policy` (a worker a scale-down removed gets time to flush).
 """
 
 from __future__ import annotations
@@ -169,6 +170,14 @@ thread where a new leader found in ZooKeeper cannot wake it: most of a Mesos fai
 there (6.3 s of it; a Mesos agent starts at 1 s, src/slave/constants.hpp)."""
 
 
+def kill_policy(grace_secs: float | None) -> Json | None:
+    """Mesos' KillPolicy (mesos/v1/mesos.proto) with its DurationInfo grace_period; None
+    without a grace (the agent's default applies)."""
+    if grace_secs is None:
+        return None
+    return {"grace_period": {"nanoseconds": round(max(grace_secs, 0.0) * 1e9)}}
+
+
 class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
     """pymesos' driver, with KILL and RECONCILE that keep the agent id (Mesos v1 fields), and
     a shorter reconnect back-off."""
@@ -176,12 +185,16 @@ class _Driver(pymesos.MesosSchedulerDriver):  # type: ignore[misc]
     def _backoff(self, num_conn_retry: int) -> float:
         return RECONNECT.delay(num_conn_retry, random.Random())
 
-    def killTask(self, task_id: Json, agent_id: Json | None = None) -> None:  # noqa: N802
+    def killTask(  # noqa: N802
+        self, task_id: Json, agent_id: Json | None = None, kill_policy: Json | None = None
+    ) -> None:
         if not self.connected:
             return
         kill: Json = {"task_id": task_id}
         if agent_id:
             kill["agent_id"] = agent_id
+        if kill_policy:
+            kill["kill_policy"] = kill_policy
         self._send({"type": "KILL", "framework_id": {"value": self.framework_id}, "kill": kill})
 
     def reconcileTasks(self, tasks: Sequence[Json]) -> None:  # noqa: N802
@@ -389,13 +402,16 @@ class PymesosResourceManager:
                 {"refuse_seconds": float(refuse_seconds)},
             )
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
+        """KILL; a grace becomes the call's `kill_policy` (Mesos' Call.Kill.kill_policy: the
+        agent sends SIGKILL that long after SIGTERM, instead of its own default)."""
         self._queue(
             self._call,
             "kill",
             "killTask",
             {"value": task_id},
             {"value": agent_id} if agent_id else None,
+            kill_policy(grace_secs),
         )
 
     def revive(self) -> None:

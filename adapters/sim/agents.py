@@ -146,7 +146,7 @@ class SimResourceManager:
             if agent_id is not None:
                 self.agents[agent_id].refused_until = self.clock() + refuse_seconds
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         for agent in self.agents.values():
             task = agent.tasks.get(task_id)
             if task is None or not agent.up:

@@ -238,7 +238,7 @@ class FleetResourceManager(SimResourceManager):
         with self.meter.in_sim():
             super().decline(offer_ids, refuse_seconds)
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         """As Mesos, to the agent named; only a kill naming no agent (or the wrong one) looks
         at every agent."""
         with self.meter.in_sim():
@@ -485,7 +485,7 @@ class IdleResourceManager:
     def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         pass
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         pass
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:

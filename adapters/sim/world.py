@@ -198,7 +198,7 @@ class DeposedResourceManager:
         ids = [t.task.request.worker_id for t in tasks]
         self.world.violation("fencing", f"the deposed leader (epoch {self.epoch}) launched {ids}")
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         self.world.violation("fencing", f"the deposed leader (epoch {self.epoch}) killed {task_id}")
 
     def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:

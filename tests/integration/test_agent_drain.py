@@ -63,7 +63,7 @@ class Agents:
             if mine:
                 agent.decline(mine, refuse_seconds)
 
-    def kill(self, task_id: str, agent_id: str) -> None:
+    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
         self.agents[agent_id].kill(task_id, agent_id)
 
     def revive(self) -> None:
