@@ -231,4 +231,5 @@ def exited(master: MesosliteMaster, agent: AgentRecord, call: dict[str, Any]) ->
         failure["status"] = status
     fw = master.frameworks.get(fid)
     if fw is not None:
+        fw.remove_executor(agent.id, eid)
         fw.send({"type": "FAILURE", "failure": failure})

@@ -396,6 +396,8 @@ class MesosliteMaster:
             fw.completed_tasks.append(task)
         fw.tasks.clear()
         fw.updates.clear()
+        agents_to_tell |= set(fw.executors)  # idle executors too (Master::removeFramework)
+        fw.executors.clear()
         for aid in sorted(agents_to_tell):
             agent = self.agents.get(aid)
             if agent is not None and agent.stream is not None:
@@ -639,6 +641,8 @@ class MesosliteMaster:
         fw.tasks[task.id] = task
         agent.tasks[(fw.id, task.id)] = task
         agent.used = agent.used + r
+        if isinstance(tinfo.get("executor"), dict):
+            fw.add_executor(agent.id, tinfo["executor"])
         self.subscribers.task_added(task, fw)
         if send and agent.stream is not None:
             agent.stream.send(
@@ -1065,6 +1069,8 @@ class MesosliteMaster:
                 self.subscribers.task_added(task, fw)
             task.agent_id = agent.id
             agent.tasks[(fid, tid)] = task
+            if state not in TERMINAL and isinstance(entry["task"].get("executor"), dict):
+                fw.add_executor(agent.id, entry["task"]["executor"])
             if task.state != state:
                 task.state = state
                 task.statuses.append({"state": state, "timestamp": time.time()})
@@ -1195,6 +1201,7 @@ class MesosliteMaster:
             self.removed_agents[agent.id] = lost
         self.subscribers.agent_removed(agent.id)
         for fw in self.frameworks.values():
+            fw.executors.pop(agent.id, None)
             fw.send({"type": "FAILURE", "failure": {"agent_id": {"value": agent.id}}})
 
     def agent_call(self, call: dict[str, Any], session: str | None) -> None:

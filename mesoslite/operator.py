@@ -144,7 +144,7 @@ def call_response(master: MesosliteMaster, call: dict[str, Any]) -> dict[str, An
     if kind == "GET_FRAMEWORKS":
         return _response(kind, v1.get_frameworks(master))
     if kind == "GET_EXECUTORS":
-        return _response(kind, v1.get_executors())
+        return _response(kind, v1.get_executors(master))
     if kind == "GET_TASKS":
         return _response(kind, v1.get_tasks(master))
     if kind == "GET_ROLES":

@@ -3,8 +3,13 @@
 Nothing here is persisted: a restarted master rebuilds agents and their tasks from the agents'
 re-registrations, and frameworks from their re-subscriptions (see mesoslite.master). The
 classes are named *Record so as not to be taken for core's Offer or mesoslite.agent's MesosliteAgent.
-The JSON follows Mesos' `/state` endpoint: `slaves`, `frameworks` with `tasks`, resources as
+The JSON follows Mesos' `/state` endpoint: `slaves`, `frameworks` with `tasks` and
+`executors`, resources as
 `{"cpus": 4.0, "mem": 8192.0, "disk": 0.0, "gpus": 0.0, "ports": "[31000-32000]"}`.
+
+A framework's custom executors are kept as Mesos' master keeps them (`Framework::executors` in
+src/master/master.hpp): per agent, from the accepted launch that starts one until the agent
+reports it exited or the agent or the framework is removed. Command tasks have none.
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ class FrameworkRecord:
     offers: dict[str, OfferRecord] = field(default_factory=dict)
     inverse_offers: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> InverseOffer
     updates: dict[str, deque[Update]] = field(default_factory=dict)  # per task, FIFO
+    # agent id -> executor id -> ExecutorInfo (with `framework_id`), while it runs there
+    executors: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def connected(self) -> bool:
@@ -135,6 +142,23 @@ class FrameworkRecord:
 
     def pending_updates(self) -> int:
         return sum(len(q) for q in self.updates.values())
+
+    def add_executor(self, agent_id: str, info: dict[str, Any]) -> None:
+        """An executor a launch starts (kept once: later tasks run in the same one)."""
+        eid = str(info["executor_id"]["value"])
+        running = self.executors.setdefault(agent_id, {})
+        if eid not in running:
+            running[eid] = {**info, "framework_id": {"value": self.id}}
+
+    def remove_executor(self, agent_id: str, executor_id: str) -> None:
+        running = self.executors.get(agent_id, {})
+        running.pop(executor_id, None)
+        if not running:
+            self.executors.pop(agent_id, None)
+
+    def executors_on(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every (agent id, ExecutorInfo) it runs."""
+        return [(aid, info) for aid, running in self.executors.items() for info in running.values()]
 
 
 @dataclass(eq=False)
@@ -195,7 +219,7 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "id": task.id,
         "name": info.get("name", ""),
         "framework_id": task.framework_id,
-        "executor_id": "",
+        "executor_id": executor_id(info),
         "slave_id": task.agent_id,
         "state": task.state,
         "resources": resources_json(task.resources),
@@ -204,6 +228,52 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     for key in ("labels", "discovery"):
         if key in info:
             out[key] = info[key]
+    return out
+
+
+def executor_id(tinfo: dict[str, Any]) -> str:
+    """The id of the task's custom executor; "" for a command task (Mesos' Task.executor_id)."""
+    executor = tinfo.get("executor")
+    if not isinstance(executor, dict):
+        return ""
+    return str((executor.get("executor_id") or {}).get("value", ""))
+
+
+def command_json(command: dict[str, Any]) -> dict[str, Any]:
+    """A CommandInfo as Mesos' master renders it (json(CommandInfo) in src/common/http.cpp)."""
+    out: dict[str, Any] = {}
+    for key in ("shell", "value"):
+        if key in command:
+            out[key] = command[key]
+    out["argv"] = list(command.get("arguments") or [])
+    if "environment" in command:
+        out["environment"] = command["environment"]
+    out["uris"] = [
+        {"value": u.get("value", ""), "executable": bool(u.get("executable", False))}
+        for u in command.get("uris") or []
+        if isinstance(u, dict)
+    ]
+    return out
+
+
+def executor_json(agent_id: str, info: dict[str, Any]) -> dict[str, Any]:
+    """An ExecutorInfo in a framework's `executors` of `/master/state` (json(ExecutorInfo) in
+    Mesos' src/common/http.cpp, plus `slave_id` as src/master/readonly_handler.cpp adds it)."""
+    resources = info.get("resources") or []
+    out: dict[str, Any] = {
+        "executor_id": str(info["executor_id"]["value"]),
+        "name": info.get("name", ""),
+        "framework_id": str(info["framework_id"]["value"]),
+        "command": command_json(info.get("command") or {}),
+        "resources": resources_json(Resources.from_mesos(resources)),
+    }
+    if resources:  # one role per executor (MESOS-6636)
+        out["role"] = (resources[0].get("allocation_info") or {}).get("role", "")
+    if "labels" in info:
+        out["labels"] = (info["labels"] or {}).get("labels", [])
+    if "type" in info:
+        out["type"] = info["type"]
+    out["slave_id"] = agent_id
     return out
 
 
@@ -244,7 +314,7 @@ def framework_json(fw: FrameworkRecord, now_wall: float) -> dict[str, Any]:
         ],
         "registered_time": fw.registered_time,
         "webui_url": info.get("webui_url", ""),
-        "executors": [],  # command tasks only, whose executors Mesos does not list either
+        "executors": [executor_json(aid, e) for aid, e in fw.executors_on()],
         "used_resources": resources_json(used),
         "offered_resources": resources_json(offered),
         "tasks": [task_json(t) for t in fw.tasks.values()],

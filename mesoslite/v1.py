@@ -3,8 +3,10 @@ Response.GetTasks/GetAgents/GetFrameworks/GetExecutors/GetState, and mesos.proto
 AgentInfo, TimeInfo): ids as `{"value": ...}`, resources as lists of Resource, times as
 `{"nanoseconds": n}`. Pure rendering: nothing here changes the master.
 
-mesoslite runs every task with the command executor, which Mesos' master does not track as an
-executor: `executors` lists are empty, as Mesos' are for command tasks.
+GET_EXECUTORS lists the custom executors each framework runs (mesoslite.state keeps them as
+Mesos' master does); a command task's executor is not listed, as in Mesos. There are no
+`orphan_executors` (deprecated in master.proto; Mesos' master no longer fills it, and an empty
+repeated field is left out of its JSON).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mesoslite import multirole
 from mesoslite.protocol import MESOS_VERSION
 from mesoslite.resources import Resources, attributes_to_mesos
-from mesoslite.state import AgentRecord, FrameworkRecord, TaskRecord
+from mesoslite.state import AgentRecord, FrameworkRecord, TaskRecord, executor_id
 from mesoslite.wire import offer_message
 
 if TYPE_CHECKING:
@@ -62,6 +64,9 @@ def task(t: TaskRecord, fw: FrameworkRecord | None = None) -> dict[str, Any]:
             for s in t.statuses
         ],
     }
+    eid = executor_id(info)
+    if eid:
+        out["executor_id"] = {"value": eid}
     queue = fw.updates.get(t.id) if fw is not None else None
     out["status_update_state"] = queue[0].status["state"] if queue else t.state
     for key in ("labels", "discovery", "container", "health_check", "kill_policy"):
@@ -161,14 +166,21 @@ def get_frameworks(master: MesosliteMaster) -> dict[str, Any]:
     }
 
 
-def get_executors() -> dict[str, Any]:
-    return {"executors": []}
+def get_executors(master: MesosliteMaster) -> dict[str, Any]:
+    """Response.GetExecutors: every framework's executors with their agent (Mesos'
+    Master::Http::_getExecutors in src/master/http.cpp)."""
+    executors = [
+        {"executor_info": info, "agent_id": {"value": aid}}
+        for fw in master.frameworks.values()
+        for aid, info in fw.executors_on()
+    ]
+    return {"executors": executors}
 
 
 def get_state(master: MesosliteMaster) -> dict[str, Any]:
     return {
         "get_tasks": get_tasks(master),
-        "get_executors": get_executors(),
+        "get_executors": get_executors(master),
         "get_frameworks": get_frameworks(master),
         "get_agents": get_agents(master),
     }
