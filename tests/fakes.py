@@ -30,7 +30,9 @@ class RecordingResourceManager:
         self.calls.append(("decline", (list(offer_ids), refuse_seconds)))
 
     def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
-        self.calls.append(("kill", (task_id, agent_id)))
+        self.calls.append(
+            ("kill", (task_id, agent_id) if grace_secs is None else (task_id, agent_id, grace_secs))
+        )
 
     def revive(self) -> None:
         self.calls.append(("revive", None))

@@ -12,6 +12,8 @@ from core.control import ControlConfig, ControlPlane
 from core.effects import KillTask
 from core.events import Event
 from core.model import JobRequest
+from tests.eventually import eventually
+from tests.fakes import RecordingResourceManager, memory_master
 from tests.unit.test_control import T0, cluster, info
 
 GRACE = 7.5
@@ -67,6 +69,26 @@ def test_a_removed_worker_not_started_yet_is_killed_without_a_grace() -> None:
     cp.scale_stage(jid, 1, 2, "alice", "more", T0 + 1)
     out = cp.scale_stage(jid, 1, 1, "alice", "less", T0 + 2)
     assert graces(out.effects) == {"demo-1-worker-1-2": None}
+
+
+async def test_the_master_hands_the_grace_to_the_resource_manager() -> None:
+    clock = [T0]
+    master = memory_master(lambda: clock[0])
+    master.run(lambda p, now: p.create_cluster(cluster(scheduling=info(2)), now))
+    jid = master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now)).job_id
+    for w in master.plane.job(jid).current_workers():
+        master.run(lambda p, now, w=w: p.worker_launched(w.worker_id, "agent-1", "h", (1,), now))
+        master.run(lambda p, now, w=w: p.heartbeat(w.worker_id, now))
+    master.run(lambda p, now: p.scale_stage(jid, 1, 1, "alice", "less", now))
+    grace = master.plane.config.scale_down_grace_secs
+    clock[0] += grace + 1
+    rm = master.rm
+    assert isinstance(rm, RecordingResourceManager)
+    master.tick()
+    await eventually(lambda: any(call == "kill" for call, _ in rm.calls), "a kill", 5)
+    assert [args for call, args in rm.calls if call == "kill"] == [
+        ("demo-1-worker-1-2", "agent-1", grace)
+    ]
 
 
 def test_kill_policy_is_mesos_duration_in_nanoseconds() -> None:
