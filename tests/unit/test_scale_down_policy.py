@@ -5,10 +5,11 @@ SIGKILL: the worker flushes what it holds instead of being cut off at the agent'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from adapters.mesos.resource_manager import _Driver, kill_policy
-from core.control import ControlConfig, ControlPlane
+from core.control import ControlConfig, ControlPlane, Outcome
 from core.effects import KillTask
 from core.events import Event
 from core.model import JobRequest
@@ -71,14 +72,22 @@ def test_a_removed_worker_not_started_yet_is_killed_without_a_grace() -> None:
     assert graces(out.effects) == {"demo-1-worker-1-2": None}
 
 
+def launch(wid: str) -> Callable[[ControlPlane, float], Outcome]:
+    return lambda p, now: p.worker_launched(wid, "agent-1", "host-1", (31000,), now)
+
+
+def heartbeat(wid: str) -> Callable[[ControlPlane, float], Outcome]:
+    return lambda p, now: p.heartbeat(wid, now)
+
+
 async def test_the_master_hands_the_grace_to_the_resource_manager() -> None:
     clock = [T0]
     master = memory_master(lambda: clock[0])
     master.run(lambda p, now: p.create_cluster(cluster(scheduling=info(2)), now))
     jid = master.run(lambda p, now: p.submit_job("demo", JobRequest(), "alice", now)).job_id
     for w in master.plane.job(jid).current_workers():
-        master.run(lambda p, now, w=w: p.worker_launched(w.worker_id, "agent-1", "h", (1,), now))
-        master.run(lambda p, now, w=w: p.heartbeat(w.worker_id, now))
+        master.run(launch(w.worker_id))
+        master.run(heartbeat(w.worker_id))
     master.run(lambda p, now: p.scale_stage(jid, 1, 1, "alice", "less", now))
     grace = master.plane.config.scale_down_grace_secs
     clock[0] += grace + 1
