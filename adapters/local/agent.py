@@ -107,7 +107,7 @@ class LocalAgent:
         self._refused_until = time.monotonic() + min(refuse_seconds, self.max_refuse)
 
     def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
-        """SIGTERM only (`grace_secs` unused): a local task is SIGKILLed when the agent closes."""
+        """SIGTERM only (`grace_secs` unused): the agent SIGKILLs its tasks when it closes."""
         task = self.tasks.get(task_id)
         if task is None:
             self._report(
