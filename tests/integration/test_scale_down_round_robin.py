@@ -4,7 +4,9 @@ stage scaled 3 -> 1 while a steady stream of numbered events flows through it
 
 Stage 1 stops choosing the removed workers (indexes 1 and 2) for new events as soon as the
 scheduling info drops their indexes; they serve what they already received and end Completed
-by themselves. Every event id reaches a sink exactly once, and stage 1 drops nothing.
+by themselves. Every event id reaches a sink exactly once, and stage 1 drops nothing. The
+transport alone (in-process, over TCP): a slot no longer declared gets no new event, and still
+gets what was buffered for it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from core.model import (
     SchedulingInfo,
     StageSchedulingInfo,
 )
+from runtime.stage_output import StageOutputServer
+from tests.eventually import eventually
+from tests.integration.test_runtime_transport import connected, reader, stop
 from tests.integration.workers import HOST, JOBS, local_master, read_sse
 
 pytestmark = pytest.mark.timeout(120)
@@ -92,3 +97,24 @@ async def test_round_robin_scale_down_3_to_1_delivers_every_event_once(tmp_path:
     hi = max(e["id"] for e in got[0])
     assert sorted(set(range(lo, hi + 1)) - set(ids)) == [], "events lost across the rescale"
     assert dropped(metrics) == 0, metrics
+
+
+async def test_round_robin_skips_an_undeclared_slot_and_still_flushes_what_it_holds() -> None:
+    slots = [f"stage_2_index_{i}" for i in range(3)]
+    out = StageOutputServer(batch_size=512, flush_interval=60.0)  # held until flushed
+    await out.start()
+    out.set_downstream_slots(slots)
+    inputs = await connected(out, *slots)
+    got: list[list[Any]] = [[] for _ in slots]
+    tasks = [reader(inp, into) for inp, into in zip(inputs, got, strict=True)]
+    assert out.offer_many([{"i": i} for i in range(30)]) == 30  # 10 held for each slot
+
+    out.set_downstream_slots(slots[:2])  # index 2 scaled down
+    assert out.offer_many([{"i": i} for i in range(30, 130)]) == 100
+    assert all(out.offer({"i": i}) for i in range(130, 140))
+    out.flush()
+    await eventually(lambda: sum(map(len, got)) == 140, "every event")
+    assert [len(g) for g in got] == [65, 65, 10]
+    assert sorted(e["i"] for e in got[2]) == list(range(20, 30)), "only what it held"
+    assert out.stats().dropped_count == 0
+    await stop(*tasks, *inputs, out)
