@@ -44,7 +44,8 @@ Master <-> agent protocol (HTTP/1.1 on loopback, JSON, RecordIO framing as the s
 
 - The agent opens `POST <master>/mesoslite/api/v1/agent` with
   `{"type": "REGISTER", "register": {"agent_info": {"id"?, "hostname", "port", "resources",
-  "attributes"}, "tasks": [{"framework_info", "task", "state", "updates": [TaskStatus]}]}}`
+  "attributes"}, "tasks": [{"framework_info", "task", "state", "updates": [TaskStatus]}],
+  "executors": [{"framework_info", "executor_info"}]}}`
   and keeps the response open: a chunked RecordIO stream of commands, with the header
   `Mesoslite-Agent-Session`. `id` and `tasks` are sent when re-registering (after the stream
   broke, or the master restarted): every task the agent still knows, its latest state, and
@@ -627,7 +628,12 @@ class MesosliteAgent:
             }
             for run in self.tasks.values()
         ]
-        return {"type": "REGISTER", "register": {"agent_info": info, "tasks": tasks}}
+        executors = [
+            {"framework_info": run.framework_info, "executor_info": run.info}
+            for run in self.executors.runs.values()
+        ]
+        register = {"agent_info": info, "tasks": tasks, "executors": executors}
+        return {"type": "REGISTER", "register": register}
 
     async def _register_and_follow(self) -> None:
         assert self._http is not None

@@ -87,10 +87,12 @@ from mesoslite.state import (
     AgentRecord,
     FrameworkRecord,
     OfferRecord,
+    ReportedExecutors,
     TaskRecord,
     Update,
     agent_json,
     framework_json,
+    reported_executors,
 )
 from mesoslite.streams import EventStream
 from mesoslite.subscribers import OperatorSubscribers
@@ -930,6 +932,7 @@ class MesosliteMaster:
     def register_agent(self, call: dict[str, Any]) -> tuple[AgentRecord, EventStream]:
         """REGISTER (first time, or again with its id after a disconnection or a master restart)."""
         reg = parse_registration(call)
+        running = reported_executors(call)  # None from an agent that does not report them
         if reg.agent_id in self.gone_agents:
             raise InvalidCall(f"Agent {reg.agent_id} has been marked gone by the operator", 403)
         if self.maintenance.is_down(reg.hostname):
@@ -984,6 +987,8 @@ class MesosliteMaster:
         )
 
         self._reconcile_agent_tasks(agent, reg.tasks, lost_keys)
+        if running is not None:
+            self._reconcile_agent_executors(agent, running)
         agent.recompute_used()
         if not agent.deactivated:
             self.offer_agent(agent)
@@ -1099,6 +1104,25 @@ class MesosliteMaster:
                         "shutdown_framework": {"framework_id": {"value": fid}},
                     }
                 )
+
+    def _reconcile_agent_executors(
+        self, agent: AgentRecord, running: dict[str, ReportedExecutors]
+    ) -> None:
+        """What the agent runs replaces what the master knew there; a removed framework's
+        executors are shut down (Master::reconcileKnownSlave)."""
+        for fid, reported in running.items():
+            if fid in self.removed_framework_ids and fid not in self.frameworks:
+                if agent.stream is not None:
+                    agent.stream.send(
+                        {
+                            "type": "SHUTDOWN_FRAMEWORK",
+                            "shutdown_framework": {"framework_id": {"value": fid}},
+                        }
+                    )
+            elif fid not in self.frameworks:
+                self._recover_framework(fid, reported.framework_info)
+        for fw in self.frameworks.values():
+            fw.set_executors(agent.id, running[fw.id].infos if fw.id in running else [])
 
     def _recover_framework(self, fid: str, info: dict[str, Any]) -> FrameworkRecord:
         """A framework known only from an agent's report (the master restarted)."""

@@ -24,8 +24,10 @@ from mesoslite.protocol import (
     PARTITION_AWARE,
     STAGING,
     TERMINAL,
+    InvalidCall,
     framework_role,
     has_capability,
+    id_of,
 )
 from mesoslite.resources import Attributes, Resources
 from mesoslite.streams import EventStream
@@ -156,6 +158,13 @@ class FrameworkRecord:
         if not running:
             self.executors.pop(agent_id, None)
 
+    def set_executors(self, agent_id: str, infos: list[dict[str, Any]]) -> None:
+        """What a re-registering agent says it runs for this framework replaces what the master
+        knew there (Master::reconcileKnownSlave in src/master/master.cpp)."""
+        self.executors.pop(agent_id, None)
+        for info in infos:
+            self.add_executor(agent_id, info)
+
     def executors_on(self) -> list[tuple[str, dict[str, Any]]]:
         """Every (agent id, ExecutorInfo) it runs."""
         return [(aid, info) for aid, running in self.executors.items() for info in running.values()]
@@ -201,6 +210,36 @@ class AgentRecord:
     def free(self) -> Resources:
         """What is neither used by tasks nor offered."""
         return self.total - self.used - self.offered
+
+
+@dataclass(eq=False)
+class ReportedExecutors:
+    """The executors a registering agent runs for one framework, and that framework's info
+    (Mesos' ReregisterSlaveMessage carries `executor_infos` and `frameworks` likewise)."""
+
+    framework_info: dict[str, Any]
+    infos: list[dict[str, Any]] = field(default_factory=list)
+
+
+def reported_executors(call: dict[str, Any]) -> dict[str, ReportedExecutors] | None:
+    """An agent REGISTER's `executors` ([{framework_info, executor_info}]) by framework id;
+    None if it sends none."""
+    listed = (call.get("register") or {}).get("executors")
+    if listed is None:
+        return None
+    if not isinstance(listed, list):
+        raise InvalidCall("'register.executors' must be a list")
+    out: dict[str, ReportedExecutors] = {}
+    for i, entry in enumerate(listed):
+        where = f"register.executors[{i}]"
+        finfo = entry.get("framework_info") if isinstance(entry, dict) else None
+        info = entry.get("executor_info") if isinstance(entry, dict) else None
+        if not isinstance(finfo, dict) or not isinstance(info, dict):
+            raise InvalidCall(f"'{where}' must carry 'framework_info' and 'executor_info' objects")
+        fid = id_of(finfo, "id", f"{where}.framework_info")
+        id_of(info, "executor_id", f"{where}.executor_info")
+        out.setdefault(fid, ReportedExecutors(finfo)).infos.append(info)
+    return out
 
 
 def resources_json(r: Resources) -> dict[str, Any]:

@@ -172,3 +172,31 @@ def test_an_operator_teardown_shuts_down_an_idle_executor(
         assert executors_of(operator, fid) == []
         completed = cluster.state()["completed_frameworks"]
         assert next(f for f in completed if f["id"] == fid)["executors"] == []
+
+
+def state_executors(cluster: LocalCluster, fid: str) -> list[dict[str, Any]]:
+    state = cluster.state()
+    return [e for f in state["frameworks"] if f["id"] == fid for e in f["executors"]]
+
+
+@pytest.mark.timeout(90)
+def test_a_restarted_master_learns_an_idle_executor_from_its_agent(
+    cluster: LocalCluster, executor_info: dict[str, Any]
+) -> None:
+    scheduler = ExecutorScheduler(executor_info)
+    scheduler.submit({"idle": "finish"})
+    with PymesosFramework(cluster.address, scheduler) as sched:
+        sched.wait(lambda: sched.last("idle") == "TASK_FINISHED", 30, "idle finished")
+        fid = sched.framework_id or ""
+        cluster.wait_until(
+            lambda: not any(f["tasks"] for f in cluster.state()["frameworks"] if f["id"] == fid),
+            10,
+            "idle acknowledged (the executor has no task left)",
+        )
+        [before] = state_executors(cluster, fid)
+
+        cluster.restart_master()
+        cluster.wait_until(
+            lambda: len(state_executors(cluster, fid)) == 1, 20, "the agent's executor reported"
+        )
+        assert state_executors(cluster, fid) == [before]

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from mesoslite.client import SchedulerClient, command_task
+from mesoslite.http import AGENT_PATH
+from mesoslite.recordio import Decoder
+from mesoslite.resources import Resources
 from mesoslite.state import executor_json
+from mesoslite.streams import EventStream
 from tests.unit.mesoslite_fakes import FRAMEWORK, FakeAgent, offer
-from tests.unit.test_mesoslite_operator import cluster, get, ok
+from tests.unit.test_mesoslite_operator import JSON, cluster, get, ok
 
 EXECUTOR: dict[str, Any] = {
     "executor_id": {"value": "echo"},
@@ -243,3 +249,83 @@ async def test_command_tasks_list_no_executor() -> None:
         assert "executor_id" not in task
         await client.close()
         await agent.close()
+
+
+def register_call(agent_id: str, executors: Any) -> dict[str, Any]:
+    """An agent's REGISTER with the executors it runs (mesoslite.agent's protocol)."""
+    info = {
+        "id": {"value": agent_id},
+        "hostname": "127.0.0.1",
+        "port": 5051,
+        "resources": Resources.parse("cpus:4;mem:4096").to_mesos(),
+    }
+    register = {"agent_info": info, "tasks": [], "executors": executors}
+    return {"type": "REGISTER", "register": register}
+
+
+async def drained(stream: EventStream) -> list[bytes]:
+    """What the master queued on a closed agent stream, as the HTTP handler would write it."""
+    written: list[bytes] = []
+
+    class Sink:
+        async def write(self, data: bytes) -> None:
+            written.append(data)
+
+    await stream.pump(Sink())  # type: ignore[arg-type]
+    return written
+
+
+@pytest.mark.timeout(20)
+async def test_a_registering_agent_says_which_executors_it_runs() -> None:
+    async with cluster() as (master, url):
+        client = SchedulerClient(url)
+        await client.subscribe(FRAMEWORK)
+        fid = client.framework_id or ""
+        mine = {"framework_info": {**FRAMEWORK, "id": {"value": fid}}, "executor_info": EXECUTOR}
+        other = {
+            "framework_info": {**FRAMEWORK, "id": {"value": "fw-2"}},
+            "executor_info": EXECUTOR,
+        }
+        master.register_agent(register_call("a-1", [mine, other]))
+        listed = {
+            (e["executor_info"]["framework_id"]["value"], e["agent_id"]["value"])
+            for e in await executors(url)
+        }
+        assert listed == {(fid, "a-1"), ("fw-2", "a-1")}  # an idle one; a framework recovered
+        assert master.frameworks["fw-2"].recovered
+
+        master.register_agent(register_call("a-1", [mine]))  # fw-2's executor exited meanwhile
+        assert [e["executor_info"]["framework_id"]["value"] for e in await executors(url)] == [fid]
+
+        await ok(url, {"type": "TEARDOWN", "teardown": {"framework_id": {"value": "fw-2"}}})
+        agent, stream = master.register_agent(register_call("a-1", [mine, other]))
+        stream.close()
+        events = [orjson.loads(r) for r in Decoder().feed(b"".join(await drained(stream)))]
+        assert {
+            "type": "SHUTDOWN_FRAMEWORK",
+            "shutdown_framework": {"framework_id": {"value": "fw-2"}},
+        } in events
+        assert [e["executor_info"]["framework_id"]["value"] for e in await executors(url)] == [fid]
+        assert "fw-2" not in master.frameworks  # a removed framework is not recovered
+
+        bad_entries: list[tuple[Any, str]] = [
+            ("x", "'register.executors' must be a list"),
+            (["x"], "'register.executors[0]' must carry 'framework_info' and 'executor_info'"),
+            (
+                [{"framework_info": {}, "executor_info": EXECUTOR}],
+                "Expecting 'register.executors[0].framework_info.id' to be present",
+            ),
+            (
+                [{**mine, "executor_info": {"name": "no id"}}],
+                "Expecting 'register.executors[0].executor_info.executor_id' to be present",
+            ),
+        ]
+        async with aiohttp.ClientSession() as http:
+            for bad, message in bad_entries:
+                body = orjson.dumps(register_call("a-9", bad))
+                async with http.post(url + AGENT_PATH, data=body, headers=JSON) as resp:
+                    assert resp.status == 400
+                    assert message in await resp.text()
+        assert set(master.agents) == {agent.id}  # nothing registered
+        assert len(await executors(url)) == 1
+        await client.close()
