@@ -202,7 +202,7 @@ def shutdown(master: MesosliteMaster, fw: FrameworkRecord, call: dict[str, Any])
     eid = id_of(shutdown_call, "executor_id", "shutdown")
     aid = id_of(shutdown_call, "agent_id", "shutdown")
     agent = master.agents.get(aid)
-    if agent is None or running_info(agent, fw.id, eid) is None:
+    if agent is None or eid not in fw.executors.get(aid, {}):  # idle ones too, as in Mesos
         return False
     if agent.stream is not None:
         agent.stream.send(

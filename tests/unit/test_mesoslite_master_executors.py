@@ -329,3 +329,28 @@ async def test_a_registering_agent_says_which_executors_it_runs() -> None:
         assert set(master.agents) == {agent.id}  # nothing registered
         assert len(await executors(url)) == 1
         await client.close()
+
+
+@pytest.mark.timeout(20)
+async def test_a_scheduler_shutdown_reaches_an_idle_executor() -> None:
+    async with cluster() as (_master, url):
+        agent = FakeAgent(url)
+        await agent.register()
+        client = SchedulerClient(url)
+        await client.subscribe(FRAMEWORK)
+        fid = client.framework_id or ""
+        await launch(client, agent, "t1")
+        await agent.update(fid, "t1", "TASK_FINISHED")
+        update = await client.next_event("UPDATE")
+        await client.acknowledge(update["update"]["status"])
+        await agent.next_event("ACKNOWLEDGE")
+
+        shutdown = {"executor_id": {"value": "echo"}, "agent_id": {"value": agent.id}}
+        await client.must({"type": "SHUTDOWN", "shutdown": shutdown})
+        event = await agent.next_event("SHUTDOWN_EXECUTOR")
+        assert event["shutdown_executor"] == {
+            "framework_id": {"value": fid},
+            "executor_id": {"value": "echo"},
+        }
+        await client.close()
+        await agent.close()
