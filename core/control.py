@@ -927,33 +927,16 @@ class ControlPlane:
     def _inherited_request(self, cluster: JobCluster) -> JobRequest:
         jobs = [self.jobs[j] for j in reversed(cluster.job_ids)]
         source = next((j for j in jobs if not j.terminal), None)
-        if source is None and jobs:
-            d = jobs[0].definition
-            # The last job ended: keep its settings but take the cluster's newest artifact.
-            return JobRequest(
-                scheduling_info=d.scheduling_info,
-                parameters=d.parameters,
-                labels=d.labels,
-                job_sla=d.job_sla,
-                subscription_timeout_secs=d.subscription_timeout_secs,
-                deployment_strategy=d.deployment_strategy,
-            )
-        if source is None:
+        if source is None and not jobs:
             return JobRequest()
-        d = source.definition
-        if d.version not in {c.version for c in cluster.definition.configs}:
-            return JobRequest(
-                scheduling_info=d.scheduling_info,
-                parameters=d.parameters,
-                labels=d.labels,
-                job_sla=d.job_sla,
-                subscription_timeout_secs=d.subscription_timeout_secs,
-                deployment_strategy=d.deployment_strategy,
-            )
+        d = (source or jobs[0]).definition
+        # The last job ended, or its artifact version left the cluster: keep its settings but
+        # take the cluster's newest artifact.
+        keep = source is not None and d.version in {c.version for c in cluster.definition.configs}
         return JobRequest(
-            d.artifact_name,
-            d.version,
-            d.job_jar_url,
+            d.artifact_name if keep else None,
+            d.version if keep else None,
+            d.job_jar_url if keep else None,
             d.scheduling_info,
             d.parameters,
             d.labels,
