@@ -20,31 +20,15 @@ import pytest
 
 from core.model import (
     CompletedReason,
-    JobClusterConfig,
-    JobClusterDefinition,
-    MachineDefinition,
-    SchedulingInfo,
-    StageSchedulingInfo,
 )
 from core.worker import WorkerState
 from runtime.routing import HashRing
-from tests.integration.workers import HOST, JOBS, local_master, read_sse
+from tests.integration.workers import HOST, JOBS, local_master, read_sse, scalable_cluster
 
 pytestmark = pytest.mark.timeout(120)
 
 KEYS = {f"k{n}" for n in range(12)}
 ARTIFACT = JOBS / "keyed_ids.py"
-
-
-def keyed_cluster() -> JobClusterDefinition:
-    info = SchedulingInfo(
-        (
-            StageSchedulingInfo(1, MachineDefinition(0.1, 64)),
-            StageSchedulingInfo(3, MachineDefinition(0.1, 64), scalable=True),
-        )
-    )
-    config = JobClusterConfig("job.py", "1", time.time(), info, job_jar_url=str(ARTIFACT))
-    return JobClusterDefinition("keyed", (config,))
 
 
 def full_windows(reports: list[Any]) -> list[set[str]]:
@@ -58,7 +42,7 @@ def full_windows(reports: list[Any]) -> list[set[str]]:
 
 async def test_scale_down_3_to_1_moves_keys_counts_each_event_once(tmp_path: Path) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-        m.master.run(lambda p, now: p.create_cluster(keyed_cluster(), now))
+        m.master.run(lambda p, now: p.create_cluster(scalable_cluster("keyed", ARTIFACT), now))
         jid = m.submit("keyed", ARTIFACT, [1, 3], {"eventsPerSecond": 600})
         await m.until(lambda: len(m.started(jid, stage=2)) == 3, "3 stage-2 workers Started")
         workers = {w.index: w for w in m.started(jid, stage=2)}

@@ -12,7 +12,6 @@ gets what was buffered for it.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.model import (
-    JobClusterConfig,
-    JobClusterDefinition,
-    MachineDefinition,
-    SchedulingInfo,
-    StageSchedulingInfo,
-)
 from runtime.stage_output import StageOutputServer
 from tests.eventually import eventually
 from tests.integration.test_runtime_transport import connected, reader, stop
-from tests.integration.workers import HOST, JOBS, local_master, read_sse
+from tests.integration.workers import HOST, JOBS, local_master, read_sse, scalable_cluster
 
 pytestmark = pytest.mark.timeout(120)
 
 ARTIFACT = JOBS / "scalar_ids.py"
-
-
-def scalar_cluster() -> JobClusterDefinition:
-    info = SchedulingInfo(
-        (
-            StageSchedulingInfo(1, MachineDefinition(0.1, 64)),
-            StageSchedulingInfo(3, MachineDefinition(0.1, 64), scalable=True),
-        )
-    )
-    config = JobClusterConfig("job.py", "1", time.time(), info, job_jar_url=str(ARTIFACT))
-    return JobClusterDefinition("scalar", (config,))
 
 
 def dropped(metrics: str) -> float:
@@ -59,7 +40,7 @@ def dropped(metrics: str) -> float:
 
 async def test_round_robin_scale_down_3_to_1_delivers_every_event_once(tmp_path: Path) -> None:
     async with local_master(tmp_path) as m, aiohttp.ClientSession() as http:
-        m.master.run(lambda p, now: p.create_cluster(scalar_cluster(), now))
+        m.master.run(lambda p, now: p.create_cluster(scalable_cluster("scalar", ARTIFACT), now))
         jid = m.submit("scalar", ARTIFACT, [1, 3], {"eventsPerSecond": 10000})
         await m.until(lambda: len(m.started(jid, stage=2)) == 3, "3 stage-2 workers Started")
         workers = {w.index: w for w in m.started(jid, stage=2)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ from adapters.cli.local import ProcessMaster
 from adapters.local.agent import HOST, free_port
 from common.sse import SseParser
 from core.job import JobState
+from core.model import (
+    JobClusterConfig,
+    JobClusterDefinition,
+    MachineDefinition,
+    SchedulingInfo,
+    StageSchedulingInfo,
+)
 from tests.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +85,15 @@ async def read_sse(
             into.extend(orjson.loads(data) for data in parser.feed(chunk))
             if stop is not None and stop.is_set():
                 return
+
+
+def scalable_cluster(name: str, artifact: Path) -> JobClusterDefinition:
+    """A cluster of `artifact`: one stage-1 worker, then a scalable stage of three."""
+    info = SchedulingInfo(
+        (
+            StageSchedulingInfo(1, MachineDefinition(0.1, 64)),
+            StageSchedulingInfo(3, MachineDefinition(0.1, 64), scalable=True),
+        )
+    )
+    config = JobClusterConfig("job.py", "1", time.time(), info, job_jar_url=str(artifact))
+    return JobClusterDefinition(name, (config,))
