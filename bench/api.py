@@ -78,9 +78,9 @@ from aiohttp import web  # noqa: E402
 from adapters.cli.master import MasterProcess, MasterSettings  # noqa: E402
 from adapters.cli.up import AGENT_RESOURCES  # noqa: E402
 from adapters.http.app import serve  # noqa: E402
+from adapters.sim.fleet import IdleResourceManager  # noqa: E402
 from common.logs import configure as configure_logging  # noqa: E402
 from common.sse_client import sse_payloads  # noqa: E402
-from core.ports import ResourceManagerEvents, TaskLaunch, TaskStatus  # noqa: E402
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,39 +155,12 @@ def quiet_child(log_file: Path) -> None:
 # Submit: the master with a resource manager that does nothing, and the floors.
 
 
-class NoResources:
-    """The ResourceManager port, doing nothing: no offers ever come, so submitted jobs wait
-    for resources (their LaunchRequests only ask for a revive)."""
-
-    def start(self, events: ResourceManagerEvents) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
-        pass
-
-    def decline(self, offer_ids: Sequence[str], refuse_seconds: float) -> None:
-        pass
-
-    def kill(self, task_id: str, agent_id: str, grace_secs: float | None = None) -> None:
-        pass
-
-    def revive(self) -> None:
-        pass
-
-    def reconcile(self, tasks: Sequence[tuple[str, str]]) -> None:
-        pass
-
-    def acknowledge(self, status: TaskStatus) -> None:
-        pass
-
-
 def no_resources(
     settings: MasterSettings, loop: asyncio.AbstractEventLoop, ids: Any
-) -> NoResources:
-    return NoResources()
+) -> IdleResourceManager:
+    """The ResourceManager port, doing nothing: no offers ever come, so submitted jobs wait
+    for resources (their LaunchRequests only ask for a revive)."""
+    return IdleResourceManager()
 
 
 async def bare_app(folder: Path) -> tuple[web.AppRunner, int]:
